@@ -1,0 +1,73 @@
+use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::Client;
+use chrono::{SecondsFormat, Utc};
+
+use crate::aws::error_text;
+use crate::dead_letter::{attr, DeadLetter, DeadLetterError, DeadLetters};
+
+/// [`DeadLetters`] on an SQS queue.
+#[derive(Clone, Debug)]
+pub struct SqsDeadLetters {
+    client: Client,
+    queue_url: String,
+}
+
+impl SqsDeadLetters {
+    /// Send dead letters to `queue_url`.
+    pub fn new(client: Client, queue_url: impl Into<String>) -> Self {
+        SqsDeadLetters {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    /// One `SendMessage` per letter: dead letters are rare and each may be near the size limit.
+    async fn send_one(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        let text = |v: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(v)
+                .build()
+                .map_err(|e| DeadLetterError(e.to_string()))
+        };
+        let origin = serde_json::to_string(&letter.origin).unwrap_or_default();
+        let mut request = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            // SQS refuses empty bodies; an empty record is kept as a single space.
+            .message_body(if letter.body.is_empty() {
+                " "
+            } else {
+                &letter.body
+            })
+            .message_attributes(attr::REASON, text(&letter.reason)?)
+            .message_attributes(attr::STAGE, text(&letter.stage)?)
+            .message_attributes(
+                attr::ENCODING,
+                text(if letter.base64 { "base64" } else { "utf8" })?,
+            )
+            .message_attributes(attr::ORIGIN, text(&origin)?)
+            .message_attributes(
+                attr::FAILED_AT,
+                text(&Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true))?,
+            );
+        if let Some(field) = &letter.field {
+            request = request.message_attributes(attr::FIELD, text(field)?);
+        }
+        if letter.truncated {
+            request = request.message_attributes(attr::TRUNCATED, text("true")?);
+        }
+        request
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| DeadLetterError(error_text(&e)))
+    }
+}
+
+impl DeadLetters for SqsDeadLetters {
+    async fn send(&self, letters: &[DeadLetter]) -> Vec<Result<(), DeadLetterError>> {
+        futures::future::join_all(letters.iter().map(|l| self.send_one(l))).await
+    }
+}

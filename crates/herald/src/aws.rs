@@ -1,0 +1,53 @@
+//! AWS SDK configuration shared by every function and tool.
+
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+/// Load the SDK configuration from the environment (`AWS_REGION`, credentials,
+/// `AWS_ENDPOINT_URL` for an emulator) with one TLS stack: rustls on ring. The SDK's default
+/// features would build a second stack and aws-lc; see the README's build notes.
+pub async fn sdk_config() -> SdkConfig {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .load()
+        .await
+}
+
+/// A required environment variable, or an error that names it.
+pub fn env(name: &str) -> Result<String, MissingEnv> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| MissingEnv(name.to_string()))
+}
+
+/// An environment variable the function needs is not set (template.yaml sets them all).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "environment variable {0} is not set (template.yaml sets it for every function that needs it)"
+)]
+pub struct MissingEnv(pub String);
+
+/// The short name of an SDK error (`ProvisionedThroughputExceededException`, `dispatch failure`…)
+/// with its message, for logs and dead letters.
+pub fn error_text<E: std::error::Error + 'static>(err: &E) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}

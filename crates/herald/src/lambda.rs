@@ -1,0 +1,151 @@
+//! Entry points: each function's `main` builds its handler and calls one of these, which read the
+//! rest of the wiring from the environment template.yaml sets and run the Lambda runtime.
+//!
+//! | variable | used by | meaning |
+//! |---|---|---|
+//! | `STREAM_NAME` | producer, inventory, payment | the Kinesis stream events are written to |
+//! | `TOPIC_ARN` | router | the SNS topic events fan out through |
+//! | `DEAD_LETTER_QUEUE_URL` | router, subscribers | where poison goes, with its reason |
+//! | `IDEMPOTENCY_TABLE` | subscribers | idempotency records |
+//! | `MAX_RECEIVE_COUNT` | subscribers | the queue's `maxReceiveCount` (last-receive dead-lettering) |
+//! | `IDEMPOTENCY_TTL_SECONDS` | subscribers | how long COMPLETED records are kept (default 24 h) |
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+use crate::adapters::{KinesisStream, SnsBus, SqsDeadLetters};
+use crate::aws::env;
+use crate::idempotency::{Idempotency, IdempotencyConfig};
+use crate::producer::{api, Producer};
+use crate::router::Router;
+use crate::subscriber::{
+    Claimed, ClaimedHandler, RecordHandler, SqsSubscriber, SubscriberConfig, Transactional,
+    TransactionalHandler,
+};
+
+/// The producer on `STREAM_NAME`.
+pub fn producer_from_env(aws: &SdkConfig) -> Result<Producer<KinesisStream>, Error> {
+    Ok(Producer::new(KinesisStream::new(
+        aws_sdk_kinesis::Client::new(aws),
+        env("STREAM_NAME")?,
+    )))
+}
+
+/// Run the producer function: HTTP (Function URL / API Gateway) and direct invokes.
+pub async fn run_producer(aws: &SdkConfig) -> Result<(), Error> {
+    let producer = producer_from_env(aws)?;
+    let producer = &producer;
+    // Handler futures are boxed: the SDK's nested futures are otherwise too deep for rustc's layout query.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        Box::pin(async move { Ok::<Value, Error>(api::handle(producer, event.payload).await) })
+    }))
+    .await
+}
+
+/// Run the router function: Kinesis in, SNS out, poison to `DEAD_LETTER_QUEUE_URL`.
+pub async fn run_router(aws: &SdkConfig) -> Result<(), Error> {
+    let router = Router::new(
+        SnsBus::new(aws_sdk_sns::Client::new(aws), env("TOPIC_ARN")?),
+        SqsDeadLetters::new(aws_sdk_sqs::Client::new(aws), env("DEAD_LETTER_QUEUE_URL")?),
+    );
+    let router = &router;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| {
+        Box::pin(async move {
+            let (response, summary) = router.route(&event.payload).await;
+            tracing::info!(
+                records = event.payload.records.len(),
+                published = summary.published,
+                dead_lettered = summary.dead_lettered,
+                failed = summary.failed,
+                "batch routed"
+            );
+            Ok::<_, Error>(response)
+        })
+    }))
+    .await
+}
+
+/// Run a subscriber whose effect commits with its idempotency record.
+pub async fn run_transactional<H: TransactionalHandler>(
+    aws: &SdkConfig,
+    handler: H,
+) -> Result<(), Error> {
+    let wiring = Wiring::from_env(aws, handler.name())?;
+    let idempotency = wiring.idempotency.clone();
+    serve_sqs(wiring.subscriber(Transactional::new(handler, idempotency))).await
+}
+
+/// Run a subscriber whose effect runs under a claim.
+pub async fn run_claimed<H: ClaimedHandler>(aws: &SdkConfig, handler: H) -> Result<(), Error> {
+    let wiring = Wiring::from_env(aws, handler.name())?;
+    let idempotency = wiring.idempotency.clone();
+    serve_sqs(wiring.subscriber(Claimed::new(handler, idempotency))).await
+}
+
+async fn serve_sqs<H: RecordHandler>(
+    subscriber: SqsSubscriber<H, SqsDeadLetters, KinesisStream>,
+) -> Result<(), Error> {
+    let subscriber = &subscriber;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        Box::pin(async move {
+            let (response, _) = subscriber
+                .handle(&event.payload, event.context.deadline())
+                .await;
+            Ok::<_, Error>(response)
+        })
+    }))
+    .await
+}
+
+/// What every subscriber shares: idempotency, dead letters, the emitter.
+struct Wiring {
+    idempotency: Idempotency,
+    dead_letters: SqsDeadLetters,
+    emitter: Producer<KinesisStream>,
+    config: SubscriberConfig,
+}
+
+impl Wiring {
+    fn from_env(aws: &SdkConfig, name: &str) -> Result<Self, Error> {
+        let mut config = IdempotencyConfig::new(env("IDEMPOTENCY_TABLE")?, name);
+        if let Ok(ttl) = env("IDEMPOTENCY_TTL_SECONDS") {
+            config.record_ttl = Duration::from_secs(ttl.parse().map_err(|_| {
+                format!("IDEMPOTENCY_TTL_SECONDS is \"{ttl}\"; expected whole seconds")
+            })?);
+        }
+        config.cache_capacity = 1024;
+        let max_receive_count =
+            match env("MAX_RECEIVE_COUNT") {
+                Ok(n) => Some(n.parse().map_err(|_| {
+                    format!("MAX_RECEIVE_COUNT is \"{n}\"; expected a whole number")
+                })?),
+                Err(_) => None,
+            };
+        // Subscribers that emit nothing get no STREAM_NAME (nor the IAM right to write to it).
+        let stream = std::env::var("STREAM_NAME").unwrap_or_default();
+        Ok(Wiring {
+            idempotency: Idempotency::new(aws_sdk_dynamodb::Client::new(aws), config),
+            dead_letters: SqsDeadLetters::new(
+                aws_sdk_sqs::Client::new(aws),
+                env("DEAD_LETTER_QUEUE_URL")?,
+            ),
+            emitter: Producer::new(KinesisStream::new(
+                aws_sdk_kinesis::Client::new(aws),
+                stream,
+            )),
+            config: SubscriberConfig { max_receive_count },
+        })
+    }
+
+    fn subscriber<H: RecordHandler>(
+        self,
+        handler: H,
+    ) -> SqsSubscriber<H, SqsDeadLetters, KinesisStream> {
+        SqsSubscriber::new(handler, self.dead_letters, self.emitter, self.config)
+    }
+}

@@ -1,0 +1,27 @@
+//! herald: services don't call each other; they announce what happened, and others decide how to react.
+//!
+//! The library behind herald's Lambda functions:
+//! - [`envelope`]: the immutable CloudEvents 1.0 envelope and its validation;
+//! - [`producer`]: validated events onto Kinesis (`PutRecords`, chunked, retried, ordered per aggregate);
+//! - [`router`]: Kinesis batches fanned out through SNS `PublishBatch`;
+//! - [`subscriber`]: SQS batches handled once per event, with partial batch responses;
+//! - [`idempotency`]: exactly-once effects on at-least-once delivery, in DynamoDB;
+//! - [`dead_letter`]: poison records parked with their reason;
+//! - [`adapters`]: the AWS implementations of the ports above;
+//! - [`lambda`]: the entry points the functions call.
+
+pub mod adapters;
+pub mod aws;
+pub mod backoff;
+pub mod dead_letter;
+pub mod envelope;
+pub mod idempotency;
+pub mod lambda;
+pub mod limits;
+pub mod orders;
+pub mod producer;
+pub mod router;
+pub mod subscriber;
+pub mod telemetry;
+
+pub use envelope::{Envelope, EventKind, ValidationError};

@@ -1,0 +1,36 @@
+//! The AWS service limits herald designs around, in one place so every check names the same number.
+
+/// Kinesis `PutRecords`: at most this many records per request.
+pub const KINESIS_MAX_RECORDS_PER_PUT: usize = 500;
+/// Kinesis `PutRecords`: at most this many bytes per request (data + partition keys).
+pub const KINESIS_MAX_BYTES_PER_PUT: usize = 5 * 1024 * 1024;
+/// Kinesis: one record's data blob plus its partition key.
+pub const KINESIS_MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Kinesis: a partition key is 1 to 256 Unicode characters.
+pub const KINESIS_MAX_PARTITION_KEY_CHARS: usize = 256;
+
+/// SNS `PublishBatch`: at most this many entries per request.
+pub const SNS_MAX_BATCH_ENTRIES: usize = 10;
+/// SNS: one message, or the sum of a `PublishBatch` request's messages, including message attributes.
+pub const SNS_MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// SNS / SQS: at most this many message attributes per message.
+pub const SNS_MAX_MESSAGE_ATTRIBUTES: usize = 10;
+
+/// SQS: `ReceiveMessage` returns at most this many messages per call.
+pub const SQS_MAX_RECEIVE: usize = 10;
+
+/// DynamoDB `TransactWriteItems`: at most this many actions per transaction.
+pub const DYNAMODB_MAX_TRANSACT_ITEMS: usize = 100;
+
+/// Room left for SNS message attributes when an envelope is published (herald sets at most
+/// [`SNS_MAX_MESSAGE_ATTRIBUTES`] attributes whose values are bounded by [`MAX_ATTRIBUTE_CHARS`]).
+pub const SNS_ATTRIBUTE_ALLOWANCE_BYTES: usize = 16 * 1024;
+
+/// The largest encoded envelope herald accepts. Every event crosses SNS, whose message limit
+/// (256 KiB with attributes) is the tightest of the pipeline's hops; Kinesis alone would allow 1 MiB.
+pub const MAX_EVENT_BYTES: usize = SNS_MAX_PAYLOAD_BYTES - SNS_ATTRIBUTE_ALLOWANCE_BYTES;
+
+/// Longest `id`, `source` and `subject` herald accepts (the subject is the Kinesis partition key).
+pub const MAX_ATTRIBUTE_CHARS: usize = 256;
+/// Longest event `type`; types are also SNS filter-policy values, so they stay short.
+pub const MAX_TYPE_CHARS: usize = 128;

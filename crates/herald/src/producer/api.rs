@@ -1,0 +1,392 @@
+//! The producer's front door: one handler for Function URL / API Gateway (HTTP API, payload 2.0)
+//! requests and for direct invokes.
+//!
+//! The body (or the direct-invoke payload) is one event, an array of events, or
+//! `{"events": [...]}`. Each event is validated on its own: the answer lists every event as
+//! accepted (with its shard and sequence number) or rejected (with the attribute and the reason),
+//! and a bad event never keeps the good ones from being written.
+//!
+//! HTTP status: 202 when every event was accepted, 207 when some were, 400 when the request or
+//! every event was invalid, 503 when valid events could not be written.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{EventStream, Producer};
+use crate::envelope::{Envelope, ValidationError};
+
+/// Most events one request may carry.
+pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
+
+/// What happened to one submitted event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum EventResult {
+    /// Written to the stream.
+    Accepted {
+        index: usize,
+        id: String,
+        #[serde(rename = "shardId")]
+        shard_id: String,
+        #[serde(rename = "sequenceNumber")]
+        sequence_number: String,
+    },
+    /// Not written.
+    Rejected {
+        index: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        error: RejectionReason,
+    },
+}
+
+/// Why an event was rejected: the attribute (or `event` / `stream`) and a readable message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RejectionReason {
+    /// Which attribute was wrong; `stream` for write failures.
+    pub field: String,
+    /// What was wrong, with the limit where there is one.
+    pub message: String,
+}
+
+/// The answer to a submission.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SubmitReport {
+    /// Events written.
+    pub accepted: usize,
+    /// Events not written.
+    pub rejected: usize,
+    /// One entry per submitted event, in order.
+    pub results: Vec<EventResult>,
+}
+
+impl SubmitReport {
+    fn status_code(&self, invalid_only: bool) -> u16 {
+        match (self.accepted, self.rejected) {
+            (_, 0) => 202,
+            (0, _) if invalid_only => 400,
+            (0, _) => 503,
+            _ => 207,
+        }
+    }
+}
+
+/// A request that could not be read at all (as opposed to events that were invalid).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Only POST carries events.
+    #[error("method {0} is not allowed; POST events")]
+    MethodNotAllowed(String),
+    /// The body is not JSON (or not base64 when flagged so).
+    #[error("the body is not JSON: {0}")]
+    BadBody(String),
+    /// Neither an event, an array, nor `{"events": [...]}`.
+    #[error("expected an event object, an array of events, or {{\"events\": [...]}}")]
+    BadShape,
+    /// No events.
+    #[error("no events in the request")]
+    Empty,
+    /// Too many events in one request.
+    #[error("{actual} events in one request; the limit is {limit}")]
+    TooMany { limit: usize, actual: usize },
+}
+
+/// A Function URL / API Gateway HTTP API (payload 2.0) request: the fields the producer reads.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HttpRequest {
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    is_base64_encoded: bool,
+    request_context: HttpContext,
+}
+
+#[derive(Deserialize)]
+struct HttpContext {
+    http: HttpMethod,
+}
+
+#[derive(Deserialize)]
+struct HttpMethod {
+    method: String,
+}
+
+/// An HTTP response in the Function URL / API Gateway payload 2.0 shape.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpResponse {
+    /// The status code.
+    pub status_code: u16,
+    /// Response headers.
+    pub headers: HashMap<String, String>,
+    /// A JSON body.
+    pub body: String,
+    /// Always false: herald answers JSON text.
+    pub is_base64_encoded: bool,
+}
+
+impl HttpResponse {
+    fn json(status_code: u16, body: &impl Serialize) -> Self {
+        HttpResponse {
+            status_code,
+            headers: HashMap::from([("content-type".to_string(), "application/json".to_string())]),
+            body: serde_json::to_string(body).expect("responses serialize"),
+            is_base64_encoded: false,
+        }
+    }
+}
+
+/// Whether a Lambda payload is an HTTP request from a Function URL or API Gateway (payload 2.0)
+/// rather than a direct invoke.
+pub fn is_http_request(payload: &Value) -> bool {
+    payload
+        .get("requestContext")
+        .and_then(|c| c.get("http"))
+        .is_some()
+        && (payload.get("rawPath").is_some() || payload.get("routeKey").is_some())
+}
+
+/// Handle any producer invocation: HTTP requests get an HTTP response, direct invokes get the
+/// [`SubmitReport`] (or `{"error": ...}` for an unreadable payload).
+pub async fn handle<S: EventStream>(producer: &Producer<S>, payload: Value) -> Value {
+    if is_http_request(&payload) {
+        let response = handle_http(producer, payload).await;
+        serde_json::to_value(response).expect("responses serialize")
+    } else {
+        match submit(producer, payload).await {
+            Ok(report) => serde_json::to_value(report).expect("reports serialize"),
+            Err(err) => json!({ "error": err.to_string() }),
+        }
+    }
+}
+
+async fn handle_http<S: EventStream>(producer: &Producer<S>, payload: Value) -> HttpResponse {
+    let request: HttpRequest = match serde_json::from_value(payload) {
+        Ok(request) => request,
+        Err(err) => return error_response(400, &RequestError::BadBody(err.to_string())),
+    };
+    let method = request.request_context.http.method.to_ascii_uppercase();
+    if method != "POST" {
+        return error_response(405, &RequestError::MethodNotAllowed(method));
+    }
+    let body = request.body.unwrap_or_default();
+    let bytes = if request.is_base64_encoded {
+        match base64::engine::general_purpose::STANDARD.decode(body.trim()) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                return error_response(400, &RequestError::BadBody(format!("bad base64: {err}")))
+            }
+        }
+    } else {
+        body.into_bytes()
+    };
+    let value: Value = match serde_json::from_slice(&bytes) {
+        Ok(value) => value,
+        Err(err) => return error_response(400, &RequestError::BadBody(err.to_string())),
+    };
+    match submit(producer, value).await {
+        Ok(report) => {
+            let invalid_only = report.results.iter().all(|r| match r {
+                EventResult::Rejected { error, .. } => error.field != "stream",
+                EventResult::Accepted { .. } => true,
+            });
+            HttpResponse::json(report.status_code(invalid_only), &report)
+        }
+        Err(err) => error_response(400, &err),
+    }
+}
+
+fn error_response(status: u16, err: &RequestError) -> HttpResponse {
+    HttpResponse::json(status, &json!({ "error": err.to_string() }))
+}
+
+/// Validate every event in `body` and write the valid ones.
+pub async fn submit<S: EventStream>(
+    producer: &Producer<S>,
+    body: Value,
+) -> Result<SubmitReport, RequestError> {
+    let items = match body {
+        Value::Array(items) => items,
+        Value::Object(mut object) => match object.remove("events") {
+            Some(Value::Array(items)) if !object.contains_key("type") => items,
+            Some(_) => return Err(RequestError::BadShape),
+            None => vec![Value::Object(object)],
+        },
+        _ => return Err(RequestError::BadShape),
+    };
+    if items.is_empty() {
+        return Err(RequestError::Empty);
+    }
+    if items.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(RequestError::TooMany {
+            limit: MAX_EVENTS_PER_REQUEST,
+            actual: items.len(),
+        });
+    }
+
+    let mut results: Vec<Option<EventResult>> = vec![None; items.len()];
+    let mut valid = Vec::new();
+    let mut valid_index = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match Envelope::parse_submission(item) {
+            Ok(envelope) => {
+                valid.push(envelope);
+                valid_index.push(index);
+            }
+            Err(err) => {
+                tracing::info!(index, field = err.field(), error = %err, "rejected a submitted event");
+                results[index] = Some(rejected(index, item.get("id"), &err));
+            }
+        }
+    }
+    let written = producer.publish(&valid).await;
+    for ((index, envelope), outcome) in valid_index.into_iter().zip(&valid).zip(written) {
+        results[index] = Some(match outcome {
+            Ok(accepted) => EventResult::Accepted {
+                index,
+                id: accepted.id,
+                shard_id: accepted.shard_id,
+                sequence_number: accepted.sequence_number,
+            },
+            Err(err) => EventResult::Rejected {
+                index,
+                id: Some(envelope.id().to_string()),
+                error: RejectionReason {
+                    field: "stream".into(),
+                    message: err.to_string(),
+                },
+            },
+        });
+    }
+    let results: Vec<EventResult> = results
+        .into_iter()
+        .map(|r| r.expect("every event has a result"))
+        .collect();
+    let accepted = results
+        .iter()
+        .filter(|r| matches!(r, EventResult::Accepted { .. }))
+        .count();
+    Ok(SubmitReport {
+        accepted,
+        rejected: results.len() - accepted,
+        results,
+    })
+}
+
+fn rejected(index: usize, id: Option<&Value>, err: &ValidationError) -> EventResult {
+    EventResult::Rejected {
+        index,
+        id: id.and_then(Value::as_str).map(str::to_string),
+        error: RejectionReason {
+            field: err.field().to_string(),
+            message: err.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::producer::{PutOutcome, StreamError, StreamRecord};
+
+    struct OkStream;
+    impl EventStream for OkStream {
+        async fn put_records(
+            &self,
+            records: &[StreamRecord],
+        ) -> Result<Vec<PutOutcome>, StreamError> {
+            Ok(records
+                .iter()
+                .enumerate()
+                .map(|(i, _)| PutOutcome::Written {
+                    shard_id: "shardId-000000000000".into(),
+                    sequence_number: (i + 1).to_string(),
+                })
+                .collect())
+        }
+    }
+
+    fn http(method: &str, body: &str) -> Value {
+        json!({
+            "version": "2.0",
+            "rawPath": "/",
+            "headers": {"content-type": "application/json"},
+            "requestContext": {"http": {"method": method, "path": "/"}},
+            "body": body,
+            "isBase64Encoded": false
+        })
+    }
+
+    fn order(id: &str) -> Value {
+        json!({"type": "order_placed", "source": "herald/test", "subject": "order-1", "id": id, "data": {}})
+    }
+
+    #[tokio::test]
+    async fn a_bad_event_does_not_sink_the_good_ones() {
+        let producer = Producer::new(OkStream);
+        let body = json!([order("a"), {"type": "order_placed", "id": "b"}, order("c")]).to_string();
+        let response = handle(&producer, http("POST", &body)).await;
+        assert_eq!(response["statusCode"], 207);
+        let report: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+        assert_eq!(report["accepted"], 2);
+        assert_eq!(report["results"][1]["status"], "rejected");
+        assert_eq!(report["results"][1]["id"], "b");
+        assert_eq!(report["results"][1]["error"]["field"], "source");
+    }
+
+    #[tokio::test]
+    async fn http_errors_are_named() {
+        let producer = Producer::new(OkStream);
+        let response = handle(&producer, http("GET", "")).await;
+        assert_eq!(response["statusCode"], 405);
+        let response = handle(&producer, http("POST", "{not json")).await;
+        assert_eq!(response["statusCode"], 400);
+        assert!(response["body"].as_str().unwrap().contains("not JSON"));
+        let response = handle(&producer, http("POST", "[]")).await;
+        assert_eq!(response["statusCode"], 400);
+    }
+
+    #[tokio::test]
+    async fn base64_bodies_are_decoded() {
+        let producer = Producer::new(OkStream);
+        let mut request = http("POST", "");
+        request["body"] =
+            json!(base64::engine::general_purpose::STANDARD.encode(order("a").to_string()));
+        request["isBase64Encoded"] = json!(true);
+        let response = handle(&producer, request).await;
+        assert_eq!(response["statusCode"], 202);
+    }
+
+    #[tokio::test]
+    async fn direct_invokes_take_all_three_shapes() {
+        let producer = Producer::new(OkStream);
+        for payload in [
+            order("a"),
+            json!([order("a")]),
+            json!({"events": [order("a")]}),
+        ] {
+            let report = handle(&producer, payload).await;
+            assert_eq!(report["accepted"], 1, "{report}");
+        }
+        let report = handle(&producer, json!(42)).await;
+        assert!(report["error"]
+            .as_str()
+            .unwrap()
+            .contains("expected an event"));
+    }
+
+    #[tokio::test]
+    async fn too_many_events_names_the_limit() {
+        let producer = Producer::new(OkStream);
+        let events: Vec<Value> = (0..1001).map(|i| order(&i.to_string())).collect();
+        let report = handle(&producer, Value::Array(events)).await;
+        assert_eq!(
+            report["error"],
+            "1001 events in one request; the limit is 1000"
+        );
+    }
+}

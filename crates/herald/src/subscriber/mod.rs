@@ -1,0 +1,520 @@
+//! Subscribers: an SQS batch in, one idempotent effect per event, a partial batch response out.
+//!
+//! The pieces, outermost first:
+//! - [`SqsSubscriber`] decodes each message into an [`Envelope`] (raw SNS delivery, or the SNS
+//!   notification wrapper when raw delivery is off), runs the handler per event — events of one
+//!   aggregate in order, different aggregates concurrently — publishes the follow-up events the
+//!   handler asks for, dead-letters poison with its reason, and answers with the failed message
+//!   ids (`ReportBatchItemFailures`).
+//! - [`Claimed`] and [`Transactional`] wrap a domain handler in one of the two
+//!   [idempotency](crate::idempotency) modes.
+//! - The domain handlers: [`inventory`], [`payment`], [`email`], [`analytics`], [`ops`].
+//!
+//! Follow-up events have deterministic ids ([`Envelope::follow_up`]) and are stored with the
+//! idempotency record. A duplicate delivery publishes them again: if the first run crashed after
+//! its effect but before publishing, nothing is lost, and if it did publish, the next hop
+//! deduplicates the repeat.
+
+pub mod analytics;
+pub mod email;
+pub mod inventory;
+pub mod ops;
+pub mod payment;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::SystemTime;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use futures::future::join_all;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::envelope::{Envelope, ValidationError};
+use crate::idempotency::{Conflict, Decision, Executed, Idempotency, IdempotencyError};
+use crate::producer::{EventStream, Producer};
+
+/// What a handler did with one event; stored with the idempotency record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// A short name for the effect (`reserved`, `charged`, `sent`, ...).
+    pub effect: String,
+    /// Details worth keeping (amounts, ids).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
+    /// Follow-up events to publish.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub emit: Vec<Envelope>,
+}
+
+impl Outcome {
+    /// An outcome with no details and nothing to emit.
+    pub fn new(effect: impl Into<String>) -> Self {
+        Outcome {
+            effect: effect.into(),
+            detail: Value::Null,
+            emit: Vec::new(),
+        }
+    }
+
+    /// Attach details.
+    pub fn with_detail(mut self, detail: impl Serialize) -> Self {
+        self.detail = serde_json::to_value(detail).unwrap_or(Value::Null);
+        self
+    }
+
+    /// Add a follow-up event.
+    pub fn emitting(mut self, event: Envelope) -> Self {
+        self.emit.push(event);
+        self
+    }
+}
+
+/// A handler's failure.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    /// Retrying cannot help (the payload is wrong): dead-letter it with this reason.
+    #[error("`{field}` {reason}")]
+    Poison { field: String, reason: String },
+    /// Something transient (a throttled write, a gateway timeout): let the queue redeliver.
+    #[error("{0}")]
+    Retry(String),
+}
+
+impl From<ValidationError> for HandlerError {
+    fn from(err: ValidationError) -> Self {
+        HandlerError::Poison {
+            field: err.field().to_string(),
+            reason: match &err {
+                ValidationError::Invalid { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            },
+        }
+    }
+}
+
+/// A subscriber whose effect lies outside DynamoDB (a payment gateway, a mail relay): the event is
+/// claimed first and the effect runs once under the claim ([`Idempotency::run`]).
+pub trait ClaimedHandler: Send + Sync {
+    /// The subscriber's name (idempotency key prefix, dead-letter stage).
+    fn name(&self) -> &'static str;
+    /// Whether the subscriber acts on this event at all (others are acknowledged untouched).
+    fn wants(&self, event: &Envelope) -> bool;
+    /// Perform the effect.
+    fn handle(
+        &self,
+        event: &Envelope,
+    ) -> impl Future<Output = Result<Outcome, HandlerError>> + Send;
+}
+
+/// A subscriber whose effect is DynamoDB writes: they commit in one transaction with the
+/// idempotency record ([`Idempotency::run_transactional`]).
+pub trait TransactionalHandler: Send + Sync {
+    /// The subscriber's name (idempotency key prefix, dead-letter stage).
+    fn name(&self) -> &'static str;
+    /// Whether the subscriber acts on this event at all.
+    fn wants(&self, event: &Envelope) -> bool;
+    /// The writes and outcome for `event`; asked again with the [`Conflict`] when a write's
+    /// condition failed.
+    fn decide(
+        &self,
+        event: &Envelope,
+        conflict: Option<Conflict>,
+    ) -> Result<Decision<Outcome>, HandlerError>;
+}
+
+/// How one delivery ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    /// The effect happened now.
+    Applied(Outcome),
+    /// A duplicate: the effect had happened before; here is its outcome.
+    Duplicate(Outcome),
+    /// Not for this subscriber.
+    Ignored,
+}
+
+/// A record-level failure.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// Dead-letter it.
+    #[error("poison: `{field}` {reason}")]
+    Poison { field: String, reason: String },
+    /// Report it for redelivery.
+    #[error("{0}")]
+    Retry(String),
+}
+
+impl From<HandlerError> for RecordError {
+    fn from(err: HandlerError) -> Self {
+        match err {
+            HandlerError::Poison { field, reason } => RecordError::Poison { field, reason },
+            HandlerError::Retry(reason) => RecordError::Retry(reason),
+        }
+    }
+}
+
+impl From<IdempotencyError<HandlerError>> for RecordError {
+    fn from(err: IdempotencyError<HandlerError>) -> Self {
+        match err {
+            IdempotencyError::Handler(err) => err.into(),
+            IdempotencyError::PayloadMismatch { .. } => RecordError::Poison {
+                field: "id".into(),
+                reason: err.to_string(),
+            },
+            other => RecordError::Retry(other.to_string()),
+        }
+    }
+}
+
+/// One event in, one idempotent delivery out.
+pub trait RecordHandler: Send + Sync {
+    /// The subscriber's name.
+    fn name(&self) -> &'static str;
+    /// Process one event before `deadline`.
+    fn process(
+        &self,
+        event: &Envelope,
+        deadline: SystemTime,
+    ) -> impl Future<Output = Result<Delivery, RecordError>> + Send;
+}
+
+/// A [`ClaimedHandler`] made idempotent.
+pub struct Claimed<H> {
+    handler: H,
+    idempotency: Idempotency,
+}
+
+impl<H> Claimed<H> {
+    /// Wrap `handler`.
+    pub fn new(handler: H, idempotency: Idempotency) -> Self {
+        Claimed {
+            handler,
+            idempotency,
+        }
+    }
+}
+
+impl<H: ClaimedHandler> RecordHandler for Claimed<H> {
+    fn name(&self) -> &'static str {
+        self.handler.name()
+    }
+
+    async fn process(
+        &self,
+        event: &Envelope,
+        deadline: SystemTime,
+    ) -> Result<Delivery, RecordError> {
+        if !self.handler.wants(event) {
+            return Ok(Delivery::Ignored);
+        }
+        let executed = self
+            .idempotency
+            .run(event, deadline, || self.handler.handle(event))
+            .await?;
+        Ok(delivery(executed))
+    }
+}
+
+/// A [`TransactionalHandler`] made idempotent.
+pub struct Transactional<H> {
+    handler: H,
+    idempotency: Idempotency,
+}
+
+impl<H> Transactional<H> {
+    /// Wrap `handler`.
+    pub fn new(handler: H, idempotency: Idempotency) -> Self {
+        Transactional {
+            handler,
+            idempotency,
+        }
+    }
+}
+
+impl<H: TransactionalHandler> RecordHandler for Transactional<H> {
+    fn name(&self) -> &'static str {
+        self.handler.name()
+    }
+
+    async fn process(
+        &self,
+        event: &Envelope,
+        _deadline: SystemTime,
+    ) -> Result<Delivery, RecordError> {
+        if !self.handler.wants(event) {
+            return Ok(Delivery::Ignored);
+        }
+        let executed = self
+            .idempotency
+            .run_transactional(event, |conflict| self.handler.decide(event, conflict))
+            .await?;
+        Ok(delivery(executed))
+    }
+}
+
+fn delivery(executed: Executed<Outcome>) -> Delivery {
+    match executed {
+        Executed::Ran(outcome) => Delivery::Applied(outcome),
+        Executed::Replayed(outcome) => Delivery::Duplicate(outcome),
+    }
+}
+
+/// Subscriber settings.
+#[derive(Clone, Debug)]
+pub struct SubscriberConfig {
+    /// The queue's `maxReceiveCount`. When set, a message failing on its last allowed receive is
+    /// dead-lettered by the subscriber *with its reason* instead of being moved there silently by
+    /// the redrive policy. Default: unset.
+    pub max_receive_count: Option<u32>,
+}
+
+impl Default for SubscriberConfig {
+    fn default() -> Self {
+        SubscriberConfig {
+            max_receive_count: None,
+        }
+    }
+}
+
+/// Counts for one batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BatchSummary {
+    /// Effects applied now.
+    pub applied: usize,
+    /// Duplicates skipped.
+    pub duplicates: usize,
+    /// Events not meant for this subscriber.
+    pub ignored: usize,
+    /// Messages dead-lettered with a reason.
+    pub dead_lettered: usize,
+    /// Messages reported for redelivery.
+    pub failed: usize,
+}
+
+/// The SQS-facing subscriber.
+pub struct SqsSubscriber<H, D, S> {
+    handler: H,
+    dead_letters: D,
+    emitter: Producer<S>,
+    config: SubscriberConfig,
+}
+
+enum Fate {
+    Done(Delivery),
+    Failed(RecordError),
+}
+
+impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
+    /// A subscriber running `handler`, dead-lettering to `dead_letters`, emitting through `emitter`.
+    pub fn new(
+        handler: H,
+        dead_letters: D,
+        emitter: Producer<S>,
+        config: SubscriberConfig,
+    ) -> Self {
+        SqsSubscriber {
+            handler,
+            dead_letters,
+            emitter,
+            config,
+        }
+    }
+
+    /// Handle one SQS batch.
+    pub async fn handle(
+        &self,
+        event: &SqsEvent,
+        deadline: SystemTime,
+    ) -> (SqsBatchResponse, BatchSummary) {
+        let messages = &event.records;
+        let mut fates: Vec<Option<Fate>> = (0..messages.len()).map(|_| None).collect();
+        let mut envelopes: Vec<Option<Envelope>> = vec![None; messages.len()];
+        // Group by aggregate: one aggregate's events in order, aggregates concurrently.
+        let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut group_order = Vec::new();
+        for (i, message) in messages.iter().enumerate() {
+            match decode(message) {
+                Ok(envelope) => {
+                    let key = envelope.partition_key().to_string();
+                    groups.entry(key.clone()).or_insert_with(|| {
+                        group_order.push(key.clone());
+                        Vec::new()
+                    });
+                    groups.get_mut(&key).expect("inserted above").push(i);
+                    envelopes[i] = Some(envelope);
+                }
+                Err(err) => {
+                    fates[i] = Some(Fate::Failed(RecordError::Poison {
+                        field: err.field().to_string(),
+                        reason: err.to_string(),
+                    }))
+                }
+            }
+        }
+        let runs = group_order.iter().map(|key| {
+            let indexes = &groups[key];
+            let envelopes = &envelopes;
+            async move {
+                let mut out = Vec::with_capacity(indexes.len());
+                let mut blocked: Option<String> = None;
+                for &i in indexes {
+                    let envelope = envelopes[i].as_ref().expect("grouped events decoded");
+                    if let Some(earlier) = &blocked {
+                        out.push((
+                            i,
+                            Fate::Failed(RecordError::Retry(format!(
+                                "held back: an earlier event of aggregate {key} ({earlier}) failed"
+                            ))),
+                        ));
+                        continue;
+                    }
+                    let fate = self.process_one(envelope, deadline).await;
+                    if let Fate::Failed(RecordError::Retry(_)) = &fate {
+                        blocked = Some(envelope.id().to_string());
+                    }
+                    out.push((i, fate));
+                }
+                out
+            }
+        });
+        for (i, fate) in join_all(runs).await.into_iter().flatten() {
+            fates[i] = Some(fate);
+        }
+
+        let mut summary = BatchSummary::default();
+        let mut letters = Vec::new();
+        let mut response = SqsBatchResponse::default();
+        for (i, fate) in fates.into_iter().enumerate() {
+            let message = &messages[i];
+            match fate.expect("every message has a fate") {
+                Fate::Done(Delivery::Applied(_)) => summary.applied += 1,
+                Fate::Done(Delivery::Duplicate(_)) => summary.duplicates += 1,
+                Fate::Done(Delivery::Ignored) => summary.ignored += 1,
+                Fate::Failed(err) => {
+                    let last_chance = self
+                        .config
+                        .max_receive_count
+                        .is_some_and(|max| receive_count(message) >= max);
+                    match err {
+                        RecordError::Poison { field, reason } => {
+                            letters.push((i, self.letter(message, &reason).with_field(field)));
+                        }
+                        RecordError::Retry(reason) if last_chance => {
+                            let reason = format!(
+                                "gave up after {} receives: {reason}",
+                                receive_count(message)
+                            );
+                            letters.push((i, self.letter(message, &reason)));
+                        }
+                        RecordError::Retry(reason) => {
+                            tracing::warn!(message_id = ?message.message_id, %reason, "reporting for redelivery");
+                            response.add_failure(message.message_id.clone().unwrap_or_default());
+                            summary.failed += 1;
+                        }
+                    }
+                }
+            }
+        }
+        if !letters.is_empty() {
+            let batch: Vec<DeadLetter> = letters.iter().map(|(_, l)| l.clone()).collect();
+            for ((i, letter), sent) in letters.iter().zip(self.dead_letters.send(&batch).await) {
+                match sent {
+                    Ok(()) => {
+                        tracing::warn!(message_id = ?messages[*i].message_id, reason = %letter.reason, "dead-lettered");
+                        summary.dead_lettered += 1;
+                    }
+                    Err(err) => {
+                        // Never drop it: let the queue redeliver (and its redrive policy catch it).
+                        tracing::error!(message_id = ?messages[*i].message_id, error = %err, "dead-lettering failed");
+                        response.add_failure(messages[*i].message_id.clone().unwrap_or_default());
+                        summary.failed += 1;
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            subscriber = self.handler.name(),
+            messages = messages.len(),
+            applied = summary.applied,
+            duplicates = summary.duplicates,
+            ignored = summary.ignored,
+            dead_lettered = summary.dead_lettered,
+            failed = summary.failed,
+            "batch done"
+        );
+        (response, summary)
+    }
+
+    async fn process_one(&self, envelope: &Envelope, deadline: SystemTime) -> Fate {
+        let delivery = match self.handler.process(envelope, deadline).await {
+            Ok(delivery) => delivery,
+            Err(err) => return Fate::Failed(err),
+        };
+        let emit = match &delivery {
+            Delivery::Applied(outcome) | Delivery::Duplicate(outcome) => &outcome.emit,
+            Delivery::Ignored => return Fate::Done(delivery),
+        };
+        if !emit.is_empty() {
+            let failures: Vec<String> = self
+                .emitter
+                .publish(emit)
+                .await
+                .into_iter()
+                .filter_map(Result::err)
+                .map(|e| e.to_string())
+                .collect();
+            if !failures.is_empty() {
+                // The effect is stored; the redelivery replays it and publishes again.
+                return Fate::Failed(RecordError::Retry(format!(
+                    "could not publish follow-up events: {}",
+                    failures.join("; ")
+                )));
+            }
+        }
+        Fate::Done(delivery)
+    }
+
+    fn letter(&self, message: &SqsMessage, reason: &str) -> DeadLetter {
+        let mut letter = DeadLetter::new(
+            message.body.as_deref().unwrap_or_default().as_bytes(),
+            self.handler.name(),
+            reason,
+        );
+        if let Some(id) = &message.message_id {
+            letter = letter.with_origin("messageId", id);
+        }
+        if let Some(arn) = &message.event_source_arn {
+            letter = letter.with_origin("eventSourceARN", arn);
+        }
+        letter.with_origin("receiveCount", receive_count(message).to_string())
+    }
+}
+
+fn receive_count(message: &SqsMessage) -> u32 {
+    message
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+}
+
+/// The envelope in an SQS message: the body itself with raw delivery, or the `Message` of an SNS
+/// notification when raw delivery is off.
+pub fn decode(message: &SqsMessage) -> Result<Envelope, ValidationError> {
+    let body = message.body.as_deref().unwrap_or_default();
+    #[derive(Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Notification {
+        #[serde(rename = "Type")]
+        kind: String,
+        message: String,
+    }
+    if let Ok(notification) = serde_json::from_str::<Notification>(body) {
+        if notification.kind == "Notification" {
+            return Envelope::parse(notification.message.as_bytes());
+        }
+    }
+    Envelope::parse(body.as_bytes())
+}

@@ -1,0 +1,92 @@
+//! Ops: turns system events (`job_failed`, ...) into incidents an operator works through.
+//!
+//! Transactional mode: the incident item commits with the idempotency record.
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use chrono::SecondsFormat;
+
+use super::{HandlerError, Outcome, TransactionalHandler};
+use crate::aws::{env, MissingEnv};
+use crate::envelope::{Envelope, EventKind};
+use crate::idempotency::{Conflict, Decision};
+use crate::orders::{types, JobFailed};
+
+/// Incidents table attributes: partition key `incidentId` (S).
+pub mod attr {
+    /// Partition key: the event id.
+    pub const INCIDENT_ID: &str = "incidentId";
+}
+
+/// The ops subscriber.
+#[derive(Clone, Debug)]
+pub struct Ops {
+    table: String,
+}
+
+impl Ops {
+    /// Open incidents in `table`.
+    pub fn new(table: impl Into<String>) -> Self {
+        Ops {
+            table: table.into(),
+        }
+    }
+
+    /// From `INCIDENTS_TABLE`.
+    pub fn from_env(_aws: &SdkConfig) -> Result<Self, MissingEnv> {
+        Ok(Ops::new(env("INCIDENTS_TABLE")?))
+    }
+}
+
+impl TransactionalHandler for Ops {
+    fn name(&self) -> &'static str {
+        "ops"
+    }
+
+    fn wants(&self, event: &Envelope) -> bool {
+        event.kind() == EventKind::System
+    }
+
+    fn decide(
+        &self,
+        event: &Envelope,
+        _conflict: Option<Conflict>,
+    ) -> Result<Decision<Outcome>, HandlerError> {
+        let s = |v: &str| AttributeValue::S(v.to_string());
+        let (severity, summary) = if event.event_type() == types::JOB_FAILED {
+            let job: JobFailed = event.data_as()?;
+            (
+                "high",
+                format!(
+                    "job {} failed (attempt {}): {}",
+                    job.job, job.attempt, job.error
+                ),
+            )
+        } else {
+            (
+                "info",
+                format!("{} from {}", event.event_type(), event.source()),
+            )
+        };
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item(attr::INCIDENT_ID, s(event.id()))
+            .item("type", s(event.event_type()))
+            .item("source", s(event.source()))
+            .item("severity", s(severity))
+            .item("summary", s(&summary))
+            .item("correlationId", s(event.correlation_id()))
+            .item(
+                "time",
+                s(&event.time().to_rfc3339_opts(SecondsFormat::Millis, true)),
+            )
+            .item("status", s("open"))
+            .build()
+            .map_err(|e| HandlerError::Retry(e.to_string()))?;
+        Ok(Decision {
+            writes: vec![TransactWriteItem::builder().put(put).build()],
+            result: Outcome::new("incident_opened")
+                .with_detail(serde_json::json!({ "severity": severity })),
+        })
+    }
+}
