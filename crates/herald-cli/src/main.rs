@@ -1,1 +1,343 @@
-fn main() {}
+//! `herald`: run the pipeline on your laptop, invoke its functions, send it events.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use herald_local::example::{self, Workload};
+use herald_local::{binaries, Endpoint, Stack, StackOptions, UpOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "herald: an event-driven pipeline you deploy with SAM and run on your laptop"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The local pipeline.
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+    /// Run the demo: pipeline up, a burst of orders (with duplicates and bad events), a summary.
+    Demo(DemoArgs),
+    /// Invoke one function once with an event file and print its response.
+    Invoke(InvokeArgs),
+    /// Send events (a file or `-` for stdin) to the producer's Function URL.
+    Send(SendArgs),
+}
+
+#[derive(Subcommand)]
+enum LocalCommand {
+    /// Provision the template on the emulator and run every function and mapping in the foreground.
+    Up(UpArgs),
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// The SAM template.
+    #[arg(long, default_value = "template.yaml")]
+    template: PathBuf,
+    /// Stack name: the prefix of every local resource name.
+    #[arg(long, default_value = "herald")]
+    stack: String,
+    /// Use release builds of the functions.
+    #[arg(long)]
+    release: bool,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Port for moto when herald starts it (ignored when AWS_ENDPOINT_URL is set).
+    #[arg(long, default_value_t = 5050)]
+    moto_port: u16,
+    /// Port of the local Function URL server.
+    #[arg(long, default_value_t = 9000)]
+    url_port: u16,
+    /// Concurrent instances per function.
+    #[arg(long, default_value_t = 2)]
+    concurrency: usize,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Distinct orders to send.
+    #[arg(long, default_value_t = 60)]
+    orders: usize,
+    /// Share of orders sent twice.
+    #[arg(long, default_value_t = 0.15)]
+    duplicates: f64,
+    /// Random seed of the traffic.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Show every function log line.
+    #[arg(long)]
+    verbose: bool,
+}
+
+#[derive(Args)]
+struct InvokeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Function: logical id (InventoryFunction) or binary name (inventory).
+    function: String,
+    /// Event JSON file, or `-` for stdin.
+    event: String,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// Events: one event, an array, or {"events": [...]}; a file or `-`.
+    events: String,
+    /// The producer URL (default: the local stack's Function URL).
+    #[arg(long)]
+    url: Option<String>,
+    /// Stack whose producer to use.
+    #[arg(long, default_value = "herald")]
+    stack: String,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Local {
+            command: LocalCommand::Up(args),
+        } => local_up(args).await,
+        Command::Demo(args) => demo(args).await,
+        Command::Invoke(args) => invoke(args).await,
+        Command::Send(args) => send(args).await,
+    };
+    if let Err(err) = result {
+        eprintln!("herald: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn state_file(root: &Path, stack: &str) -> PathBuf {
+    root.join(".herald").join(format!("stack-{stack}.json"))
+}
+
+fn up_options(root: &Path, common: &Common, url_port: Option<u16>) -> UpOptions {
+    let mut options = UpOptions::new(root.to_path_buf());
+    options.template = root.join(&common.template);
+    options.release = common.release;
+    options.stack = StackOptions {
+        name: common.stack.clone(),
+        function_url_base: format!("http://127.0.0.1:{}", url_port.unwrap_or(9000)),
+        ..StackOptions::default()
+    };
+    options.runner.url_port = url_port;
+    options
+}
+
+async fn local_up(args: UpArgs) -> Result<()> {
+    let root = binaries::project_root();
+    let endpoint = match std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        Some(url) => Endpoint::external(url),
+        None => Endpoint::moto(&root, Some(args.moto_port)).await?,
+    };
+    println!(
+        "endpoint    {} ({})",
+        endpoint.url,
+        if endpoint.is_embedded() {
+            "moto, started by herald"
+        } else {
+            "AWS_ENDPOINT_URL"
+        }
+    );
+    let mut options = up_options(&root, &args.common, Some(args.url_port));
+    options.runner.echo_logs = true;
+    options.runner.concurrency = args.concurrency;
+    options.runner.log_dir = Some(root.join(".herald/logs").join(&args.common.stack));
+    let pipeline = herald_local::up(&endpoint, options).await?;
+    pipeline.warm().await?;
+    let stack = pipeline.stack();
+    stack.save(&state_file(&root, &stack.name))?;
+    println!(
+        "stack       {} ({} resources, {} functions, {} event source mappings)",
+        stack.name,
+        stack.resources.len(),
+        stack.functions.len(),
+        stack.mappings.len()
+    );
+    for function in &stack.functions {
+        if let Some(url) = &function.url {
+            println!("url         {} → {}", url, function.binary);
+        }
+    }
+    for (id, kind) in &stack.skipped {
+        println!("not local   {id}: {kind}");
+    }
+    println!("\nIn another terminal:\n  export AWS_ENDPOINT_URL={}\n  cargo run -q -p herald-cli -- send events/producer/direct-invoke.json\n\nCtrl-C stops everything.\n", endpoint.url);
+    tokio::signal::ctrl_c().await?;
+    println!("stopping");
+    pipeline.stop().await;
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> Result<()> {
+    let started = Instant::now();
+    let root = binaries::project_root();
+    let endpoint = Endpoint::from_env_or_moto(&root).await?;
+    println!(
+        "endpoint    {} ({})",
+        endpoint.url,
+        if endpoint.is_embedded() {
+            "moto, started by herald"
+        } else {
+            "AWS_ENDPOINT_URL"
+        }
+    );
+    let url_port = herald_local::moto::free_port()?;
+    let mut common = args.common.clone();
+    if common.stack == "herald" {
+        // A fresh stack per run, so a shared emulator never mixes runs.
+        common.stack = format!("demo-{}", uuid_suffix());
+    }
+    let mut options = up_options(&root, &common, Some(url_port));
+    options.runner.echo_logs = args.verbose;
+    options.runner.log_dir = Some(root.join(".herald/logs").join(&common.stack));
+    println!("building    the function binaries (cargo build)…");
+    let pipeline = herald_local::up(&endpoint, options).await?;
+    pipeline.warm().await?;
+    let stack = pipeline.stack().clone();
+    println!(
+        "stack       {} up after {:.1?}: {} functions, {} mappings",
+        stack.name,
+        started.elapsed(),
+        stack.functions.len(),
+        stack.mappings.len()
+    );
+
+    let workload = Workload {
+        orders: args.orders,
+        duplicate_ratio: args.duplicates,
+        seed: args.seed,
+        ..Workload::default()
+    };
+    let traffic = workload.generate(&example::catalog(&root.join("infra/seed"))?);
+    let url = stack
+        .function("producer")?
+        .url
+        .clone()
+        .ok_or_else(|| anyhow!("the producer has no FunctionUrlConfig"))?;
+    let send_started = Instant::now();
+    let sent = example::send(&url, &traffic).await?;
+    let aws = endpoint.sdk_config().await;
+    example::put_raw(
+        &aws_sdk_kinesis::Client::new(&aws),
+        stack.reference("EventStream")?,
+        &traffic.raw_records,
+    )
+    .await?;
+    println!(
+        "sent        {} submissions over HTTP in {:.1?}; waiting for every subscriber…",
+        sent.submitted,
+        send_started.elapsed()
+    );
+    pipeline
+        .wait_idle(Duration::from_millis(1500), Duration::from_secs(300))
+        .await?;
+    let settle = send_started.elapsed();
+    let effects = example::effects(&stack, &aws).await?;
+    println!("settled     after {settle:.1?}\n");
+    println!(
+        "{}",
+        example::render(&traffic, &sent, &effects, &pipeline.tallies())
+    );
+    println!(
+        "logs        {}",
+        root.join(".herald/logs").join(&stack.name).display()
+    );
+    pipeline.stop().await;
+    println!("done in {:.1?}", started.elapsed());
+    Ok(())
+}
+
+fn uuid_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}", nanos & 0xff_ffff)
+}
+
+fn read_input(source: &str) -> Result<Value> {
+    let text = if source == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        text
+    } else {
+        std::fs::read_to_string(source).with_context(|| format!("reading {source}"))?
+    };
+    serde_json::from_str(&text).with_context(|| format!("{source} is not JSON"))
+}
+
+async fn invoke(args: InvokeArgs) -> Result<()> {
+    let payload = read_input(&args.event)?;
+    let root = binaries::project_root();
+    let endpoint = Endpoint::from_env_or_moto(&root).await?;
+    let mut options = up_options(&root, &args.common, None);
+    options.quiet_build = true;
+    options.runner.mappings = false;
+    options.runner.echo_logs = true;
+    let pipeline = herald_local::up(&endpoint, options).await?;
+    let result = pipeline.try_invoke(&args.function, &payload).await?;
+    pipeline.stop().await;
+    match result {
+        Ok(response) => {
+            println!("{}", serde_json::to_string_pretty(&response)?);
+            Ok(())
+        }
+        Err(err) => bail!("the function failed: {err}"),
+    }
+}
+
+async fn send(args: SendArgs) -> Result<()> {
+    let events = read_input(&args.events)?;
+    let url = match args.url {
+        Some(url) => url,
+        None => {
+            let root = binaries::project_root();
+            let file = state_file(&root, &args.stack);
+            let stack = Stack::load(&file).with_context(|| {
+                "no local stack found: start one with `herald local up` (or pass --url)"
+            })?;
+            stack
+                .function("producer")?
+                .url
+                .clone()
+                .ok_or_else(|| anyhow!("the producer has no Function URL"))?
+        }
+    };
+    let (status, report) = example::post_json(&url, &events).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if status >= 400 {
+        bail!("the producer answered {status}");
+    }
+    Ok(())
+}

@@ -1,1 +1,26 @@
+//! Run herald's template locally, with no Docker: an emulator endpoint (moto by default), the
+//! template's resources provisioned on it, every function binary running as a real process behind
+//! the Lambda Runtime API, and the event source mappings played with the template's settings.
+//!
+//! ```text
+//! Endpoint ──► provision(template) ──► Stack ──► LocalPipeline::start ──► invoke / Function URLs / mappings
+//! ```
 
+pub mod binaries;
+pub mod endpoint;
+pub mod esm;
+pub mod example;
+pub mod logs;
+pub mod moto;
+pub mod runner;
+pub mod runtime;
+pub mod seed;
+pub mod session;
+pub mod stack;
+pub mod template;
+
+pub use endpoint::Endpoint;
+pub use runner::{LocalPipeline, RunnerOptions};
+pub use session::{up, UpOptions};
+pub use stack::{provision, Stack, StackOptions};
+pub use template::Template;

@@ -9,6 +9,11 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 /// `AWS_ENDPOINT_URL` for an emulator) with one TLS stack: rustls on ring. The SDK's default
 /// features would build a second stack and aws-lc; see the README's build notes.
 pub async fn sdk_config() -> SdkConfig {
+    config_loader().load().await
+}
+
+/// The loader behind [`sdk_config`], for callers that override parts (region, endpoint, credentials).
+pub fn config_loader() -> aws_config::ConfigLoader {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -20,8 +25,6 @@ pub async fn sdk_config() -> SdkConfig {
                 .operation_attempt_timeout(Duration::from_secs(10))
                 .build(),
         )
-        .load()
-        .await
 }
 
 /// A required environment variable, or an error that names it.

@@ -99,6 +99,11 @@ pub struct IdempotencyConfig {
     pub payload_hash: PayloadHash,
     /// The key of an event. Default: `source` + `#` + `id` (CloudEvents' identity).
     pub key: KeyFn,
+    /// How long a delivery waits for a concurrent delivery of the same event to finish before
+    /// giving up with [`IdempotencyError::AlreadyInProgress`]. Default 2 s (never past the
+    /// invocation's deadline). Failing at once, as Powertools does, costs an SQS duplicate a whole
+    /// visibility timeout; the other delivery usually finishes within milliseconds.
+    pub in_progress_wait: Duration,
     /// COMPLETED results kept in memory (0 = no cache). Default 0.
     pub cache_capacity: usize,
     /// Retries of a transaction that collided with another one. Default: [`Backoff::default`].
@@ -116,6 +121,7 @@ impl IdempotencyConfig {
             min_in_progress: Duration::from_secs(2),
             payload_hash: PayloadHash::default(),
             key: Arc::new(Envelope::identity),
+            in_progress_wait: Duration::from_secs(2),
             cache_capacity: 0,
             conflict_backoff: Backoff::default(),
         }
@@ -131,6 +137,7 @@ impl fmt::Debug for IdempotencyConfig {
             .field("in_progress_timeout", &self.in_progress_timeout)
             .field("min_in_progress", &self.min_in_progress)
             .field("payload_hash", &self.payload_hash)
+            .field("in_progress_wait", &self.in_progress_wait)
             .field("cache_capacity", &self.cache_capacity)
             .finish_non_exhaustive()
     }
@@ -277,7 +284,7 @@ impl Idempotency {
         if let Some(result) = self.cached(&key, &hash)? {
             return Ok(Executed::Replayed(result));
         }
-        match self.claim::<T, E>(&key, &hash, deadline).await? {
+        match self.claim_or_wait::<T, E>(&key, &hash, deadline).await? {
             Claim::Completed(result) => return Ok(Executed::Replayed(result)),
             Claim::Acquired => {}
         }
@@ -392,6 +399,29 @@ impl Idempotency {
         Err(IdempotencyError::Persistence(format!(
             "event {key}: the effect's conditions kept failing after re-deciding"
         )))
+    }
+
+    /// Claim; while another delivery holds the claim, retry for up to `in_progress_wait`.
+    async fn claim_or_wait<T: DeserializeOwned, E>(
+        &self,
+        key: &str,
+        hash: &str,
+        deadline: SystemTime,
+    ) -> Result<Claim<T>, IdempotencyError<E>> {
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(25);
+        loop {
+            match self.claim(key, hash, deadline).await {
+                Err(IdempotencyError::AlreadyInProgress { .. })
+                    if started.elapsed() + pause < self.config.in_progress_wait
+                        && SystemTime::now() + pause < deadline =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(400));
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn claim<T: DeserializeOwned, E>(

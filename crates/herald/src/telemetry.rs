@@ -10,9 +10,10 @@ pub fn init() {
         .ok()
         .and_then(|l| l.parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::INFO);
-    let filter = EnvFilter::builder()
-        .with_default_directive(level.into())
-        .parse_lossy("aws_smithy_runtime=warn,aws_config=warn,hyper=warn");
+    // The SDK's own INFO lines (retries, credential loading) would drown the function's.
+    let filter = EnvFilter::builder().parse_lossy(format!(
+        "{level},aws_smithy_runtime=warn,aws_config=warn,hyper=warn"
+    ));
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT")
         .map(|f| f.eq_ignore_ascii_case("json"))
         .unwrap_or(false);

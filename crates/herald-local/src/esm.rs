@@ -1,0 +1,776 @@
+//! Event source mappings, played locally with the settings written in the template.
+//!
+//! **Kinesis** (one task per shard): reads with `GetRecords`, gathers up to `BatchSize` records
+//! or until `MaximumBatchingWindowInSeconds` passes, invokes, and then follows Lambda's rules:
+//! - success → checkpoint the batch;
+//! - `batchItemFailures` (with `ReportBatchItemFailures`) → checkpoint before the lowest failed
+//!   sequence number and retry from there; an unknown or empty identifier fails the whole batch;
+//! - function error (handled error, timeout, crash) → with `BisectBatchOnFunctionError` split the
+//!   batch in two and retry each half (splitting does not count as a retry); otherwise retry it;
+//! - `MaximumRetryAttempts` exhausted, or records older than `MaximumRecordAgeInSeconds` → the
+//!   batch's metadata goes to `DestinationConfig.OnFailure` in Lambda's on-failure record shape,
+//!   and the shard moves on.
+//!
+//! **SQS**: receives up to `BatchSize` messages (≤ 10 per `ReceiveMessage`) within the batching
+//! window, invokes, deletes what succeeded (all but the reported `batchItemFailures`), and leaves
+//! failures to the queue: they come back after the visibility timeout, and the queue's redrive
+//! policy moves them to the DLQ after `maxReceiveCount` receives.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use aws_sdk_kinesis::types::ShardIteratorType;
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::logs::Logs;
+use crate::runtime::{FunctionError, FunctionPool};
+use crate::stack::{KinesisMapping, SqsMapping, Stack, StartingPosition};
+
+/// Shared state the runner uses to tell when everything has settled.
+#[derive(Default)]
+pub struct Activity {
+    /// Invocations running now.
+    pub in_flight: Arc<AtomicUsize>,
+    /// Kinesis shards that have not caught up with the stream's tip.
+    pub shards_behind: AtomicUsize,
+    /// Batches sent to on-failure destinations.
+    pub on_failure_batches: AtomicUsize,
+}
+
+/// Poll settings shared by every mapping.
+#[derive(Clone, Debug)]
+pub struct PollSettings {
+    /// Pause between polls of an empty shard or queue. Default 100 ms (Lambda polls about once
+    /// a second; locally a snappier loop shortens tests).
+    pub idle_poll: Duration,
+    /// Longest pause before retrying a failed Kinesis batch.
+    pub max_retry_delay: Duration,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        PollSettings {
+            idle_poll: Duration::from_millis(100),
+            max_retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct KinesisRecord {
+    shard_id: String,
+    sequence_number: String,
+    partition_key: String,
+    data: Vec<u8>,
+    arrival: DateTime<Utc>,
+}
+
+/// Where a mapping's context comes from.
+#[derive(Clone)]
+pub struct Context {
+    /// The stack (for region, account, on-failure queue URLs).
+    pub stack: Arc<Stack>,
+    /// Kinesis client.
+    pub kinesis: aws_sdk_kinesis::Client,
+    /// SQS client.
+    pub sqs: aws_sdk_sqs::Client,
+    /// SNS client (on-failure destinations may be topics).
+    pub sns: aws_sdk_sns::Client,
+    /// Output.
+    pub logs: Arc<Logs>,
+    /// Settling state.
+    pub activity: Arc<Activity>,
+    /// Poll settings.
+    pub settings: PollSettings,
+}
+
+/// Run a Kinesis mapping until `stop` turns true.
+pub async fn run_kinesis(
+    mapping: KinesisMapping,
+    pool: Arc<FunctionPool>,
+    ctx: Context,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    // The runner counted this mapping as one shard behind; from here each shard counts itself.
+    let listed = ctx
+        .kinesis
+        .list_shards()
+        .stream_name(&mapping.stream_name)
+        .send()
+        .await;
+    let mut tasks = Vec::new();
+    for shard in listed.as_ref().map(|l| l.shards()).unwrap_or_default() {
+        ctx.activity.shards_behind.fetch_add(1, Ordering::SeqCst);
+        let shard_id = shard.shard_id.clone();
+        tasks.push(tokio::spawn(run_shard(
+            mapping.clone(),
+            shard_id,
+            pool.clone(),
+            ctx.clone(),
+            stop.clone(),
+        )));
+    }
+    ctx.activity.shards_behind.fetch_sub(1, Ordering::SeqCst);
+    listed?;
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok(())
+}
+
+async fn run_shard(
+    mapping: KinesisMapping,
+    shard_id: String,
+    pool: Arc<FunctionPool>,
+    ctx: Context,
+    stop: watch::Receiver<bool>,
+) {
+    let label = pool.spec().binary.clone();
+    let mut caught_up = false;
+    let set_caught_up = |now: bool, was: &mut bool| {
+        if now != *was {
+            if now {
+                ctx.activity.shards_behind.fetch_sub(1, Ordering::SeqCst);
+            } else {
+                ctx.activity.shards_behind.fetch_add(1, Ordering::SeqCst);
+            }
+            *was = now;
+        }
+    };
+    let mut iterator = match shard_iterator(&ctx, &mapping, &shard_id).await {
+        Ok(it) => it,
+        Err(err) => {
+            ctx.logs
+                .note(&label, &format!("cannot read {shard_id}: {err:#}"));
+            set_caught_up(true, &mut caught_up);
+            return;
+        }
+    };
+    let mut buffer: VecDeque<KinesisRecord> = VecDeque::new();
+    let mut window_started: Option<Instant> = None;
+    while !*stop.borrow() {
+        if buffer.len() < mapping.batch_size {
+            let limit = (mapping.batch_size - buffer.len()).clamp(1, 10_000) as i32;
+            match ctx
+                .kinesis
+                .get_records()
+                .shard_iterator(&iterator)
+                .limit(limit)
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    tracing::debug!(shard = %shard_id, records = out.records.len(), buffered = buffer.len(), "GetRecords");
+                    let behind = out.millis_behind_latest.unwrap_or(0);
+                    if let Some(next) = out.next_shard_iterator {
+                        iterator = next;
+                    }
+                    let got = out.records.len();
+                    for r in out.records {
+                        buffer.push_back(KinesisRecord {
+                            shard_id: shard_id.clone(),
+                            sequence_number: r.sequence_number,
+                            partition_key: r.partition_key.unwrap_or_default(),
+                            data: r.data.into_inner(),
+                            arrival: r
+                                .approximate_arrival_timestamp
+                                .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+                                .unwrap_or_else(Utc::now),
+                        });
+                    }
+                    if got > 0 && window_started.is_none() {
+                        window_started = Some(Instant::now());
+                    }
+                    if buffer.is_empty() {
+                        set_caught_up(behind == 0, &mut caught_up);
+                        tokio::time::sleep(ctx.settings.idle_poll).await;
+                        continue;
+                    }
+                    if got == 0 && buffer.len() < mapping.batch_size {
+                        let waited = window_started.map(|w| w.elapsed()).unwrap_or_default();
+                        if waited < mapping.batching_window {
+                            set_caught_up(false, &mut caught_up);
+                            tokio::time::sleep(
+                                ctx.settings.idle_poll.min(mapping.batching_window - waited),
+                            )
+                            .await;
+                            continue;
+                        }
+                    } else if buffer.len() < mapping.batch_size
+                        && window_started.map(|w| w.elapsed()).unwrap_or_default()
+                            < mapping.batching_window
+                    {
+                        set_caught_up(false, &mut caught_up);
+                        continue;
+                    }
+                }
+                Err(err) => {
+                    ctx.logs.note(
+                        &label,
+                        &format!(
+                            "GetRecords on {shard_id}: {}",
+                            herald::aws::error_text(&err)
+                        ),
+                    );
+                    tokio::time::sleep(ctx.settings.idle_poll * 5).await;
+                    match shard_iterator(&ctx, &mapping, &shard_id).await {
+                        Ok(it) if buffer.is_empty() => iterator = it,
+                        _ => {}
+                    }
+                    continue;
+                }
+            }
+        }
+        set_caught_up(false, &mut caught_up);
+        let take = buffer.len().min(mapping.batch_size);
+        let batch: Vec<KinesisRecord> = buffer.drain(..take).collect();
+        window_started = if buffer.is_empty() {
+            None
+        } else {
+            Some(Instant::now())
+        };
+        process_kinesis_batch(&mapping, &pool, &ctx, batch).await;
+    }
+    set_caught_up(true, &mut caught_up);
+}
+
+async fn shard_iterator(ctx: &Context, mapping: &KinesisMapping, shard_id: &str) -> Result<String> {
+    let mut request = ctx
+        .kinesis
+        .get_shard_iterator()
+        .stream_name(&mapping.stream_name)
+        .shard_id(shard_id);
+    request = match mapping.starting_position {
+        StartingPosition::TrimHorizon => {
+            request.shard_iterator_type(ShardIteratorType::TrimHorizon)
+        }
+        StartingPosition::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
+        StartingPosition::AtTimestamp(secs) => request
+            .shard_iterator_type(ShardIteratorType::AtTimestamp)
+            .timestamp(aws_smithy_types::DateTime::from_secs(secs)),
+    };
+    Ok(request.send().await?.shard_iterator.unwrap_or_default())
+}
+
+/// Why a batch left the shard without success.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FailureCondition {
+    RetryAttemptsExhausted,
+    RecordAgeExceeded,
+}
+
+impl FailureCondition {
+    fn as_str(self) -> &'static str {
+        match self {
+            FailureCondition::RetryAttemptsExhausted => "RetryAttemptsExhausted",
+            FailureCondition::RecordAgeExceeded => "RecordAgeExceeded",
+        }
+    }
+}
+
+async fn process_kinesis_batch(
+    mapping: &KinesisMapping,
+    pool: &FunctionPool,
+    ctx: &Context,
+    records: Vec<KinesisRecord>,
+) {
+    let label = &pool.spec().binary;
+    // (records, retries so far, invocations so far)
+    let mut work: VecDeque<(Vec<KinesisRecord>, i64, u32)> = VecDeque::from([(records, 0, 0)]);
+    while let Some((batch, retries, invocations)) = work.pop_front() {
+        let (batch, expired): (Vec<_>, Vec<_>) = match mapping.max_record_age {
+            Some(max_age) => batch.into_iter().partition(|r| {
+                Utc::now()
+                    .signed_duration_since(r.arrival)
+                    .to_std()
+                    .unwrap_or_default()
+                    <= max_age
+            }),
+            None => (batch, Vec::new()),
+        };
+        if !expired.is_empty() {
+            on_failure(
+                mapping,
+                ctx,
+                label,
+                &expired,
+                FailureCondition::RecordAgeExceeded,
+                invocations,
+                None,
+            )
+            .await;
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let event = kinesis_event(mapping, ctx, &batch);
+        tracing::debug!(
+            records = batch.len(),
+            retries,
+            "invoking with a Kinesis batch"
+        );
+        let result = pool.invoke(&event).await;
+        let error = match result {
+            Ok(response) => {
+                if !mapping.report_batch_item_failures {
+                    continue;
+                }
+                match first_failed(&response, &batch) {
+                    Ok(None) => continue,
+                    Ok(Some(index)) => {
+                        // Checkpoint before the lowest failure; retry from there.
+                        let remaining = batch[index..].to_vec();
+                        retry_or_give_up(
+                            mapping,
+                            ctx,
+                            label,
+                            &mut work,
+                            remaining,
+                            retries,
+                            invocations + 1,
+                            None,
+                        )
+                        .await;
+                        continue;
+                    }
+                    Err(reason) => FunctionError::BadResponse(reason),
+                }
+            }
+            Err(err) => err,
+        };
+        ctx.logs
+            .note(label, &format!("batch of {} failed: {error}", batch.len()));
+        if mapping.bisect_on_error && batch.len() > 1 {
+            let mut first = batch;
+            let second = first.split_off(first.len() / 2);
+            work.push_front((second, retries, invocations + 1));
+            work.push_front((first, retries, invocations + 1));
+            continue;
+        }
+        retry_or_give_up(
+            mapping,
+            ctx,
+            label,
+            &mut work,
+            batch,
+            retries,
+            invocations + 1,
+            Some(&error),
+        )
+        .await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn retry_or_give_up(
+    mapping: &KinesisMapping,
+    ctx: &Context,
+    label: &str,
+    work: &mut VecDeque<(Vec<KinesisRecord>, i64, u32)>,
+    batch: Vec<KinesisRecord>,
+    retries: i64,
+    invocations: u32,
+    error: Option<&FunctionError>,
+) {
+    if mapping.max_retry_attempts >= 0 && retries >= mapping.max_retry_attempts {
+        on_failure(
+            mapping,
+            ctx,
+            label,
+            &batch,
+            FailureCondition::RetryAttemptsExhausted,
+            invocations,
+            error,
+        )
+        .await;
+        return;
+    }
+    let delay = (Duration::from_millis(50) * 2u32.saturating_pow(retries.min(10) as u32))
+        .min(ctx.settings.max_retry_delay);
+    tokio::time::sleep(delay).await;
+    work.push_front((batch, retries + 1, invocations));
+}
+
+/// Index of the lowest failed record, `None` when nothing failed, or why the response is invalid
+/// (then the whole batch counts as failed, as on Lambda).
+fn first_failed(response: &Value, batch: &[KinesisRecord]) -> Result<Option<usize>, String> {
+    let Some(failures) = response.get("batchItemFailures") else {
+        return Ok(None);
+    };
+    let Some(failures) = failures.as_array() else {
+        return if failures.is_null() {
+            Ok(None)
+        } else {
+            Err("batchItemFailures is not a list".into())
+        };
+    };
+    let mut lowest: Option<usize> = None;
+    for failure in failures {
+        let id = failure
+            .get("itemIdentifier")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if id.is_empty() {
+            return Err("a batch item failure has an empty itemIdentifier".into());
+        }
+        let index = batch
+            .iter()
+            .position(|r| r.sequence_number == id)
+            .ok_or_else(|| format!("itemIdentifier {id} is not in the batch"))?;
+        lowest = Some(lowest.map_or(index, |l| l.min(index)));
+    }
+    Ok(lowest)
+}
+
+fn kinesis_event(mapping: &KinesisMapping, ctx: &Context, batch: &[KinesisRecord]) -> Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let records: Vec<Value> = batch
+        .iter()
+        .map(|r| {
+            json!({
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": r.partition_key,
+                    "sequenceNumber": r.sequence_number,
+                    "data": b64.encode(&r.data),
+                    "approximateArrivalTimestamp": r.arrival.timestamp_millis() as f64 / 1000.0,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": format!("{}:{}", r.shard_id, r.sequence_number),
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": format!("arn:aws:iam::{}:role/herald-local", ctx.stack.account),
+                "awsRegion": ctx.stack.region,
+                "eventSourceARN": mapping.stream_arn,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+/// Send Lambda's on-failure record for `batch` to the mapping's destination (if any).
+async fn on_failure(
+    mapping: &KinesisMapping,
+    ctx: &Context,
+    label: &str,
+    batch: &[KinesisRecord],
+    condition: FailureCondition,
+    invocations: u32,
+    error: Option<&FunctionError>,
+) {
+    ctx.activity
+        .on_failure_batches
+        .fetch_add(1, Ordering::SeqCst);
+    let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+        return;
+    };
+    let function_error = match error {
+        Some(FunctionError::Handled { .. }) | Some(FunctionError::BadResponse(_)) => "Handled",
+        Some(_) => "Unhandled",
+        None => "",
+    };
+    let record = json!({
+        "requestContext": {
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "functionArn": ctx.stack.functions.iter().find(|f| f.logical_id == mapping.function).map(|f| f.arn.clone()).unwrap_or_default(),
+            "condition": condition.as_str(),
+            "approximateInvokeCount": invocations,
+        },
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": function_error,
+        },
+        "version": "1.0",
+        "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        "KinesisBatchInfo": {
+            "shardId": first.shard_id,
+            "startSequenceNumber": first.sequence_number,
+            "endSequenceNumber": last.sequence_number,
+            "approximateArrivalOfFirstRecord": first.arrival.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "approximateArrivalOfLastRecord": last.arrival.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "batchSize": batch.len(),
+            "streamArn": mapping.stream_arn,
+        }
+    });
+    let Some(destination) = &mapping.on_failure else {
+        ctx.logs.note(
+            label,
+            &format!(
+                "{}: dropping {} records (no on-failure destination)",
+                condition.as_str(),
+                batch.len()
+            ),
+        );
+        return;
+    };
+    ctx.logs.note(
+        label,
+        &format!(
+            "{}: {} records ({}..{}) to the on-failure destination",
+            condition.as_str(),
+            batch.len(),
+            first.sequence_number,
+            last.sequence_number
+        ),
+    );
+    let body = record.to_string();
+    let sent = if destination.starts_with("arn:aws:sqs:") {
+        match queue_url(ctx, destination).await {
+            Ok(url) => ctx
+                .sqs
+                .send_message()
+                .queue_url(url)
+                .message_body(body)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| herald::aws::error_text(&e)),
+            Err(err) => Err(err.to_string()),
+        }
+    } else {
+        ctx.sns
+            .publish()
+            .topic_arn(destination)
+            .message(body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| herald::aws::error_text(&e))
+    };
+    if let Err(err) = sent {
+        ctx.logs.note(
+            label,
+            &format!("could not send the on-failure record: {err}"),
+        );
+    }
+}
+
+async fn queue_url(ctx: &Context, arn: &str) -> Result<String> {
+    if let Some(queue) = ctx
+        .stack
+        .resources
+        .values()
+        .find(|p| p.attributes.get("Arn").map(String::as_str) == Some(arn))
+    {
+        return Ok(queue.reference.clone());
+    }
+    let name = arn.rsplit(':').next().unwrap_or_default();
+    Ok(ctx
+        .sqs
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await?
+        .queue_url
+        .unwrap_or_default())
+}
+
+/// Run an SQS mapping with `concurrency` pollers until `stop` turns true.
+pub async fn run_sqs(
+    mapping: SqsMapping,
+    pool: Arc<FunctionPool>,
+    ctx: Context,
+    concurrency: usize,
+    stop: watch::Receiver<bool>,
+) {
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        tasks.push(tokio::spawn(poll_sqs(
+            mapping.clone(),
+            pool.clone(),
+            ctx.clone(),
+            stop.clone(),
+        )));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn poll_sqs(
+    mapping: SqsMapping,
+    pool: Arc<FunctionPool>,
+    ctx: Context,
+    stop: watch::Receiver<bool>,
+) {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let label = pool.spec().binary.clone();
+    while !*stop.borrow() {
+        let mut messages = Vec::new();
+        let started = Instant::now();
+        while messages.len() < mapping.batch_size && !*stop.borrow() {
+            let want =
+                (mapping.batch_size - messages.len()).min(herald::limits::SQS_MAX_RECEIVE) as i32;
+            let received = ctx
+                .sqs
+                .receive_message()
+                .queue_url(&mapping.queue_url)
+                .max_number_of_messages(want)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await;
+            match received {
+                Ok(out) => {
+                    let got = out.messages.unwrap_or_default();
+                    let empty = got.is_empty();
+                    messages.extend(got);
+                    let window_over = started.elapsed() >= mapping.batching_window;
+                    if !messages.is_empty()
+                        && (window_over || (empty && mapping.batching_window.is_zero()))
+                    {
+                        break;
+                    }
+                    if empty {
+                        tokio::time::sleep(ctx.settings.idle_poll).await;
+                    }
+                }
+                Err(err) => {
+                    ctx.logs.note(
+                        &label,
+                        &format!("ReceiveMessage: {}", herald::aws::error_text(&err)),
+                    );
+                    tokio::time::sleep(ctx.settings.idle_poll * 5).await;
+                }
+            }
+        }
+        if messages.is_empty() {
+            continue;
+        }
+        let event = sqs_event(&mapping, &ctx, &messages);
+        tracing::debug!(queue = %mapping.queue_url, messages = messages.len(), "invoking with an SQS batch");
+        let failed: Vec<String> = match pool.invoke(&event).await {
+            Ok(response) if mapping.report_batch_item_failures => {
+                match failed_ids(&response, &messages) {
+                    Ok(ids) => ids,
+                    Err(reason) => {
+                        ctx.logs.note(
+                            &label,
+                            &format!("invalid batch response ({reason}): the whole batch failed"),
+                        );
+                        messages
+                            .iter()
+                            .filter_map(|m| m.message_id.clone())
+                            .collect()
+                    }
+                }
+            }
+            Ok(_) => Vec::new(),
+            Err(err) => {
+                ctx.logs.note(
+                    &label,
+                    &format!("batch of {} failed: {err}", messages.len()),
+                );
+                messages
+                    .iter()
+                    .filter_map(|m| m.message_id.clone())
+                    .collect()
+            }
+        };
+        // Delete what succeeded; failures reappear after the visibility timeout.
+        let done: Vec<_> = messages
+            .iter()
+            .filter(|m| !m.message_id.as_ref().is_some_and(|id| failed.contains(id)))
+            .collect();
+        for chunk in done.chunks(10) {
+            let mut request = ctx.sqs.delete_message_batch().queue_url(&mapping.queue_url);
+            for (i, message) in chunk.iter().enumerate() {
+                request = request.entries(
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(format!("m{i}"))
+                        .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+                        .build()
+                        .expect("id and receipt handle are set"),
+                );
+            }
+            if let Err(err) = request.send().await {
+                ctx.logs.note(
+                    &label,
+                    &format!("DeleteMessageBatch: {}", herald::aws::error_text(&err)),
+                );
+            }
+        }
+    }
+}
+
+fn failed_ids(
+    response: &Value,
+    messages: &[aws_sdk_sqs::types::Message],
+) -> Result<Vec<String>, String> {
+    let Some(failures) = response.get("batchItemFailures").filter(|f| !f.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let failures = failures
+        .as_array()
+        .ok_or("batchItemFailures is not a list")?;
+    failures
+        .iter()
+        .map(|f| {
+            let id = f
+                .get("itemIdentifier")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if id.is_empty() {
+                Err("empty itemIdentifier".to_string())
+            } else if !messages.iter().any(|m| m.message_id.as_deref() == Some(id)) {
+                Err(format!("itemIdentifier {id} is not in the batch"))
+            } else {
+                Ok(id.to_string())
+            }
+        })
+        .collect()
+}
+
+fn sqs_event(
+    mapping: &SqsMapping,
+    ctx: &Context,
+    messages: &[aws_sdk_sqs::types::Message],
+) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str().to_string(), Value::String(v.clone())))
+                .collect();
+            let message_attributes: serde_json::Map<String, Value> = m
+                .message_attributes
+                .iter()
+                .flatten()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        json!({
+                            "stringValue": v.string_value,
+                            "binaryValue": v.binary_value.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b.as_ref())),
+                            "stringListValues": [],
+                            "binaryListValues": [],
+                            "dataType": v.data_type,
+                        }),
+                    )
+                })
+                .collect();
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": attributes,
+                "messageAttributes": message_attributes,
+                "md5OfBody": m.md5_of_body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": mapping.queue_arn,
+                "awsRegion": ctx.stack.region,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}

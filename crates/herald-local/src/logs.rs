@@ -1,0 +1,118 @@
+//! The functions' output: shown readably (one line per log event, prefixed with the function),
+//! kept raw per function under a log directory, and tallied.
+//!
+//! Tallies: subscribers log `batch done` and the router logs `batch routed` with counts
+//! (`applied`, `duplicates`, `published`, `dead_lettered`, ...); the numbers of those lines are
+//! summed per function, so a run can report what every function did from the functions' own words.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+/// Messages whose numeric fields are tallied.
+pub const TALLIED: [&str; 2] = ["batch done", "batch routed"];
+
+/// Where function output goes.
+pub struct Logs {
+    echo: bool,
+    dir: Option<PathBuf>,
+    files: Mutex<BTreeMap<String, File>>,
+    tallies: Mutex<BTreeMap<String, BTreeMap<String, i64>>>,
+}
+
+impl Logs {
+    /// Print lines when `echo`; keep raw lines under `dir` when given.
+    pub fn new(echo: bool, dir: Option<PathBuf>) -> Self {
+        if let Some(dir) = &dir {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        Logs {
+            echo,
+            dir,
+            files: Mutex::new(BTreeMap::new()),
+            tallies: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// One line of output from `label` (`inventory`, `inventory#1`).
+    pub fn line(&self, label: &str, line: &str) {
+        let function = label.split('#').next().unwrap_or(label);
+        if let Some(dir) = &self.dir {
+            let mut files = self.files.lock().expect("lock");
+            if !files.contains_key(function) {
+                if let Ok(file) = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(format!("{function}.log")))
+                {
+                    files.insert(function.to_string(), file);
+                }
+            }
+            if let Some(file) = files.get_mut(function) {
+                let _ = writeln!(file, "{line}");
+            }
+        }
+        let parsed: Option<Value> = line
+            .starts_with('{')
+            .then(|| serde_json::from_str(line).ok())
+            .flatten();
+        if let Some(Value::Object(fields)) = &parsed {
+            let message = fields
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if TALLIED.contains(&message) {
+                let mut tallies = self.tallies.lock().expect("lock");
+                let tally = tallies.entry(function.to_string()).or_default();
+                for (key, value) in fields {
+                    if let Some(n) = value.as_i64() {
+                        *tally.entry(key.clone()).or_default() += n;
+                    }
+                }
+            }
+        }
+        if self.echo {
+            println!("{}", render(label, parsed.as_ref(), line));
+        }
+    }
+
+    /// A note from the runner itself about `label`.
+    pub fn note(&self, label: &str, message: &str) {
+        if self.echo {
+            println!("{label:>12} | runner: {message}");
+        }
+    }
+
+    /// Summed counts per function.
+    pub fn tallies(&self) -> BTreeMap<String, BTreeMap<String, i64>> {
+        self.tallies.lock().expect("lock").clone()
+    }
+}
+
+/// `   inventory | INFO  batch done applied=3 duplicates=1`
+fn render(label: &str, parsed: Option<&Value>, raw: &str) -> String {
+    let Some(Value::Object(fields)) = parsed else {
+        return format!("{label:>12} | {raw}");
+    };
+    let level = fields.get("level").and_then(Value::as_str).unwrap_or("");
+    let message = fields.get("message").and_then(Value::as_str).unwrap_or("");
+    let mut out = format!("{label:>12} | {level:<5} {message}");
+    for (key, value) in fields {
+        if matches!(
+            key.as_str(),
+            "timestamp" | "level" | "message" | "target" | "span" | "spans" | "fields"
+        ) {
+            continue;
+        }
+        let text = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        out.push_str(&format!(" {key}={text}"));
+    }
+    out
+}

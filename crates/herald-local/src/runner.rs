@@ -1,0 +1,441 @@
+//! The local pipeline: every function of a provisioned [`Stack`] as real processes behind the
+//! Runtime API, every event source mapping played, and Function URLs served over HTTP.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+use base64::Engine;
+use bytes::Bytes;
+use chrono::Utc;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::endpoint::Endpoint;
+use crate::esm::{self, Activity, Context, PollSettings};
+use crate::logs::Logs;
+use crate::runtime::{FunctionError, FunctionPool};
+use crate::stack::{MappingSpec, Stack};
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunnerOptions {
+    /// Directory holding the function binaries.
+    pub bin_dir: PathBuf,
+    /// Most concurrent instances of one function. Default 2.
+    pub concurrency: usize,
+    /// Print function output. Default false.
+    pub echo_logs: bool,
+    /// Keep raw function output here (one file per function).
+    pub log_dir: Option<PathBuf>,
+    /// Port of the Function URL server (must match the stack's `function_url_base`); none = no server.
+    pub url_port: Option<u16>,
+    /// Play the event source mappings. Default true; false runs functions for direct invokes only.
+    pub mappings: bool,
+    /// Poll settings.
+    pub poll: PollSettings,
+}
+
+impl RunnerOptions {
+    /// Defaults for binaries in `bin_dir`.
+    pub fn new(bin_dir: PathBuf) -> Self {
+        RunnerOptions {
+            bin_dir,
+            concurrency: 2,
+            echo_logs: false,
+            log_dir: None,
+            url_port: None,
+            mappings: true,
+            poll: PollSettings::default(),
+        }
+    }
+}
+
+/// A running local pipeline. Call [`LocalPipeline::stop`] to end it.
+pub struct LocalPipeline {
+    stack: Arc<Stack>,
+    pools: BTreeMap<String, Arc<FunctionPool>>,
+    tasks: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    activity: Arc<Activity>,
+    logs: Arc<Logs>,
+    sqs: aws_sdk_sqs::Client,
+    watched_queues: Vec<String>,
+}
+
+impl LocalPipeline {
+    /// Start every function and mapping of `stack` against `endpoint`.
+    pub async fn start(
+        stack: Stack,
+        endpoint: &Endpoint,
+        options: RunnerOptions,
+    ) -> Result<LocalPipeline> {
+        let aws = endpoint.sdk_config().await;
+        let stack = Arc::new(stack);
+        let logs = Arc::new(Logs::new(options.echo_logs, options.log_dir.clone()));
+        let activity = Arc::new(Activity::default());
+        let mut pools = BTreeMap::new();
+        for function in &stack.functions {
+            let binary = options.bin_dir.join(&function.binary);
+            if !binary.exists() {
+                bail!(
+                    "{} is not built (expected {}); build with `cargo build --bins`",
+                    function.binary,
+                    binary.display()
+                );
+            }
+            let pool = FunctionPool::new(
+                function.clone(),
+                binary,
+                endpoint.child_env(),
+                options.concurrency,
+                logs.clone(),
+                activity.in_flight.clone(),
+            );
+            pools.insert(function.logical_id.clone(), Arc::new(pool));
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let ctx = Context {
+            stack: stack.clone(),
+            kinesis: aws_sdk_kinesis::Client::new(&aws),
+            sqs: aws_sdk_sqs::Client::new(&aws),
+            sns: aws_sdk_sns::Client::new(&aws),
+            logs: logs.clone(),
+            activity: activity.clone(),
+            settings: options.poll.clone(),
+        };
+        let mut tasks = Vec::new();
+        let mut watched_queues = Vec::new();
+        if options.mappings {
+            for mapping in stack.mappings.iter().cloned() {
+                let pool = pools
+                    .get(mapping.function())
+                    .cloned()
+                    .ok_or_else(|| anyhow!("mapping to unknown function {}", mapping.function()))?;
+                let ctx = ctx.clone();
+                let stop_rx = stop_rx.clone();
+                match mapping {
+                    MappingSpec::Kinesis(m) if m.enabled => {
+                        // Count the shards as behind before the task lists them, so `wait_idle`
+                        // never sees a pipeline that has not started reading as settled.
+                        ctx.activity.shards_behind.fetch_add(1, Ordering::SeqCst);
+                        let logs = ctx.logs.clone();
+                        tasks.push(tokio::spawn(async move {
+                            let label = pool.spec().binary.clone();
+                            if let Err(err) = esm::run_kinesis(m, pool, ctx, stop_rx).await {
+                                logs.note(&label, &format!("stream mapping stopped: {err:#}"));
+                            }
+                        }));
+                    }
+                    MappingSpec::Sqs(m) if m.enabled => {
+                        watched_queues.push(m.queue_url.clone());
+                        let concurrency = m
+                            .max_concurrency
+                            .unwrap_or(options.concurrency)
+                            .min(options.concurrency.max(1));
+                        tasks.push(tokio::spawn(esm::run_sqs(
+                            m,
+                            pool,
+                            ctx,
+                            concurrency,
+                            stop_rx,
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(port) = options.url_port {
+            let listener = TcpListener::bind(("127.0.0.1", port))
+                .await
+                .map_err(|e| anyhow!("Function URL port {port}: {e}"))?;
+            let urls: BTreeMap<String, Arc<FunctionPool>> = stack
+                .functions
+                .iter()
+                .filter(|f| f.url.is_some())
+                .filter_map(|f| {
+                    pools
+                        .get(&f.logical_id)
+                        .map(|p| (f.logical_id.clone(), p.clone()))
+                })
+                .collect();
+            tasks.push(tokio::spawn(serve_urls(
+                listener,
+                Arc::new(urls),
+                stack.clone(),
+            )));
+        }
+        Ok(LocalPipeline {
+            stack,
+            pools,
+            tasks,
+            stop,
+            activity,
+            logs,
+            sqs: ctx.sqs,
+            watched_queues,
+        })
+    }
+
+    /// The stack this pipeline runs.
+    pub fn stack(&self) -> &Stack {
+        &self.stack
+    }
+
+    /// Start one instance of every function now (cold starts happen up front, as with
+    /// provisioned concurrency).
+    pub async fn warm(&self) -> Result<()> {
+        for pool in self.pools.values() {
+            pool.warm().await?;
+        }
+        Ok(())
+    }
+
+    /// Invoke a function (logical id, physical name or binary name) with a payload.
+    pub async fn invoke(&self, function: &str, payload: &Value) -> Result<Value> {
+        let spec = self.stack.function(function)?;
+        let pool = &self.pools[&spec.logical_id];
+        pool.invoke(payload)
+            .await
+            .map_err(|e| anyhow!("{} failed: {e}", spec.binary))
+    }
+
+    /// Invoke and keep the function error as a value.
+    pub async fn try_invoke(
+        &self,
+        function: &str,
+        payload: &Value,
+    ) -> Result<Result<Value, FunctionError>> {
+        let spec = self.stack.function(function)?;
+        Ok(self.pools[&spec.logical_id].invoke(payload).await)
+    }
+
+    /// Wait until nothing is in flight, every shard is read to its tip, and every mapped queue is
+    /// empty (visible and in flight), continuously for `quiet`. Errors after `limit`.
+    pub async fn wait_idle(&self, quiet: Duration, limit: Duration) -> Result<()> {
+        let started = Instant::now();
+        let mut idle_since: Option<Instant> = None;
+        while started.elapsed() < limit {
+            let idle = self.activity.in_flight.load(Ordering::SeqCst) == 0
+                && self.activity.shards_behind.load(Ordering::SeqCst) == 0
+                && self.queues_empty().await?;
+            match (idle, idle_since) {
+                (true, Some(since)) if since.elapsed() >= quiet => return Ok(()),
+                (true, None) => idle_since = Some(Instant::now()),
+                (false, _) => idle_since = None,
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("the pipeline did not settle within {limit:?}")
+    }
+
+    async fn queues_empty(&self) -> Result<bool> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        for url in &self.watched_queues {
+            let out = self
+                .sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(A::ApproximateNumberOfMessages)
+                .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+                .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+                .send()
+                .await?;
+            let total: u64 = out
+                .attributes
+                .unwrap_or_default()
+                .values()
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum();
+            if total > 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Counts the functions reported in their logs (`batch done` / `batch routed` lines).
+    pub fn tallies(&self) -> BTreeMap<String, BTreeMap<String, i64>> {
+        self.logs.tallies()
+    }
+
+    /// Per function: (invocations, failed invocations, cold starts).
+    pub fn stats(&self) -> BTreeMap<String, (usize, usize, Vec<Duration>)> {
+        self.pools
+            .values()
+            .map(|p| {
+                let (invocations, errors) = p.stats();
+                (
+                    p.spec().binary.clone(),
+                    (invocations, errors, p.cold_starts()),
+                )
+            })
+            .collect()
+    }
+
+    /// Batches sent to on-failure destinations so far.
+    pub fn on_failure_batches(&self) -> usize {
+        self.activity.on_failure_batches.load(Ordering::SeqCst)
+    }
+
+    /// Stop polling, stop every process.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+        for pool in self.pools.values() {
+            pool.stop().await;
+        }
+    }
+}
+
+async fn serve_urls(
+    listener: TcpListener,
+    urls: Arc<BTreeMap<String, Arc<FunctionPool>>>,
+    stack: Arc<Stack>,
+) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            continue;
+        };
+        let urls = urls.clone();
+        let stack = stack.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let urls = urls.clone();
+                let stack = stack.clone();
+                async move {
+                    Ok::<_, Infallible>(
+                        function_url(request, &urls, &stack, peer.ip().to_string()).await,
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// One Function URL request: the HTTP request as a payload-2.0 event, the function's answer as
+/// the HTTP response (Function URL semantics: a result without `statusCode` is a 200 JSON body).
+async fn function_url(
+    request: Request<Incoming>,
+    urls: &BTreeMap<String, Arc<FunctionPool>>,
+    stack: &Stack,
+    source_ip: String,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_string();
+    let mut segments = path.trim_start_matches('/').splitn(2, '/');
+    let id = segments.next().unwrap_or_default().to_string();
+    let rest = format!("/{}", segments.next().unwrap_or_default());
+    let Some(pool) = urls.get(&id) else {
+        let known: Vec<String> = urls.keys().map(|k| format!("/{k}/")).collect();
+        return text(
+            StatusCode::NOT_FOUND,
+            &json!({"message": format!("no function URL at {path}; try {}", known.join(", "))})
+                .to_string(),
+        );
+    };
+    let method = request.method().to_string();
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let headers: serde_json::Map<String, Value> = request
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                Value::String(v.to_str().unwrap_or_default().to_string()),
+            )
+        })
+        .collect();
+    let user_agent = headers.get("user-agent").cloned().unwrap_or(Value::Null);
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let (body, is_base64) = match std::str::from_utf8(&body) {
+        Ok(text) => (text.to_string(), false),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&body),
+            true,
+        ),
+    };
+    let now = Utc::now();
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": rest,
+        "rawQueryString": query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": format!("{}-local", stack.name),
+            "domainName": "127.0.0.1",
+            "domainPrefix": "local",
+            "http": {"method": method, "path": rest, "protocol": "HTTP/1.1", "sourceIp": source_ip, "userAgent": user_agent},
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(),
+            "timeEpoch": now.timestamp_millis(),
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    });
+    match pool.invoke(&event).await {
+        Ok(result) if result.get("statusCode").is_some() => {
+            let status = result["statusCode"]
+                .as_u64()
+                .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                .unwrap_or(StatusCode::OK);
+            let mut builder = Response::builder().status(status);
+            if let Some(Value::Object(headers)) = result.get("headers") {
+                for (k, v) in headers {
+                    builder = builder.header(k, v.as_str().unwrap_or_default());
+                }
+            }
+            let body = result
+                .get("body")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let body = if result.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
+                base64::engine::general_purpose::STANDARD
+                    .decode(body)
+                    .unwrap_or_default()
+            } else {
+                body.as_bytes().to_vec()
+            };
+            builder
+                .body(Full::new(Bytes::from(body)))
+                .unwrap_or_else(|_| text(StatusCode::BAD_GATEWAY, "bad response"))
+        }
+        Ok(result) => text(StatusCode::OK, &result.to_string()),
+        Err(err) => text(
+            StatusCode::BAD_GATEWAY,
+            &json!({"message": "Internal Server Error", "error": err.to_string()}).to_string(),
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("valid response")
+}

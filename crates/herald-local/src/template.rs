@@ -1,0 +1,445 @@
+//! Reading template.yaml: YAML with CloudFormation's short-form tags (`!Ref`, `!GetAtt`, `!Sub`, ...)
+//! turned into the long JSON form (`{"Ref": ...}`), SAM `Globals` merged into each function, and
+//! intrinsic functions resolved against the resources the local stack created.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::{Map, Value};
+
+/// A parsed template.
+#[derive(Clone, Debug)]
+pub struct Template {
+    /// `Parameters` with their defaults (or overrides).
+    pub parameters: BTreeMap<String, Value>,
+    /// `Resources`, in the template's order, with `Globals` merged into serverless functions.
+    pub resources: Vec<(String, Resource)>,
+    /// `Outputs`.
+    pub outputs: BTreeMap<String, Value>,
+}
+
+/// One resource.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    /// `Type`, e.g. `AWS::SQS::Queue`.
+    pub kind: String,
+    /// `Properties` (unresolved).
+    pub properties: Value,
+    /// `Metadata`.
+    pub metadata: Value,
+}
+
+impl Template {
+    /// Read and parse a template file.
+    pub fn load(path: &Path) -> Result<Template> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Template::parse(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Parse template text.
+    pub fn parse(text: &str) -> Result<Template> {
+        let yaml: serde_yaml::Value = serde_yaml::from_str(text)?;
+        let root = to_json(yaml)?;
+        let root = root
+            .as_object()
+            .ok_or_else(|| anyhow!("a template is a mapping"))?;
+
+        let mut parameters = BTreeMap::new();
+        if let Some(Value::Object(params)) = root.get("Parameters") {
+            for (name, spec) in params {
+                if let Some(default) = spec.get("Default") {
+                    parameters.insert(name.clone(), default.clone());
+                }
+            }
+        }
+        let globals = root
+            .get("Globals")
+            .and_then(|g| g.get("Function"))
+            .cloned()
+            .unwrap_or(Value::Object(Map::new()));
+        let mut resources = Vec::new();
+        let Some(Value::Object(items)) = root.get("Resources") else {
+            bail!("the template has no Resources");
+        };
+        for (id, body) in items {
+            let kind = body
+                .get("Type")
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow!("resource {id} has no Type"))?
+                .to_string();
+            let mut properties = body
+                .get("Properties")
+                .cloned()
+                .unwrap_or(Value::Object(Map::new()));
+            if kind == "AWS::Serverless::Function" {
+                properties = merge_globals(&globals, properties);
+            }
+            resources.push((
+                id.clone(),
+                Resource {
+                    kind,
+                    properties,
+                    metadata: body.get("Metadata").cloned().unwrap_or(Value::Null),
+                },
+            ));
+        }
+        let outputs = match root.get("Outputs") {
+            Some(Value::Object(outputs)) => outputs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
+        Ok(Template {
+            parameters,
+            resources,
+            outputs,
+        })
+    }
+
+    /// Resources of one type.
+    pub fn of_kind<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Resource)> + 'a {
+        self.resources
+            .iter()
+            .filter(move |(_, r)| r.kind == kind)
+            .map(|(id, r)| (id.as_str(), r))
+    }
+
+    /// Resource ids in an order where every resource comes after the resources it refers to.
+    pub fn creation_order(&self) -> Result<Vec<String>> {
+        let ids: BTreeSet<&str> = self.resources.iter().map(|(id, _)| id.as_str()).collect();
+        let mut deps: HashMap<&str, BTreeSet<String>> = HashMap::new();
+        for (id, resource) in &self.resources {
+            let mut refs = BTreeSet::new();
+            references(&resource.properties, &mut refs);
+            refs.retain(|r| ids.contains(r.as_str()) && r != id);
+            deps.insert(id.as_str(), refs);
+        }
+        let mut order: Vec<String> = Vec::new();
+        let mut placed: BTreeSet<String> = BTreeSet::new();
+        while order.len() < self.resources.len() {
+            let before = order.len();
+            for (id, _) in &self.resources {
+                if !placed.contains(id) && deps[id.as_str()].iter().all(|d| placed.contains(d)) {
+                    placed.insert(id.clone());
+                    order.push(id.clone());
+                }
+            }
+            if order.len() == before {
+                bail!("the template's resources refer to each other in a cycle");
+            }
+        }
+        Ok(order)
+    }
+}
+
+/// SAM `Globals.Function` under a function's own properties (the function's values win; maps
+/// such as `Environment.Variables` are merged key by key).
+fn merge_globals(globals: &Value, properties: Value) -> Value {
+    match (globals, properties) {
+        (Value::Object(g), Value::Object(mut p)) => {
+            for (key, value) in g {
+                match p.remove(key) {
+                    None => {
+                        p.insert(key.clone(), value.clone());
+                    }
+                    Some(own @ Value::Object(_)) if value.is_object() => {
+                        p.insert(key.clone(), merge_globals(value, own));
+                    }
+                    Some(own) => {
+                        p.insert(key.clone(), own);
+                    }
+                }
+            }
+            Value::Object(p)
+        }
+        (_, properties) => properties,
+    }
+}
+
+/// Logical ids a value refers to through `Ref`, `Fn::GetAtt` or `${...}` in `Fn::Sub`.
+fn references(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("Ref") {
+                out.insert(target.clone());
+            }
+            if let Some(Value::Array(parts)) = map.get("Fn::GetAtt") {
+                if let Some(Value::String(target)) = parts.first() {
+                    out.insert(target.clone());
+                }
+            }
+            if let Some(sub) = map.get("Fn::Sub") {
+                let text = match sub {
+                    Value::String(s) => Some(s.as_str()),
+                    Value::Array(parts) => parts.first().and_then(Value::as_str),
+                    _ => None,
+                };
+                for name in text.map(sub_names).unwrap_or_default() {
+                    out.insert(name.split('.').next().unwrap_or_default().to_string());
+                }
+            }
+            for v in map.values() {
+                references(v, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| references(v, out)),
+        _ => {}
+    }
+}
+
+fn sub_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                if !name.starts_with('!') {
+                    names.push(name.to_string());
+                }
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    names
+}
+
+/// YAML (with CloudFormation tags) to JSON in CloudFormation's long form.
+fn to_json(yaml: serde_yaml::Value) -> Result<Value> {
+    use serde_yaml::Value as Y;
+    Ok(match yaml {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => serde_json::to_value(&n)?,
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(to_json).collect::<Result<_>>()?),
+        Y::Mapping(map) => {
+            let mut out = Map::new();
+            for (k, v) in map {
+                let key = match k {
+                    Y::String(s) => s,
+                    other => serde_yaml::to_string(&other)?.trim().to_string(),
+                };
+                out.insert(key, to_json(v)?);
+            }
+            Value::Object(out)
+        }
+        Y::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let tag = tag.trim_start_matches('!');
+            let inner = to_json(tagged.value)?;
+            let name = match tag {
+                "Ref" | "Condition" => tag.to_string(),
+                _ => format!("Fn::{tag}"),
+            };
+            let inner = match (tag, inner) {
+                // `!GetAtt Resource.Attribute` is short for ["Resource", "Attribute"].
+                ("GetAtt", Value::String(s)) => {
+                    let (resource, attribute) = s
+                        .split_once('.')
+                        .ok_or_else(|| anyhow!("!GetAtt {s}: expected Resource.Attribute"))?;
+                    Value::Array(vec![resource.into(), attribute.into()])
+                }
+                (_, inner) => inner,
+            };
+            let mut out = Map::new();
+            out.insert(name, inner);
+            Value::Object(out)
+        }
+    })
+}
+
+/// What `Ref` and `Fn::GetAtt` of the local stack's resources resolve to.
+pub trait Names {
+    /// `Ref` of a resource or parameter.
+    fn reference(&self, id: &str) -> Option<Value>;
+    /// `Fn::GetAtt` of a resource.
+    fn attribute(&self, id: &str, attribute: &str) -> Option<Value>;
+}
+
+/// Resolve every intrinsic function in `value`.
+pub fn resolve(value: &Value, names: &dyn Names) -> Result<Value> {
+    match value {
+        Value::Object(map) if map.len() == 1 => {
+            let (key, arg) = map.iter().next().expect("one entry");
+            match key.as_str() {
+                "Ref" => {
+                    let id = arg.as_str().ok_or_else(|| anyhow!("Ref takes a name"))?;
+                    names
+                        .reference(id)
+                        .ok_or_else(|| anyhow!("Ref {id}: no such resource or parameter"))
+                }
+                "Fn::GetAtt" => {
+                    let parts: Vec<&str> = arg
+                        .as_array()
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    let [id, attribute] = parts[..] else {
+                        bail!("Fn::GetAtt takes [Resource, Attribute]");
+                    };
+                    names
+                        .attribute(id, attribute)
+                        .ok_or_else(|| anyhow!("Fn::GetAtt {id}.{attribute} is not known locally"))
+                }
+                "Fn::Sub" => {
+                    let (text, vars) = match arg {
+                        Value::String(s) => (s.as_str(), Map::new()),
+                        Value::Array(parts) => (
+                            parts.first().and_then(Value::as_str).unwrap_or_default(),
+                            parts
+                                .get(1)
+                                .and_then(Value::as_object)
+                                .cloned()
+                                .unwrap_or_default(),
+                        ),
+                        _ => bail!("Fn::Sub takes a string or [string, variables]"),
+                    };
+                    let mut out = String::new();
+                    let mut rest = text;
+                    while let Some(start) = rest.find("${") {
+                        out.push_str(&rest[..start]);
+                        let after = &rest[start + 2..];
+                        let end = after
+                            .find('}')
+                            .ok_or_else(|| anyhow!("Fn::Sub: unclosed ${{ in {text}"))?;
+                        let name = &after[..end];
+                        let value = if let Some(literal) = name.strip_prefix('!') {
+                            Value::String(format!("${{{literal}}}"))
+                        } else if let Some(v) = vars.get(name) {
+                            resolve(v, names)?
+                        } else if let Some((id, attribute)) = name.split_once('.') {
+                            names.attribute(id, attribute).ok_or_else(|| {
+                                anyhow!("Fn::Sub ${{{name}}} is not known locally")
+                            })?
+                        } else {
+                            names
+                                .reference(name)
+                                .ok_or_else(|| anyhow!("Fn::Sub ${{{name}}}: no such name"))?
+                        };
+                        out.push_str(&scalar(&value));
+                        rest = &after[end + 1..];
+                    }
+                    out.push_str(rest);
+                    Ok(Value::String(out))
+                }
+                "Fn::Join" => {
+                    let parts = arg
+                        .as_array()
+                        .ok_or_else(|| anyhow!("Fn::Join takes [sep, list]"))?;
+                    let sep = parts.first().and_then(Value::as_str).unwrap_or_default();
+                    let list = resolve(parts.get(1).unwrap_or(&Value::Null), names)?;
+                    let items: Vec<String> = list
+                        .as_array()
+                        .map(|a| a.iter().map(scalar).collect())
+                        .unwrap_or_default();
+                    Ok(Value::String(items.join(sep)))
+                }
+                "Fn::Select" => {
+                    let parts = arg
+                        .as_array()
+                        .ok_or_else(|| anyhow!("Fn::Select takes [index, list]"))?;
+                    let index = resolve(&parts[0], names)?;
+                    let index: usize = scalar(&index).parse().context("Fn::Select index")?;
+                    let list = resolve(parts.get(1).unwrap_or(&Value::Null), names)?;
+                    list.get(index)
+                        .cloned()
+                        .ok_or_else(|| anyhow!("Fn::Select index {index} out of range"))
+                }
+                _ => Ok(Value::Object(
+                    map.iter()
+                        .map(|(k, v)| Ok((k.clone(), resolve(v, names)?)))
+                        .collect::<Result<_>>()?,
+                )),
+            }
+        }
+        Value::Object(map) => Ok(Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), resolve(v, names)?)))
+                .collect::<Result<_>>()?,
+        )),
+        Value::Array(items) => Ok(Value::Array(
+            items
+                .iter()
+                .map(|v| resolve(v, names))
+                .collect::<Result<_>>()?,
+        )),
+        other => Ok(other.clone()),
+    }
+}
+
+/// A resolved scalar as text (numbers and booleans as CloudFormation would substitute them).
+pub fn scalar(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+    impl Names for Fixed {
+        fn reference(&self, id: &str) -> Option<Value> {
+            Some(Value::String(format!("ref-{id}")))
+        }
+        fn attribute(&self, id: &str, attribute: &str) -> Option<Value> {
+            Some(Value::String(format!("{id}-{attribute}")))
+        }
+    }
+
+    #[test]
+    fn short_tags_become_long_form_and_resolve() {
+        let template = Template::parse(
+            r#"
+Parameters:
+  Size: { Type: Number, Default: 3 }
+Globals:
+  Function:
+    Timeout: 10
+    Environment: { Variables: { A: a } }
+Resources:
+  Queue: { Type: AWS::SQS::Queue }
+  Fn:
+    Type: AWS::Serverless::Function
+    Properties:
+      Timeout: 30
+      Environment: { Variables: { Q: !Ref Queue, ARN: !GetAtt Queue.Arn, S: !Sub "x-${Queue}-${Queue.Arn}-${!lit}" } }
+"#,
+        )
+        .unwrap();
+        assert_eq!(template.parameters["Size"], 3);
+        let (_, function) = template
+            .of_kind("AWS::Serverless::Function")
+            .next()
+            .unwrap();
+        assert_eq!(function.properties["Timeout"], 30);
+        let env = resolve(&function.properties["Environment"]["Variables"], &Fixed).unwrap();
+        assert_eq!(env["A"], "a");
+        assert_eq!(env["Q"], "ref-Queue");
+        assert_eq!(env["ARN"], "Queue-Arn");
+        assert_eq!(env["S"], "x-ref-Queue-Queue-Arn-${lit}");
+        assert_eq!(template.creation_order().unwrap(), vec!["Queue", "Fn"]);
+    }
+
+    #[test]
+    fn the_project_template_parses_and_orders() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+        let template = Template::load(&path).unwrap();
+        let order = template.creation_order().unwrap();
+        let pos = |id: &str| order.iter().position(|o| o == id).unwrap();
+        assert!(pos("InventoryDeadLetterQueue") < pos("InventoryQueue"));
+        assert!(pos("InventoryQueue") < pos("InventorySubscription"));
+        assert!(pos("RouterFunction") < pos("RouterStreamMapping"));
+    }
+}
