@@ -290,9 +290,12 @@ mod tests {
 
     /// A stream that records every request and fails the entries a rule picks. The emulator
     /// cannot fail single entries of a PutRecords call, so this is fault injection by hand.
+    /// Decides, from the request number and the record, whether the stream fails the entry.
+    type FailRule = Box<dyn Fn(usize, &StreamRecord) -> bool + Send + Sync>;
+
     struct FlakyStream {
         requests: Mutex<Vec<Vec<StreamRecord>>>,
-        fail: Box<dyn Fn(usize, &StreamRecord) -> bool + Send + Sync>,
+        fail: FailRule,
         written: Mutex<Vec<StreamRecord>>,
     }
 

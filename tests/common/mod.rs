@@ -1,0 +1,126 @@
+//! The test harness: one way to pick the AWS endpoint for every AWS-touching test.
+//!
+//! 1. `AWS_ENDPOINT_URL` when set (CI starts moto and sets it; point it at LocalStack or anything
+//!    compatible to run the same tests there);
+//! 2. else, when a Docker engine answers and the `localstack` feature is on, a LocalStack container
+//!    through testcontainers (pinned image `localstack/localstack:4.5`, `LOCALSTACK_AUTH_TOKEN`
+//!    passed through);
+//! 3. else moto from the project's virtualenv (`scripts/bootstrap` installs it).
+//!
+//! Every test works in its own uniquely named stack or resources, so tests share one endpoint.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use aws_config::SdkConfig;
+use herald_local::{binaries, Endpoint, LocalPipeline, UpOptions};
+use tokio::sync::OnceCell;
+
+static ENDPOINT: OnceCell<Endpoint> = OnceCell::const_new();
+static BINARIES: OnceLock<PathBuf> = OnceLock::new();
+
+/// The project root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The endpoint every test in this binary uses.
+pub async fn endpoint() -> &'static Endpoint {
+    ENDPOINT
+        .get_or_init(|| async {
+            if let Some(url) = std::env::var("AWS_ENDPOINT_URL").ok().filter(|u| !u.is_empty()) {
+                return Endpoint::external(url);
+            }
+            if docker_answers() {
+                #[cfg(feature = "localstack")]
+                return localstack().await;
+                #[cfg(not(feature = "localstack"))]
+                eprintln!("a Docker engine answers; build with `--features localstack` to test against LocalStack. Using moto.");
+            }
+            Endpoint::moto(&root(), None).await.expect("start moto (run scripts/bootstrap first)")
+        })
+        .await
+}
+
+fn docker_answers() -> bool {
+    std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+#[cfg(feature = "localstack")]
+async fn localstack() -> Endpoint {
+    use testcontainers_modules::localstack::LocalStack;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+    use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
+    static CONTAINER: OnceCell<ContainerAsync<LocalStack>> = OnceCell::const_new();
+    let container = CONTAINER
+        .get_or_init(|| async {
+            let mut image = LocalStack::default().with_tag("4.5");
+            if let Ok(token) = std::env::var("LOCALSTACK_AUTH_TOKEN") {
+                image = image.with_env_var("LOCALSTACK_AUTH_TOKEN", token);
+            }
+            image.start().await.expect("start LocalStack")
+        })
+        .await;
+    let host = container.get_host().await.expect("LocalStack host");
+    let port = container
+        .get_host_port_ipv4(4566)
+        .await
+        .expect("LocalStack port");
+    Endpoint::external(format!("http://{host}:{port}"))
+}
+
+/// SDK configuration for the endpoint (per test: SDK clients belong to the runtime that made them).
+pub async fn aws() -> SdkConfig {
+    endpoint().await.sdk_config().await
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
+
+/// The function binaries, built once per test binary (a no-op when `cargo build` already ran).
+pub fn bin_dir() -> PathBuf {
+    BINARIES
+        .get_or_init(|| {
+            let names: Vec<String> = [
+                "producer",
+                "router",
+                "inventory",
+                "payment",
+                "email",
+                "analytics",
+                "ops",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            binaries::build(&root(), &names, false, true).expect("build the function binaries")
+        })
+        .clone()
+}
+
+/// Provision `template` (default: the project's) as a fresh stack and start the local pipeline.
+pub async fn pipeline(prefix: &str, tweak: impl FnOnce(&mut UpOptions)) -> LocalPipeline {
+    let mut options = UpOptions::new(root());
+    options.stack.name = unique(prefix);
+    options.build = false;
+    options.runner.bin_dir = bin_dir();
+    tweak(&mut options);
+    if let Some(port) = options.runner.url_port {
+        options.stack.function_url_base = format!("http://127.0.0.1:{port}");
+    }
+    herald_local::up(endpoint().await, options)
+        .await
+        .expect("bring the local stack up")
+}

@@ -1,0 +1,79 @@
+//! Every sample in events/ is accepted by its function, invoked through the local Runtime API
+//! against the emulator (the same files work with `herald invoke`, `cargo lambda invoke
+//! --data-file` and `sam local invoke -e`).
+
+mod common;
+
+use serde_json::Value;
+
+fn sample(path: &str) -> Value {
+    let text =
+        std::fs::read_to_string(common::root().join("events").join(path)).expect("sample exists");
+    serde_json::from_str(&text).expect("sample is JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_event_is_accepted_by_its_function() {
+    let pipeline = common::pipeline("events", |o| o.runner.mappings = false).await;
+
+    let response = pipeline
+        .invoke("producer", &sample("producer/function-url.json"))
+        .await
+        .unwrap();
+    assert_eq!(response["statusCode"], 202, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["accepted"], 1);
+
+    let response = pipeline
+        .invoke("producer", &sample("producer/direct-invoke.json"))
+        .await
+        .unwrap();
+    assert_eq!(response["accepted"], 2, "{response}");
+    assert_eq!(response["rejected"], 0);
+
+    // Two envelopes are published; the third record is poison and goes to the router's DLQ,
+    // so nothing is reported back for retry.
+    let response = pipeline
+        .invoke("router", &sample("router/kinesis.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([]),
+        "{response}"
+    );
+
+    for subscriber in ["inventory", "payment", "email", "analytics", "ops"] {
+        let event = sample(&format!("{subscriber}/sqs.json"));
+        let response = pipeline.invoke(subscriber, &event).await.unwrap();
+        assert_eq!(
+            response["batchItemFailures"],
+            serde_json::json!([]),
+            "{subscriber}: {response}"
+        );
+        // A second delivery of the same message is a duplicate, not a failure.
+        let again = pipeline.invoke(subscriber, &event).await.unwrap();
+        assert_eq!(
+            again["batchItemFailures"],
+            serde_json::json!([]),
+            "{subscriber} (again): {again}"
+        );
+    }
+
+    let tallies = pipeline.tallies();
+    for subscriber in ["inventory", "payment", "email", "analytics", "ops"] {
+        assert_eq!(
+            tallies[subscriber]["applied"], 1,
+            "{subscriber}: {:?}",
+            tallies[subscriber]
+        );
+        assert_eq!(
+            tallies[subscriber]["duplicates"], 1,
+            "{subscriber}: {:?}",
+            tallies[subscriber]
+        );
+    }
+    assert_eq!(tallies["router"]["published"], 2);
+    assert_eq!(tallies["router"]["dead_lettered"], 1);
+    pipeline.stop().await;
+}

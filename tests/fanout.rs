@@ -1,0 +1,110 @@
+//! The router against the emulator: records published through SNS reach exactly the queues
+//! whose filter policies (from template.yaml) ask for them, with their attributes; poison lands in
+//! the router's DLQ with its reason.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use herald::adapters::{SnsBus, SqsDeadLetters};
+use herald::router::Router;
+use herald::{Envelope, EventKind};
+use herald_local::example::peek;
+
+fn record(seq: usize, data: Vec<u8>) -> KinesisEventRecord {
+    let mut record = KinesisEventRecord::default();
+    record.kinesis.sequence_number = seq.to_string();
+    record.kinesis.partition_key = format!("k{seq}");
+    record.kinesis.data.0 = data;
+    record
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_policies_route_each_event_to_its_subscribers() {
+    let pipeline = common::pipeline("fanout", |o| o.runner.mappings = false).await;
+    let stack = pipeline.stack().clone();
+    let aws = common::aws().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let router = Router::new(
+        SnsBus::new(
+            aws_sdk_sns::Client::new(&aws),
+            stack.reference("EventTopic").unwrap(),
+        ),
+        SqsDeadLetters::new(
+            sqs.clone(),
+            stack.reference("RouterDeadLetterQueue").unwrap(),
+        ),
+    );
+
+    let event = |event_type: &str, kind: EventKind| {
+        Envelope::builder(event_type, "herald/test")
+            .subject("order-1")
+            .kind(kind)
+            .build()
+            .unwrap()
+            .to_json_bytes()
+    };
+    let mut batch = KinesisEvent::default();
+    batch.records = vec![
+        record(1, event("order_placed", EventKind::Business)),
+        record(2, event("payment_succeeded", EventKind::Business)),
+        record(3, event("job_failed", EventKind::System)),
+        record(4, event("row_changed", EventKind::Data)),
+        record(5, b"{\"not\": \"an envelope\"}".to_vec()),
+    ];
+    let (response, summary) = router.route(&batch).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((summary.published, summary.dead_lettered), (4, 1));
+
+    let mut received: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for queue in [
+        "InventoryQueue",
+        "PaymentQueue",
+        "EmailQueue",
+        "AnalyticsQueue",
+        "OpsQueue",
+    ] {
+        let messages = sqs
+            .receive_message()
+            .queue_url(stack.reference(queue).unwrap())
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default();
+        let mut types: Vec<String> = messages
+            .iter()
+            .map(|m| {
+                // Raw delivery: the body is the envelope, the attributes are SQS message attributes.
+                let envelope = Envelope::parse(m.body().unwrap().as_bytes()).unwrap();
+                let attribute = m.message_attributes().unwrap()["type"]
+                    .string_value()
+                    .unwrap()
+                    .to_string();
+                assert_eq!(attribute, envelope.event_type());
+                attribute
+            })
+            .collect();
+        types.sort();
+        received.insert(queue, types);
+    }
+    assert_eq!(received["InventoryQueue"], ["order_placed"]);
+    assert_eq!(received["PaymentQueue"], ["order_placed"]);
+    assert_eq!(received["EmailQueue"], ["payment_succeeded"]);
+    assert_eq!(
+        received["AnalyticsQueue"],
+        ["order_placed", "payment_succeeded"]
+    );
+    assert_eq!(received["OpsQueue"], ["job_failed"]);
+
+    let letters = peek(&sqs, stack.reference("RouterDeadLetterQueue").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason, "`specversion` is required");
+    assert_eq!(letters[0].stage, "router");
+    pipeline.stop().await;
+}
