@@ -153,22 +153,8 @@ fn up_options(root: &Path, common: &Common, url_port: Option<u16>) -> UpOptions 
 
 async fn local_up(args: UpArgs) -> Result<()> {
     let root = binaries::project_root();
-    let endpoint = match std::env::var("AWS_ENDPOINT_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        Some(url) => Endpoint::external(url),
-        None => Endpoint::moto(&root, Some(args.moto_port)).await?,
-    };
-    println!(
-        "endpoint    {} ({})",
-        endpoint.url,
-        if endpoint.is_embedded() {
-            "moto, started by herald"
-        } else {
-            "AWS_ENDPOINT_URL"
-        }
-    );
+    let endpoint = Endpoint::from_env_or_moto(&root, Some(args.moto_port)).await?;
+    println!("endpoint    {}", endpoint.describe());
     let mut options = up_options(&root, &args.common, Some(args.url_port));
     options.runner.echo_logs = true;
     options.runner.concurrency = args.concurrency;
@@ -192,7 +178,7 @@ async fn local_up(args: UpArgs) -> Result<()> {
     for (id, kind) in &stack.skipped {
         println!("not local   {id}: {kind}");
     }
-    println!("\nIn another terminal:\n  export AWS_ENDPOINT_URL={}\n  cargo run -q -p herald-cli -- send events/producer/direct-invoke.json\n\nCtrl-C stops everything.\n", endpoint.url);
+    println!("\nIn another terminal:\n  export AWS_ENDPOINT_URL={}\n  target/debug/herald send events/producer/direct-invoke.json\n\nCtrl-C stops everything.\n", endpoint.url);
     tokio::signal::ctrl_c().await?;
     println!("stopping");
     pipeline.stop().await;
@@ -202,16 +188,8 @@ async fn local_up(args: UpArgs) -> Result<()> {
 async fn demo(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
     let root = binaries::project_root();
-    let endpoint = Endpoint::from_env_or_moto(&root).await?;
-    println!(
-        "endpoint    {} ({})",
-        endpoint.url,
-        if endpoint.is_embedded() {
-            "moto, started by herald"
-        } else {
-            "AWS_ENDPOINT_URL"
-        }
-    );
+    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    println!("endpoint    {}", endpoint.describe());
     let url_port = herald_local::moto::free_port()?;
     let mut common = args.common.clone();
     if common.stack == "herald" {
@@ -300,7 +278,7 @@ fn read_input(source: &str) -> Result<Value> {
 async fn invoke(args: InvokeArgs) -> Result<()> {
     let payload = read_input(&args.event)?;
     let root = binaries::project_root();
-    let endpoint = Endpoint::from_env_or_moto(&root).await?;
+    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
     let mut options = up_options(&root, &args.common, None);
     options.quiet_build = true;
     options.runner.mappings = false;

@@ -25,14 +25,15 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// `AWS_ENDPOINT_URL` if set, else a new moto server from `<root>/.venv`.
-    pub async fn from_env_or_moto(root: &Path) -> Result<Endpoint> {
+    /// `AWS_ENDPOINT_URL` if set, else a new moto server from `<root>/.venv` on `port` (a free
+    /// one when `None`).
+    pub async fn from_env_or_moto(root: &Path, port: Option<u16>) -> Result<Endpoint> {
         match std::env::var("AWS_ENDPOINT_URL")
             .ok()
             .filter(|u| !u.is_empty())
         {
             Some(url) => Ok(Endpoint::external(url)),
-            None => Endpoint::moto(root, None).await,
+            None => Endpoint::moto(root, port).await,
         }
     }
 
@@ -58,6 +59,16 @@ impl Endpoint {
     /// Whether herald started the emulator itself.
     pub fn is_embedded(&self) -> bool {
         self.moto.is_some()
+    }
+
+    /// `http://… (moto, started by herald)` or `http://… (AWS_ENDPOINT_URL)`.
+    pub fn describe(&self) -> String {
+        let origin = if self.is_embedded() {
+            "moto, started by herald"
+        } else {
+            "AWS_ENDPOINT_URL"
+        };
+        format!("{} ({origin})", self.url)
     }
 
     /// SDK configuration for this endpoint (dummy credentials unless real ones are set).

@@ -433,9 +433,5 @@ async fn function_url(
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("valid response")
+    crate::runtime::reply(status, body.to_string())
 }

@@ -441,11 +441,12 @@ async fn handle(
     }
 }
 
-fn reply(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+/// A JSON HTTP response.
+pub(crate) fn reply(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
-        .body(Full::new(body))
+        .body(Full::new(body.into()))
         .expect("valid response")
 }
 

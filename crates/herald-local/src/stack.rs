@@ -404,17 +404,7 @@ fn prop<'a>(properties: &'a Value, name: &str) -> Option<&'a Value> {
     properties.get(name).filter(|v| !v.is_null())
 }
 
-fn prop_u64(properties: &Value, name: &str) -> Result<Option<u64>> {
-    match prop(properties, name) {
-        None => Ok(None),
-        Some(v) => scalar(v)
-            .parse()
-            .map(Some)
-            .map_err(|_| anyhow!("{name} must be a whole number, not {v}")),
-    }
-}
-
-fn prop_i64(properties: &Value, name: &str) -> Result<Option<i64>> {
+fn prop_num<T: std::str::FromStr>(properties: &Value, name: &str) -> Result<Option<T>> {
     match prop(properties, name) {
         None => Ok(None),
         Some(v) => scalar(v)
@@ -658,8 +648,8 @@ async fn create(
                 logical_id: id.to_string(),
                 name: name.clone(),
                 binary,
-                timeout: Duration::from_secs(prop_u64(properties, "Timeout")?.unwrap_or(3)),
-                memory_mb: prop_u64(properties, "MemorySize")?.unwrap_or(128) as u32,
+                timeout: Duration::from_secs(prop_num::<u64>(properties, "Timeout")?.unwrap_or(3)),
+                memory_mb: prop_num::<u64>(properties, "MemorySize")?.unwrap_or(128) as u32,
                 environment,
                 log_format: logging
                     .and_then(|l| l.get("LogFormat"))
@@ -764,9 +754,9 @@ fn kinesis_mapping(
         .to_string();
     let starting_position = match prop(p, "StartingPosition").map(scalar).as_deref() {
         Some("LATEST") => StartingPosition::Latest,
-        Some("AT_TIMESTAMP") => {
-            StartingPosition::AtTimestamp(prop_i64(p, "StartingPositionTimestamp")?.unwrap_or(0))
-        }
+        Some("AT_TIMESTAMP") => StartingPosition::AtTimestamp(
+            prop_num::<i64>(p, "StartingPositionTimestamp")?.unwrap_or(0),
+        ),
         _ => StartingPosition::TrimHorizon,
     };
     let on_failure = p
@@ -774,7 +764,7 @@ fn kinesis_mapping(
         .and_then(|d| d.get("OnFailure"))
         .and_then(|o| o.get("Destination"))
         .map(scalar);
-    let max_record_age = prop_i64(p, "MaximumRecordAgeInSeconds")?.unwrap_or(-1);
+    let max_record_age = prop_num::<i64>(p, "MaximumRecordAgeInSeconds")?.unwrap_or(-1);
     let _ = stack;
     Ok(MappingSpec::Kinesis(KinesisMapping {
         logical_id: id.into(),
@@ -782,16 +772,18 @@ fn kinesis_mapping(
         stream_arn,
         stream_name,
         starting_position,
-        batch_size: prop_u64(p, "BatchSize")?.unwrap_or(100).clamp(1, 10_000) as usize,
+        batch_size: prop_num::<u64>(p, "BatchSize")?
+            .unwrap_or(100)
+            .clamp(1, 10_000) as usize,
         batching_window: Duration::from_secs(
-            prop_u64(p, "MaximumBatchingWindowInSeconds")?.unwrap_or(0),
+            prop_num::<u64>(p, "MaximumBatchingWindowInSeconds")?.unwrap_or(0),
         ),
         bisect_on_error: prop_bool(p, "BisectBatchOnFunctionError").unwrap_or(false),
-        max_retry_attempts: prop_i64(p, "MaximumRetryAttempts")?.unwrap_or(-1),
+        max_retry_attempts: prop_num::<i64>(p, "MaximumRetryAttempts")?.unwrap_or(-1),
         max_record_age: (max_record_age >= 0).then(|| Duration::from_secs(max_record_age as u64)),
         report_batch_item_failures: reports_item_failures(p),
         on_failure,
-        parallelization_factor: prop_u64(p, "ParallelizationFactor")?
+        parallelization_factor: prop_num::<u64>(p, "ParallelizationFactor")?
             .unwrap_or(1)
             .clamp(1, 10) as usize,
         enabled: prop_bool(p, "Enabled").unwrap_or(true),
@@ -815,9 +807,11 @@ fn sqs_mapping(
         function: function.into(),
         queue_url: queue.reference.clone(),
         queue_arn,
-        batch_size: prop_u64(p, "BatchSize")?.unwrap_or(10).clamp(1, 10_000) as usize,
+        batch_size: prop_num::<u64>(p, "BatchSize")?
+            .unwrap_or(10)
+            .clamp(1, 10_000) as usize,
         batching_window: Duration::from_secs(
-            prop_u64(p, "MaximumBatchingWindowInSeconds")?.unwrap_or(0),
+            prop_num::<u64>(p, "MaximumBatchingWindowInSeconds")?.unwrap_or(0),
         ),
         report_batch_item_failures: reports_item_failures(p),
         max_concurrency: p
@@ -936,7 +930,7 @@ async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, p: &Value) 
                 .build()?,
         )
     } else {
-        request.shard_count(prop_u64(p, "ShardCount")?.unwrap_or(1) as i32)
+        request.shard_count(prop_num::<u64>(p, "ShardCount")?.unwrap_or(1) as i32)
     };
     match request.send().await {
         Ok(_) => {}

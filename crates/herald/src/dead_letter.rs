@@ -109,3 +109,22 @@ pub trait DeadLetters: Send + Sync {
         letters: &[DeadLetter],
     ) -> impl Future<Output = Vec<Result<(), DeadLetterError>>> + Send;
 }
+
+/// Test doubles shared by the unit tests of the router and the subscribers.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Mutex;
+
+    use super::{DeadLetter, DeadLetterError, DeadLetters};
+
+    /// Keeps every dead letter it is sent.
+    #[derive(Default)]
+    pub(crate) struct Letters(pub(crate) Mutex<Vec<DeadLetter>>);
+
+    impl DeadLetters for Letters {
+        async fn send(&self, letters: &[DeadLetter]) -> Vec<Result<(), DeadLetterError>> {
+            self.0.lock().unwrap().extend_from_slice(letters);
+            letters.iter().map(|_| Ok(())).collect()
+        }
+    }
+}

@@ -358,7 +358,7 @@ fn chunk_messages(messages: Vec<(usize, BusMessage)>) -> Vec<Vec<(usize, BusMess
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dead_letter::DeadLetterError;
+    use crate::dead_letter::testing::Letters;
     use crate::envelope::Envelope;
     use aws_lambda_events::event::kinesis::KinesisEventRecord;
     use std::sync::Mutex;
@@ -394,15 +394,6 @@ mod tests {
                     }
                 })
                 .collect())
-        }
-    }
-
-    #[derive(Default)]
-    struct Letters(Mutex<Vec<DeadLetter>>);
-    impl DeadLetters for Letters {
-        async fn send(&self, letters: &[DeadLetter]) -> Vec<Result<(), DeadLetterError>> {
-            self.0.lock().unwrap().extend_from_slice(letters);
-            letters.iter().map(|_| Ok(())).collect()
         }
     }
 

@@ -532,7 +532,7 @@ pub fn decode(message: &SqsMessage) -> Result<Envelope, ValidationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dead_letter::DeadLetterError;
+    use crate::dead_letter::testing::Letters;
     use crate::producer::{PutOutcome, StreamError, StreamRecord};
     use std::sync::Mutex;
 
@@ -561,15 +561,6 @@ mod tests {
                 )),
                 _ => Ok(Delivery::Applied(Outcome::new("done"))),
             }
-        }
-    }
-
-    #[derive(Default)]
-    struct Letters(Mutex<Vec<DeadLetter>>);
-    impl DeadLetters for Letters {
-        async fn send(&self, letters: &[DeadLetter]) -> Vec<Result<(), DeadLetterError>> {
-            self.0.lock().unwrap().extend_from_slice(letters);
-            letters.iter().map(|_| Ok(())).collect()
         }
     }
 
