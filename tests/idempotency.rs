@@ -53,12 +53,30 @@ fn deadline() -> SystemTime {
 }
 
 async fn setup() -> (aws_sdk_dynamodb::Client, Idempotency) {
+    setup_with(|_| {}).await
+}
+
+async fn setup_with(
+    tweak: impl FnOnce(&mut IdempotencyConfig),
+) -> (aws_sdk_dynamodb::Client, Idempotency) {
     let client = aws_sdk_dynamodb::Client::new(&common::aws().await);
     let table = table(&client, "pk").await;
-    (
-        client.clone(),
-        Idempotency::new(client, IdempotencyConfig::new(table, "test")),
+    let mut config = IdempotencyConfig::new(table, "test");
+    tweak(&mut config);
+    (client.clone(), Idempotency::new(client, config))
+}
+
+/// Start a delivery and kill it after the claim, as a crashed or timed-out Lambda would.
+async fn crash_after_claim(idempotency: &Idempotency, event: &Envelope, deadline: SystemTime) {
+    let crashed = tokio::time::timeout(
+        Duration::from_millis(300),
+        idempotency.run(event, deadline, || async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, String>(0)
+        }),
     )
+    .await;
+    assert!(crashed.is_err(), "the delivery was cut off mid-handler");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,4 +260,310 @@ async fn a_failing_transaction_leaves_neither_effect_nor_record() {
         "no record was left by the failed attempt"
     );
     assert_eq!(count().await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_claim_is_taken_over_after_the_invocation_deadline_not_before() {
+    let (_, idempotency) = setup_with(|c| {
+        c.min_in_progress = Duration::from_millis(200);
+        c.in_progress_wait = Duration::ZERO;
+    })
+    .await;
+    let e = event("c1", 1);
+    // The claim lasts until the crashed invocation's deadline (`Context::deadline`).
+    crash_after_claim(
+        &idempotency,
+        &e,
+        SystemTime::now() + Duration::from_millis(1500),
+    )
+    .await;
+    let blocked = idempotency
+        .run(&e, deadline(), || async { Ok::<_, String>(1) })
+        .await;
+    assert!(
+        matches!(blocked, Err(IdempotencyError::AlreadyInProgress { .. })),
+        "{blocked:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1400)).await;
+    let taken_over = idempotency
+        .run(&e, deadline(), || async { Ok::<_, String>(2) })
+        .await
+        .unwrap();
+    assert_eq!(taken_over, Executed::Ran(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_in_progress_timeout_overrides_the_deadline() {
+    let (_, idempotency) = setup_with(|c| {
+        c.in_progress_timeout = Some(Duration::from_millis(800));
+        c.min_in_progress = Duration::from_millis(200);
+        c.in_progress_wait = Duration::ZERO;
+    })
+    .await;
+    let e = event("c2", 1);
+    // A far deadline, but the configured timeout releases the claim after 0.8 s.
+    crash_after_claim(
+        &idempotency,
+        &e,
+        SystemTime::now() + Duration::from_secs(600),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let taken_over = idempotency
+        .run(&e, deadline(), || async { Ok::<_, String>(3) })
+        .await
+        .unwrap();
+    assert_eq!(taken_over, Executed::Ran(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_duplicate_waits_for_the_first_delivery_instead_of_failing() {
+    let (_, idempotency) = setup().await;
+    let idempotency = Arc::new(idempotency);
+    let first = {
+        let idempotency = idempotency.clone();
+        tokio::spawn(async move {
+            idempotency
+                .run(&event("w1", 1), deadline(), || async {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, String>("first".to_string())
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = idempotency
+        .run(&event("w1", 1), deadline(), || async {
+            Ok::<_, String>("second".to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(second, Executed::Replayed("first".to_string()));
+    assert_eq!(
+        first.await.unwrap().unwrap(),
+        Executed::Ran("first".to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_completed_record_counts_as_absent() {
+    let (_, idempotency) = setup_with(|c| c.record_ttl = Duration::from_secs(1)).await;
+    let e = event("x1", 1);
+    assert_eq!(
+        idempotency
+            .run(&e, deadline(), || async { Ok::<_, String>(1) })
+            .await
+            .unwrap(),
+        Executed::Ran(1)
+    );
+    assert!(idempotency
+        .run(&e, deadline(), || async { Ok::<_, String>(2) })
+        .await
+        .unwrap()
+        .is_replay());
+    // DynamoDB's TTL deletes lazily (moto never does): expiry is judged by the record itself.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        idempotency
+            .run(&e, deadline(), || async { Ok::<_, String>(3) })
+            .await
+            .unwrap(),
+        Executed::Ran(3)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_answers_duplicates_without_a_request() {
+    let aws = common::aws().await;
+    let counter = herald::aws::RequestCounter::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let mut config = IdempotencyConfig::new(table(&client, "pk").await, "test");
+    config.cache_capacity = 16;
+    let idempotency = Idempotency::new(client, config);
+    let e = event("k1", 1);
+    idempotency
+        .run(&e, deadline(), || async { Ok::<_, String>(1) })
+        .await
+        .unwrap();
+    counter.reset();
+    let again = idempotency
+        .run(&e, deadline(), || async { Ok::<_, String>(2) })
+        .await
+        .unwrap();
+    assert_eq!(again, Executed::Replayed(1));
+    assert_eq!(counter.total(), 0, "{:?}", counter.counts());
+    // A different payload under the same key is still caught.
+    let mismatch = idempotency
+        .run(&event("k1", 2), deadline(), || async { Ok::<_, String>(3) })
+        .await;
+    assert!(matches!(
+        mismatch,
+        Err(IdempotencyError::PayloadMismatch { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_costs_one_request_in_either_mode() {
+    let aws = common::aws().await;
+    let counter = herald::aws::RequestCounter::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let idempotency = Idempotency::new(
+        client.clone(),
+        IdempotencyConfig::new(table(&client, "pk").await, "test"),
+    );
+    let e = event("r1", 1);
+    counter.reset();
+    idempotency
+        .run(&e, deadline(), || async { Ok::<_, String>(1) })
+        .await
+        .unwrap();
+    assert_eq!(
+        counter.counts().get("DynamoDB.PutItem"),
+        Some(&2),
+        "claim + result: {:?}",
+        counter.counts()
+    );
+    counter.reset();
+    idempotency
+        .run(&e, deadline(), || async { Ok::<_, String>(1) })
+        .await
+        .unwrap();
+    assert_eq!(
+        counter.total(),
+        1,
+        "one failed conditional write, no read: {:?}",
+        counter.counts()
+    );
+
+    let t = event("r2", 1);
+    let decide = |_| {
+        Ok::<_, String>(Decision {
+            writes: vec![],
+            result: 1,
+        })
+    };
+    for delivery in ["first delivery", "duplicate"] {
+        counter.reset();
+        idempotency.run_transactional(&t, decide).await.unwrap();
+        // The duplicate's old record comes back in the cancellation reasons: no read.
+        assert_eq!(counter.total(), 1, "{delivery}: {:?}", counter.counts());
+    }
+}
+
+mod interleavings {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+        /// Any order of deliveries of a set of events, with duplicates and concurrent batches,
+        /// applies each event's effect exactly once, in both modes.
+        #[test]
+        fn any_interleaving_applies_each_effect_once(
+            deliveries in proptest::collection::vec(0u8..6, 4..24),
+            batch in 1usize..5,
+        ) {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(check(deliveries, batch));
+        }
+    }
+
+    async fn check(deliveries: Vec<u8>, batch: usize) {
+        let (client, idempotency) = setup().await;
+        let effects_table = table(&client, "id").await;
+        let idempotency = Arc::new(idempotency);
+        let applied: Arc<Mutex<HashMap<u8, usize>>> = Arc::default();
+        let run_id = common::unique("p");
+        for chunk in deliveries.chunks(batch) {
+            let tasks: Vec<_> = chunk
+                .iter()
+                .map(|&n| {
+                    let idempotency = idempotency.clone();
+                    let applied = applied.clone();
+                    let client = client.clone();
+                    let effects_table = effects_table.clone();
+                    let id = format!("{run_id}-{n}");
+                    tokio::spawn(async move {
+                        let e = event(&id, u64::from(n));
+                        // Like a queue, redeliver until the delivery is not refused as in progress.
+                        loop {
+                            let claimed = idempotency
+                                .run(&e, deadline(), || async {
+                                    *applied.lock().unwrap().entry(n).or_default() += 1;
+                                    Ok::<_, String>(n)
+                                })
+                                .await;
+                            match claimed {
+                                Ok(_) => break,
+                                Err(IdempotencyError::AlreadyInProgress { .. }) => continue,
+                                Err(other) => panic!("{other}"),
+                            }
+                        }
+                        let t = event(&format!("{id}-t"), u64::from(n));
+                        idempotency
+                            .run_transactional(&t, |_| {
+                                Ok::<_, String>(Decision {
+                                    writes: vec![TransactWriteItem::builder()
+                                        .update(
+                                            Update::builder()
+                                                .table_name(&effects_table)
+                                                .key("id", AttributeValue::S(id.clone()))
+                                                .update_expression("ADD #n :one")
+                                                .expression_attribute_names("#n", "n")
+                                                .expression_attribute_values(
+                                                    ":one",
+                                                    AttributeValue::N("1".into()),
+                                                )
+                                                .build()
+                                                .unwrap(),
+                                        )
+                                        .build()],
+                                    result: n,
+                                })
+                            })
+                            .await
+                            .unwrap();
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        }
+        let distinct: std::collections::BTreeSet<u8> = deliveries.iter().copied().collect();
+        let applied = applied.lock().unwrap().clone();
+        for n in &distinct {
+            assert_eq!(
+                applied.get(n),
+                Some(&1),
+                "claimed effect of event {n}: {applied:?}"
+            );
+            let item = client
+                .get_item()
+                .table_name(&effects_table)
+                .key("id", AttributeValue::S(format!("{run_id}-{n}")))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap();
+            assert_eq!(
+                item["n"].as_n().unwrap(),
+                "1",
+                "transactional effect of event {n}"
+            );
+        }
+        assert_eq!(applied.len(), distinct.len());
+    }
 }

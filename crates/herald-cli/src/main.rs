@@ -35,6 +35,30 @@ enum Command {
     Invoke(InvokeArgs),
     /// Send events (a file or `-` for stdin) to the producer's Function URL.
     Send(SendArgs),
+    /// Print a function's environment in a running local stack (KEY=VALUE lines), for
+    /// `cargo lambda watch --env-file`.
+    Env {
+        /// Function: logical id or binary name.
+        function: String,
+        /// Stack started by `herald local up`.
+        #[arg(long, default_value = "herald")]
+        stack: String,
+    },
+    /// Benchmarks that print a table.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// DynamoDB requests per event for each idempotency path (first delivery, duplicate).
+    Idempotency {
+        /// Events per path.
+        #[arg(long, default_value_t = 100)]
+        events: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -127,6 +151,10 @@ async fn main() {
         Command::Demo(args) => demo(args).await,
         Command::Invoke(args) => invoke(args).await,
         Command::Send(args) => send(args).await,
+        Command::Env { function, stack } => env(&function, &stack),
+        Command::Bench {
+            command: BenchCommand::Idempotency { events },
+        } => bench_idempotency(events).await,
     };
     if let Err(err) = result {
         eprintln!("herald: {err:#}");
@@ -295,27 +323,52 @@ async fn invoke(args: InvokeArgs) -> Result<()> {
     }
 }
 
+fn load_stack(name: &str) -> Result<Stack> {
+    let file = state_file(&binaries::project_root(), name);
+    Stack::load(&file)
+        .with_context(|| format!("no local stack {name}: start one with `herald local up`"))
+}
+
+fn env(function: &str, stack: &str) -> Result<()> {
+    let stack = load_stack(stack)?;
+    let spec = stack.function(function)?;
+    let endpoint = Endpoint::external(stack.endpoint.clone());
+    for (key, value) in spec
+        .environment
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(endpoint.child_env())
+    {
+        println!("{key}={value}");
+    }
+    Ok(())
+}
+
 async fn send(args: SendArgs) -> Result<()> {
     let events = read_input(&args.events)?;
     let url = match args.url {
         Some(url) => url,
-        None => {
-            let root = binaries::project_root();
-            let file = state_file(&root, &args.stack);
-            let stack = Stack::load(&file).with_context(|| {
-                "no local stack found: start one with `herald local up` (or pass --url)"
-            })?;
-            stack
-                .function("producer")?
-                .url
-                .clone()
-                .ok_or_else(|| anyhow!("the producer has no Function URL"))?
-        }
+        None => load_stack(&args.stack)?
+            .function("producer")?
+            .url
+            .clone()
+            .ok_or_else(|| anyhow!("the producer has no Function URL"))?,
     };
     let (status, report) = example::post_json(&url, &events).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     if status >= 400 {
         bail!("the producer answered {status}");
     }
+    Ok(())
+}
+
+async fn bench_idempotency(events: usize) -> Result<()> {
+    let root = binaries::project_root();
+    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let rows = herald_local::bench::idempotency_requests(&endpoint, events).await?;
+    println!(
+        "{}",
+        herald_local::bench::render_requests(&rows, events, &endpoint.describe())
+    );
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! Endpoint ──► provision(template) ──► Stack ──► LocalPipeline::start ──► invoke / Function URLs / mappings
 //! ```
 
+pub mod bench;
 pub mod binaries;
 pub mod endpoint;
 pub mod esm;

@@ -54,3 +54,51 @@ pub fn error_text<E: std::error::Error + 'static>(err: &E) -> String {
     }
     text
 }
+
+/// Counts the HTTP requests an SDK client sends, per `Service.Operation` (retries included),
+/// for benchmarks and cost models. Attach it with a client config builder's `.interceptor(...)`.
+#[derive(Clone, Debug, Default)]
+pub struct RequestCounter {
+    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
+}
+
+impl RequestCounter {
+    /// Requests per `Service.Operation` so far.
+    pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// All requests so far.
+    pub fn total(&self) -> u64 {
+        self.counts().values().sum()
+    }
+
+    /// Forget the counts.
+    pub fn reset(&self) {
+        if let Ok(mut counts) = self.counts.lock() {
+            counts.clear();
+        }
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "herald::RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let operation = cfg
+            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+            .map(|m| format!("{}.{}", m.service(), m.name()))
+            .unwrap_or_else(|| "unknown".into());
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry(operation).or_default() += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,198 @@
+//! Benchmarks that count rather than time: requests per event, measured with an SDK interceptor
+//! ([`herald::aws::RequestCounter`]) against whatever endpoint is configured.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{anyhow, Result};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, TransactWriteItem, Update,
+};
+use herald::aws::RequestCounter;
+use herald::idempotency::{Decision, Idempotency, IdempotencyConfig};
+use herald::Envelope;
+
+use crate::endpoint::Endpoint;
+
+/// One row: a delivery path and the DynamoDB requests it cost per event.
+#[derive(Clone, Debug)]
+pub struct RequestRow {
+    /// The path (`claimed: first delivery`, ...).
+    pub path: &'static str,
+    /// Requests per event, measured.
+    pub per_event: f64,
+    /// Requests per event by operation.
+    pub operations: Vec<(String, f64)>,
+    /// The same path in the Powertools design.
+    pub powertools: &'static str,
+}
+
+/// DynamoDB requests per event for each idempotency path, over `events` events.
+pub async fn idempotency_requests(endpoint: &Endpoint, events: usize) -> Result<Vec<RequestRow>> {
+    let aws = endpoint.sdk_config().await;
+    let counter = RequestCounter::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let records = format!("bench-idempotency-{suffix}");
+    let effects = format!("bench-effects-{suffix}");
+    create_table(&client, &records, "pk").await?;
+    create_table(&client, &effects, "id").await?;
+    let idempotency = Idempotency::new(client.clone(), IdempotencyConfig::new(&records, "bench"));
+    let deadline = || SystemTime::now() + Duration::from_secs(30);
+    let claimed: Vec<Envelope> = (0..events).map(|i| event("claimed", i)).collect();
+    let transactional: Vec<Envelope> = (0..events).map(|i| event("transactional", i)).collect();
+    let effect = |event: &Envelope| -> TransactWriteItem {
+        TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&effects)
+                    .key("id", AttributeValue::S(event.id().to_string()))
+                    .update_expression("ADD #n :one")
+                    .expression_attribute_names("#n", "n")
+                    .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                    .build()
+                    .expect("complete update"),
+            )
+            .build()
+    };
+
+    let mut rows = Vec::new();
+    let mut measure = |path: &'static str, powertools: &'static str, counter: &RequestCounter| {
+        let operations: Vec<(String, f64)> = counter
+            .counts()
+            .into_iter()
+            .map(|(op, n)| (op, n as f64 / events as f64))
+            .collect();
+        rows.push(RequestRow {
+            path,
+            per_event: counter.total() as f64 / events as f64,
+            operations,
+            powertools,
+        });
+        counter.reset();
+    };
+
+    counter.reset();
+    for event in &claimed {
+        idempotency
+            .run(event, deadline(), || async {
+                Ok::<_, String>("done".to_string())
+            })
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    measure(
+        "claimed: first delivery",
+        "2 (PutItem claim + UpdateItem result)",
+        &counter,
+    );
+    for event in &claimed {
+        idempotency
+            .run(event, deadline(), || async {
+                Ok::<_, String>("done".to_string())
+            })
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    measure("claimed: duplicate", "1 failed PutItem (ALL_OLD)", &counter);
+    for event in &transactional {
+        idempotency
+            .run_transactional(event, |_| {
+                Ok::<_, String>(Decision {
+                    writes: vec![effect(event)],
+                    result: "done".to_string(),
+                })
+            })
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    measure(
+        "transactional: first delivery",
+        "3 (claim + effect + result; no atomicity)",
+        &counter,
+    );
+    for event in &transactional {
+        idempotency
+            .run_transactional(event, |_| {
+                Ok::<_, String>(Decision {
+                    writes: vec![effect(event)],
+                    result: "done".to_string(),
+                })
+            })
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+    }
+    measure(
+        "transactional: duplicate",
+        "1 failed PutItem (ALL_OLD)",
+        &counter,
+    );
+
+    for table in [&records, &effects] {
+        let _ = client.delete_table().table_name(table).send().await;
+    }
+    Ok(rows)
+}
+
+/// The table printed by `herald bench idempotency`.
+pub fn render_requests(rows: &[RequestRow], events: usize, endpoint: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "DynamoDB requests per event ({events} events per path, endpoint {endpoint})\n"
+    );
+    let _ = writeln!(out, "| path | herald | by operation | Powertools design |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for row in rows {
+        let ops: Vec<String> = row
+            .operations
+            .iter()
+            .map(|(op, n)| format!("{} {:.2}", op.trim_start_matches("DynamoDB."), n))
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {} | {} |",
+            row.path,
+            row.per_event,
+            ops.join(", "),
+            row.powertools
+        );
+    }
+    out
+}
+
+fn event(kind: &str, i: usize) -> Envelope {
+    Envelope::builder("order_placed", "herald/bench")
+        .id(format!("{kind}-{i}"))
+        .subject(format!("order-{i}"))
+        .data(serde_json::json!({ "n": i }))
+        .build()
+        .expect("a valid event")
+}
+
+async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, key: &str) -> Result<()> {
+    client
+        .create_table()
+        .table_name(name)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()?,
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await?;
+    Ok(())
+}
