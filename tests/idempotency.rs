@@ -491,7 +491,6 @@ mod interleavings {
                 .map(|&n| {
                     let idempotency = idempotency.clone();
                     let applied = applied.clone();
-                    let client = client.clone();
                     let effects_table = effects_table.clone();
                     let id = format!("{run_id}-{n}");
                     tokio::spawn(async move {
