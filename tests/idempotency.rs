@@ -141,33 +141,38 @@ async fn the_same_id_with_another_payload_is_a_payload_mismatch() {
 async fn concurrent_duplicates_run_the_handler_once() {
     let (_, idempotency) = setup().await;
     let idempotency = Arc::new(idempotency);
-    let runs = Arc::new(AtomicUsize::new(0));
-    let tasks: Vec<_> = (0..16)
-        .map(|_| {
-            let idempotency = idempotency.clone();
-            let runs = runs.clone();
-            tokio::spawn(async move {
-                idempotency
-                    .run(&event("e4", 1), deadline(), || async {
-                        runs.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        Ok::<_, String>("charged".to_string())
-                    })
-                    .await
+    // 16 deliveries race on each of 8 keys.
+    for key in 0..8 {
+        let id = format!("race-{key}");
+        let runs = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let idempotency = idempotency.clone();
+                let runs = runs.clone();
+                let id = id.clone();
+                tokio::spawn(async move {
+                    idempotency
+                        .run(&event(&id, 1), deadline(), || async {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok::<_, String>("charged".to_string())
+                        })
+                        .await
+                })
             })
-        })
-        .collect();
-    let mut ran = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(Executed::Ran(_)) => ran += 1,
-            Ok(Executed::Replayed(r)) => assert_eq!(r, "charged"),
-            Err(IdempotencyError::AlreadyInProgress { .. }) => {}
-            Err(other) => panic!("{other}"),
+            .collect();
+        let mut ran = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(Executed::Ran(_)) => ran += 1,
+                Ok(Executed::Replayed(r)) => assert_eq!(r, "charged"),
+                Err(IdempotencyError::AlreadyInProgress { .. }) => {}
+                Err(other) => panic!("{other}"),
+            }
         }
+        assert_eq!(ran, 1, "{id}");
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "{id}");
     }
-    assert_eq!(ran, 1);
-    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
