@@ -101,6 +101,7 @@ pub fn bin_dir() -> PathBuf {
                 "email",
                 "analytics",
                 "ops",
+                "probe",
             ]
             .iter()
             .map(|s| s.to_string())

@@ -5,11 +5,15 @@
 //! - success → checkpoint the batch;
 //! - `batchItemFailures` (with `ReportBatchItemFailures`) → checkpoint before the lowest failed
 //!   sequence number and retry from there; an unknown or empty identifier fails the whole batch;
+//!   with `BisectBatchOnFunctionError` too, the batch is split at the failed record instead (and
+//!   bisected when the failed record is the first), so a poison record ends up alone;
 //! - function error (handled error, timeout, crash) → with `BisectBatchOnFunctionError` split the
-//!   batch in two and retry each half (splitting does not count as a retry); otherwise retry it;
+//!   batch in two and try each half (splitting does not count as a retry); otherwise retry it;
 //! - `MaximumRetryAttempts` exhausted, or records older than `MaximumRecordAgeInSeconds` → the
 //!   batch's metadata goes to `DestinationConfig.OnFailure` in Lambda's on-failure record shape,
-//!   and the shard moves on.
+//!   and the shard moves on;
+//! - `ParallelizationFactor` → that many lanes per shard by partition key, run concurrently, each
+//!   in order.
 //!
 //! **SQS**: receives up to `BatchSize` messages (≤ 10 per `ReceiveMessage`) within the batching
 //! window, invokes, deletes what succeeded (all but the reported `batchItemFailures`), and leaves
@@ -155,8 +159,9 @@ async fn run_shard(
     let mut buffer: VecDeque<KinesisRecord> = VecDeque::new();
     let mut window_started: Option<Instant> = None;
     while !*stop.borrow() {
-        if buffer.len() < mapping.batch_size {
-            let limit = (mapping.batch_size - buffer.len()).clamp(1, 10_000) as i32;
+        if buffer.len() < mapping.batch_size * mapping.parallelization_factor {
+            let limit = (mapping.batch_size * mapping.parallelization_factor - buffer.len())
+                .clamp(1, 10_000) as i32;
             match ctx
                 .kinesis
                 .get_records()
@@ -228,16 +233,45 @@ async fn run_shard(
             }
         }
         set_caught_up(false, &mut caught_up);
-        let take = buffer.len().min(mapping.batch_size);
+        let take = buffer
+            .len()
+            .min(mapping.batch_size * mapping.parallelization_factor);
         let batch: Vec<KinesisRecord> = buffer.drain(..take).collect();
         window_started = if buffer.is_empty() {
             None
         } else {
             Some(Instant::now())
         };
-        process_kinesis_batch(&mapping, &pool, &ctx, batch).await;
+        process_lanes(&mapping, &pool, &ctx, batch).await;
     }
     set_caught_up(true, &mut caught_up);
+}
+
+/// `ParallelizationFactor`: the records are spread over that many lanes by partition key, lanes
+/// run concurrently, and each lane processes its records in order in batches of `BatchSize`, so
+/// one key's records stay in order.
+async fn process_lanes(
+    mapping: &KinesisMapping,
+    pool: &FunctionPool,
+    ctx: &Context,
+    records: Vec<KinesisRecord>,
+) {
+    let factor = mapping.parallelization_factor.max(1);
+    let mut lanes: Vec<Vec<KinesisRecord>> = vec![Vec::new(); factor];
+    for record in records {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&record.partition_key, &mut hasher);
+        lanes[(std::hash::Hasher::finish(&hasher) % factor as u64) as usize].push(record);
+    }
+    let runs = lanes
+        .into_iter()
+        .filter(|lane| !lane.is_empty())
+        .map(|lane| async move {
+            for batch in lane.chunks(mapping.batch_size) {
+                process_kinesis_batch(mapping, pool, ctx, batch.to_vec()).await;
+            }
+        });
+    futures::future::join_all(runs).await;
 }
 
 async fn shard_iterator(ctx: &Context, mapping: &KinesisMapping, shard_id: &str) -> Result<String> {
@@ -323,6 +357,17 @@ async fn process_kinesis_batch(
                 }
                 match first_failed(&response, &batch) {
                     Ok(None) => continue,
+                    Ok(Some(index)) if index > 0 && mapping.bisect_on_error => {
+                        // Checkpoint before the failure and split there: the remaining records
+                        // are tried again as a batch of their own (a split, not a retry).
+                        work.push_front((batch[index..].to_vec(), retries, invocations + 1));
+                        continue;
+                    }
+                    Ok(Some(index)) if index == 0 && mapping.bisect_on_error && batch.len() > 1 => {
+                        // The first record failed: bisect to isolate it.
+                        bisect(&mut work, batch, retries, invocations + 1);
+                        continue;
+                    }
                     Ok(Some(index)) => {
                         // Checkpoint before the lowest failure; retry from there.
                         let remaining = batch[index..].to_vec();
@@ -347,10 +392,7 @@ async fn process_kinesis_batch(
         ctx.logs
             .note(label, &format!("batch of {} failed: {error}", batch.len()));
         if mapping.bisect_on_error && batch.len() > 1 {
-            let mut first = batch;
-            let second = first.split_off(first.len() / 2);
-            work.push_front((second, retries, invocations + 1));
-            work.push_front((first, retries, invocations + 1));
+            bisect(&mut work, batch, retries, invocations + 1);
             continue;
         }
         retry_or_give_up(
@@ -365,6 +407,18 @@ async fn process_kinesis_batch(
         )
         .await;
     }
+}
+
+/// Split a batch in two and try each half, first half first (splitting is not a retry).
+fn bisect(
+    work: &mut VecDeque<(Vec<KinesisRecord>, i64, u32)>,
+    mut batch: Vec<KinesisRecord>,
+    retries: i64,
+    invocations: u32,
+) {
+    let second = batch.split_off(batch.len() / 2);
+    work.push_front((second, retries, invocations));
+    work.push_front((batch, retries, invocations));
 }
 
 #[allow(clippy::too_many_arguments)]

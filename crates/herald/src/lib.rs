@@ -5,6 +5,7 @@
 //! - [`producer`]: validated events onto Kinesis (`PutRecords`, chunked, retried, ordered per aggregate);
 //! - [`router`]: Kinesis batches fanned out through SNS `PublishBatch`;
 //! - [`subscriber`]: SQS batches handled once per event, with partial batch responses;
+//! - [`batch`]: Kinesis and SQS batch processors with Lambda's partial-response rules;
 //! - [`idempotency`]: exactly-once effects on at-least-once delivery, in DynamoDB;
 //! - [`dead_letter`]: poison records parked with their reason;
 //! - [`adapters`]: the AWS implementations of the ports above;
@@ -13,6 +14,7 @@
 pub mod adapters;
 pub mod aws;
 pub mod backoff;
+pub mod batch;
 pub mod dead_letter;
 pub mod envelope;
 pub mod idempotency;

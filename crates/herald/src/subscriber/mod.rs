@@ -21,18 +21,17 @@ pub mod inventory;
 pub mod ops;
 pub mod payment;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use std::panic::AssertUnwindSafe;
 
-use futures::future::join_all;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::batch;
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::envelope::{Envelope, ValidationError};
 use crate::idempotency::{Conflict, Decision, Executed, Idempotency, IdempotencyError};
@@ -317,121 +316,82 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
         }
     }
 
-    /// Handle one SQS batch.
+    /// Handle one SQS batch. Events are grouped by FIFO `MessageGroupId`, else by aggregate
+    /// (`subject`): one group's events in order, groups concurrently ([`batch::process_sqs`]).
     pub async fn handle(
         &self,
         event: &SqsEvent,
         deadline: SystemTime,
     ) -> (SqsBatchResponse, BatchSummary) {
-        let messages = &event.records;
-        let mut fates: Vec<Option<Fate>> = (0..messages.len()).map(|_| None).collect();
-        let mut envelopes: Vec<Option<Envelope>> = vec![None; messages.len()];
-        // Group by aggregate: one aggregate's events in order, aggregates concurrently.
-        let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut group_order = Vec::new();
-        for (i, message) in messages.iter().enumerate() {
-            match decode(message) {
-                Ok(envelope) => {
-                    let key = envelope.partition_key().to_string();
-                    groups.entry(key.clone()).or_insert_with(|| {
-                        group_order.push(key.clone());
-                        Vec::new()
+        let envelopes: Vec<Result<Envelope, ValidationError>> =
+            event.records.iter().map(decode).collect();
+        let summary = std::sync::Mutex::new(BatchSummary::default());
+        let count = |f: fn(&mut BatchSummary)| {
+            if let Ok(mut summary) = summary.lock() {
+                f(&mut summary)
+            }
+        };
+        let group = |i: usize, message: &SqsMessage| {
+            batch::fifo_group(message).or_else(|| {
+                envelopes[i]
+                    .as_ref()
+                    .ok()
+                    .map(|e| e.partition_key().to_string())
+            })
+        };
+        let report = batch::process_sqs(event, group, async |i, message| {
+            let fate = match &envelopes[i] {
+                Ok(envelope) => self.process_one(envelope, deadline).await,
+                Err(err) => Fate::Failed(RecordError::Poison {
+                    field: err.field().to_string(),
+                    reason: err.to_string(),
+                }),
+            };
+            let last_chance = self
+                .config
+                .max_receive_count
+                .is_some_and(|max| receive_count(message) >= max);
+            let letter = match fate {
+                Fate::Done(delivery) => {
+                    count(match delivery {
+                        Delivery::Applied(_) => |s| s.applied += 1,
+                        Delivery::Duplicate(_) => |s| s.duplicates += 1,
+                        Delivery::Ignored => |s| s.ignored += 1,
                     });
-                    groups.get_mut(&key).expect("inserted above").push(i);
-                    envelopes[i] = Some(envelope);
+                    return Ok(());
                 }
-                Err(err) => {
-                    fates[i] = Some(Fate::Failed(RecordError::Poison {
-                        field: err.field().to_string(),
-                        reason: err.to_string(),
-                    }))
+                Fate::Failed(RecordError::Poison { field, reason }) => {
+                    self.letter(message, &reason).with_field(field)
                 }
-            }
-        }
-        let runs = group_order.iter().map(|key| {
-            let indexes = &groups[key];
-            let envelopes = &envelopes;
-            async move {
-                let mut out = Vec::with_capacity(indexes.len());
-                let mut blocked: Option<String> = None;
-                for &i in indexes {
-                    let envelope = envelopes[i].as_ref().expect("grouped events decoded");
-                    if let Some(earlier) = &blocked {
-                        out.push((
-                            i,
-                            Fate::Failed(RecordError::Retry(format!(
-                                "held back: an earlier event of aggregate {key} ({earlier}) failed"
-                            ))),
-                        ));
-                        continue;
-                    }
-                    let fate = self.process_one(envelope, deadline).await;
-                    if let Fate::Failed(RecordError::Retry(_)) = &fate {
-                        blocked = Some(envelope.id().to_string());
-                    }
-                    out.push((i, fate));
+                Fate::Failed(RecordError::Retry(reason)) if last_chance => {
+                    let reason = format!("gave up after {} receives: {reason}", receive_count(message));
+                    self.letter(message, &reason)
                 }
-                out
-            }
-        });
-        for (i, fate) in join_all(runs).await.into_iter().flatten() {
-            fates[i] = Some(fate);
-        }
-
-        let mut summary = BatchSummary::default();
-        let mut letters = Vec::new();
-        let mut response = SqsBatchResponse::default();
-        for (i, fate) in fates.into_iter().enumerate() {
-            let message = &messages[i];
-            match fate.expect("every message has a fate") {
-                Fate::Done(Delivery::Applied(_)) => summary.applied += 1,
-                Fate::Done(Delivery::Duplicate(_)) => summary.duplicates += 1,
-                Fate::Done(Delivery::Ignored) => summary.ignored += 1,
-                Fate::Failed(err) => {
-                    let last_chance = self
-                        .config
-                        .max_receive_count
-                        .is_some_and(|max| receive_count(message) >= max);
-                    match err {
-                        RecordError::Poison { field, reason } => {
-                            letters.push((i, self.letter(message, &reason).with_field(field)));
-                        }
-                        RecordError::Retry(reason) if last_chance => {
-                            let reason = format!(
-                                "gave up after {} receives: {reason}",
-                                receive_count(message)
-                            );
-                            letters.push((i, self.letter(message, &reason)));
-                        }
-                        RecordError::Retry(reason) => {
-                            tracing::warn!(message_id = ?message.message_id, %reason, "reporting for redelivery");
-                            response.add_failure(message.message_id.clone().unwrap_or_default());
-                            summary.failed += 1;
-                        }
-                    }
+                Fate::Failed(RecordError::Retry(reason)) => {
+                    tracing::warn!(message_id = ?message.message_id, %reason, "reporting for redelivery");
+                    return Err(reason);
+                }
+            };
+            match self.dead_letters.send(std::slice::from_ref(&letter)).await.pop() {
+                Some(Ok(())) => {
+                    tracing::warn!(message_id = ?message.message_id, reason = %letter.reason, "dead-lettered");
+                    count(|s| s.dead_lettered += 1);
+                    Ok(())
+                }
+                // Never drop it: let the queue redeliver (and its redrive policy catch it).
+                other => {
+                    let err = other.and_then(Result::err).map(|e| e.to_string()).unwrap_or_default();
+                    tracing::error!(message_id = ?message.message_id, error = %err, "dead-lettering failed");
+                    Err(err)
                 }
             }
-        }
-        if !letters.is_empty() {
-            let batch: Vec<DeadLetter> = letters.iter().map(|(_, l)| l.clone()).collect();
-            for ((i, letter), sent) in letters.iter().zip(self.dead_letters.send(&batch).await) {
-                match sent {
-                    Ok(()) => {
-                        tracing::warn!(message_id = ?messages[*i].message_id, reason = %letter.reason, "dead-lettered");
-                        summary.dead_lettered += 1;
-                    }
-                    Err(err) => {
-                        // Never drop it: let the queue redeliver (and its redrive policy catch it).
-                        tracing::error!(message_id = ?messages[*i].message_id, error = %err, "dead-lettering failed");
-                        response.add_failure(messages[*i].message_id.clone().unwrap_or_default());
-                        summary.failed += 1;
-                    }
-                }
-            }
-        }
+        })
+        .await;
+        let mut summary = summary.into_inner().unwrap_or_default();
+        summary.failed = report.response.batch_item_failures.len();
         tracing::info!(
             subscriber = self.handler.name(),
-            messages = messages.len(),
+            messages = event.records.len(),
             applied = summary.applied,
             duplicates = summary.duplicates,
             ignored = summary.ignored,
@@ -439,7 +399,7 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
             failed = summary.failed,
             "batch done"
         );
-        (response, summary)
+        (report.response, summary)
     }
 
     async fn process_one(&self, envelope: &Envelope, deadline: SystemTime) -> Fate {
@@ -451,11 +411,7 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
             Ok(Ok(delivery)) => delivery,
             Ok(Err(err)) => return Fate::Failed(err),
             Err(panic) => {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".into());
+                let message = batch::panic_message(&panic);
                 tracing::error!(event.id = envelope.id(), %message, "handler panicked");
                 return Fate::Failed(RecordError::Retry(format!(
                     "the handler panicked: {message}"
