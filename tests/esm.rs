@@ -749,7 +749,10 @@ async fn a_failing_message_returns_after_the_visibility_timeout_and_moves_to_the
     let of_one: Vec<&Invocation> = invocations.iter().filter(|i| i.ns.contains(&1)).collect();
     assert_eq!(of_one.len(), 2, "{invocations:?}");
     let receives = |i: &Invocation| i.receives[i.ns.iter().position(|n| *n == 1).unwrap()].clone();
-    assert_eq!((receives(of_one[0]), receives(of_one[1])), ("1".to_string(), "2".to_string()));
+    assert_eq!(
+        (receives(of_one[0]), receives(of_one[1])),
+        ("1".to_string(), "2".to_string())
+    );
     let gap = Duration::from_micros((of_one[1].at - of_one[0].at) as u64);
     assert!(
         gap >= Duration::from_millis(1800),

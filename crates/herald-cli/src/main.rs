@@ -44,10 +44,43 @@ enum Command {
         #[arg(long, default_value = "herald")]
         stack: String,
     },
+    /// Dead-letter queues: list them, show a queue's messages and reasons, send them back.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+        /// Stack started by `herald local up`.
+        #[arg(long, default_value = "herald", global = true)]
+        stack: String,
+    },
+    /// Re-read the stream from a point in time through the router (subscribers are idempotent).
+    Replay {
+        /// RFC 3339 timestamp (`2026-11-26T10:00:00Z`).
+        #[arg(long)]
+        from: String,
+        /// Stack started by `herald local up`.
+        #[arg(long, default_value = "herald")]
+        stack: String,
+    },
     /// Benchmarks that print a table.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Every dead-letter queue with its message count, oldest message and source.
+    List,
+    /// A queue's messages with their reasons and ages.
+    Show {
+        /// Queue: logical id or a unique part of it (`inventory`, `router`).
+        queue: String,
+    },
+    /// Send every message back to its source (deleting each only after it was sent).
+    Redrive {
+        /// Queue: logical id or a unique part of it.
+        queue: String,
     },
 }
 
@@ -152,6 +185,8 @@ async fn main() {
         Command::Invoke(args) => invoke(args).await,
         Command::Send(args) => send(args).await,
         Command::Env { function, stack } => env(&function, &stack),
+        Command::Dlq { command, stack } => dlq(command, &stack).await,
+        Command::Replay { from, stack } => replay(&from, &stack).await,
         Command::Bench {
             command: BenchCommand::Idempotency { events },
         } => bench_idempotency(events).await,
@@ -369,6 +404,120 @@ async fn bench_idempotency(events: usize) -> Result<()> {
     println!(
         "{}",
         herald_local::bench::render_requests(&rows, events, &endpoint.describe())
+    );
+    Ok(())
+}
+
+async fn stack_and_aws(name: &str) -> Result<(Stack, aws_config::SdkConfig)> {
+    let stack = load_stack(name)?;
+    let aws = Endpoint::external(stack.endpoint.clone())
+        .sdk_config()
+        .await;
+    Ok((stack, aws))
+}
+
+fn progress_bar(message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({elapsed})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
+}
+
+async fn dlq(command: DlqCommand, stack: &str) -> Result<()> {
+    use herald_local::ops;
+    let (stack, aws) = stack_and_aws(stack).await?;
+    match command {
+        DlqCommand::List => {
+            println!("{:<28} {:>8} {:>12}  source", "queue", "messages", "oldest");
+            for queue in ops::dead_letter_queues(&stack) {
+                let letters = ops::letters(&aws, &queue.url).await?;
+                let oldest = letters
+                    .first()
+                    .map(|l| format!("{:.0?}", l.age))
+                    .unwrap_or_else(|| "-".into());
+                let source = match &queue.source {
+                    Some(ops::Source::Queue { logical_id, .. }) => format!("queue {logical_id}"),
+                    Some(ops::Source::Stream { logical_id, .. }) => format!("stream {logical_id}"),
+                    Some(ops::Source::StreamRange { logical_id, .. }) => {
+                        format!("stream {logical_id} (on-failure records)")
+                    }
+                    None => "unknown".into(),
+                };
+                println!(
+                    "{:<28} {:>8} {:>12}  {source}",
+                    queue.logical_id,
+                    letters.len(),
+                    oldest
+                );
+            }
+        }
+        DlqCommand::Show { queue } => {
+            let queue = ops::find_dead_letter_queue(&stack, &queue)?;
+            let letters = ops::letters(&aws, &queue.url).await?;
+            println!("{} ({} messages)", queue.logical_id, letters.len());
+            for letter in letters {
+                let body: String = letter.body.chars().take(120).collect();
+                println!(
+                    "- {} age {:.0?}, received {}x{}\n  reason: {}\n  body:   {}",
+                    letter.message_id,
+                    letter.age,
+                    letter.receives,
+                    letter
+                        .stage
+                        .map(|s| format!(", from {s}"))
+                        .unwrap_or_default(),
+                    letter.reason,
+                    body
+                );
+            }
+        }
+        DlqCommand::Redrive { queue } => {
+            let queue = ops::find_dead_letter_queue(&stack, &queue)?;
+            let bar = progress_bar("redriving");
+            let report = ops::redrive(&aws, &queue, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })
+            .await?;
+            bar.finish_and_clear();
+            println!(
+                "{}: {} messages sent back, {} left",
+                queue.logical_id,
+                report.moved,
+                report.failed.len()
+            );
+            for failure in &report.failed {
+                println!("  not sent: {failure}");
+            }
+            if !report.failed.is_empty() {
+                bail!("some messages could not be sent back");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn replay(from: &str, stack: &str) -> Result<()> {
+    let from = chrono::DateTime::parse_from_rfc3339(from)
+        .with_context(|| {
+            format!("--from {from}: expected an RFC 3339 timestamp like 2026-11-26T10:00:00Z")
+        })?
+        .with_timezone(&chrono::Utc);
+    let (stack, aws) = stack_and_aws(stack).await?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    let replayed = herald_local::ops::replay(&aws, &stack, from, |read| {
+        bar.set_message(format!("{read} records replayed"));
+        bar.tick();
+    })
+    .await?;
+    bar.finish_and_clear();
+    println!(
+        "replayed {} records from {from}: {} published, {} dead-lettered",
+        replayed.read, replayed.routed.published, replayed.routed.dead_lettered
     );
     Ok(())
 }

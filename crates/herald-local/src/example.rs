@@ -199,11 +199,16 @@ impl Workload {
 
 /// POST JSON and read a JSON answer.
 pub async fn post_json(url: &str, body: &Value) -> Result<(u16, Value)> {
+    post(url, body.to_string().into_bytes()).await
+}
+
+/// POST bytes as `application/json` and read the answer (JSON when it is, else a string).
+pub async fn post(url: &str, body: Vec<u8>) -> Result<(u16, Value)> {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let request = http::Request::post(url)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))?;
+        .body(Full::new(Bytes::from(body)))?;
     let response = client
         .request(request)
         .await

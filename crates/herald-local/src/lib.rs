@@ -13,6 +13,7 @@ pub mod esm;
 pub mod example;
 pub mod logs;
 pub mod moto;
+pub mod ops;
 pub mod runner;
 pub mod runtime;
 pub mod seed;

@@ -21,6 +21,9 @@ use serde_json::Value;
 
 use crate::template::{resolve, scalar, Names, Template};
 
+/// The attribute under which a queue's redrive target (its DLQ's ARN) is kept.
+pub const DEAD_LETTER_TARGET: &str = "herald:DeadLetterTargetArn";
+
 /// Options for provisioning.
 #[derive(Clone, Debug)]
 pub struct StackOptions {
@@ -476,14 +479,22 @@ async fn create(
                 name.push_str(".fifo");
             }
             let url = create_queue(&clients.sqs, &name, properties).await?;
+            let mut attributes = BTreeMap::from([
+                ("Arn".into(), arn("sqs", name.clone())),
+                ("QueueName".into(), name),
+                ("QueueUrl".into(), url.clone()),
+            ]);
+            // Not a CloudFormation attribute: kept so `herald dlq redrive` knows where a DLQ's
+            // messages came from.
+            if let Some(target) =
+                prop(properties, "RedrivePolicy").and_then(|r| r.get("deadLetterTargetArn"))
+            {
+                attributes.insert(DEAD_LETTER_TARGET.into(), scalar(target));
+            }
             Ok(Physical {
                 kind: kind.into(),
-                reference: url.clone(),
-                attributes: BTreeMap::from([
-                    ("Arn".into(), arn("sqs", name.clone())),
-                    ("QueueName".into(), name),
-                    ("QueueUrl".into(), url),
-                ]),
+                reference: url,
+                attributes,
             })
         }
         "AWS::SNS::Topic" => {

@@ -20,20 +20,24 @@ use serde_json::Value;
 
 use crate::adapters::{KinesisStream, SnsBus, SqsDeadLetters};
 use crate::aws::env;
+use crate::catalog::EventCatalog;
 use crate::idempotency::{Idempotency, IdempotencyConfig};
-use crate::producer::{api, Producer};
-use crate::router::Router;
+use crate::producer::{api, Producer, ProducerConfig};
+use crate::router::{Router, RouterConfig};
 use crate::subscriber::{
     Claimed, ClaimedHandler, RecordHandler, SqsSubscriber, SubscriberConfig, Transactional,
     TransactionalHandler,
 };
 
-/// The producer on `STREAM_NAME`.
+/// The producer on `STREAM_NAME`, accepting the events of herald's catalog.
 pub fn producer_from_env(aws: &SdkConfig) -> Result<Producer<KinesisStream>, Error> {
-    Ok(Producer::new(KinesisStream::new(
-        aws_sdk_kinesis::Client::new(aws),
-        env("STREAM_NAME")?,
-    )))
+    Ok(Producer::with_config(
+        KinesisStream::new(aws_sdk_kinesis::Client::new(aws), env("STREAM_NAME")?),
+        ProducerConfig {
+            catalog: Some(EventCatalog::herald()),
+            ..ProducerConfig::default()
+        },
+    ))
 }
 
 /// Run the producer function: HTTP (Function URL / API Gateway) and direct invokes.
@@ -47,12 +51,26 @@ pub async fn run_producer(aws: &SdkConfig) -> Result<(), Error> {
     .await
 }
 
+/// herald's router: publishing to `topic_arn`, poison to `dead_letter_queue_url`, records
+/// checked against herald's event catalog. (`herald replay` builds the same one.)
+pub fn router(
+    aws: &SdkConfig,
+    topic_arn: &str,
+    dead_letter_queue_url: &str,
+) -> Router<SnsBus, SqsDeadLetters> {
+    Router::with_config(
+        SnsBus::new(aws_sdk_sns::Client::new(aws), topic_arn),
+        SqsDeadLetters::new(aws_sdk_sqs::Client::new(aws), dead_letter_queue_url),
+        RouterConfig {
+            catalog: Some(EventCatalog::herald()),
+            ..RouterConfig::default()
+        },
+    )
+}
+
 /// Run the router function: Kinesis in, SNS out, poison to `DEAD_LETTER_QUEUE_URL`.
 pub async fn run_router(aws: &SdkConfig) -> Result<(), Error> {
-    let router = Router::new(
-        SnsBus::new(aws_sdk_sns::Client::new(aws), env("TOPIC_ARN")?),
-        SqsDeadLetters::new(aws_sdk_sqs::Client::new(aws), env("DEAD_LETTER_QUEUE_URL")?),
-    );
+    let router = router(aws, &env("TOPIC_ARN")?, &env("DEAD_LETTER_QUEUE_URL")?);
     let router = &router;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| {
         Box::pin(async move {

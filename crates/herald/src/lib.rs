@@ -15,6 +15,7 @@ pub mod adapters;
 pub mod aws;
 pub mod backoff;
 pub mod batch;
+pub mod catalog;
 pub mod dead_letter;
 pub mod envelope;
 pub mod idempotency;

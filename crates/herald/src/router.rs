@@ -20,6 +20,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures::stream::{self, StreamExt};
 
 use crate::backoff::Backoff;
+use crate::catalog::EventCatalog;
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::envelope::{validate_record, RoutingAttributes};
 use crate::limits::{SNS_MAX_BATCH_ENTRIES, SNS_MAX_PAYLOAD_BYTES};
@@ -115,6 +116,8 @@ pub struct RouterConfig {
     pub backoff: Backoff,
     /// `PublishBatch` requests in flight at once. Default 8.
     pub concurrency: usize,
+    /// Event types records must belong to; others are poison. Default: none (any valid envelope).
+    pub catalog: Option<EventCatalog>,
 }
 
 impl Default for RouterConfig {
@@ -122,6 +125,7 @@ impl Default for RouterConfig {
         RouterConfig {
             backoff: Backoff::default(),
             concurrency: 8,
+            catalog: None,
         }
     }
 }
@@ -174,11 +178,15 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
         let mut messages = Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
             let data = &record.kinesis.data.0;
-            match validate_record(data).and_then(|view| {
+            let checked = validate_record(data).and_then(|view| {
+                if let Some(catalog) = &self.config.catalog {
+                    catalog.check(view.routing_attributes())?;
+                }
                 std::str::from_utf8(data)
                     .map(|body| (view, body))
                     .map_err(|e| crate::envelope::ValidationError::NotJson(e.to_string()))
-            }) {
+            });
+            match checked {
                 Ok((view, body)) => messages.push((
                     i,
                     BusMessage {
@@ -428,6 +436,7 @@ mod tests {
                 cap: Duration::from_millis(1),
             },
             concurrency: 2,
+            catalog: None,
         }
     }
 

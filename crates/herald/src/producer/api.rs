@@ -232,7 +232,15 @@ pub async fn submit<S: EventStream>(
     let mut valid = Vec::new();
     let mut valid_index = Vec::new();
     for (index, item) in items.iter().enumerate() {
-        match Envelope::parse_submission(item) {
+        let checked = Envelope::parse_submission(item).and_then(|envelope| {
+            match &producer.config().catalog {
+                Some(catalog) => catalog
+                    .check(envelope.routing_attributes())
+                    .map(|()| envelope),
+                None => Ok(envelope),
+            }
+        });
+        match checked {
             Ok(envelope) => {
                 valid.push(envelope);
                 valid_index.push(index);

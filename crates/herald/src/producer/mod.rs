@@ -18,6 +18,7 @@ use std::future::Future;
 use serde::Serialize;
 
 use crate::backoff::Backoff;
+use crate::catalog::EventCatalog;
 use crate::envelope::Envelope;
 use crate::limits::{KINESIS_MAX_BYTES_PER_PUT, KINESIS_MAX_RECORDS_PER_PUT};
 
@@ -104,6 +105,9 @@ pub struct ProducerConfig {
     pub max_records_per_put: usize,
     /// Bytes per request (≤ 5 MiB). Default 5 MiB.
     pub max_bytes_per_put: usize,
+    /// Event types submissions must belong to ([`api`] rejects others, naming the attribute).
+    /// Default: none (any valid envelope).
+    pub catalog: Option<EventCatalog>,
 }
 
 impl Default for ProducerConfig {
@@ -112,6 +116,7 @@ impl Default for ProducerConfig {
             backoff: Backoff::default(),
             max_records_per_put: KINESIS_MAX_RECORDS_PER_PUT,
             max_bytes_per_put: KINESIS_MAX_BYTES_PER_PUT,
+            catalog: None,
         }
     }
 }
@@ -144,6 +149,11 @@ impl<S: EventStream> Producer<S> {
     /// The stream this producer writes to.
     pub fn stream(&self) -> &S {
         &self.stream
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.config
     }
 
     /// Write `events`, returning one result per event in the same order.

@@ -1,0 +1,134 @@
+//! The event catalog: which event types exist, of which kind, in which schema versions.
+//!
+//! The producer checks submissions against it (a client learns at once that `ordr_placed` is a
+//! typo) and the router checks stream records (a writer that skipped the producer cannot push an
+//! unknown type or version to the subscribers: it lands in the router's DLQ with the reason).
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+
+use crate::envelope::{EventKind, RoutingAttributes, ValidationError};
+use crate::orders::types;
+
+/// One known event type.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventType {
+    /// Its kind.
+    pub kind: EventKind,
+    /// The schema versions that exist.
+    pub versions: RangeInclusive<u32>,
+}
+
+/// Known event types by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventCatalog {
+    types: BTreeMap<String, EventType>,
+}
+
+impl EventCatalog {
+    /// An empty catalog.
+    pub fn new() -> Self {
+        EventCatalog::default()
+    }
+
+    /// Add a type.
+    pub fn with(mut self, name: &str, kind: EventKind, versions: RangeInclusive<u32>) -> Self {
+        self.types
+            .insert(name.to_string(), EventType { kind, versions });
+        self
+    }
+
+    /// herald's own events (the e-commerce example and system events).
+    pub fn herald() -> Self {
+        EventCatalog::new()
+            .with(types::ORDER_PLACED, EventKind::Business, 1..=1)
+            .with(types::STOCK_RESERVATION_FAILED, EventKind::Business, 1..=1)
+            .with(types::PAYMENT_SUCCEEDED, EventKind::Business, 1..=1)
+            .with(types::PAYMENT_FAILED, EventKind::Business, 1..=1)
+            .with(types::JOB_FAILED, EventKind::System, 1..=1)
+    }
+
+    /// The type's entry, if known.
+    pub fn get(&self, name: &str) -> Option<&EventType> {
+        self.types.get(name)
+    }
+
+    /// Whether an event's type, kind and version are known; the error names the attribute.
+    pub fn check(&self, event: RoutingAttributes<'_>) -> Result<(), ValidationError> {
+        let Some(known) = self.types.get(event.event_type) else {
+            let names: Vec<&str> = self.types.keys().map(String::as_str).collect();
+            return Err(ValidationError::Invalid {
+                field: "type",
+                reason: format!(
+                    "is \"{}\", which is not in the event catalog (known: {})",
+                    event.event_type,
+                    names.join(", ")
+                ),
+            });
+        };
+        if known.kind != event.kind {
+            return Err(ValidationError::Invalid {
+                field: "kind",
+                reason: format!(
+                    "is {} but {} events are {}",
+                    event.kind, event.event_type, known.kind
+                ),
+            });
+        }
+        if !known.versions.contains(&event.schema_version) {
+            return Err(ValidationError::Invalid {
+                field: "schemaversion",
+                reason: format!(
+                    "is {} but {} has versions {} to {}",
+                    event.schema_version,
+                    event.event_type,
+                    known.versions.start(),
+                    known.versions.end()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Envelope;
+
+    fn attributes(event_type: &str, kind: EventKind, version: u32) -> Envelope {
+        Envelope::builder(event_type, "herald/test")
+            .subject("s")
+            .kind(kind)
+            .schema_version(version)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn unknown_types_kinds_and_versions_are_named() {
+        let catalog = EventCatalog::herald();
+        assert!(catalog
+            .check(attributes("order_placed", EventKind::Business, 1).routing_attributes())
+            .is_ok());
+        let err = catalog
+            .check(attributes("gizmo_exploded", EventKind::Business, 1).routing_attributes())
+            .unwrap_err();
+        assert_eq!(err.field(), "type");
+        assert!(
+            err.to_string().contains("not in the event catalog"),
+            "{err}"
+        );
+        let err = catalog
+            .check(attributes("order_placed", EventKind::Business, 9).routing_attributes())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`schemaversion` is 9 but order_placed has versions 1 to 1"
+        );
+        let err = catalog
+            .check(attributes("job_failed", EventKind::Business, 1).routing_attributes())
+            .unwrap_err();
+        assert_eq!(err.field(), "kind");
+    }
+}

@@ -1,0 +1,309 @@
+//! Failure routing and operations on the local pipeline: bad input of every kind ends as a named
+//! error or in a DLQ with its reason (nothing is lost), DLQ redrive, and stream replay.
+
+mod common;
+
+use std::time::Duration;
+
+use herald::orders::{sources, types};
+use herald::Envelope;
+use herald_local::example::{self, post_json};
+use herald_local::moto::free_port;
+use herald_local::ops;
+use serde_json::{json, Value};
+
+fn order(id: &str) -> Value {
+    json!({
+        "id": id,
+        "type": types::ORDER_PLACED,
+        "source": sources::ORDERS,
+        "subject": format!("order-{id}"),
+        "data": {
+            "orderId": format!("order-{id}"),
+            "customer": {"id": "c-1", "email": "c1@example.com"},
+            "items": [{"sku": "SKU-CABLE", "quantity": 1, "unitPrice": 1299}],
+            "total": 1299,
+            "currency": "EUR",
+            "paymentToken": "tok_visa"
+        }
+    })
+}
+
+fn envelope(id: &str) -> Envelope {
+    Envelope::parse_submission(&order(id)).unwrap()
+}
+
+async fn settle(pipeline: &herald_local::LocalPipeline) {
+    pipeline
+        .wait_idle(Duration::from_millis(1000), Duration::from_secs(180))
+        .await
+        .unwrap();
+}
+
+/// Malformed input of every kind, at every door: the producer answers each with the attribute
+/// and the reason; whatever reaches the stream or a queue some other way ends in a DLQ with its
+/// reason. Sent = processed + rejected + dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_lost() {
+    let port = free_port().unwrap();
+    let pipeline = common::pipeline("gauntlet", |o| o.runner.url_port = Some(port)).await;
+    let stack = pipeline.stack().clone();
+    let aws = common::aws().await;
+    let url = stack.function("producer").unwrap().url.clone().unwrap();
+
+    // 1. At the producer's HTTP door.
+    let mut bad_version = order("bad-version");
+    bad_version["schemaversion"] = json!(7);
+    let mut wrong_type = order("wrong-type");
+    wrong_type["id"] = json!(5);
+    let mut missing = order("missing");
+    missing.as_object_mut().unwrap().remove("type");
+    let mut oversize = order("oversize");
+    oversize["data"]["note"] = json!("x".repeat(300 * 1024));
+    let mut unknown = order("unknown");
+    unknown["type"] = json!("gizmo_exploded");
+    let submissions = vec![
+        (order("good-1"), None),
+        (missing, Some("type")),
+        (wrong_type, Some("id")),
+        (oversize, Some("event")),
+        (unknown, Some("type")),
+        (bad_version, Some("schemaversion")),
+        (json!(42), Some("event")),
+        (order("good-2"), None),
+    ];
+    let body = Value::Array(submissions.iter().map(|(e, _)| e.clone()).collect());
+    let (status, report) = post_json(&url, &body).await.unwrap();
+    assert_eq!(status, 207, "{report}");
+    for (i, (_, field)) in submissions.iter().enumerate() {
+        let result = &report["results"][i];
+        match field {
+            None => assert_eq!(result["status"], "accepted", "{result}"),
+            Some(field) => {
+                assert_eq!(result["status"], "rejected", "{result}");
+                assert_eq!(result["error"]["field"], *field, "{result}");
+                assert!(!result["error"]["message"].as_str().unwrap().is_empty());
+            }
+        }
+    }
+    let (status, report) = post_json(&url, &json!("not an event")).await.unwrap();
+    assert_eq!(status, 400, "{report}");
+    let (status, report) = example::post(&url, b"{\"type\": ".to_vec()).await.unwrap();
+    assert_eq!(status, 400);
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the body is not JSON"),
+        "{report}"
+    );
+
+    // 2. Straight onto the stream, skipping the producer.
+    let mut unknown_version = envelope("raw-version").to_json();
+    unknown_version = unknown_version.replace("\"schemaversion\":1", "\"schemaversion\":9");
+    let raw: Vec<(Vec<u8>, &str)> = vec![
+        (b"not json at all".to_vec(), "event"),
+        (vec![0xde, 0xad, 0xbe, 0xef], "event"),
+        (br#"["an", "array"]"#.to_vec(), "event"),
+        (br#"{"specversion":"1.0","id":"x","source":"s","type":"order_placed"}"#.to_vec(), "time"),
+        (
+            br#"{"specversion":"1.0","id":"x","source":"s","type":"order_placed","subject":"o","time":12,"kind":"business","schemaversion":1,"correlationid":"c"}"#
+                .to_vec(),
+            "time",
+        ),
+        (serde_json::to_vec(&json!({"specversion":"1.0","id":"big","source":"s","type":"order_placed","subject":"o","time":"2026-01-01T00:00:00Z","kind":"business","schemaversion":1,"correlationid":"c","data":{"x":"y".repeat(300*1024)}})).unwrap(), "event"),
+        (envelope("raw-good").to_json_bytes(), ""),
+        (unknown_version.into_bytes(), "schemaversion"),
+        (
+            Envelope::builder("gizmo_exploded", "herald/rogue").subject("g").build().unwrap().to_json_bytes(),
+            "type",
+        ),
+    ];
+    let raw_records: Vec<Vec<u8>> = raw.iter().map(|(r, _)| r.clone()).collect();
+    example::put_raw(
+        &aws_sdk_kinesis::Client::new(&aws),
+        stack.reference("EventStream").unwrap(),
+        &raw_records,
+    )
+    .await
+    .unwrap();
+
+    // 3. Straight into a subscriber's queue, skipping the router.
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let wrong_data = Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
+        .subject("order-x")
+        .data(json!({"orderId": "order-x", "items": "none"}))
+        .build()
+        .unwrap();
+    let total_mismatch = {
+        let mut o = order("mismatch");
+        o["data"]["total"] = json!(1);
+        Envelope::parse_submission(&o).unwrap()
+    };
+    let queue_bodies = [
+        wrong_data.to_json(),
+        total_mismatch.to_json(),
+        "{not an envelope".to_string(),
+    ];
+    for body in &queue_bodies {
+        sqs.send_message()
+            .queue_url(stack.reference("InventoryQueue").unwrap())
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    settle(&pipeline).await;
+
+    let router_letters = ops::letters(&aws, stack.reference("RouterDeadLetterQueue").unwrap())
+        .await
+        .unwrap();
+    let expected_poison: Vec<&str> = raw
+        .iter()
+        .filter(|(_, f)| !f.is_empty())
+        .map(|(_, f)| *f)
+        .collect();
+    assert_eq!(
+        router_letters.len(),
+        expected_poison.len(),
+        "{router_letters:#?}"
+    );
+    assert!(router_letters
+        .iter()
+        .all(|l| l.stage.as_deref() == Some("router") && !l.reason.is_empty()));
+    for reason in [
+        "is not in the event catalog",
+        "has versions 1 to 1",
+        "not UTF-8",
+        "the limit is 245760 bytes",
+    ] {
+        assert!(
+            router_letters.iter().any(|l| l.reason.contains(reason)),
+            "no letter says {reason:?}"
+        );
+    }
+    let inventory_letters =
+        ops::letters(&aws, stack.reference("InventoryDeadLetterQueue").unwrap())
+            .await
+            .unwrap();
+    assert_eq!(
+        inventory_letters.len(),
+        queue_bodies.len(),
+        "{inventory_letters:#?}"
+    );
+    assert!(inventory_letters
+        .iter()
+        .any(|l| l.reason.contains("the items add up to 1299")));
+    assert!(inventory_letters
+        .iter()
+        .any(|l| l.reason.contains("does not match `order_placed`")));
+
+    // Nothing lost: every record on the stream was published or dead-lettered; every queue
+    // message was applied or dead-lettered.
+    let tallies = pipeline.tallies();
+    // On the stream: 2 orders accepted by the producer, the raw records, and one
+    // payment_succeeded for each of the 3 good orders.
+    let router = &tallies["router"];
+    assert_eq!(
+        router["published"] + router["dead_lettered"],
+        2 + raw.len() as i64 + 3,
+        "{router:?}"
+    );
+    assert_eq!(router["dead_lettered"], expected_poison.len() as i64);
+    let inventory = &tallies["inventory"];
+    assert_eq!(
+        inventory["applied"] + inventory["dead_lettered"],
+        3 + queue_bodies.len() as i64,
+        "{inventory:?}"
+    );
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dlq_redrive_returns_every_message_once_and_a_second_finds_nothing() {
+    let pipeline = common::pipeline("redrive", |_| {}).await;
+    let stack = pipeline.stack().clone();
+    let aws = common::aws().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let dlq = ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
+    assert_eq!(
+        dlq.source,
+        Some(ops::Source::Queue {
+            logical_id: "InventoryQueue".into(),
+            url: stack.reference("InventoryQueue").unwrap().into()
+        })
+    );
+    // Six orders that failed earlier and were moved here by the redrive policy.
+    let ids: Vec<String> = (0..6).map(|i| format!("redriven-{i}")).collect();
+    for id in &ids {
+        sqs.send_message()
+            .queue_url(&dlq.url)
+            .message_body(envelope(id).to_json())
+            .send()
+            .await
+            .unwrap();
+    }
+    let progress = std::sync::Mutex::new(Vec::new());
+    let first = ops::redrive(&aws, &dlq, |done, total| {
+        progress.lock().unwrap().push((done, total))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        first,
+        ops::Redriven {
+            moved: 6,
+            failed: vec![]
+        }
+    );
+    assert_eq!(progress.lock().unwrap().last(), Some(&(6, 6)));
+    let second = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    assert_eq!(second.moved, 0);
+    settle(&pipeline).await;
+    let effects = example::effects(&stack, &aws).await.unwrap();
+    for id in &ids {
+        let key = format!("inventory#{}#{id}", sources::ORDERS);
+        assert_eq!(
+            effects.inventory_outcomes.get(&key).map(String::as_str),
+            Some("reserved"),
+            "{id}"
+        );
+    }
+    assert!(ops::letters(&aws, &dlq.url).await.unwrap().is_empty());
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_the_stream_repeats_no_effect() {
+    let port = free_port().unwrap();
+    let pipeline = common::pipeline("replay", |o| o.runner.url_port = Some(port)).await;
+    let stack = pipeline.stack().clone();
+    let aws = common::aws().await;
+    let started = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let url = stack.function("producer").unwrap().url.clone().unwrap();
+    let orders: Vec<Value> = (0..12).map(|i| order(&format!("replay-{i}"))).collect();
+    post_json(&url, &Value::Array(orders)).await.unwrap();
+    settle(&pipeline).await;
+    let before = example::effects(&stack, &aws).await.unwrap();
+    let duplicates_before: i64 = pipeline.tallies()["inventory"]["duplicates"];
+
+    let replayed = ops::replay(&aws, &stack, started, |_| {}).await.unwrap();
+    assert!(
+        replayed.read >= 12 + 12,
+        "orders and their follow-ups: {replayed:?}"
+    );
+    assert_eq!(replayed.routed.published, replayed.read);
+    settle(&pipeline).await;
+    let after = example::effects(&stack, &aws).await.unwrap();
+    assert_eq!(before.stock, after.stock);
+    assert_eq!(before.payments_per_order, after.payments_per_order);
+    assert_eq!(before.emails_per_order, after.emails_per_order);
+    assert_eq!(before.analytics, after.analytics);
+    let duplicates_after: i64 = pipeline.tallies()["inventory"]["duplicates"];
+    assert_eq!(
+        duplicates_after - duplicates_before,
+        12,
+        "each replayed order was recognised as a duplicate"
+    );
+    pipeline.stop().await;
+}
