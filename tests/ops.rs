@@ -62,7 +62,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
     oversize["data"]["note"] = json!("x".repeat(300 * 1024));
     let mut unknown = order("unknown");
     unknown["type"] = json!("gizmo_exploded");
-    let submissions = vec![
+    let submissions = [
         (order("good-1"), None),
         (missing, Some("type")),
         (wrong_type, Some("id")),
