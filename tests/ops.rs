@@ -216,6 +216,27 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
         3 + queue_bodies.len() as i64,
         "{inventory:?}"
     );
+    // And no effect happened twice.
+    let effects = example::effects(&stack, &aws).await.unwrap();
+    assert_eq!(effects.payments_per_order.len(), 3);
+    assert!(effects
+        .payments_per_order
+        .values()
+        .chain(effects.emails_per_order.values())
+        .all(|n| *n == 1));
+    println!(
+        "gauntlet: producer {} submissions ({} accepted, {} rejected by name) + 2 unreadable requests (400); \
+         stream {} raw records ({} processed, {} dead-lettered); queue {} messages ({} dead-lettered); \
+         duplicated effects 0",
+        submissions.len(),
+        submissions.iter().filter(|(_, f)| f.is_none()).count(),
+        submissions.iter().filter(|(_, f)| f.is_some()).count(),
+        raw.len(),
+        raw.len() - expected_poison.len(),
+        router_letters.len(),
+        queue_bodies.len(),
+        inventory_letters.len()
+    );
     pipeline.stop().await;
 }
 
