@@ -72,6 +72,46 @@ async fn start(template: PathBuf, concurrency: usize) -> LocalPipeline {
     .await
 }
 
+/// Provision `template`, put `records` on its stream, wait `pause`, then start the pipeline:
+/// for settings about records that were there before the mapping started.
+async fn start_after_records(
+    template: PathBuf,
+    records: &[Value],
+    pause: Duration,
+) -> LocalPipeline {
+    let aws = common::aws().await;
+    let name = common::unique("before");
+    let options = herald_local::StackOptions {
+        name: name.clone(),
+        ..Default::default()
+    };
+    let stack = herald_local::provision(
+        &herald_local::Template::load(&template).unwrap(),
+        &options,
+        &aws,
+        &common::endpoint().await.url,
+    )
+    .await
+    .unwrap();
+    let kinesis = aws_sdk_kinesis::Client::new(&aws);
+    for record in records {
+        kinesis
+            .put_record()
+            .stream_name(stack.reference("Source").unwrap())
+            .partition_key("k")
+            .data(aws_sdk_kinesis::primitives::Blob::new(record.to_string()))
+            .send()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(pause).await;
+    common::pipeline("unused", |o| {
+        o.template = template;
+        o.stack.name = name;
+    })
+    .await
+}
+
 /// One probe invocation, as recorded.
 #[derive(Debug, Clone)]
 struct Invocation {
@@ -266,37 +306,8 @@ async fn kinesis_starting_position_latest_skips_what_was_already_there() {
         &indent("StartingPosition: LATEST\nBatchSize: 10"),
         DEFAULT_FUNCTION,
     );
-    // Provision and write before the mapping starts; then start it.
-    let aws = common::aws().await;
-    let stack_name = common::unique("latest");
-    let options = herald_local::StackOptions {
-        name: stack_name.clone(),
-        ..Default::default()
-    };
-    let stack = herald_local::provision(
-        &herald_local::Template::load(&path).unwrap(),
-        &options,
-        &aws,
-        &common::endpoint().await.url,
-    )
-    .await
-    .unwrap();
-    let kinesis = aws_sdk_kinesis::Client::new(&aws);
-    kinesis
-        .put_record()
-        .stream_name(stack.reference("Source").unwrap())
-        .partition_key("k")
-        .data(aws_sdk_kinesis::primitives::Blob::new(
-            json!({"n": 1}).to_string(),
-        ))
-        .send()
-        .await
-        .unwrap();
-    let pipeline = common::pipeline("unused", |o| {
-        o.template = path;
-        o.stack.name = stack_name;
-    })
-    .await;
+    // Written before the mapping starts.
+    let pipeline = start_after_records(path, &records(1..=1), Duration::ZERO).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     put(&pipeline, &records(2..=3)).await;
     settle(&pipeline).await;
@@ -450,36 +461,8 @@ async fn records_older_than_the_maximum_age_go_to_the_destination_unprocessed() 
         ),
         DEFAULT_FUNCTION,
     );
-    let aws = common::aws().await;
-    let stack_name = common::unique("age");
-    let options = herald_local::StackOptions {
-        name: stack_name.clone(),
-        ..Default::default()
-    };
-    let stack = herald_local::provision(
-        &herald_local::Template::load(&path).unwrap(),
-        &options,
-        &aws,
-        &common::endpoint().await.url,
-    )
-    .await
-    .unwrap();
-    aws_sdk_kinesis::Client::new(&aws)
-        .put_record()
-        .stream_name(stack.reference("Source").unwrap())
-        .partition_key("k")
-        .data(aws_sdk_kinesis::primitives::Blob::new(
-            json!({"n": 1}).to_string(),
-        ))
-        .send()
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let pipeline = common::pipeline("unused", |o| {
-        o.template = path;
-        o.stack.name = stack_name;
-    })
-    .await;
+    // Older than the maximum age by the time the mapping starts.
+    let pipeline = start_after_records(path, &records(1..=1), Duration::from_millis(2500)).await;
     put(&pipeline, &records(2..=2)).await;
     settle(&pipeline).await;
     let probe = Probe::of(&pipeline).await;
