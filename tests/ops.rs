@@ -173,7 +173,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
         .all(|l| l.stage.as_deref() == Some("router") && !l.reason.is_empty()));
     for reason in [
         "is not in the event catalog",
-        "has versions 1 to 1",
+        "has versions 1 to 2",
         "not UTF-8",
         "the limit is 245760 bytes",
     ] {

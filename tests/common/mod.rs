@@ -102,6 +102,7 @@ pub fn bin_dir() -> PathBuf {
                 "analytics",
                 "ops",
                 "probe",
+                "herald",
             ]
             .iter()
             .map(|s| s.to_string())

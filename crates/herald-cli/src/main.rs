@@ -61,6 +61,11 @@ enum Command {
         #[arg(long, default_value = "herald")]
         stack: String,
     },
+    /// Event schemas (`events/schemas`).
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
     /// Benchmarks that print a table.
     Bench {
         #[command(subcommand)]
@@ -81,6 +86,20 @@ enum DlqCommand {
     Redrive {
         /// Queue: logical id or a unique part of it.
         queue: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum SchemaCommand {
+    /// Fail when a released schema changed in a way that is not backward compatible, or a sample
+    /// event does not match its schema.
+    Check {
+        /// The schema directory.
+        #[arg(long, default_value = "events/schemas")]
+        dir: PathBuf,
+        /// Record the current schemas as released (only when the check passes).
+        #[arg(long)]
+        update: bool,
     },
 }
 
@@ -187,6 +206,9 @@ async fn main() {
         Command::Env { function, stack } => env(&function, &stack),
         Command::Dlq { command, stack } => dlq(command, &stack).await,
         Command::Replay { from, stack } => replay(&from, &stack).await,
+        Command::Schema {
+            command: SchemaCommand::Check { dir, update },
+        } => schema_check(&dir, update),
         Command::Bench {
             command: BenchCommand::Idempotency { events },
         } => bench_idempotency(events).await,
@@ -519,5 +541,48 @@ async fn replay(from: &str, stack: &str) -> Result<()> {
         "replayed {} records from {from}: {} published, {} dead-lettered",
         replayed.read, replayed.routed.published, replayed.routed.dead_lettered
     );
+    Ok(())
+}
+
+fn schema_check(dir: &Path, update: bool) -> Result<()> {
+    use herald_local::schemas;
+    let root = binaries::project_root();
+    let dir = root.join(dir);
+    let current = schemas::load(&dir)?;
+    let released = schemas::load_lock(&dir)?;
+    let breaking = schemas::breaking_changes(&released, &current);
+    let mut invalid = Vec::new();
+    let events_dir = dir.parent().unwrap_or(&root).to_path_buf();
+    let samples = schemas::sample_events(&events_dir)?;
+    for (file, event) in &samples {
+        if let Err(errors) = schemas::validate_event(&current, event) {
+            invalid.extend(errors.into_iter().map(|e| format!("{file}: {e}")));
+        }
+    }
+    for line in breaking.iter().chain(&invalid) {
+        println!("  ✗ {line}");
+    }
+    if !breaking.is_empty() || !invalid.is_empty() {
+        bail!(
+            "{} breaking schema changes, {} sample events that do not match their schema",
+            breaking.len(),
+            invalid.len()
+        );
+    }
+    println!(
+        "{} schemas ({} released) are backward compatible; {} sample events match their schemas",
+        current.len(),
+        released.len(),
+        samples.len()
+    );
+    if update {
+        schemas::write_lock(&dir, &current)?;
+        println!(
+            "recorded {} as released",
+            dir.join(schemas::LOCK_FILE).display()
+        );
+    } else if released != current {
+        println!("compatible changes not yet recorded: run `herald schema check --update` to release them");
+    }
     Ok(())
 }

@@ -124,7 +124,7 @@ impl Workload {
                 "type": types::ORDER_PLACED,
                 "source": sources::ORDERS,
                 "subject": order_id,
-                "schemaversion": 1,
+                "schemaversion": 2,
                 "data": {
                     "orderId": order_id,
                     "customer": {"id": format!("customer-{customer}"), "email": format!("customer{customer}@example.com")},

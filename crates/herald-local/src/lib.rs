@@ -16,6 +16,7 @@ pub mod moto;
 pub mod ops;
 pub mod runner;
 pub mod runtime;
+pub mod schemas;
 pub mod seed;
 pub mod session;
 pub mod stack;

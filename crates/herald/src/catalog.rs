@@ -41,7 +41,7 @@ impl EventCatalog {
     /// herald's own events (the e-commerce example and system events).
     pub fn herald() -> Self {
         EventCatalog::new()
-            .with(types::ORDER_PLACED, EventKind::Business, 1..=1)
+            .with(types::ORDER_PLACED, EventKind::Business, 1..=2)
             .with(types::STOCK_RESERVATION_FAILED, EventKind::Business, 1..=1)
             .with(types::PAYMENT_SUCCEEDED, EventKind::Business, 1..=1)
             .with(types::PAYMENT_FAILED, EventKind::Business, 1..=1)
@@ -124,7 +124,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "`schemaversion` is 9 but order_placed has versions 1 to 1"
+            "`schemaversion` is 9 but order_placed has versions 1 to 2"
         );
         let err = catalog
             .check(attributes("job_failed", EventKind::Business, 1).routing_attributes())

@@ -284,6 +284,16 @@ impl Envelope {
         self.to_json_bytes().len()
     }
 
+    /// The same event with its payload at another schema version — what an upcaster returns.
+    /// Only [`crate::schema`] builds these: an event's identity and attributes never change.
+    pub(crate) fn at_version(&self, schema_version: u32, data: Option<Value>) -> Envelope {
+        Envelope {
+            schemaversion: schema_version,
+            data,
+            ..self.clone()
+        }
+    }
+
     /// Start an event caused by this one: same correlation id, causation id = this id, and a
     /// deterministic id so that re-emitting it (after a retry) yields the same event, which the
     /// next hop deduplicates.

@@ -156,7 +156,10 @@ impl Wiring {
                 aws_sdk_kinesis::Client::new(aws),
                 stream,
             )),
-            config: SubscriberConfig { max_receive_count },
+            config: SubscriberConfig {
+                max_receive_count,
+                ..SubscriberConfig::default()
+            },
         })
     }
 

@@ -24,6 +24,7 @@ pub mod limits;
 pub mod orders;
 pub mod producer;
 pub mod router;
+pub mod schema;
 pub mod subscriber;
 pub mod telemetry;
 

@@ -36,6 +36,7 @@ use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::envelope::{Envelope, ValidationError};
 use crate::idempotency::{Conflict, Decision, Executed, Idempotency, IdempotencyError};
 use crate::producer::{EventStream, Producer};
+use crate::schema::Upcasters;
 
 /// What a handler did with one event; stored with the idempotency record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -264,12 +265,24 @@ fn delivery(executed: Executed<Outcome>) -> Delivery {
 }
 
 /// Subscriber settings.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SubscriberConfig {
     /// The queue's `maxReceiveCount`. When set, a message failing on its last allowed receive is
     /// dead-lettered by the subscriber *with its reason* instead of being moved there silently by
     /// the redrive policy. Default: unset.
     pub max_receive_count: Option<u32>,
+    /// Upcasters applied to every event before the handler sees it. Default:
+    /// [`Upcasters::herald`].
+    pub upcasters: Upcasters,
+}
+
+impl Default for SubscriberConfig {
+    fn default() -> Self {
+        SubscriberConfig {
+            max_receive_count: None,
+            upcasters: Upcasters::herald(),
+        }
+    }
 }
 
 /// Counts for one batch.
@@ -323,8 +336,12 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
         event: &SqsEvent,
         deadline: SystemTime,
     ) -> (SqsBatchResponse, BatchSummary) {
-        let envelopes: Vec<Result<Envelope, ValidationError>> =
-            event.records.iter().map(decode).collect();
+        // Old schema versions are upcast before the handler sees them.
+        let envelopes: Vec<Result<Envelope, ValidationError>> = event
+            .records
+            .iter()
+            .map(|m| decode(m).and_then(|e| self.config.upcasters.upcast(e)))
+            .collect();
         let summary = std::sync::Mutex::new(BatchSummary::default());
         let count = |f: fn(&mut BatchSummary)| {
             if let Ok(mut summary) = summary.lock() {
@@ -565,7 +582,10 @@ mod tests {
             Scripted,
             Letters::default(),
             producer,
-            SubscriberConfig { max_receive_count },
+            SubscriberConfig {
+                max_receive_count,
+                ..SubscriberConfig::default()
+            },
         )
     }
 
