@@ -571,3 +571,102 @@ mod interleavings {
         assert_eq!(applied.len(), distinct.len());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_claim_was_taken_over_can_neither_overwrite_nor_release_it() {
+    let (client, idempotency) = setup_with(|c| {
+        c.in_progress_timeout = Some(Duration::from_millis(300));
+        c.min_in_progress = Duration::from_millis(100);
+        c.in_progress_wait = Duration::ZERO;
+    })
+    .await;
+    let idempotency = Arc::new(idempotency);
+    let e = event("slow-1", 1);
+    // A is slow: its claim expires while it runs, B takes over and finishes.
+    let slow = {
+        let idempotency = idempotency.clone();
+        let e = e.clone();
+        tokio::spawn(async move {
+            idempotency
+                .run(&e, deadline(), || async {
+                    tokio::time::sleep(Duration::from_millis(900)).await;
+                    Ok::<_, String>("A".to_string())
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let b = idempotency
+        .run(&e, deadline(), || async {
+            Ok::<_, String>("B".to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(b, Executed::Ran("B".to_string()));
+    let a = slow.await.unwrap();
+    assert!(
+        matches!(a, Err(IdempotencyError::Persistence(ref m)) if m.contains("took it over")),
+        "{a:?}"
+    );
+    // B's result stands.
+    let again = idempotency
+        .run(&e, deadline(), || async {
+            Ok::<_, String>("C".to_string())
+        })
+        .await
+        .unwrap();
+    assert_eq!(again, Executed::Replayed("B".to_string()));
+
+    // And a slow delivery that fails does not delete the claim of the one that took over.
+    let f = event("slow-2", 1);
+    let failing = {
+        let idempotency = idempotency.clone();
+        let f = f.clone();
+        tokio::spawn(async move {
+            idempotency
+                .run(&f, deadline(), || async {
+                    tokio::time::sleep(Duration::from_millis(900)).await;
+                    Err::<String, _>("gateway down".to_string())
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    // The one taking over holds its claim for longer than the failing one takes.
+    let patient = {
+        let mut config = idempotency.config().clone();
+        config.in_progress_timeout = Some(Duration::from_secs(5));
+        Arc::new(Idempotency::new(client.clone(), config))
+    };
+    let holder = {
+        let idempotency = patient.clone();
+        let f = f.clone();
+        tokio::spawn(async move {
+            idempotency
+                .run(&f, deadline(), || async {
+                    tokio::time::sleep(Duration::from_millis(900)).await;
+                    Ok::<_, String>("D".to_string())
+                })
+                .await
+        })
+    };
+    assert!(matches!(
+        failing.await.unwrap(),
+        Err(IdempotencyError::Handler(_))
+    ));
+    // The failed delivery's release happened while D still held its claim: D's claim survived,
+    // so a third delivery now is refused rather than running the effect a second time.
+    let third = idempotency
+        .run(&f, deadline(), || async {
+            Ok::<_, String>("E".to_string())
+        })
+        .await;
+    assert!(
+        matches!(third, Err(IdempotencyError::AlreadyInProgress { .. })),
+        "{third:?}"
+    );
+    assert_eq!(
+        holder.await.unwrap().unwrap(),
+        Executed::Ran("D".to_string())
+    );
+}

@@ -108,23 +108,22 @@ pub async fn run_kinesis(
         .stream_name(&mapping.stream_name)
         .send()
         .await;
-    let mut tasks = Vec::new();
+    // A JoinSet aborts the shard tasks when this task is aborted (the runner's stop).
+    let mut tasks = tokio::task::JoinSet::new();
     for shard in listed.as_ref().map(|l| l.shards()).unwrap_or_default() {
         ctx.activity.shards_behind.fetch_add(1, Ordering::SeqCst);
         let shard_id = shard.shard_id.clone();
-        tasks.push(tokio::spawn(run_shard(
+        tasks.spawn(run_shard(
             mapping.clone(),
             shard_id,
             pool.clone(),
             ctx.clone(),
             stop.clone(),
-        )));
+        ));
     }
     ctx.activity.shards_behind.fetch_sub(1, Ordering::SeqCst);
     listed?;
-    for task in tasks {
-        let _ = task.await;
-    }
+    tasks.join_all().await;
     Ok(())
 }
 
@@ -147,7 +146,9 @@ async fn run_shard(
             *was = now;
         }
     };
-    let mut iterator = match shard_iterator(&ctx, &mapping, &shard_id).await {
+    // The last sequence number read: after an error, reading resumes right after it.
+    let mut last_read: Option<String> = None;
+    let mut iterator = match shard_iterator(&ctx, &mapping, &shard_id, None).await {
         Ok(it) => it,
         Err(err) => {
             ctx.logs
@@ -173,10 +174,14 @@ async fn run_shard(
                 Ok(out) => {
                     tracing::debug!(shard = %shard_id, records = out.records.len(), buffered = buffer.len(), "GetRecords");
                     let behind = out.millis_behind_latest.unwrap_or(0);
+                    let closed = out.next_shard_iterator.is_none();
                     if let Some(next) = out.next_shard_iterator {
                         iterator = next;
                     }
                     let got = out.records.len();
+                    if let Some(last) = out.records.last() {
+                        last_read = Some(last.sequence_number.clone());
+                    }
                     for r in out.records {
                         buffer.push_back(KinesisRecord {
                             shard_id: shard_id.clone(),
@@ -193,6 +198,10 @@ async fn run_shard(
                         window_started = Some(Instant::now());
                     }
                     if buffer.is_empty() {
+                        if closed {
+                            // A closed shard (after resharding) has nothing more to give.
+                            break;
+                        }
                         set_caught_up(behind == 0, &mut caught_up);
                         tokio::time::sleep(ctx.settings.idle_poll).await;
                         continue;
@@ -224,9 +233,11 @@ async fn run_shard(
                         ),
                     );
                     tokio::time::sleep(ctx.settings.idle_poll * 5).await;
-                    match shard_iterator(&ctx, &mapping, &shard_id).await {
-                        Ok(it) if buffer.is_empty() => iterator = it,
-                        _ => {}
+                    // The iterator may have expired: resume right after the last record read.
+                    if let Ok(it) =
+                        shard_iterator(&ctx, &mapping, &shard_id, last_read.as_deref()).await
+                    {
+                        iterator = it;
                     }
                     continue;
                 }
@@ -274,12 +285,24 @@ async fn process_lanes(
     futures::future::join_all(runs).await;
 }
 
-async fn shard_iterator(ctx: &Context, mapping: &KinesisMapping, shard_id: &str) -> Result<String> {
+/// An iterator at the mapping's starting position, or right after `after` when given.
+async fn shard_iterator(
+    ctx: &Context,
+    mapping: &KinesisMapping,
+    shard_id: &str,
+    after: Option<&str>,
+) -> Result<String> {
     let mut request = ctx
         .kinesis
         .get_shard_iterator()
         .stream_name(&mapping.stream_name)
         .shard_id(shard_id);
+    if let Some(after) = after {
+        request = request
+            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+            .starting_sequence_number(after);
+        return Ok(request.send().await?.shard_iterator.unwrap_or_default());
+    }
     request = match mapping.starting_position {
         StartingPosition::TrimHorizon => {
             request.shard_iterator_type(ShardIteratorType::TrimHorizon)
@@ -634,18 +657,17 @@ pub async fn run_sqs(
     concurrency: usize,
     stop: watch::Receiver<bool>,
 ) {
-    let mut tasks = Vec::new();
+    // A JoinSet aborts the pollers when this task is aborted (the runner's stop).
+    let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..concurrency.max(1) {
-        tasks.push(tokio::spawn(poll_sqs(
+        tasks.spawn(poll_sqs(
             mapping.clone(),
             pool.clone(),
             ctx.clone(),
             stop.clone(),
-        )));
+        ));
     }
-    for task in tasks {
-        let _ = task.await;
-    }
+    tasks.join_all().await;
 }
 
 async fn poll_sqs(
@@ -744,11 +766,25 @@ async fn poll_sqs(
                         .expect("id and receipt handle are set"),
                 );
             }
-            if let Err(err) = request.send().await {
-                ctx.logs.note(
+            match request.send().await {
+                Ok(out) if !out.failed.is_empty() => {
+                    // Those messages come back after the visibility timeout and are processed
+                    // again (subscribers are idempotent); say so rather than hide it.
+                    let failed: Vec<String> = out
+                        .failed
+                        .iter()
+                        .map(|f| format!("{}: {}", f.id, f.code))
+                        .collect();
+                    ctx.logs.note(
+                        &label,
+                        &format!("DeleteMessageBatch failed for {}", failed.join(", ")),
+                    );
+                }
+                Ok(_) => {}
+                Err(err) => ctx.logs.note(
                     &label,
                     &format!("DeleteMessageBatch: {}", herald::aws::error_text(&err)),
-                );
+                ),
             }
         }
     }

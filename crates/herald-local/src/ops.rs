@@ -236,6 +236,9 @@ pub async fn redrive(
     let kinesis = aws_sdk_kinesis::Client::new(aws);
     let total = approximate_count(&sqs, &queue.url).await?;
     let mut report = Redriven::default();
+    // Only what was in the queue when the redrive began: a message that fails again is
+    // dead-lettered anew, and must wait for the next redrive rather than loop forever.
+    let started_ms = Utc::now().timestamp_millis();
     loop {
         let received = sqs
             .receive_message()
@@ -243,15 +246,30 @@ pub async fn redrive(
             .max_number_of_messages(10)
             // Long enough to send each back before anyone else could see it again.
             .visibility_timeout(120)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")
             .send()
             .await?
             .messages
             .unwrap_or_default();
-        if received.is_empty() {
+        let (old, new): (Vec<_>, Vec<_>) = received.into_iter().partition(|m| {
+            m.attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                .and_then(|t| t.parse::<i64>().ok())
+                .is_none_or(|sent| sent < started_ms)
+        });
+        for message in &new {
+            sqs.change_message_visibility()
+                .queue_url(&queue.url)
+                .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+                .visibility_timeout(0)
+                .send()
+                .await?;
+        }
+        if old.is_empty() {
             break;
         }
-        for message in received {
+        for message in old {
             let sent = match &source {
                 Source::Queue { url, .. } => send_back(&sqs, url, &message).await,
                 Source::Stream { name, .. } => put_back(&kinesis, name, &message).await,
@@ -392,7 +410,8 @@ async fn copy_range(
     let mut entries = Vec::new();
     'read: while let Some(it) = iterator {
         let out = kinesis.get_records().shard_iterator(it).send().await?;
-        if out.records.is_empty() {
+        // An empty page mid-shard is normal; only a page at the tip ends the read.
+        if out.records.is_empty() && out.millis_behind_latest.unwrap_or(0) == 0 {
             break;
         }
         for r in out.records {
@@ -498,8 +517,13 @@ pub async fn replay(
                 .limit(mapping.batch_size as i32)
                 .send()
                 .await?;
+            let at_tip = out.millis_behind_latest.unwrap_or(0) == 0;
             if out.records.is_empty() {
-                break;
+                if at_tip {
+                    break;
+                }
+                iterator = out.next_shard_iterator;
+                continue;
             }
             let mut event = KinesisEvent::default();
             event.records = out

@@ -79,6 +79,8 @@ pub struct Instance {
     child: Mutex<Option<Child>>,
     logs: Arc<Logs>,
     serial: usize,
+    /// Set by [`Instance::stop`]: no new process is started after it.
+    stopped: std::sync::atomic::AtomicBool,
     /// Time from process start to its first `/next` request, per start.
     pub cold_starts: std::sync::Mutex<Vec<Duration>>,
 }
@@ -113,6 +115,7 @@ impl Instance {
             child: Mutex::new(None),
             logs,
             serial,
+            stopped: std::sync::atomic::AtomicBool::new(false),
             cold_starts: std::sync::Mutex::new(Vec::new()),
         });
         instance.spawn_process().await?;
@@ -231,6 +234,9 @@ impl Instance {
     /// Invoke once and wait for the result (at most the function's timeout).
     pub async fn invoke(&self, payload: Bytes) -> Result<Value, FunctionError> {
         if self.exited().await.is_some() {
+            if self.stopped.load(Ordering::SeqCst) {
+                return Err(FunctionError::Crashed("the function was stopped".into()));
+            }
             self.kill().await;
             self.spawn_process()
                 .await
@@ -309,6 +315,7 @@ impl Instance {
 
     /// Stop the process.
     pub async fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
         self.kill().await;
     }
 }
@@ -517,6 +524,11 @@ impl FunctionPool {
         )
         .await?;
         self.all.lock().expect("lock").push(instance.clone());
+        if self.permits.is_closed() {
+            // Stopped while this one was starting.
+            instance.stop().await;
+            anyhow::bail!("the function was stopped");
+        }
         Ok(instance)
     }
 
@@ -527,7 +539,9 @@ impl FunctionPool {
             .acquire()
             .await
             .map_err(|_| FunctionError::Crashed("pool closed".into()))?;
-        let instance = match self.idle.lock().await.pop() {
+        // Pop in its own statement: the lock must not be held through a cold start.
+        let idle = self.idle.lock().await.pop();
+        let instance = match idle {
             Some(instance) => instance,
             None => self.new_instance().await.map_err(|e| {
                 FunctionError::Crashed(format!("could not start {}: {e:#}", self.spec.binary))
@@ -565,6 +579,8 @@ impl FunctionPool {
 
     /// Stop every process.
     pub async fn stop(&self) {
+        // No invocation starts (or starts a process) once the pool is stopped.
+        self.permits.close();
         let all: Vec<Arc<Instance>> = self.all.lock().expect("lock").clone();
         for instance in all {
             instance.stop().await;

@@ -344,13 +344,10 @@ fn compare(old: &Value, new: &Value, at: &str, out: &mut Vec<String>) {
         compare(old_items, new_items, &format!("{at}/items"), out);
     }
     if let Some(old_enum) = old.get("enum").and_then(Value::as_array) {
-        match new.get("enum").and_then(Value::as_array) {
-            Some(new_enum) => {
-                for value in old_enum.iter().filter(|v| !new_enum.contains(v)) {
-                    out.push(format!("{at}: enum value {value} was removed"));
-                }
+        if let Some(new_enum) = new.get("enum").and_then(Value::as_array) {
+            for value in old_enum.iter().filter(|v| !new_enum.contains(v)) {
+                out.push(format!("{at}: enum value {value} was removed"));
             }
-            None => {}
         }
     } else if new.get("enum").is_some() {
         out.push(format!("{at}: an enum now restricts the values"));
@@ -395,6 +392,84 @@ fn compare(old: &Value, new: &Value, at: &str, out: &mut Vec<String>) {
 
 fn show(value: Option<&Value>) -> String {
     value.map(Value::to_string).unwrap_or_else(|| "none".into())
+}
+
+/// The events inside the sample files under `events/` (direct-invoke payloads, Function URL
+/// bodies, Kinesis records, SQS messages), with the file each came from. Records that are not
+/// JSON objects with a `type` (the deliberately malformed ones) are skipped.
+pub fn sample_events(events_dir: &Path) -> Result<Vec<(String, Value)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![events_dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                if path.file_name().is_some_and(|n| n != "schemas") {
+                    stack.push(path);
+                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let file = path
+                .strip_prefix(events_dir)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            let sample: Value = serde_json::from_slice(&std::fs::read(&path)?)
+                .with_context(|| format!("{} is not JSON", path.display()))?;
+            let mut candidates: Vec<Value> = Vec::new();
+            if let Some(events) = sample.get("events").and_then(Value::as_array) {
+                candidates.extend(events.iter().cloned());
+            }
+            if let Some(body) = sample.get("body").and_then(Value::as_str) {
+                candidates.extend(serde_json::from_str::<Value>(body).ok());
+            }
+            for record in sample
+                .get("Records")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(data) = record.pointer("/kinesis/data").and_then(Value::as_str) {
+                    use base64::Engine;
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(data)
+                        .unwrap_or_default();
+                    candidates.extend(serde_json::from_slice::<Value>(&bytes).ok());
+                }
+                if let Some(body) = record.get("body").and_then(Value::as_str) {
+                    candidates.extend(serde_json::from_str::<Value>(body).ok());
+                }
+            }
+            out.extend(
+                candidates
+                    .into_iter()
+                    .filter(|c| c.get("type").is_some())
+                    .map(|c| (file.clone(), c)),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Validate one event's `data` against the schema of its type and version.
+pub fn validate_event(schemas: &SchemaSet, event: &Value) -> Result<(), Vec<String>> {
+    let event_type = event["type"].as_str().unwrap_or_default().to_string();
+    let version = event["schemaversion"].as_u64().unwrap_or(1) as u32;
+    let Some(schema) = schemas.get(&(event_type.clone(), version)) else {
+        return Err(vec![format!("no schema for {event_type} v{version}")]);
+    };
+    let errors = validate(schema, event.get("data").unwrap_or(&Value::Null));
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors
+            .into_iter()
+            .map(|e| format!("{event_type} v{version} data{e}"))
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -497,83 +572,5 @@ mod tests {
             (("thing".to_string(), 3), schema()),
         ]);
         assert!(breaking_changes(&SchemaSet::new(), &current)[0].contains("gap"));
-    }
-}
-
-/// The events inside the sample files under `events/` (direct-invoke payloads, Function URL
-/// bodies, Kinesis records, SQS messages), with the file each came from. Records that are not
-/// JSON objects with a `type` (the deliberately malformed ones) are skipped.
-pub fn sample_events(events_dir: &Path) -> Result<Vec<(String, Value)>> {
-    let mut out = Vec::new();
-    let mut stack = vec![events_dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                if path.file_name().is_some_and(|n| n != "schemas") {
-                    stack.push(path);
-                }
-                continue;
-            }
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            let file = path
-                .strip_prefix(events_dir)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
-            let sample: Value = serde_json::from_slice(&std::fs::read(&path)?)
-                .with_context(|| format!("{} is not JSON", path.display()))?;
-            let mut candidates: Vec<Value> = Vec::new();
-            if let Some(events) = sample.get("events").and_then(Value::as_array) {
-                candidates.extend(events.iter().cloned());
-            }
-            if let Some(body) = sample.get("body").and_then(Value::as_str) {
-                candidates.extend(serde_json::from_str::<Value>(body).ok());
-            }
-            for record in sample
-                .get("Records")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(data) = record.pointer("/kinesis/data").and_then(Value::as_str) {
-                    use base64::Engine;
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(data)
-                        .unwrap_or_default();
-                    candidates.extend(serde_json::from_slice::<Value>(&bytes).ok());
-                }
-                if let Some(body) = record.get("body").and_then(Value::as_str) {
-                    candidates.extend(serde_json::from_str::<Value>(body).ok());
-                }
-            }
-            out.extend(
-                candidates
-                    .into_iter()
-                    .filter(|c| c.get("type").is_some())
-                    .map(|c| (file.clone(), c)),
-            );
-        }
-    }
-    Ok(out)
-}
-
-/// Validate one event's `data` against the schema of its type and version.
-pub fn validate_event(schemas: &SchemaSet, event: &Value) -> Result<(), Vec<String>> {
-    let event_type = event["type"].as_str().unwrap_or_default().to_string();
-    let version = event["schemaversion"].as_u64().unwrap_or(1) as u32;
-    let Some(schema) = schemas.get(&(event_type.clone(), version)) else {
-        return Err(vec![format!("no schema for {event_type} v{version}")]);
-    };
-    let errors = validate(schema, event.get("data").unwrap_or(&Value::Null));
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors
-            .into_iter()
-            .map(|e| format!("{event_type} v{version} data{e}"))
-            .collect())
     }
 }

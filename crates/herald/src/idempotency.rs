@@ -56,6 +56,8 @@ pub mod attr {
     pub const RESULT: &str = "result";
     /// SHA-256 of the payload fields that must match on a duplicate.
     pub const PAYLOAD_HASH: &str = "payloadHash";
+    /// Which delivery holds an INPROGRESS claim: only that one may complete or release it.
+    pub const CLAIM: &str = "claimId";
 }
 
 const IN_PROGRESS: &str = "INPROGRESS";
@@ -207,7 +209,8 @@ pub struct Conflict {
 
 /// The claim's fate, as read from the store.
 enum Claim<T> {
-    Acquired,
+    /// Ours, with the token that proves it.
+    Acquired(String),
     Completed(T),
 }
 
@@ -284,21 +287,21 @@ impl Idempotency {
         if let Some(result) = self.cached(&key, &hash)? {
             return Ok(Executed::Replayed(result));
         }
-        match self.claim_or_wait::<T, E>(&key, &hash, deadline).await? {
+        let token = match self.claim_or_wait::<T, E>(&key, &hash, deadline).await? {
             Claim::Completed(result) => return Ok(Executed::Replayed(result)),
-            Claim::Acquired => {}
-        }
+            Claim::Acquired(token) => token,
+        };
         match handler().await {
             Ok(result) => {
                 let json = serde_json::to_string(&result).map_err(|e| {
                     IdempotencyError::Persistence(format!("result does not serialize: {e}"))
                 })?;
-                self.complete(&key, &hash, &json).await?;
+                self.complete(&key, &hash, &json, &token).await?;
                 self.remember(&key, &hash, &json);
                 Ok(Executed::Ran(result))
             }
             Err(err) => {
-                if let Err(release) = self.release(&key).await {
+                if let Err(release) = self.release(&key, &token).await {
                     // The claim then expires at its deadline and a retry takes it over.
                     tracing::warn!(%key, error = %release, "could not release the claim after a handler error");
                 }
@@ -432,6 +435,7 @@ impl Idempotency {
     ) -> Result<Claim<T>, IdempotencyError<E>> {
         let now = now_ms();
         let until = self.in_progress_until(now, deadline);
+        let token = uuid::Uuid::new_v4().to_string();
         let result = self
             .client
             .put_item()
@@ -441,7 +445,7 @@ impl Idempotency {
                 hash,
                 IN_PROGRESS,
                 now,
-                Some(until),
+                Some((until, &token)),
                 None,
             )))
             .condition_expression(CLAIM_CONDITION)
@@ -451,7 +455,7 @@ impl Idempotency {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Claim::Acquired),
+            Ok(_) => Ok(Claim::Acquired(token)),
             Err(SdkError::ServiceError(service)) => match service.err() {
                 PutItemError::ConditionalCheckFailedException(failed) => {
                     let old = match failed.item() {
@@ -501,13 +505,17 @@ impl Idempotency {
         })
     }
 
+    /// Store the result, if the claim is still ours (`token`). When a slow delivery's claim
+    /// expired and another took it over, this one must not overwrite that one's record.
     async fn complete<E>(
         &self,
         key: &str,
         hash: &str,
         json: &str,
+        token: &str,
     ) -> Result<(), IdempotencyError<E>> {
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.config.table_name)
             .set_item(Some(self.record_item(
@@ -518,20 +526,33 @@ impl Idempotency {
                 None,
                 Some(json),
             )))
+            .condition_expression("#claim = :mine")
+            .expression_attribute_names("#claim", attr::CLAIM)
+            .expression_attribute_values(":mine", AttributeValue::S(token.to_string()))
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| IdempotencyError::Persistence(error_text(&e)))
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(IdempotencyError::Persistence(format!(
+                    "the claim on {key} expired and another delivery took it over before this one finished"
+                )))
+            }
+            Err(err) => Err(IdempotencyError::Persistence(error_text(&err))),
+        }
     }
 
-    async fn release(&self, key: &str) -> Result<(), String> {
+    /// Delete the claim after a handler error, if it is still ours.
+    async fn release(&self, key: &str, token: &str) -> Result<(), String> {
         self.client
             .delete_item()
             .table_name(&self.config.table_name)
             .key(attr::KEY, AttributeValue::S(key.to_string()))
-            .condition_expression("#status = :inprogress")
+            .condition_expression("#status = :inprogress AND #claim = :mine")
             .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#claim", attr::CLAIM)
             .expression_attribute_values(":inprogress", AttributeValue::S(IN_PROGRESS.into()))
+            .expression_attribute_values(":mine", AttributeValue::S(token.to_string()))
             .send()
             .await
             .map(|_| ())
@@ -571,7 +592,7 @@ impl Idempotency {
         hash: &str,
         status: &str,
         now: i64,
-        in_progress_until: Option<i64>,
+        in_progress: Option<(i64, &str)>,
         result: Option<&str>,
     ) -> HashMap<String, AttributeValue> {
         let expires_at = now / 1000 + self.config.record_ttl.as_secs() as i64;
@@ -586,11 +607,12 @@ impl Idempotency {
                 AttributeValue::N(expires_at.to_string()),
             ),
         ]);
-        if let Some(until) = in_progress_until {
+        if let Some((until, token)) = in_progress {
             item.insert(
                 attr::IN_PROGRESS_UNTIL.into(),
                 AttributeValue::N(until.to_string()),
             );
+            item.insert(attr::CLAIM.into(), AttributeValue::S(token.to_string()));
         }
         if let Some(result) = result {
             item.insert(attr::RESULT.into(), AttributeValue::S(result.to_string()));

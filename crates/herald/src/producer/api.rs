@@ -18,6 +18,10 @@ use serde_json::{json, Value};
 use super::{EventStream, Producer};
 use crate::envelope::{Envelope, ValidationError};
 
+const IDEMPOTENCY_KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_bytes([
+    0x2f, 0x8e, 0x41, 0x07, 0x9c, 0x33, 0x4d, 0x5a, 0xb1, 0x6e, 0x0d, 0x7c, 0x52, 0xa8, 0x19, 0xe4,
+]);
+
 /// Most events one request may carry.
 pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
 
@@ -99,6 +103,8 @@ pub enum RequestError {
 #[serde(rename_all = "camelCase")]
 struct HttpRequest {
     #[serde(default)]
+    headers: HashMap<String, String>,
+    #[serde(default)]
     body: Option<String>,
     #[serde(default)]
     is_base64_encoded: bool,
@@ -157,7 +163,7 @@ pub async fn handle<S: EventStream>(producer: &Producer<S>, payload: Value) -> V
         let response = handle_http(producer, payload).await;
         serde_json::to_value(response).expect("responses serialize")
     } else {
-        match submit(producer, payload).await {
+        match submit(producer, payload, None).await {
             Ok(report) => serde_json::to_value(report).expect("reports serialize"),
             Err(err) => json!({ "error": err.to_string() }),
         }
@@ -188,7 +194,14 @@ async fn handle_http<S: EventStream>(producer: &Producer<S>, payload: Value) -> 
         Ok(value) => value,
         Err(err) => return error_response(400, &RequestError::BadBody(err.to_string())),
     };
-    match submit(producer, value).await {
+    // A client retry with the same Idempotency-Key gives its id-less events the same ids, so
+    // the retry is a duplicate downstream rather than a second order.
+    let key = request
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("idempotency-key"))
+        .map(|(_, value)| value.as_str());
+    match submit(producer, value, key).await {
         Ok(report) => {
             let invalid_only = report.results.iter().all(|r| match r {
                 EventResult::Rejected { error, .. } => error.field != "stream",
@@ -204,12 +217,15 @@ fn error_response(status: u16, err: &RequestError) -> HttpResponse {
     HttpResponse::json(status, &json!({ "error": err.to_string() }))
 }
 
-/// Validate every event in `body` and write the valid ones.
+/// Validate every event in `body` and write the valid ones. Events without an `id` get one:
+/// derived from `idempotency_key` and their position when a key is given (so a retried request
+/// yields the same ids), a new UUIDv7 otherwise.
 pub async fn submit<S: EventStream>(
     producer: &Producer<S>,
     body: Value,
+    idempotency_key: Option<&str>,
 ) -> Result<SubmitReport, RequestError> {
-    let items = match body {
+    let mut items = match body {
         Value::Array(items) => items,
         Value::Object(mut object) => match object.remove("events") {
             Some(Value::Array(items)) if !object.contains_key("type") => items,
@@ -231,6 +247,19 @@ pub async fn submit<S: EventStream>(
     let mut results: Vec<Option<EventResult>> = vec![None; items.len()];
     let mut valid = Vec::new();
     let mut valid_index = Vec::new();
+    if let Some(key) = idempotency_key {
+        for (index, item) in items.iter_mut().enumerate() {
+            if let Value::Object(fields) = item {
+                fields.entry("id").or_insert_with(|| {
+                    let id = uuid::Uuid::new_v5(
+                        &IDEMPOTENCY_KEY_NAMESPACE,
+                        format!("{key}/{index}").as_bytes(),
+                    );
+                    Value::String(id.to_string())
+                });
+            }
+        }
+    }
     for (index, item) in items.iter().enumerate() {
         let checked = Envelope::parse_submission(item).and_then(|envelope| {
             match &producer.config().catalog {
@@ -385,6 +414,30 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("expected an event"));
+    }
+
+    #[tokio::test]
+    async fn an_idempotency_key_gives_a_retried_request_the_same_ids() {
+        let producer = Producer::new(OkStream);
+        let mut request = http(
+            "POST",
+            &json!([{"type": "order_placed", "source": "s", "subject": "o"}]).to_string(),
+        );
+        request["headers"]["Idempotency-Key"] = json!("client-retry-7");
+        let ids: Vec<Value> = futures::future::join_all([
+            handle(&producer, request.clone()),
+            handle(&producer, request),
+        ])
+        .await
+        .into_iter()
+        .map(|response| {
+            serde_json::from_str::<Value>(response["body"].as_str().unwrap()).unwrap()["results"][0]
+                ["id"]
+                .clone()
+        })
+        .collect();
+        assert_eq!(ids[0], ids[1]);
+        assert!(ids[0].is_string());
     }
 
     #[tokio::test]

@@ -79,7 +79,13 @@ impl TransactionalHandler for Inventory {
         // One write per SKU: an order may list a SKU twice.
         let mut lines: BTreeMap<&str, u32> = BTreeMap::new();
         for item in &order.items {
-            *lines.entry(item.sku.as_str()).or_default() += item.quantity;
+            let line = lines.entry(item.sku.as_str()).or_default();
+            *line = line
+                .checked_add(item.quantity)
+                .ok_or_else(|| HandlerError::Poison {
+                    field: "data.items.quantity".into(),
+                    reason: format!("for {} add up to more than {}", item.sku, u32::MAX),
+                })?;
         }
         match conflict {
             None => Ok(Decision {
