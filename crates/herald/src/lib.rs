@@ -7,6 +7,8 @@
 //! - [`subscriber`]: SQS batches handled once per event, with partial batch responses;
 //! - [`batch`]: Kinesis and SQS batch processors with Lambda's partial-response rules;
 //! - [`idempotency`]: exactly-once effects on at-least-once delivery, in DynamoDB;
+//! - [`event_store`]: event sourcing with optimistic concurrency and snapshots;
+//! - [`schema`]: schema versions and upcasting;
 //! - [`dead_letter`]: poison records parked with their reason;
 //! - [`adapters`]: the AWS implementations of the ports above;
 //! - [`lambda`]: the entry points the functions call.
@@ -18,6 +20,7 @@ pub mod batch;
 pub mod catalog;
 pub mod dead_letter;
 pub mod envelope;
+pub mod event_store;
 pub mod idempotency;
 pub mod lambda;
 pub mod limits;

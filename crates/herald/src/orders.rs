@@ -10,6 +10,8 @@ use crate::envelope::ValidationError;
 pub mod types {
     /// A customer placed an order (business; inventory, payment, analytics).
     pub const ORDER_PLACED: &str = "order_placed";
+    /// A customer cancelled an order (business).
+    pub const ORDER_CANCELLED: &str = "order_cancelled";
     /// Inventory could not reserve an order's stock (business).
     pub const STOCK_RESERVATION_FAILED: &str = "stock_reservation_failed";
     /// The payment went through (business; email, analytics).
@@ -172,4 +174,120 @@ pub struct JobFailed {
     /// Which attempt failed.
     #[serde(default)]
     pub attempt: u32,
+}
+
+/// `order_cancelled` data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCancelled {
+    /// The order.
+    pub order_id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Where an order is in its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// No events yet.
+    #[default]
+    New,
+    /// Placed.
+    Placed,
+    /// Cancelled.
+    Cancelled,
+}
+
+/// The event-sourced order aggregate: its state is the fold of its events.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    /// Where it is.
+    pub status: OrderStatus,
+    /// The order id.
+    pub order_id: String,
+    /// Who ordered.
+    pub customer_id: String,
+    /// Total in minor units.
+    pub total: u64,
+    /// ISO 4217.
+    pub currency: String,
+}
+
+/// Why a command was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// `place_order` for an order that exists.
+    #[error("order {0} already exists")]
+    AlreadyExists(String),
+    /// A command for an order that was never placed.
+    #[error("order {0} does not exist")]
+    NotFound(String),
+    /// `cancel_order` twice.
+    #[error("order {0} is already cancelled")]
+    AlreadyCancelled(String),
+    /// The command's data is invalid.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+}
+
+impl crate::event_store::Aggregate for Order {
+    fn apply(&mut self, event: &crate::envelope::Envelope) {
+        match event.event_type() {
+            types::ORDER_PLACED => {
+                if let Ok(placed) = event.data_as::<OrderPlaced>() {
+                    self.status = OrderStatus::Placed;
+                    self.order_id = placed.order_id;
+                    self.customer_id = placed.customer.id;
+                    self.total = placed.total;
+                    self.currency = placed.currency;
+                }
+            }
+            types::ORDER_CANCELLED => self.status = OrderStatus::Cancelled,
+            // Events this aggregate does not model leave it as it is.
+            _ => {}
+        }
+    }
+}
+
+impl Order {
+    /// `place_order`: the `order_placed` event, if the order is new and the data valid.
+    pub fn place(&self, order: OrderPlaced) -> Result<crate::envelope::Envelope, CommandError> {
+        if self.status != OrderStatus::New {
+            return Err(CommandError::AlreadyExists(order.order_id));
+        }
+        order.validate()?;
+        Ok(
+            crate::envelope::Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
+                .subject(order.order_id.clone())
+                .schema_version(2)
+                .data(order)
+                .build()?,
+        )
+    }
+
+    /// `cancel_order`: the `order_cancelled` event, if the order is placed and not cancelled.
+    pub fn cancel(
+        &self,
+        order_id: &str,
+        reason: &str,
+    ) -> Result<crate::envelope::Envelope, CommandError> {
+        match self.status {
+            OrderStatus::New => return Err(CommandError::NotFound(order_id.to_string())),
+            OrderStatus::Cancelled => {
+                return Err(CommandError::AlreadyCancelled(order_id.to_string()))
+            }
+            OrderStatus::Placed => {}
+        }
+        Ok(
+            crate::envelope::Envelope::builder(types::ORDER_CANCELLED, sources::ORDERS)
+                .subject(order_id)
+                .data(OrderCancelled {
+                    order_id: order_id.to_string(),
+                    reason: reason.to_string(),
+                })
+                .build()?,
+        )
+    }
 }
