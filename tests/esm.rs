@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use herald_local::example::peek;
 use herald_local::LocalPipeline;
 use serde_json::{json, Value};
@@ -170,20 +169,7 @@ impl Probe {
     }
 
     async fn count(&self, pk: &str) -> i64 {
-        self.dynamodb
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk.to_string()))
-            .send()
-            .await
-            .unwrap()
-            .item
-            .and_then(|i| {
-                i.get("count")
-                    .and_then(|c| c.as_n().ok())
-                    .and_then(|n| n.parse().ok())
-            })
-            .unwrap_or(0)
+        common::number_attribute(&self.dynamodb, &self.table, ("pk", pk), "count").await
     }
 
     async fn deliveries(&self, n: u64) -> i64 {

@@ -195,22 +195,7 @@ async fn a_failing_transaction_leaves_neither_effect_nor_record() {
             )
             .build()
     };
-    let count = || async {
-        client
-            .get_item()
-            .table_name(&counters)
-            .key("metric", AttributeValue::S("m".into()))
-            .send()
-            .await
-            .unwrap()
-            .item
-            .and_then(|i| {
-                i.get("count")
-                    .and_then(|v| v.as_n().ok())
-                    .and_then(|n| n.parse::<i64>().ok())
-            })
-            .unwrap_or(0)
-    };
+    let count = || common::number_attribute(&client, &counters, ("metric", "m"), "count");
 
     // First delivery: one transaction with the record; the duplicate changes nothing.
     let ran = idempotency

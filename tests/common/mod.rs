@@ -126,3 +126,29 @@ pub async fn pipeline(prefix: &str, tweak: impl FnOnce(&mut UpOptions)) -> Local
         .await
         .expect("bring the local stack up")
 }
+
+/// A numeric attribute of one item (0 when the item or the attribute is absent).
+pub async fn number_attribute(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: (&str, &str),
+    attribute: &str,
+) -> i64 {
+    client
+        .get_item()
+        .table_name(table)
+        .key(
+            key.0,
+            aws_sdk_dynamodb::types::AttributeValue::S(key.1.to_string()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .item
+        .and_then(|i| {
+            i.get(attribute)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
