@@ -60,7 +60,70 @@ async fn every_sample_event_is_accepted_by_its_function() {
         );
     }
 
+    // The event-sourced side: commands, the store's stream, the projector (the sample delivers
+    // the cancellation before the order), and the queries.
+    let placed = pipeline
+        .invoke("orders", &sample("orders/place-order.json"))
+        .await
+        .unwrap();
+    assert_eq!(placed["statusCode"], 201, "{placed}");
+    let cancelled = pipeline
+        .invoke("orders", &sample("orders/cancel-order.json"))
+        .await
+        .unwrap();
+    assert_eq!(cancelled["statusCode"], 200, "{cancelled}");
+    let published = pipeline
+        .invoke("publisher", &sample("publisher/dynamodb-stream.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        published["batchItemFailures"],
+        serde_json::json!([]),
+        "{published}"
+    );
+    let projected = pipeline
+        .invoke("projector", &sample("projector/sqs.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        projected["batchItemFailures"],
+        serde_json::json!([]),
+        "{projected}"
+    );
+    let order = pipeline
+        .invoke("query", &sample("query/get-order.json"))
+        .await
+        .unwrap();
+    assert_eq!(order["statusCode"], 200, "{order}");
+    let view: Value = serde_json::from_str(order["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (view["status"].as_str(), view["version"].as_u64()),
+        (Some("cancelled"), Some(2))
+    );
+    let listing = pipeline
+        .invoke("query", &sample("query/customer-orders.json"))
+        .await
+        .unwrap();
+    let listing: Value = serde_json::from_str(listing["body"].as_str().unwrap()).unwrap();
+    assert_eq!(listing["orders"][0]["orderId"], "order-2001", "{listing}");
+
     let tallies = pipeline.tallies();
+    assert_eq!(
+        tallies["publisher"]["published"], 2,
+        "{:?}",
+        tallies["publisher"]
+    );
+    // The late order_placed (v1) arrived after the cancellation (v2): projected as stale.
+    assert_eq!(
+        tallies["projector"]["applied"], 1,
+        "{:?}",
+        tallies["projector"]
+    );
+    assert_eq!(
+        tallies["projector"]["duplicates"], 1,
+        "{:?}",
+        tallies["projector"]
+    );
     for subscriber in ["inventory", "payment", "email", "analytics", "ops"] {
         assert_eq!(
             tallies[subscriber]["applied"], 1,

@@ -101,6 +101,10 @@ pub fn bin_dir() -> PathBuf {
                 "email",
                 "analytics",
                 "ops",
+                "orders",
+                "publisher",
+                "projector",
+                "query",
                 "probe",
                 "herald",
             ]

@@ -61,6 +61,14 @@ enum Command {
         #[arg(long, default_value = "herald")]
         stack: String,
     },
+    /// Read models (projections) of the event store.
+    Project {
+        #[command(subcommand)]
+        command: ProjectCommand,
+        /// Stack started by `herald local up`.
+        #[arg(long, default_value = "herald", global = true)]
+        stack: String,
+    },
     /// Event schemas (`events/schemas`).
     Schema {
         #[command(subcommand)]
@@ -86,6 +94,16 @@ enum DlqCommand {
     Redrive {
         /// Queue: logical id or a unique part of it.
         queue: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectCommand {
+    /// Empty a projection and fold every event of the store into it again (pause its projector
+    /// first, or events projected meanwhile are deleted with the rest).
+    Rebuild {
+        /// The projection: `orders_view`.
+        name: String,
     },
 }
 
@@ -206,6 +224,10 @@ async fn main() {
         Command::Env { function, stack } => env(&function, &stack),
         Command::Dlq { command, stack } => dlq(command, &stack).await,
         Command::Replay { from, stack } => replay(&from, &stack).await,
+        Command::Project {
+            command: ProjectCommand::Rebuild { name },
+            stack,
+        } => project_rebuild(&name, &stack).await,
         Command::Schema {
             command: SchemaCommand::Check { dir, update },
         } => schema_check(&dir, update),
@@ -332,6 +354,11 @@ async fn demo(args: DemoArgs) -> Result<()> {
         "{}",
         example::render(&traffic, &sent, &effects, &pipeline.tallies())
     );
+    let order_id = format!("order-{}", uuid_suffix());
+    println!(
+        "{}",
+        herald_local::lifecycle::run(&stack, &aws, &order_id).await?
+    );
     println!(
         "logs        {}",
         root.join(".herald/logs").join(&stack.name).display()
@@ -416,6 +443,27 @@ async fn send(args: SendArgs) -> Result<()> {
     if status >= 400 {
         bail!("the producer answered {status}");
     }
+    Ok(())
+}
+
+async fn project_rebuild(name: &str, stack: &str) -> Result<()> {
+    use herald::projection::NAME;
+    if name != NAME {
+        bail!("no projection {name}; the projections are: {NAME}");
+    }
+    let (stack, aws) = stack_and_aws(stack).await?;
+    let bar = progress_bar("rebuilding orders_view");
+    let started = Instant::now();
+    let applied = herald_local::ops::rebuild_orders_view(&stack, &aws, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await?;
+    bar.finish();
+    println!(
+        "orders_view rebuilt from {applied} events in {:.1?}",
+        started.elapsed()
+    );
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! Event source mappings, played locally with the settings written in the template.
 //!
-//! **Kinesis** (one task per shard): reads with `GetRecords`, gathers up to `BatchSize` records
+//! **Kinesis and DynamoDB Streams** (one task per shard): reads with `GetRecords`, gathers up to `BatchSize` records
 //! or until `MaximumBatchingWindowInSeconds` passes, invokes, and then follows Lambda's rules:
 //! - success → checkpoint the batch;
 //! - `batchItemFailures` (with `ReportBatchItemFailures`) → checkpoint before the lowest failed
@@ -34,7 +34,7 @@ use tokio::sync::watch;
 
 use crate::logs::Logs;
 use crate::runtime::{FunctionError, FunctionPool};
-use crate::stack::{KinesisMapping, SqsMapping, Stack, StartingPosition};
+use crate::stack::{SqsMapping, Stack, StartingPosition, StreamMapping, StreamSource};
 
 /// Shared state the runner uses to tell when everything has settled.
 #[derive(Default)]
@@ -67,12 +67,33 @@ impl Default for PollSettings {
 }
 
 #[derive(Clone, Debug)]
-struct KinesisRecord {
+struct StreamRecord {
     shard_id: String,
     sequence_number: String,
+    /// Kinesis: the partition key; DynamoDB: the item's partition key value.
     partition_key: String,
-    data: Vec<u8>,
+    payload: Payload,
     arrival: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+enum Payload {
+    /// A Kinesis record's data.
+    Kinesis(Vec<u8>),
+    /// A DynamoDB stream record: its id, `INSERT`/`MODIFY`/`REMOVE`, and the `dynamodb` object
+    /// in Lambda's JSON.
+    DynamoDb {
+        event_id: String,
+        event_name: String,
+        change: Value,
+    },
+}
+
+/// One `GetRecords` answer, whichever the stream.
+struct Read {
+    records: Vec<StreamRecord>,
+    next_iterator: Option<String>,
+    millis_behind: i64,
 }
 
 /// Where a mapping's context comes from.
@@ -82,6 +103,8 @@ pub struct Context {
     pub stack: Arc<Stack>,
     /// Kinesis client.
     pub kinesis: aws_sdk_kinesis::Client,
+    /// DynamoDB Streams client.
+    pub dynamodb_streams: aws_sdk_dynamodbstreams::Client,
     /// SQS client.
     pub sqs: aws_sdk_sqs::Client,
     /// SNS client (on-failure destinations may be topics).
@@ -94,25 +117,50 @@ pub struct Context {
     pub settings: PollSettings,
 }
 
-/// Run a Kinesis mapping until `stop` turns true.
-pub async fn run_kinesis(
-    mapping: KinesisMapping,
+/// The shard ids of a mapping's stream.
+async fn list_shards(ctx: &Context, mapping: &StreamMapping) -> Result<Vec<String>> {
+    Ok(match mapping.source {
+        StreamSource::Kinesis => ctx
+            .kinesis
+            .list_shards()
+            .stream_name(&mapping.stream_name)
+            .send()
+            .await?
+            .shards()
+            .iter()
+            .map(|s| s.shard_id.clone())
+            .collect(),
+        StreamSource::DynamoDb => ctx
+            .dynamodb_streams
+            .describe_stream()
+            .stream_arn(&mapping.stream_arn)
+            .send()
+            .await?
+            .stream_description
+            .map(|d| {
+                d.shards()
+                    .iter()
+                    .filter_map(|s| s.shard_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+/// Run a stream mapping (Kinesis or DynamoDB) until `stop` turns true.
+pub async fn run_stream(
+    mapping: StreamMapping,
     pool: Arc<FunctionPool>,
     ctx: Context,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     // The runner counted this mapping as one shard behind; from here each shard counts itself.
-    let listed = ctx
-        .kinesis
-        .list_shards()
-        .stream_name(&mapping.stream_name)
-        .send()
-        .await;
+    let listed = list_shards(&ctx, &mapping).await;
     // A JoinSet aborts the shard tasks when this task is aborted (the runner's stop).
     let mut tasks = tokio::task::JoinSet::new();
-    for shard in listed.as_ref().map(|l| l.shards()).unwrap_or_default() {
+    for shard_id in listed.as_ref().map(Vec::as_slice).unwrap_or_default() {
         ctx.activity.shards_behind.fetch_add(1, Ordering::SeqCst);
-        let shard_id = shard.shard_id.clone();
+        let shard_id = shard_id.clone();
         tasks.spawn(run_shard(
             mapping.clone(),
             shard_id,
@@ -128,7 +176,7 @@ pub async fn run_kinesis(
 }
 
 async fn run_shard(
-    mapping: KinesisMapping,
+    mapping: StreamMapping,
     shard_id: String,
     pool: Arc<FunctionPool>,
     ctx: Context,
@@ -157,43 +205,25 @@ async fn run_shard(
             return;
         }
     };
-    let mut buffer: VecDeque<KinesisRecord> = VecDeque::new();
+    let mut buffer: VecDeque<StreamRecord> = VecDeque::new();
     let mut window_started: Option<Instant> = None;
     while !*stop.borrow() {
         if buffer.len() < mapping.batch_size * mapping.parallelization_factor {
             let limit = (mapping.batch_size * mapping.parallelization_factor - buffer.len())
                 .clamp(1, 10_000) as i32;
-            match ctx
-                .kinesis
-                .get_records()
-                .shard_iterator(&iterator)
-                .limit(limit)
-                .send()
-                .await
-            {
+            match read(&ctx, &mapping, &shard_id, &iterator, limit).await {
                 Ok(out) => {
                     tracing::debug!(shard = %shard_id, records = out.records.len(), buffered = buffer.len(), "GetRecords");
-                    let behind = out.millis_behind_latest.unwrap_or(0);
-                    let closed = out.next_shard_iterator.is_none();
-                    if let Some(next) = out.next_shard_iterator {
+                    let behind = out.millis_behind;
+                    let closed = out.next_iterator.is_none();
+                    if let Some(next) = out.next_iterator {
                         iterator = next;
                     }
                     let got = out.records.len();
                     if let Some(last) = out.records.last() {
                         last_read = Some(last.sequence_number.clone());
                     }
-                    for r in out.records {
-                        buffer.push_back(KinesisRecord {
-                            shard_id: shard_id.clone(),
-                            sequence_number: r.sequence_number,
-                            partition_key: r.partition_key.unwrap_or_default(),
-                            data: r.data.into_inner(),
-                            arrival: r
-                                .approximate_arrival_timestamp
-                                .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-                                .unwrap_or_else(Utc::now),
-                        });
-                    }
+                    buffer.extend(out.records);
                     if got > 0 && window_started.is_none() {
                         window_started = Some(Instant::now());
                     }
@@ -225,13 +255,8 @@ async fn run_shard(
                     }
                 }
                 Err(err) => {
-                    ctx.logs.note(
-                        &label,
-                        &format!(
-                            "GetRecords on {shard_id}: {}",
-                            herald::aws::error_text(&err)
-                        ),
-                    );
+                    ctx.logs
+                        .note(&label, &format!("GetRecords on {shard_id}: {err:#}"));
                     tokio::time::sleep(ctx.settings.idle_poll * 5).await;
                     // The iterator may have expired: resume right after the last record read.
                     if let Ok(it) =
@@ -247,7 +272,7 @@ async fn run_shard(
         let take = buffer
             .len()
             .min(mapping.batch_size * mapping.parallelization_factor);
-        let batch: Vec<KinesisRecord> = buffer.drain(..take).collect();
+        let batch: Vec<StreamRecord> = buffer.drain(..take).collect();
         window_started = if buffer.is_empty() {
             None
         } else {
@@ -262,13 +287,13 @@ async fn run_shard(
 /// run concurrently, and each lane processes its records in order in batches of `BatchSize`, so
 /// one key's records stay in order.
 async fn process_lanes(
-    mapping: &KinesisMapping,
+    mapping: &StreamMapping,
     pool: &FunctionPool,
     ctx: &Context,
-    records: Vec<KinesisRecord>,
+    records: Vec<StreamRecord>,
 ) {
     let factor = mapping.parallelization_factor.max(1);
-    let mut lanes: Vec<Vec<KinesisRecord>> = vec![Vec::new(); factor];
+    let mut lanes: Vec<Vec<StreamRecord>> = vec![Vec::new(); factor];
     for record in records {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(&record.partition_key, &mut hasher);
@@ -288,10 +313,27 @@ async fn process_lanes(
 /// An iterator at the mapping's starting position, or right after `after` when given.
 async fn shard_iterator(
     ctx: &Context,
-    mapping: &KinesisMapping,
+    mapping: &StreamMapping,
     shard_id: &str,
     after: Option<&str>,
 ) -> Result<String> {
+    if mapping.source == StreamSource::DynamoDb {
+        use aws_sdk_dynamodbstreams::types::ShardIteratorType as Type;
+        let request = ctx
+            .dynamodb_streams
+            .get_shard_iterator()
+            .stream_arn(&mapping.stream_arn)
+            .shard_id(shard_id);
+        let request = match (after, mapping.starting_position) {
+            (Some(after), _) => request
+                .shard_iterator_type(Type::AfterSequenceNumber)
+                .sequence_number(after),
+            (None, StartingPosition::Latest) => request.shard_iterator_type(Type::Latest),
+            // DynamoDB Streams has no AT_TIMESTAMP.
+            (None, _) => request.shard_iterator_type(Type::TrimHorizon),
+        };
+        return Ok(request.send().await?.shard_iterator.unwrap_or_default());
+    }
     let mut request = ctx
         .kinesis
         .get_shard_iterator()
@@ -315,6 +357,153 @@ async fn shard_iterator(
     Ok(request.send().await?.shard_iterator.unwrap_or_default())
 }
 
+/// One `GetRecords` call on the mapping's stream.
+async fn read(
+    ctx: &Context,
+    mapping: &StreamMapping,
+    shard_id: &str,
+    iterator: &str,
+    limit: i32,
+) -> Result<Read> {
+    let to_utc = |secs: i64, nanos: u32| DateTime::from_timestamp(secs, nanos);
+    match mapping.source {
+        StreamSource::Kinesis => {
+            let out = ctx
+                .kinesis
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(limit)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!(herald::aws::error_text(&e)))?;
+            Ok(Read {
+                millis_behind: out.millis_behind_latest.unwrap_or(0),
+                next_iterator: out.next_shard_iterator,
+                records: out
+                    .records
+                    .into_iter()
+                    .map(|r| StreamRecord {
+                        shard_id: shard_id.to_string(),
+                        sequence_number: r.sequence_number,
+                        partition_key: r.partition_key.unwrap_or_default(),
+                        payload: Payload::Kinesis(r.data.into_inner()),
+                        arrival: r
+                            .approximate_arrival_timestamp
+                            .and_then(|t| to_utc(t.secs(), t.subsec_nanos()))
+                            .unwrap_or_else(Utc::now),
+                    })
+                    .collect(),
+            })
+        }
+        StreamSource::DynamoDb => {
+            let out = ctx
+                .dynamodb_streams
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(limit.min(1000))
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!(herald::aws::error_text(&e)))?;
+            let records = out
+                .records
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|r| {
+                    let change = r.dynamodb?;
+                    let sequence_number = change.sequence_number.clone()?;
+                    let partition_key = change
+                        .keys
+                        .as_ref()
+                        .and_then(|k| k.values().find_map(|v| v.as_s().ok().cloned()))
+                        .unwrap_or_default();
+                    let arrival = change
+                        .approximate_creation_date_time
+                        .and_then(|t| to_utc(t.secs(), t.subsec_nanos()))
+                        .unwrap_or_else(Utc::now);
+                    Some(StreamRecord {
+                        shard_id: shard_id.to_string(),
+                        sequence_number,
+                        partition_key,
+                        arrival,
+                        payload: Payload::DynamoDb {
+                            event_id: r.event_id.unwrap_or_default(),
+                            event_name: r
+                                .event_name
+                                .map(|n| n.as_str().to_string())
+                                .unwrap_or_default(),
+                            change: dynamodb_change(&change),
+                        },
+                    })
+                })
+                .collect::<Vec<_>>();
+            Ok(Read {
+                millis_behind: 0,
+                next_iterator: out.next_shard_iterator,
+                records,
+            })
+        }
+    }
+}
+
+/// A DynamoDB stream record's `dynamodb` object in Lambda's JSON.
+fn dynamodb_change(change: &aws_sdk_dynamodbstreams::types::StreamRecord) -> Value {
+    let image = |image: &Option<
+        std::collections::HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>,
+    >| {
+        image.as_ref().map(|i| {
+            Value::Object(
+                i.iter()
+                    .map(|(k, v)| (k.clone(), attribute_json(v)))
+                    .collect(),
+            )
+        })
+    };
+    let mut out = serde_json::Map::new();
+    if let Some(t) = change.approximate_creation_date_time {
+        out.insert("ApproximateCreationDateTime".into(), json!(t.secs()));
+    }
+    for (name, value) in [
+        ("Keys", image(&change.keys)),
+        ("NewImage", image(&change.new_image)),
+        ("OldImage", image(&change.old_image)),
+    ] {
+        if let Some(value) = value {
+            out.insert(name.into(), value);
+        }
+    }
+    out.insert("SequenceNumber".into(), json!(change.sequence_number));
+    if let Some(size) = change.size_bytes {
+        out.insert("SizeBytes".into(), json!(size));
+    }
+    if let Some(view) = &change.stream_view_type {
+        out.insert("StreamViewType".into(), json!(view.as_str()));
+    }
+    Value::Object(out)
+}
+
+/// DynamoDB's attribute-value JSON (`{"S": "..."}`, `{"N": "1"}`, ...).
+fn attribute_json(value: &aws_sdk_dynamodbstreams::types::AttributeValue) -> Value {
+    use aws_sdk_dynamodbstreams::types::AttributeValue as A;
+    let b64 = |b: &aws_smithy_types::Blob| {
+        Value::String(base64::engine::general_purpose::STANDARD.encode(b.as_ref()))
+    };
+    match value {
+        A::S(s) => json!({ "S": s }),
+        A::N(n) => json!({ "N": n }),
+        A::B(b) => json!({ "B": b64(b) }),
+        A::Bool(b) => json!({ "BOOL": b }),
+        A::Null(b) => json!({ "NULL": b }),
+        A::Ss(v) => json!({ "SS": v }),
+        A::Ns(v) => json!({ "NS": v }),
+        A::Bs(v) => json!({ "BS": v.iter().map(b64).collect::<Vec<_>>() }),
+        A::L(v) => json!({ "L": v.iter().map(attribute_json).collect::<Vec<_>>() }),
+        A::M(m) => {
+            json!({ "M": m.iter().map(|(k, v)| (k.clone(), attribute_json(v))).collect::<serde_json::Map<_, _>>() })
+        }
+        _ => Value::Null,
+    }
+}
+
 /// Why a batch left the shard without success.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum FailureCondition {
@@ -332,14 +521,14 @@ impl FailureCondition {
 }
 
 async fn process_kinesis_batch(
-    mapping: &KinesisMapping,
+    mapping: &StreamMapping,
     pool: &FunctionPool,
     ctx: &Context,
-    records: Vec<KinesisRecord>,
+    records: Vec<StreamRecord>,
 ) {
     let label = &pool.spec().binary;
     // (records, retries so far, invocations so far)
-    let mut work: VecDeque<(Vec<KinesisRecord>, i64, u32)> = VecDeque::from([(records, 0, 0)]);
+    let mut work: VecDeque<(Vec<StreamRecord>, i64, u32)> = VecDeque::from([(records, 0, 0)]);
     while let Some((batch, retries, invocations)) = work.pop_front() {
         let (batch, expired): (Vec<_>, Vec<_>) = match mapping.max_record_age {
             Some(max_age) => batch.into_iter().partition(|r| {
@@ -366,7 +555,7 @@ async fn process_kinesis_batch(
         if batch.is_empty() {
             continue;
         }
-        let event = kinesis_event(mapping, ctx, &batch);
+        let event = stream_event(mapping, ctx, &batch);
         tracing::debug!(
             records = batch.len(),
             retries,
@@ -434,8 +623,8 @@ async fn process_kinesis_batch(
 
 /// Split a batch in two and try each half, first half first (splitting is not a retry).
 fn bisect(
-    work: &mut VecDeque<(Vec<KinesisRecord>, i64, u32)>,
-    mut batch: Vec<KinesisRecord>,
+    work: &mut VecDeque<(Vec<StreamRecord>, i64, u32)>,
+    mut batch: Vec<StreamRecord>,
     retries: i64,
     invocations: u32,
 ) {
@@ -446,11 +635,11 @@ fn bisect(
 
 #[allow(clippy::too_many_arguments)]
 async fn retry_or_give_up(
-    mapping: &KinesisMapping,
+    mapping: &StreamMapping,
     ctx: &Context,
     label: &str,
-    work: &mut VecDeque<(Vec<KinesisRecord>, i64, u32)>,
-    batch: Vec<KinesisRecord>,
+    work: &mut VecDeque<(Vec<StreamRecord>, i64, u32)>,
+    batch: Vec<StreamRecord>,
     retries: i64,
     invocations: u32,
     error: Option<&FunctionError>,
@@ -476,7 +665,7 @@ async fn retry_or_give_up(
 
 /// Index of the lowest failed record, `None` when nothing failed, or why the response is invalid
 /// (then the whole batch counts as failed, as on Lambda).
-fn first_failed(response: &Value, batch: &[KinesisRecord]) -> Result<Option<usize>, String> {
+fn first_failed(response: &Value, batch: &[StreamRecord]) -> Result<Option<usize>, String> {
     let Some(failures) = response.get("batchItemFailures") else {
         return Ok(None);
     };
@@ -505,17 +694,30 @@ fn first_failed(response: &Value, batch: &[KinesisRecord]) -> Result<Option<usiz
     Ok(lowest)
 }
 
-fn kinesis_event(mapping: &KinesisMapping, ctx: &Context, batch: &[KinesisRecord]) -> Value {
+fn stream_event(mapping: &StreamMapping, ctx: &Context, batch: &[StreamRecord]) -> Value {
     let b64 = base64::engine::general_purpose::STANDARD;
     let records: Vec<Value> = batch
         .iter()
-        .map(|r| {
-            json!({
+        .map(|r| match &r.payload {
+            Payload::DynamoDb {
+                event_id,
+                event_name,
+                change,
+            } => json!({
+                "eventID": event_id,
+                "eventName": event_name,
+                "eventVersion": "1.1",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": ctx.stack.region,
+                "dynamodb": change,
+                "eventSourceARN": mapping.stream_arn,
+            }),
+            Payload::Kinesis(data) => json!({
                 "kinesis": {
                     "kinesisSchemaVersion": "1.0",
                     "partitionKey": r.partition_key,
                     "sequenceNumber": r.sequence_number,
-                    "data": b64.encode(&r.data),
+                    "data": b64.encode(data),
                     "approximateArrivalTimestamp": r.arrival.timestamp_millis() as f64 / 1000.0,
                 },
                 "eventSource": "aws:kinesis",
@@ -525,18 +727,25 @@ fn kinesis_event(mapping: &KinesisMapping, ctx: &Context, batch: &[KinesisRecord
                 "invokeIdentityArn": format!("arn:aws:iam::{}:role/herald-local", ctx.stack.account),
                 "awsRegion": ctx.stack.region,
                 "eventSourceARN": mapping.stream_arn,
-            })
+            }),
         })
         .collect();
     json!({ "Records": records })
 }
 
+fn batch_info_key(mapping: &StreamMapping) -> &'static str {
+    match mapping.source {
+        StreamSource::Kinesis => "KinesisBatchInfo",
+        StreamSource::DynamoDb => "DDBStreamBatchInfo",
+    }
+}
+
 /// Send Lambda's on-failure record for `batch` to the mapping's destination (if any).
 async fn on_failure(
-    mapping: &KinesisMapping,
+    mapping: &StreamMapping,
     ctx: &Context,
     label: &str,
-    batch: &[KinesisRecord],
+    batch: &[StreamRecord],
     condition: FailureCondition,
     invocations: u32,
     error: Option<&FunctionError>,
@@ -552,7 +761,7 @@ async fn on_failure(
         Some(_) => "Unhandled",
         None => "",
     };
-    let record = json!({
+    let mut record = json!({
         "requestContext": {
             "requestId": uuid::Uuid::new_v4().to_string(),
             "functionArn": ctx.stack.functions.iter().find(|f| f.logical_id == mapping.function).map(|f| f.arn.clone()).unwrap_or_default(),
@@ -566,7 +775,8 @@ async fn on_failure(
         },
         "version": "1.0",
         "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        "KinesisBatchInfo": {
+    });
+    record[batch_info_key(mapping)] = json!({
             "shardId": first.shard_id,
             "startSequenceNumber": first.sequence_number,
             "endSequenceNumber": last.sequence_number,
@@ -574,7 +784,6 @@ async fn on_failure(
             "approximateArrivalOfLastRecord": last.arrival.to_rfc3339_opts(SecondsFormat::Millis, true),
             "batchSize": batch.len(),
             "streamArn": mapping.stream_arn,
-        }
     });
     let Some(destination) = &mapping.on_failure else {
         ctx.logs.note(

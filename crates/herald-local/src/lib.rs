@@ -11,6 +11,7 @@ pub mod binaries;
 pub mod endpoint;
 pub mod esm;
 pub mod example;
+pub mod lifecycle;
 pub mod logs;
 pub mod moto;
 pub mod ops;

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 /// Messages whose numeric fields are tallied.
-pub const TALLIED: [&str; 2] = ["batch done", "batch routed"];
+pub const TALLIED: [&str; 3] = ["batch done", "batch routed", "batch published"];
 
 /// Where function output goes.
 pub struct Logs {

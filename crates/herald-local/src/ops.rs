@@ -16,7 +16,7 @@ use herald::dead_letter::attr;
 use herald::router::RouteSummary;
 use serde_json::Value;
 
-use crate::stack::{MappingSpec, Stack, DEAD_LETTER_TARGET};
+use crate::stack::{MappingSpec, Stack, StreamSource, DEAD_LETTER_TARGET};
 
 /// Where a dead-letter queue's messages go back to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub fn dead_letter_queues(stack: &Stack) -> Vec<DeadLetterQueue> {
             .iter()
             .find(|(_, q)| q.attributes.get(DEAD_LETTER_TARGET) == Some(&arn));
         let on_failure_of = stack.mappings.iter().find_map(|m| match m {
-            MappingSpec::Kinesis(k) if k.on_failure.as_deref() == Some(arn.as_str()) => Some(k),
+            MappingSpec::Stream(k) if k.on_failure.as_deref() == Some(arn.as_str()) => Some(k),
             _ => None,
         });
         // A function that dead-letters to this queue by URL, fed by a stream.
@@ -71,7 +71,7 @@ pub fn dead_letter_queues(stack: &Stack) -> Vec<DeadLetterQueue> {
             .filter(|f| f.environment.values().any(|v| *v == queue.reference))
             .find_map(|f| {
                 stack.mappings.iter().find_map(|m| match m {
-                    MappingSpec::Kinesis(k) if k.function == f.logical_id => Some(k),
+                    MappingSpec::Stream(k) if k.function == f.logical_id => Some(k),
                     _ => None,
                 })
             });
@@ -81,15 +81,18 @@ pub fn dead_letter_queues(stack: &Stack) -> Vec<DeadLetterQueue> {
                 url: source.reference.clone(),
             })
         } else if let Some(mapping) = on_failure_of {
-            Some(Source::StreamRange {
+            // DynamoDB stream ranges expire with the stream; their events are in the table.
+            (mapping.source == StreamSource::Kinesis).then(|| Source::StreamRange {
                 logical_id: stream_id(&mapping.stream_arn),
                 name: stream_name(&mapping.stream_arn),
             })
         } else {
-            lettered_from.map(|mapping| Source::Stream {
-                logical_id: stream_id(&mapping.stream_arn),
-                name: stream_name(&mapping.stream_arn),
-            })
+            lettered_from
+                .filter(|mapping| mapping.source == StreamSource::Kinesis)
+                .map(|mapping| Source::Stream {
+                    logical_id: stream_id(&mapping.stream_arn),
+                    name: stream_name(&mapping.stream_arn),
+                })
         };
         let is_dead_letter_queue = redriven_from.is_some()
             || on_failure_of.is_some()
@@ -479,7 +482,7 @@ pub async fn replay(
         .mappings
         .iter()
         .find_map(|m| match m {
-            MappingSpec::Kinesis(k) if k.function == router_function.logical_id => Some(k),
+            MappingSpec::Stream(k) if k.function == router_function.logical_id => Some(k),
             _ => None,
         })
         .ok_or_else(|| anyhow!("the router reads no stream"))?;
@@ -553,6 +556,20 @@ pub async fn replay(
         }
     }
     Ok(replayed)
+}
+
+/// Rebuild `orders_view` from the stack's event store; `progress` gets (items read, total).
+pub async fn rebuild_orders_view(
+    stack: &Stack,
+    aws: &aws_config::SdkConfig,
+    progress: impl FnMut(u64, u64),
+) -> Result<u64> {
+    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    let store =
+        herald::event_store::EventStore::new(dynamodb.clone(), stack.reference("EventStoreTable")?);
+    let projection =
+        herald::projection::OrdersProjection::new(dynamodb, stack.reference("OrdersViewTable")?);
+    Ok(projection.rebuild(&store, progress).await?)
 }
 
 #[cfg(test)]

@@ -108,6 +108,7 @@ impl LocalPipeline {
         let ctx = Context {
             stack: stack.clone(),
             kinesis: aws_sdk_kinesis::Client::new(&aws),
+            dynamodb_streams: aws_sdk_dynamodbstreams::Client::new(&aws),
             sqs: aws_sdk_sqs::Client::new(&aws),
             sns: aws_sdk_sns::Client::new(&aws),
             logs: logs.clone(),
@@ -125,14 +126,14 @@ impl LocalPipeline {
                 let ctx = ctx.clone();
                 let stop_rx = stop_rx.clone();
                 match mapping {
-                    MappingSpec::Kinesis(m) if m.enabled => {
+                    MappingSpec::Stream(m) if m.enabled => {
                         // Count the shards as behind before the task lists them, so `wait_idle`
                         // never sees a pipeline that has not started reading as settled.
                         ctx.activity.shards_behind.fetch_add(1, Ordering::SeqCst);
                         let logs = ctx.logs.clone();
                         tasks.push(tokio::spawn(async move {
                             let label = pool.spec().binary.clone();
-                            if let Err(err) = esm::run_kinesis(m, pool, ctx, stop_rx).await {
+                            if let Err(err) = esm::run_stream(m, pool, ctx, stop_rx).await {
                                 logs.note(&label, &format!("stream mapping stopped: {err:#}"));
                             }
                         }));

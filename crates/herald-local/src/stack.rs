@@ -93,16 +93,29 @@ pub enum StartingPosition {
     AtTimestamp(i64),
 }
 
-/// A Kinesis event source mapping.
+/// Where a stream mapping reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamSource {
+    /// A Kinesis data stream.
+    #[default]
+    Kinesis,
+    /// A DynamoDB table's stream.
+    DynamoDb,
+}
+
+/// A stream event source mapping: Kinesis or DynamoDB Streams (the same settings and rules).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct KinesisMapping {
+pub struct StreamMapping {
     /// Logical id of the mapping (or `<Function>.<Event>` for SAM events).
     pub logical_id: String,
     /// Logical id of the function.
     pub function: String,
+    /// Kinesis or DynamoDB.
+    #[serde(default)]
+    pub source: StreamSource,
     /// Stream ARN.
     pub stream_arn: String,
-    /// Stream name.
+    /// Stream name (Kinesis) or table name (DynamoDB).
     pub stream_name: String,
     /// `StartingPosition`.
     pub starting_position: StartingPosition,
@@ -152,8 +165,8 @@ pub struct SqsMapping {
 /// An event source mapping.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum MappingSpec {
-    /// Kinesis stream → function.
-    Kinesis(KinesisMapping),
+    /// Kinesis or DynamoDB stream → function.
+    Stream(StreamMapping),
     /// SQS queue → function.
     Sqs(SqsMapping),
 }
@@ -162,7 +175,7 @@ impl MappingSpec {
     /// The function's logical id.
     pub fn function(&self) -> &str {
         match self {
-            MappingSpec::Kinesis(m) => &m.function,
+            MappingSpec::Stream(m) => &m.function,
             MappingSpec::Sqs(m) => &m.function,
         }
     }
@@ -450,14 +463,16 @@ async fn create(
     match kind {
         "AWS::DynamoDB::Table" => {
             let name = physical_name(stack, id, prop(properties, "TableName"), 255);
-            create_table(&clients.dynamodb, &name, properties).await?;
+            let stream_arn = create_table(&clients.dynamodb, &name, properties).await?;
+            let mut attributes =
+                BTreeMap::from([("Arn".into(), arn("dynamodb", format!("table/{name}")))]);
+            if let Some(stream_arn) = stream_arn {
+                attributes.insert("StreamArn".into(), stream_arn);
+            }
             Ok(Physical {
                 kind: kind.into(),
                 reference: name.clone(),
-                attributes: BTreeMap::from([(
-                    "Arn".into(),
-                    arn("dynamodb", format!("table/{name}")),
-                )]),
+                attributes,
             })
         }
         "AWS::Kinesis::Stream" => {
@@ -697,12 +712,14 @@ async fn create(
             let source = prop(properties, "EventSourceArn")
                 .map(scalar)
                 .unwrap_or_default();
-            let mapping = if source.starts_with("arn:aws:kinesis:") {
+            let mapping = if source.starts_with("arn:aws:kinesis:")
+                || (source.starts_with("arn:aws:dynamodb:") && source.contains("/stream/"))
+            {
                 kinesis_mapping(stack, id, &function, properties, "EventSourceArn")?
             } else if source.starts_with("arn:aws:sqs:") {
                 sqs_mapping(stack, id, &function, properties, "EventSourceArn")?
             } else {
-                bail!("event source {source} is not emulated locally (Kinesis and SQS are)");
+                bail!("event source {source} is not emulated locally (Kinesis, DynamoDB Streams and SQS are)");
             };
             stack.mappings.push(mapping);
             Ok(Physical {
@@ -758,11 +775,21 @@ fn kinesis_mapping(
     let stream_arn = prop(p, source_key)
         .map(scalar)
         .ok_or_else(|| anyhow!("{source_key} is required"))?;
-    let stream_name = stream_arn
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    // Kinesis: arn:...:stream/<name>; DynamoDB: arn:...:table/<name>/stream/<label>.
+    let (source, stream_name) = match stream_arn.split_once(":table/") {
+        Some((_, rest)) => (
+            StreamSource::DynamoDb,
+            rest.split('/').next().unwrap_or_default().to_string(),
+        ),
+        None => (
+            StreamSource::Kinesis,
+            stream_arn
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+    };
     let starting_position = match prop(p, "StartingPosition").map(scalar).as_deref() {
         Some("LATEST") => StartingPosition::Latest,
         Some("AT_TIMESTAMP") => StartingPosition::AtTimestamp(
@@ -777,9 +804,10 @@ fn kinesis_mapping(
         .map(scalar);
     let max_record_age = prop_num::<i64>(p, "MaximumRecordAgeInSeconds")?.unwrap_or(-1);
     let _ = stack;
-    Ok(MappingSpec::Kinesis(KinesisMapping {
+    Ok(MappingSpec::Stream(StreamMapping {
         logical_id: id.into(),
         function: function.into(),
+        source,
         stream_arn,
         stream_name,
         starting_position,
@@ -839,10 +867,15 @@ fn reports_item_failures(p: &Value) -> bool {
         .is_some_and(|types| types.iter().any(|t| t == "ReportBatchItemFailures"))
 }
 
-async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, p: &Value) -> Result<()> {
+/// Create a table (or keep the one that exists); its stream ARN when it has a stream.
+async fn create_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    p: &Value,
+) -> Result<Option<String>> {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ProvisionedThroughput,
-        ScalarAttributeType, TimeToLiveSpecification,
+        ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
     };
     let mut request = client.create_table().table_name(name);
     for def in prop(p, "AttributeDefinitions")
@@ -896,17 +929,31 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, p: &Value) 
         }
         _ => request.billing_mode(BillingMode::PayPerRequest),
     };
-    match request.send().await {
-        Ok(_) => {}
+    if let Some(view) = prop(p, "StreamSpecification").and_then(|s| s.get("StreamViewType")) {
+        request = request.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::from(scalar(view).as_str()))
+                .build()?,
+        );
+    }
+    let stream_arn = match request.send().await {
+        Ok(created) => created.table_description.and_then(|t| t.latest_stream_arn),
         Err(err)
             if err
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception()) =>
         {
-            return Ok(())
+            let existing = client
+                .describe_table()
+                .table_name(name)
+                .send()
+                .await
+                .map_err(|e| anyhow!(herald::aws::error_text(&e)))?;
+            return Ok(existing.table.and_then(|t| t.latest_stream_arn));
         }
         Err(err) => return Err(anyhow!(herald::aws::error_text(&err))),
-    }
+    };
     if let Some(ttl) = prop(p, "TimeToLiveSpecification") {
         if ttl.get("Enabled").map(scalar).as_deref() == Some("true") {
             client
@@ -923,7 +970,7 @@ async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, p: &Value) 
                 .map_err(|e| anyhow!(herald::aws::error_text(&e)))?;
         }
     }
-    Ok(())
+    Ok(stream_arn)
 }
 
 async fn create_stream(client: &aws_sdk_kinesis::Client, name: &str, p: &Value) -> Result<()> {

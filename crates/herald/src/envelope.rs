@@ -135,6 +135,8 @@ pub struct Envelope {
     #[serde(skip_serializing_if = "Option::is_none")]
     causationid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    aggregateversion: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<Value>,
 }
 
@@ -163,6 +165,7 @@ impl Envelope {
             schemaversion: 1,
             correlationid: None,
             causationid: None,
+            aggregateversion: None,
             data: None,
         }
     }
@@ -238,6 +241,13 @@ impl Envelope {
     pub fn correlation_id(&self) -> &str {
         &self.correlationid
     }
+    /// Extension `aggregateversion`: the event's version within its aggregate (`subject`), set
+    /// by the event store when the event is appended (1, 2, ...). Consumers that keep state per
+    /// aggregate use it to ignore stale and out-of-order deliveries.
+    pub fn aggregate_version(&self) -> Option<u64> {
+        self.aggregateversion
+    }
+
     /// The id of the event that caused this one, if any.
     pub fn causation_id(&self) -> Option<&str> {
         self.causationid.as_deref()
@@ -294,6 +304,15 @@ impl Envelope {
         }
     }
 
+    /// The same event stamped with its version in its aggregate — what the event store appends.
+    /// Everything else, the id included, stays as it is.
+    pub fn with_aggregate_version(self, version: u64) -> Envelope {
+        Envelope {
+            aggregateversion: Some(version.max(1)),
+            ..self
+        }
+    }
+
     /// Start an event caused by this one: same correlation id, causation id = this id, and a
     /// deterministic id so that re-emitting it (after a retry) yields the same event, which the
     /// next hop deduplicates.
@@ -325,6 +344,7 @@ impl Envelope {
             source: &self.source,
             schema_version: self.schemaversion,
             correlation_id: &self.correlationid,
+            aggregate_version: self.aggregateversion,
         }
     }
 }
@@ -343,6 +363,8 @@ pub struct RoutingAttributes<'a> {
     pub schema_version: u32,
     /// `correlationid`
     pub correlation_id: &'a str,
+    /// `aggregateversion` (an SNS `Number`), on events from the event store
+    pub aggregate_version: Option<u64>,
 }
 
 const FOLLOW_UP_NAMESPACE: Uuid = Uuid::from_bytes([
@@ -363,6 +385,7 @@ pub struct EnvelopeBuilder {
     schemaversion: u32,
     correlationid: Option<String>,
     causationid: Option<String>,
+    aggregateversion: Option<u64>,
     data: Option<Value>,
 }
 
@@ -407,6 +430,12 @@ impl EnvelopeBuilder {
         self.causationid = Some(id.into());
         self
     }
+    /// Extension `aggregateversion` (≥ 1); the event store sets it on append.
+    pub fn aggregate_version(mut self, version: u64) -> Self {
+        self.aggregateversion = Some(version);
+        self
+    }
+
     /// The payload, serialized to JSON.
     pub fn data(mut self, data: impl Serialize) -> Self {
         self.data = Some(serde_json::to_value(data).expect("event data serializes to JSON"));
@@ -439,6 +468,9 @@ impl EnvelopeBuilder {
         );
         if let Some(causation) = self.causationid {
             object.insert("causationid".into(), Value::String(causation));
+        }
+        if let Some(version) = self.aggregateversion {
+            object.insert("aggregateversion".into(), Value::from(version));
         }
         if let Some(data) = self.data {
             object.insert("data".into(), data);
@@ -493,6 +525,8 @@ struct Wire<'a> {
     #[serde(borrow)]
     causationid: Option<&'a RawValue>,
     #[serde(borrow)]
+    aggregateversion: Option<&'a RawValue>,
+    #[serde(borrow)]
     data: Option<&'a RawValue>,
 }
 
@@ -523,6 +557,7 @@ impl<'a> Wire<'a> {
             "schemaversion" => self.schemaversion,
             "correlationid" => self.correlationid,
             "causationid" => self.causationid,
+            "aggregateversion" => self.aggregateversion,
             _ => None,
         };
         raw.filter(|raw| raw.get() != "null")
@@ -672,6 +707,24 @@ impl<'a> Wire<'a> {
             .string("causationid")?
             .map(|c| bounded("causationid", c, MAX_ATTRIBUTE_CHARS))
             .transpose()?;
+        let aggregateversion = match self.get("aggregateversion") {
+            Some(raw) => match serde_json::from_str::<u64>(raw.get()) {
+                Ok(v) if v >= 1 => Some(v),
+                _ => {
+                    return Err(ValidationError::WrongType {
+                        field: "aggregateversion",
+                        expected: "a whole number from 1",
+                    })
+                }
+            },
+            None => None,
+        };
+        if aggregateversion.is_some() && subject.is_none() {
+            return Err(ValidationError::Invalid {
+                field: "aggregateversion",
+                reason: "needs a subject (the aggregate it counts versions of)".into(),
+            });
+        }
 
         Ok(Header {
             id,
@@ -684,6 +737,7 @@ impl<'a> Wire<'a> {
             schemaversion,
             correlationid,
             causationid,
+            aggregateversion,
         })
     }
 }
@@ -718,6 +772,7 @@ struct Header {
     schemaversion: u32,
     correlationid: String,
     causationid: Option<String>,
+    aggregateversion: Option<u64>,
 }
 
 impl Header {
@@ -735,6 +790,7 @@ impl Header {
             schemaversion: self.schemaversion,
             correlationid: self.correlationid,
             causationid: self.causationid,
+            aggregateversion: self.aggregateversion,
             data,
         }
     }
@@ -771,6 +827,7 @@ impl EnvelopeView {
             source: &self.header.source,
             schema_version: self.header.schemaversion,
             correlation_id: &self.header.correlationid,
+            aggregate_version: self.header.aggregateversion,
         }
     }
 }

@@ -5,6 +5,8 @@
 //! the version slot being free — optimistic concurrency: of two writers that both read version N
 //! and append N+1, one wins and the other gets [`StoreError::VersionConflict`], reloads and decides
 //! again. Several events are appended atomically (one `TransactWriteItems`, ≤ 100 events).
+//! Each stored event carries its version in the envelope (`aggregateversion`), so every consumer
+//! downstream can tell a stale or out-of-order delivery from a new one.
 //! [`EventStore::load`] folds an aggregate's events into its state, starting from the latest
 //! snapshot when snapshots are on (every N versions, in the same table under `snapshot#<id>`), and
 //! upcasts old event versions first.
@@ -143,20 +145,33 @@ impl EventStore {
             for item in page.items() {
                 let v = number(item, attr::VERSION)
                     .ok_or_else(|| StoreError::Corrupt(aggregate_id.to_string()))?;
-                let json = item
-                    .get(attr::EVENT)
-                    .and_then(|e| e.as_s().ok())
-                    .ok_or_else(|| StoreError::Corrupt(format!("{aggregate_id}@{v}")))?;
-                let event = Envelope::parse(json.as_bytes())
-                    .and_then(|e| self.upcasters.upcast(e))
-                    .map_err(|e| StoreError::Corrupt(format!("{aggregate_id}@{v}: {e}")))?;
-                out.push((v, event));
+                out.push((v, self.decode(aggregate_id, v, item)?));
             }
             start = page.last_evaluated_key;
             if start.is_none() {
                 return Ok(out);
             }
         }
+    }
+
+    fn decode(
+        &self,
+        aggregate_id: &str,
+        version: u64,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<Envelope, StoreError> {
+        let json = item
+            .get(attr::EVENT)
+            .and_then(|e| e.as_s().ok())
+            .ok_or_else(|| StoreError::Corrupt(format!("{aggregate_id}@{version}")))?;
+        let event = Envelope::parse(json.as_bytes())
+            .and_then(|e| self.upcasters.upcast(e))
+            .map_err(|e| StoreError::Corrupt(format!("{aggregate_id}@{version}: {e}")))?;
+        // Events stored before versions were stamped get theirs from the item's key.
+        Ok(match event.aggregate_version() {
+            Some(_) => event,
+            None => event.with_aggregate_version(version),
+        })
     }
 
     /// Append `events` after `expected_version`, atomically; returns the new version. `after` is
@@ -182,6 +197,7 @@ impl EventStore {
             .enumerate()
             .map(|(i, event)| {
                 let version = expected_version + 1 + i as u64;
+                let event = event.clone().with_aggregate_version(version);
                 Put::builder()
                     .table_name(&self.table)
                     .item(
@@ -228,6 +244,38 @@ impl EventStore {
             }
         }
         Ok(new_version)
+    }
+
+    /// Read the whole store (events only, snapshots skipped), a page at a time, in no particular
+    /// order across aggregates — what a projection rebuild folds.
+    pub fn scan(&self) -> EventPages<'_> {
+        EventPages {
+            store: self,
+            start: None,
+            done: false,
+        }
+    }
+
+    /// How many items the store holds (events and snapshots): a rebuild's progress total.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let mut total = 0u64;
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| StoreError::Persistence(error_text(&e)))?;
+            total += page.count().max(0) as u64;
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(total);
+            }
+        }
     }
 
     async fn write_snapshot<A: Aggregate>(
@@ -287,8 +335,75 @@ impl EventStore {
     }
 }
 
+/// A stored event, as [`EventStore::scan`] returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// The aggregate.
+    pub aggregate_id: String,
+    /// Its version in the aggregate.
+    pub version: u64,
+    /// The event, upcast to its current schema version.
+    pub event: Envelope,
+}
+
+/// Pages of a full-store scan.
+pub struct EventPages<'a> {
+    store: &'a EventStore,
+    start: Option<HashMap<String, AttributeValue>>,
+    done: bool,
+}
+
+impl EventPages<'_> {
+    /// The next page of events with the number of items it read (snapshots included), or `None`
+    /// at the end.
+    pub async fn next_page(&mut self) -> Result<Option<(Vec<StoredEvent>, usize)>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self
+            .store
+            .client
+            .scan()
+            .table_name(&self.store.table)
+            .consistent_read(true)
+            .set_exclusive_start_key(self.start.take())
+            .send()
+            .await
+            .map_err(|e| StoreError::Persistence(error_text(&e)))?;
+        self.start = page.last_evaluated_key.clone();
+        self.done = self.start.is_none();
+        let read = page.items().len();
+        let mut events = Vec::with_capacity(read);
+        for item in page.items() {
+            let Some(aggregate_id) = item.get(attr::AGGREGATE_ID).and_then(|a| a.as_s().ok())
+            else {
+                return Err(StoreError::Corrupt("an item without aggregateId".into()));
+            };
+            if aggregate_id.starts_with(SNAPSHOT_PREFIX) {
+                continue;
+            }
+            let version = number(item, attr::VERSION)
+                .ok_or_else(|| StoreError::Corrupt(aggregate_id.clone()))?;
+            let event = self.store.decode(aggregate_id, version, item)?;
+            events.push(StoredEvent {
+                aggregate_id: aggregate_id.clone(),
+                version,
+                event,
+            });
+        }
+        Ok(Some((events, read)))
+    }
+}
+
+const SNAPSHOT_PREFIX: &str = "snapshot#";
+
+/// Whether a store item key is a snapshot rather than an event (stream consumers skip those).
+pub fn is_snapshot_key(aggregate_id: &str) -> bool {
+    aggregate_id.starts_with(SNAPSHOT_PREFIX)
+}
+
 fn snapshot_key(aggregate_id: &str) -> String {
-    format!("snapshot#{aggregate_id}")
+    format!("{SNAPSHOT_PREFIX}{aggregate_id}")
 }
 
 fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<u64> {

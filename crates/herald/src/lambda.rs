@@ -9,20 +9,28 @@
 //! | `IDEMPOTENCY_TABLE` | subscribers | idempotency records |
 //! | `MAX_RECEIVE_COUNT` | subscribers | the queue's `maxReceiveCount` (last-receive dead-lettering) |
 //! | `IDEMPOTENCY_TTL_SECONDS` | subscribers | how long COMPLETED records are kept (default 24 h) |
+//! | `EVENT_STORE_TABLE` | orders | the event store |
+//! | `SNAPSHOT_EVERY` | orders | snapshot the aggregate every N versions (default: none) |
+//! | `ORDERS_VIEW_TABLE` | projector, query | the `orders_view` read model |
 
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_dynamodb::Client as DynamoDb;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 use crate::adapters::{KinesisStream, SnsBus, SqsDeadLetters};
 use crate::aws::env;
 use crate::catalog::EventCatalog;
+use crate::event_store::EventStore;
 use crate::idempotency::{Idempotency, IdempotencyConfig};
+use crate::order_service::{self, OrderService};
 use crate::producer::{api, Producer, ProducerConfig};
+use crate::projection::{self, OrdersProjection, Projector};
+use crate::publisher::{Publisher, StoreChanges};
 use crate::router::{Router, RouterConfig};
 use crate::subscriber::{
     Claimed, ClaimedHandler, RecordHandler, SqsSubscriber, SubscriberConfig, Transactional,
@@ -88,6 +96,76 @@ pub async fn run_router(aws: &SdkConfig) -> Result<(), Error> {
     .await
 }
 
+/// Run the order service: commands over HTTP, events appended to `EVENT_STORE_TABLE`.
+pub async fn run_order_service(aws: &SdkConfig) -> Result<(), Error> {
+    let mut store = EventStore::new(DynamoDb::new(aws), env("EVENT_STORE_TABLE")?);
+    if let Ok(every) = env("SNAPSHOT_EVERY") {
+        store = store.with_snapshots_every(every.parse().map_err(|_| {
+            format!("SNAPSHOT_EVERY is \"{every}\"; expected a whole number of versions")
+        })?);
+    }
+    let service = OrderService::new(store);
+    let service = &service;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        Box::pin(
+            async move { Ok::<Value, Error>(order_service::handle(service, event.payload).await) },
+        )
+    }))
+    .await
+}
+
+/// Run the publisher: the event store's DynamoDB stream in, Kinesis (`STREAM_NAME`) out.
+pub async fn run_publisher(aws: &SdkConfig) -> Result<(), Error> {
+    let publisher = Publisher::new(
+        Producer::new(KinesisStream::new(
+            aws_sdk_kinesis::Client::new(aws),
+            env("STREAM_NAME")?,
+        )),
+        SqsDeadLetters::new(aws_sdk_sqs::Client::new(aws), env("DEAD_LETTER_QUEUE_URL")?),
+    );
+    let publisher = &publisher;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<StoreChanges>| {
+        Box::pin(async move {
+            let (response, summary) = publisher.publish(&event.payload).await;
+            tracing::info!(
+                records = event.payload.records.len(),
+                published = summary.published,
+                skipped = summary.skipped,
+                dead_lettered = summary.dead_lettered,
+                failed = summary.failed,
+                "batch published"
+            );
+            Ok::<_, Error>(response)
+        })
+    }))
+    .await
+}
+
+/// Run the `orders_view` projector: its SQS queue in, `ORDERS_VIEW_TABLE` out.
+pub async fn run_projector(aws: &SdkConfig) -> Result<(), Error> {
+    let projection = OrdersProjection::new(DynamoDb::new(aws), env("ORDERS_VIEW_TABLE")?);
+    serve_sqs(SqsSubscriber::new(
+        Projector::new(projection),
+        SqsDeadLetters::new(aws_sdk_sqs::Client::new(aws), env("DEAD_LETTER_QUEUE_URL")?),
+        // The projector emits nothing.
+        Producer::new(KinesisStream::new(aws_sdk_kinesis::Client::new(aws), "")),
+        subscriber_config_from_env()?,
+    ))
+    .await
+}
+
+/// Run the query function: `orders_view` over HTTP.
+pub async fn run_query(aws: &SdkConfig) -> Result<(), Error> {
+    let projection = OrdersProjection::new(DynamoDb::new(aws), env("ORDERS_VIEW_TABLE")?);
+    let projection = &projection;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        Box::pin(async move {
+            Ok::<Value, Error>(projection::handle_query(projection, event.payload).await)
+        })
+    }))
+    .await
+}
+
 /// Run a subscriber whose effect commits with its idempotency record.
 pub async fn run_transactional<H: TransactionalHandler>(
     aws: &SdkConfig,
@@ -120,6 +198,21 @@ async fn serve_sqs<H: RecordHandler>(
     .await
 }
 
+/// `MAX_RECEIVE_COUNT` into the subscriber settings.
+fn subscriber_config_from_env() -> Result<SubscriberConfig, Error> {
+    let max_receive_count = match env("MAX_RECEIVE_COUNT") {
+        Ok(n) => Some(
+            n.parse()
+                .map_err(|_| format!("MAX_RECEIVE_COUNT is \"{n}\"; expected a whole number"))?,
+        ),
+        Err(_) => None,
+    };
+    Ok(SubscriberConfig {
+        max_receive_count,
+        ..SubscriberConfig::default()
+    })
+}
+
 /// What every subscriber shares: idempotency, dead letters, the emitter.
 struct Wiring {
     idempotency: Idempotency,
@@ -137,13 +230,6 @@ impl Wiring {
             })?);
         }
         config.cache_capacity = 1024;
-        let max_receive_count =
-            match env("MAX_RECEIVE_COUNT") {
-                Ok(n) => Some(n.parse().map_err(|_| {
-                    format!("MAX_RECEIVE_COUNT is \"{n}\"; expected a whole number")
-                })?),
-                Err(_) => None,
-            };
         // Subscribers that emit nothing get no STREAM_NAME (nor the IAM right to write to it).
         let stream = std::env::var("STREAM_NAME").unwrap_or_default();
         Ok(Wiring {
@@ -156,10 +242,7 @@ impl Wiring {
                 aws_sdk_kinesis::Client::new(aws),
                 stream,
             )),
-            config: SubscriberConfig {
-                max_receive_count,
-                ..SubscriberConfig::default()
-            },
+            config: subscriber_config_from_env()?,
         })
     }
 

@@ -186,6 +186,9 @@ pub struct OrderCancelled {
     pub reason: String,
 }
 
+/// Most characters in a cancellation reason.
+pub const MAX_REASON_CHARS: usize = 500;
+
 /// Where an order is in its life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -251,20 +254,69 @@ impl crate::event_store::Aggregate for Order {
     }
 }
 
+/// Most characters in an order id (it is a DynamoDB key and a Kinesis partition key).
+pub const MAX_ORDER_ID_CHARS: usize = 128;
+
+/// Check an order id: 1 to [`MAX_ORDER_ID_CHARS`] of letters, digits, `-` and `_`.
+pub fn validate_order_id(order_id: &str) -> Result<(), ValidationError> {
+    if order_id.is_empty() {
+        return Err(ValidationError::Empty { field: "orderId" });
+    }
+    let chars = order_id.chars().count();
+    if chars > MAX_ORDER_ID_CHARS {
+        return Err(ValidationError::TooLong {
+            field: "orderId",
+            limit: MAX_ORDER_ID_CHARS,
+            actual: chars,
+        });
+    }
+    if let Some(bad) = order_id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+    {
+        return Err(ValidationError::Invalid {
+            field: "orderId",
+            reason: format!("contains {bad:?}; use letters, digits, '-' or '_'"),
+        });
+    }
+    Ok(())
+}
+
+/// The id of the one event of `event_type` an order can have (`order_placed`,
+/// `order_cancelled`): derived from the order id, so a retried command decides the same event.
+pub fn order_event_id(event_type: &str, order_id: &str) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_bytes([
+        0x9a, 0x41, 0x1c, 0x5e, 0x27, 0x80, 0x4b, 0x6d, 0x8f, 0x02, 0xc4, 0x3b, 0x71, 0xd9, 0x0e,
+        0x66,
+    ]);
+    uuid::Uuid::new_v5(&NAMESPACE, format!("{event_type}|{order_id}").as_bytes()).to_string()
+}
+
 impl Order {
     /// `place_order`: the `order_placed` event, if the order is new and the data valid.
     pub fn place(&self, order: OrderPlaced) -> Result<crate::envelope::Envelope, CommandError> {
+        self.place_correlated(order, None)
+    }
+
+    /// [`Order::place`] as part of a business transaction that already has a correlation id.
+    pub fn place_correlated(
+        &self,
+        order: OrderPlaced,
+        correlation_id: Option<&str>,
+    ) -> Result<crate::envelope::Envelope, CommandError> {
         if self.status != OrderStatus::New {
             return Err(CommandError::AlreadyExists(order.order_id));
         }
+        validate_order_id(&order.order_id)?;
         order.validate()?;
-        Ok(
-            crate::envelope::Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
-                .subject(order.order_id.clone())
-                .schema_version(2)
-                .data(order)
-                .build()?,
-        )
+        let mut event = crate::envelope::Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
+            .id(order_event_id(types::ORDER_PLACED, &order.order_id))
+            .subject(order.order_id.clone())
+            .schema_version(2);
+        if let Some(correlation_id) = correlation_id {
+            event = event.correlation_id(correlation_id);
+        }
+        Ok(event.data(order).build()?)
     }
 
     /// `cancel_order`: the `order_cancelled` event, if the order is placed and not cancelled.
@@ -273,6 +325,28 @@ impl Order {
         order_id: &str,
         reason: &str,
     ) -> Result<crate::envelope::Envelope, CommandError> {
+        self.cancel_correlated(order_id, reason, None)
+    }
+
+    /// [`Order::cancel`] as part of a business transaction that already has a correlation id.
+    pub fn cancel_correlated(
+        &self,
+        order_id: &str,
+        reason: &str,
+        correlation_id: Option<&str>,
+    ) -> Result<crate::envelope::Envelope, CommandError> {
+        if reason.trim().is_empty() {
+            return Err(ValidationError::Empty { field: "reason" }.into());
+        }
+        let chars = reason.chars().count();
+        if chars > MAX_REASON_CHARS {
+            return Err(ValidationError::TooLong {
+                field: "reason",
+                limit: MAX_REASON_CHARS,
+                actual: chars,
+            }
+            .into());
+        }
         match self.status {
             OrderStatus::New => return Err(CommandError::NotFound(order_id.to_string())),
             OrderStatus::Cancelled => {
@@ -280,14 +354,17 @@ impl Order {
             }
             OrderStatus::Placed => {}
         }
-        Ok(
-            crate::envelope::Envelope::builder(types::ORDER_CANCELLED, sources::ORDERS)
-                .subject(order_id)
-                .data(OrderCancelled {
-                    order_id: order_id.to_string(),
-                    reason: reason.to_string(),
-                })
-                .build()?,
-        )
+        let mut event = crate::envelope::Envelope::builder(types::ORDER_CANCELLED, sources::ORDERS)
+            .id(order_event_id(types::ORDER_CANCELLED, order_id))
+            .subject(order_id);
+        if let Some(correlation_id) = correlation_id {
+            event = event.correlation_id(correlation_id);
+        }
+        Ok(event
+            .data(OrderCancelled {
+                order_id: order_id.to_string(),
+                reason: reason.to_string(),
+            })
+            .build()?)
     }
 }

@@ -69,7 +69,7 @@ pub fn message_attributes(routing: RoutingAttributes<'_>) -> Vec<MessageAttribut
         data_type: "String",
         value: value.to_string(),
     };
-    vec![
+    let mut attributes = vec![
         string("type", routing.event_type),
         string("kind", routing.kind.as_str()),
         string("source", routing.source),
@@ -79,7 +79,16 @@ pub fn message_attributes(routing: RoutingAttributes<'_>) -> Vec<MessageAttribut
             value: routing.schema_version.to_string(),
         },
         string("correlationid", routing.correlation_id),
-    ]
+    ];
+    if let Some(version) = routing.aggregate_version {
+        // Lets a subscription ask for event-sourced events only (`"exists": true`).
+        attributes.push(MessageAttribute {
+            name: "aggregateversion",
+            data_type: "Number",
+            value: version.to_string(),
+        });
+    }
+    attributes
 }
 
 /// The outcome of one entry.

@@ -9,14 +9,13 @@
 //! HTTP status: 202 when every event was accepted, 207 when some were, 400 when the request or
 //! every event was invalid, 503 when valid events could not be written.
 
-use std::collections::HashMap;
-
-use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{EventStream, Producer};
 use crate::envelope::{Envelope, ValidationError};
+use crate::http::HttpRequest;
+pub use crate::http::{is_http_request, HttpResponse};
 
 const IDEMPOTENCY_KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_bytes([
     0x2f, 0x8e, 0x41, 0x07, 0x9c, 0x33, 0x4d, 0x5a, 0xb1, 0x6e, 0x0d, 0x7c, 0x52, 0xa8, 0x19, 0xe4,
@@ -98,64 +97,6 @@ pub enum RequestError {
     TooMany { limit: usize, actual: usize },
 }
 
-/// A Function URL / API Gateway HTTP API (payload 2.0) request: the fields the producer reads.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct HttpRequest {
-    #[serde(default)]
-    headers: HashMap<String, String>,
-    #[serde(default)]
-    body: Option<String>,
-    #[serde(default)]
-    is_base64_encoded: bool,
-    request_context: HttpContext,
-}
-
-#[derive(Deserialize)]
-struct HttpContext {
-    http: HttpMethod,
-}
-
-#[derive(Deserialize)]
-struct HttpMethod {
-    method: String,
-}
-
-/// An HTTP response in the Function URL / API Gateway payload 2.0 shape.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HttpResponse {
-    /// The status code.
-    pub status_code: u16,
-    /// Response headers.
-    pub headers: HashMap<String, String>,
-    /// A JSON body.
-    pub body: String,
-    /// Always false: herald answers JSON text.
-    pub is_base64_encoded: bool,
-}
-
-impl HttpResponse {
-    fn json(status_code: u16, body: &impl Serialize) -> Self {
-        HttpResponse {
-            status_code,
-            headers: HashMap::from([("content-type".to_string(), "application/json".to_string())]),
-            body: serde_json::to_string(body).expect("responses serialize"),
-            is_base64_encoded: false,
-        }
-    }
-}
-
-/// Whether a Lambda payload is an HTTP request from a Function URL or API Gateway (payload 2.0)
-/// rather than a direct invoke.
-pub fn is_http_request(payload: &Value) -> bool {
-    payload
-        .get("requestContext")
-        .and_then(|c| c.get("http"))
-        .is_some()
-        && (payload.get("rawPath").is_some() || payload.get("routeKey").is_some())
-}
-
 /// Handle any producer invocation: HTTP requests get an HTTP response, direct invokes get the
 /// [`SubmitReport`] (or `{"error": ...}` for an unreadable payload).
 pub async fn handle<S: EventStream>(producer: &Producer<S>, payload: Value) -> Value {
@@ -171,36 +112,20 @@ pub async fn handle<S: EventStream>(producer: &Producer<S>, payload: Value) -> V
 }
 
 async fn handle_http<S: EventStream>(producer: &Producer<S>, payload: Value) -> HttpResponse {
-    let request: HttpRequest = match serde_json::from_value(payload) {
+    let request = match HttpRequest::from_payload(payload) {
         Ok(request) => request,
-        Err(err) => return error_response(400, &RequestError::BadBody(err.to_string())),
+        Err(err) => return error_response(400, &RequestError::BadBody(err)),
     };
-    let method = request.request_context.http.method.to_ascii_uppercase();
-    if method != "POST" {
-        return error_response(405, &RequestError::MethodNotAllowed(method));
+    if request.method != "POST" {
+        return error_response(405, &RequestError::MethodNotAllowed(request.method));
     }
-    let body = request.body.unwrap_or_default();
-    let bytes = if request.is_base64_encoded {
-        match base64::engine::general_purpose::STANDARD.decode(body.trim()) {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                return error_response(400, &RequestError::BadBody(format!("bad base64: {err}")))
-            }
-        }
-    } else {
-        body.into_bytes()
-    };
-    let value: Value = match serde_json::from_slice(&bytes) {
+    let value: Value = match serde_json::from_slice(&request.body) {
         Ok(value) => value,
         Err(err) => return error_response(400, &RequestError::BadBody(err.to_string())),
     };
     // A client retry with the same Idempotency-Key gives its id-less events the same ids, so
     // the retry is a duplicate downstream rather than a second order.
-    let key = request
-        .headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("idempotency-key"))
-        .map(|(_, value)| value.as_str());
+    let key = request.header("idempotency-key");
     match submit(producer, value, key).await {
         Ok(report) => {
             let invalid_only = report.results.iter().all(|r| match r {
@@ -329,6 +254,7 @@ fn rejected(index: usize, id: Option<&Value>, err: &ValidationError) -> EventRes
 mod tests {
     use super::*;
     use crate::producer::{PutOutcome, StreamError, StreamRecord};
+    use base64::Engine;
 
     struct OkStream;
     impl EventStream for OkStream {
