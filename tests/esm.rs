@@ -200,15 +200,25 @@ async fn put(pipeline: &LocalPipeline, records: &[Value]) {
     assert_eq!(out.failed_record_count, Some(0));
 }
 
+/// Send `messages` ten at a time in one `SendMessageBatch`, so a running poller sees them
+/// together (one by one, it may receive the first before the second is sent).
 async fn send(pipeline: &LocalPipeline, messages: &[Value]) {
     let sqs = aws_sdk_sqs::Client::new(&common::aws().await);
-    for message in messages {
-        sqs.send_message()
-            .queue_url(pipeline.stack().reference("Source").unwrap())
-            .message_body(message.to_string())
-            .send()
-            .await
-            .unwrap();
+    for chunk in messages.chunks(10) {
+        let mut batch = sqs
+            .send_message_batch()
+            .queue_url(pipeline.stack().reference("Source").unwrap());
+        for (i, message) in chunk.iter().enumerate() {
+            batch = batch.entries(
+                aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{i}"))
+                    .message_body(message.to_string())
+                    .build()
+                    .unwrap(),
+            );
+        }
+        let out = batch.send().await.unwrap();
+        assert!(out.failed.is_empty(), "{:?}", out.failed);
     }
 }
 

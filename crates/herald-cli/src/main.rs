@@ -61,6 +61,36 @@ enum Command {
         #[arg(long, default_value = "herald")]
         stack: String,
     },
+    /// Follow one business transaction through every hop, from the stack's logs.
+    Trace {
+        /// An event id or a correlation id.
+        id: String,
+        /// Stack whose logs to read (`herald local up` / `herald demo` write them).
+        #[arg(long, default_value = "herald")]
+        stack: String,
+        /// `tree` (indented, with timings) or `mermaid` (a sequence diagram).
+        #[arg(long, default_value = "tree")]
+        format: String,
+        /// The log directory (default `.herald/logs/<stack>`).
+        #[arg(long)]
+        logs: Option<PathBuf>,
+    },
+    /// Send realistic order traffic to a running stack at a steady rate, with a live progress
+    /// bar and a summary.
+    Load {
+        /// Events per second.
+        #[arg(long, default_value_t = 50.0)]
+        rate: f64,
+        /// How long: `30s`, `2m`, or seconds.
+        #[arg(long, default_value = "30s")]
+        duration: String,
+        /// Share of orders sent twice (client retries).
+        #[arg(long, default_value_t = 0.1)]
+        duplicates: f64,
+        /// Stack started by `herald local up`.
+        #[arg(long, default_value = "herald")]
+        stack: String,
+    },
     /// Read models (projections) of the event store.
     Project {
         #[command(subcommand)]
@@ -123,6 +153,49 @@ enum SchemaCommand {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// Every benchmark, one run, all tables (what BENCHMARKS.md holds). Run it from a release
+    /// build: `cargo run --release -p herald-cli -- bench all`.
+    All {
+        /// Starts per function for the cold-start table.
+        #[arg(long, default_value_t = 20)]
+        starts: usize,
+        /// Events per pipeline run.
+        #[arg(long, default_value_t = 600)]
+        events: usize,
+        /// Events per second sent to the producer.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+    },
+    /// The router's hot path in events/s on one core, next to Powertools for Python.
+    Router {
+        /// Records per Kinesis batch.
+        #[arg(long, default_value_t = 1000)]
+        records: usize,
+        /// Seconds per implementation.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+    /// Process start → first `/next` of every function, binary size, peak RSS.
+    ColdStart {
+        /// Starts per function.
+        #[arg(long, default_value_t = 20)]
+        starts: usize,
+        /// Measure release binaries (built first).
+        #[arg(long)]
+        release: bool,
+    },
+    /// The local pipeline end to end: throughput, latency, AWS requests per event, cost.
+    Pipeline {
+        /// Events per run.
+        #[arg(long, default_value_t = 600)]
+        events: usize,
+        /// Events per second.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// Use release binaries (built first).
+        #[arg(long)]
+        release: bool,
+    },
     /// DynamoDB requests per event for each idempotency path (first delivery, duplicate).
     Idempotency {
         /// Events per path.
@@ -224,6 +297,18 @@ async fn main() {
         Command::Env { function, stack } => env(&function, &stack),
         Command::Dlq { command, stack } => dlq(command, &stack).await,
         Command::Replay { from, stack } => replay(&from, &stack).await,
+        Command::Trace {
+            id,
+            stack,
+            format,
+            logs,
+        } => trace(&id, &stack, &format, logs),
+        Command::Load {
+            rate,
+            duration,
+            duplicates,
+            stack,
+        } => load(rate, &duration, duplicates, &stack).await,
         Command::Project {
             command: ProjectCommand::Rebuild { name },
             stack,
@@ -234,6 +319,32 @@ async fn main() {
         Command::Bench {
             command: BenchCommand::Idempotency { events },
         } => bench_idempotency(events).await,
+        Command::Bench {
+            command: BenchCommand::Router { records, seconds },
+        } => bench_router(records, seconds).map(|t| println!("{t}")),
+        Command::Bench {
+            command: BenchCommand::ColdStart { starts, release },
+        } => bench_cold_start(starts, release)
+            .await
+            .map(|t| println!("{t}")),
+        Command::Bench {
+            command:
+                BenchCommand::Pipeline {
+                    events,
+                    rate,
+                    release,
+                },
+        } => bench_pipeline(events, rate, release)
+            .await
+            .map(|t| println!("{t}")),
+        Command::Bench {
+            command:
+                BenchCommand::All {
+                    starts,
+                    events,
+                    rate,
+                },
+        } => bench_all(starts, events, rate).await,
     };
     if let Err(err) = result {
         eprintln!("herald: {err:#}");
@@ -355,9 +466,18 @@ async fn demo(args: DemoArgs) -> Result<()> {
         example::render(&traffic, &sent, &effects, &pipeline.tallies())
     );
     let order_id = format!("order-{}", uuid_suffix());
+    let lifecycle = herald_local::lifecycle::run(&stack, &aws, &order_id).await?;
+    println!("{}", lifecycle.report);
+    pipeline
+        .wait_idle(Duration::from_millis(1500), Duration::from_secs(120))
+        .await?;
+    let log_dir = root.join(".herald/logs").join(&stack.name);
+    let trace = herald_local::trace::trace(&log_dir, &lifecycle.placed_event_id)?;
     println!(
-        "{}",
-        herald_local::lifecycle::run(&stack, &aws, &order_id).await?
+        "herald trace {} --stack {}\n{}",
+        lifecycle.placed_event_id,
+        stack.name,
+        herald_local::trace::render_tree(&trace)
     );
     println!(
         "logs        {}",
@@ -446,6 +566,90 @@ async fn send(args: SendArgs) -> Result<()> {
     Ok(())
 }
 
+fn trace(id: &str, stack: &str, format: &str, logs: Option<PathBuf>) -> Result<()> {
+    use herald_local::trace;
+    let dir = logs.unwrap_or_else(|| binaries::project_root().join(".herald/logs").join(stack));
+    let found = trace::trace(&dir, id)?;
+    match format {
+        "tree" => print!("{}", trace::render_tree(&found)),
+        "mermaid" => print!("{}", trace::render_mermaid(&found)),
+        other => bail!("--format {other}: expected tree or mermaid"),
+    }
+    Ok(())
+}
+
+/// `30s`, `2m`, `1h`, or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| anyhow!("--duration {text}: expected e.g. 30s, 2m or 90"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => bail!("--duration {text}: unknown unit {other} (ms, s, m, h)"),
+    };
+    if !(seconds > 0.0 && seconds <= 24.0 * 3600.0) {
+        bail!("--duration {text}: must be more than 0 and at most 24h");
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+async fn load(rate: f64, duration: &str, duplicates: f64, stack: &str) -> Result<()> {
+    use herald_local::load::{self, LoadOptions};
+    if !(rate > 0.0 && rate <= 100_000.0) {
+        bail!("--rate {rate}: must be more than 0 and at most 100000 events/s");
+    }
+    if !(0.0..=1.0).contains(&duplicates) {
+        bail!("--duplicates {duplicates}: must be between 0 and 1");
+    }
+    let stack = load_stack(stack)?;
+    let url = stack
+        .function("producer")?
+        .url
+        .clone()
+        .ok_or_else(|| anyhow!("the producer has no Function URL"))?;
+    let catalog = example::catalog(&binaries::project_root().join("infra/seed"))?;
+    let options = LoadOptions {
+        rate,
+        duration: parse_duration(duration)?,
+        duplicates,
+        ..LoadOptions::default()
+    };
+    let bar = progress_bar("sending");
+    let summary = load::run(&url, &catalog, &options, |p| {
+        bar.set_length(p.planned as u64);
+        bar.set_position(p.sent as u64);
+    })
+    .await?;
+    bar.finish();
+    println!(
+        "sent        {} events ({} orders, {} retries) in {:.1?}: {:.1} events/s (asked {rate})",
+        summary.sent,
+        summary.orders,
+        summary.sent.saturating_sub(summary.orders),
+        summary.elapsed,
+        summary.rate()
+    );
+    println!(
+        "producer    accepted {}, rejected {}, failed requests {}",
+        summary.accepted, summary.rejected, summary.failed_requests
+    );
+    println!(
+        "requests    p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        summary.latency(0.5),
+        summary.latency(0.99),
+        summary.latency(1.0)
+    );
+    Ok(())
+}
+
 async fn project_rebuild(name: &str, stack: &str) -> Result<()> {
     use herald::projection::NAME;
     if name != NAME {
@@ -465,6 +669,133 @@ async fn project_rebuild(name: &str, stack: &str) -> Result<()> {
         started.elapsed()
     );
     Ok(())
+}
+
+fn bench_router(records: usize, seconds: f64) -> Result<String> {
+    use herald_local::bench::router;
+    let root = binaries::project_root();
+    let catalog = example::catalog(&root.join("infra/seed"))?;
+    let (event, mean_bytes) = router::kinesis_batch(&catalog, records.max(1), 42)?;
+    let file = router::batch_file(&root);
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&file, &event)?;
+    let rust = router::herald_router(&event, seconds)?;
+    let python = root.join(".venv/bin/python");
+    let script = root.join("infra/bench/powertools_router.py");
+    let powertools = router::powertools_router(&python, &script, &file, seconds)?;
+    let mut table = router::render(&[rust, powertools], records, mean_bytes);
+    if cfg!(debug_assertions) {
+        table.push_str(
+            "
+(debug build: run `cargo run --release -p herald-cli -- bench router` for real numbers)
+",
+        );
+    }
+    Ok(table)
+}
+
+async fn bench_cold_start(starts: usize, release: bool) -> Result<String> {
+    let root = binaries::project_root();
+    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let mut options = UpOptions::new(root.clone());
+    options.stack.name = format!("cold-{}", uuid_suffix());
+    options.release = release;
+    options.quiet_build = true;
+    options.runner.mappings = false;
+    let bin_dir = binaries::bin_dir(&root, release);
+    let pipeline = herald_local::up(&endpoint, options).await?;
+    let stack = pipeline.stack().clone();
+    let bar = progress_bar("starting functions");
+    bar.set_length((stack.functions.len() * starts.max(1)) as u64);
+    let rows = herald_local::bench::cold_start::measure(
+        &root,
+        &stack,
+        &endpoint,
+        &bin_dir,
+        starts,
+        |_, _| bar.inc(1),
+    )
+    .await;
+    bar.finish_and_clear();
+    pipeline.stop().await;
+    Ok(herald_local::bench::cold_start::render(
+        &rows?,
+        if release {
+            "release, stripped"
+        } else {
+            "debug"
+        },
+    ))
+}
+
+async fn bench_pipeline(events: usize, rate: f64, release: bool) -> Result<String> {
+    use herald_local::bench::pipeline;
+    let root = binaries::project_root();
+    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let happy = pipeline::run(&root, &endpoint, release, "happy path", rate, events, 0.0).await?;
+    let duplicates = pipeline::run(
+        &root,
+        &endpoint,
+        release,
+        "10 % duplicates",
+        rate,
+        events,
+        0.1,
+    )
+    .await?;
+    let emulator = pipeline::emulator_writes(&endpoint, 300).await?;
+    Ok(pipeline::render(&[happy, duplicates], emulator))
+}
+
+async fn bench_all(starts: usize, events: usize, rate: f64) -> Result<()> {
+    let started = Instant::now();
+    let machine = machine();
+    println!(
+        "# herald benchmarks
+
+{machine}
+"
+    );
+    println!("{}", bench_router(1000, 3.0)?);
+    println!("{}", bench_cold_start(starts, true).await?);
+    println!("{}", bench_pipeline(events, rate, true).await?);
+    let root = binaries::project_root();
+    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let rows = herald_local::bench::idempotency_requests(&endpoint, 100).await?;
+    println!(
+        "{}",
+        herald_local::bench::render_requests(&rows, 100, &endpoint.describe())
+    );
+    println!("(all of the above in one run, {:.0?})", started.elapsed());
+    Ok(())
+}
+
+/// CPU model, cores, memory and kernel, for the report.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "machine: {model}, {cores} cores, {memory} RAM, Linux {}; {}",
+        kernel.trim(),
+        chrono::Utc::now().format("%Y-%m-%d")
+    )
 }
 
 async fn bench_idempotency(events: usize) -> Result<()> {

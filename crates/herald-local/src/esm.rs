@@ -45,6 +45,11 @@ pub struct Activity {
     pub shards_behind: AtomicUsize,
     /// Batches sent to on-failure destinations.
     pub on_failure_batches: AtomicUsize,
+    /// SQS `ReceiveMessage` calls that returned messages (what Lambda's pollers bill per batch;
+    /// the local runner's empty polls are not counted).
+    pub sqs_receives: AtomicUsize,
+    /// SQS `DeleteMessageBatch` calls.
+    pub sqs_deletes: AtomicUsize,
 }
 
 /// Poll settings shared by every mapping.
@@ -906,6 +911,9 @@ async fn poll_sqs(
                 Ok(out) => {
                     let got = out.messages.unwrap_or_default();
                     let empty = got.is_empty();
+                    if !empty {
+                        ctx.activity.sqs_receives.fetch_add(1, Ordering::Relaxed);
+                    }
                     messages.extend(got);
                     let window_over = started.elapsed() >= mapping.batching_window;
                     if !messages.is_empty()
@@ -975,6 +983,7 @@ async fn poll_sqs(
                         .expect("id and receipt handle are set"),
                 );
             }
+            ctx.activity.sqs_deletes.fetch_add(1, Ordering::Relaxed);
             match request.send().await {
                 Ok(out) if !out.failed.is_empty() => {
                     // Those messages come back after the visibility timeout and are processed

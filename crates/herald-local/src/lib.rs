@@ -12,6 +12,7 @@ pub mod endpoint;
 pub mod esm;
 pub mod example;
 pub mod lifecycle;
+pub mod load;
 pub mod logs;
 pub mod moto;
 pub mod ops;
@@ -22,6 +23,7 @@ pub mod seed;
 pub mod session;
 pub mod stack;
 pub mod template;
+pub mod trace;
 
 pub use endpoint::Endpoint;
 pub use runner::{LocalPipeline, RunnerOptions};

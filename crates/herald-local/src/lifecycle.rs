@@ -15,8 +15,16 @@ use serde_json::Value;
 use crate::example::{get_json, request};
 use crate::stack::Stack;
 
-/// Run the lifecycle of one new order on a running local stack; returns the report.
-pub async fn run(stack: &Stack, aws: &aws_config::SdkConfig, order_id: &str) -> Result<String> {
+/// What [`run`] did.
+pub struct Lifecycle {
+    /// The report, a line per hop.
+    pub report: String,
+    /// The `order_placed` event's id (`herald trace` it).
+    pub placed_event_id: String,
+}
+
+/// Run the lifecycle of one new order on a running local stack.
+pub async fn run(stack: &Stack, aws: &aws_config::SdkConfig, order_id: &str) -> Result<Lifecycle> {
     let commands = url(stack, "orders")?;
     let queries = url(stack, "query")?;
     let store = EventStore::new(
@@ -61,6 +69,10 @@ pub async fn run(stack: &Stack, aws: &aws_config::SdkConfig, order_id: &str) -> 
     let correlation = placed["events"][0]["correlationId"]
         .as_str()
         .unwrap_or_default();
+    let placed_event_id = placed["events"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     writeln!(
         out,
         "  command   POST /orders {order_id} → {status}: order_placed v{} (correlation {correlation})",
@@ -117,7 +129,20 @@ pub async fn run(stack: &Stack, aws: &aws_config::SdkConfig, order_id: &str) -> 
         started.elapsed(),
         timeline.join(", ")
     )?;
-    let (_, listing) = get_json(&format!("{queries}/customers/c-demo/orders")).await?;
+    // The listing mirrors the summary right after it: wait for it too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listing = loop {
+        let (_, listing) = get_json(&format!("{queries}/customers/c-demo/orders")).await?;
+        let mirrored = listing["orders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|o| o["orderId"] == order_id && o["version"].as_u64() >= Some(2));
+        if mirrored || Instant::now() > deadline {
+            break listing;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let listed: Vec<String> = listing["orders"]
         .as_array()
         .into_iter()
@@ -149,7 +174,10 @@ pub async fn run(stack: &Stack, aws: &aws_config::SdkConfig, order_id: &str) -> 
         again["replayed"],
         events.len()
     )?;
-    Ok(out)
+    Ok(Lifecycle {
+        report: out,
+        placed_event_id,
+    })
 }
 
 fn url(stack: &Stack, function: &str) -> Result<String> {

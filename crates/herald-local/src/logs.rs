@@ -22,6 +22,7 @@ pub struct Logs {
     dir: Option<PathBuf>,
     files: Mutex<BTreeMap<String, File>>,
     tallies: Mutex<BTreeMap<String, BTreeMap<String, i64>>>,
+    metrics: Mutex<BTreeMap<String, BTreeMap<String, f64>>>,
 }
 
 impl Logs {
@@ -35,6 +36,7 @@ impl Logs {
             dir,
             files: Mutex::new(BTreeMap::new()),
             tallies: Mutex::new(BTreeMap::new()),
+            metrics: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -61,6 +63,11 @@ impl Logs {
             .then(|| serde_json::from_str(line).ok())
             .flatten();
         if let Some(Value::Object(fields)) = &parsed {
+            if fields.contains_key("_aws") {
+                self.add_metrics(function, fields);
+                // EMF documents are data, not something to read as they scroll by.
+                return;
+            }
             let message = fields
                 .get("message")
                 .and_then(Value::as_str)
@@ -85,6 +92,34 @@ impl Logs {
         if self.echo {
             println!("{label:>12} | runner: {message}");
         }
+    }
+
+    fn add_metrics(&self, function: &str, doc: &serde_json::Map<String, Value>) {
+        let mut metrics = self.metrics.lock().expect("lock");
+        let sums = metrics.entry(function.to_string()).or_default();
+        let declared = doc["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|d| d["Metrics"].as_array().into_iter().flatten())
+            .filter_map(|m| m["Name"].as_str());
+        for name in declared {
+            if let Some(value) = doc.get(name).and_then(Value::as_f64) {
+                *sums.entry(name.to_string()).or_default() += value;
+            }
+        }
+        *sums.entry("Invocations".into()).or_default() += 1.0;
+        if let Some(Value::Object(requests)) = doc.get("awsRequests") {
+            for (operation, n) in requests {
+                *sums.entry(format!("aws:{operation}")).or_default() += n.as_f64().unwrap_or(0.0);
+            }
+        }
+    }
+
+    /// Summed EMF metrics per function (plus `Invocations`, and `aws:<Service.Operation>` request
+    /// counts from the documents' `awsRequests`).
+    pub fn metrics(&self) -> BTreeMap<String, BTreeMap<String, f64>> {
+        self.metrics.lock().expect("lock").clone()
     }
 
     /// Summed counts per function.

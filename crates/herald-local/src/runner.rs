@@ -271,6 +271,24 @@ impl LocalPipeline {
         self.logs.tallies()
     }
 
+    /// SQS requests the event source mappings made: (receives that returned messages,
+    /// `DeleteMessageBatch` calls).
+    pub fn poller_requests(&self) -> (usize, usize) {
+        (
+            self.activity
+                .sqs_receives
+                .load(std::sync::atomic::Ordering::Relaxed),
+            self.activity
+                .sqs_deletes
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
+    /// Summed EMF metrics per function (see [`crate::logs::Logs::metrics`]).
+    pub fn metrics(&self) -> BTreeMap<String, BTreeMap<String, f64>> {
+        self.logs.metrics()
+    }
+
     /// Per function: (invocations, failed invocations, cold starts).
     pub fn stats(&self) -> BTreeMap<String, (usize, usize, Vec<Duration>)> {
         self.pools

@@ -83,6 +83,8 @@ pub struct Instance {
     stopped: std::sync::atomic::AtomicBool,
     /// Time from process start to its first `/next` request, per start.
     pub cold_starts: std::sync::Mutex<Vec<Duration>>,
+    /// The tasks reading the process's output.
+    pipes: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Instance {
@@ -117,6 +119,7 @@ impl Instance {
             serial,
             stopped: std::sync::atomic::AtomicBool::new(false),
             cold_starts: std::sync::Mutex::new(Vec::new()),
+            pipes: std::sync::Mutex::new(Vec::new()),
         });
         instance.spawn_process().await?;
         Ok(instance)
@@ -179,20 +182,22 @@ impl Instance {
         } else {
             format!("{}#{}", self.spec.binary, self.serial)
         };
+        let mut pipes = Vec::new();
         if let Some(stdout) = child.stdout.take() {
-            pipe_lines(
+            pipes.push(pipe_lines(
                 tokio::process::ChildStdout::from_std(stdout)?,
                 self.logs.clone(),
                 label.clone(),
-            );
+            ));
         }
         if let Some(stderr) = child.stderr.take() {
-            pipe_lines(
+            pipes.push(pipe_lines(
                 tokio::process::ChildStderr::from_std(stderr)?,
                 self.logs.clone(),
                 label,
-            );
+            ));
         }
+        self.pipes.lock().expect("lock").extend(pipes);
         *self.child.lock().await = Some(child);
         // Record the cold start once the process asks for its first invocation.
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -209,6 +214,16 @@ impl Instance {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         Ok(())
+    }
+
+    /// The process's peak resident set (`VmHWM`) so far, in KiB (Linux).
+    pub async fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.lock().await.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
     async fn kill(&self) {
@@ -317,6 +332,11 @@ impl Instance {
     pub async fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
         self.kill().await;
+        // The process is gone; what it wrote before is still in the pipes: read it all.
+        let pipes: Vec<_> = self.pipes.lock().expect("lock").drain(..).collect();
+        for pipe in pipes {
+            let _ = tokio::time::timeout(Duration::from_secs(2), pipe).await;
+        }
     }
 }
 
@@ -324,13 +344,13 @@ fn pipe_lines<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     reader: R,
     logs: Arc<Logs>,
     label: String,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut lines = BufReader::new(reader).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             logs.line(&label, &line);
         }
-    });
+    })
 }
 
 async fn serve(listener: TcpListener, state: Arc<ApiState>) {
@@ -575,6 +595,16 @@ impl FunctionPool {
             .iter()
             .flat_map(|i| i.cold_starts.lock().expect("lock").clone())
             .collect()
+    }
+
+    /// The highest peak resident set of this pool's live processes, in KiB.
+    pub async fn peak_rss_kib(&self) -> Option<u64> {
+        let all: Vec<Arc<Instance>> = self.all.lock().expect("lock").clone();
+        let mut peak = None;
+        for instance in all {
+            peak = peak.max(instance.peak_rss_kib().await);
+        }
+        peak
     }
 
     /// Stop every process.

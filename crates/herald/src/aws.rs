@@ -27,6 +27,49 @@ pub fn config_loader() -> aws_config::ConfigLoader {
         )
 }
 
+/// The process's [`RequestCounter`]: the clients below count through it, and
+/// [`crate::metrics::MetricsLayer`] reports each invocation's share.
+pub fn request_counter() -> &'static RequestCounter {
+    static COUNTER: std::sync::OnceLock<RequestCounter> = std::sync::OnceLock::new();
+    COUNTER.get_or_init(RequestCounter::default)
+}
+
+/// A DynamoDB client whose requests are counted.
+pub fn dynamodb(aws: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(aws)
+            .interceptor(request_counter().clone())
+            .build(),
+    )
+}
+
+/// A Kinesis client whose requests are counted.
+pub fn kinesis(aws: &SdkConfig) -> aws_sdk_kinesis::Client {
+    aws_sdk_kinesis::Client::from_conf(
+        aws_sdk_kinesis::config::Builder::from(aws)
+            .interceptor(request_counter().clone())
+            .build(),
+    )
+}
+
+/// An SNS client whose requests are counted.
+pub fn sns(aws: &SdkConfig) -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(aws)
+            .interceptor(request_counter().clone())
+            .build(),
+    )
+}
+
+/// An SQS client whose requests are counted.
+pub fn sqs(aws: &SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(aws)
+            .interceptor(request_counter().clone())
+            .build(),
+    )
+}
+
 /// A required environment variable, or an error that names it.
 pub fn env(name: &str) -> Result<String, MissingEnv> {
     std::env::var(name)
@@ -68,9 +111,13 @@ impl RequestCounter {
         self.counts.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
-    /// All requests so far.
+    /// All requests so far (`#items` tallies are not requests).
     pub fn total(&self) -> u64 {
-        self.counts().values().sum()
+        self.counts()
+            .iter()
+            .filter(|(op, _)| !op.contains('#'))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Forget the counts.
@@ -88,7 +135,7 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter 
 
     fn read_before_transmit(
         &self,
-        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
         _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
         cfg: &mut aws_smithy_types::config_bag::ConfigBag,
     ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
@@ -96,7 +143,16 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter 
             .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
             .map(|m| format!("{}.{}", m.service(), m.name()))
             .unwrap_or_else(|| "unknown".into());
+        // A transaction's cost is per item (2 write units each): count its items too.
+        let items = (operation == "DynamoDB.TransactWriteItems")
+            .then(|| context.request().body().bytes())
+            .flatten()
+            .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok())
+            .and_then(|body| body["TransactItems"].as_array().map(Vec::len));
         if let Ok(mut counts) = self.counts.lock() {
+            if let Some(items) = items {
+                *counts.entry(format!("{operation}#items")).or_default() += items as u64;
+            }
             *counts.entry(operation).or_default() += 1;
         }
         Ok(())

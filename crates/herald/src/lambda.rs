@@ -18,7 +18,6 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
-use aws_sdk_dynamodb::Client as DynamoDb;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -27,6 +26,7 @@ use crate::aws::env;
 use crate::catalog::EventCatalog;
 use crate::event_store::EventStore;
 use crate::idempotency::{Idempotency, IdempotencyConfig};
+use crate::metrics::count;
 use crate::order_service::{self, OrderService};
 use crate::producer::{api, Producer, ProducerConfig};
 use crate::projection::{self, OrdersProjection, Projector};
@@ -37,10 +37,25 @@ use crate::subscriber::{
     TransactionalHandler,
 };
 
+/// Run `handler` on the Lambda runtime with herald's layers: the runtime's request span
+/// (`requestId` on every log line) around [`crate::metrics::MetricsLayer`] (one EMF document per
+/// invocation).
+macro_rules! serve {
+    ($function:expr, $handler:expr) => {
+        lambda_runtime::Runtime::new(lambda_runtime::tower::Layer::layer(
+            &crate::metrics::MetricsLayer::new($function),
+            $handler,
+        ))
+        .layer(lambda_runtime::layers::TracingLayer::new())
+        .run()
+        .await
+    };
+}
+
 /// The producer on `STREAM_NAME`, accepting the events of herald's catalog.
 pub fn producer_from_env(aws: &SdkConfig) -> Result<Producer<KinesisStream>, Error> {
     Ok(Producer::with_config(
-        KinesisStream::new(aws_sdk_kinesis::Client::new(aws), env("STREAM_NAME")?),
+        KinesisStream::new(crate::aws::kinesis(aws), env("STREAM_NAME")?),
         ProducerConfig {
             catalog: Some(EventCatalog::herald()),
             ..ProducerConfig::default()
@@ -53,10 +68,12 @@ pub async fn run_producer(aws: &SdkConfig) -> Result<(), Error> {
     let producer = producer_from_env(aws)?;
     let producer = &producer;
     // Handler futures are boxed: the SDK's nested futures are otherwise too deep for rustc's layout query.
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        Box::pin(async move { Ok::<Value, Error>(api::handle(producer, event.payload).await) })
-    }))
-    .await
+    serve!(
+        "producer",
+        service_fn(move |event: LambdaEvent<Value>| {
+            Box::pin(async move { Ok::<Value, Error>(api::handle(producer, event.payload).await) })
+        })
+    )
 }
 
 /// herald's router: publishing to `topic_arn`, poison to `dead_letter_queue_url`, records
@@ -67,8 +84,8 @@ pub fn router(
     dead_letter_queue_url: &str,
 ) -> Router<SnsBus, SqsDeadLetters> {
     Router::with_config(
-        SnsBus::new(aws_sdk_sns::Client::new(aws), topic_arn),
-        SqsDeadLetters::new(aws_sdk_sqs::Client::new(aws), dead_letter_queue_url),
+        SnsBus::new(crate::aws::sns(aws), topic_arn),
+        SqsDeadLetters::new(crate::aws::sqs(aws), dead_letter_queue_url),
         RouterConfig {
             catalog: Some(EventCatalog::herald()),
             ..RouterConfig::default()
@@ -80,25 +97,46 @@ pub fn router(
 pub async fn run_router(aws: &SdkConfig) -> Result<(), Error> {
     let router = router(aws, &env("TOPIC_ARN")?, &env("DEAD_LETTER_QUEUE_URL")?);
     let router = &router;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<KinesisEvent>| {
-        Box::pin(async move {
-            let (response, summary) = router.route(&event.payload).await;
-            tracing::info!(
-                records = event.payload.records.len(),
-                published = summary.published,
-                dead_lettered = summary.dead_lettered,
-                failed = summary.failed,
-                "batch routed"
-            );
-            Ok::<_, Error>(response)
+    serve!(
+        "router",
+        service_fn(move |event: LambdaEvent<KinesisEvent>| {
+            Box::pin(async move {
+                let (response, summary) = router.route(&event.payload).await;
+                count("EventsIn", event.payload.records.len());
+                count("EventsOut", summary.published);
+                count("DeadLettered", summary.dead_lettered);
+                count("EventsFailed", summary.failed);
+                let records = &event.payload.records;
+                let shard = records
+                    .first()
+                    .and_then(|r| r.event_id.as_deref())
+                    .and_then(|id| id.split(':').next())
+                    .unwrap_or_default();
+                tracing::info!(
+                    records = records.len(),
+                    published = summary.published,
+                    dead_lettered = summary.dead_lettered,
+                    failed = summary.failed,
+                    shardId = shard,
+                    firstSequence = records
+                        .first()
+                        .map(|r| r.kinesis.sequence_number.as_str())
+                        .unwrap_or_default(),
+                    lastSequence = records
+                        .last()
+                        .map(|r| r.kinesis.sequence_number.as_str())
+                        .unwrap_or_default(),
+                    "batch routed"
+                );
+                Ok::<_, Error>(response)
+            })
         })
-    }))
-    .await
+    )
 }
 
 /// Run the order service: commands over HTTP, events appended to `EVENT_STORE_TABLE`.
 pub async fn run_order_service(aws: &SdkConfig) -> Result<(), Error> {
-    let mut store = EventStore::new(DynamoDb::new(aws), env("EVENT_STORE_TABLE")?);
+    let mut store = EventStore::new(crate::aws::dynamodb(aws), env("EVENT_STORE_TABLE")?);
     if let Ok(every) = env("SNAPSHOT_EVERY") {
         store = store.with_snapshots_every(every.parse().map_err(|_| {
             format!("SNAPSHOT_EVERY is \"{every}\"; expected a whole number of versions")
@@ -106,49 +144,57 @@ pub async fn run_order_service(aws: &SdkConfig) -> Result<(), Error> {
     }
     let service = OrderService::new(store);
     let service = &service;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        Box::pin(
-            async move { Ok::<Value, Error>(order_service::handle(service, event.payload).await) },
-        )
-    }))
-    .await
+    serve!(
+        "orders",
+        service_fn(move |event: LambdaEvent<Value>| {
+            Box::pin(async move {
+                Ok::<Value, Error>(order_service::handle(service, event.payload).await)
+            })
+        })
+    )
 }
 
 /// Run the publisher: the event store's DynamoDB stream in, Kinesis (`STREAM_NAME`) out.
 pub async fn run_publisher(aws: &SdkConfig) -> Result<(), Error> {
     let publisher = Publisher::new(
         Producer::new(KinesisStream::new(
-            aws_sdk_kinesis::Client::new(aws),
+            crate::aws::kinesis(aws),
             env("STREAM_NAME")?,
         )),
-        SqsDeadLetters::new(aws_sdk_sqs::Client::new(aws), env("DEAD_LETTER_QUEUE_URL")?),
+        SqsDeadLetters::new(crate::aws::sqs(aws), env("DEAD_LETTER_QUEUE_URL")?),
     );
     let publisher = &publisher;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<StoreChanges>| {
-        Box::pin(async move {
-            let (response, summary) = publisher.publish(&event.payload).await;
-            tracing::info!(
-                records = event.payload.records.len(),
-                published = summary.published,
-                skipped = summary.skipped,
-                dead_lettered = summary.dead_lettered,
-                failed = summary.failed,
-                "batch published"
-            );
-            Ok::<_, Error>(response)
+    serve!(
+        "publisher",
+        service_fn(move |event: LambdaEvent<StoreChanges>| {
+            Box::pin(async move {
+                let (response, summary) = publisher.publish(&event.payload).await;
+                count("EventsIn", event.payload.records.len());
+                count("EventsOut", summary.published);
+                count("DeadLettered", summary.dead_lettered);
+                count("EventsFailed", summary.failed);
+                tracing::info!(
+                    records = event.payload.records.len(),
+                    published = summary.published,
+                    skipped = summary.skipped,
+                    dead_lettered = summary.dead_lettered,
+                    failed = summary.failed,
+                    "batch published"
+                );
+                Ok::<_, Error>(response)
+            })
         })
-    }))
-    .await
+    )
 }
 
 /// Run the `orders_view` projector: its SQS queue in, `ORDERS_VIEW_TABLE` out.
 pub async fn run_projector(aws: &SdkConfig) -> Result<(), Error> {
-    let projection = OrdersProjection::new(DynamoDb::new(aws), env("ORDERS_VIEW_TABLE")?);
+    let projection = OrdersProjection::new(crate::aws::dynamodb(aws), env("ORDERS_VIEW_TABLE")?);
     serve_sqs(SqsSubscriber::new(
         Projector::new(projection),
-        SqsDeadLetters::new(aws_sdk_sqs::Client::new(aws), env("DEAD_LETTER_QUEUE_URL")?),
+        SqsDeadLetters::new(crate::aws::sqs(aws), env("DEAD_LETTER_QUEUE_URL")?),
         // The projector emits nothing.
-        Producer::new(KinesisStream::new(aws_sdk_kinesis::Client::new(aws), "")),
+        Producer::new(KinesisStream::new(crate::aws::kinesis(aws), "")),
         subscriber_config_from_env()?,
     ))
     .await
@@ -156,14 +202,16 @@ pub async fn run_projector(aws: &SdkConfig) -> Result<(), Error> {
 
 /// Run the query function: `orders_view` over HTTP.
 pub async fn run_query(aws: &SdkConfig) -> Result<(), Error> {
-    let projection = OrdersProjection::new(DynamoDb::new(aws), env("ORDERS_VIEW_TABLE")?);
+    let projection = OrdersProjection::new(crate::aws::dynamodb(aws), env("ORDERS_VIEW_TABLE")?);
     let projection = &projection;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        Box::pin(async move {
-            Ok::<Value, Error>(projection::handle_query(projection, event.payload).await)
+    serve!(
+        "query",
+        service_fn(move |event: LambdaEvent<Value>| {
+            Box::pin(async move {
+                Ok::<Value, Error>(projection::handle_query(projection, event.payload).await)
+            })
         })
-    }))
-    .await
+    )
 }
 
 /// Run a subscriber whose effect commits with its idempotency record.
@@ -187,15 +235,22 @@ async fn serve_sqs<H: RecordHandler>(
     subscriber: SqsSubscriber<H, SqsDeadLetters, KinesisStream>,
 ) -> Result<(), Error> {
     let subscriber = &subscriber;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        Box::pin(async move {
-            let (response, _) = subscriber
-                .handle(&event.payload, event.context.deadline())
-                .await;
-            Ok::<_, Error>(response)
+    serve!(
+        subscriber.name(),
+        service_fn(move |event: LambdaEvent<SqsEvent>| {
+            Box::pin(async move {
+                let (response, summary) = subscriber
+                    .handle(&event.payload, event.context.deadline())
+                    .await;
+                count("EventsIn", event.payload.records.len());
+                count("EventsOut", summary.applied);
+                count("Duplicates", summary.duplicates);
+                count("DeadLettered", summary.dead_lettered);
+                count("EventsFailed", summary.failed);
+                Ok::<_, Error>(response)
+            })
         })
-    }))
-    .await
+    )
 }
 
 /// `MAX_RECEIVE_COUNT` into the subscriber settings.
@@ -233,15 +288,9 @@ impl Wiring {
         // Subscribers that emit nothing get no STREAM_NAME (nor the IAM right to write to it).
         let stream = std::env::var("STREAM_NAME").unwrap_or_default();
         Ok(Wiring {
-            idempotency: Idempotency::new(aws_sdk_dynamodb::Client::new(aws), config),
-            dead_letters: SqsDeadLetters::new(
-                aws_sdk_sqs::Client::new(aws),
-                env("DEAD_LETTER_QUEUE_URL")?,
-            ),
-            emitter: Producer::new(KinesisStream::new(
-                aws_sdk_kinesis::Client::new(aws),
-                stream,
-            )),
+            idempotency: Idempotency::new(crate::aws::dynamodb(aws), config),
+            dead_letters: SqsDeadLetters::new(crate::aws::sqs(aws), env("DEAD_LETTER_QUEUE_URL")?),
+            emitter: Producer::new(KinesisStream::new(crate::aws::kinesis(aws), stream)),
             config: subscriber_config_from_env()?,
         })
     }

@@ -28,6 +28,7 @@ pub mod http;
 pub mod idempotency;
 pub mod lambda;
 pub mod limits;
+pub mod metrics;
 pub mod order_service;
 pub mod orders;
 pub mod producer;

@@ -197,9 +197,10 @@ impl OrderService {
             {
                 Ok(version) => {
                     tracing::info!(
-                        order_id,
-                        event_id = event.id(),
-                        event_type = event.event_type(),
+                        aggregateId = order_id,
+                        eventId = event.id(),
+                        eventType = event.event_type(),
+                        correlationId = event.correlation_id(),
                         version,
                         "appended"
                     );

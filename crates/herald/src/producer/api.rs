@@ -206,6 +206,12 @@ pub async fn submit<S: EventStream>(
         }
     }
     let written = producer.publish(&valid).await;
+    crate::metrics::count("EventsIn", items.len());
+    crate::metrics::count("EventsOut", written.iter().filter(|w| w.is_ok()).count());
+    crate::metrics::count(
+        "EventsRejected",
+        items.len() - written.iter().filter(|w| w.is_ok()).count(),
+    );
     for ((index, envelope), outcome) in valid_index.into_iter().zip(&valid).zip(written) {
         results[index] = Some(match outcome {
             Ok(accepted) => EventResult::Accepted {

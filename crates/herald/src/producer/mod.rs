@@ -201,6 +201,16 @@ impl<S: EventStream> Producer<S> {
                         shard_id,
                         sequence_number,
                     } => {
+                        let event = &events[entry.index];
+                        tracing::info!(
+                            eventId = event.id(),
+                            eventType = event.event_type(),
+                            correlationId = event.correlation_id(),
+                            causationId = event.causation_id().unwrap_or_default(),
+                            shardId = %shard_id,
+                            sequenceNumber = %sequence_number,
+                            "written to stream"
+                        );
                         results[entry.index] = Some(Ok(Accepted {
                             id: entry.id.clone(),
                             shard_id,

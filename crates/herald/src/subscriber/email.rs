@@ -106,7 +106,7 @@ impl EmailSender<OutboxMailer> {
     /// An outbox on `OUTBOX_TABLE`.
     pub fn from_env(aws: &SdkConfig) -> Result<Self, MissingEnv> {
         Ok(EmailSender::new(OutboxMailer::new(
-            aws_sdk_dynamodb::Client::new(aws),
+            crate::aws::dynamodb(aws),
             env("OUTBOX_TABLE")?,
         )))
     }

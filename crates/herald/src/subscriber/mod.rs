@@ -30,6 +30,7 @@ use std::panic::AssertUnwindSafe;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::batch;
 use crate::dead_letter::{DeadLetter, DeadLetters};
@@ -329,6 +330,11 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
         }
     }
 
+    /// The subscriber's name.
+    pub fn name(&self) -> &'static str {
+        self.handler.name()
+    }
+
     /// Handle one SQS batch. Events are grouped by FIFO `MessageGroupId`, else by aggregate
     /// (`subject`): one group's events in order, groups concurrently ([`batch::process_sqs`]).
     pub async fn handle(
@@ -357,51 +363,13 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
             })
         };
         let report = batch::process_sqs(event, group, async |i, message| {
-            let fate = match &envelopes[i] {
-                Ok(envelope) => self.process_one(envelope, deadline).await,
-                Err(err) => Fate::Failed(RecordError::Poison {
-                    field: err.field().to_string(),
-                    reason: err.to_string(),
-                }),
+            let span = match &envelopes[i] {
+                Ok(envelope) => crate::telemetry::event_span(envelope),
+                Err(_) => tracing::Span::none(),
             };
-            let last_chance = self
-                .config
-                .max_receive_count
-                .is_some_and(|max| receive_count(message) >= max);
-            let letter = match fate {
-                Fate::Done(delivery) => {
-                    count(match delivery {
-                        Delivery::Applied(_) => |s| s.applied += 1,
-                        Delivery::Duplicate(_) => |s| s.duplicates += 1,
-                        Delivery::Ignored => |s| s.ignored += 1,
-                    });
-                    return Ok(());
-                }
-                Fate::Failed(RecordError::Poison { field, reason }) => {
-                    self.letter(message, &reason).with_field(field)
-                }
-                Fate::Failed(RecordError::Retry(reason)) if last_chance => {
-                    let reason = format!("gave up after {} receives: {reason}", receive_count(message));
-                    self.letter(message, &reason)
-                }
-                Fate::Failed(RecordError::Retry(reason)) => {
-                    tracing::warn!(message_id = ?message.message_id, %reason, "reporting for redelivery");
-                    return Err(reason);
-                }
-            };
-            match self.dead_letters.send(std::slice::from_ref(&letter)).await.pop() {
-                Some(Ok(())) => {
-                    tracing::warn!(message_id = ?message.message_id, reason = %letter.reason, "dead-lettered");
-                    count(|s| s.dead_lettered += 1);
-                    Ok(())
-                }
-                // Never drop it: let the queue redeliver (and its redrive policy catch it).
-                other => {
-                    let err = other.and_then(Result::err).map(|e| e.to_string()).unwrap_or_default();
-                    tracing::error!(message_id = ?message.message_id, error = %err, "dead-lettering failed");
-                    Err(err)
-                }
-            }
+            self.settle(message, &envelopes[i], deadline, &count)
+                .instrument(span)
+                .await
         })
         .await;
         let mut summary = summary.into_inner().unwrap_or_default();
@@ -417,6 +385,85 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
             "batch done"
         );
         (report.response, summary)
+    }
+
+    /// One message to its end: done, dead-lettered, or reported for redelivery.
+    async fn settle(
+        &self,
+        message: &SqsMessage,
+        envelope: &Result<Envelope, ValidationError>,
+        deadline: SystemTime,
+        count: &(impl Fn(fn(&mut BatchSummary)) + Sync),
+    ) -> Result<(), String> {
+        {
+            let fate = match envelope {
+                Ok(envelope) => self.process_one(envelope, deadline).await,
+                Err(err) => Fate::Failed(RecordError::Poison {
+                    field: err.field().to_string(),
+                    reason: err.to_string(),
+                }),
+            };
+            let last_chance = self
+                .config
+                .max_receive_count
+                .is_some_and(|max| receive_count(message) >= max);
+            let letter = match fate {
+                Fate::Done(delivery) => {
+                    let (delivery_name, effect) = match &delivery {
+                        Delivery::Applied(o) => ("applied", o.effect.as_str()),
+                        Delivery::Duplicate(o) => ("duplicate", o.effect.as_str()),
+                        Delivery::Ignored => ("ignored", ""),
+                    };
+                    tracing::info!(
+                        subscriber = self.handler.name(),
+                        delivery = delivery_name,
+                        effect,
+                        "processed"
+                    );
+                    count(match delivery {
+                        Delivery::Applied(_) => |s| s.applied += 1,
+                        Delivery::Duplicate(_) => |s| s.duplicates += 1,
+                        Delivery::Ignored => |s| s.ignored += 1,
+                    });
+                    return Ok(());
+                }
+                Fate::Failed(RecordError::Poison { field, reason }) => {
+                    self.letter(message, &reason).with_field(field)
+                }
+                Fate::Failed(RecordError::Retry(reason)) if last_chance => {
+                    let reason = format!(
+                        "gave up after {} receives: {reason}",
+                        receive_count(message)
+                    );
+                    self.letter(message, &reason)
+                }
+                Fate::Failed(RecordError::Retry(reason)) => {
+                    tracing::warn!(message_id = ?message.message_id, %reason, "reporting for redelivery");
+                    return Err(reason);
+                }
+            };
+            match self
+                .dead_letters
+                .send(std::slice::from_ref(&letter))
+                .await
+                .pop()
+            {
+                Some(Ok(())) => {
+                    tracing::warn!(message_id = ?message.message_id, reason = %letter.reason, "dead-lettered");
+                    count(|s| s.dead_lettered += 1);
+                    Ok(())
+                }
+                // Never drop it: let the queue redeliver (and its redrive policy catch it).
+                other => {
+                    let err = other
+                        .and_then(Result::err)
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    tracing::error!(message_id = ?message.message_id, error = %err, "dead-lettering failed");
+                    Err(err)
+                }
+            }
+        }
     }
 
     async fn process_one(&self, envelope: &Envelope, deadline: SystemTime) -> Fate {

@@ -150,7 +150,7 @@ impl Payment<LedgerGateway> {
     /// A ledger gateway on `PAYMENTS_TABLE`.
     pub fn from_env(aws: &SdkConfig) -> Result<Self, MissingEnv> {
         Ok(Payment::new(LedgerGateway::new(
-            aws_sdk_dynamodb::Client::new(aws),
+            crate::aws::dynamodb(aws),
             env("PAYMENTS_TABLE")?,
         )))
     }

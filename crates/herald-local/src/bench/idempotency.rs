@@ -66,6 +66,7 @@ pub async fn idempotency_requests(endpoint: &Endpoint, events: usize) -> Result<
         let operations: Vec<(String, f64)> = counter
             .counts()
             .into_iter()
+            .filter(|(op, _)| !op.contains('#'))
             .map(|(op, n)| (op, n as f64 / events as f64))
             .collect();
         rows.push(RequestRow {

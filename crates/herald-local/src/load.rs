@@ -1,0 +1,174 @@
+//! `herald load`: realistic order traffic at a steady rate, for watching the pipeline under load
+//! and for the end-to-end benchmark.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+
+use crate::example::{post_json, Product, Workload};
+
+/// What to send.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Events per second to aim for. Default 50.
+    pub rate: f64,
+    /// How long to send. Default 30 s.
+    pub duration: Duration,
+    /// Share of orders sent a second time (client retries). Default 0.1.
+    pub duplicates: f64,
+    /// Events per HTTP request. Default 10.
+    pub per_request: usize,
+    /// Requests in flight at most. Default 16.
+    pub concurrency: usize,
+    /// Traffic seed (order ids derive from it: use a new one per run on a shared stack).
+    pub seed: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            rate: 50.0,
+            duration: Duration::from_secs(30),
+            duplicates: 0.1,
+            per_request: 10,
+            concurrency: 16,
+            seed: rand::random(),
+        }
+    }
+}
+
+/// Where a run is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadProgress {
+    /// Events sent so far.
+    pub sent: usize,
+    /// Events planned.
+    pub planned: usize,
+    /// Events the producer accepted.
+    pub accepted: usize,
+}
+
+/// How a run went.
+#[derive(Clone, Debug, Default)]
+pub struct LoadSummary {
+    /// Distinct orders.
+    pub orders: usize,
+    /// Events sent (orders + duplicates).
+    pub sent: usize,
+    /// Accepted by the producer.
+    pub accepted: usize,
+    /// Rejected (with the producer's reasons counted by status).
+    pub rejected: usize,
+    /// Requests that failed outright.
+    pub failed_requests: usize,
+    /// Wall time of the sending.
+    pub elapsed: Duration,
+    /// HTTP request latencies.
+    pub latencies: Vec<Duration>,
+}
+
+impl LoadSummary {
+    /// Achieved events per second.
+    pub fn rate(&self) -> f64 {
+        self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The `q` quantile (0..=1) of request latency.
+    pub fn latency(&self, q: f64) -> Duration {
+        quantile(&self.latencies, q)
+    }
+}
+
+/// The `q` quantile of `samples` (nearest rank); zero when empty.
+pub fn quantile(samples: &[Duration], q: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = ((q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Send `options.rate` events per second for `options.duration` to the producer at `url`.
+pub async fn run(
+    url: &str,
+    catalog: &[Product],
+    options: &LoadOptions,
+    mut progress: impl FnMut(LoadProgress),
+) -> Result<LoadSummary> {
+    let planned = (options.rate * options.duration.as_secs_f64())
+        .round()
+        .max(1.0) as usize;
+    let orders = ((planned as f64) / (1.0 + options.duplicates))
+        .round()
+        .max(1.0) as usize;
+    let traffic = Workload {
+        orders,
+        duplicate_ratio: options.duplicates,
+        declined_every: 10,
+        system_events: 0,
+        malformed: false,
+        seed: options.seed,
+        per_request: options.per_request.max(1),
+    }
+    .generate(catalog);
+    let planned: usize = traffic.requests.iter().map(Vec::len).sum();
+    let interval =
+        Duration::from_secs_f64(options.per_request.max(1) as f64 / options.rate.max(0.001));
+    let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    // (events in the request, accepted, latency when the request got an answer)
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, usize, Option<Duration>)>();
+    let mut summary = LoadSummary {
+        orders,
+        ..LoadSummary::default()
+    };
+    let mut absorb = |summary: &mut LoadSummary, (count, accepted, latency)| {
+        summary.sent += count;
+        summary.accepted += accepted;
+        match latency {
+            Some(l) => summary.latencies.push(l),
+            None => summary.failed_requests += 1,
+        }
+        progress(LoadProgress {
+            sent: summary.sent,
+            planned,
+            accepted: summary.accepted,
+        });
+    };
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, request) in traffic.requests.iter().enumerate() {
+        tokio::time::sleep_until((started + interval * i as u32).into()).await;
+        let permit = permits.clone().acquire_owned().await?;
+        let url = url.to_string();
+        let body = Value::Array(request.clone());
+        let count = request.len();
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            let sent_at = Instant::now();
+            let answer = post_json(&url, &body).await;
+            let latency = sent_at.elapsed();
+            let accepted = match &answer {
+                Ok((_, report)) => report["accepted"].as_u64().unwrap_or(0) as usize,
+                Err(_) => 0,
+            };
+            let _ = tx.send((count, accepted, answer.is_ok().then_some(latency)));
+            drop(permit);
+        });
+        while let Ok(done) = rx.try_recv() {
+            absorb(&mut summary, done);
+        }
+    }
+    drop(tx);
+    while let Some(done) = rx.recv().await {
+        absorb(&mut summary, done);
+    }
+    while tasks.join_next().await.is_some() {}
+    summary.elapsed = started.elapsed();
+    summary.rejected = summary.sent - summary.accepted;
+    Ok(summary)
+}
