@@ -532,8 +532,10 @@ struct Wire<'a> {
 
 impl<'a> Wire<'a> {
     fn from_slice(bytes: &'a [u8]) -> Result<Self, ValidationError> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| ValidationError::NotJson(format!("not UTF-8: {e}")))?;
+        Wire::from_text(utf8(bytes)?)
+    }
+
+    fn from_text(text: &'a str) -> Result<Self, ValidationError> {
         serde_json::from_str(text).map_err(|e| {
             ValidationError::NotJson(if e.classify() == serde_json::error::Category::Data {
                 format!("expected an object of CloudEvents attributes ({e})")
@@ -579,14 +581,14 @@ impl<'a> Wire<'a> {
             })
     }
 
-    fn required(&self, field: &'static str, limit: usize) -> Result<String, ValidationError> {
+    fn required(&self, field: &'static str, limit: usize) -> Result<Cow<'a, str>, ValidationError> {
         let value = self
             .string(field)?
             .ok_or(ValidationError::Missing { field })?;
         bounded(field, value, limit)
     }
 
-    fn header(&self, defaults: Defaults) -> Result<Header, ValidationError> {
+    fn header(&self, defaults: Defaults) -> Result<Header<'a>, ValidationError> {
         let lenient = defaults == Defaults::Submission;
 
         match self.string("specversion")? {
@@ -607,7 +609,7 @@ impl<'a> Wire<'a> {
 
         let id = match self.string("id")? {
             Some(id) => bounded("id", id, MAX_ATTRIBUTE_CHARS)?,
-            None if lenient => Uuid::now_v7().to_string(),
+            None if lenient => Cow::Owned(Uuid::now_v7().to_string()),
             None => return Err(ValidationError::Missing { field: "id" }),
         };
         let source = self.required("source", MAX_ATTRIBUTE_CHARS)?;
@@ -742,54 +744,63 @@ impl<'a> Wire<'a> {
     }
 }
 
-fn bounded(
+fn utf8(bytes: &[u8]) -> Result<&str, ValidationError> {
+    std::str::from_utf8(bytes).map_err(|e| ValidationError::NotJson(format!("not UTF-8: {e}")))
+}
+
+/// The value if it is not empty and at most `limit` characters; borrowed when it was.
+fn bounded<'a>(
     field: &'static str,
-    value: Cow<'_, str>,
+    value: Cow<'a, str>,
     limit: usize,
-) -> Result<String, ValidationError> {
+) -> Result<Cow<'a, str>, ValidationError> {
     if value.is_empty() {
         return Err(ValidationError::Empty { field });
     }
-    let chars = value.chars().count();
-    if chars > limit {
-        return Err(ValidationError::TooLong {
-            field,
-            limit,
-            actual: chars,
-        });
+    // Byte length bounds the character count: count only when it could exceed the limit.
+    if value.len() > limit {
+        let chars = value.chars().count();
+        if chars > limit {
+            return Err(ValidationError::TooLong {
+                field,
+                limit,
+                actual: chars,
+            });
+        }
     }
-    Ok(value.into_owned())
+    Ok(value)
 }
 
-struct Header {
-    id: String,
-    source: String,
-    event_type: String,
-    subject: Option<String>,
+/// The attributes, borrowed from the JSON where no escape forced a copy.
+struct Header<'a> {
+    id: Cow<'a, str>,
+    source: Cow<'a, str>,
+    event_type: Cow<'a, str>,
+    subject: Option<Cow<'a, str>>,
     time: DateTime<Utc>,
-    dataschema: Option<String>,
+    dataschema: Option<Cow<'a, str>>,
     kind: EventKind,
     schemaversion: u32,
-    correlationid: String,
-    causationid: Option<String>,
+    correlationid: Cow<'a, str>,
+    causationid: Option<Cow<'a, str>>,
     aggregateversion: Option<u64>,
 }
 
-impl Header {
+impl Header<'_> {
     fn into_envelope(self, data: Option<Value>) -> Envelope {
         Envelope {
             specversion: SPEC_VERSION,
-            id: self.id,
-            source: self.source,
-            event_type: self.event_type,
-            subject: self.subject,
+            id: self.id.into_owned(),
+            source: self.source.into_owned(),
+            event_type: self.event_type.into_owned(),
+            subject: self.subject.map(Cow::into_owned),
             time: self.time,
             datacontenttype: JSON_CONTENT_TYPE,
-            dataschema: self.dataschema,
+            dataschema: self.dataschema.map(Cow::into_owned),
             kind: self.kind,
             schemaversion: self.schemaversion,
-            correlationid: self.correlationid,
-            causationid: self.causationid,
+            correlationid: self.correlationid.into_owned(),
+            causationid: self.causationid.map(Cow::into_owned),
             aggregateversion: self.aggregateversion,
             data,
         }
@@ -797,20 +808,28 @@ impl Header {
 }
 
 /// What the router needs from a stream record without building an owned [`Envelope`]: the
-/// attributes validated, `data` left as raw JSON. The record's bytes are published unchanged.
-pub fn validate_record(bytes: &[u8]) -> Result<EnvelopeView, ValidationError> {
+/// attributes validated (borrowed from the record), `data` left as raw JSON. The record's bytes
+/// are published unchanged ([`EnvelopeView::text`]).
+pub fn validate_record(bytes: &[u8]) -> Result<EnvelopeView<'_>, ValidationError> {
     check_size(bytes.len())?;
-    let wire = Wire::from_slice(bytes)?;
+    let text = utf8(bytes)?;
+    let wire = Wire::from_text(text)?;
     let header = wire.header(Defaults::None)?;
-    Ok(EnvelopeView { header })
+    Ok(EnvelopeView { header, text })
 }
 
 /// A validated envelope's attributes (no payload), as returned by [`validate_record`].
-pub struct EnvelopeView {
-    header: Header,
+pub struct EnvelopeView<'a> {
+    header: Header<'a>,
+    text: &'a str,
 }
 
-impl EnvelopeView {
+impl<'a> EnvelopeView<'a> {
+    /// The record as text (it is UTF-8 JSON: validated).
+    pub fn text(&self) -> &'a str {
+        self.text
+    }
+
     /// The id.
     pub fn id(&self) -> &str {
         &self.header.id

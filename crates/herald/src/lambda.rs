@@ -16,7 +16,6 @@
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -31,7 +30,7 @@ use crate::order_service::{self, OrderService};
 use crate::producer::{api, Producer, ProducerConfig};
 use crate::projection::{self, OrdersProjection, Projector};
 use crate::publisher::{Publisher, StoreChanges};
-use crate::router::{Router, RouterConfig};
+use crate::router::{KinesisBatch, Router, RouterConfig};
 use crate::subscriber::{
     Claimed, ClaimedHandler, RecordHandler, SqsSubscriber, SubscriberConfig, Transactional,
     TransactionalHandler,
@@ -99,7 +98,7 @@ pub async fn run_router(aws: &SdkConfig) -> Result<(), Error> {
     let router = &router;
     serve!(
         "router",
-        service_fn(move |event: LambdaEvent<KinesisEvent>| {
+        service_fn(move |event: LambdaEvent<KinesisBatch>| {
             Box::pin(async move {
                 let (response, summary) = router.route(&event.payload).await;
                 count("EventsIn", event.payload.records.len());
