@@ -41,7 +41,7 @@ def item_level_rollback():
     demo) that copy costs tens of milliseconds, growing with the table: the local pipeline slowed
     to a few events per second. Snapshot only the items the transaction names instead, and on
     failure put exactly those back (and drop the stream records the partial writes added). moto's
-    own checks and writes run unchanged."""
+    checks and writes run as they are; only its table copies are skipped."""
     import copy
 
     from moto.dynamodb import models
@@ -50,12 +50,15 @@ def item_level_rollback():
     original = models.DynamoDBBackend.transact_write_items
 
     class NoTableCopies:
-        """Stands in for the `copy` module while moto's transaction runs: its only use there is
-        the whole-table snapshot this replaces."""
+        """Stands in for the `copy` module while moto's transaction runs: tables are not copied
+        (the item snapshot above replaces that); everything else is copied as before (an update
+        still keeps its old image for the stream)."""
 
         @staticmethod
         def deepcopy(value, memo=None):
-            return value
+            if isinstance(value, models.Table):
+                return value
+            return copy.deepcopy(value, memo)
 
     def snapshot(backend, transact_items):
         touched, streams = [], {}

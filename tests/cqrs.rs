@@ -237,7 +237,8 @@ async fn commands_reach_the_view_through_store_stream_and_topic_and_a_rebuild_re
         (400, json!("limit"))
     );
 
-    // The other subscribers saw the store's orders too: one payment per order.
+    // The other subscribers saw the store's orders too: one payment per order, and the stock of
+    // cancelled orders is back (whichever of an order's two events inventory saw first).
     let effects = example::effects(&stack, &aws).await.unwrap();
     for o in &orders {
         assert_eq!(
@@ -247,6 +248,18 @@ async fn commands_reach_the_view_through_store_stream_and_topic_and_a_rebuild_re
             o.order_id
         );
     }
+    let kept: u64 = orders
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !i.is_multiple_of(3))
+        .map(|(_, o)| u64::from(o.items[0].quantity))
+        .sum::<u64>()
+        + 2;
+    assert_eq!(
+        effects.stock["SKU-CABLE"],
+        (500 - kept as i64, kept as i64),
+        "(available, reserved)"
+    );
     assert!(
         effects.dead_letters.values().all(Vec::is_empty),
         "{:?}",
@@ -384,4 +397,97 @@ async fn concurrent_commands_on_one_order_append_once_and_agree() {
     assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
     let loaded = service.store().load::<Order>("o-race").await.unwrap();
     assert_eq!(loaded.version, 2);
+}
+
+/// An SQS event (raw delivery) carrying `events`, as the inventory queue delivers them.
+fn sqs_event(events: &[&Envelope]) -> Value {
+    let records: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "messageId": uuid::Uuid::new_v4().to_string(),
+                "receiptHandle": "handle",
+                "body": e.to_json(),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:herald-InventoryQueue",
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancellation_releases_stock_once_even_when_it_arrives_before_the_order() {
+    let pipeline = common::pipeline("release", |o| o.runner.mappings = false).await;
+    let stack = pipeline.stack().clone();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&common::aws().await);
+    let stock = stack.reference("StockTable").unwrap().to_string();
+    let cable = || async {
+        (
+            common::number_attribute(&dynamodb, &stock, ("sku", "SKU-CABLE"), "available").await,
+            common::number_attribute(&dynamodb, &stock, ("sku", "SKU-CABLE"), "reserved").await,
+        )
+    };
+    let events = |id: &str| {
+        let state = Order::default();
+        let placed = state
+            .place(order(id, "c-9", 3))
+            .unwrap()
+            .with_aggregate_version(1);
+        let mut after = state.clone();
+        herald::event_store::Aggregate::apply(&mut after, &placed);
+        let cancelled = after
+            .cancel(id, "changed my mind")
+            .unwrap()
+            .with_aggregate_version(2);
+        (placed, cancelled)
+    };
+    let ok = |response: Value| {
+        assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+    };
+
+    // In order: reserve 3, release 3; the cancellation delivered again releases nothing more.
+    let (placed, cancelled) = events("o-in-order");
+    ok(pipeline
+        .invoke("inventory", &sqs_event(&[&placed]))
+        .await
+        .unwrap());
+    assert_eq!(cable().await, (497, 3));
+    ok(pipeline
+        .invoke("inventory", &sqs_event(&[&cancelled]))
+        .await
+        .unwrap());
+    ok(pipeline
+        .invoke("inventory", &sqs_event(&[&cancelled]))
+        .await
+        .unwrap());
+    assert_eq!(cable().await, (500, 0));
+
+    // Out of order: the cancellation first leaves a tombstone; the order then reserves nothing.
+    let (placed, cancelled) = events("o-reversed");
+    ok(pipeline
+        .invoke("inventory", &sqs_event(&[&cancelled]))
+        .await
+        .unwrap());
+    ok(pipeline
+        .invoke("inventory", &sqs_event(&[&placed]))
+        .await
+        .unwrap());
+    assert_eq!(cable().await, (500, 0));
+    let tallies = pipeline.tallies();
+    assert_eq!(
+        tallies["inventory"]["applied"], 4,
+        "{:?}",
+        tallies["inventory"]
+    );
+    assert_eq!(
+        tallies["inventory"]["duplicates"], 1,
+        "{:?}",
+        tallies["inventory"]
+    );
+    pipeline.stop().await;
 }

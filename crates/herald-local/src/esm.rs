@@ -122,33 +122,47 @@ pub struct Context {
     pub settings: PollSettings,
 }
 
-/// The shard ids of a mapping's stream.
-async fn list_shards(ctx: &Context, mapping: &StreamMapping) -> Result<Vec<String>> {
+/// The shard ids of a mapping's stream, and (DynamoDB) the table's partition key attribute.
+async fn list_shards(
+    ctx: &Context,
+    mapping: &StreamMapping,
+) -> Result<(Vec<String>, Option<String>)> {
     Ok(match mapping.source {
-        StreamSource::Kinesis => ctx
-            .kinesis
-            .list_shards()
-            .stream_name(&mapping.stream_name)
-            .send()
-            .await?
-            .shards()
-            .iter()
-            .map(|s| s.shard_id.clone())
-            .collect(),
-        StreamSource::DynamoDb => ctx
-            .dynamodb_streams
-            .describe_stream()
-            .stream_arn(&mapping.stream_arn)
-            .send()
-            .await?
-            .stream_description
-            .map(|d| {
-                d.shards()
-                    .iter()
-                    .filter_map(|s| s.shard_id.clone())
-                    .collect()
-            })
-            .unwrap_or_default(),
+        StreamSource::Kinesis => (
+            ctx.kinesis
+                .list_shards()
+                .stream_name(&mapping.stream_name)
+                .send()
+                .await?
+                .shards()
+                .iter()
+                .map(|s| s.shard_id.clone())
+                .collect(),
+            None,
+        ),
+        StreamSource::DynamoDb => {
+            let description = ctx
+                .dynamodb_streams
+                .describe_stream()
+                .stream_arn(&mapping.stream_arn)
+                .send()
+                .await?
+                .stream_description;
+            let Some(description) = description else {
+                return Ok((Vec::new(), None));
+            };
+            let hash_key = description
+                .key_schema()
+                .iter()
+                .find(|k| k.key_type == aws_sdk_dynamodbstreams::types::KeyType::Hash)
+                .map(|k| k.attribute_name.clone());
+            let shards = description
+                .shards()
+                .iter()
+                .filter_map(|s| s.shard_id.clone())
+                .collect();
+            (shards, hash_key)
+        }
     })
 }
 
@@ -161,9 +175,17 @@ pub async fn run_stream(
 ) -> Result<()> {
     // The runner counted this mapping as one shard behind; from here each shard counts itself.
     let listed = list_shards(&ctx, &mapping).await;
+    let mut mapping = mapping;
+    if let Ok((_, Some(hash_key))) = &listed {
+        mapping.partition_key_attribute = Some(hash_key.clone());
+    }
     // A JoinSet aborts the shard tasks when this task is aborted (the runner's stop).
     let mut tasks = tokio::task::JoinSet::new();
-    for shard_id in listed.as_ref().map(Vec::as_slice).unwrap_or_default() {
+    for shard_id in listed
+        .as_ref()
+        .map(|(s, _)| s.as_slice())
+        .unwrap_or_default()
+    {
         ctx.activity.shards_behind.fetch_add(1, Ordering::SeqCst);
         let shard_id = shard_id.clone();
         tasks.spawn(run_shard(
@@ -416,10 +438,19 @@ async fn read(
                 .filter_map(|r| {
                     let change = r.dynamodb?;
                     let sequence_number = change.sequence_number.clone()?;
+                    // The table's partition key keeps one partition's records in one lane.
                     let partition_key = change
                         .keys
                         .as_ref()
-                        .and_then(|k| k.values().find_map(|v| v.as_s().ok().cloned()))
+                        .and_then(|keys| match &mapping.partition_key_attribute {
+                            Some(name) => keys.get(name),
+                            None => keys.iter().min_by_key(|(k, _)| k.as_str()).map(|(_, v)| v),
+                        })
+                        .map(|v| match v {
+                            aws_sdk_dynamodbstreams::types::AttributeValue::S(s) => s.clone(),
+                            aws_sdk_dynamodbstreams::types::AttributeValue::N(n) => n.clone(),
+                            other => format!("{other:?}"),
+                        })
                         .unwrap_or_default();
                     let arrival = change
                         .approximate_creation_date_time

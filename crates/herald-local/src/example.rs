@@ -401,6 +401,10 @@ pub async fn effects(stack: &Stack, aws: &aws_config::SdkConfig) -> Result<Effec
     let mut effects = Effects::default();
     for item in scan(&dynamodb, stack.reference("StockTable")?).await? {
         let sku = item["sku"].as_str().unwrap_or_default().to_string();
+        if sku.starts_with("order#") {
+            // An order's reservation item, not stock.
+            continue;
+        }
         effects.stock.insert(
             sku,
             (

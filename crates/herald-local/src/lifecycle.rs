@@ -221,7 +221,9 @@ async fn show_stream(
             .send()
             .await?
             .shard_iterator;
-        while let Some(it) = iterator {
+        // Until the tip: Kinesis may answer empty pages before it (bounded for safety).
+        for _ in 0..1000 {
+            let Some(it) = iterator else { break };
             let page = kinesis.get_records().shard_iterator(it).send().await?;
             for record in page.records() {
                 if record.partition_key.as_deref() != Some(order_id) {
@@ -241,7 +243,7 @@ async fn show_stream(
                     )?;
                 }
             }
-            if page.records().is_empty() || page.millis_behind_latest == Some(0) {
+            if page.records().is_empty() && page.millis_behind_latest.unwrap_or(0) == 0 {
                 break;
             }
             iterator = page.next_shard_iterator;

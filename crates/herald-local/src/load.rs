@@ -60,7 +60,7 @@ pub struct LoadSummary {
     pub sent: usize,
     /// Accepted by the producer.
     pub accepted: usize,
-    /// Rejected (with the producer's reasons counted by status).
+    /// Not accepted: rejected by the producer, or in a request that failed outright.
     pub rejected: usize,
     /// Requests that failed outright.
     pub failed_requests: usize,

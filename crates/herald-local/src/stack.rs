@@ -117,6 +117,9 @@ pub struct StreamMapping {
     pub stream_arn: String,
     /// Stream name (Kinesis) or table name (DynamoDB).
     pub stream_name: String,
+    /// DynamoDB: the table's partition key attribute (read from the stream when it starts).
+    #[serde(default)]
+    pub partition_key_attribute: Option<String>,
     /// `StartingPosition`.
     pub starting_position: StartingPosition,
     /// `BatchSize` (default 100).
@@ -810,6 +813,7 @@ fn kinesis_mapping(
         source,
         stream_arn,
         stream_name,
+        partition_key_attribute: None,
         starting_position,
         batch_size: prop_num::<u64>(p, "BatchSize")?
             .unwrap_or(100)

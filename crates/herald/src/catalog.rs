@@ -42,7 +42,7 @@ impl EventCatalog {
     pub fn herald() -> Self {
         EventCatalog::new()
             .with(types::ORDER_PLACED, EventKind::Business, 1..=2)
-            .with(types::ORDER_CANCELLED, EventKind::Business, 1..=1)
+            .with(types::ORDER_CANCELLED, EventKind::Business, 1..=2)
             .with(types::STOCK_RESERVATION_FAILED, EventKind::Business, 1..=1)
             .with(types::PAYMENT_SUCCEEDED, EventKind::Business, 1..=1)
             .with(types::PAYMENT_FAILED, EventKind::Business, 1..=1)

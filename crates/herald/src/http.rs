@@ -80,7 +80,7 @@ impl HttpRequest {
             .filter(|pair| !pair.is_empty())
             .map(|pair| {
                 let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(name), percent_decode(value))
+                (percent_decode(name, true), percent_decode(value, true))
             })
             .collect();
         Ok(HttpRequest {
@@ -112,12 +112,13 @@ impl HttpRequest {
         self.path
             .split('/')
             .filter(|s| !s.is_empty())
-            .map(percent_decode)
+            .map(|s| percent_decode(s, false))
             .collect()
     }
 }
 
-fn percent_decode(text: &str) -> String {
+/// `%XX` escapes decoded; `+` is a space in a query string (`plus_is_space`), itself in a path.
+fn percent_decode(text: &str, plus_is_space: bool) -> String {
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -132,7 +133,7 @@ fn percent_decode(text: &str) -> String {
                 }
                 _ => out.push(b'%'),
             },
-            b'+' => out.push(b' '),
+            b'+' if plus_is_space => out.push(b' '),
             b => out.push(b),
         }
         i += 1;
@@ -228,8 +229,10 @@ mod tests {
 
     #[test]
     fn a_stray_percent_is_kept() {
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(percent_decode("100%", false), "100%");
+        assert_eq!(percent_decode("%zz", false), "%zz");
+        assert_eq!(percent_decode("a%20b", false), "a b");
+        assert_eq!(percent_decode("a+b", false), "a+b");
+        assert_eq!(percent_decode("a+b", true), "a b");
     }
 }

@@ -17,7 +17,7 @@
 //! | `EventsFailed` | Count | events reported for retry |
 //! | `Duplicates` | Count | deliveries skipped as duplicates (or stale, for the projector) |
 //! | `DeadLettered` | Count | events parked in a DLQ with their reason |
-//! | `EventsRejected` | Count | submissions the producer rejected |
+//! | `EventsRejected` | Count | submissions the producer did not write (invalid, or the stream failed) |
 //! | `ProcessingTime` | Milliseconds | the invocation's duration in the handler |
 //! | `ColdStart` | Count | 1 on a process's first invocation |
 //! | `AwsRequests` | Count | AWS API requests sent (retries included) |

@@ -55,7 +55,7 @@ impl Default for OrderServiceConfig {
 pub struct CommandOutcome {
     /// The order.
     pub order_id: String,
-    /// The aggregate's version after the command.
+    /// The aggregate's version after the command (when replayed: after the original command).
     pub version: u64,
     /// The events the command appended (or, when replayed, had appended before).
     pub events: Vec<AppendedEvent>,
@@ -237,13 +237,12 @@ impl OrderService {
             .events_after(order_id, 0)
             .await
             .map_err(ServiceError::Store)?;
-        let current = events.last().map(|(v, _)| *v).unwrap_or(0);
         Ok(events
             .iter()
             .find(|(_, e)| e.event_type() == event_type && same(e))
             .map(|(version, event)| CommandOutcome {
                 order_id: order_id.to_string(),
-                version: current,
+                version: *version,
                 events: vec![appended(event, *version)],
                 replayed: true,
             }))

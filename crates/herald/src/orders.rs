@@ -184,6 +184,10 @@ pub struct OrderCancelled {
     pub order_id: String,
     /// Why.
     pub reason: String,
+    /// The order's lines, so inventory can release their stock without a read (v2; optional, and
+    /// absent from v1 events).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<LineItem>,
 }
 
 /// Most characters in a cancellation reason.
@@ -216,6 +220,9 @@ pub struct Order {
     pub total: u64,
     /// ISO 4217.
     pub currency: String,
+    /// The lines (snapshots from before they were kept have none).
+    #[serde(default)]
+    pub items: Vec<LineItem>,
 }
 
 /// Why a command was refused.
@@ -245,6 +252,7 @@ impl crate::event_store::Aggregate for Order {
                     self.customer_id = placed.customer.id;
                     self.total = placed.total;
                     self.currency = placed.currency;
+                    self.items = placed.items;
                 }
             }
             types::ORDER_CANCELLED => self.status = OrderStatus::Cancelled,
@@ -356,7 +364,8 @@ impl Order {
         }
         let mut event = crate::envelope::Envelope::builder(types::ORDER_CANCELLED, sources::ORDERS)
             .id(order_event_id(types::ORDER_CANCELLED, order_id))
-            .subject(order_id);
+            .subject(order_id)
+            .schema_version(2);
         if let Some(correlation_id) = correlation_id {
             event = event.correlation_id(correlation_id);
         }
@@ -364,6 +373,7 @@ impl Order {
             .data(OrderCancelled {
                 order_id: order_id.to_string(),
                 reason: reason.to_string(),
+                items: self.items.clone(),
             })
             .build()?)
     }

@@ -42,13 +42,14 @@ impl Upcasters {
     }
 
     /// herald's upcasters: `order_placed` v1 had no `currency` (every shop sold in euros);
-    /// v2 makes it explicit.
+    /// v2 makes it explicit. `order_cancelled` v2 may carry the order's `items`; a v1 event has
+    /// none, which v2 readers take as "no lines known".
     pub fn herald() -> Self {
-        Upcasters::new().current(types::ORDER_PLACED, 2).step(
-            types::ORDER_PLACED,
-            1,
-            order_placed_v1_to_v2,
-        )
+        Upcasters::new()
+            .current(types::ORDER_PLACED, 2)
+            .step(types::ORDER_PLACED, 1, order_placed_v1_to_v2)
+            .current(types::ORDER_CANCELLED, 2)
+            .step(types::ORDER_CANCELLED, 1, order_cancelled_v1_to_v2)
     }
 
     /// The version consumers of `event_type` read (1 when the type has no upcasters).
@@ -103,6 +104,11 @@ fn order_placed_v1_to_v2(mut data: Value) -> Value {
             .entry("currency")
             .or_insert_with(|| Value::String("EUR".into()));
     }
+    data
+}
+
+/// `order_cancelled` v1 → v2: v2 added the optional `items`; a v1 event knows no lines.
+fn order_cancelled_v1_to_v2(data: Value) -> Value {
     data
 }
 

@@ -56,7 +56,9 @@ pub fn init() {
 
 /// The span for work on one event: its lines carry the event's ids.
 pub fn event_span(event: &Envelope) -> tracing::Span {
-    tracing::info_span!(
+    // ERROR level: a span is kept only if its level passes the filter, and these ids must be on
+    // every line about the event whatever the log level (a WARN-only function included).
+    tracing::error_span!(
         "event",
         eventId = event.id(),
         eventType = event.event_type(),

@@ -187,6 +187,14 @@ pub async fn submit<S: EventStream>(
     }
     for (index, item) in items.iter().enumerate() {
         let checked = Envelope::parse_submission(item).and_then(|envelope| {
+            // Only the event store numbers an aggregate's events; a submitted number would let a
+            // client overtake the store's events in every version-guarded read model.
+            if envelope.aggregate_version().is_some() {
+                return Err(ValidationError::Invalid {
+                    field: "aggregateversion",
+                    reason: "is set by the event store when it appends an event; submit events without it".into(),
+                });
+            }
             match &producer.config().catalog {
                 Some(catalog) => catalog
                     .check(envelope.routing_attributes())
@@ -305,6 +313,21 @@ mod tests {
         assert_eq!(report["results"][1]["status"], "rejected");
         assert_eq!(report["results"][1]["id"], "b");
         assert_eq!(report["results"][1]["error"]["field"], "source");
+    }
+
+    #[tokio::test]
+    async fn only_the_event_store_numbers_an_aggregates_events() {
+        let producer = Producer::new(OkStream);
+        let mut forged = order("f");
+        forged["aggregateversion"] = json!(999);
+        let report = submit(&producer, json!([forged, order("g")]), None)
+            .await
+            .unwrap();
+        assert_eq!(report.accepted, 1);
+        let EventResult::Rejected { error, .. } = &report.results[0] else {
+            panic!("{:?}", report.results[0]);
+        };
+        assert_eq!(error.field, "aggregateversion");
     }
 
     #[tokio::test]

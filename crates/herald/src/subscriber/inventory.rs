@@ -1,20 +1,29 @@
-//! Inventory: reserves stock for every `order_placed`, all lines or none, never below zero.
+//! Inventory: reserves stock for every `order_placed`, all lines or none, never below zero, and
+//! releases it on `order_cancelled`.
 //!
 //! Transactional mode: the stock decrements (one conditional `UpdateItem` per SKU,
-//! `available >= :quantity`) commit in one transaction with the idempotency record. When a line
-//! lacks stock the transaction is cancelled, inventory decides again knowing which line, and
-//! commits only the record with a `stock_reservation_failed` follow-up event.
+//! `available >= :quantity`) commit in one transaction with the idempotency record and the
+//! order's reservation item (`sku` = `order#<id>` in the stock table). When a line lacks stock the
+//! transaction is cancelled, inventory decides again knowing which line, and commits the record
+//! and a `refused` reservation with a `stock_reservation_failed` follow-up event.
+//!
+//! Cancellations may arrive before the order they cancel (different messages, concurrent
+//! batches), so the reservation item orders the two: a cancellation releases the stock only of a
+//! `reserved` reservation (and marks it `released`); finding none, it leaves a `cancelled`
+//! tombstone, and an `order_placed` arriving after that finds the tombstone and reserves nothing.
 
 use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
 use super::{HandlerError, Outcome, TransactionalHandler};
 use crate::aws::{env, MissingEnv};
 use crate::envelope::Envelope;
 use crate::idempotency::{Conflict, Decision};
-use crate::orders::{sources, types, OrderPlaced, StockReservationFailed};
+use crate::orders::{
+    sources, types, LineItem, OrderCancelled, OrderPlaced, StockReservationFailed,
+};
 
 /// Stock table attributes: partition key `sku` (S), `available` (N).
 pub mod attr {
@@ -24,6 +33,13 @@ pub mod attr {
     pub const AVAILABLE: &str = "available";
     /// Units reserved so far.
     pub const RESERVED: &str = "reserved";
+    /// A reservation item's state: `reserved`, `refused`, `released`, `cancelled`.
+    pub const STATUS: &str = "status";
+}
+
+/// The stock-table key of an order's reservation item (never a SKU: SKUs have no `#`).
+pub fn reservation_key(order_id: &str) -> String {
+    format!("order#{order_id}")
 }
 
 /// The inventory subscriber.
@@ -43,6 +59,71 @@ impl Inventory {
     /// From `STOCK_TABLE`.
     pub fn from_env(_aws: &SdkConfig) -> Result<Self, MissingEnv> {
         Ok(Inventory::new(env("STOCK_TABLE")?))
+    }
+
+    /// Put the order's reservation item, only if the order has none yet.
+    fn reservation(&self, order_id: &str, status: &str) -> Result<TransactWriteItem, HandlerError> {
+        let put = Put::builder()
+            .table_name(&self.stock_table)
+            .item(attr::SKU, AttributeValue::S(reservation_key(order_id)))
+            .item(attr::STATUS, AttributeValue::S(status.to_string()))
+            .condition_expression("attribute_not_exists(#sku)")
+            .expression_attribute_names("#sku", attr::SKU)
+            .build()
+            .map_err(|e| HandlerError::Retry(e.to_string()))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// `reserved` → `released`, only if it is reserved.
+    fn release_reservation(&self, order_id: &str) -> Result<TransactWriteItem, HandlerError> {
+        let update = Update::builder()
+            .table_name(&self.stock_table)
+            .key(attr::SKU, AttributeValue::S(reservation_key(order_id)))
+            .update_expression("SET #status = :released")
+            .condition_expression("#status = :reserved")
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_values(":released", AttributeValue::S("released".into()))
+            .expression_attribute_values(":reserved", AttributeValue::S("reserved".into()))
+            .build()
+            .map_err(|e| HandlerError::Retry(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// A `cancelled` tombstone when the order has no reservation; an existing one is kept. With
+    /// `unless_reserved`, the write fails on a reserved order (its stock must be released instead).
+    fn tombstone(
+        &self,
+        order_id: &str,
+        unless_reserved: bool,
+    ) -> Result<TransactWriteItem, HandlerError> {
+        let mut update = Update::builder()
+            .table_name(&self.stock_table)
+            .key(attr::SKU, AttributeValue::S(reservation_key(order_id)))
+            .update_expression("SET #status = if_not_exists(#status, :cancelled)")
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_values(":cancelled", AttributeValue::S("cancelled".into()));
+        if unless_reserved {
+            update = update
+                .condition_expression("attribute_not_exists(#status) OR #status <> :reserved")
+                .expression_attribute_values(":reserved", AttributeValue::S("reserved".into()));
+        }
+        let update = update
+            .build()
+            .map_err(|e| HandlerError::Retry(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn unreserve(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, HandlerError> {
+        let update = Update::builder()
+            .table_name(&self.stock_table)
+            .key(attr::SKU, AttributeValue::S(sku.to_string()))
+            .update_expression("SET #available = #available + :q, #reserved = #reserved - :q")
+            .expression_attribute_names("#available", attr::AVAILABLE)
+            .expression_attribute_names("#reserved", attr::RESERVED)
+            .expression_attribute_values(":q", AttributeValue::N(quantity.to_string()))
+            .build()
+            .map_err(|e| HandlerError::Retry(e.to_string()))?;
+        Ok(TransactWriteItem::builder().update(update).build())
     }
 
     fn reserve(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, HandlerError> {
@@ -66,7 +147,10 @@ impl TransactionalHandler for Inventory {
     }
 
     fn wants(&self, event: &Envelope) -> bool {
-        event.event_type() == types::ORDER_PLACED
+        matches!(
+            event.event_type(),
+            types::ORDER_PLACED | types::ORDER_CANCELLED
+        )
     }
 
     fn decide(
@@ -74,31 +158,32 @@ impl TransactionalHandler for Inventory {
         event: &Envelope,
         conflict: Option<Conflict>,
     ) -> Result<Decision<Outcome>, HandlerError> {
+        if event.event_type() == types::ORDER_CANCELLED {
+            return self.decide_cancel(event, conflict);
+        }
         let order: OrderPlaced = event.data_as()?;
         order.validate()?;
-        // One write per SKU: an order may list a SKU twice.
-        let mut lines: BTreeMap<&str, u32> = BTreeMap::new();
-        for item in &order.items {
-            let line = lines.entry(item.sku.as_str()).or_default();
-            *line = line
-                .checked_add(item.quantity)
-                .ok_or_else(|| HandlerError::Poison {
-                    field: "data.items.quantity".into(),
-                    reason: format!("for {} add up to more than {}", item.sku, u32::MAX),
-                })?;
-        }
+        let lines = per_sku(&order.items)?;
         match conflict {
-            None => Ok(Decision {
-                writes: lines
-                    .iter()
-                    .map(|(sku, quantity)| self.reserve(sku, *quantity))
-                    .collect::<Result<_, _>>()?,
-                result: Outcome::new("reserved").with_detail(&lines),
+            None => {
+                let mut writes = vec![self.reservation(&order.order_id, "reserved")?];
+                for (sku, quantity) in &lines {
+                    writes.push(self.reserve(sku, *quantity)?);
+                }
+                Ok(Decision {
+                    writes,
+                    result: Outcome::new("reserved").with_detail(&lines),
+                })
+            }
+            // The order already has a reservation item: its cancellation came first.
+            Some(Conflict { index: 0 }) => Ok(Decision {
+                writes: Vec::new(),
+                result: Outcome::new("skipped_cancelled"),
             }),
             Some(Conflict { index }) => {
                 let (sku, requested) = lines
                     .iter()
-                    .nth(index)
+                    .nth(index - 1)
                     .map(|(s, q)| (s.to_string(), *q))
                     .unwrap_or_default();
                 let failed = event
@@ -110,7 +195,7 @@ impl TransactionalHandler for Inventory {
                     })
                     .build()?;
                 Ok(Decision {
-                    writes: Vec::new(),
+                    writes: vec![self.reservation(&order.order_id, "refused")?],
                     result: Outcome::new("reservation_failed")
                         .with_detail(serde_json::json!({ "sku": sku, "requested": requested }))
                         .emitting(failed),
@@ -118,4 +203,55 @@ impl TransactionalHandler for Inventory {
             }
         }
     }
+}
+
+impl Inventory {
+    fn decide_cancel(
+        &self,
+        event: &Envelope,
+        conflict: Option<Conflict>,
+    ) -> Result<Decision<Outcome>, HandlerError> {
+        let cancelled: OrderCancelled = event.data_as()?;
+        let lines = per_sku(&cancelled.items)?;
+        match conflict {
+            // A reserved order with its lines in the event: release them.
+            None if !lines.is_empty() => {
+                let mut writes = vec![self.release_reservation(&cancelled.order_id)?];
+                for (sku, quantity) in &lines {
+                    writes.push(self.unreserve(sku, *quantity)?);
+                }
+                Ok(Decision {
+                    writes,
+                    result: Outcome::new("released").with_detail(&lines),
+                })
+            }
+            // An older event without lines: nothing can be released; still, a late
+            // `order_placed` must reserve nothing.
+            _ if lines.is_empty() => Ok(Decision {
+                writes: vec![self.tombstone(&cancelled.order_id, false)?],
+                result: Outcome::new("no_lines_to_release"),
+            }),
+            // Not reserved (not yet placed, refused, already released): the tombstone makes a
+            // late `order_placed` reserve nothing.
+            _ => Ok(Decision {
+                writes: vec![self.tombstone(&cancelled.order_id, true)?],
+                result: Outcome::new("nothing_to_release"),
+            }),
+        }
+    }
+}
+
+/// One write per SKU: an order may list a SKU twice.
+fn per_sku(items: &[LineItem]) -> Result<BTreeMap<&str, u32>, HandlerError> {
+    let mut lines: BTreeMap<&str, u32> = BTreeMap::new();
+    for item in items {
+        let line = lines.entry(item.sku.as_str()).or_default();
+        *line = line
+            .checked_add(item.quantity)
+            .ok_or_else(|| HandlerError::Poison {
+                field: "data.items.quantity".into(),
+                reason: format!("for {} add up to more than {}", item.sku, u32::MAX),
+            })?;
+    }
+    Ok(lines)
 }
