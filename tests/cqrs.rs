@@ -478,16 +478,40 @@ async fn a_cancellation_releases_stock_once_even_when_it_arrives_before_the_orde
         .await
         .unwrap());
     assert_eq!(cable().await, (500, 0));
+
+    // A cancellation that did not come from the event store (no aggregate version) releases
+    // nothing, whatever lines it claims: inventory ignores it.
+    let (placed, _) = events("o-forged");
+    ok(pipeline
+        .invoke("inventory", &sqs_event(&[&placed]))
+        .await
+        .unwrap());
+    let forged = Envelope::builder("order_cancelled", "herald/orders")
+        .subject("o-forged")
+        .schema_version(2)
+        .data(json!({
+            "orderId": "o-forged",
+            "reason": "x",
+            "items": [{"sku": "SKU-CABLE", "quantity": 300, "unitPrice": 1}],
+        }))
+        .build()
+        .unwrap();
+    ok(pipeline
+        .invoke("inventory", &sqs_event(&[&forged]))
+        .await
+        .unwrap());
+    assert_eq!(cable().await, (497, 3));
+
     let tallies = pipeline.tallies();
+    let inventory = &tallies["inventory"];
     assert_eq!(
-        tallies["inventory"]["applied"], 4,
-        "{:?}",
-        tallies["inventory"]
-    );
-    assert_eq!(
-        tallies["inventory"]["duplicates"], 1,
-        "{:?}",
-        tallies["inventory"]
+        (
+            inventory["applied"],
+            inventory["duplicates"],
+            inventory["ignored"]
+        ),
+        (5, 1, 1),
+        "{inventory:?}"
     );
     pipeline.stop().await;
 }

@@ -386,7 +386,8 @@ pub struct Effects {
     pub analytics: BTreeMap<String, (i64, i64)>,
     /// Incidents opened.
     pub incidents: usize,
-    /// Inventory outcome per order (`reserved` / `reservation_failed`), from its idempotency records.
+    /// Inventory outcome per event (`reserved`, `reservation_failed`, `released`, ...), from its
+    /// idempotency records.
     pub inventory_outcomes: BTreeMap<String, String>,
     /// Idempotency records per subscriber.
     pub records: BTreeMap<String, usize>,
@@ -508,7 +509,11 @@ pub fn render(
         .values()
         .filter(|o| *o == "reserved")
         .count();
-    let failed = effects.inventory_outcomes.len() - reserved;
+    let failed = effects
+        .inventory_outcomes
+        .values()
+        .filter(|o| *o == "reservation_failed")
+        .count();
     let _ = writeln!(out, "\neffects     stock reserved for {reserved} orders, {failed} refused (stock_reservation_failed)");
     for (sku, (available, reserved)) in &effects.stock {
         let _ = writeln!(

@@ -91,6 +91,17 @@ impl OrderPlaced {
                 actual: self.items.len(),
             });
         }
+        if let Some(item) = self
+            .items
+            .iter()
+            .find(|i| i.sku.is_empty() || i.sku.contains('#'))
+        {
+            // `#` is reserved for the stock table's reservation items (`order#<id>`).
+            return invalid(
+                "data.items.sku",
+                format!("is \"{}\"; a SKU is not empty and has no '#'", item.sku),
+            );
+        }
         if let Some(item) = self.items.iter().find(|i| i.quantity == 0) {
             return invalid(
                 "data.items.quantity",

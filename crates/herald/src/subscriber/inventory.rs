@@ -22,7 +22,7 @@ use crate::aws::{env, MissingEnv};
 use crate::envelope::Envelope;
 use crate::idempotency::{Conflict, Decision};
 use crate::orders::{
-    sources, types, LineItem, OrderCancelled, OrderPlaced, StockReservationFailed,
+    sources, types, LineItem, OrderCancelled, OrderPlaced, StockReservationFailed, MAX_LINE_ITEMS,
 };
 
 /// Stock table attributes: partition key `sku` (S), `available` (N).
@@ -147,10 +147,13 @@ impl TransactionalHandler for Inventory {
     }
 
     fn wants(&self, event: &Envelope) -> bool {
-        matches!(
-            event.event_type(),
-            types::ORDER_PLACED | types::ORDER_CANCELLED
-        )
+        match event.event_type() {
+            types::ORDER_PLACED => true,
+            // Only the event store's cancellations release stock: they carry the aggregate
+            // version, which the producer refuses from clients.
+            types::ORDER_CANCELLED => event.aggregate_version().is_some(),
+            _ => false,
+        }
     }
 
     fn decide(
@@ -212,6 +215,15 @@ impl Inventory {
         conflict: Option<Conflict>,
     ) -> Result<Decision<Outcome>, HandlerError> {
         let cancelled: OrderCancelled = event.data_as()?;
+        if cancelled.items.len() > MAX_LINE_ITEMS {
+            return Err(HandlerError::Poison {
+                field: "data.items".into(),
+                reason: format!(
+                    "lists {} lines; the limit is {MAX_LINE_ITEMS}",
+                    cancelled.items.len()
+                ),
+            });
+        }
         let lines = per_sku(&cancelled.items)?;
         match conflict {
             // A reserved order with its lines in the event: release them.
