@@ -88,8 +88,8 @@ async fn commands_reach_the_view_through_store_stream_and_topic_and_a_rebuild_re
     let stack = pipeline.stack().clone();
     let aws = common::aws().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let commands = stack.function("orders").unwrap().url.clone().unwrap();
-    let queries = stack.function("query").unwrap().url.clone().unwrap();
+    let commands = stack.function_url("orders").unwrap();
+    let queries = stack.function_url("query").unwrap();
     let commands = commands.trim_end_matches('/');
     let queries = queries.trim_end_matches('/');
     let body = |v: &OrderPlaced| Some(serde_json::to_vec(v).unwrap());

@@ -54,7 +54,7 @@ async fn logs_carry_request_and_event_ids_emf_is_valid_and_trace_follows_an_orde
         per_request: 5,
     }
     .generate(&catalog);
-    let url = stack.function("producer").unwrap().url.clone().unwrap();
+    let url = stack.function_url("producer").unwrap();
     example::send(&url, &traffic).await.unwrap();
     pipeline
         .wait_idle(Duration::from_millis(1500), Duration::from_secs(120))

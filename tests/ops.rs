@@ -49,7 +49,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
     let pipeline = common::pipeline("gauntlet", |o| o.runner.url_port = Some(port)).await;
     let stack = pipeline.stack().clone();
     let aws = common::aws().await;
-    let url = stack.function("producer").unwrap().url.clone().unwrap();
+    let url = stack.function_url("producer").unwrap();
 
     // 1. At the producer's HTTP door.
     let mut bad_version = order("bad-version");
@@ -301,7 +301,7 @@ async fn replaying_the_stream_repeats_no_effect() {
     let stack = pipeline.stack().clone();
     let aws = common::aws().await;
     let started = chrono::Utc::now() - chrono::Duration::seconds(5);
-    let url = stack.function("producer").unwrap().url.clone().unwrap();
+    let url = stack.function_url("producer").unwrap();
     let orders: Vec<Value> = (0..12).map(|i| order(&format!("replay-{i}"))).collect();
     post_json(&url, &Value::Array(orders)).await.unwrap();
     settle(&pipeline).await;

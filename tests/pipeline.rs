@@ -37,7 +37,7 @@ async fn orders_flow_through_every_hop_exactly_once() {
     );
 
     let started = Instant::now();
-    let url = stack.function("producer").unwrap().url.clone().unwrap();
+    let url = stack.function_url("producer").unwrap();
     let sent = example::send(&url, &traffic).await.unwrap();
     example::put_raw(
         &aws_sdk_kinesis::Client::new(&aws),

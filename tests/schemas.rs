@@ -63,7 +63,7 @@ async fn a_stored_v1_order_is_upcast_and_processed_by_current_consumers() {
     let port = free_port().unwrap();
     let pipeline = common::pipeline("upcast", |o| o.runner.url_port = Some(port)).await;
     let stack = pipeline.stack().clone();
-    let url = stack.function("producer").unwrap().url.clone().unwrap();
+    let url = stack.function_url("producer").unwrap();
     // A v1 order, as written before `currency` existed.
     let v1 = json!({
         "id": "legacy-1",

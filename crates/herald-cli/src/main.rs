@@ -436,11 +436,7 @@ async fn demo(args: DemoArgs) -> Result<()> {
         ..Workload::default()
     };
     let traffic = workload.generate(&example::catalog(&root.join("infra/seed"))?);
-    let url = stack
-        .function("producer")?
-        .url
-        .clone()
-        .ok_or_else(|| anyhow!("the producer has no FunctionUrlConfig"))?;
+    let url = stack.function_url("producer")?;
     let send_started = Instant::now();
     let sent = example::send(&url, &traffic).await?;
     let aws = endpoint.sdk_config().await;
@@ -552,11 +548,7 @@ async fn send(args: SendArgs) -> Result<()> {
     let events = read_input(&args.events)?;
     let url = match args.url {
         Some(url) => url,
-        None => load_stack(&args.stack)?
-            .function("producer")?
-            .url
-            .clone()
-            .ok_or_else(|| anyhow!("the producer has no Function URL"))?,
+        None => load_stack(&args.stack)?.function_url("producer")?,
     };
     let (status, report) = example::post_json(&url, &events).await?;
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -609,12 +601,7 @@ async fn load(rate: f64, duration: &str, duplicates: f64, stack: &str) -> Result
     if !(0.0..=1.0).contains(&duplicates) {
         bail!("--duplicates {duplicates}: must be between 0 and 1");
     }
-    let stack = load_stack(stack)?;
-    let url = stack
-        .function("producer")?
-        .url
-        .clone()
-        .ok_or_else(|| anyhow!("the producer has no Function URL"))?;
+    let url = load_stack(stack)?.function_url("producer")?;
     let catalog = example::catalog(&binaries::project_root().join("infra/seed"))?;
     let options = LoadOptions {
         rate,

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{bail, Result};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use herald::event_store::EventStore;
 use herald::orders::{Customer, LineItem, OrderPlaced};
@@ -182,10 +182,7 @@ pub async fn run(stack: &Stack, aws: &aws_config::SdkConfig, order_id: &str) -> 
 
 fn url(stack: &Stack, function: &str) -> Result<String> {
     Ok(stack
-        .function(function)?
-        .url
-        .clone()
-        .ok_or_else(|| anyhow!("{function} has no FunctionUrlConfig"))?
+        .function_url(function)?
         .trim_end_matches('/')
         .to_string())
 }

@@ -225,6 +225,15 @@ impl Stack {
             .ok_or_else(|| anyhow!("the stack has no {logical_id}.{attribute}"))
     }
 
+    /// The local Function URL of a function (by any name [`Stack::function`] takes), or an error
+    /// saying it has no `FunctionUrlConfig`.
+    pub fn function_url(&self, name: &str) -> Result<String> {
+        self.function(name)?
+            .url
+            .clone()
+            .ok_or_else(|| anyhow!("{name} has no FunctionUrlConfig in the template"))
+    }
+
     /// A function by logical id, physical name, or binary name (`inventory`).
     pub fn function(&self, name: &str) -> Result<&FunctionSpec> {
         self.functions

@@ -66,7 +66,7 @@ pub async fn run(
     let pipeline = crate::up(endpoint, options).await?;
     pipeline.warm().await?;
     let stack = pipeline.stack().clone();
-    let url = stack.function("producer")?.url.clone().unwrap_or_default();
+    let url = stack.function_url("producer")?;
     let catalog = example::catalog(&root.join("infra/seed"))?;
     let started = Instant::now();
     let summary = load::run(

@@ -83,10 +83,8 @@ impl Inventory {
             .condition_expression("#status = :reserved")
             .expression_attribute_names("#status", attr::STATUS)
             .expression_attribute_values(":released", AttributeValue::S("released".into()))
-            .expression_attribute_values(":reserved", AttributeValue::S("reserved".into()))
-            .build()
-            .map_err(|e| HandlerError::Retry(e.to_string()))?;
-        Ok(TransactWriteItem::builder().update(update).build())
+            .expression_attribute_values(":reserved", AttributeValue::S("reserved".into()));
+        update_item(update)
     }
 
     /// A `cancelled` tombstone when the order has no reservation; an existing one is kept. With
@@ -107,10 +105,7 @@ impl Inventory {
                 .condition_expression("attribute_not_exists(#status) OR #status <> :reserved")
                 .expression_attribute_values(":reserved", AttributeValue::S("reserved".into()));
         }
-        let update = update
-            .build()
-            .map_err(|e| HandlerError::Retry(e.to_string()))?;
-        Ok(TransactWriteItem::builder().update(update).build())
+        update_item(update)
     }
 
     fn unreserve(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, HandlerError> {
@@ -120,10 +115,8 @@ impl Inventory {
             .update_expression("SET #available = #available + :q, #reserved = #reserved - :q")
             .expression_attribute_names("#available", attr::AVAILABLE)
             .expression_attribute_names("#reserved", attr::RESERVED)
-            .expression_attribute_values(":q", AttributeValue::N(quantity.to_string()))
-            .build()
-            .map_err(|e| HandlerError::Retry(e.to_string()))?;
-        Ok(TransactWriteItem::builder().update(update).build())
+            .expression_attribute_values(":q", AttributeValue::N(quantity.to_string()));
+        update_item(update)
     }
 
     fn reserve(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, HandlerError> {
@@ -134,10 +127,8 @@ impl Inventory {
             .condition_expression("#available >= :q")
             .expression_attribute_names("#available", attr::AVAILABLE)
             .expression_attribute_names("#reserved", attr::RESERVED)
-            .expression_attribute_values(":q", AttributeValue::N(quantity.to_string()))
-            .build()
-            .map_err(|e| HandlerError::Retry(e.to_string()))?;
-        Ok(TransactWriteItem::builder().update(update).build())
+            .expression_attribute_values(":q", AttributeValue::N(quantity.to_string()));
+        update_item(update)
     }
 }
 
@@ -251,6 +242,16 @@ impl Inventory {
             }),
         }
     }
+}
+
+/// An update as a transaction item (a builder missing a required field is a bug: retried, logged).
+fn update_item(
+    update: aws_sdk_dynamodb::types::builders::UpdateBuilder,
+) -> Result<TransactWriteItem, HandlerError> {
+    let update = update
+        .build()
+        .map_err(|e| HandlerError::Retry(e.to_string()))?;
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 /// One write per SKU: an order may list a SKU twice.
