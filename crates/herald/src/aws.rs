@@ -85,6 +85,67 @@ pub fn env(name: &str) -> Result<String, MissingEnv> {
 )]
 pub struct MissingEnv(pub String);
 
+/// An AWS request failed. Keeps the SDK's error as its source and the service's error code, so a
+/// caller can tell throttling (retry later) from a validation failure (never retry).
+#[derive(Debug, thiserror::Error)]
+#[error("{text}")]
+pub struct AwsError {
+    text: String,
+    code: Option<String>,
+    #[source]
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Error codes AWS services answer when a caller is over its rate; retrying later helps.
+const THROTTLING_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "TransactionConflictException",
+    "LimitExceededException",
+    "KMSThrottlingException",
+];
+
+impl AwsError {
+    /// Wrap an SDK error.
+    pub fn new<E>(err: E) -> Self
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        AwsError {
+            text: error_text(&err),
+            code: err.code().map(str::to_string),
+            source: Box::new(err),
+        }
+    }
+
+    /// A failure that is not an SDK error (a request that could not be built, say).
+    pub fn other(text: impl Into<String>) -> Self {
+        let text = text.into();
+        AwsError {
+            source: text.clone().into(),
+            text,
+            code: None,
+        }
+    }
+
+    /// The service's error code (`ConditionalCheckFailedException`, ...), when it answered one.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// Whether the service throttled the request: retrying after a pause helps.
+    pub fn is_throttling(&self) -> bool {
+        self.code().is_some_and(|c| THROTTLING_CODES.contains(&c))
+    }
+}
+
 /// The short name of an SDK error (`ProvisionedThroughputExceededException`, `dispatch failure`…)
 /// with its message, for logs and dead letters.
 pub fn error_text<E: std::error::Error + 'static>(err: &E) -> String {

@@ -1,6 +1,7 @@
 //! The event catalog: which event types exist, of which kind, in which schema versions.
 //!
-//! The producer checks submissions against it (a client learns at once that `ordr_placed` is a
+//! The application builds it ([`EventCatalog::with`]) and hands it to herald's wiring. The
+//! producer checks submissions against it (a client learns at once that `usr_signed_up` is a
 //! typo) and the router checks stream records (a writer that skipped the producer cannot push an
 //! unknown type or version to the subscribers: it lands in the router's DLQ with the reason).
 
@@ -8,7 +9,6 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use crate::envelope::{EventKind, RoutingAttributes, ValidationError};
-use crate::orders::types;
 
 /// One known event type.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,20 +38,14 @@ impl EventCatalog {
         self
     }
 
-    /// herald's own events (the e-commerce example and system events).
-    pub fn herald() -> Self {
-        EventCatalog::new()
-            .with(types::ORDER_PLACED, EventKind::Business, 1..=2)
-            .with(types::ORDER_CANCELLED, EventKind::Business, 1..=2)
-            .with(types::STOCK_RESERVATION_FAILED, EventKind::Business, 1..=1)
-            .with(types::PAYMENT_SUCCEEDED, EventKind::Business, 1..=1)
-            .with(types::PAYMENT_FAILED, EventKind::Business, 1..=1)
-            .with(types::JOB_FAILED, EventKind::System, 1..=1)
-    }
-
     /// The type's entry, if known.
     pub fn get(&self, name: &str) -> Option<&EventType> {
         self.types.get(name)
+    }
+
+    /// The known type names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.types.keys().map(String::as_str)
     }
 
     /// Whether an event's type, kind and version are known; the error names the attribute.
@@ -108,9 +102,11 @@ mod tests {
 
     #[test]
     fn unknown_types_kinds_and_versions_are_named() {
-        let catalog = EventCatalog::herald();
+        let catalog = EventCatalog::new()
+            .with("user_signed_up", EventKind::Business, 1..=2)
+            .with("job_failed", EventKind::System, 1..=1);
         assert!(catalog
-            .check(attributes("order_placed", EventKind::Business, 1).routing_attributes())
+            .check(attributes("user_signed_up", EventKind::Business, 1).routing_attributes())
             .is_ok());
         let err = catalog
             .check(attributes("gizmo_exploded", EventKind::Business, 1).routing_attributes())
@@ -121,11 +117,11 @@ mod tests {
             "{err}"
         );
         let err = catalog
-            .check(attributes("order_placed", EventKind::Business, 9).routing_attributes())
+            .check(attributes("user_signed_up", EventKind::Business, 9).routing_attributes())
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "`schemaversion` is 9 but order_placed has versions 1 to 2"
+            "`schemaversion` is 9 but user_signed_up has versions 1 to 2"
         );
         let err = catalog
             .check(attributes("job_failed", EventKind::Business, 1).routing_attributes())

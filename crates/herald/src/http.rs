@@ -1,8 +1,10 @@
 //! HTTP in Lambda's shape: Function URL / API Gateway HTTP API (payload 2.0) requests in,
-//! payload-2.0 responses out. Shared by every function that answers HTTP (producer, order
-//! service, query).
+//! payload-2.0 responses out. Shared by every function that answers HTTP (the producer, an
+//! application's command and query services). An application's HTTP function implements
+//! [`HttpService`] and runs with [`crate::Herald::run_http`].
 
 use std::collections::HashMap;
+use std::future::Future;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -13,7 +15,7 @@ use serde_json::{json, Value};
 pub struct HttpRequest {
     /// Upper-case method.
     pub method: String,
-    /// The path, without the stage or URL prefix (`/orders/o-1`).
+    /// The path, without the stage or URL prefix (`/accounts/a-1`).
     pub path: String,
     /// Query parameters (the last value wins when a name repeats).
     pub query: HashMap<String, String>,
@@ -106,7 +108,7 @@ impl HttpRequest {
             .map(String::as_str)
     }
 
-    /// The path's segments, empty ones dropped (`/orders/o-1/` → `["orders", "o-1"]`), each
+    /// The path's segments, empty ones dropped (`/accounts/a-1/` → `["accounts", "a-1"]`), each
     /// percent-decoded.
     pub fn segments(&self) -> Vec<String> {
         self.path
@@ -180,6 +182,25 @@ impl HttpResponse {
     }
 }
 
+/// A function that answers HTTP requests (commands, queries).
+pub trait HttpService: Send + Sync {
+    /// The function's name in logs and metrics.
+    fn name(&self) -> &'static str;
+
+    /// Answer one request. Errors are responses too: say which field was wrong
+    /// ([`HttpResponse::error`]).
+    fn handle(&self, request: HttpRequest) -> impl Future<Output = HttpResponse> + Send;
+}
+
+/// Serve one Lambda payload (an HTTP request, or a direct invoke shaped like one) with `service`;
+/// a payload that is not a request is a 400 naming `request`.
+pub async fn serve_payload<S: HttpService>(service: &S, payload: Value) -> Value {
+    match HttpRequest::from_payload(payload) {
+        Ok(request) => service.handle(request).await.into_value(),
+        Err(err) => HttpResponse::error(400, "request", err).into_value(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,20 +217,20 @@ mod tests {
     fn reads_method_path_query_headers_and_body() {
         let r = HttpRequest::from_payload(request(
             "get",
-            "/customers/c%201/orders/",
+            "/customers/c%201/accounts/",
             "limit=5&next=a%2Bb&flag",
             "{}",
         ))
         .unwrap();
         assert_eq!(r.method, "GET");
-        assert_eq!(r.segments(), ["customers", "c 1", "orders"]);
+        assert_eq!(r.segments(), ["customers", "c 1", "accounts"]);
         assert_eq!(r.query["limit"], "5");
         assert_eq!(r.query["next"], "a+b");
         assert_eq!(r.query["flag"], "");
         assert_eq!(r.header("x-correlation-id"), Some("c-1"));
         assert_eq!(r.body, b"{}");
         assert!(is_http_request(&request("GET", "/", "", "")));
-        assert!(!is_http_request(&json!({"type": "order_placed"})));
+        assert!(!is_http_request(&json!({"type": "user_signed_up"})));
     }
 
     #[test]

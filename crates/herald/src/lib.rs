@@ -1,26 +1,44 @@
-//! herald: services don't call each other; they announce what happened, and others decide how to react.
+//! herald: services don't call each other; they announce what happened, and others decide how
+//! to react.
 //!
-//! The library behind herald's Lambda functions:
+//! A framework for event-driven pipelines on AWS Lambda: your application brings its event types
+//! (an [`EventCatalog`], [`Upcasters`]) and its handlers; herald brings the pipeline around them.
+//! Each function's `main` is a few lines of [`Herald`]:
+//!
+//! | function | you write | herald runs it with |
+//! |---|---|---|
+//! | producer | nothing (the catalog) | [`Herald::run_producer`] |
+//! | router | nothing (the catalog) | [`Herald::run_router`] |
+//! | subscriber, effect outside DynamoDB | a [`ClaimedHandler`] | [`Herald::run_claimed`] |
+//! | subscriber, effect = DynamoDB writes | a [`TransactionalHandler`] | [`Herald::run_transactional`] |
+//! | commands on an event-sourced aggregate | an [`Aggregate`], [`Command`]s, an [`HttpService`] over a [`CommandService`] | [`Herald::run_http`] |
+//! | the event store's stream onto the bus | nothing | [`Herald::run_publisher`] |
+//! | a read model | a [`Projection`] | [`Herald::run_projector`] |
+//! | queries | an [`HttpService`] | [`Herald::run_http`] |
+//!
+//! The modules, one concept each:
 //! - [`envelope`]: the immutable CloudEvents 1.0 envelope and its validation;
+//! - [`catalog`], [`schema`]: which event types exist; reading old schema versions (upcasting);
 //! - [`producer`]: validated events onto Kinesis (`PutRecords`, chunked, retried, ordered per aggregate);
 //! - [`router`]: Kinesis batches fanned out through SNS `PublishBatch`;
 //! - [`subscriber`]: SQS batches handled once per event, with partial batch responses;
+//! - [`idempotency`]: exactly-once effects on at-least-once delivery;
 //! - [`batch`]: Kinesis and SQS batch processors with Lambda's partial-response rules;
-//! - [`idempotency`]: exactly-once effects on at-least-once delivery, in DynamoDB;
-//! - [`event_store`]: event sourcing with optimistic concurrency and snapshots;
-//! - [`order_service`]: commands on the event-sourced `Order` (the write side);
+//! - [`event_store`], [`command`]: event sourcing with optimistic concurrency and snapshots;
 //! - [`publisher`]: the event store's stream onto Kinesis;
-//! - [`projection`]: the `orders_view` read model and its queries (the read side);
-//! - [`schema`]: schema versions and upcasting;
+//! - [`projection`]: read models, their projector and rebuild;
 //! - [`dead_letter`]: poison records parked with their reason;
-//! - [`adapters`]: the AWS implementations of the ports above;
-//! - [`lambda`]: the entry points the functions call.
+//! - [`lambda`], [`telemetry`], [`metrics`]: serving a handler with Lambda-shaped logs and EMF metrics;
+//! - [`adapters`]: the AWS implementations of the ports; [`testing`] (feature `test-util`):
+//!   in-memory ones.
 
 pub mod adapters;
+pub mod app;
 pub mod aws;
 pub mod backoff;
 pub mod batch;
 pub mod catalog;
+pub mod command;
 pub mod dead_letter;
 pub mod envelope;
 pub mod event_store;
@@ -29,8 +47,6 @@ pub mod idempotency;
 pub mod lambda;
 pub mod limits;
 pub mod metrics;
-pub mod order_service;
-pub mod orders;
 pub mod producer;
 pub mod projection;
 pub mod publisher;
@@ -38,5 +54,15 @@ pub mod router;
 pub mod schema;
 pub mod subscriber;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 
+pub use app::Herald;
+pub use catalog::EventCatalog;
+pub use command::{Command, CommandService};
 pub use envelope::{Envelope, EventKind, ValidationError};
+pub use event_store::{Aggregate, EventStore};
+pub use http::{HttpRequest, HttpResponse, HttpService};
+pub use projection::Projection;
+pub use schema::Upcasters;
+pub use subscriber::{ClaimedHandler, HandlerError, Outcome, TransactionalHandler};

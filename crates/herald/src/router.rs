@@ -139,6 +139,33 @@ impl KinesisRecords for KinesisBatch {
     }
 }
 
+/// Log one routed batch: its counts and the shard and sequence range it covered — the line
+/// `herald trace` finds a record's router hop by.
+pub fn log_batch(batch: &KinesisBatch, summary: &RouteSummary) {
+    let records = &batch.records;
+    let shard = records
+        .first()
+        .and_then(|r| r.event_id.as_deref())
+        .and_then(|id| id.split(':').next())
+        .unwrap_or_default();
+    tracing::info!(
+        records = records.len(),
+        published = summary.published,
+        dead_lettered = summary.dead_lettered,
+        failed = summary.failed,
+        shardId = shard,
+        firstSequence = records
+            .first()
+            .map(|r| r.kinesis.sequence_number.as_str())
+            .unwrap_or_default(),
+        lastSequence = records
+            .last()
+            .map(|r| r.kinesis.sequence_number.as_str())
+            .unwrap_or_default(),
+        "batch routed"
+    );
+}
+
 /// The stage name on the router's dead letters.
 pub const STAGE: &str = "router";
 

@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::envelope::{Envelope, ValidationError};
-use crate::orders::types;
 
 /// One step: `data` at version `from` → `data` at `from + 1`.
 pub type Step = fn(Value) -> Value;
@@ -39,17 +38,6 @@ impl Upcasters {
     pub fn step(mut self, event_type: &str, from: u32, step: Step) -> Self {
         self.steps.insert((event_type.to_string(), from), step);
         self
-    }
-
-    /// herald's upcasters: `order_placed` v1 had no `currency` (every shop sold in euros);
-    /// v2 makes it explicit. `order_cancelled` v2 may carry the order's `items`; a v1 event has
-    /// none, which v2 readers take as "no lines known".
-    pub fn herald() -> Self {
-        Upcasters::new()
-            .current(types::ORDER_PLACED, 2)
-            .step(types::ORDER_PLACED, 1, order_placed_v1_to_v2)
-            .current(types::ORDER_CANCELLED, 2)
-            .step(types::ORDER_CANCELLED, 1, order_cancelled_v1_to_v2)
     }
 
     /// The version consumers of `event_type` read (1 when the type has no upcasters).
@@ -97,80 +85,70 @@ impl Upcasters {
     }
 }
 
-/// `order_placed` v1 → v2: `currency` became required; every v1 order was in euros.
-fn order_placed_v1_to_v2(mut data: Value) -> Value {
-    if let Value::Object(fields) = &mut data {
-        fields
-            .entry("currency")
-            .or_insert_with(|| Value::String("EUR".into()));
-    }
-    data
-}
-
-/// `order_cancelled` v1 → v2: v2 added the optional `items`; a v1 event knows no lines.
-fn order_cancelled_v1_to_v2(data: Value) -> Value {
-    data
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::orders::OrderPlaced;
     use serde_json::json;
 
-    fn v1_order() -> Envelope {
-        Envelope::builder(types::ORDER_PLACED, "herald/orders")
-            .id("old-1")
-            .subject("order-1")
-            .schema_version(1)
-            .data(json!({
-                "orderId": "order-1",
-                "customer": {"id": "c", "email": "c@example.com"},
-                "items": [{"sku": "SKU-CABLE", "quantity": 1, "unitPrice": 1299}],
-                "total": 1299,
-                "paymentToken": "tok_visa"
-            }))
+    /// `user_signed_up` v1 had `name`; v2 splits it into `givenName` and keeps `plan` (default
+    /// `free`).
+    fn upcasters() -> Upcasters {
+        Upcasters::new()
+            .current("user_signed_up", 2)
+            .step("user_signed_up", 1, |mut data| {
+                if let Value::Object(fields) = &mut data {
+                    let name = fields.remove("name").unwrap_or(Value::Null);
+                    fields.insert("givenName".into(), name);
+                    fields
+                        .entry("plan")
+                        .or_insert_with(|| Value::String("free".into()));
+                }
+                data
+            })
+    }
+
+    fn signed_up(version: u32, data: Value) -> Envelope {
+        Envelope::builder("user_signed_up", "example/users")
+            .id("u-1")
+            .subject("user-1")
+            .schema_version(version)
+            .data(data)
             .build()
             .unwrap()
     }
 
     #[test]
-    fn a_v1_order_is_read_as_v2_with_the_default_currency() {
-        let upcast = Upcasters::herald().upcast(v1_order()).unwrap();
+    fn an_old_event_is_read_at_the_current_version() {
+        let upcast = upcasters()
+            .upcast(signed_up(1, json!({"name": "Ada"})))
+            .unwrap();
         assert_eq!(upcast.schema_version(), 2);
-        assert_eq!(upcast.id(), "old-1", "identity is unchanged");
-        let order: OrderPlaced = upcast.data_as().unwrap();
-        assert_eq!(order.currency, "EUR");
-        order.validate().unwrap();
+        assert_eq!(upcast.id(), "u-1", "identity is unchanged");
+        assert_eq!(
+            upcast.data(),
+            Some(&json!({"givenName": "Ada", "plan": "free"}))
+        );
     }
 
     #[test]
-    fn current_events_pass_through_and_unknown_fields_are_ignored() {
-        let event = Envelope::builder(types::ORDER_PLACED, "herald/orders")
-            .subject("order-2")
-            .schema_version(2)
-            .data(json!({
-                "orderId": "order-2",
-                "customer": {"id": "c", "email": "c@example.com", "loyaltyTier": "gold"},
-                "items": [{"sku": "SKU-CABLE", "quantity": 1, "unitPrice": 1299, "giftWrap": true}],
-                "total": 1299, "currency": "USD", "paymentToken": "tok_visa", "channel": "mobile"
-            }))
+    fn current_events_and_unknown_types_pass_through() {
+        let current = signed_up(2, json!({"givenName": "Ada", "plan": "pro"}));
+        assert_eq!(upcasters().upcast(current.clone()).unwrap(), current);
+        let other = Envelope::builder("job_failed", "example/jobs")
+            .subject("j")
             .build()
             .unwrap();
-        let same = Upcasters::herald().upcast(event.clone()).unwrap();
-        assert_eq!(same, event);
-        let order: OrderPlaced = same.data_as().unwrap();
-        assert_eq!(order.currency, "USD");
+        assert_eq!(upcasters().upcast(other.clone()).unwrap(), other);
     }
 
     #[test]
-    fn a_version_from_the_future_is_named() {
-        let event = Envelope::builder(types::ORDER_PLACED, "herald/orders")
-            .subject("o")
-            .schema_version(3)
-            .build()
-            .unwrap();
-        let err = Upcasters::herald().upcast(event).unwrap_err();
+    fn a_version_from_the_future_or_a_missing_step_is_named() {
+        let err = upcasters()
+            .upcast(signed_up(3, json!({})))
+            .unwrap_err();
         assert_eq!(err.field(), "schemaversion");
+        let gap = Upcasters::new().current("user_signed_up", 2);
+        let err = gap.upcast(signed_up(1, json!({}))).unwrap_err();
+        assert!(err.to_string().contains("no upcaster to 2"), "{err}");
     }
 }

@@ -1,9 +1,10 @@
 //! analytics: counts business events by type (transactional idempotency).
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    herald::telemetry::init();
-    let aws = herald::aws::sdk_config().await;
-    let analytics = herald::subscriber::analytics::Analytics::from_env(&aws)?;
-    herald::lambda::run_transactional(&aws, analytics).await
+async fn main() -> Result<(), herald::lambda::Error> {
+    let herald = herald::Herald::from_env()
+        .await?
+        .upcasters(shop::upcasters());
+    let analytics = shop::analytics::Analytics::from_env(herald.aws())?;
+    herald.run_transactional(analytics).await
 }

@@ -1,9 +1,10 @@
-//! inventory: reserves stock for order_placed (transactional idempotency).
+//! inventory: reserves stock for order_placed, releases it on order_cancelled (transactional idempotency).
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    herald::telemetry::init();
-    let aws = herald::aws::sdk_config().await;
-    let inventory = herald::subscriber::inventory::Inventory::from_env(&aws)?;
-    herald::lambda::run_transactional(&aws, inventory).await
+async fn main() -> Result<(), herald::lambda::Error> {
+    let herald = herald::Herald::from_env()
+        .await?
+        .upcasters(shop::upcasters());
+    let inventory = shop::inventory::Inventory::from_env(herald.aws())?;
+    herald.run_transactional(inventory).await
 }

@@ -1,9 +1,10 @@
 //! ops: opens incidents for system events (transactional idempotency).
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    herald::telemetry::init();
-    let aws = herald::aws::sdk_config().await;
-    let ops = herald::subscriber::ops::Ops::from_env(&aws)?;
-    herald::lambda::run_transactional(&aws, ops).await
+async fn main() -> Result<(), herald::lambda::Error> {
+    let herald = herald::Herald::from_env()
+        .await?
+        .upcasters(shop::upcasters());
+    let ops = shop::ops::Ops::from_env(herald.aws())?;
+    herald.run_transactional(ops).await
 }

@@ -1,8 +1,10 @@
 //! orders: order commands over HTTP (place, cancel), appended to the event store.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    herald::telemetry::init();
-    let aws = herald::aws::sdk_config().await;
-    herald::lambda::run_order_service(&aws).await
+async fn main() -> Result<(), herald::lambda::Error> {
+    let herald = herald::Herald::from_env()
+        .await?
+        .upcasters(shop::upcasters());
+    let commands = shop::commands::OrderCommands::new(herald.event_store()?);
+    herald.run_http(commands).await
 }

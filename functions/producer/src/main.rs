@@ -1,8 +1,10 @@
-//! producer: accepts events over HTTP (Function URL / API Gateway) and direct invoke, writes them to Kinesis.
+//! producer: accepts the shop's events over HTTP (Function URL / API Gateway) and direct invoke, writes them to Kinesis.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    herald::telemetry::init();
-    let aws = herald::aws::sdk_config().await;
-    herald::lambda::run_producer(&aws).await
+async fn main() -> Result<(), herald::lambda::Error> {
+    herald::Herald::from_env()
+        .await?
+        .catalog(shop::catalog())
+        .run_producer()
+        .await
 }

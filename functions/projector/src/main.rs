@@ -1,8 +1,10 @@
 //! projector: order events from its SQS queue into the orders_view read model.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    herald::telemetry::init();
-    let aws = herald::aws::sdk_config().await;
-    herald::lambda::run_projector(&aws).await
+async fn main() -> Result<(), herald::lambda::Error> {
+    let herald = herald::Herald::from_env()
+        .await?
+        .upcasters(shop::upcasters());
+    let orders_view = shop::orders_view::OrdersProjection::from_env(herald.aws())?;
+    herald.run_projector(orders_view).await
 }

@@ -1,8 +1,8 @@
 //! query: the orders_view read model over HTTP.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    herald::telemetry::init();
-    let aws = herald::aws::sdk_config().await;
-    herald::lambda::run_query(&aws).await
+async fn main() -> Result<(), herald::lambda::Error> {
+    let herald = herald::Herald::from_env().await?;
+    let orders_view = shop::orders_view::OrdersProjection::from_env(herald.aws())?;
+    herald.run_http(shop::orders_view::OrdersQuery::new(orders_view)).await
 }

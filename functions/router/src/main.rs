@@ -1,8 +1,10 @@
-//! router: Kinesis records in, SNS PublishBatch out, poison to the dead-letter queue.
+//! router: Kinesis records in, SNS PublishBatch out, poison (and types outside the shop's catalog) to the dead-letter queue.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    herald::telemetry::init();
-    let aws = herald::aws::sdk_config().await;
-    herald::lambda::run_router(&aws).await
+async fn main() -> Result<(), herald::lambda::Error> {
+    herald::Herald::from_env()
+        .await?
+        .catalog(shop::catalog())
+        .run_router()
+        .await
 }

@@ -8,18 +8,13 @@
 //!   ids (`ReportBatchItemFailures`).
 //! - [`Claimed`] and [`Transactional`] wrap a domain handler in one of the two
 //!   [idempotency](crate::idempotency) modes.
-//! - The domain handlers: [`inventory`], [`payment`], [`email`], [`analytics`], [`ops`].
+//! - The application's handlers implement [`ClaimedHandler`] or [`TransactionalHandler`] and
+//!   run with [`crate::Herald::run_claimed`] / [`crate::Herald::run_transactional`].
 //!
 //! Follow-up events have deterministic ids ([`Envelope::follow_up`]) and are stored with the
 //! idempotency record. A duplicate delivery publishes them again: if the first run crashed after
 //! its effect but before publishing, nothing is lost, and if it did publish, the next hop
 //! deduplicates the repeat.
-
-pub mod analytics;
-pub mod email;
-pub mod inventory;
-pub mod ops;
-pub mod payment;
 
 use std::future::Future;
 use std::time::SystemTime;
@@ -272,8 +267,7 @@ pub struct SubscriberConfig {
     /// dead-lettered by the subscriber *with its reason* instead of being moved there silently by
     /// the redrive policy. Default: unset.
     pub max_receive_count: Option<u32>,
-    /// Upcasters applied to every event before the handler sees it. Default:
-    /// [`Upcasters::herald`].
+    /// Upcasters applied to every event before the handler sees it. Default: none.
     pub upcasters: Upcasters,
 }
 
@@ -281,7 +275,7 @@ impl Default for SubscriberConfig {
     fn default() -> Self {
         SubscriberConfig {
             max_receive_count: None,
-            upcasters: Upcasters::herald(),
+            upcasters: Upcasters::new(),
         }
     }
 }
@@ -723,9 +717,9 @@ mod tests {
     async fn a_failed_event_holds_back_the_rest_of_its_aggregate() {
         let subscriber = subscriber(false, None);
         let event = batch(vec![
-            message("a", "flaky", "order-1", 1),
-            message("b", "ok", "order-1", 1),
-            message("c", "ok", "order-2", 1),
+            message("a", "flaky", "acct-1", 1),
+            message("b", "ok", "acct-1", 1),
+            message("c", "ok", "acct-2", 1),
         ]);
         let (response, summary) = subscriber.handle(&event, SystemTime::now()).await;
         assert_eq!(failed(&response), ["a", "b"]);

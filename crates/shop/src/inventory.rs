@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use super::{HandlerError, Outcome, TransactionalHandler};
-use crate::aws::{env, MissingEnv};
-use crate::envelope::Envelope;
-use crate::idempotency::{Conflict, Decision};
-use crate::orders::{
+use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
+use herald::aws::{env, MissingEnv};
+use herald::envelope::Envelope;
+use herald::idempotency::{Conflict, Decision};
+use crate::events::{
     sources, types, LineItem, OrderCancelled, OrderPlaced, StockReservationFailed, MAX_LINE_ITEMS,
 };
 

@@ -6,11 +6,11 @@
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
-use super::{HandlerError, Outcome, TransactionalHandler};
-use crate::aws::{env, MissingEnv};
-use crate::envelope::{Envelope, EventKind};
-use crate::idempotency::{Conflict, Decision};
-use crate::orders::{types, PaymentSucceeded};
+use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
+use herald::aws::{env, MissingEnv};
+use herald::envelope::{Envelope, EventKind};
+use herald::idempotency::{Conflict, Decision};
+use crate::events::{types, PaymentSucceeded};
 
 /// Analytics table attributes: partition key `metric` (S), `count` (N), `amount` (N).
 pub mod attr {

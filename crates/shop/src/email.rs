@@ -15,10 +15,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{SecondsFormat, Utc};
 use uuid::Uuid;
 
-use super::{ClaimedHandler, HandlerError, Outcome};
-use crate::aws::{env, error_text, MissingEnv};
-use crate::envelope::Envelope;
-use crate::orders::{types, PaymentSucceeded};
+use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
+use herald::aws::{env, error_text, MissingEnv};
+use herald::envelope::Envelope;
+use crate::events::{types, PaymentSucceeded};
 
 /// One email.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,7 +106,7 @@ impl EmailSender<OutboxMailer> {
     /// An outbox on `OUTBOX_TABLE`.
     pub fn from_env(aws: &SdkConfig) -> Result<Self, MissingEnv> {
         Ok(EmailSender::new(OutboxMailer::new(
-            crate::aws::dynamodb(aws),
+            herald::aws::dynamodb(aws),
             env("OUTBOX_TABLE")?,
         )))
     }

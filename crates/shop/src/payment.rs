@@ -15,10 +15,10 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{ClaimedHandler, HandlerError, Outcome};
-use crate::aws::{env, error_text, MissingEnv};
-use crate::envelope::Envelope;
-use crate::orders::{sources, types, OrderPlaced, PaymentFailed, PaymentSucceeded};
+use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
+use herald::aws::{env, error_text, MissingEnv};
+use herald::envelope::Envelope;
+use crate::events::{sources, types, OrderPlaced, PaymentFailed, PaymentSucceeded};
 
 /// A charge to make.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -150,7 +150,7 @@ impl Payment<LedgerGateway> {
     /// A ledger gateway on `PAYMENTS_TABLE`.
     pub fn from_env(aws: &SdkConfig) -> Result<Self, MissingEnv> {
         Ok(Payment::new(LedgerGateway::new(
-            crate::aws::dynamodb(aws),
+            herald::aws::dynamodb(aws),
             env("PAYMENTS_TABLE")?,
         )))
     }

@@ -1,0 +1,280 @@
+//! [`Herald`]: one function's wiring. Every `functions/*/src/main.rs` is a few lines of it:
+//!
+//! ```no_run
+//! # use herald::{EventCatalog, EventKind, Herald, Upcasters};
+//! # fn catalog() -> EventCatalog { EventCatalog::new().with("user_signed_up", EventKind::Business, 1..=1) }
+//! #[tokio::main]
+//! async fn main() -> Result<(), herald::lambda::Error> {
+//!     Herald::from_env()
+//!         .await?
+//!         .catalog(catalog())
+//!         .upcasters(Upcasters::new())
+//!         .run_producer()
+//!         .await
+//! }
+//! ```
+//!
+//! The rest of the wiring comes from the environment template.yaml sets:
+//!
+//! | variable | used by | meaning |
+//! |---|---|---|
+//! | `STREAM_NAME` | producer, publisher, subscribers that emit | the Kinesis stream events are written to |
+//! | `TOPIC_ARN` | router | the SNS topic events fan out through |
+//! | `DEAD_LETTER_QUEUE_URL` | router, publisher, subscribers | where poison goes, with its reason |
+//! | `IDEMPOTENCY_TABLE` | subscribers | idempotency records |
+//! | `MAX_RECEIVE_COUNT` | subscribers | the queue's `maxReceiveCount` (last-receive dead-lettering) |
+//! | `IDEMPOTENCY_TTL_SECONDS` | subscribers | how long COMPLETED records are kept (default 24 h) |
+//! | `EVENT_STORE_TABLE` | command services | the event store |
+//! | `SNAPSHOT_EVERY` | command services | snapshot aggregates every N versions (default: none) |
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_lambda_events::event::sqs::SqsEvent;
+use serde_json::Value;
+
+use crate::adapters::{KinesisStream, SnsBus, SqsDeadLetters};
+use crate::aws::{env, MissingEnv};
+use crate::catalog::EventCatalog;
+use crate::event_store::DynamoDbEventStore;
+use crate::http::{serve_payload, HttpService};
+use crate::idempotency::{Idempotency, IdempotencyConfig};
+use crate::lambda::{serve, Error, LambdaEvent};
+use crate::metrics::count;
+use crate::producer::{api, Producer, ProducerConfig};
+use crate::projection::{Projection, Projector};
+use crate::publisher::{Publisher, StoreChanges};
+use crate::router::{KinesisBatch, Router, RouterConfig};
+use crate::schema::Upcasters;
+use crate::subscriber::{
+    Claimed, ClaimedHandler, RecordHandler, SqsSubscriber, SubscriberConfig, Transactional,
+    TransactionalHandler,
+};
+
+/// One function's wiring: the AWS configuration, the application's event catalog and
+/// upcasters, and a `run_*` method per kind of function.
+#[derive(Clone, Debug)]
+pub struct Herald {
+    aws: SdkConfig,
+    catalog: Option<EventCatalog>,
+    upcasters: Upcasters,
+}
+
+impl Herald {
+    /// Logging in Lambda's format ([`crate::telemetry::init`]) and the AWS configuration from
+    /// the environment (`AWS_ENDPOINT_URL` for an emulator). No catalog, no upcasters.
+    pub async fn from_env() -> Result<Self, Error> {
+        crate::telemetry::init();
+        Ok(Herald::with_config(crate::aws::sdk_config().await))
+    }
+
+    /// Wiring on an AWS configuration of your own (no logging set up).
+    pub fn with_config(aws: SdkConfig) -> Self {
+        Herald {
+            aws,
+            catalog: None,
+            upcasters: Upcasters::new(),
+        }
+    }
+
+    /// The event types the producer accepts and the router routes; without one, any valid
+    /// envelope passes.
+    pub fn catalog(mut self, catalog: EventCatalog) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// How old schema versions are read (subscribers, projectors and the event store upcast
+    /// before handlers see an event).
+    pub fn upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = upcasters;
+        self
+    }
+
+    /// The AWS configuration, for building the application's own clients.
+    pub fn aws(&self) -> &SdkConfig {
+        &self.aws
+    }
+
+    /// The producer on `STREAM_NAME`, checking submissions against the catalog.
+    pub fn producer(&self) -> Result<Producer<KinesisStream>, MissingEnv> {
+        Ok(Producer::with_config(
+            KinesisStream::new(crate::aws::kinesis(&self.aws), env("STREAM_NAME")?),
+            ProducerConfig {
+                catalog: self.catalog.clone(),
+                ..ProducerConfig::default()
+            },
+        ))
+    }
+
+    /// The router: publishing to `topic_arn`, poison to `dead_letter_queue_url`, records checked
+    /// against the catalog.
+    pub fn router(
+        &self,
+        topic_arn: &str,
+        dead_letter_queue_url: &str,
+    ) -> Router<SnsBus, SqsDeadLetters> {
+        Router::with_config(
+            SnsBus::new(crate::aws::sns(&self.aws), topic_arn),
+            SqsDeadLetters::new(crate::aws::sqs(&self.aws), dead_letter_queue_url),
+            RouterConfig {
+                catalog: self.catalog.clone(),
+                ..RouterConfig::default()
+            },
+        )
+    }
+
+    /// The event store in `EVENT_STORE_TABLE`, snapshots every `SNAPSHOT_EVERY` versions, with
+    /// the upcasters.
+    pub fn event_store(&self) -> Result<DynamoDbEventStore, Error> {
+        let mut store = DynamoDbEventStore::new(
+            crate::aws::dynamodb(&self.aws),
+            env("EVENT_STORE_TABLE")?,
+        )
+        .with_upcasters(self.upcasters.clone());
+        if let Ok(every) = env("SNAPSHOT_EVERY") {
+            store = store.with_snapshots_every(every.parse().map_err(|_| {
+                format!("SNAPSHOT_EVERY is \"{every}\"; expected a whole number of versions")
+            })?);
+        }
+        Ok(store)
+    }
+
+    /// Run the producer function: HTTP (Function URL / API Gateway) and direct invokes.
+    pub async fn run_producer(self) -> Result<(), Error> {
+        let producer = self.producer()?;
+        let producer = &producer;
+        serve("producer", move |event: LambdaEvent<Value>| async move {
+            Ok::<Value, Error>(api::handle(producer, event.payload).await)
+        })
+        .await
+    }
+
+    /// Run the router function: Kinesis in, SNS (`TOPIC_ARN`) out, poison to
+    /// `DEAD_LETTER_QUEUE_URL`.
+    pub async fn run_router(self) -> Result<(), Error> {
+        let router = self.router(&env("TOPIC_ARN")?, &env("DEAD_LETTER_QUEUE_URL")?);
+        let router = &router;
+        serve("router", move |event: LambdaEvent<KinesisBatch>| async move {
+            let (response, summary) = router.route(&event.payload).await;
+            count("EventsIn", event.payload.records.len());
+            count("EventsOut", summary.published);
+            count("DeadLettered", summary.dead_lettered);
+            count("EventsFailed", summary.failed);
+            crate::router::log_batch(&event.payload, &summary);
+            Ok::<_, Error>(response)
+        })
+        .await
+    }
+
+    /// Run the publisher: the event store's DynamoDB stream in, Kinesis (`STREAM_NAME`) out.
+    pub async fn run_publisher(self) -> Result<(), Error> {
+        let publisher = Publisher::new(
+            Producer::new(KinesisStream::new(
+                crate::aws::kinesis(&self.aws),
+                env("STREAM_NAME")?,
+            )),
+            SqsDeadLetters::new(crate::aws::sqs(&self.aws), env("DEAD_LETTER_QUEUE_URL")?),
+        );
+        let publisher = &publisher;
+        serve("publisher", move |event: LambdaEvent<StoreChanges>| async move {
+            let (response, summary) = publisher.publish(&event.payload).await;
+            count("EventsIn", event.payload.records.len());
+            count("EventsOut", summary.published);
+            count("DeadLettered", summary.dead_lettered);
+            count("EventsFailed", summary.failed);
+            tracing::info!(
+                records = event.payload.records.len(),
+                published = summary.published,
+                skipped = summary.skipped,
+                dead_lettered = summary.dead_lettered,
+                failed = summary.failed,
+                "batch published"
+            );
+            Ok::<_, Error>(response)
+        })
+        .await
+    }
+
+    /// Run an HTTP function (commands, queries): Function URL / API Gateway requests and
+    /// direct invokes shaped like them.
+    pub async fn run_http<S: HttpService>(self, service: S) -> Result<(), Error> {
+        let service = &service;
+        serve(service.name(), move |event: LambdaEvent<Value>| async move {
+            Ok::<Value, Error>(serve_payload(service, event.payload).await)
+        })
+        .await
+    }
+
+    /// Run a subscriber whose effect commits with its idempotency record.
+    pub async fn run_transactional<H: TransactionalHandler>(self, handler: H) -> Result<(), Error> {
+        let idempotency = self.idempotency(handler.name())?;
+        self.run_subscriber(Transactional::new(handler, idempotency))
+            .await
+    }
+
+    /// Run a subscriber whose effect runs under a claim.
+    pub async fn run_claimed<H: ClaimedHandler>(self, handler: H) -> Result<(), Error> {
+        let idempotency = self.idempotency(handler.name())?;
+        self.run_subscriber(Claimed::new(handler, idempotency)).await
+    }
+
+    /// Run a projector: its SQS queue in, the projection's store out. No idempotency records:
+    /// a projection is idempotent by construction.
+    pub async fn run_projector<P: Projection>(self, projection: P) -> Result<(), Error> {
+        self.run_subscriber(Projector::new(projection)).await
+    }
+
+    /// Run any [`RecordHandler`] as an SQS subscriber with herald's dead letters, follow-up
+    /// emitter, upcasters and partial batch responses.
+    pub async fn run_subscriber<H: RecordHandler>(self, handler: H) -> Result<(), Error> {
+        // Subscribers that emit nothing get no STREAM_NAME (nor the IAM right to write to it).
+        let stream = std::env::var("STREAM_NAME").unwrap_or_default();
+        let subscriber = SqsSubscriber::new(
+            handler,
+            SqsDeadLetters::new(crate::aws::sqs(&self.aws), env("DEAD_LETTER_QUEUE_URL")?),
+            Producer::new(KinesisStream::new(crate::aws::kinesis(&self.aws), stream)),
+            self.subscriber_config()?,
+        );
+        let subscriber = &subscriber;
+        serve(subscriber.name(), move |event: LambdaEvent<SqsEvent>| async move {
+            let (response, summary) = subscriber
+                .handle(&event.payload, event.context.deadline())
+                .await;
+            count("EventsIn", event.payload.records.len());
+            count("EventsOut", summary.applied);
+            count("Duplicates", summary.duplicates);
+            count("DeadLettered", summary.dead_lettered);
+            count("EventsFailed", summary.failed);
+            Ok::<_, Error>(response)
+        })
+        .await
+    }
+
+    /// `MAX_RECEIVE_COUNT` and the upcasters into the subscriber settings.
+    fn subscriber_config(&self) -> Result<SubscriberConfig, Error> {
+        let max_receive_count = match env("MAX_RECEIVE_COUNT") {
+            Ok(n) => Some(
+                n.parse()
+                    .map_err(|_| format!("MAX_RECEIVE_COUNT is \"{n}\"; expected a whole number"))?,
+            ),
+            Err(_) => None,
+        };
+        Ok(SubscriberConfig {
+            max_receive_count,
+            upcasters: self.upcasters.clone(),
+        })
+    }
+
+    /// Idempotency records in `IDEMPOTENCY_TABLE` under the subscriber's name.
+    fn idempotency(&self, name: &str) -> Result<Idempotency, Error> {
+        let mut config = IdempotencyConfig::new(env("IDEMPOTENCY_TABLE")?, name);
+        if let Ok(ttl) = env("IDEMPOTENCY_TTL_SECONDS") {
+            config.record_ttl = Duration::from_secs(ttl.parse().map_err(|_| {
+                format!("IDEMPOTENCY_TTL_SECONDS is \"{ttl}\"; expected whole seconds")
+            })?);
+        }
+        config.cache_capacity = 1024;
+        Ok(Idempotency::new(crate::aws::dynamodb(&self.aws), config))
+    }
+}
