@@ -1,0 +1,122 @@
+//! Event source mappings, played locally with the settings written in the template.
+//!
+//! **Kinesis and DynamoDB Streams** (one task per shard): reads with `GetRecords`, gathers up to `BatchSize` records
+//! or until `MaximumBatchingWindowInSeconds` passes, invokes, and then follows Lambda's rules:
+//! - success → checkpoint the batch;
+//! - `batchItemFailures` (with `ReportBatchItemFailures`) → checkpoint before the lowest failed
+//!   sequence number and retry from there; an unknown or empty identifier fails the whole batch;
+//!   with `BisectBatchOnFunctionError` too, the batch is split at the failed record instead (and
+//!   bisected when the failed record is the first), so a poison record ends up alone;
+//! - function error (handled error, timeout, crash) → with `BisectBatchOnFunctionError` split the
+//!   batch in two and try each half (splitting does not count as a retry); otherwise retry it;
+//! - `MaximumRetryAttempts` exhausted, or records older than `MaximumRecordAgeInSeconds` → the
+//!   batch's metadata goes to `DestinationConfig.OnFailure` in Lambda's on-failure record shape,
+//!   and the shard moves on;
+//! - `ParallelizationFactor` → that many lanes per shard by partition key, run concurrently, each
+//!   in order.
+//!
+//! **SQS**: receives up to `BatchSize` messages (≤ 10 per `ReceiveMessage`) within the batching
+//! window, invokes, deletes what succeeded (all but the reported `batchItemFailures`), and leaves
+//! failures to the queue: they come back after the visibility timeout, and the queue's redrive
+//! policy moves them to the DLQ after `maxReceiveCount` receives.
+
+// One concern per module; the runner only sees the types below and the two `run_*` entry points.
+mod batch; // Lambda's retry / bisect / checkpoint rules for a stream batch
+mod on_failure; // the on-failure destination record
+mod shards; // reading Kinesis and DynamoDB stream shards
+mod sqs; // SQS pollers
+mod stream_event; // a stream batch as Lambda's invoke event
+
+pub use shards::run_stream;
+pub use sqs::run_sqs;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::logs::Logs;
+use crate::stack::Stack;
+
+/// Shared state the runner uses to tell when everything has settled.
+#[derive(Default)]
+pub struct Activity {
+    /// Invocations running now.
+    pub in_flight: Arc<AtomicUsize>,
+    /// Kinesis shards that have not caught up with the stream's tip.
+    pub shards_behind: AtomicUsize,
+    /// Batches sent to on-failure destinations.
+    pub on_failure_batches: AtomicUsize,
+    /// SQS `ReceiveMessage` calls that returned messages (what Lambda's pollers bill per batch;
+    /// the local runner's empty polls are not counted).
+    pub sqs_receives: AtomicUsize,
+    /// SQS `DeleteMessageBatch` calls.
+    pub sqs_deletes: AtomicUsize,
+}
+
+/// Poll settings shared by every mapping.
+#[derive(Clone, Debug)]
+pub struct PollSettings {
+    /// Pause between polls of an empty shard or queue. Default 100 ms (Lambda polls about once
+    /// a second; locally a snappier loop shortens tests).
+    pub idle_poll: Duration,
+    /// Longest pause before retrying a failed Kinesis batch.
+    pub max_retry_delay: Duration,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        PollSettings {
+            idle_poll: Duration::from_millis(100),
+            max_retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One record read from a shard, whichever the stream (shared by reading, batching, the invoke
+/// event and the on-failure record).
+#[derive(Clone, Debug)]
+struct StreamRecord {
+    shard_id: String,
+    sequence_number: String,
+    /// Kinesis: the partition key; DynamoDB: the item's partition key value.
+    partition_key: String,
+    payload: Payload,
+    arrival: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+enum Payload {
+    /// A Kinesis record's data.
+    Kinesis(Vec<u8>),
+    /// A DynamoDB stream record: its id, `INSERT`/`MODIFY`/`REMOVE`, and the `dynamodb` object
+    /// in Lambda's JSON.
+    DynamoDb {
+        event_id: String,
+        event_name: String,
+        change: Value,
+    },
+}
+
+/// Where a mapping's context comes from.
+#[derive(Clone)]
+pub struct Context {
+    /// The stack (for region, account, on-failure queue URLs).
+    pub stack: Arc<Stack>,
+    /// Kinesis client.
+    pub kinesis: aws_sdk_kinesis::Client,
+    /// DynamoDB Streams client.
+    pub dynamodb_streams: aws_sdk_dynamodbstreams::Client,
+    /// SQS client.
+    pub sqs: aws_sdk_sqs::Client,
+    /// SNS client (on-failure destinations may be topics).
+    pub sns: aws_sdk_sns::Client,
+    /// Output.
+    pub logs: Arc<Logs>,
+    /// Settling state.
+    pub activity: Arc<Activity>,
+    /// Poll settings.
+    pub settings: PollSettings,
+}

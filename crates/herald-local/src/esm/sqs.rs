@@ -1,0 +1,234 @@
+//! SQS mappings: pollers that receive batches, invoke, delete what succeeded, and leave failures
+//! to the queue's visibility timeout and redrive policy.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::Context;
+use crate::runtime::FunctionPool;
+use crate::stack::SqsMapping;
+
+/// Run an SQS mapping with `concurrency` pollers until `stop` turns true.
+pub async fn run_sqs(
+    mapping: SqsMapping,
+    pool: Arc<FunctionPool>,
+    ctx: Context,
+    concurrency: usize,
+    stop: watch::Receiver<bool>,
+) {
+    // A JoinSet aborts the pollers when this task is aborted (the runner's stop).
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        tasks.spawn(poll_sqs(
+            mapping.clone(),
+            pool.clone(),
+            ctx.clone(),
+            stop.clone(),
+        ));
+    }
+    tasks.join_all().await;
+}
+
+async fn poll_sqs(
+    mapping: SqsMapping,
+    pool: Arc<FunctionPool>,
+    ctx: Context,
+    stop: watch::Receiver<bool>,
+) {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    let label = pool.spec().binary.clone();
+    while !*stop.borrow() {
+        let mut messages = Vec::new();
+        let started = Instant::now();
+        while messages.len() < mapping.batch_size && !*stop.borrow() {
+            let want =
+                (mapping.batch_size - messages.len()).min(herald::limits::SQS_MAX_RECEIVE) as i32;
+            let received = ctx
+                .sqs
+                .receive_message()
+                .queue_url(&mapping.queue_url)
+                .max_number_of_messages(want)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await;
+            match received {
+                Ok(out) => {
+                    let got = out.messages.unwrap_or_default();
+                    let empty = got.is_empty();
+                    if !empty {
+                        ctx.activity.sqs_receives.fetch_add(1, Ordering::Relaxed);
+                    }
+                    messages.extend(got);
+                    let window_over = started.elapsed() >= mapping.batching_window;
+                    if !messages.is_empty()
+                        && (window_over || (empty && mapping.batching_window.is_zero()))
+                    {
+                        break;
+                    }
+                    if empty {
+                        tokio::time::sleep(ctx.settings.idle_poll).await;
+                    }
+                }
+                Err(err) => {
+                    ctx.logs.note(
+                        &label,
+                        &format!("ReceiveMessage: {}", herald::aws::error_text(&err)),
+                    );
+                    tokio::time::sleep(ctx.settings.idle_poll * 5).await;
+                }
+            }
+        }
+        if messages.is_empty() {
+            continue;
+        }
+        let event = sqs_event(&mapping, &ctx, &messages);
+        tracing::debug!(queue = %mapping.queue_url, messages = messages.len(), "invoking with an SQS batch");
+        let failed: Vec<String> = match pool.invoke(&event).await {
+            Ok(response) if mapping.report_batch_item_failures => {
+                match failed_ids(&response, &messages) {
+                    Ok(ids) => ids,
+                    Err(reason) => {
+                        ctx.logs.note(
+                            &label,
+                            &format!("invalid batch response ({reason}): the whole batch failed"),
+                        );
+                        messages
+                            .iter()
+                            .filter_map(|m| m.message_id.clone())
+                            .collect()
+                    }
+                }
+            }
+            Ok(_) => Vec::new(),
+            Err(err) => {
+                ctx.logs.note(
+                    &label,
+                    &format!("batch of {} failed: {err}", messages.len()),
+                );
+                messages
+                    .iter()
+                    .filter_map(|m| m.message_id.clone())
+                    .collect()
+            }
+        };
+        // Delete what succeeded; failures reappear after the visibility timeout.
+        let done: Vec<_> = messages
+            .iter()
+            .filter(|m| !m.message_id.as_ref().is_some_and(|id| failed.contains(id)))
+            .collect();
+        for chunk in done.chunks(10) {
+            let mut request = ctx.sqs.delete_message_batch().queue_url(&mapping.queue_url);
+            for (i, message) in chunk.iter().enumerate() {
+                request = request.entries(
+                    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                        .id(format!("m{i}"))
+                        .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+                        .build()
+                        .expect("id and receipt handle are set"),
+                );
+            }
+            ctx.activity.sqs_deletes.fetch_add(1, Ordering::Relaxed);
+            match request.send().await {
+                Ok(out) if !out.failed.is_empty() => {
+                    // Those messages come back after the visibility timeout and are processed
+                    // again (subscribers are idempotent); say so rather than hide it.
+                    let failed: Vec<String> = out
+                        .failed
+                        .iter()
+                        .map(|f| format!("{}: {}", f.id, f.code))
+                        .collect();
+                    ctx.logs.note(
+                        &label,
+                        &format!("DeleteMessageBatch failed for {}", failed.join(", ")),
+                    );
+                }
+                Ok(_) => {}
+                Err(err) => ctx.logs.note(
+                    &label,
+                    &format!("DeleteMessageBatch: {}", herald::aws::error_text(&err)),
+                ),
+            }
+        }
+    }
+}
+
+fn failed_ids(
+    response: &Value,
+    messages: &[aws_sdk_sqs::types::Message],
+) -> Result<Vec<String>, String> {
+    let Some(failures) = response.get("batchItemFailures").filter(|f| !f.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let failures = failures
+        .as_array()
+        .ok_or("batchItemFailures is not a list")?;
+    failures
+        .iter()
+        .map(|f| {
+            let id = f
+                .get("itemIdentifier")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if id.is_empty() {
+                Err("empty itemIdentifier".to_string())
+            } else if !messages.iter().any(|m| m.message_id.as_deref() == Some(id)) {
+                Err(format!("itemIdentifier {id} is not in the batch"))
+            } else {
+                Ok(id.to_string())
+            }
+        })
+        .collect()
+}
+
+fn sqs_event(
+    mapping: &SqsMapping,
+    ctx: &Context,
+    messages: &[aws_sdk_sqs::types::Message],
+) -> Value {
+    let records: Vec<Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, Value> = m
+                .attributes
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.as_str().to_string(), Value::String(v.clone())))
+                .collect();
+            let message_attributes: serde_json::Map<String, Value> = m
+                .message_attributes
+                .iter()
+                .flatten()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        json!({
+                            "stringValue": v.string_value,
+                            "binaryValue": v.binary_value.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b.as_ref())),
+                            "stringListValues": [],
+                            "binaryListValues": [],
+                            "dataType": v.data_type,
+                        }),
+                    )
+                })
+                .collect();
+            json!({
+                "messageId": m.message_id,
+                "receiptHandle": m.receipt_handle,
+                "body": m.body,
+                "attributes": attributes,
+                "messageAttributes": message_attributes,
+                "md5OfBody": m.md5_of_body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": mapping.queue_arn,
+                "awsRegion": ctx.stack.region,
+            })
+        })
+        .collect();
+    json!({ "Records": records })
+}

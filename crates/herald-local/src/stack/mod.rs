@@ -1,0 +1,400 @@
+//! Provisioning template.yaml's resources on an emulator endpoint, without CloudFormation.
+//!
+//! moto's CloudFormation drops `AWS::SNS::Subscription` and ignores the SAM transform, and
+//! LocalStack's would try to run Lambda in Docker; so herald creates the data-plane resources
+//! (streams, tables, queues, topics, subscriptions) itself through their own APIs, in dependency
+//! order, and turns functions and event source mappings into the local runner's
+//! [`FunctionSpec`]s and [`MappingSpec`]s. Everything comes from the template; nothing here knows
+//! herald's own resource names.
+//!
+//! Physical names are `<stack>-<LogicalId>` (unless the template names a resource), so several
+//! stacks share one emulator without colliding: tests give each run its own stack name.
+
+// One module per resource kind; this module keeps the stack itself, template resolution and the
+// property helpers they share.
+mod functions;
+mod mappings;
+mod queues;
+mod streams;
+mod tables;
+mod topics;
+
+pub use functions::FunctionSpec;
+pub use mappings::{MappingSpec, SqsMapping, StartingPosition, StreamMapping, StreamSource};
+pub use queues::DEAD_LETTER_TARGET;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{anyhow, Context, Result};
+use aws_config::SdkConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::template::{resolve, scalar, Names, Template};
+
+/// Options for provisioning.
+#[derive(Clone, Debug)]
+pub struct StackOptions {
+    /// Prefix of every physical name. Default `herald`.
+    pub name: String,
+    /// Parameter overrides.
+    pub parameters: BTreeMap<String, String>,
+    /// Base URL of the local Function URL server (`http://127.0.0.1:9000`); each function with a
+    /// `FunctionUrlConfig` is served under `<base>/<function logical id>/`.
+    pub function_url_base: String,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            name: "herald".into(),
+            parameters: BTreeMap::new(),
+            function_url_base: "http://127.0.0.1:9000".into(),
+        }
+    }
+}
+
+/// A created resource: what `Ref` and `Fn::GetAtt` give.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Physical {
+    /// Resource type.
+    pub kind: String,
+    /// `Ref`.
+    pub reference: String,
+    /// `Fn::GetAtt` attributes.
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The provisioned stack.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stack {
+    /// Stack name (name prefix).
+    pub name: String,
+    /// Region.
+    pub region: String,
+    /// Account id the endpoint reports.
+    pub account: String,
+    /// Endpoint URL.
+    pub endpoint: String,
+    /// Resources by logical id.
+    pub resources: BTreeMap<String, Physical>,
+    /// Functions to run.
+    pub functions: Vec<FunctionSpec>,
+    /// Event source mappings to play.
+    pub mappings: Vec<MappingSpec>,
+    /// `Outputs`, resolved.
+    pub outputs: BTreeMap<String, String>,
+    /// Resources with no local counterpart (KMS keys, HTTP APIs), by logical id and type.
+    pub skipped: BTreeMap<String, String>,
+}
+
+impl Stack {
+    /// `Ref` of a resource.
+    pub fn reference(&self, logical_id: &str) -> Result<&str> {
+        self.resources
+            .get(logical_id)
+            .map(|p| p.reference.as_str())
+            .ok_or_else(|| anyhow!("the stack has no resource {logical_id}"))
+    }
+
+    /// `Fn::GetAtt` of a resource.
+    pub fn attribute(&self, logical_id: &str, attribute: &str) -> Result<&str> {
+        self.resources
+            .get(logical_id)
+            .and_then(|p| p.attributes.get(attribute))
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("the stack has no {logical_id}.{attribute}"))
+    }
+
+    /// The local Function URL of a function (by any name [`Stack::function`] takes), or an error
+    /// saying it has no `FunctionUrlConfig`.
+    pub fn function_url(&self, name: &str) -> Result<String> {
+        self.function(name)?
+            .url
+            .clone()
+            .ok_or_else(|| anyhow!("{name} has no FunctionUrlConfig in the template"))
+    }
+
+    /// A function by logical id, physical name, or binary name (`inventory`).
+    pub fn function(&self, name: &str) -> Result<&FunctionSpec> {
+        self.functions
+            .iter()
+            .find(|f| f.logical_id == name || f.name == name || f.binary == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.functions.iter().map(|f| f.binary.as_str()).collect();
+                anyhow!(
+                    "no function {name} in the template (functions: {})",
+                    known.join(", ")
+                )
+            })
+    }
+
+    /// Logical ids of resources of one type.
+    pub fn of_kind<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Physical)> + 'a {
+        self.resources
+            .iter()
+            .filter(move |(_, p)| p.kind == kind)
+            .map(|(id, p)| (id.as_str(), p))
+    }
+
+    /// Save as JSON (for `herald send`, `herald dlq`, ... in other terminals).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Load a saved stack.
+    pub fn load(path: &Path) -> Result<Stack> {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}
+
+struct Resolver<'a> {
+    stack: &'a Stack,
+    parameters: &'a BTreeMap<String, Value>,
+}
+
+impl Names for Resolver<'_> {
+    fn reference(&self, id: &str) -> Option<Value> {
+        let pseudo = match id {
+            "AWS::Region" => Some(self.stack.region.clone()),
+            "AWS::AccountId" => Some(self.stack.account.clone()),
+            "AWS::Partition" => Some("aws".into()),
+            "AWS::URLSuffix" => Some("amazonaws.com".into()),
+            "AWS::StackName" => Some(self.stack.name.clone()),
+            "AWS::StackId" => Some(format!(
+                "arn:aws:cloudformation:{}:{}:stack/{}/local",
+                self.stack.region, self.stack.account, self.stack.name
+            )),
+            _ => None,
+        };
+        pseudo
+            .map(Value::String)
+            .or_else(|| self.parameters.get(id).cloned())
+            .or_else(|| {
+                self.stack
+                    .resources
+                    .get(id)
+                    .map(|p| Value::String(p.reference.clone()))
+            })
+    }
+
+    fn attribute(&self, id: &str, attribute: &str) -> Option<Value> {
+        self.stack
+            .resources
+            .get(id)
+            .and_then(|p| p.attributes.get(attribute))
+            .map(|v| Value::String(v.clone()))
+    }
+}
+
+/// Create (or find) every resource of `template` on the endpoint `aws` points at.
+pub async fn provision(
+    template: &Template,
+    options: &StackOptions,
+    aws: &SdkConfig,
+    endpoint: &str,
+) -> Result<Stack> {
+    let region = aws
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_else(|| "us-east-1".into());
+    let account = aws_sdk_sts::Client::new(aws)
+        .get_caller_identity()
+        .send()
+        .await
+        .map(|id| id.account.unwrap_or_default())
+        .unwrap_or_default();
+    let account = if account.is_empty() {
+        "123456789012".to_string()
+    } else {
+        account
+    };
+
+    let mut parameters = template.parameters.clone();
+    for (name, value) in &options.parameters {
+        parameters.insert(name.clone(), Value::String(value.clone()));
+    }
+    let mut stack = Stack {
+        name: options.name.clone(),
+        region,
+        account,
+        endpoint: endpoint.to_string(),
+        resources: BTreeMap::new(),
+        functions: Vec::new(),
+        mappings: Vec::new(),
+        outputs: BTreeMap::new(),
+        skipped: BTreeMap::new(),
+    };
+    let clients = Clients::new(aws);
+    let by_id: BTreeMap<&str, &crate::template::Resource> = template
+        .resources
+        .iter()
+        .map(|(id, r)| (id.as_str(), r))
+        .collect();
+
+    for id in template.creation_order()? {
+        let resource = by_id[id.as_str()];
+        let properties = resolve(
+            &resource.properties,
+            &Resolver {
+                stack: &stack,
+                parameters: &parameters,
+            },
+        )
+        .with_context(|| format!("resolving {id}"))?;
+        let physical = create(
+            &clients,
+            &mut stack,
+            &id,
+            &resource.kind,
+            &properties,
+            &resource.metadata,
+            options,
+        )
+        .await
+        .with_context(|| format!("creating {id} ({})", resource.kind))?;
+        stack.resources.insert(id.clone(), physical);
+    }
+
+    for (name, output) in &template.outputs {
+        let value = output.get("Value").cloned().unwrap_or(Value::Null);
+        // Outputs of resources with no local counterpart (an HTTP API's URL) may not resolve.
+        if let Ok(v) = resolve(
+            &value,
+            &Resolver {
+                stack: &stack,
+                parameters: &parameters,
+            },
+        ) {
+            stack.outputs.insert(name.clone(), scalar(&v));
+        }
+    }
+    Ok(stack)
+}
+
+struct Clients {
+    dynamodb: aws_sdk_dynamodb::Client,
+    kinesis: aws_sdk_kinesis::Client,
+    sqs: aws_sdk_sqs::Client,
+    sns: aws_sdk_sns::Client,
+}
+
+impl Clients {
+    fn new(aws: &SdkConfig) -> Self {
+        Clients {
+            dynamodb: aws_sdk_dynamodb::Client::new(aws),
+            kinesis: aws_sdk_kinesis::Client::new(aws),
+            sqs: aws_sdk_sqs::Client::new(aws),
+            sns: aws_sdk_sns::Client::new(aws),
+        }
+    }
+}
+
+fn physical_name(stack: &Stack, id: &str, explicit: Option<&Value>, max: usize) -> String {
+    match explicit.and_then(Value::as_str) {
+        Some(name) => name.to_string(),
+        None => {
+            let mut name = format!("{}-{}", stack.name, id);
+            name.truncate(max);
+            name
+        }
+    }
+}
+
+fn prop<'a>(properties: &'a Value, name: &str) -> Option<&'a Value> {
+    properties.get(name).filter(|v| !v.is_null())
+}
+
+fn prop_num<T: std::str::FromStr>(properties: &Value, name: &str) -> Result<Option<T>> {
+    match prop(properties, name) {
+        None => Ok(None),
+        Some(v) => scalar(v)
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow!("{name} must be a whole number, not {v}")),
+    }
+}
+
+fn prop_bool(properties: &Value, name: &str) -> Option<bool> {
+    prop(properties, name).map(|v| matches!(scalar(v).as_str(), "true" | "True"))
+}
+
+/// A JSON attribute value (a policy) as the string the APIs take.
+fn json_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => {
+            // maxReceiveCount and friends may come out of !Ref as strings; APIs accept both.
+            other.to_string()
+        }
+    }
+}
+
+/// `arn:aws:<service>:<region>:<account>:<resource>` in this stack.
+fn arn(stack: &Stack, service: &str, resource: String) -> String {
+    format!(
+        "arn:aws:{service}:{}:{}:{resource}",
+        stack.region, stack.account
+    )
+}
+
+async fn create(
+    clients: &Clients,
+    stack: &mut Stack,
+    id: &str,
+    kind: &str,
+    properties: &Value,
+    metadata: &Value,
+    options: &StackOptions,
+) -> Result<Physical> {
+    match kind {
+        "AWS::DynamoDB::Table" => tables::table(clients, stack, id, kind, properties).await,
+        "AWS::Kinesis::Stream" => streams::stream(clients, stack, id, kind, properties).await,
+        "AWS::SQS::Queue" => queues::queue(clients, stack, id, kind, properties).await,
+        "AWS::SNS::Topic" => topics::topic(clients, stack, id, kind, properties).await,
+        "AWS::SNS::Subscription" => topics::subscription(clients, kind, properties).await,
+        "AWS::SQS::QueuePolicy" => queues::queue_policy(clients, stack, id, kind, properties).await,
+        "AWS::Serverless::Function" => {
+            functions::function(stack, id, kind, properties, metadata, options)
+        }
+        "AWS::Lambda::EventSourceMapping" => {
+            mappings::event_source_mapping(stack, id, kind, properties)
+        }
+        "AWS::KMS::Key" => {
+            stack.skipped.insert(
+                id.into(),
+                "KMS key (encryption is applied on AWS only)".into(),
+            );
+            let key_id = uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_OID,
+                format!("{}/{id}", stack.name).as_bytes(),
+            )
+            .to_string();
+            Ok(Physical {
+                kind: kind.into(),
+                reference: key_id.clone(),
+                attributes: BTreeMap::from([
+                    ("Arn".into(), arn(stack, "kms", format!("key/{key_id}"))),
+                    ("KeyId".into(), key_id),
+                ]),
+            })
+        }
+        other => {
+            stack.skipped.insert(id.into(), other.into());
+            Ok(Physical {
+                kind: kind.into(),
+                reference: format!("{}-{id}", stack.name),
+                attributes: BTreeMap::new(),
+            })
+        }
+    }
+}
