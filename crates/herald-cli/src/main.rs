@@ -909,16 +909,31 @@ async fn replay(from: &str, stack: &str) -> Result<()> {
         })?
         .with_timezone(&chrono::Utc);
     let (stack, aws) = stack_and_aws(stack).await?;
+    // The stack's own router function does the routing: build it as `herald invoke` would.
+    let (router, _) = herald_local::ops::replay_function(&stack)?;
+    let bin_dir = binaries::build(
+        &binaries::project_root(),
+        std::slice::from_ref(&router.binary),
+        false,
+        true,
+    )?;
     let bar = indicatif::ProgressBar::new_spinner();
-    let replayed = herald_local::ops::replay(&aws, &stack, from, |read| {
+    let replayed = herald_local::ops::replay(&aws, &stack, &bin_dir, from, |read| {
         bar.set_message(format!("{read} records replayed"));
         bar.tick();
     })
     .await?;
     bar.finish_and_clear();
+    let routed = match replayed.routed {
+        Some(r) => format!(
+            "{} published, {} dead-lettered",
+            r.published, r.dead_lettered
+        ),
+        None => "the router reported no metrics".into(),
+    };
     println!(
-        "replayed {} records from {from}: {} published, {} dead-lettered",
-        replayed.read, replayed.routed.published, replayed.routed.dead_lettered
+        "replayed {} records from {from} in {} batches: {routed}",
+        replayed.read, replayed.batches
     );
     Ok(())
 }
