@@ -11,10 +11,12 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use futures::StreamExt;
-use herald::event_store::EventStore;
-use herald::order_service::OrderService;
-use herald::orders::{Customer, LineItem, Order, OrderPlaced};
-use herald::projection::{OrderView, OrdersProjection};
+use herald::event_store::{DynamoDbEventStore, EventStore};
+use herald::Projection;
+use shop::commands::OrderCommands;
+use shop::events::{Customer, LineItem, OrderPlaced};
+use shop::order::Order;
+use shop::orders_view::{OrderView, OrdersProjection};
 use herald::Envelope;
 use herald_local::example::{self, request};
 use herald_local::moto::free_port;
@@ -154,10 +156,11 @@ async fn commands_reach_the_view_through_store_stream_and_topic_and_a_rebuild_re
     assert_eq!(rejected["error"]["field"], "data.total", "{rejected}");
 
     // A v1 order_placed (no currency) already in the store is published and upcast on the way.
-    let store = EventStore::new(
+    let store = DynamoDbEventStore::new(
         dynamodb.clone(),
         stack.reference("EventStoreTable").unwrap(),
-    );
+    )
+    .with_upcasters(shop::upcasters());
     let mut v1 = serde_json::to_value(order("o-v1", "c-0", 2)).unwrap();
     v1.as_object_mut().unwrap().remove("currency");
     let legacy = Envelope::builder("order_placed", "herald/orders")
@@ -276,10 +279,11 @@ async fn commands_reach_the_view_through_store_stream_and_topic_and_a_rebuild_re
     );
     let projection = OrdersProjection::new(dynamodb.clone(), view_table);
     let mut reported = Vec::new();
-    let applied = projection
-        .rebuild(&store, |done, total| reported.push((done, total)))
-        .await
-        .unwrap();
+    let applied = herald::projection::rebuild(&projection, &store, |done, total| {
+        reported.push((done, total))
+    })
+    .await
+    .unwrap();
     assert_eq!(applied, 24 + 8 + 1);
     assert_eq!(reported.last().map(|(d, t)| d == t), Some(true));
     let rebuilt = snapshot(&dynamodb, view_table).await;
@@ -299,7 +303,9 @@ async fn shuffled_duplicated_concurrent_delivery_ends_in_the_same_view() {
         ],
     )
     .await;
-    let service = OrderService::new(EventStore::new(dynamodb.clone(), &events_table));
+    let service = OrderCommands::new(
+        DynamoDbEventStore::new(dynamodb.clone(), &events_table).with_upcasters(shop::upcasters()),
+    );
     for i in 0..6 {
         let id = format!("o-{i}");
         service
@@ -311,10 +317,16 @@ async fn shuffled_duplicated_concurrent_delivery_ends_in_the_same_view() {
         }
     }
     let mut events: Vec<Envelope> = Vec::new();
-    let store = EventStore::new(dynamodb.clone(), &events_table);
-    let mut pages = store.scan();
-    while let Some((page, _)) = pages.next_page().await.unwrap() {
-        events.extend(page.into_iter().map(|stored| stored.event));
+    let store =
+        DynamoDbEventStore::new(dynamodb.clone(), &events_table).with_upcasters(shop::upcasters());
+    let mut start = None;
+    loop {
+        let page = store.read_page(start).await.unwrap();
+        events.extend(page.events.into_iter().map(|stored| stored.event));
+        match page.next {
+            Some(next) => start = Some(next),
+            None => break,
+        }
     }
     assert_eq!(events.len(), 9);
     events.sort_by_key(|e| (e.subject().unwrap().to_string(), e.aggregate_version()));
@@ -379,7 +391,9 @@ async fn concurrent_commands_on_one_order_append_once_and_agree() {
         ],
     )
     .await;
-    let service = OrderService::new(EventStore::new(dynamodb.clone(), &events_table));
+    let service = OrderCommands::new(
+        DynamoDbEventStore::new(dynamodb.clone(), &events_table).with_upcasters(shop::upcasters()),
+    );
     let placed = order("o-race", "c-1", 2);
     // Eight clients place the same order at once: one appends, the others get its outcome.
     let outcomes =
@@ -395,7 +409,7 @@ async fn concurrent_commands_on_one_order_append_once_and_agree() {
         service.cancel_order("o-race", "second reason", None),
     );
     assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
-    let loaded = service.store().load::<Order>("o-race").await.unwrap();
+    let loaded = service.service().store().load::<Order>("o-race").await.unwrap();
     assert_eq!(loaded.version, 2);
 }
 

@@ -6,8 +6,9 @@ mod common;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use herald::event_store::{EventStore, StoreError};
-use herald::orders::{CommandError, Customer, LineItem, Order, OrderPlaced, OrderStatus};
+use herald::event_store::{DynamoDbEventStore, EventStore, StoreError};
+use shop::events::{Customer, LineItem, OrderPlaced};
+use shop::order::{CommandError, Order, OrderStatus};
 use herald::Envelope;
 
 async fn store() -> (aws_sdk_dynamodb::Client, String) {
@@ -62,7 +63,7 @@ fn placed(order_id: &str) -> OrderPlaced {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_racing_for_the_next_version_one_wins_one_retries() {
     let (client, table) = store().await;
-    let store = EventStore::new(client, &table);
+    let store = DynamoDbEventStore::new(client, &table).with_upcasters(shop::upcasters());
     let loaded = store.load::<Order>("order-1").await.unwrap();
     let placed = loaded.state.place(placed("order-1")).unwrap();
     store
@@ -103,7 +104,7 @@ async fn two_writers_racing_for_the_next_version_one_wins_one_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multi_event_append_is_all_or_nothing() {
     let (client, table) = store().await;
-    let store = EventStore::new(client, &table);
+    let store = DynamoDbEventStore::new(client, &table).with_upcasters(shop::upcasters());
     let first = Order::default().place(placed("order-2")).unwrap();
     store
         .append("order-2", 0, std::slice::from_ref(&first), None::<&Order>)
@@ -127,8 +128,8 @@ async fn a_multi_event_append_is_all_or_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_shorten_loads_without_changing_the_state() {
     let (client, table) = store().await;
-    let with_snapshots = EventStore::new(client.clone(), &table).with_snapshots_every(3);
-    let plain = EventStore::new(client, &table);
+    let with_snapshots = DynamoDbEventStore::new(client.clone().with_upcasters(shop::upcasters()), &table).with_snapshots_every(3);
+    let plain = DynamoDbEventStore::new(client, &table).with_upcasters(shop::upcasters());
     // Seven events: placed, then six notes the aggregate ignores, appended one by one.
     let mut loaded = with_snapshots.load::<Order>("order-3").await.unwrap();
     let mut events = vec![loaded.state.place(placed("order-3")).unwrap()];
@@ -168,7 +169,7 @@ async fn snapshots_shorten_loads_without_changing_the_state() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stored_v1_events_are_upcast_when_loaded() {
     let (client, table) = store().await;
-    let store = EventStore::new(client, &table);
+    let store = DynamoDbEventStore::new(client, &table).with_upcasters(shop::upcasters());
     let v1 = Envelope::builder("order_placed", "herald/orders")
         .subject("order-4")
         .schema_version(1)

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use herald::orders::{sources, types};
+use shop::events::{sources, types};
 use herald::Envelope;
 use herald_local::example::{self, post_json};
 use herald_local::moto::free_port;

@@ -1,0 +1,232 @@
+//! The shop's subscribers decide and act on in-memory ports: a fake gateway, a fake mailer, and
+//! the transactional handlers' writes inspected as they would be committed. No emulator.
+
+use std::sync::Mutex;
+
+use aws_sdk_dynamodb::types::TransactWriteItem;
+use herald::idempotency::Conflict;
+use herald::{ClaimedHandler, Envelope, EventKind, HandlerError, TransactionalHandler};
+use serde_json::json;
+use shop::email::{Email, EmailSender, Mailer};
+use shop::events::{sources, types, PaymentFailed, PaymentSucceeded, StockReservationFailed};
+use shop::inventory::Inventory;
+use shop::payment::{Charge, ChargeRequest, Payment, PaymentGateway};
+
+fn order_placed(id: &str, token: &str) -> Envelope {
+    Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
+        .id(format!("evt-{id}"))
+        .subject(id)
+        .schema_version(2)
+        .data(json!({
+            "orderId": id,
+            "customer": {"id": "c-1", "email": "c1@example.com"},
+            "items": [
+                {"sku": "SKU-CABLE", "quantity": 2, "unitPrice": 500},
+                {"sku": "SKU-LAMP", "quantity": 1, "unitPrice": 2000}
+            ],
+            "total": 3000, "currency": "EUR", "paymentToken": token
+        }))
+        .build()
+        .unwrap()
+}
+
+/// A gateway in memory with a processor's rules: `tok_declined` is declined; one charge per key.
+#[derive(Default)]
+struct FakeGateway {
+    charged: Mutex<Vec<ChargeRequest>>,
+}
+
+impl PaymentGateway for FakeGateway {
+    async fn charge(&self, request: &ChargeRequest) -> Result<Charge, HandlerError> {
+        if request.token == "tok_declined" {
+            return Ok(Charge::Declined {
+                reason: "card declined by issuer".into(),
+            });
+        }
+        self.charged.lock().unwrap().push(request.clone());
+        Ok(Charge::Succeeded {
+            payment_id: format!("pay-{}", request.order_id),
+        })
+    }
+}
+
+#[tokio::test]
+async fn payment_charges_once_per_event_and_announces_the_result() {
+    let payment = Payment::new(FakeGateway::default());
+    let placed = order_placed("o-1", "tok_visa");
+    assert!(payment.wants(&placed));
+    let outcome = payment.handle(&placed).await.unwrap();
+    assert_eq!(outcome.effect, "charged");
+    let follow_up = &outcome.emit[0];
+    assert_eq!(follow_up.event_type(), types::PAYMENT_SUCCEEDED);
+    assert_eq!(follow_up.causation_id(), Some(placed.id()));
+    assert_eq!(follow_up.correlation_id(), placed.correlation_id());
+    let data: PaymentSucceeded = follow_up.data_as().unwrap();
+    assert_eq!((data.amount, data.payment_id.as_str()), (3000, "pay-o-1"));
+    // A redelivery decides the same follow-up id: the next hop deduplicates it.
+    let again = payment.handle(&placed).await.unwrap();
+    assert_eq!(again.emit[0].id(), follow_up.id());
+
+    let declined = payment
+        .handle(&order_placed("o-2", "tok_declined"))
+        .await
+        .unwrap();
+    assert_eq!(declined.emit[0].event_type(), types::PAYMENT_FAILED);
+    let data: PaymentFailed = declined.emit[0].data_as().unwrap();
+    assert_eq!(data.reason, "card declined by issuer");
+}
+
+#[tokio::test]
+async fn payment_refuses_an_order_that_does_not_add_up_as_poison() {
+    let bad = Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
+        .subject("o-3")
+        .schema_version(2)
+        .data(json!({"orderId": "o-3", "customer": {"id": "c", "email": "c@x.io"},
+            "items": [{"sku": "S", "quantity": 1, "unitPrice": 5}], "total": 6,
+            "currency": "EUR", "paymentToken": "tok_visa"}))
+        .build()
+        .unwrap();
+    let gateway = FakeGateway::default();
+    let err = Payment::new(gateway).handle(&bad).await.unwrap_err();
+    assert!(
+        matches!(&err, HandlerError::Poison { field, .. } if field == "data.total"),
+        "{err}"
+    );
+}
+
+#[derive(Default)]
+struct FakeMailer(Mutex<Vec<Email>>);
+
+impl Mailer for FakeMailer {
+    async fn send(&self, email: &Email) -> Result<(), HandlerError> {
+        self.0.lock().unwrap().push(email.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn email_confirms_a_payment_to_the_customer_and_rejects_a_bad_address() {
+    let sender = EmailSender::new(FakeMailer::default());
+    let paid = Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
+        .id("p-1")
+        .subject("o-1")
+        .data(json!({"orderId": "o-1", "paymentId": "pay-1", "amount": 3050, "currency": "EUR",
+            "customer": {"id": "c-1", "email": "c1@example.com"}}))
+        .build()
+        .unwrap();
+    sender.handle(&paid).await.unwrap();
+    let bad = Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
+        .subject("o-2")
+        .data(json!({"orderId": "o-2", "paymentId": "pay-2", "amount": 1, "currency": "EUR",
+            "customer": {"id": "c-2", "email": "nobody"}}))
+        .build()
+        .unwrap();
+    let err = sender.handle(&bad).await.unwrap_err();
+    assert!(matches!(&err, HandlerError::Poison { field, .. } if field == "data.customer.email"));
+}
+
+/// The table and key of one write, as `table/key` (the way a test reads a decision).
+fn target(write: &TransactWriteItem) -> String {
+    let (table, key) = if let Some(put) = write.put() {
+        (put.table_name(), put.item().get("sku").or(put.item().get("metric")).cloned())
+    } else if let Some(update) = write.update() {
+        (
+            update.table_name(),
+            update.key().get("sku").or(update.key().get("metric")).cloned(),
+        )
+    } else {
+        ("?", None)
+    };
+    let key = key.and_then(|k| k.as_s().ok().cloned()).unwrap_or_default();
+    format!("{table}/{key}")
+}
+
+#[test]
+fn inventory_reserves_every_line_with_the_order_reservation_in_one_decision() {
+    let inventory = Inventory::new("stock");
+    let placed = order_placed("o-1", "tok_visa");
+    let decision = inventory.decide(&placed, None).unwrap();
+    let targets: Vec<String> = decision.writes.iter().map(target).collect();
+    assert!(targets.contains(&"stock/order#o-1".to_string()), "{targets:?}");
+    assert!(targets.contains(&"stock/SKU-CABLE".to_string()), "{targets:?}");
+    assert!(targets.contains(&"stock/SKU-LAMP".to_string()), "{targets:?}");
+    assert_eq!(decision.result.effect, "reserved");
+    assert!(decision.result.emit.is_empty());
+}
+
+#[test]
+fn inventory_refuses_the_order_when_a_line_lacks_stock() {
+    let inventory = Inventory::new("stock");
+    let placed = order_placed("o-1", "tok_visa");
+    let first = inventory.decide(&placed, None).unwrap();
+    // DynamoDB cancelled the transaction on the lamp's condition (`available >= :q`).
+    let lamp = first
+        .writes
+        .iter()
+        .position(|w| target(w) == "stock/SKU-LAMP")
+        .unwrap();
+    let second = inventory
+        .decide(&placed, Some(Conflict { index: lamp }))
+        .unwrap();
+    assert_eq!(second.result.effect, "reservation_failed");
+    let failed = &second.result.emit[0];
+    assert_eq!(failed.event_type(), types::STOCK_RESERVATION_FAILED);
+    let data: StockReservationFailed = failed.data_as().unwrap();
+    assert_eq!((data.sku.as_str(), data.requested), ("SKU-LAMP", 1));
+    // No stock moves: only the order's `refused` reservation is written.
+    let targets: Vec<String> = second.writes.iter().map(target).collect();
+    assert_eq!(targets, ["stock/order#o-1"]);
+}
+
+#[test]
+fn analytics_counts_business_events_and_revenue_only() {
+    let analytics = shop::analytics::Analytics::new("analytics");
+    let paid = Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
+        .subject("o-1")
+        .data(json!({"orderId": "o-1", "paymentId": "pay-1", "amount": 3050, "currency": "EUR",
+            "customer": {"id": "c-1", "email": "c1@example.com"}}))
+        .build()
+        .unwrap();
+    let decision = analytics.decide(&paid, None).unwrap();
+    let targets: Vec<String> = decision.writes.iter().map(target).collect();
+    assert_eq!(
+        targets,
+        ["analytics/type#payment_succeeded", "analytics/revenue#EUR"]
+    );
+    let job = Envelope::builder(types::JOB_FAILED, "herald/jobs")
+        .subject("nightly")
+        .kind(EventKind::System)
+        .data(json!({"job": "nightly", "error": "disk full"}))
+        .build()
+        .unwrap();
+    assert!(!analytics.wants(&job));
+    assert!(shop::ops::Ops::new("incidents").wants(&job));
+}
+
+#[test]
+fn the_catalog_knows_every_shop_event_and_the_upcasters_read_old_versions() {
+    let catalog = shop::catalog();
+    for event_type in [
+        types::ORDER_PLACED,
+        types::ORDER_CANCELLED,
+        types::STOCK_RESERVATION_FAILED,
+        types::PAYMENT_SUCCEEDED,
+        types::PAYMENT_FAILED,
+        types::JOB_FAILED,
+    ] {
+        assert!(catalog.get(event_type).is_some(), "{event_type}");
+    }
+    assert_eq!(shop::upcasters().current_version(types::ORDER_PLACED), 2);
+}
+
+#[test]
+fn an_order_whose_cancellation_came_first_reserves_nothing() {
+    let inventory = Inventory::new("stock");
+    let placed = order_placed("o-1", "tok_visa");
+    // The reservation item (index 0) already exists: the cancellation's tombstone.
+    let decision = inventory
+        .decide(&placed, Some(Conflict { index: 0 }))
+        .unwrap();
+    assert!(decision.writes.is_empty());
+    assert_eq!(decision.result.effect, "skipped_cancelled");
+}
