@@ -590,7 +590,7 @@ async fn a_delivery_whose_claim_was_taken_over_can_neither_overwrite_nor_release
     assert_eq!(b, Executed::Ran("B".to_string()));
     let a = slow.await.unwrap();
     assert!(
-        matches!(a, Err(IdempotencyError::Persistence(ref m)) if m.contains("took it over")),
+        matches!(a, Err(IdempotencyError::Persistence(ref m)) if m.message().contains("took it over")),
         "{a:?}"
     );
     // B's result stands.

@@ -1,0 +1,48 @@
+//! [`ValidationError`]: why an envelope was rejected, naming the attribute.
+
+/// Why an envelope was rejected. Every variant names the attribute it is about.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// The bytes are not a JSON object.
+    #[error("not a JSON object: {0}")]
+    NotJson(String),
+    /// A required attribute is absent (or null).
+    #[error("`{field}` is required")]
+    Missing { field: &'static str },
+    /// An attribute has the wrong JSON type.
+    #[error("`{field}` must be {expected}")]
+    WrongType {
+        field: &'static str,
+        expected: &'static str,
+    },
+    /// An attribute is present but empty.
+    #[error("`{field}` must not be empty")]
+    Empty { field: &'static str },
+    /// An attribute is longer than herald allows.
+    #[error("`{field}` is {actual} characters; the limit is {limit}")]
+    TooLong {
+        field: &'static str,
+        limit: usize,
+        actual: usize,
+    },
+    /// An attribute's value is not one herald accepts.
+    #[error("`{field}` {reason}")]
+    Invalid { field: &'static str, reason: String },
+    /// The whole encoded event is larger than the pipeline can carry.
+    #[error("the event is {actual} bytes; the limit is {limit} bytes (SNS's 256 KiB message limit less room for attributes)")]
+    TooLarge { limit: usize, actual: usize },
+}
+
+impl ValidationError {
+    /// The attribute the error is about (`"event"` for whole-event errors).
+    pub fn field(&self) -> &'static str {
+        match self {
+            ValidationError::NotJson(_) | ValidationError::TooLarge { .. } => "event",
+            ValidationError::Missing { field }
+            | ValidationError::WrongType { field, .. }
+            | ValidationError::Empty { field }
+            | ValidationError::TooLong { field, .. }
+            | ValidationError::Invalid { field, .. } => field,
+        }
+    }
+}

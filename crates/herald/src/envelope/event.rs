@@ -1,0 +1,228 @@
+//! The [`Envelope`] type: its attributes, getters, structured-mode JSON and the two parsers.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use super::parse::{check_size, Defaults, Wire};
+use super::{EventKind, ValidationError};
+
+/// An immutable event. Build one with [`Envelope::builder`], or parse one with
+/// [`Envelope::parse`] / [`Envelope::parse_submission`]; there are getters but no setters.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Envelope {
+    pub(super) specversion: &'static str,
+    pub(super) id: String,
+    pub(super) source: String,
+    #[serde(rename = "type")]
+    pub(super) event_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) subject: Option<String>,
+    #[serde(serialize_with = "serialize_time")]
+    pub(super) time: DateTime<Utc>,
+    pub(super) datacontenttype: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) dataschema: Option<String>,
+    pub(super) kind: EventKind,
+    pub(super) schemaversion: u32,
+    pub(super) correlationid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) causationid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) aggregateversion: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) data: Option<Value>,
+}
+
+fn serialize_time<S: Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        Envelope::parse(raw.get().as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Envelope {
+    /// Parse a complete envelope (strict: nothing is defaulted). Used on what was already
+    /// accepted by a producer: stream records and queue messages.
+    pub fn parse(bytes: &[u8]) -> Result<Envelope, ValidationError> {
+        check_size(bytes.len())?;
+        let wire = Wire::from_slice(bytes)?;
+        let header = wire.header(Defaults::None)?;
+        let data = match wire.data {
+            None => None,
+            Some(raw) => Some(
+                serde_json::from_str(raw.get())
+                    .map_err(|e| ValidationError::NotJson(e.to_string()))?,
+            ),
+        };
+        Ok(header.into_envelope(data))
+    }
+
+    /// Parse what a client submitted to the producer, filling the attributes a client may omit:
+    /// `id` (a new UUIDv7), `time` (now), `specversion` (1.0), `kind` (business),
+    /// `schemaversion` (1), `correlationid` (the event's own id), `datacontenttype` (JSON).
+    pub fn parse_submission(value: &Value) -> Result<Envelope, ValidationError> {
+        let bytes =
+            serde_json::to_vec(value).map_err(|e| ValidationError::NotJson(e.to_string()))?;
+        let wire = Wire::from_slice(&bytes)?;
+        let header = wire.header(Defaults::Submission)?;
+        let data = value.get("data").filter(|d| !d.is_null()).cloned();
+        let envelope = header.into_envelope(data);
+        // The size that counts is the envelope as it will travel, with the defaults filled in.
+        check_size(envelope.encoded_len())?;
+        Ok(envelope)
+    }
+
+    /// The event id (unique per `source`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+    /// Where the event happened (a URI reference such as `herald/orders`).
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// What happened (`order_placed`).
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+    /// The aggregate the event is about (`order-1001`); the Kinesis partition key.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+    /// When it happened.
+    pub fn time(&self) -> DateTime<Utc> {
+        self.time
+    }
+    /// The content type of `data` (always JSON).
+    pub fn datacontenttype(&self) -> &str {
+        self.datacontenttype
+    }
+    /// A URI of the schema `data` adheres to, if the producer named one.
+    pub fn dataschema(&self) -> Option<&str> {
+        self.dataschema.as_deref()
+    }
+    /// Business, system or data.
+    pub fn kind(&self) -> EventKind {
+        self.kind
+    }
+    /// The version of this event type's schema.
+    pub fn schema_version(&self) -> u32 {
+        self.schemaversion
+    }
+    /// The business transaction this event belongs to (the first event's id).
+    pub fn correlation_id(&self) -> &str {
+        &self.correlationid
+    }
+    /// Extension `aggregateversion`: the event's version within its aggregate (`subject`), set
+    /// by the event store when the event is appended (1, 2, ...). Consumers that keep state per
+    /// aggregate use it to ignore stale and out-of-order deliveries.
+    pub fn aggregate_version(&self) -> Option<u64> {
+        self.aggregateversion
+    }
+
+    /// The id of the event that caused this one, if any.
+    pub fn causation_id(&self) -> Option<&str> {
+        self.causationid.as_deref()
+    }
+    /// The payload.
+    pub fn data(&self) -> Option<&Value> {
+        self.data.as_ref()
+    }
+
+    /// Decode the payload into a type; the error names `data` and what was wrong with it.
+    pub fn data_as<T: DeserializeOwned>(&self) -> Result<T, ValidationError> {
+        let data = self
+            .data
+            .as_ref()
+            .ok_or(ValidationError::Missing { field: "data" })?;
+        T::deserialize(data).map_err(|e| ValidationError::Invalid {
+            field: "data",
+            reason: format!("does not match `{}`: {e}", self.event_type),
+        })
+    }
+
+    /// The Kinesis partition key: the aggregate (`subject`) so that one aggregate's events stay
+    /// in order on one shard; events about no aggregate spread by id.
+    pub fn partition_key(&self) -> &str {
+        self.subject.as_deref().unwrap_or(&self.id)
+    }
+
+    /// The identity CloudEvents defines for an event: `source` + `id`. Redeliveries share it.
+    pub fn identity(&self) -> String {
+        format!("{}#{}", self.source, self.id)
+    }
+
+    /// Structured-mode JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("an envelope always serializes")
+    }
+
+    /// Structured-mode JSON bytes.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("an envelope always serializes")
+    }
+
+    fn encoded_len(&self) -> usize {
+        self.to_json_bytes().len()
+    }
+
+    /// The same event with its payload at another schema version — what an upcaster returns.
+    /// Only [`crate::schema`] builds these: an event's identity and attributes never change.
+    pub(crate) fn at_version(&self, schema_version: u32, data: Option<Value>) -> Envelope {
+        Envelope {
+            schemaversion: schema_version,
+            data,
+            ..self.clone()
+        }
+    }
+
+    /// The same event stamped with its version in its aggregate — what the event store appends.
+    /// Everything else, the id included, stays as it is.
+    pub fn with_aggregate_version(self, version: u64) -> Envelope {
+        Envelope {
+            aggregateversion: Some(version.max(1)),
+            ..self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::super::fixtures::{order, parse};
+    use super::*;
+
+    #[test]
+    fn round_trips_in_structured_mode() {
+        let envelope = parse(&order()).unwrap();
+        assert_eq!(envelope.id(), "evt-1");
+        assert_eq!(envelope.schema_version(), 2);
+        assert_eq!(envelope.partition_key(), "order-1");
+        let again = Envelope::parse(&envelope.to_json_bytes()).unwrap();
+        assert_eq!(envelope, again);
+        assert_eq!(serde_json::to_value(&envelope).unwrap(), order());
+    }
+
+    #[test]
+    fn submissions_get_defaults() {
+        let envelope = Envelope::parse_submission(&json!({
+            "source": "herald/orders",
+            "type": "order_placed",
+            "subject": "order-9",
+            "data": {"orderId": "order-9"}
+        }))
+        .unwrap();
+        assert_eq!(envelope.kind(), EventKind::Business);
+        assert_eq!(envelope.schema_version(), 1);
+        assert_eq!(envelope.correlation_id(), envelope.id());
+        assert!(Uuid::parse_str(envelope.id()).is_ok());
+    }
+}

@@ -1,0 +1,397 @@
+//! [`DynamoDbStore`]: records in a DynamoDB table, one request per store call (conditional
+//! `PutItem` claims and completions, `DeleteItem` releases, consistent `GetItem`, and one
+//! `TransactWriteItems` for a record with its effects).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use super::error::PersistenceError;
+use super::record::{attr, IdempotencyRecord, RecordStatus};
+use super::store::{ClaimOutcome, CommitOutcome, IdempotencyStore};
+use crate::aws::error_text;
+
+/// Records in one DynamoDB table (partition key `pk`, string; TTL on `expiresAt`).
+#[derive(Clone)]
+pub struct DynamoDbStore {
+    client: Client,
+    table_name: String,
+}
+
+impl fmt::Debug for DynamoDbStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamoDbStore")
+            .field("table_name", &self.table_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DynamoDbStore {
+    /// Records in `table_name` through `client`.
+    pub fn new(client: Client, table_name: impl Into<String>) -> Self {
+        DynamoDbStore {
+            client,
+            table_name: table_name.into(),
+        }
+    }
+
+    async fn put_claim(
+        &self,
+        record: &IdempotencyRecord,
+        now_ms: i64,
+    ) -> Result<ClaimOutcome, PersistenceError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table_name)
+            .set_item(Some(to_item(record)))
+            .condition_expression(CLAIM_CONDITION)
+            .set_expression_attribute_names(Some(claim_names()))
+            .set_expression_attribute_values(Some(claim_values(now_ms)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(ClaimOutcome::Claimed),
+            Err(SdkError::ServiceError(service)) => {
+                if let PutItemError::ConditionalCheckFailedException(failed) = service.err() {
+                    // Some emulators leave the old item out; the caller reads it then.
+                    let old = failed.item().map(|item| from_item(&record.key, item));
+                    return Ok(ClaimOutcome::Exists(old));
+                }
+                let err = service.into_err();
+                Err(PersistenceError::new(error_text(&err))
+                    .with_throttling(err.code().is_some_and(is_throttling_code))
+                    .with_source(err))
+            }
+            Err(err) => Err(sdk_error(err)),
+        }
+    }
+
+    async fn put_completed(
+        &self,
+        record: &IdempotencyRecord,
+        token: &str,
+    ) -> Result<bool, PersistenceError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table_name)
+            .set_item(Some(to_item(record)))
+            .condition_expression("#claim = :mine")
+            .expression_attribute_names("#claim", attr::CLAIM)
+            .expression_attribute_values(":mine", AttributeValue::S(token.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(err) => Err(sdk_error(err)),
+        }
+    }
+
+    async fn delete_claim(&self, key: &str, token: &str) -> Result<bool, PersistenceError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table_name)
+            .key(attr::KEY, AttributeValue::S(key.to_string()))
+            .condition_expression("#status = :inprogress AND #claim = :mine")
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#claim", attr::CLAIM)
+            .expression_attribute_values(
+                ":inprogress",
+                AttributeValue::S(RecordStatus::InProgress.as_str().into()),
+            )
+            .expression_attribute_values(":mine", AttributeValue::S(token.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(err) => Err(sdk_error(err)),
+        }
+    }
+
+    async fn get_record(&self, key: &str) -> Result<Option<IdempotencyRecord>, PersistenceError> {
+        self.client
+            .get_item()
+            .table_name(&self.table_name)
+            .key(attr::KEY, AttributeValue::S(key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map(|out| out.item.map(|item| from_item(key, &item)))
+            .map_err(sdk_error)
+    }
+
+    async fn transact(
+        &self,
+        record: &IdempotencyRecord,
+        effects: Vec<TransactWriteItem>,
+        now_ms: i64,
+    ) -> Result<CommitOutcome, PersistenceError> {
+        let put = Put::builder()
+            .table_name(&self.table_name)
+            .set_item(Some(to_item(record)))
+            .condition_expression(CLAIM_CONDITION)
+            .set_expression_attribute_names(Some(claim_names()))
+            .set_expression_attribute_values(Some(claim_values(now_ms)))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(|e| PersistenceError::new(e.to_string()).with_source(e))?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        items.extend(effects);
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(CommitOutcome::Committed),
+            Err(err) => match cancellation(&err) {
+                Some(Cancelled::RecordExists(old)) => Ok(CommitOutcome::RecordExists(
+                    old.map(|item| from_item(&record.key, &item)),
+                )),
+                Some(Cancelled::Effect(index)) => Ok(CommitOutcome::EffectFailed { index }),
+                Some(Cancelled::Collision) => Ok(CommitOutcome::Collision(
+                    PersistenceError::new(error_text(&err))
+                        .with_throttling(true)
+                        .with_source(err),
+                )),
+                None => Err(sdk_error(err)),
+            },
+        }
+    }
+}
+
+impl IdempotencyStore for DynamoDbStore {
+    fn claim<'a>(
+        &'a self,
+        record: &'a IdempotencyRecord,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<ClaimOutcome, PersistenceError>> {
+        self.put_claim(record, now_ms).boxed()
+    }
+
+    fn complete<'a>(
+        &'a self,
+        record: &'a IdempotencyRecord,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<bool, PersistenceError>> {
+        self.put_completed(record, token).boxed()
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<bool, PersistenceError>> {
+        self.delete_claim(key, token).boxed()
+    }
+
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<IdempotencyRecord>, PersistenceError>> {
+        self.get_record(key).boxed()
+    }
+
+    fn commit<'a>(
+        &'a self,
+        record: &'a IdempotencyRecord,
+        effects: Vec<TransactWriteItem>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<CommitOutcome, PersistenceError>> {
+        self.transact(record, effects, now_ms).boxed()
+    }
+}
+
+/// [`IdempotencyRecord::blocks_claim`] as a condition: a claim succeeds when the key is absent,
+/// the record expired, or an INPROGRESS claim's time is up.
+const CLAIM_CONDITION: &str =
+    "attribute_not_exists(#pk) OR #expires < :now_s OR (#status = :inprogress AND #until < :now_ms)";
+
+fn claim_names() -> HashMap<String, String> {
+    HashMap::from([
+        ("#pk".to_string(), attr::KEY.to_string()),
+        ("#expires".to_string(), attr::EXPIRES_AT.to_string()),
+        ("#status".to_string(), attr::STATUS.to_string()),
+        ("#until".to_string(), attr::IN_PROGRESS_UNTIL.to_string()),
+    ])
+}
+
+fn claim_values(now_ms: i64) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            ":now_s".to_string(),
+            AttributeValue::N((now_ms / 1000).to_string()),
+        ),
+        (":now_ms".to_string(), AttributeValue::N(now_ms.to_string())),
+        (
+            ":inprogress".to_string(),
+            AttributeValue::S(RecordStatus::InProgress.as_str().into()),
+        ),
+    ])
+}
+
+/// The error codes that mean "too much, too fast", not "wrong request".
+fn is_throttling_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "TransactionConflictException"
+            | "TransactionInProgressException"
+    )
+}
+
+/// An SDK failure as a [`PersistenceError`]: the chain as text (what the logs showed before),
+/// the error itself as the source, throttling from the service's error code.
+fn sdk_error<E, R>(err: SdkError<E, R>) -> PersistenceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
+    let throttling = err.code().is_some_and(is_throttling_code);
+    PersistenceError::new(error_text(&err))
+        .with_throttling(throttling)
+        .with_source(err)
+}
+
+enum Cancelled {
+    /// The record's condition failed: a duplicate (or a live claim). Carries the old item when
+    /// DynamoDB returned it.
+    RecordExists(Option<HashMap<String, AttributeValue>>),
+    /// The effect's write at this index failed its condition.
+    Effect(usize),
+    /// Another transaction touched the same items.
+    Collision,
+}
+
+fn cancellation(err: &SdkError<TransactWriteItemsError>) -> Option<Cancelled> {
+    let cancelled = match err.as_service_error()? {
+        TransactWriteItemsError::TransactionCanceledException(cancelled) => cancelled,
+        TransactWriteItemsError::TransactionInProgressException(_) => {
+            return Some(Cancelled::Collision)
+        }
+        _ => return None,
+    };
+    let reasons = cancelled.cancellation_reasons();
+    let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
+    if code(0) == "ConditionalCheckFailed" {
+        return Some(Cancelled::RecordExists(reasons[0].item().cloned()));
+    }
+    if let Some(i) = (1..reasons.len()).find(|&i| code(i) == "ConditionalCheckFailed") {
+        return Some(Cancelled::Effect(i - 1));
+    }
+    if reasons
+        .iter()
+        .any(|r| r.code() == Some("TransactionConflict"))
+    {
+        return Some(Cancelled::Collision);
+    }
+    // Some emulators omit the reasons; the message still names the condition failure.
+    if reasons.is_empty()
+        && cancelled
+            .message()
+            .is_some_and(|m| m.contains("ConditionalCheckFailed"))
+    {
+        return Some(Cancelled::RecordExists(None));
+    }
+    None
+}
+
+/// The table item of a record: only the attributes that have a value.
+fn to_item(record: &IdempotencyRecord) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        (attr::KEY.to_string(), AttributeValue::S(record.key.clone())),
+        (
+            attr::STATUS.to_string(),
+            AttributeValue::S(record.status.as_str().to_string()),
+        ),
+        (
+            attr::EXPIRES_AT.to_string(),
+            AttributeValue::N(record.expires_at.to_string()),
+        ),
+    ]);
+    if let Some(until) = record.in_progress_until {
+        item.insert(
+            attr::IN_PROGRESS_UNTIL.into(),
+            AttributeValue::N(until.to_string()),
+        );
+    }
+    if let Some(claim) = &record.claim {
+        item.insert(attr::CLAIM.into(), AttributeValue::S(claim.clone()));
+    }
+    if let Some(result) = &record.result {
+        item.insert(attr::RESULT.into(), AttributeValue::S(result.clone()));
+    }
+    if let Some(hash) = &record.payload_hash {
+        item.insert(attr::PAYLOAD_HASH.into(), AttributeValue::S(hash.clone()));
+    }
+    item
+}
+
+/// A table item as a record. Tolerant, like the code that reads it: a missing attribute is
+/// `None` (an absent `expiresAt` never expires, as in the claim condition).
+fn from_item(key: &str, item: &HashMap<String, AttributeValue>) -> IdempotencyRecord {
+    IdempotencyRecord {
+        key: string(item, attr::KEY).unwrap_or_else(|| key.to_string()),
+        status: RecordStatus::parse(&string(item, attr::STATUS).unwrap_or_default()),
+        expires_at: number(item, attr::EXPIRES_AT).unwrap_or(i64::MAX),
+        in_progress_until: number(item, attr::IN_PROGRESS_UNTIL),
+        claim: string(item, attr::CLAIM),
+        result: string(item, attr::RESULT),
+        payload_hash: string(item, attr::PAYLOAD_HASH),
+    }
+}
+
+fn string(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_and_records_convert_both_ways() {
+        let record = IdempotencyRecord {
+            key: "sub#herald/orders#evt-1".into(),
+            status: RecordStatus::InProgress,
+            expires_at: 1_800_000_000,
+            in_progress_until: Some(1_800_000_000_123),
+            claim: Some("token".into()),
+            result: None,
+            payload_hash: Some("abc".into()),
+        };
+        let item = to_item(&record);
+        assert_eq!(item.len(), 6, "no attribute for the absent result");
+        assert_eq!(item[attr::STATUS], AttributeValue::S("INPROGRESS".into()));
+        assert_eq!(from_item("ignored", &item), record);
+        assert!(is_throttling_code("ProvisionedThroughputExceededException"));
+        assert!(!is_throttling_code("ConditionalCheckFailedException"));
+    }
+}

@@ -1,0 +1,173 @@
+//! [`InMemoryStore`]: records in a map, for tests without an emulator (feature `test-util`).
+//!
+//! It cannot evaluate DynamoDB expressions, so the effects of a transactional commit are judged
+//! by an *oracle* the test installs: by default every effect's condition holds.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use aws_sdk_dynamodb::types::TransactWriteItem;
+use futures::future::{self, BoxFuture};
+use futures::FutureExt;
+
+use super::error::PersistenceError;
+use super::record::{IdempotencyRecord, RecordStatus};
+use super::store::{ClaimOutcome, CommitOutcome, IdempotencyStore};
+
+/// Whether an effect write's condition holds.
+type Oracle = Arc<dyn Fn(&TransactWriteItem) -> bool + Send + Sync>;
+
+/// Records in memory. Clones share the records, the committed writes and the oracle, so a test
+/// keeps one clone to look inside while [`Idempotency`](super::Idempotency) uses another.
+#[derive(Clone, Default)]
+pub struct InMemoryStore {
+    state: Arc<Mutex<State>>,
+    oracle: Arc<Mutex<Option<Oracle>>>,
+}
+
+#[derive(Default)]
+struct State {
+    records: HashMap<String, IdempotencyRecord>,
+    writes: Vec<TransactWriteItem>,
+}
+
+impl fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
+        f.debug_struct("InMemoryStore")
+            .field("records", &state.records.len())
+            .field("writes", &state.writes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl InMemoryStore {
+    /// An empty store whose effect conditions all hold.
+    pub fn new() -> Self {
+        InMemoryStore::default()
+    }
+
+    /// Judge effect writes with `oracle` from now on: it returns whether the write's condition
+    /// holds (say, `false` for a stock decrement that would go below zero). It is called once per
+    /// effect per commit attempt, in order, outside the store's lock.
+    pub fn set_condition_oracle(
+        &self,
+        oracle: impl Fn(&TransactWriteItem) -> bool + Send + Sync + 'static,
+    ) {
+        *self.oracle.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(oracle));
+    }
+
+    /// Every effect write of every successful commit, in commit order: what handlers wrote.
+    pub fn committed_writes(&self) -> Vec<TransactWriteItem> {
+        self.state().writes.clone()
+    }
+
+    /// The record at `key`, as stored (expired or not).
+    pub fn record(&self, key: &str) -> Option<IdempotencyRecord> {
+        self.state().records.get(key).cloned()
+    }
+
+    /// Store `record` as it is, unconditionally: to set up a test (a claim left by a crashed
+    /// delivery, a record written long ago).
+    pub fn insert(&self, record: IdempotencyRecord) {
+        self.state().records.insert(record.key.clone(), record);
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A test that panicked while holding the lock must not hide its own failure behind ours.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The record at `key` if it keeps a claim out at `now_ms`.
+    fn blocking(state: &State, key: &str, now_ms: i64) -> Option<IdempotencyRecord> {
+        state
+            .records
+            .get(key)
+            .filter(|old| old.blocks_claim(now_ms))
+            .cloned()
+    }
+}
+
+impl IdempotencyStore for InMemoryStore {
+    fn claim<'a>(
+        &'a self,
+        record: &'a IdempotencyRecord,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<ClaimOutcome, PersistenceError>> {
+        let mut state = self.state();
+        let outcome = match Self::blocking(&state, &record.key, now_ms) {
+            Some(old) => ClaimOutcome::Exists(Some(old)),
+            None => {
+                state.records.insert(record.key.clone(), record.clone());
+                ClaimOutcome::Claimed
+            }
+        };
+        future::ready(Ok(outcome)).boxed()
+    }
+
+    fn complete<'a>(
+        &'a self,
+        record: &'a IdempotencyRecord,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<bool, PersistenceError>> {
+        let mut state = self.state();
+        let ours = state
+            .records
+            .get(&record.key)
+            .is_some_and(|old| old.claim.as_deref() == Some(token));
+        if ours {
+            state.records.insert(record.key.clone(), record.clone());
+        }
+        future::ready(Ok(ours)).boxed()
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<bool, PersistenceError>> {
+        let mut state = self.state();
+        let ours = state.records.get(key).is_some_and(|old| {
+            old.status == RecordStatus::InProgress && old.claim.as_deref() == Some(token)
+        });
+        if ours {
+            state.records.remove(key);
+        }
+        future::ready(Ok(ours)).boxed()
+    }
+
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<IdempotencyRecord>, PersistenceError>> {
+        future::ready(Ok(self.record(key))).boxed()
+    }
+
+    fn commit<'a>(
+        &'a self,
+        record: &'a IdempotencyRecord,
+        effects: Vec<TransactWriteItem>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<CommitOutcome, PersistenceError>> {
+        // The oracle runs before the lock is taken, so that it may look at the store itself.
+        let oracle = self
+            .oracle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let failed = oracle.and_then(|holds| effects.iter().position(|write| !holds(write)));
+        let mut state = self.state();
+        // The record's condition first, as DynamoDB's first cancellation reason is read first.
+        let outcome = if let Some(old) = Self::blocking(&state, &record.key, now_ms) {
+            CommitOutcome::RecordExists(Some(old))
+        } else if let Some(index) = failed {
+            CommitOutcome::EffectFailed { index }
+        } else {
+            state.records.insert(record.key.clone(), record.clone());
+            state.writes.extend(effects);
+            CommitOutcome::Committed
+        };
+        future::ready(Ok(outcome)).boxed()
+    }
+}

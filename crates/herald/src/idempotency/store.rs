@@ -1,0 +1,84 @@
+//! The persistence port: what the two modes need from wherever records live
+//! ([`IdempotencyStore`]), in the spirit of Powertools for Lambda's persistence layer.
+//!
+//! A store only keeps records and applies conditions; what a record *means* (a stored result to
+//! replay, a live claim to wait for, a payload mismatch, a lapsed claim) is decided by the modes,
+//! so every store behaves the same.
+
+use aws_sdk_dynamodb::types::TransactWriteItem;
+use futures::future::BoxFuture;
+
+use super::error::PersistenceError;
+use super::record::IdempotencyRecord;
+
+/// Where idempotency records live. Boxed futures keep [`Idempotency`](super::Idempotency)
+/// non-generic; every call is a network round trip, so the allocation does not count.
+pub trait IdempotencyStore: Send + Sync {
+    /// Put `record` (INPROGRESS, with its claim token) unless a stored record
+    /// [blocks the claim](IdempotencyRecord::blocks_claim) at `now_ms`.
+    fn claim<'a>(
+        &'a self,
+        record: &'a IdempotencyRecord,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<ClaimOutcome, PersistenceError>>;
+
+    /// Replace the record with `record` (COMPLETED) if the stored one still carries the claim
+    /// `token`. `Ok(false)`: it does not (the claim lapsed and another delivery took it over).
+    fn complete<'a>(
+        &'a self,
+        record: &'a IdempotencyRecord,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<bool, PersistenceError>>;
+
+    /// Delete the record at `key` if it is INPROGRESS under the claim `token`.
+    /// `Ok(false)`: it is not (any more).
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<bool, PersistenceError>>;
+
+    /// The record at `key`, read consistently (expired or not: the caller judges).
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<IdempotencyRecord>, PersistenceError>>;
+
+    /// Atomically put `record` (COMPLETED) and apply `effects`, all or nothing. The record goes
+    /// in only if no stored record [blocks the claim](IdempotencyRecord::blocks_claim) at
+    /// `now_ms`; each effect only if its own condition holds.
+    fn commit<'a>(
+        &'a self,
+        record: &'a IdempotencyRecord,
+        effects: Vec<TransactWriteItem>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<CommitOutcome, PersistenceError>>;
+}
+
+/// How a claim ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The record is in: the claim is the caller's.
+    Claimed,
+    /// A live record blocked the claim. It comes back with the refusal when the store can return
+    /// it without another request; `None` sends the caller to [`IdempotencyStore::get`].
+    Exists(Option<IdempotencyRecord>),
+}
+
+/// How a transactional commit ended. Nothing was written unless it is `Committed`.
+#[derive(Debug)]
+pub enum CommitOutcome {
+    /// The record and every effect are in.
+    Committed,
+    /// A live record blocked the commit: a duplicate, or a delivery holding a claim. `None` when
+    /// the store could not return it with the refusal (read it with [`IdempotencyStore::get`]).
+    RecordExists(Option<IdempotencyRecord>),
+    /// The effect at `index` (into `effects`) failed its condition.
+    EffectFailed {
+        /// Index into the committed `effects`.
+        index: usize,
+    },
+    /// The transaction collided with another one on the same items; trying again may succeed.
+    /// The error is what to report if the retries run out (marked as throttling).
+    Collision(PersistenceError),
+}
