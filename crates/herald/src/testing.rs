@@ -1,8 +1,9 @@
 //! In-memory implementations of herald's ports, for unit tests that run without AWS or an
 //! emulator (feature `test-util`): the stream ([`InMemoryStream`]), the bus ([`InMemoryBus`]),
 //! dead letters ([`InMemoryDeadLetters`]), the event store ([`InMemoryEventStore`]) and the
-//! idempotency store ([`crate::idempotency`]'s in-memory store), plus helpers that build the
-//! Lambda events a handler receives ([`sqs_event`]).
+//! idempotency store ([`InMemoryIdempotencyStore`], or simply
+//! [`crate::idempotency::Idempotency::in_memory`]), plus helpers that build the Lambda events a
+//! handler receives ([`sqs_event`]).
 //!
 //! They keep what they were sent, so a test asserts on it; each can be told to fail, so a test
 //! can check what a handler does when AWS does.
@@ -19,6 +20,8 @@ use crate::event_store::{decode, stamped, EventPage, EventStore, StoreError, Sto
 use crate::producer::{EventStream, PutOutcome, StreamError, StreamRecord};
 use crate::router::{BusError, BusMessage, BusOutcome, EventBus};
 use crate::schema::Upcasters;
+
+pub use crate::idempotency::InMemoryStore as InMemoryIdempotencyStore;
 
 /// A stream that keeps every record written to it, in order.
 #[derive(Debug, Default)]

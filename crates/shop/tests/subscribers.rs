@@ -230,3 +230,74 @@ fn an_order_whose_cancellation_came_first_reserves_nothing() {
     assert!(decision.writes.is_empty());
     assert_eq!(decision.result.effect, "skipped_cancelled");
 }
+
+/// The whole subscriber as Lambda runs it — SQS batch in, idempotency, follow-ups, dead letters,
+/// partial batch response — on in-memory ports.
+mod delivered {
+    use std::time::{Duration, SystemTime};
+
+    use herald::idempotency::{Idempotency, IdempotencyConfig};
+    use herald::producer::Producer;
+    use herald::subscriber::{Claimed, SqsSubscriber, SubscriberConfig};
+    use herald::testing::{sqs_event, sqs_message, InMemoryDeadLetters, InMemoryStream};
+
+    use super::*;
+
+    fn subscriber(
+        gateway: FakeGateway,
+    ) -> SqsSubscriber<Claimed<Payment<FakeGateway>>, InMemoryDeadLetters, InMemoryStream> {
+        SqsSubscriber::new(
+            Claimed::new(
+                Payment::new(gateway),
+                Idempotency::in_memory(IdempotencyConfig::new("idempotency", "payment")),
+            ),
+            InMemoryDeadLetters::new(),
+            Producer::new(InMemoryStream::new()),
+            SubscriberConfig {
+                upcasters: shop::upcasters(),
+                ..SubscriberConfig::default()
+            },
+        )
+    }
+
+    fn deadline() -> SystemTime {
+        SystemTime::now() + Duration::from_secs(10)
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_delivery_charges_once_and_poison_is_dead_lettered() {
+        let payment = subscriber(FakeGateway::default());
+        let placed = order_placed("o-1", "tok_visa");
+        let (response, summary) = payment
+            .handle(&sqs_event(&[placed.clone(), placed.clone()]), deadline())
+            .await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!((summary.applied, summary.duplicates), (1, 1));
+
+        // A redelivery later (SNS retried): still one charge.
+        let (_, summary) = payment.handle(&sqs_event(&[placed]), deadline()).await;
+        assert_eq!(summary.duplicates, 1);
+
+        let mut poison = sqs_event(&[]);
+        poison.records.push(sqs_message("m-bad", "{\"not\": \"an event\"}", 1));
+        let (response, summary) = payment.handle(&poison, deadline()).await;
+        assert!(response.batch_item_failures.is_empty(), "acknowledged, not retried");
+        assert_eq!(summary.dead_lettered, 1);
+    }
+
+    #[tokio::test]
+    async fn a_v1_order_is_charged_in_euros_after_upcasting() {
+        let payment = subscriber(FakeGateway::default());
+        let v1 = Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
+            .subject("o-v1")
+            .schema_version(1)
+            .data(json!({"orderId": "o-v1", "customer": {"id": "c", "email": "c@x.io"},
+                "items": [{"sku": "S", "quantity": 1, "unitPrice": 700}], "total": 700,
+                "paymentToken": "tok_visa"}))
+            .build()
+            .unwrap();
+        let (response, summary) = payment.handle(&sqs_event(&[v1]), deadline()).await;
+        assert!(response.batch_item_failures.is_empty());
+        assert_eq!(summary.applied, 1);
+    }
+}

@@ -1,4 +1,4 @@
-//! Profiling aid: route one Kinesis batch file (`herald bench router` writes
+//! Profiling aid: route one Kinesis batch file (`shop bench router` writes
 //! `.herald/bench/kinesis-batch.json`) in a loop for a few seconds, for `perf record`.
 
 use herald::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
@@ -25,7 +25,7 @@ fn main() {
         NullBus,
         NullLetters,
         RouterConfig {
-            catalog: Some(herald::catalog::EventCatalog::herald()),
+            catalog: Some(shop::catalog()),
             ..RouterConfig::default()
         },
     );
