@@ -87,14 +87,24 @@ pub struct MissingEnv(pub String);
 
 /// An AWS request failed. Keeps the SDK's error as its source and the service's error code, so a
 /// caller can tell throttling (retry later) from a validation failure (never retry).
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{text}")]
 pub struct AwsError {
     text: String,
     code: Option<String>,
+    // Shared, so the error can be cloned into every record a failed request concerned.
     #[source]
-    source: Box<dyn std::error::Error + Send + Sync>,
+    source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
 }
+
+/// Two failures are the same when they read the same and carry the same code.
+impl PartialEq for AwsError {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.code == other.code
+    }
+}
+
+impl Eq for AwsError {}
 
 /// Error codes AWS services answer when a caller is over its rate; retrying later helps.
 const THROTTLING_CODES: &[&str] = &[
@@ -104,6 +114,7 @@ const THROTTLING_CODES: &[&str] = &[
     "RequestLimitExceeded",
     "TooManyRequestsException",
     "TransactionConflictException",
+    "TransactionInProgressException",
     "LimitExceededException",
     "KMSThrottlingException",
 ];
@@ -121,15 +132,16 @@ impl AwsError {
         AwsError {
             text: error_text(&err),
             code: err.code().map(str::to_string),
-            source: Box::new(err),
+            source: std::sync::Arc::new(err),
         }
     }
 
     /// A failure that is not an SDK error (a request that could not be built, say).
     pub fn other(text: impl Into<String>) -> Self {
         let text = text.into();
+        let source: Box<dyn std::error::Error + Send + Sync> = text.clone().into();
         AwsError {
-            source: text.clone().into(),
+            source: source.into(),
             text,
             code: None,
         }
@@ -142,8 +154,13 @@ impl AwsError {
 
     /// Whether the service throttled the request: retrying after a pause helps.
     pub fn is_throttling(&self) -> bool {
-        self.code().is_some_and(|c| THROTTLING_CODES.contains(&c))
+        self.code().is_some_and(is_throttling_code)
     }
+}
+
+/// Whether an AWS error code means "too much, too fast" (retry later), not "wrong request".
+pub fn is_throttling_code(code: &str) -> bool {
+    THROTTLING_CODES.contains(&code)
 }
 
 /// The short name of an SDK error (`ProvisionedThroughputExceededException`, `dispatch failure`…)
@@ -157,6 +174,22 @@ pub fn error_text<E: std::error::Error + 'static>(err: &E) -> String {
         source = inner.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_is_told_apart_from_a_bad_request() {
+        assert!(is_throttling_code("ProvisionedThroughputExceededException"));
+        assert!(is_throttling_code("ThrottlingException"));
+        assert!(!is_throttling_code("ConditionalCheckFailedException"));
+        assert!(!is_throttling_code("ValidationException"));
+        let other = AwsError::other("no request");
+        assert!(!other.is_throttling());
+        assert_eq!(other.code(), None);
+    }
 }
 
 /// Counts the HTTP requests an SDK client sends, per `Service.Operation` (retries included),

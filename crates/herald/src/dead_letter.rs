@@ -10,6 +10,7 @@ use std::future::Future;
 
 use base64::Engine;
 
+use crate::aws::AwsError;
 use crate::limits::SNS_MAX_PAYLOAD_BYTES;
 
 /// Message attribute names on a dead letter.
@@ -99,7 +100,14 @@ impl DeadLetter {
 /// A dead letter could not be sent; the caller must then fail the record instead of dropping it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("could not dead-letter the record: {0}")]
-pub struct DeadLetterError(pub String);
+pub struct DeadLetterError(#[from] pub AwsError);
+
+impl DeadLetterError {
+    /// A failure described by text alone (test doubles, unexpected answers).
+    pub fn other(text: impl Into<String>) -> Self {
+        DeadLetterError(AwsError::other(text))
+    }
+}
 
 /// The dead-letter port: one result per letter, in order.
 pub trait DeadLetters: Send + Sync {

@@ -20,6 +20,7 @@ use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 
+use crate::aws::AwsError;
 use crate::backoff::Backoff;
 use crate::catalog::EventCatalog;
 use crate::dead_letter::{DeadLetter, DeadLetters};
@@ -245,10 +246,17 @@ pub enum BusOutcome {
     },
 }
 
-/// The whole request failed.
+/// The whole request failed; the AWS error tells why ([`AwsError::is_throttling`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct BusError(pub String);
+pub struct BusError(#[from] pub AwsError);
+
+impl BusError {
+    /// A failure described by text alone (test doubles, unexpected answers).
+    pub fn other(text: impl Into<String>) -> Self {
+        BusError(AwsError::other(text))
+    }
+}
 
 /// The bus port: a `PublishBatch`-shaped call with one outcome per entry, in order.
 pub trait EventBus: Send + Sync {

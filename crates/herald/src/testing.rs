@@ -58,9 +58,9 @@ impl InMemoryStream {
 impl EventStream for InMemoryStream {
     async fn put_records(&self, records: &[StreamRecord]) -> Result<Vec<PutOutcome>, StreamError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(StreamError("the stream is down (InMemoryStream::set_down)".into()));
+            return Err(StreamError::other("the stream is down (InMemoryStream::set_down)"));
         }
-        let mut written = self.records.lock().map_err(|e| StreamError(e.to_string()))?;
+        let mut written = self.records.lock().map_err(|e| StreamError::other(e.to_string()))?;
         Ok(records
             .iter()
             .map(|record| {
@@ -101,9 +101,9 @@ impl InMemoryBus {
 impl EventBus for InMemoryBus {
     async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(BusError("the bus is down (InMemoryBus::set_down)".into()));
+            return Err(BusError::other("the bus is down (InMemoryBus::set_down)"));
         }
-        let mut published = self.messages.lock().map_err(|e| BusError(e.to_string()))?;
+        let mut published = self.messages.lock().map_err(|e| BusError::other(e.to_string()))?;
         published.extend_from_slice(entries);
         Ok(entries.iter().map(|_| BusOutcome::Published).collect())
     }
@@ -136,7 +136,7 @@ impl DeadLetters for InMemoryDeadLetters {
             }
             Err(e) => letters
                 .iter()
-                .map(|_| Err(DeadLetterError(e.to_string())))
+                .map(|_| Err(DeadLetterError::other(e.to_string())))
                 .collect(),
         }
     }

@@ -2,7 +2,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_kinesis::Client;
 
-use crate::aws::error_text;
+use crate::aws::AwsError;
 use crate::producer::{EventStream, PutOutcome, StreamError, StreamRecord};
 
 /// [`EventStream`] on a Kinesis data stream.
@@ -31,7 +31,7 @@ impl EventStream for KinesisStream {
                     .partition_key(&r.partition_key)
                     .data(Blob::new(r.data.clone()))
                     .build()
-                    .map_err(|e| StreamError(e.to_string()))
+                    .map_err(|e| StreamError::other(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let request = self.client.put_records().set_records(Some(entries));
@@ -43,7 +43,7 @@ impl EventStream for KinesisStream {
         let output = request
             .send()
             .await
-            .map_err(|e| StreamError(error_text(&e)))?;
+            .map_err(|e| StreamError(AwsError::new(e)))?;
         Ok(output
             .records()
             .iter()

@@ -1,7 +1,7 @@
 use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use aws_sdk_sns::Client;
 
-use crate::aws::error_text;
+use crate::aws::AwsError;
 use crate::router::{BusError, BusMessage, BusOutcome, EventBus};
 
 /// [`EventBus`] on an SNS topic.
@@ -33,14 +33,14 @@ impl EventBus for SnsBus {
                     .data_type(attribute.data_type)
                     .string_value(&attribute.value)
                     .build()
-                    .map_err(|e| BusError(e.to_string()))?;
+                    .map_err(|e| BusError::other(e.to_string()))?;
                 builder = builder.message_attributes(attribute.name, value);
             }
             request = request.publish_batch_request_entries(
-                builder.build().map_err(|e| BusError(e.to_string()))?,
+                builder.build().map_err(|e| BusError::other(e.to_string()))?,
             );
         }
-        let output = request.send().await.map_err(|e| BusError(error_text(&e)))?;
+        let output = request.send().await.map_err(|e| BusError(AwsError::new(e)))?;
         let mut outcomes = vec![None; entries.len()];
         let position = |id: &str| entries.iter().position(|e| e.id == id);
         for ok in output.successful() {

@@ -2,7 +2,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::Client;
 use chrono::{SecondsFormat, Utc};
 
-use crate::aws::error_text;
+use crate::aws::AwsError;
 use crate::dead_letter::{attr, DeadLetter, DeadLetterError, DeadLetters};
 
 /// [`DeadLetters`] on an SQS queue.
@@ -28,7 +28,7 @@ impl SqsDeadLetters {
                 .data_type("String")
                 .string_value(v)
                 .build()
-                .map_err(|e| DeadLetterError(e.to_string()))
+                .map_err(|e| DeadLetterError::other(e.to_string()))
         };
         let origin = serde_json::to_string(&letter.origin).unwrap_or_default();
         let mut request = self
@@ -62,7 +62,7 @@ impl SqsDeadLetters {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| DeadLetterError(error_text(&e)))
+            .map_err(|e| DeadLetterError(AwsError::new(e)))
     }
 }
 

@@ -70,7 +70,7 @@ impl DynamoDbStore {
                 }
                 let err = service.into_err();
                 Err(PersistenceError::new(error_text(&err))
-                    .with_throttling(err.code().is_some_and(is_throttling_code))
+                    .with_throttling(err.code().is_some_and(crate::aws::is_throttling_code))
                     .with_source(err))
             }
             Err(err) => Err(sdk_error(err)),
@@ -249,18 +249,6 @@ fn claim_values(now_ms: i64) -> HashMap<String, AttributeValue> {
     ])
 }
 
-/// The error codes that mean "too much, too fast", not "wrong request".
-fn is_throttling_code(code: &str) -> bool {
-    matches!(
-        code,
-        "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "TransactionConflictException"
-            | "TransactionInProgressException"
-    )
-}
-
 /// An SDK failure as a [`PersistenceError`]: the chain as text (what the logs showed before),
 /// the error itself as the source, throttling from the service's error code.
 fn sdk_error<E, R>(err: SdkError<E, R>) -> PersistenceError
@@ -268,7 +256,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: fmt::Debug + Send + Sync + 'static,
 {
-    let throttling = err.code().is_some_and(is_throttling_code);
+    let throttling = err.code().is_some_and(crate::aws::is_throttling_code);
     PersistenceError::new(error_text(&err))
         .with_throttling(throttling)
         .with_source(err)
@@ -391,7 +379,5 @@ mod tests {
         assert_eq!(item.len(), 6, "no attribute for the absent result");
         assert_eq!(item[attr::STATUS], AttributeValue::S("INPROGRESS".into()));
         assert_eq!(from_item("ignored", &item), record);
-        assert!(is_throttling_code("ProvisionedThroughputExceededException"));
-        assert!(!is_throttling_code("ConditionalCheckFailedException"));
     }
 }

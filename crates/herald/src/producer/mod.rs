@@ -17,6 +17,7 @@ use std::future::Future;
 
 use serde::Serialize;
 
+use crate::aws::AwsError;
 use crate::backoff::Backoff;
 use crate::catalog::EventCatalog;
 use crate::envelope::Envelope;
@@ -52,10 +53,18 @@ pub enum PutOutcome {
     Failed { code: String, message: String },
 }
 
-/// A whole `PutRecords` request failed (network, throttled request, missing stream...).
+/// A whole `PutRecords` request failed (network, throttled request, missing stream...); the
+/// AWS error tells which ([`AwsError::is_throttling`]).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct StreamError(pub String);
+pub struct StreamError(#[from] pub AwsError);
+
+impl StreamError {
+    /// A failure described by text alone (test doubles, unexpected answers).
+    pub fn other(text: impl Into<String>) -> Self {
+        StreamError(AwsError::other(text))
+    }
+}
 
 /// The stream port: a `PutRecords`-shaped call returning one outcome per record, in order.
 pub trait EventStream: Send + Sync {
@@ -187,7 +196,11 @@ impl<S: EventStream> Producer<S> {
                     );
                     failed_all(records.len(), "InvalidResponse", &message)
                 }
-                Err(StreamError(message)) => failed_all(records.len(), "RequestFailed", &message),
+                Err(StreamError(err)) => failed_all(
+                    records.len(),
+                    err.code().unwrap_or("RequestFailed"),
+                    &err.to_string(),
+                ),
             };
 
             let mut done = HashSet::new();

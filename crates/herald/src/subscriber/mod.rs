@@ -588,7 +588,7 @@ mod tests {
             records: &[StreamRecord],
         ) -> Result<Vec<PutOutcome>, StreamError> {
             if self.fail {
-                return Err(StreamError("stream down".into()));
+                return Err(StreamError::other("stream down"));
             }
             self.written.lock().unwrap().extend_from_slice(records);
             Ok(records
