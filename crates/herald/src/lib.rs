@@ -29,8 +29,10 @@
 //! - [`projection`]: read models, their projector and rebuild;
 //! - [`dead_letter`]: poison records parked with their reason;
 //! - [`lambda`], [`telemetry`], [`metrics`]: serving a handler with Lambda-shaped logs and EMF metrics;
-//! - [`adapters`]: the AWS implementations of the ports; [`testing`] (feature `test-util`):
+//! - [`adapters`]: the AWS implementations of the ports; `testing` (feature `test-util`):
 //!   in-memory ones.
+
+#![warn(missing_docs)]
 
 pub mod adapters;
 pub mod app;

@@ -240,8 +240,11 @@ pub enum BusOutcome {
     Published,
     /// Not published. `sender_fault` means retrying the same entry cannot succeed.
     Failed {
+        /// SNS's error code.
         code: String,
+        /// Its message.
         message: String,
+        /// The entry itself is wrong (too large, bad attribute): retrying cannot help.
         sender_fault: bool,
     },
 }

@@ -11,6 +11,8 @@
 //!
 //! Each of its Lambda functions (`functions/*`) is a few lines of [`herald::Herald`] wiring.
 
+#![warn(missing_docs)]
+
 pub mod analytics;
 pub mod commands;
 pub mod email;

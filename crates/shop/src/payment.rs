@@ -39,9 +39,15 @@ pub struct ChargeRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Charge {
     /// Money moved.
-    Succeeded { payment_id: String },
+    Succeeded {
+        /// The gateway's id of the payment.
+        payment_id: String,
+    },
     /// Declined, with the gateway's reason.
-    Declined { reason: String },
+    Declined {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The payment gateway port.

@@ -8,29 +8,50 @@ pub enum ValidationError {
     NotJson(String),
     /// A required attribute is absent (or null).
     #[error("`{field}` is required")]
-    Missing { field: &'static str },
+    Missing {
+        /// The attribute.
+        field: &'static str,
+    },
     /// An attribute has the wrong JSON type.
     #[error("`{field}` must be {expected}")]
     WrongType {
+        /// The attribute.
         field: &'static str,
+        /// The JSON type it must have.
         expected: &'static str,
     },
     /// An attribute is present but empty.
     #[error("`{field}` must not be empty")]
-    Empty { field: &'static str },
+    Empty {
+        /// The attribute.
+        field: &'static str,
+    },
     /// An attribute is longer than herald allows.
     #[error("`{field}` is {actual} characters; the limit is {limit}")]
     TooLong {
+        /// The attribute.
         field: &'static str,
+        /// The most allowed.
         limit: usize,
+        /// What it is.
         actual: usize,
     },
     /// An attribute's value is not one herald accepts.
     #[error("`{field}` {reason}")]
-    Invalid { field: &'static str, reason: String },
+    Invalid {
+        /// The attribute.
+        field: &'static str,
+        /// Why, in words that follow the attribute's name.
+        reason: String,
+    },
     /// The whole encoded event is larger than the pipeline can carry.
     #[error("the event is {actual} bytes; the limit is {limit} bytes (SNS's 256 KiB message limit less room for attributes)")]
-    TooLarge { limit: usize, actual: usize },
+    TooLarge {
+        /// The most bytes allowed.
+        limit: usize,
+        /// The event's bytes.
+        actual: usize,
+    },
 }
 
 impl ValidationError {

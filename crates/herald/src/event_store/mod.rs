@@ -10,7 +10,7 @@
 //! event versions first.
 //!
 //! Implementations: [`DynamoDbEventStore`] (one item per event) and, with the `test-util`
-//! feature, [`crate::testing::InMemoryEventStore`].
+//! feature, `testing::InMemoryEventStore`.
 
 mod dynamodb;
 

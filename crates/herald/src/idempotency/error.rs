@@ -10,12 +10,20 @@ pub enum IdempotencyError<E> {
     #[error(
         "event {key} is being processed by another invocation (claim held until {until_ms} ms)"
     )]
-    AlreadyInProgress { key: String, until_ms: i64 },
+    AlreadyInProgress {
+        /// The record key.
+        key: String,
+        /// When the claim may be taken over, epoch milliseconds.
+        until_ms: i64,
+    },
     /// Same key, different payload: a producer reused an id for a different event.
     #[error("event {key} was already processed with a different payload (stored hash {stored}, this delivery {received})")]
     PayloadMismatch {
+        /// The record key.
         key: String,
+        /// The hash stored with the record.
         stored: String,
+        /// This delivery's hash.
         received: String,
     },
     /// The store failed or answered something unexpected.

@@ -30,18 +30,25 @@ pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
 pub enum EventResult {
     /// Written to the stream.
     Accepted {
+        /// Its position in the request.
         index: usize,
+        /// The event id (assigned when the submission had none).
         id: String,
+        /// The shard it was written to.
         #[serde(rename = "shardId")]
         shard_id: String,
+        /// Its sequence number in the shard.
         #[serde(rename = "sequenceNumber")]
         sequence_number: String,
     },
     /// Not written.
     Rejected {
+        /// Its position in the request.
         index: usize,
+        /// The event id, when the submission had one.
         #[serde(skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Why: the attribute and the reason.
         error: RejectionReason,
     },
 }
@@ -94,7 +101,12 @@ pub enum RequestError {
     Empty,
     /// Too many events in one request.
     #[error("{actual} events in one request; the limit is {limit}")]
-    TooMany { limit: usize, actual: usize },
+    TooMany {
+        /// The most allowed.
+        limit: usize,
+        /// How many came.
+        actual: usize,
+    },
 }
 
 /// Handle any producer invocation: HTTP requests get an HTTP response, direct invokes get the

@@ -50,7 +50,12 @@ pub enum PutOutcome {
         sequence_number: String,
     },
     /// Not written; `code` is Kinesis's error code (`ProvisionedThroughputExceededException`, ...).
-    Failed { code: String, message: String },
+    Failed {
+        /// Kinesis's error code.
+        code: String,
+        /// Its message.
+        message: String,
+    },
 }
 
 /// A whole `PutRecords` request failed (network, throttled request, missing stream...); the
@@ -93,14 +98,19 @@ pub enum PublishError {
     /// The stream kept failing this record.
     #[error("the stream rejected the event {attempts} times; last error {code}: {message}")]
     Stream {
+        /// How many times it was tried.
         attempts: u32,
+        /// The last error code.
         code: String,
+        /// The last error message.
         message: String,
     },
     /// An earlier event of the same aggregate failed, so this one was held back to keep order.
     #[error("not written: event {earlier} of the same aggregate ({partition_key}) failed first, and writing this one would break the aggregate's order")]
     OrderingBlocked {
+        /// The id of the earlier event that failed.
         earlier: String,
+        /// The aggregate both belong to.
         partition_key: String,
     },
 }

@@ -75,7 +75,12 @@ impl Outcome {
 pub enum HandlerError {
     /// Retrying cannot help (the payload is wrong): dead-letter it with this reason.
     #[error("`{field}` {reason}")]
-    Poison { field: String, reason: String },
+    Poison {
+        /// The attribute at fault.
+        field: String,
+        /// Why.
+        reason: String,
+    },
     /// Something transient (a throttled write, a gateway timeout): let the queue redeliver.
     #[error("{0}")]
     Retry(String),
@@ -139,7 +144,12 @@ pub enum Delivery {
 pub enum RecordError {
     /// Dead-letter it.
     #[error("poison: `{field}` {reason}")]
-    Poison { field: String, reason: String },
+    Poison {
+        /// The attribute at fault.
+        field: String,
+        /// Why.
+        reason: String,
+    },
     /// Report it for redelivery.
     #[error("{0}")]
     Retry(String),
