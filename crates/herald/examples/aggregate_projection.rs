@@ -79,7 +79,9 @@ impl Projection for Balances {
             reason: e.to_string(),
         })?;
         let mut rows = self.0.lock().unwrap();
-        let row = rows.entry(event.subject().unwrap_or_default().into()).or_default();
+        let row = rows
+            .entry(event.subject().unwrap_or_default().into())
+            .or_default();
         if row.0 >= version {
             return Ok(Applied::Stale);
         }
@@ -98,7 +100,12 @@ impl Projection for Balances {
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let accounts = CommandService::<Account, _>::new(InMemoryEventStore::new());
-    for (account, amount) in [("acct-1", 300), ("acct-2", 50), ("acct-1", 600), ("acct-1", 200)] {
+    for (account, amount) in [
+        ("acct-1", 300),
+        ("acct-2", 50),
+        ("acct-1", 600),
+        ("acct-1", 200),
+    ] {
         let deposit = Deposit {
             account: account.into(),
             amount,
@@ -109,7 +116,9 @@ async fn main() {
         }
     }
     let balances = Balances::default();
-    rebuild(&balances, accounts.store(), |_, _| {}).await.unwrap();
+    rebuild(&balances, accounts.store(), |_, _| {})
+        .await
+        .unwrap();
     for (account, (version, balance)) in balances.0.lock().unwrap().iter() {
         println!("{account}: balance {balance} at version {version}");
     }

@@ -1,8 +1,10 @@
-//! Your own subscriber: welcome every new user once, however often the event is delivered.
-//! A Lambda function; its template entry gives it a queue, `IDEMPOTENCY_TABLE` and
-//! `DEAD_LETTER_QUEUE_URL` (see the README's "Build your own pipeline").
-
+//! Your own subscriber: welcome each new user once, however often the event is delivered.
 use herald::{ClaimedHandler, Envelope, HandlerError, Herald, Outcome};
+
+#[derive(serde::Deserialize)]
+struct SignedUp {
+    email: String,
+}
 
 struct Welcome;
 
@@ -10,18 +12,13 @@ impl ClaimedHandler for Welcome {
     fn name(&self) -> &'static str {
         "welcome"
     }
-
     fn wants(&self, event: &Envelope) -> bool {
         event.event_type() == "user_signed_up"
     }
-
     async fn handle(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
-        #[derive(serde::Deserialize)]
-        struct SignedUp {
-            email: String,
-        }
-        let user: SignedUp = event.data_as()?; // a bad payload is dead-lettered, naming the field
-        // Send the mail here: it runs once per event, under an idempotency claim.
+        // A payload without `email` is dead-lettered with the reason; the mail goes out here,
+        // once per event, under an idempotency claim.
+        let user: SignedUp = event.data_as()?;
         Ok(Outcome::new("welcomed").with_detail(serde_json::json!({ "to": user.email })))
     }
 }
