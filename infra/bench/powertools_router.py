@@ -1,4 +1,4 @@
-"""The router's hot path written the Powertools way, for `herald bench router`.
+"""The router's hot path written the Powertools way, for `shop bench router`.
 
 Reads a Kinesis event (Lambda's JSON, as herald's router receives it), then per record:
 base64-decode, parse and validate the CloudEvents envelope with Powertools' parser (pydantic),

@@ -5,14 +5,16 @@
 //! ```text
 //! Endpoint ──► provision(template) ──► Stack ──► LocalPipeline::start ──► invoke / Function URLs / mappings
 //! ```
+//!
+//! It knows no application: whatever the template holds runs. [`http`] talks to its Function
+//! URLs, [`inspect`] reads its tables and queues back, [`ops`] works on a running stack (dead
+//! letters, redrive, replay), [`trace`] follows a transaction through its logs.
 
-pub mod bench;
 pub mod binaries;
 pub mod endpoint;
 pub mod esm;
-pub mod example;
-pub mod lifecycle;
-pub mod load;
+pub mod http;
+pub mod inspect;
 pub mod logs;
 pub mod moto;
 pub mod ops;

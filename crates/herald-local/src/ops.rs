@@ -1,9 +1,9 @@
-//! Operations on a stack: inspect dead-letter queues, send their messages back where they came
-//! from, and replay the stream through the stack's router function. They work on any endpoint the
-//! stack lives on.
+//! Operations on a stack: find a running one, inspect dead-letter queues, send their messages back
+//! where they came from, and replay the stream through the stack's router function. They work on
+//! any endpoint the stack lives on.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +25,27 @@ use crate::runtime::FunctionPool;
 use crate::stack::{
     FunctionSpec, MappingSpec, Stack, StreamMapping, StreamSource, DEAD_LETTER_TARGET,
 };
+
+/// Where `herald local up` records the stack it runs (`<root>/.herald/stack-<name>.json`), for
+/// the commands that work on a running stack.
+pub fn state_file(root: &Path, stack: &str) -> PathBuf {
+    root.join(".herald").join(format!("stack-{stack}.json"))
+}
+
+/// The running stack `name` under `root`, as `herald local up` recorded it.
+pub fn running_stack(root: &Path, name: &str) -> Result<Stack> {
+    Stack::load(&state_file(root, name))
+        .with_context(|| format!("no local stack {name}: start one with `herald local up`"))
+}
+
+/// The running stack `name` under `root` and an SDK configuration for the endpoint it lives on.
+pub async fn connect(root: &Path, name: &str) -> Result<(Stack, SdkConfig)> {
+    let stack = running_stack(root, name)?;
+    let aws = Endpoint::external(stack.endpoint.clone())
+        .sdk_config()
+        .await;
+    Ok((stack, aws))
+}
 
 /// Where a dead-letter queue's messages go back to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -666,20 +687,6 @@ fn kinesis_event(
         })
         .collect();
     event
-}
-
-/// Rebuild `orders_view` from the stack's event store; `progress` gets (items read, total).
-pub async fn rebuild_orders_view(
-    stack: &Stack,
-    aws: &aws_config::SdkConfig,
-    progress: impl FnMut(u64, u64),
-) -> Result<u64> {
-    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
-    let store =
-        herald::event_store::EventStore::new(dynamodb.clone(), stack.reference("EventStoreTable")?);
-    let projection =
-        herald::projection::OrdersProjection::new(dynamodb, stack.reference("OrdersViewTable")?);
-    Ok(projection.rebuild(&store, progress).await?)
 }
 
 #[cfg(test)]

@@ -1,19 +1,18 @@
 //! One order's life, shown hop by hop: a command to the order service, the events in the store,
 //! their records on the stream, the `orders_view` read model behind the query function, and a
-//! retried command that changes nothing. `herald demo` prints it.
+//! retried command that changes nothing. `shop demo` prints it.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use aws_sdk_kinesis::types::ShardIteratorType;
-use herald::event_store::EventStore;
-use herald::orders::{Customer, LineItem, OrderPlaced};
-use herald::Envelope;
+use herald::event_store::DynamoDbEventStore;
+use herald::{Envelope, EventStore};
+use herald_local::http::{get_json, request};
+use herald_local::Stack;
 use serde_json::Value;
-
-use crate::example::{get_json, request};
-use crate::stack::Stack;
+use shop::events::{Customer, LineItem, OrderPlaced};
 
 /// What [`run`] did.
 pub struct Lifecycle {
@@ -27,10 +26,11 @@ pub struct Lifecycle {
 pub async fn run(stack: &Stack, aws: &aws_config::SdkConfig, order_id: &str) -> Result<Lifecycle> {
     let commands = url(stack, "orders")?;
     let queries = url(stack, "query")?;
-    let store = EventStore::new(
+    let store = DynamoDbEventStore::new(
         aws_sdk_dynamodb::Client::new(aws),
         stack.reference("EventStoreTable")?,
-    );
+    )
+    .with_upcasters(shop::upcasters());
     let mut out = String::from("order lifecycle (event sourcing + CQRS)\n");
     let order = OrderPlaced {
         order_id: order_id.to_string(),
@@ -187,7 +187,7 @@ fn url(stack: &Stack, function: &str) -> Result<String> {
         .to_string())
 }
 
-async fn show_store(out: &mut String, store: &EventStore, order_id: &str) -> Result<()> {
+async fn show_store(out: &mut String, store: &impl EventStore, order_id: &str) -> Result<()> {
     for (version, event) in store.events_after(order_id, 0).await? {
         writeln!(
             out,

@@ -2,7 +2,7 @@
 //! envelope, check it against the catalog and build the SNS `PublishBatch` entries — everything
 //! but the network, which an in-memory bus stands in for. Measured on one core (a current-thread
 //! runtime), next to the same work done by Powertools for Python's `BatchProcessor` + parser
-//! (`infra/bench/powertools_router.py`) on the same batch file.
+//! (`infra/bench/powertools_router.py`) on the same batch file. `shop bench router` prints it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,15 +10,43 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use herald::catalog::EventCatalog;
 use herald::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
 use herald::router::{
     BusError, BusMessage, BusOutcome, EventBus, KinesisBatch, Router, RouterConfig,
 };
 use herald::Envelope;
+use herald_local::binaries;
 use serde_json::{json, Value};
 
-use crate::example::{Product, Workload};
+use crate::demo::workload::{self, Product, Workload};
+
+/// `shop bench router`: batches of `records` order events through herald's router for `seconds`
+/// (with and without the Lambda JSON decode), and through Powertools for Python (from
+/// `.venv`, `scripts/bootstrap --bench`) on the same batch; the table.
+pub fn table(records: usize, seconds: f64) -> Result<String> {
+    let root = binaries::project_root();
+    let catalog = workload::catalog(&root.join("infra/seed"))?;
+    let (event, mean_bytes) = kinesis_batch(&catalog, records.max(1), 42)?;
+    let file = batch_file(&root);
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&file, &event)?;
+    let rust = herald_router(&event, seconds, true)?;
+    let route_only = herald_router(&event, seconds, false)?;
+    let python = root.join(".venv/bin/python");
+    let script = root.join("infra/bench/powertools_router.py");
+    let powertools = powertools_router(&python, &script, &file, seconds)?;
+    let mut table = render(&[rust, route_only, powertools], records, mean_bytes);
+    if cfg!(debug_assertions) {
+        table.push_str(
+            "
+(debug build: run `cargo run --release -p shop-cli -- bench router` for real numbers)
+",
+        );
+    }
+    Ok(table)
+}
 
 /// Accepts every entry (stands in for SNS).
 struct NullBus;
@@ -116,7 +144,7 @@ fn route_on_this_thread(event: &[u8], seconds: f64, decode: bool) -> Result<Thro
         NullBus,
         NullLetters,
         RouterConfig {
-            catalog: Some(EventCatalog::herald()),
+            catalog: Some(shop::catalog()),
             ..RouterConfig::default()
         },
     );
@@ -218,7 +246,7 @@ mod tests {
     #[test]
     fn the_benchmark_batch_is_realistic_and_routes_cleanly() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let catalog = crate::example::catalog(&root.join("infra/seed")).unwrap();
+        let catalog = workload::catalog(&root.join("infra/seed")).unwrap();
         let (event, mean) = kinesis_batch(&catalog, 50, 1).unwrap();
         assert!((300..=800).contains(&mean), "mean envelope {mean} B");
         let parsed: KinesisBatch = serde_json::from_slice(&event).unwrap();

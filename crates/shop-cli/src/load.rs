@@ -1,14 +1,86 @@
-//! `herald load`: realistic order traffic at a steady rate, for watching the pipeline under load
-//! and for the end-to-end benchmark.
+//! `shop load`: realistic order traffic at a steady rate into a running stack's producer, for
+//! watching the pipeline under load and for the end-to-end benchmark.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
+use herald_local::binaries;
+use herald_local::http::post_json;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::example::{post_json, Product, Workload};
+use crate::common::progress_bar;
+use crate::demo::workload::{self, Product, Workload};
+
+/// `shop load`: `rate` events per second for `duration` (`30s`, `2m`, or seconds) into the
+/// producer of the running stack `stack`, with a live progress bar and a summary.
+pub async fn command(rate: f64, duration: &str, duplicates: f64, stack: &str) -> Result<()> {
+    if !(rate > 0.0 && rate <= 100_000.0) {
+        bail!("--rate {rate}: must be more than 0 and at most 100000 events/s");
+    }
+    if !(0.0..=1.0).contains(&duplicates) {
+        bail!("--duplicates {duplicates}: must be between 0 and 1");
+    }
+    let root = binaries::project_root();
+    let url = herald_local::ops::running_stack(&root, stack)?.function_url("producer")?;
+    let catalog = workload::catalog(&root.join("infra/seed"))?;
+    let options = LoadOptions {
+        rate,
+        duration: parse_duration(duration)?,
+        duplicates,
+        ..LoadOptions::default()
+    };
+    let bar = progress_bar("sending");
+    let summary = run(&url, &catalog, &options, |p| {
+        bar.set_length(p.planned as u64);
+        bar.set_position(p.sent as u64);
+    })
+    .await?;
+    bar.finish();
+    println!(
+        "sent        {} events ({} orders, {} retries) in {:.1?}: {:.1} events/s (asked {rate})",
+        summary.sent,
+        summary.orders,
+        summary.sent.saturating_sub(summary.orders),
+        summary.elapsed,
+        summary.rate()
+    );
+    println!(
+        "producer    accepted {}, rejected {}, failed requests {}",
+        summary.accepted, summary.rejected, summary.failed_requests
+    );
+    println!(
+        "requests    p50 {:.1?}, p99 {:.1?}, max {:.1?}",
+        summary.latency(0.5),
+        summary.latency(0.99),
+        summary.latency(1.0)
+    );
+    Ok(())
+}
+
+/// `30s`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| anyhow!("--duration {text}: expected e.g. 30s, 2m or 90"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        "h" => value * 3600.0,
+        other => bail!("--duration {text}: unknown unit {other} (ms, s, m, h)"),
+    };
+    if !(seconds > 0.0 && seconds <= 24.0 * 3600.0) {
+        bail!("--duration {text}: must be more than 0 and at most 24h");
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
 
 /// What to send.
 #[derive(Clone, Debug)]
@@ -171,4 +243,30 @@ pub async fn run(
     summary.elapsed = started.elapsed();
     summary.rejected = summary.sent - summary.accepted;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_or_without_a_unit() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration(" 90 ").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("2d").is_err());
+        assert!(parse_duration("25h").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let samples: Vec<Duration> = (1..=10).map(Duration::from_millis).collect();
+        assert_eq!(quantile(&samples, 0.5), Duration::from_millis(5));
+        assert_eq!(quantile(&samples, 0.99), Duration::from_millis(10));
+        assert_eq!(quantile(&samples, 0.0), Duration::from_millis(1));
+        assert_eq!(quantile(&[], 0.5), Duration::ZERO);
+    }
 }

@@ -1,7 +1,7 @@
 //! Cold start: the time from starting a function's process to its first `/next` request to the
 //! Runtime API (its init: reading the environment, loading the SDK configuration, building
 //! clients), over many starts; the stripped binary's size; and the process's peak resident set
-//! after init and one invocation with its sample event.
+//! after init and one invocation with its sample event. `shop bench cold-start` prints it.
 
 use std::path::Path;
 use std::sync::atomic::AtomicUsize;
@@ -9,13 +9,44 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use herald_local::logs::Logs;
+use herald_local::runtime::FunctionPool;
+use herald_local::{binaries, Endpoint, Stack, UpOptions};
 use serde_json::Value;
 
-use crate::endpoint::Endpoint;
+use crate::common::{progress_bar, uuid_suffix};
 use crate::load::quantile;
-use crate::logs::Logs;
-use crate::runtime::FunctionPool;
-use crate::stack::Stack;
+
+/// `shop bench cold-start`: the shop's stack provisioned without its mappings, every function
+/// started `starts` times (debug binaries, or release ones built first); the table.
+pub async fn table(starts: usize, release: bool) -> Result<String> {
+    let root = binaries::project_root();
+    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let mut options = UpOptions::new(root.clone());
+    options.stack.name = format!("cold-{}", uuid_suffix());
+    options.release = release;
+    options.quiet_build = true;
+    options.runner.mappings = false;
+    let bin_dir = binaries::bin_dir(&root, release);
+    let pipeline = herald_local::up(&endpoint, options).await?;
+    let stack = pipeline.stack().clone();
+    let bar = progress_bar("starting functions");
+    bar.set_length((stack.functions.len() * starts.max(1)) as u64);
+    let rows = measure(&root, &stack, &endpoint, &bin_dir, starts, |_, _| {
+        bar.inc(1)
+    })
+    .await;
+    bar.finish_and_clear();
+    pipeline.stop().await;
+    Ok(render(
+        &rows?,
+        if release {
+            "release, stripped"
+        } else {
+            "debug"
+        },
+    ))
+}
 
 /// One function's numbers.
 #[derive(Clone, Debug)]

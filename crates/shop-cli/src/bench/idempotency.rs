@@ -1,5 +1,6 @@
 //! Benchmarks that count rather than time: requests per event, measured with an SDK interceptor
-//! ([`herald::aws::RequestCounter`]) against whatever endpoint is configured.
+//! ([`herald::aws::RequestCounter`]) against whatever endpoint is configured. `shop bench
+//! idempotency` prints it.
 
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -12,8 +13,16 @@ use aws_sdk_dynamodb::types::{
 use herald::aws::RequestCounter;
 use herald::idempotency::{Decision, Idempotency, IdempotencyConfig};
 use herald::Envelope;
+use herald_local::{binaries, Endpoint};
 
-use crate::endpoint::Endpoint;
+/// `shop bench idempotency`: `events` events down each path against the configured endpoint (or
+/// a moto of its own); the table.
+pub async fn table(events: usize) -> Result<String> {
+    let root = binaries::project_root();
+    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let rows = idempotency_requests(&endpoint, events).await?;
+    Ok(render_requests(&rows, events, &endpoint.describe()))
+}
 
 /// One row: a delivery path and the DynamoDB requests it cost per event.
 #[derive(Clone, Debug)]
@@ -125,7 +134,7 @@ pub async fn idempotency_requests(endpoint: &Endpoint, events: usize) -> Result<
     Ok(rows)
 }
 
-/// The table printed by `herald bench idempotency`.
+/// The table printed by `shop bench idempotency`.
 pub fn render_requests(rows: &[RequestRow], events: usize, endpoint: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(

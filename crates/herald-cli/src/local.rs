@@ -1,0 +1,43 @@
+//! `herald local up`: provision the template on the emulator and run every function and mapping
+//! in the foreground until Ctrl-C.
+
+use anyhow::Result;
+use herald_local::{binaries, Endpoint};
+
+use crate::common::up_options;
+use crate::UpArgs;
+
+/// Bring the stack up, record it for the other commands, and wait for Ctrl-C.
+pub async fn up(args: UpArgs) -> Result<()> {
+    let root = binaries::project_root();
+    let endpoint = Endpoint::from_env_or_moto(&root, Some(args.moto_port)).await?;
+    println!("endpoint    {}", endpoint.describe());
+    let mut options = up_options(&root, &args.common, Some(args.url_port));
+    options.runner.echo_logs = true;
+    options.runner.concurrency = args.concurrency;
+    options.runner.log_dir = Some(root.join(".herald/logs").join(&args.common.stack));
+    let pipeline = herald_local::up(&endpoint, options).await?;
+    pipeline.warm().await?;
+    let stack = pipeline.stack();
+    stack.save(&herald_local::ops::state_file(&root, &stack.name))?;
+    println!(
+        "stack       {} ({} resources, {} functions, {} event source mappings)",
+        stack.name,
+        stack.resources.len(),
+        stack.functions.len(),
+        stack.mappings.len()
+    );
+    for function in &stack.functions {
+        if let Some(url) = &function.url {
+            println!("url         {} → {}", url, function.binary);
+        }
+    }
+    for (id, kind) in &stack.skipped {
+        println!("not local   {id}: {kind}");
+    }
+    println!("\nIn another terminal:\n  export AWS_ENDPOINT_URL={}\n  target/debug/herald send events/producer/direct-invoke.json\n\nCtrl-C stops everything.\n", endpoint.url);
+    tokio::signal::ctrl_c().await?;
+    println!("stopping");
+    pipeline.stop().await;
+    Ok(())
+}

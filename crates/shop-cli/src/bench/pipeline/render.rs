@@ -1,0 +1,140 @@
+//! The pipeline benchmark's tables: end-to-end throughput and latency, the emulator's speed, AWS
+//! requests per event by function, and the cost model.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use super::cost::{herald_units, naive_units, of, Units};
+use super::{EmulatorSpeed, PipelineRun};
+use crate::load::quantile;
+
+/// Reads one kind of unit.
+type UnitOf = fn(&Units) -> f64;
+
+/// The tables for a happy-path run and a run with duplicates, plus the emulator's speed.
+pub fn render(runs: &[PipelineRun], emulator: &EmulatorSpeed) -> String {
+    let mut out = String::new();
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
+    let _ = writeln!(
+        out,
+        "end to end (local runner + moto): producer's write to the stream → a transaction's last effect\n"
+    );
+    let _ = writeln!(
+        out,
+        "| run | events sent | asked rate | throughput | p50 | p99 | max | settled |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for run in runs {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0}/s | {:.1} events/s | {} | {} | {} | {:.1} s |",
+            run.label,
+            run.load.sent,
+            run.load.rate(),
+            run.throughput,
+            ms(quantile(&run.latencies, 0.5)),
+            ms(quantile(&run.latencies, 0.99)),
+            ms(quantile(&run.latencies, 1.0)),
+            run.settled.as_secs_f64()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nthe emulator alone (moto, one request at a time): {:.0} sequential PutItem/s (p50 {:.1} ms); {:.0} two-item TransactWriteItems/s into a table of {} items (p50 {:.1} ms)\n",
+        emulator.puts_per_second,
+        emulator.put_p50.as_secs_f64() * 1000.0,
+        emulator.transactions_per_second,
+        emulator.filled,
+        emulator.transaction_p50.as_secs_f64() * 1000.0
+    );
+
+    let _ = writeln!(
+        out,
+        "AWS requests per submitted event, by function (EMF `awsRequests`; pollers = Lambda's SQS event source mappings)\n"
+    );
+    let mut header = String::from("| function |");
+    let mut rule = String::from("|---|");
+    for run in runs {
+        header.push_str(&format!(" {} |", run.label));
+        rule.push_str("---:|");
+    }
+    header.push_str(" operations (first run) |");
+    rule.push_str("---|");
+    let _ = writeln!(out, "{header}\n{rule}");
+    let functions: Vec<String> = runs
+        .first()
+        .map(|r| r.metrics.keys().cloned().collect())
+        .unwrap_or_default();
+    for function in &functions {
+        let mut row = format!("| {function} |");
+        for run in runs {
+            let events = run.load.sent.max(1) as f64;
+            row.push_str(&format!(
+                " {:.3} |",
+                of(run, function, "AwsRequests") / events
+            ));
+        }
+        let operations: Vec<String> = runs[0].metrics[function]
+            .iter()
+            .filter(|(k, _)| k.starts_with("aws:") && !k.contains('#'))
+            .map(|(k, v)| format!("{} {:.3}", &k[4..], v / runs[0].load.sent.max(1) as f64))
+            .collect();
+        row.push_str(&format!(" {} |", operations.join(", ")));
+        let _ = writeln!(out, "{row}");
+    }
+    let mut row = String::from("| SQS pollers |");
+    for run in runs {
+        let events = run.load.sent.max(1) as f64;
+        row.push_str(&format!(
+            " {:.3} |",
+            (run.poller.0 + run.poller.1) as f64 / events
+        ));
+    }
+    row.push_str(" ReceiveMessage (with messages) + DeleteMessageBatch |");
+    let _ = writeln!(out, "{row}");
+
+    let _ = writeln!(
+        out,
+        "\ncost model per million submitted events (prices in `bench::pipeline::prices`; Lambda duration excluded)\n"
+    );
+    // The cost model reads the runs at a sustainable rate (the first two).
+    let priced = &runs[..runs.len().min(2)];
+    let mut header = String::from("| units per event |");
+    let mut rule = String::from("|---|");
+    for run in priced {
+        header.push_str(&format!(" herald, {} |", run.label));
+        rule.push_str("---:|");
+    }
+    for run in priced {
+        header.push_str(&format!(" naive, {} |", run.label));
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    let all: Vec<Units> = priced
+        .iter()
+        .map(herald_units)
+        .chain(priced.iter().map(naive_units))
+        .collect();
+    let lines: [(&str, UnitOf); 8] = [
+        ("Kinesis put requests", |u| u.kinesis_requests),
+        ("Kinesis PUT payload units", |u| u.kinesis_put_units),
+        ("SNS billed requests", |u| u.sns_requests),
+        ("SQS requests", |u| u.sqs_requests),
+        ("DynamoDB requests", |u| u.dynamodb_requests),
+        ("DynamoDB write units", |u| u.dynamodb_wru),
+        ("DynamoDB read units", |u| u.dynamodb_rru),
+        ("Lambda invocations", |u| u.lambda_invocations),
+    ];
+    for (name, get) in lines {
+        let mut row = format!("| {name} |");
+        for units in &all {
+            row.push_str(&format!(" {:.3} |", get(units)));
+        }
+        let _ = writeln!(out, "{row}");
+    }
+    let mut row = String::from("| **$ per million events** |");
+    for units in &all {
+        row.push_str(&format!(" **{:.2}** |", units.dollars_per_million()));
+    }
+    let _ = writeln!(out, "{row}");
+    out
+}
