@@ -127,11 +127,9 @@ impl Herald {
     /// The event store in `EVENT_STORE_TABLE`, snapshots every `SNAPSHOT_EVERY` versions, with
     /// the upcasters.
     pub fn event_store(&self) -> Result<DynamoDbEventStore, Error> {
-        let mut store = DynamoDbEventStore::new(
-            crate::aws::dynamodb(&self.aws),
-            env("EVENT_STORE_TABLE")?,
-        )
-        .with_upcasters(self.upcasters.clone());
+        let mut store =
+            DynamoDbEventStore::new(crate::aws::dynamodb(&self.aws), env("EVENT_STORE_TABLE")?)
+                .with_upcasters(self.upcasters.clone());
         if let Ok(every) = env("SNAPSHOT_EVERY") {
             store = store.with_snapshots_every(every.parse().map_err(|_| {
                 format!("SNAPSHOT_EVERY is \"{every}\"; expected a whole number of versions")
@@ -155,15 +153,18 @@ impl Herald {
     pub async fn run_router(self) -> Result<(), Error> {
         let router = self.router(&env("TOPIC_ARN")?, &env("DEAD_LETTER_QUEUE_URL")?);
         let router = &router;
-        serve("router", move |event: LambdaEvent<KinesisBatch>| async move {
-            let (response, summary) = router.route(&event.payload).await;
-            count("EventsIn", event.payload.records.len());
-            count("EventsOut", summary.published);
-            count("DeadLettered", summary.dead_lettered);
-            count("EventsFailed", summary.failed);
-            crate::router::log_batch(&event.payload, &summary);
-            Ok::<_, Error>(response)
-        })
+        serve(
+            "router",
+            move |event: LambdaEvent<KinesisBatch>| async move {
+                let (response, summary) = router.route(&event.payload).await;
+                count("EventsIn", event.payload.records.len());
+                count("EventsOut", summary.published);
+                count("DeadLettered", summary.dead_lettered);
+                count("EventsFailed", summary.failed);
+                crate::router::log_batch(&event.payload, &summary);
+                Ok::<_, Error>(response)
+            },
+        )
         .await
     }
 
@@ -177,22 +178,25 @@ impl Herald {
             SqsDeadLetters::new(crate::aws::sqs(&self.aws), env("DEAD_LETTER_QUEUE_URL")?),
         );
         let publisher = &publisher;
-        serve("publisher", move |event: LambdaEvent<StoreChanges>| async move {
-            let (response, summary) = publisher.publish(&event.payload).await;
-            count("EventsIn", event.payload.records.len());
-            count("EventsOut", summary.published);
-            count("DeadLettered", summary.dead_lettered);
-            count("EventsFailed", summary.failed);
-            tracing::info!(
-                records = event.payload.records.len(),
-                published = summary.published,
-                skipped = summary.skipped,
-                dead_lettered = summary.dead_lettered,
-                failed = summary.failed,
-                "batch published"
-            );
-            Ok::<_, Error>(response)
-        })
+        serve(
+            "publisher",
+            move |event: LambdaEvent<StoreChanges>| async move {
+                let (response, summary) = publisher.publish(&event.payload).await;
+                count("EventsIn", event.payload.records.len());
+                count("EventsOut", summary.published);
+                count("DeadLettered", summary.dead_lettered);
+                count("EventsFailed", summary.failed);
+                tracing::info!(
+                    records = event.payload.records.len(),
+                    published = summary.published,
+                    skipped = summary.skipped,
+                    dead_lettered = summary.dead_lettered,
+                    failed = summary.failed,
+                    "batch published"
+                );
+                Ok::<_, Error>(response)
+            },
+        )
         .await
     }
 
@@ -200,9 +204,12 @@ impl Herald {
     /// direct invokes shaped like them.
     pub async fn run_http<S: HttpService>(self, service: S) -> Result<(), Error> {
         let service = &service;
-        serve(service.name(), move |event: LambdaEvent<Value>| async move {
-            Ok::<Value, Error>(serve_payload(service, event.payload).await)
-        })
+        serve(
+            service.name(),
+            move |event: LambdaEvent<Value>| async move {
+                Ok::<Value, Error>(serve_payload(service, event.payload).await)
+            },
+        )
         .await
     }
 
@@ -216,7 +223,8 @@ impl Herald {
     /// Run a subscriber whose effect runs under a claim.
     pub async fn run_claimed<H: ClaimedHandler>(self, handler: H) -> Result<(), Error> {
         let idempotency = self.idempotency(handler.name())?;
-        self.run_subscriber(Claimed::new(handler, idempotency)).await
+        self.run_subscriber(Claimed::new(handler, idempotency))
+            .await
     }
 
     /// Run a projector: its SQS queue in, the projection's store out. No idempotency records:
@@ -237,29 +245,32 @@ impl Herald {
             self.subscriber_config()?,
         );
         let subscriber = &subscriber;
-        serve(subscriber.name(), move |event: LambdaEvent<SqsEvent>| async move {
-            let (response, summary) = subscriber
-                .handle(&event.payload, event.context.deadline())
-                .await;
-            count("EventsIn", event.payload.records.len());
-            count("EventsOut", summary.applied);
-            count("Duplicates", summary.duplicates);
-            count("DeadLettered", summary.dead_lettered);
-            count("EventsFailed", summary.failed);
-            Ok::<_, Error>(response)
-        })
+        serve(
+            subscriber.name(),
+            move |event: LambdaEvent<SqsEvent>| async move {
+                let (response, summary) = subscriber
+                    .handle(&event.payload, event.context.deadline())
+                    .await;
+                count("EventsIn", event.payload.records.len());
+                count("EventsOut", summary.applied);
+                count("Duplicates", summary.duplicates);
+                count("DeadLettered", summary.dead_lettered);
+                count("EventsFailed", summary.failed);
+                Ok::<_, Error>(response)
+            },
+        )
         .await
     }
 
     /// `MAX_RECEIVE_COUNT` and the upcasters into the subscriber settings.
     fn subscriber_config(&self) -> Result<SubscriberConfig, Error> {
-        let max_receive_count = match env("MAX_RECEIVE_COUNT") {
-            Ok(n) => Some(
-                n.parse()
-                    .map_err(|_| format!("MAX_RECEIVE_COUNT is \"{n}\"; expected a whole number"))?,
-            ),
-            Err(_) => None,
-        };
+        let max_receive_count =
+            match env("MAX_RECEIVE_COUNT") {
+                Ok(n) => Some(n.parse().map_err(|_| {
+                    format!("MAX_RECEIVE_COUNT is \"{n}\"; expected a whole number")
+                })?),
+                Err(_) => None,
+            };
         Ok(SubscriberConfig {
             max_receive_count,
             upcasters: self.upcasters.clone(),

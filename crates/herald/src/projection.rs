@@ -59,7 +59,10 @@ pub trait Projection: Send + Sync {
     fn wants(&self, event: &Envelope) -> bool;
 
     /// Apply one event (already upcast). Idempotent and order-insensitive; see the module docs.
-    fn apply(&self, event: &Envelope) -> impl Future<Output = Result<Applied, ProjectionError>> + Send;
+    fn apply(
+        &self,
+        event: &Envelope,
+    ) -> impl Future<Output = Result<Applied, ProjectionError>> + Send;
 
     /// Delete everything the projection wrote; returns how many items went.
     fn clear(&self) -> impl Future<Output = Result<u64, ProjectionError>> + Send;

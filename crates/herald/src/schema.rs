@@ -143,9 +143,7 @@ mod tests {
 
     #[test]
     fn a_version_from_the_future_or_a_missing_step_is_named() {
-        let err = upcasters()
-            .upcast(signed_up(3, json!({})))
-            .unwrap_err();
+        let err = upcasters().upcast(signed_up(3, json!({}))).unwrap_err();
         assert_eq!(err.field(), "schemaversion");
         let gap = Upcasters::new().current("user_signed_up", 2);
         let err = gap.upcast(signed_up(1, json!({}))).unwrap_err();

@@ -58,9 +58,14 @@ impl InMemoryStream {
 impl EventStream for InMemoryStream {
     async fn put_records(&self, records: &[StreamRecord]) -> Result<Vec<PutOutcome>, StreamError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(StreamError::other("the stream is down (InMemoryStream::set_down)"));
+            return Err(StreamError::other(
+                "the stream is down (InMemoryStream::set_down)",
+            ));
         }
-        let mut written = self.records.lock().map_err(|e| StreamError::other(e.to_string()))?;
+        let mut written = self
+            .records
+            .lock()
+            .map_err(|e| StreamError::other(e.to_string()))?;
         Ok(records
             .iter()
             .map(|record| {
@@ -103,7 +108,10 @@ impl EventBus for InMemoryBus {
         if self.down.load(Ordering::SeqCst) {
             return Err(BusError::other("the bus is down (InMemoryBus::set_down)"));
         }
-        let mut published = self.messages.lock().map_err(|e| BusError::other(e.to_string()))?;
+        let mut published = self
+            .messages
+            .lock()
+            .map_err(|e| BusError::other(e.to_string()))?;
         published.extend_from_slice(entries);
         Ok(entries.iter().map(|_| BusOutcome::Published).collect())
     }
@@ -220,7 +228,11 @@ impl EventStore for InMemoryEventStore {
                 expected: expected_version,
             });
         }
-        stored.extend(stamped(expected_version, events).iter().map(|(_, e)| e.to_json()));
+        stored.extend(
+            stamped(expected_version, events)
+                .iter()
+                .map(|(_, e)| e.to_json()),
+        );
         Ok(stored.len() as u64)
     }
 
@@ -228,7 +240,10 @@ impl EventStore for InMemoryEventStore {
         self.snapshot_every
     }
 
-    async fn latest_snapshot(&self, aggregate_id: &str) -> Result<Option<(u64, String)>, StoreError> {
+    async fn latest_snapshot(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<(u64, String)>, StoreError> {
         if self.snapshot_every.is_none() {
             return Ok(None);
         }

@@ -37,10 +37,15 @@ impl EventBus for SnsBus {
                 builder = builder.message_attributes(attribute.name, value);
             }
             request = request.publish_batch_request_entries(
-                builder.build().map_err(|e| BusError::other(e.to_string()))?,
+                builder
+                    .build()
+                    .map_err(|e| BusError::other(e.to_string()))?,
             );
         }
-        let output = request.send().await.map_err(|e| BusError(AwsError::new(e)))?;
+        let output = request
+            .send()
+            .await
+            .map_err(|e| BusError(AwsError::new(e)))?;
         let mut outcomes = vec![None; entries.len()];
         let position = |id: &str| entries.iter().position(|e| e.id == id);
         for ok in output.successful() {

@@ -173,7 +173,10 @@ impl EventStore for DynamoDbEventStore {
         self.snapshot_every
     }
 
-    async fn latest_snapshot(&self, aggregate_id: &str) -> Result<Option<(u64, String)>, StoreError> {
+    async fn latest_snapshot(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<(u64, String)>, StoreError> {
         if self.snapshot_every.is_none() {
             return Ok(None);
         }
@@ -224,9 +227,7 @@ impl EventStore for DynamoDbEventStore {
     }
 
     async fn read_page(&self, start: Option<String>) -> Result<EventPage, StoreError> {
-        let start = start
-            .map(|token| decode_start(&token))
-            .transpose()?;
+        let start = start.map(|token| decode_start(&token)).transpose()?;
         let page = self
             .client
             .scan()
@@ -293,8 +294,14 @@ fn decode_start(token: &str) -> Result<HashMap<String, AttributeValue>, StoreErr
         .split_once('|')
         .ok_or_else(|| StoreError::Corrupt(format!("scan position {token}")))?;
     Ok(HashMap::from([
-        (attr::AGGREGATE_ID.to_string(), AttributeValue::S(id.to_string())),
-        (attr::VERSION.to_string(), AttributeValue::N(version.to_string())),
+        (
+            attr::AGGREGATE_ID.to_string(),
+            AttributeValue::S(id.to_string()),
+        ),
+        (
+            attr::VERSION.to_string(),
+            AttributeValue::N(version.to_string()),
+        ),
     ]))
 }
 
