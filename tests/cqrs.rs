@@ -12,17 +12,19 @@ use aws_sdk_dynamodb::types::{
 };
 use futures::StreamExt;
 use herald::event_store::{DynamoDbEventStore, EventStore};
-use herald::Projection;
-use shop::commands::OrderCommands;
-use shop::events::{Customer, LineItem, OrderPlaced};
-use shop::order::Order;
-use shop::orders_view::{OrderView, OrdersProjection};
 use herald::Envelope;
-use herald_local::example::{self, request};
+use herald::Projection;
+use herald_local::http::{get_json, request};
+use herald_local::inspect::scan;
 use herald_local::moto::free_port;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde_json::{json, Value};
+use shop::commands::OrderCommands;
+use shop::events::{Customer, LineItem, OrderPlaced};
+use shop::order::Order;
+use shop::orders_view::{OrderView, OrdersProjection};
+use shop_cli::demo::report::effects;
 
 fn order(order_id: &str, customer: &str, quantity: u32) -> OrderPlaced {
     OrderPlaced {
@@ -78,7 +80,7 @@ async fn table(
 
 /// The whole table, sorted by key, as JSON.
 async fn snapshot(client: &aws_sdk_dynamodb::Client, table: &str) -> Vec<Value> {
-    let mut items = example::scan(client, table).await.unwrap();
+    let mut items = scan(client, table).await.unwrap();
     items.sort_by_key(|i| (i["pk"].to_string(), i["sk"].to_string()));
     items
 }
@@ -181,7 +183,7 @@ async fn commands_reach_the_view_through_store_stream_and_topic_and_a_rebuild_re
 
     // The query function serves what the commands did.
     for (i, o) in orders.iter().enumerate() {
-        let (status, view) = example::get_json(&format!("{queries}/orders/{}", o.order_id))
+        let (status, view) = get_json(&format!("{queries}/orders/{}", o.order_id))
             .await
             .unwrap();
         assert_eq!(status, 200, "{view}");
@@ -204,18 +206,16 @@ async fn commands_reach_the_view_through_store_stream_and_topic_and_a_rebuild_re
         }
         assert_eq!(view.timeline[0].correlation_id, format!("corr-{i}"));
     }
-    let (_, legacy_view) = example::get_json(&format!("{queries}/orders/o-v1"))
-        .await
-        .unwrap();
+    let (_, legacy_view) = get_json(&format!("{queries}/orders/o-v1")).await.unwrap();
     assert_eq!(legacy_view["currency"], "EUR", "{legacy_view}");
-    let (status, listing) = example::get_json(&format!("{queries}/customers/c-1/orders?limit=4"))
+    let (status, listing) = get_json(&format!("{queries}/customers/c-1/orders?limit=4"))
         .await
         .unwrap();
     assert_eq!(status, 200);
     let first_page = listing["orders"].as_array().unwrap().clone();
     assert_eq!(first_page.len(), 4);
     let next = listing["next"].as_str().unwrap();
-    let (_, rest) = example::get_json(&format!("{queries}/customers/c-1/orders?next={next}"))
+    let (_, rest) = get_json(&format!("{queries}/customers/c-1/orders?next={next}"))
         .await
         .unwrap();
     let mut listed: Vec<Value> = first_page;
@@ -231,10 +231,9 @@ async fn commands_reach_the_view_through_store_stream_and_topic_and_a_rebuild_re
         };
         assert_eq!(entry["status"], expected, "{entry}");
     }
-    let (status, bad_limit) =
-        example::get_json(&format!("{queries}/customers/c-1/orders?limit=1000"))
-            .await
-            .unwrap();
+    let (status, bad_limit) = get_json(&format!("{queries}/customers/c-1/orders?limit=1000"))
+        .await
+        .unwrap();
     assert_eq!(
         (status, bad_limit["error"]["field"].clone()),
         (400, json!("limit"))
@@ -242,7 +241,7 @@ async fn commands_reach_the_view_through_store_stream_and_topic_and_a_rebuild_re
 
     // The other subscribers saw the store's orders too: one payment per order, and the stock of
     // cancelled orders is back (whichever of an order's two events inventory saw first).
-    let effects = example::effects(&stack, &aws).await.unwrap();
+    let effects = effects(&stack, &aws).await.unwrap();
     for o in &orders {
         assert_eq!(
             effects.payments_per_order.get(&o.order_id),
@@ -409,7 +408,12 @@ async fn concurrent_commands_on_one_order_append_once_and_agree() {
         service.cancel_order("o-race", "second reason", None),
     );
     assert!(a.is_ok() != b.is_ok(), "{a:?} / {b:?}");
-    let loaded = service.service().store().load::<Order>("o-race").await.unwrap();
+    let loaded = service
+        .service()
+        .store()
+        .load::<Order>("o-race")
+        .await
+        .unwrap();
     assert_eq!(loaded.version, 2);
 }
 

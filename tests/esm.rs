@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use herald_local::example::peek;
+use herald_local::inspect::peek;
 use herald_local::LocalPipeline;
 use serde_json::{json, Value};
 
@@ -140,7 +140,7 @@ impl Probe {
     }
 
     async fn invocations(&self) -> Vec<Invocation> {
-        let items = herald_local::example::scan(&self.dynamodb, &self.table)
+        let items = herald_local::inspect::scan(&self.dynamodb, &self.table)
             .await
             .unwrap();
         let mut out: Vec<Invocation> = items

@@ -7,9 +7,9 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use herald::event_store::{DynamoDbEventStore, EventStore, StoreError};
+use herald::Envelope;
 use shop::events::{Customer, LineItem, OrderPlaced};
 use shop::order::{CommandError, Order, OrderStatus};
-use herald::Envelope;
 
 async fn store() -> (aws_sdk_dynamodb::Client, String) {
     let client = aws_sdk_dynamodb::Client::new(&common::aws().await);
@@ -128,7 +128,9 @@ async fn a_multi_event_append_is_all_or_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_shorten_loads_without_changing_the_state() {
     let (client, table) = store().await;
-    let with_snapshots = DynamoDbEventStore::new(client.clone().with_upcasters(shop::upcasters()), &table).with_snapshots_every(3);
+    let with_snapshots = DynamoDbEventStore::new(client.clone(), &table)
+        .with_upcasters(shop::upcasters())
+        .with_snapshots_every(3);
     let plain = DynamoDbEventStore::new(client, &table).with_upcasters(shop::upcasters());
     // Seven events: placed, then six notes the aggregate ignores, appended one by one.
     let mut loaded = with_snapshots.load::<Order>("order-3").await.unwrap();

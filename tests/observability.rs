@@ -8,9 +8,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald_local::example::{self, Workload};
 use herald_local::moto::free_port;
 use serde_json::Value;
+use shop_cli::demo::workload::{self, Workload};
 
 fn lines(dir: &std::path::Path) -> BTreeMap<String, Vec<Value>> {
     let mut out = BTreeMap::new();
@@ -43,7 +43,7 @@ async fn logs_carry_request_and_event_ids_emf_is_valid_and_trace_follows_an_orde
     })
     .await;
     let stack = pipeline.stack().clone();
-    let catalog = example::catalog(&common::root().join("infra/seed")).unwrap();
+    let catalog = workload::catalog(&common::root().join("infra/seed")).unwrap();
     let traffic = Workload {
         orders: 12,
         duplicate_ratio: 0.25,
@@ -55,7 +55,7 @@ async fn logs_carry_request_and_event_ids_emf_is_valid_and_trace_follows_an_orde
     }
     .generate(&catalog);
     let url = stack.function_url("producer").unwrap();
-    example::send(&url, &traffic).await.unwrap();
+    workload::send(&url, &traffic).await.unwrap();
     pipeline
         .wait_idle(Duration::from_millis(1500), Duration::from_secs(120))
         .await

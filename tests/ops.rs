@@ -5,12 +5,14 @@ mod common;
 
 use std::time::Duration;
 
-use shop::events::{sources, types};
 use herald::Envelope;
-use herald_local::example::{self, post_json};
+use herald_local::http::{post, post_json};
+use herald_local::inspect::put_raw;
 use herald_local::moto::free_port;
 use herald_local::ops;
 use serde_json::{json, Value};
+use shop::events::{sources, types};
+use shop_cli::demo::report::effects;
 
 fn order(id: &str) -> Value {
     json!({
@@ -88,7 +90,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
     }
     let (status, report) = post_json(&url, &json!("not an event")).await.unwrap();
     assert_eq!(status, 400, "{report}");
-    let (status, report) = example::post(&url, b"{\"type\": ".to_vec()).await.unwrap();
+    let (status, report) = post(&url, b"{\"type\": ".to_vec()).await.unwrap();
     assert_eq!(status, 400);
     assert!(
         report["error"]
@@ -120,7 +122,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
         ),
     ];
     let raw_records: Vec<Vec<u8>> = raw.iter().map(|(r, _)| r.clone()).collect();
-    example::put_raw(
+    put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
         stack.reference("EventStream").unwrap(),
         &raw_records,
@@ -217,7 +219,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
         "{inventory:?}"
     );
     // And no effect happened twice.
-    let effects = example::effects(&stack, &aws).await.unwrap();
+    let effects = effects(&stack, &aws).await.unwrap();
     assert_eq!(effects.payments_per_order.len(), 3);
     assert!(effects
         .payments_per_order
@@ -281,7 +283,7 @@ async fn a_dlq_redrive_returns_every_message_once_and_a_second_finds_nothing() {
     let second = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
     assert_eq!(second.moved, 0);
     settle(&pipeline).await;
-    let effects = example::effects(&stack, &aws).await.unwrap();
+    let effects = effects(&stack, &aws).await.unwrap();
     for id in &ids {
         let key = format!("inventory#{}#{id}", sources::ORDERS);
         assert_eq!(
@@ -305,7 +307,7 @@ async fn replaying_the_stream_repeats_no_effect() {
     let orders: Vec<Value> = (0..12).map(|i| order(&format!("replay-{i}"))).collect();
     post_json(&url, &Value::Array(orders)).await.unwrap();
     settle(&pipeline).await;
-    let before = example::effects(&stack, &aws).await.unwrap();
+    let before = effects(&stack, &aws).await.unwrap();
     let duplicates_before: i64 = pipeline.tallies()["inventory"]["duplicates"];
 
     let replayed = ops::replay(&aws, &stack, &common::bin_dir(), started, |_| {})
@@ -318,7 +320,7 @@ async fn replaying_the_stream_repeats_no_effect() {
     let routed = replayed.routed.clone().expect("the router's metrics");
     assert_eq!(routed.published, replayed.read);
     settle(&pipeline).await;
-    let after = example::effects(&stack, &aws).await.unwrap();
+    let after = effects(&stack, &aws).await.unwrap();
     assert_eq!(before.stock, after.stock);
     assert_eq!(before.payments_per_order, after.payments_per_order);
     assert_eq!(before.emails_per_order, after.emails_per_order);

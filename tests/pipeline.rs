@@ -8,9 +8,11 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use herald_local::example::{self, Workload};
+use herald_local::inspect::put_raw;
 use herald_local::moto::free_port;
 use serde_json::Value;
+use shop_cli::demo::report::{effects, render};
+use shop_cli::demo::workload::{self, Workload};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_flow_through_every_hop_exactly_once() {
@@ -19,7 +21,7 @@ async fn orders_flow_through_every_hop_exactly_once() {
     let stack = pipeline.stack().clone();
     let aws = common::aws().await;
 
-    let catalog = example::catalog(&common::root().join("infra/seed")).unwrap();
+    let catalog = workload::catalog(&common::root().join("infra/seed")).unwrap();
     let workload = Workload {
         orders: 200,
         duplicate_ratio: 0.15,
@@ -38,8 +40,8 @@ async fn orders_flow_through_every_hop_exactly_once() {
 
     let started = Instant::now();
     let url = stack.function_url("producer").unwrap();
-    let sent = example::send(&url, &traffic).await.unwrap();
-    example::put_raw(
+    let sent = workload::send(&url, &traffic).await.unwrap();
+    put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
         stack.reference("EventStream").unwrap(),
         &traffic.raw_records,
@@ -51,11 +53,8 @@ async fn orders_flow_through_every_hop_exactly_once() {
         .await
         .unwrap();
     let settled = started.elapsed();
-    let effects = example::effects(&stack, &aws).await.unwrap();
-    println!(
-        "{}",
-        example::render(&traffic, &sent, &effects, &pipeline.tallies())
-    );
+    let effects = effects(&stack, &aws).await.unwrap();
+    println!("{}", render(&traffic, &sent, &effects, &pipeline.tallies()));
     println!("settled in {settled:.1?}");
 
     // The producer: every valid submission accepted, every invalid one rejected naming its attribute.

@@ -7,10 +7,12 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use herald_local::example::{self, post_json, Workload};
+use herald_local::http::post_json;
 use herald_local::moto::free_port;
 use herald_local::schemas;
 use serde_json::json;
+use shop_cli::demo::report::effects;
+use shop_cli::demo::workload::{self, Workload};
 
 #[test]
 fn sample_and_generated_events_match_their_schemas() {
@@ -21,7 +23,7 @@ fn sample_and_generated_events_match_their_schemas() {
     for (file, event) in &samples {
         schemas::validate_event(&set, event).unwrap_or_else(|e| panic!("{file}: {e:?}"));
     }
-    let catalog = example::catalog(&root.join("infra/seed")).unwrap();
+    let catalog = workload::catalog(&root.join("infra/seed")).unwrap();
     let traffic = Workload {
         malformed: false,
         ..Workload::default()
@@ -87,9 +89,7 @@ async fn a_stored_v1_order_is_upcast_and_processed_by_current_consumers() {
         .wait_idle(Duration::from_millis(800), Duration::from_secs(120))
         .await
         .unwrap();
-    let effects = example::effects(&stack, &common::aws().await)
-        .await
-        .unwrap();
+    let effects = effects(&stack, &common::aws().await).await.unwrap();
     assert_eq!(
         effects.inventory_outcomes.values().collect::<Vec<_>>(),
         ["reserved"]

@@ -107,6 +107,9 @@ pub fn bin_dir() -> PathBuf {
                 "query",
                 "probe",
                 "herald",
+                "signups-producer",
+                "signups-router",
+                "signups-welcome",
             ]
             .iter()
             .map(|s| s.to_string())

@@ -1,0 +1,10 @@
+//! signups-router: Kinesis records in, SNS out, poison (and types outside the catalog) to its DLQ.
+
+#[tokio::main]
+async fn main() -> Result<(), herald::lambda::Error> {
+    herald::Herald::from_env()
+        .await?
+        .catalog(herald_signups::catalog())
+        .run_router()
+        .await
+}
