@@ -6,11 +6,11 @@
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
-use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
+use crate::events::{types, PaymentSucceeded};
 use herald::aws::{env, MissingEnv};
 use herald::envelope::{Envelope, EventKind};
 use herald::idempotency::{Conflict, Decision};
-use crate::events::{types, PaymentSucceeded};
+use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
 
 /// Analytics table attributes: partition key `metric` (S), `count` (N), `amount` (N).
 pub mod attr {

@@ -15,10 +15,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{SecondsFormat, Utc};
 use uuid::Uuid;
 
-use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
+use crate::events::{types, PaymentSucceeded};
 use herald::aws::{env, error_text, MissingEnv};
 use herald::envelope::Envelope;
-use crate::events::{types, PaymentSucceeded};
+use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
 
 /// One email.
 #[derive(Clone, Debug, PartialEq, Eq)]

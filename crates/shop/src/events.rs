@@ -203,4 +203,3 @@ pub struct OrderCancelled {
 
 /// Most characters in a cancellation reason.
 pub const MAX_REASON_CHARS: usize = 500;
-

@@ -17,13 +17,13 @@ use std::collections::BTreeMap;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 
-use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
-use herald::aws::{env, MissingEnv};
-use herald::envelope::Envelope;
-use herald::idempotency::{Conflict, Decision};
 use crate::events::{
     sources, types, LineItem, OrderCancelled, OrderPlaced, StockReservationFailed, MAX_LINE_ITEMS,
 };
+use herald::aws::{env, MissingEnv};
+use herald::envelope::Envelope;
+use herald::idempotency::{Conflict, Decision};
+use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
 
 /// Stock table attributes: partition key `sku` (S), `available` (N).
 pub mod attr {

@@ -6,11 +6,11 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::SecondsFormat;
 
-use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
+use crate::events::{types, JobFailed};
 use herald::aws::{env, MissingEnv};
 use herald::envelope::{Envelope, EventKind};
 use herald::idempotency::{Conflict, Decision};
-use crate::events::{types, JobFailed};
+use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
 
 /// Incidents table attributes: partition key `incidentId` (S).
 pub mod attr {

@@ -4,9 +4,7 @@
 use herald::{Aggregate, Command, Envelope, ValidationError};
 use serde::{Deserialize, Serialize};
 
-use crate::events::{
-    sources, types, LineItem, OrderCancelled, OrderPlaced, MAX_REASON_CHARS,
-};
+use crate::events::{sources, types, LineItem, OrderCancelled, OrderPlaced, MAX_REASON_CHARS};
 
 /// Where an order is in its life.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,11 +141,7 @@ impl Order {
     }
 
     /// `cancel_order`: the `order_cancelled` event, if the order is placed and not cancelled.
-    pub fn cancel(
-        &self,
-        order_id: &str,
-        reason: &str,
-    ) -> Result<Envelope, CommandError> {
+    pub fn cancel(&self, order_id: &str, reason: &str) -> Result<Envelope, CommandError> {
         self.cancel_correlated(order_id, reason, None)
     }
 

@@ -15,10 +15,10 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
+use crate::events::{sources, types, OrderPlaced, PaymentFailed, PaymentSucceeded};
 use herald::aws::{env, error_text, MissingEnv};
 use herald::envelope::Envelope;
-use crate::events::{sources, types, OrderPlaced, PaymentFailed, PaymentSucceeded};
+use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
 
 /// A charge to make.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

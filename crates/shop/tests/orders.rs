@@ -86,10 +86,16 @@ fn a_cancellation_carries_the_lines_and_is_refused_twice_or_before_the_order() {
 #[tokio::test]
 async fn commands_append_versions_and_a_retry_answers_the_original_outcome() {
     let commands = OrderCommands::new(store());
-    let placed = commands.place_order(order("o-1", 1000), None).await.unwrap();
+    let placed = commands
+        .place_order(order("o-1", 1000), None)
+        .await
+        .unwrap();
     assert_eq!((placed.version, placed.replayed), (1, false));
 
-    let again = commands.place_order(order("o-1", 1000), None).await.unwrap();
+    let again = commands
+        .place_order(order("o-1", 1000), None)
+        .await
+        .unwrap();
     assert_eq!((again.version, again.replayed), (1, true));
     assert_eq!(again.events, placed.events);
 
@@ -105,7 +111,10 @@ async fn commands_append_versions_and_a_retry_answers_the_original_outcome() {
         .unwrap();
     assert_eq!(cancelled.version, 2);
     assert_eq!(cancelled.events[0].correlation_id, "corr-1");
-    let retried = commands.cancel_order("o-1", "too slow", None).await.unwrap();
+    let retried = commands
+        .cancel_order("o-1", "too slow", None)
+        .await
+        .unwrap();
     assert!(retried.replayed);
     let other_reason = commands.cancel_order("o-1", "other", None).await;
     assert!(matches!(
@@ -113,7 +122,13 @@ async fn commands_append_versions_and_a_retry_answers_the_original_outcome() {
         Err(ServiceError::Rejected(CommandError::AlreadyCancelled(_)))
     ));
     assert_eq!(
-        commands.service().store().events_after("o-1", 0).await.unwrap().len(),
+        commands
+            .service()
+            .store()
+            .events_after("o-1", 0)
+            .await
+            .unwrap()
+            .len(),
         2
     );
 }
@@ -126,7 +141,13 @@ async fn concurrent_identical_commands_append_once() {
     )
     .await;
     assert!(results.iter().all(Result::is_ok));
-    assert_eq!(results.iter().filter(|r| !r.as_ref().unwrap().replayed).count(), 1);
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| !r.as_ref().unwrap().replayed)
+            .count(),
+        1
+    );
     let loaded = commands
         .service()
         .store()
@@ -165,7 +186,10 @@ async fn a_v1_order_in_the_store_is_read_as_v2_with_the_default_currency() {
 async fn snapshots_shorten_loads_and_give_the_same_state() {
     let snapshotting = InMemoryEventStore::new().with_snapshots_every(2);
     let commands = OrderCommands::new(snapshotting);
-    commands.place_order(order("o-s", 1000), None).await.unwrap();
+    commands
+        .place_order(order("o-s", 1000), None)
+        .await
+        .unwrap();
     commands.cancel_order("o-s", "why not", None).await.unwrap();
     let loaded = commands
         .service()
@@ -174,7 +198,10 @@ async fn snapshots_shorten_loads_and_give_the_same_state() {
         .await
         .unwrap();
     assert_eq!(loaded.version, 2);
-    assert_eq!(loaded.events_read, 0, "the snapshot at version 2 holds it all");
+    assert_eq!(
+        loaded.events_read, 0,
+        "the snapshot at version 2 holds it all"
+    );
     assert_eq!(loaded.state.status, OrderStatus::Cancelled);
 }
 
@@ -192,11 +219,19 @@ fn http(method: &str, path: &str, body: Value) -> HttpRequest {
 async fn the_http_service_answers_with_status_codes_that_name_the_field() {
     let commands = OrderCommands::new(store());
     let placed = commands
-        .handle(http("POST", "/orders", serde_json::to_value(order("o-h", 1000)).unwrap()))
+        .handle(http(
+            "POST",
+            "/orders",
+            serde_json::to_value(order("o-h", 1000)).unwrap(),
+        ))
         .await;
     assert_eq!(placed.status_code, 201, "{}", placed.body);
     let replayed = commands
-        .handle(http("POST", "/orders", serde_json::to_value(order("o-h", 1000)).unwrap()))
+        .handle(http(
+            "POST",
+            "/orders",
+            serde_json::to_value(order("o-h", 1000)).unwrap(),
+        ))
         .await;
     assert_eq!(replayed.status_code, 200);
     let mut wrong = serde_json::to_value(order("o-w", 1000)).unwrap();

@@ -81,9 +81,11 @@ async fn payment_refuses_an_order_that_does_not_add_up_as_poison() {
     let bad = Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
         .subject("o-3")
         .schema_version(2)
-        .data(json!({"orderId": "o-3", "customer": {"id": "c", "email": "c@x.io"},
+        .data(
+            json!({"orderId": "o-3", "customer": {"id": "c", "email": "c@x.io"},
             "items": [{"sku": "S", "quantity": 1, "unitPrice": 5}], "total": 6,
-            "currency": "EUR", "paymentToken": "tok_visa"}))
+            "currency": "EUR", "paymentToken": "tok_visa"}),
+        )
         .build()
         .unwrap();
     let gateway = FakeGateway::default();
@@ -110,15 +112,19 @@ async fn email_confirms_a_payment_to_the_customer_and_rejects_a_bad_address() {
     let paid = Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
         .id("p-1")
         .subject("o-1")
-        .data(json!({"orderId": "o-1", "paymentId": "pay-1", "amount": 3050, "currency": "EUR",
-            "customer": {"id": "c-1", "email": "c1@example.com"}}))
+        .data(
+            json!({"orderId": "o-1", "paymentId": "pay-1", "amount": 3050, "currency": "EUR",
+            "customer": {"id": "c-1", "email": "c1@example.com"}}),
+        )
         .build()
         .unwrap();
     sender.handle(&paid).await.unwrap();
     let bad = Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
         .subject("o-2")
-        .data(json!({"orderId": "o-2", "paymentId": "pay-2", "amount": 1, "currency": "EUR",
-            "customer": {"id": "c-2", "email": "nobody"}}))
+        .data(
+            json!({"orderId": "o-2", "paymentId": "pay-2", "amount": 1, "currency": "EUR",
+            "customer": {"id": "c-2", "email": "nobody"}}),
+        )
         .build()
         .unwrap();
     let err = sender.handle(&bad).await.unwrap_err();
@@ -128,11 +134,18 @@ async fn email_confirms_a_payment_to_the_customer_and_rejects_a_bad_address() {
 /// The table and key of one write, as `table/key` (the way a test reads a decision).
 fn target(write: &TransactWriteItem) -> String {
     let (table, key) = if let Some(put) = write.put() {
-        (put.table_name(), put.item().get("sku").or(put.item().get("metric")).cloned())
+        (
+            put.table_name(),
+            put.item().get("sku").or(put.item().get("metric")).cloned(),
+        )
     } else if let Some(update) = write.update() {
         (
             update.table_name(),
-            update.key().get("sku").or(update.key().get("metric")).cloned(),
+            update
+                .key()
+                .get("sku")
+                .or(update.key().get("metric"))
+                .cloned(),
         )
     } else {
         ("?", None)
@@ -147,9 +160,18 @@ fn inventory_reserves_every_line_with_the_order_reservation_in_one_decision() {
     let placed = order_placed("o-1", "tok_visa");
     let decision = inventory.decide(&placed, None).unwrap();
     let targets: Vec<String> = decision.writes.iter().map(target).collect();
-    assert!(targets.contains(&"stock/order#o-1".to_string()), "{targets:?}");
-    assert!(targets.contains(&"stock/SKU-CABLE".to_string()), "{targets:?}");
-    assert!(targets.contains(&"stock/SKU-LAMP".to_string()), "{targets:?}");
+    assert!(
+        targets.contains(&"stock/order#o-1".to_string()),
+        "{targets:?}"
+    );
+    assert!(
+        targets.contains(&"stock/SKU-CABLE".to_string()),
+        "{targets:?}"
+    );
+    assert!(
+        targets.contains(&"stock/SKU-LAMP".to_string()),
+        "{targets:?}"
+    );
     assert_eq!(decision.result.effect, "reserved");
     assert!(decision.result.emit.is_empty());
 }
@@ -183,8 +205,10 @@ fn analytics_counts_business_events_and_revenue_only() {
     let analytics = shop::analytics::Analytics::new("analytics");
     let paid = Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
         .subject("o-1")
-        .data(json!({"orderId": "o-1", "paymentId": "pay-1", "amount": 3050, "currency": "EUR",
-            "customer": {"id": "c-1", "email": "c1@example.com"}}))
+        .data(
+            json!({"orderId": "o-1", "paymentId": "pay-1", "amount": 3050, "currency": "EUR",
+            "customer": {"id": "c-1", "email": "c1@example.com"}}),
+        )
         .build()
         .unwrap();
     let decision = analytics.decide(&paid, None).unwrap();
@@ -279,9 +303,14 @@ mod delivered {
         assert_eq!(summary.duplicates, 1);
 
         let mut poison = sqs_event(&[]);
-        poison.records.push(sqs_message("m-bad", "{\"not\": \"an event\"}", 1));
+        poison
+            .records
+            .push(sqs_message("m-bad", "{\"not\": \"an event\"}", 1));
         let (response, summary) = payment.handle(&poison, deadline()).await;
-        assert!(response.batch_item_failures.is_empty(), "acknowledged, not retried");
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "acknowledged, not retried"
+        );
         assert_eq!(summary.dead_lettered, 1);
     }
 
@@ -291,9 +320,11 @@ mod delivered {
         let v1 = Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
             .subject("o-v1")
             .schema_version(1)
-            .data(json!({"orderId": "o-v1", "customer": {"id": "c", "email": "c@x.io"},
+            .data(
+                json!({"orderId": "o-v1", "customer": {"id": "c", "email": "c@x.io"},
                 "items": [{"sku": "S", "quantity": 1, "unitPrice": 700}], "total": 700,
-                "paymentToken": "tok_visa"}))
+                "paymentToken": "tok_visa"}),
+            )
             .build()
             .unwrap();
         let (response, summary) = payment.handle(&sqs_event(&[v1]), deadline()).await;

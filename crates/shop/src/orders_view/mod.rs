@@ -420,4 +420,3 @@ pub(crate) fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Opti
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
 }
-

@@ -147,7 +147,6 @@ fn decode_token(token: &str, pk: &str) -> Result<HashMap<String, AttributeValue>
     ]))
 }
 
-
 /// One order as the query function answers it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
