@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::BehaviorVersion;
+
+/// The AWS configuration a function's clients are built from ([`crate::Herald::aws`]).
+pub use aws_config::SdkConfig;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 /// Load the SDK configuration from the environment (`AWS_REGION`, credentials,

@@ -11,7 +11,7 @@
 //!    [`CommandConfig::max_attempts`] times, then [`CommandError::Contended`].
 //!
 //! Commands are safe to retry when their events have deterministic ids: a command that already
-//! took effect is refused by the aggregate (the order exists, the account is closed), and
+//! took effect is refused by the aggregate (the account exists, the account is closed), and
 //! [`Command::is_outcome_of`] recognises the stored event it caused, so the service answers the
 //! original outcome (`replayed: true`) instead of the refusal.
 //!

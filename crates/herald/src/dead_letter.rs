@@ -19,7 +19,7 @@ pub mod attr {
     pub const REASON: &str = "herald.reason";
     /// The attribute the reason is about (`type`, `data`, ...), when there is one.
     pub const FIELD: &str = "herald.field";
-    /// Which function rejected it (`router`, `inventory`, ...).
+    /// Which function rejected it (`router`, `welcome`, ...).
     pub const STAGE: &str = "herald.stage";
     /// `utf8` (the body is the record as it was) or `base64` (the record was not UTF-8).
     pub const ENCODING: &str = "herald.encoding";

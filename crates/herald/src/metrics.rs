@@ -110,7 +110,7 @@ pub struct MetricsLayer {
 }
 
 impl MetricsLayer {
-    /// Metrics for `function` (the dimension value: `router`, `inventory`, ...).
+    /// Metrics for `function` (the dimension value: `router`, `welcome`, ...).
     pub fn new(function: &'static str) -> Self {
         MetricsLayer {
             function,

@@ -3,7 +3,7 @@
 //! it again from the event store.
 //!
 //! Delivery is at-least-once and may be out of order, so a projection's writes must be either
-//! idempotent and order-free (a timeline entry keyed by version) or conditional on the
+//! idempotent and user-free (a timeline entry keyed by version) or conditional on the
 //! aggregate's version (`aggregateversion`: a status that only moves forward). Then any delivery
 //! order, with any duplicates, ends in the same items — which is also what lets [`rebuild`] fold
 //! the store in scan order, several events at a time.
@@ -58,7 +58,7 @@ pub trait Projection: Send + Sync {
     /// Whether it reads this event at all (others are acknowledged untouched).
     fn wants(&self, event: &Envelope) -> bool;
 
-    /// Apply one event (already upcast). Idempotent and order-insensitive; see the module docs.
+    /// Apply one event (already upcast). Idempotent and user-insensitive; see the module docs.
     fn apply(
         &self,
         event: &Envelope,

@@ -1,6 +1,6 @@
 //! The publisher: the event store's DynamoDB stream onto Kinesis.
 //!
-//! Why a stream and not "append, then put to Kinesis" in the order service: two writes to two
+//! Why a stream and not "append, then put to Kinesis" in a command service: two writes to two
 //! systems cannot be atomic, so a crash between them would leave an event stored but never
 //! published (or, the other way round, published but never stored). The store's stream records
 //! exactly the items that were written, in order per aggregate, for 24 hours; this function reads
@@ -260,11 +260,11 @@ mod tests {
         }
     }
 
-    fn event(order: &str, version: u64, reason: &str) -> String {
-        Envelope::builder("order_cancelled", "herald/orders")
-            .subject(order)
+    fn event(user: &str, version: u64, reason: &str) -> String {
+        Envelope::builder("user_deleted", "herald/users")
+            .subject(user)
             .aggregate_version(version)
-            .data(json!({"orderId": order, "reason": reason}))
+            .data(json!({"userId": user, "reason": reason}))
             .build()
             .unwrap()
             .to_json()

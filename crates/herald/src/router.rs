@@ -575,8 +575,8 @@ mod tests {
     }
 
     fn envelope(n: usize) -> Vec<u8> {
-        Envelope::builder("order_placed", "herald/test")
-            .subject(format!("order-{n}"))
+        Envelope::builder("user_signed_up", "herald/test")
+            .subject(format!("user-{n}"))
             .data(serde_json::json!({"n": n}))
             .build()
             .unwrap()
@@ -618,7 +618,7 @@ mod tests {
             names,
             ["type", "kind", "source", "schemaversion", "correlationid"]
         );
-        assert_eq!(attrs[0].value, "order_placed");
+        assert_eq!(attrs[0].value, "user_signed_up");
     }
 
     #[tokio::test]

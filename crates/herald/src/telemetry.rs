@@ -189,11 +189,11 @@ mod tests {
         let subscriber = tracing_subscriber::fmt()
             .fmt_fields(JsonFields::new())
             .event_format(LambdaJson {
-                function: Some("herald-InventoryFunction".into()),
+                function: Some("herald-WelcomeFunction".into()),
             })
             .with_writer(buffer.clone())
             .finish();
-        let event = Envelope::builder("order_placed", "herald/orders")
+        let event = Envelope::builder("user_signed_up", "herald/users")
             .subject("o-1")
             .causation_id("cause-1")
             .build()
@@ -213,7 +213,7 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 2);
         for line in &lines {
-            assert_eq!(line["function"], "herald-InventoryFunction");
+            assert_eq!(line["function"], "herald-WelcomeFunction");
             assert_eq!(line["requestId"], "req-1");
             assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
         }
@@ -223,6 +223,6 @@ mod tests {
         assert_eq!(lines[1]["eventId"], event.id());
         assert_eq!(lines[1]["correlationId"], event.correlation_id());
         assert_eq!(lines[1]["causationId"], "cause-1");
-        assert_eq!(lines[1]["eventType"], "order_placed");
+        assert_eq!(lines[1]["eventType"], "user_signed_up");
     }
 }

@@ -83,15 +83,15 @@ impl Envelope {
     pub fn id(&self) -> &str {
         &self.id
     }
-    /// Where the event happened (a URI reference such as `herald/orders`).
+    /// Where the event happened (a URI reference such as `herald/users`).
     pub fn source(&self) -> &str {
         &self.source
     }
-    /// What happened (`order_placed`).
+    /// What happened (`user_signed_up`).
     pub fn event_type(&self) -> &str {
         &self.event_type
     }
-    /// The aggregate the event is about (`order-1001`); the Kinesis partition key.
+    /// The aggregate the event is about (`user-1001`); the Kinesis partition key.
     pub fn subject(&self) -> Option<&str> {
         self.subject.as_deref()
     }
@@ -197,27 +197,27 @@ mod tests {
     use serde_json::json;
     use uuid::Uuid;
 
-    use super::super::fixtures::{order, parse};
+    use super::super::fixtures::{parse, signed_up};
     use super::*;
 
     #[test]
     fn round_trips_in_structured_mode() {
-        let envelope = parse(&order()).unwrap();
+        let envelope = parse(&signed_up()).unwrap();
         assert_eq!(envelope.id(), "evt-1");
         assert_eq!(envelope.schema_version(), 2);
-        assert_eq!(envelope.partition_key(), "order-1");
+        assert_eq!(envelope.partition_key(), "user-1");
         let again = Envelope::parse(&envelope.to_json_bytes()).unwrap();
         assert_eq!(envelope, again);
-        assert_eq!(serde_json::to_value(&envelope).unwrap(), order());
+        assert_eq!(serde_json::to_value(&envelope).unwrap(), signed_up());
     }
 
     #[test]
     fn submissions_get_defaults() {
         let envelope = Envelope::parse_submission(&json!({
-            "source": "herald/orders",
-            "type": "order_placed",
-            "subject": "order-9",
-            "data": {"orderId": "order-9"}
+            "source": "herald/users",
+            "type": "user_signed_up",
+            "subject": "user-9",
+            "data": {"userId": "user-9"}
         }))
         .unwrap();
         assert_eq!(envelope.kind(), EventKind::Business);

@@ -36,25 +36,25 @@ impl Envelope {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{order, parse};
+    use super::super::fixtures::{parse, signed_up};
 
     #[test]
     fn follow_ups_are_deterministic_and_linked() {
-        let cause = parse(&order()).unwrap();
+        let cause = parse(&signed_up()).unwrap();
         let a = cause
-            .follow_up("payment_succeeded", "herald/payment")
+            .follow_up("welcome_sent", "herald/welcome")
             .build()
             .unwrap();
         let b = cause
-            .follow_up("payment_succeeded", "herald/payment")
+            .follow_up("welcome_sent", "herald/welcome")
             .build()
             .unwrap();
         assert_eq!(a.id(), b.id());
         assert_eq!(a.correlation_id(), "evt-1");
         assert_eq!(a.causation_id(), Some("evt-1"));
-        assert_eq!(a.subject(), Some("order-1"));
+        assert_eq!(a.subject(), Some("user-1"));
         let c = cause
-            .follow_up("payment_failed", "herald/payment")
+            .follow_up("welcome_bounced", "herald/welcome")
             .build()
             .unwrap();
         assert_ne!(a.id(), c.id());

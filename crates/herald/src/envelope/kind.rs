@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
-    /// Something happened in the business domain (`order_placed`, `payment_succeeded`, ...).
+    /// Something happened in the business domain (`user_signed_up`, `welcome_sent`, ...).
     Business,
     /// Something happened to the system itself (`job_failed`, `deployment_finished`, ...).
     System,

@@ -45,20 +45,20 @@ pub(crate) mod fixtures {
 
     use super::{Envelope, ValidationError};
 
-    /// A complete, valid `order_placed`, as JSON.
-    pub(crate) fn order() -> Value {
+    /// A complete, valid `user_signed_up`, as JSON.
+    pub(crate) fn signed_up() -> Value {
         json!({
             "specversion": "1.0",
             "id": "evt-1",
-            "source": "herald/orders",
-            "type": "order_placed",
-            "subject": "order-1",
+            "source": "herald/users",
+            "type": "user_signed_up",
+            "subject": "user-1",
             "time": "2026-11-26T10:00:00.000Z",
             "datacontenttype": "application/json",
             "kind": "business",
             "schemaversion": 2,
             "correlationid": "evt-1",
-            "data": {"orderId": "order-1"}
+            "data": {"userId": "user-1"}
         })
     }
 

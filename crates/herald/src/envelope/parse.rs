@@ -346,7 +346,7 @@ impl Header<'_> {
 mod tests {
     use serde_json::json;
 
-    use super::super::fixtures::{order, parse};
+    use super::super::fixtures::{parse, signed_up};
     use super::*;
 
     #[test]
@@ -361,7 +361,7 @@ mod tests {
             "schemaversion",
             "correlationid",
         ] {
-            let mut value = order();
+            let mut value = signed_up();
             value.as_object_mut().unwrap().remove(field);
             assert_eq!(
                 parse(&value),
@@ -373,20 +373,20 @@ mod tests {
 
     #[test]
     fn wrong_types_name_the_field() {
-        let mut value = order();
+        let mut value = signed_up();
         value["id"] = json!(42);
         let err = parse(&value).unwrap_err();
         assert_eq!(err.field(), "id");
         assert_eq!(err.to_string(), "`id` must be a string");
 
-        let mut value = order();
+        let mut value = signed_up();
         value["schemaversion"] = json!("two");
         assert_eq!(parse(&value).unwrap_err().field(), "schemaversion");
     }
 
     #[test]
     fn limits_are_named() {
-        let mut value = order();
+        let mut value = signed_up();
         value["subject"] = json!("x".repeat(300));
         assert_eq!(
             parse(&value),
@@ -397,7 +397,7 @@ mod tests {
             })
         );
 
-        let mut value = order();
+        let mut value = signed_up();
         value["data"] = json!({"blob": "x".repeat(MAX_EVENT_BYTES)});
         let err = parse(&value).unwrap_err();
         assert!(matches!(err, ValidationError::TooLarge { limit, .. } if limit == MAX_EVENT_BYTES));
@@ -410,12 +410,12 @@ mod tests {
             ("specversion", json!("0.3")),
             ("time", json!("yesterday")),
             ("kind", json!("gossip")),
-            ("type", json!("order placed")),
+            ("type", json!("user signed up")),
             ("datacontenttype", json!("text/plain")),
             ("source", json!("")),
         ];
         for (field, bad) in cases {
-            let mut value = order();
+            let mut value = signed_up();
             value[field] = bad;
             assert_eq!(parse(&value).unwrap_err().field(), field);
         }
@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn business_events_need_a_subject() {
-        let mut value = order();
+        let mut value = signed_up();
         value.as_object_mut().unwrap().remove("subject");
         assert_eq!(parse(&value).unwrap_err().field(), "subject");
         value["kind"] = json!("system");

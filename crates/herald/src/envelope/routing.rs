@@ -82,14 +82,14 @@ impl<'a> EnvelopeView<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::order;
+    use super::super::fixtures::signed_up;
     use super::*;
 
     #[test]
     fn record_view_validates_without_the_payload() {
-        let bytes = serde_json::to_vec(&order()).unwrap();
+        let bytes = serde_json::to_vec(&signed_up()).unwrap();
         let view = validate_record(&bytes).unwrap();
-        assert_eq!(view.routing_attributes().event_type, "order_placed");
+        assert_eq!(view.routing_attributes().event_type, "user_signed_up");
         assert_eq!(view.routing_attributes().kind, EventKind::Business);
     }
 }

@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn items_and_records_convert_both_ways() {
         let record = IdempotencyRecord {
-            key: "sub#herald/orders#evt-1".into(),
+            key: "sub#herald/users#evt-1".into(),
             status: RecordStatus::InProgress,
             expires_at: 1_800_000_000,
             in_progress_until: Some(1_800_000_000_123),

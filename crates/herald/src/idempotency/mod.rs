@@ -5,7 +5,7 @@
 //! message id, since an SNS redelivery arrives as a new SQS message).
 //!
 //! Two modes:
-//! - **Claimed** ([`Idempotency::run`]), for effects outside DynamoDB (a payment gateway, a mail
+//! - **Claimed** ([`Idempotency::run`]), for effects outside DynamoDB (a card processor, a mail
 //!   relay). One conditional `PutItem` claims the event (INPROGRESS); the handler runs; the record
 //!   becomes COMPLETED with the handler's result, or is deleted when the handler fails so that a
 //!   retry runs it again. A duplicate costs one failed conditional write: the stored record comes
@@ -250,11 +250,11 @@ mod fixtures {
     use super::{Idempotency, IdempotencyConfig, InMemoryStore};
     use crate::envelope::Envelope;
 
-    /// `order_placed` number `id`, with `n` in its payload.
+    /// `user_signed_up` number `id`, with `n` in its payload.
     pub(super) fn event(id: &str, n: u32) -> Envelope {
-        Envelope::builder("order_placed", "herald/orders")
+        Envelope::builder("user_signed_up", "herald/users")
             .id(id)
-            .subject("order-1")
+            .subject("user-1")
             .data(json!({"n": n}))
             .build()
             .unwrap()

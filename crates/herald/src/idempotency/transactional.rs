@@ -98,13 +98,13 @@ mod tests {
     use super::super::record::RecordStatus;
     use super::super::{Conflict, Decision, Executed, IdempotencyError};
 
-    /// "Take one of `sku`", conditional on stock (which only the oracle can judge here).
-    fn take(sku: &str) -> TransactWriteItem {
+    /// "Take one of `item`", conditional on stock (which only the oracle can judge here).
+    fn take(item: &str) -> TransactWriteItem {
         TransactWriteItem::builder()
             .update(
                 Update::builder()
                     .table_name("stock")
-                    .key("sku", AttributeValue::S(sku.to_string()))
+                    .key("item", AttributeValue::S(item.to_string()))
                     .update_expression("ADD #available :minus_one")
                     .condition_expression("#available >= :one")
                     .expression_attribute_names("#available", "available")
@@ -116,9 +116,9 @@ mod tests {
             .build()
     }
 
-    fn sku(write: &TransactWriteItem) -> String {
+    fn item(write: &TransactWriteItem) -> String {
         let key = write.update().unwrap().key();
-        key["sku"].as_s().unwrap().clone()
+        key["item"].as_s().unwrap().clone()
     }
 
     #[tokio::test]
@@ -139,7 +139,7 @@ mod tests {
         assert_eq!(first, Executed::Ran("reserved".to_string()));
         assert_eq!(again, Executed::Replayed("reserved".to_string()));
         assert_eq!(decisions.get(), 2, "a duplicate is decided, then refused");
-        let written: Vec<String> = store.committed_writes().iter().map(sku).collect();
+        let written: Vec<String> = store.committed_writes().iter().map(item).collect();
         assert_eq!(written, ["apple", "pear"], "the duplicate wrote nothing");
         let record = store.record(&idempotency.key_of(&e)).unwrap();
         assert_eq!(record.status, RecordStatus::Completed);
@@ -149,7 +149,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_condition_asks_the_handler_to_decide_again() {
         let (store, idempotency) = in_memory(config());
-        store.set_condition_oracle(|write| sku(write) != "pear");
+        store.set_condition_oracle(|write| item(write) != "pear");
         let mut conflicts = Vec::new();
         let outcome = idempotency
             .run_transactional(&event("evt-1", 1), |conflict| {
@@ -167,7 +167,7 @@ mod tests {
             .unwrap();
         assert_eq!(outcome, Executed::Ran(1));
         assert_eq!(conflicts, [None, Some(Conflict { index: 1 })]);
-        let written: Vec<String> = store.committed_writes().iter().map(sku).collect();
+        let written: Vec<String> = store.committed_writes().iter().map(item).collect();
         assert_eq!(written, ["apple"], "the refused decision wrote nothing");
     }
 

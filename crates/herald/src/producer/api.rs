@@ -136,7 +136,7 @@ async fn handle_http<S: EventStream>(producer: &Producer<S>, payload: Value) -> 
         Err(err) => return error_response(400, &RequestError::BadBody(err.to_string())),
     };
     // A client retry with the same Idempotency-Key gives its id-less events the same ids, so
-    // the retry is a duplicate downstream rather than a second order.
+    // the retry is a duplicate downstream rather than a second sign-up.
     let key = request.header("idempotency-key");
     match submit(producer, value, key).await {
         Ok(report) => {
@@ -310,14 +310,15 @@ mod tests {
         })
     }
 
-    fn order(id: &str) -> Value {
-        json!({"type": "order_placed", "source": "herald/test", "subject": "order-1", "id": id, "data": {}})
+    fn signup(id: &str) -> Value {
+        json!({"type": "user_signed_up", "source": "herald/test", "subject": "user-1", "id": id, "data": {}})
     }
 
     #[tokio::test]
     async fn a_bad_event_does_not_sink_the_good_ones() {
         let producer = Producer::new(OkStream);
-        let body = json!([order("a"), {"type": "order_placed", "id": "b"}, order("c")]).to_string();
+        let body =
+            json!([signup("a"), {"type": "user_signed_up", "id": "b"}, signup("c")]).to_string();
         let response = handle(&producer, http("POST", &body)).await;
         assert_eq!(response["statusCode"], 207);
         let report: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
@@ -330,9 +331,9 @@ mod tests {
     #[tokio::test]
     async fn only_the_event_store_numbers_an_aggregates_events() {
         let producer = Producer::new(OkStream);
-        let mut forged = order("f");
+        let mut forged = signup("f");
         forged["aggregateversion"] = json!(999);
-        let report = submit(&producer, json!([forged, order("g")]), None)
+        let report = submit(&producer, json!([forged, signup("g")]), None)
             .await
             .unwrap();
         assert_eq!(report.accepted, 1);
@@ -359,7 +360,7 @@ mod tests {
         let producer = Producer::new(OkStream);
         let mut request = http("POST", "");
         request["body"] =
-            json!(base64::engine::general_purpose::STANDARD.encode(order("a").to_string()));
+            json!(base64::engine::general_purpose::STANDARD.encode(signup("a").to_string()));
         request["isBase64Encoded"] = json!(true);
         let response = handle(&producer, request).await;
         assert_eq!(response["statusCode"], 202);
@@ -369,9 +370,9 @@ mod tests {
     async fn direct_invokes_take_all_three_shapes() {
         let producer = Producer::new(OkStream);
         for payload in [
-            order("a"),
-            json!([order("a")]),
-            json!({"events": [order("a")]}),
+            signup("a"),
+            json!([signup("a")]),
+            json!({"events": [signup("a")]}),
         ] {
             let report = handle(&producer, payload).await;
             assert_eq!(report["accepted"], 1, "{report}");
@@ -388,7 +389,7 @@ mod tests {
         let producer = Producer::new(OkStream);
         let mut request = http(
             "POST",
-            &json!([{"type": "order_placed", "source": "s", "subject": "o"}]).to_string(),
+            &json!([{"type": "user_signed_up", "source": "s", "subject": "o"}]).to_string(),
         );
         request["headers"]["Idempotency-Key"] = json!("client-retry-7");
         let ids: Vec<Value> = futures::future::join_all([
@@ -410,7 +411,7 @@ mod tests {
     #[tokio::test]
     async fn too_many_events_names_the_limit() {
         let producer = Producer::new(OkStream);
-        let events: Vec<Value> = (0..1001).map(|i| order(&i.to_string())).collect();
+        let events: Vec<Value> = (0..1001).map(|i| signup(&i.to_string())).collect();
         let report = handle(&producer, Value::Array(events)).await;
         assert_eq!(
             report["error"],

@@ -395,7 +395,7 @@ mod tests {
     }
 
     fn event(subject: &str, n: usize, bytes: usize) -> Envelope {
-        Envelope::builder("order_placed", "herald/test")
+        Envelope::builder("user_signed_up", "herald/test")
             .id(format!("{subject}-{n}"))
             .subject(subject)
             .data(serde_json::json!({ "pad": "x".repeat(bytes) }))

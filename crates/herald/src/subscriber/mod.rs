@@ -98,10 +98,12 @@ impl From<ValidationError> for HandlerError {
     }
 }
 
-/// A subscriber whose effect lies outside DynamoDB (a payment gateway, a mail relay): the event is
+/// A subscriber whose effect lies outside DynamoDB (a card processor, a mail relay): the event is
 /// claimed first and the effect runs once under the claim ([`Idempotency::run`]).
 pub trait ClaimedHandler: Send + Sync {
-    /// The subscriber's name (idempotency key prefix, dead-letter stage).
+    /// The subscriber's name: the prefix of its idempotency keys (`<name>#<source>#<id>`, so the
+    /// template can confine it with `dynamodb:LeadingKeys: ["<name>#*"]`), its dead-letter stage
+    /// and its metrics dimension.
     fn name(&self) -> &'static str;
     /// Whether the subscriber acts on this event at all (others are acknowledged untouched).
     fn wants(&self, event: &Envelope) -> bool;
@@ -115,7 +117,8 @@ pub trait ClaimedHandler: Send + Sync {
 /// A subscriber whose effect is DynamoDB writes: they commit in one transaction with the
 /// idempotency record ([`Idempotency::run_transactional`]).
 pub trait TransactionalHandler: Send + Sync {
-    /// The subscriber's name (idempotency key prefix, dead-letter stage).
+    /// The subscriber's name: idempotency key prefix (`<name>#...`, what the template's
+    /// `dynamodb:LeadingKeys` condition names), dead-letter stage, metrics dimension.
     fn name(&self) -> &'static str;
     /// Whether the subscriber acts on this event at all.
     fn wants(&self, event: &Envelope) -> bool;
