@@ -14,21 +14,15 @@ use crate::seed::from_item;
 
 /// Every item of a table as plain JSON.
 pub async fn scan(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<Vec<Value>> {
-    let mut items = Vec::new();
-    let mut start: Option<HashMap<String, AttributeValue>> = None;
-    loop {
-        let out = dynamodb
-            .scan()
-            .table_name(table)
-            .set_exclusive_start_key(start)
-            .send()
-            .await?;
-        items.extend(out.items.unwrap_or_default().iter().map(from_item));
-        start = out.last_evaluated_key;
-        if start.is_none() {
-            return Ok(items);
-        }
-    }
+    let items: Vec<HashMap<String, AttributeValue>> = dynamodb
+        .scan()
+        .table_name(table)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<_, _>>()
+        .await?;
+    Ok(items.iter().map(from_item).collect())
 }
 
 /// One dead letter as read back.

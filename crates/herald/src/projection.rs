@@ -52,7 +52,7 @@ pub enum Applied {
 
 /// A read model.
 pub trait Projection: Send + Sync {
-    /// Its name (`herald project rebuild <name>`).
+    /// Its name (in logs, and what a rebuild command is given).
     fn name(&self) -> &'static str;
 
     /// Whether it reads this event at all (others are acknowledged untouched).

@@ -37,7 +37,7 @@ mod query;
 
 pub use query::{CustomerOrder, CustomerOrders, OrderView, OrdersQuery, TimelineEntry, MAX_PAGE};
 
-/// The projection's name (for `herald project rebuild`).
+/// The projection's name (for `shop rebuild orders_view`).
 pub const NAME: &str = "orders_view";
 
 /// Attribute names of the view table.

@@ -1,0 +1,15 @@
+//! Operations on a stack: find a running one, inspect dead-letter queues, send their messages back
+//! where they came from, and replay the stream through the stack's router function. They work on
+//! any endpoint the stack lives on.
+
+mod dlq;
+mod redrive;
+mod replay;
+mod stacks;
+
+pub use dlq::{
+    dead_letter_queues, find_dead_letter_queue, letters, DeadLetterQueue, Letter, Source,
+};
+pub use redrive::{redrive, sequence_after, Redriven};
+pub use replay::{replay, replay_function, Replayed, Routed};
+pub use stacks::{connect, running_stack, state_file};

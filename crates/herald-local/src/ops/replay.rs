@@ -1,0 +1,222 @@
+//! Replay: the stack's stream re-read from a point in time and sent through its router function,
+//! run as a local Lambda process, with what the router reported from its metrics.
+
+use std::path::Path;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Result};
+use aws_config::SdkConfig;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use aws_sdk_kinesis::types::ShardIteratorType;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::endpoint::Endpoint;
+use crate::logs::Logs;
+use crate::runtime::FunctionPool;
+use crate::stack::{FunctionSpec, MappingSpec, Stack, StreamMapping, StreamSource};
+
+/// What a replay did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Records read from the stream (and sent through the router).
+    pub read: usize,
+    /// Invocations of the router.
+    pub batches: usize,
+    /// What the router says it did with them, from its EMF metrics; none when it wrote none.
+    pub routed: Option<Routed>,
+}
+
+/// What the router reported doing with the replayed records (its `EventsOut` and
+/// `DeadLettered` metrics, summed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Routed {
+    /// Records published.
+    pub published: usize,
+    /// Records dead-lettered as poison.
+    pub dead_lettered: usize,
+}
+
+/// The function a replay sends the stream through, and its mapping: the function that reads the
+/// stack's Kinesis stream (when several do, the one whose binary is `router`).
+pub fn replay_function(stack: &Stack) -> Result<(&FunctionSpec, &StreamMapping)> {
+    let readers: Vec<&StreamMapping> = stack
+        .mappings
+        .iter()
+        .filter_map(|m| match m {
+            MappingSpec::Stream(k) if k.source == StreamSource::Kinesis => Some(k),
+            _ => None,
+        })
+        .collect();
+    let function = |mapping: &StreamMapping| stack.function(&mapping.function);
+    let mapping = match readers[..] {
+        [] => bail!("no function of the stack reads a Kinesis stream"),
+        [one] => one,
+        _ => *readers
+            .iter()
+            .find(|m| function(m).is_ok_and(|f| f.binary == "router"))
+            .ok_or_else(|| {
+                let ids: Vec<&str> = readers.iter().map(|m| m.function.as_str()).collect();
+                anyhow!(
+                    "several functions read a Kinesis stream ({}); herald cannot tell which routes",
+                    ids.join(", ")
+                )
+            })?,
+    };
+    Ok((function(mapping)?, mapping))
+}
+
+/// Re-read the stream from `from` and send every record through the stack's router function
+/// again (safe: subscribers are idempotent). The router runs as a Lambda process from `bin_dir`
+/// with its stack environment and gets the batches Lambda would give it; it is stopped at the
+/// end. `progress(records so far)` is called per batch.
+pub async fn replay(
+    aws: &SdkConfig,
+    stack: &Stack,
+    bin_dir: &Path,
+    from: DateTime<Utc>,
+    progress: impl Fn(usize),
+) -> Result<Replayed> {
+    let (function, mapping) = replay_function(stack)?;
+    let binary = bin_dir.join(&function.binary);
+    if !binary.exists() {
+        bail!(
+            "{} is not built (expected {}); build with `cargo build --bins`",
+            function.binary,
+            binary.display()
+        );
+    }
+    // The process talks to the endpoint the records are read from.
+    let endpoint = aws.endpoint_url().unwrap_or(&stack.endpoint);
+    // Quiet: what the router says is read from its metrics, and failures come back as errors.
+    let logs = Arc::new(Logs::new(false, None));
+    let pool = FunctionPool::new(
+        function.clone(),
+        binary,
+        Endpoint::external(endpoint).child_env(),
+        1,
+        logs.clone(),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let sent = send_stream(aws, stack, mapping, &pool, from, progress).await;
+    // Stopping also reads what the process wrote last, so the metrics are complete after it.
+    pool.stop().await;
+    let mut replayed = sent?;
+    replayed.routed = logs.metrics().get(&function.binary).map(|metrics| {
+        let count = |name: &str| metrics.get(name).copied().unwrap_or(0.0) as usize;
+        Routed {
+            published: count("EventsOut"),
+            dead_lettered: count("DeadLettered"),
+        }
+    });
+    Ok(replayed)
+}
+
+/// Every record of the mapping's stream from `from`, to `pool` in batches of the mapping's size.
+async fn send_stream(
+    aws: &SdkConfig,
+    stack: &Stack,
+    mapping: &StreamMapping,
+    pool: &FunctionPool,
+    from: DateTime<Utc>,
+    progress: impl Fn(usize),
+) -> Result<Replayed> {
+    let label = &pool.spec().binary;
+    let kinesis = aws_sdk_kinesis::Client::new(aws);
+    let shards = kinesis
+        .list_shards()
+        .stream_name(&mapping.stream_name)
+        .send()
+        .await?;
+    let mut replayed = Replayed::default();
+    for shard in shards.shards() {
+        let mut iterator = kinesis
+            .get_shard_iterator()
+            .stream_name(&mapping.stream_name)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::AtTimestamp)
+            .timestamp(aws_smithy_types::DateTime::from_millis(
+                from.timestamp_millis(),
+            ))
+            .send()
+            .await?
+            .shard_iterator;
+        while let Some(it) = iterator {
+            let out = kinesis
+                .get_records()
+                .shard_iterator(it)
+                .limit(mapping.batch_size as i32)
+                .send()
+                .await?;
+            let at_tip = out.millis_behind_latest.unwrap_or(0) == 0;
+            if out.records.is_empty() {
+                if at_tip {
+                    break;
+                }
+                iterator = out.next_shard_iterator;
+                continue;
+            }
+            let records = out.records.len();
+            let event = kinesis_event(stack, mapping, shard.shard_id(), out.records);
+            let response = pool
+                .invoke(&serde_json::to_value(&event)?)
+                .await
+                .map_err(|err| {
+                    anyhow!("{label} failed on a batch of {records} records: {err}; run it again")
+                })?;
+            // Lambda's contract: an absent or null list means the whole batch went through.
+            let failed = match &response["batchItemFailures"] {
+                Value::Null => 0,
+                Value::Array(failures) => failures.len(),
+                _ => records,
+            };
+            if failed > 0 {
+                bail!(
+                    "the router could not publish part of the replay ({failed} records); run it again"
+                );
+            }
+            replayed.read += records;
+            replayed.batches += 1;
+            progress(replayed.read);
+            iterator = out.next_shard_iterator;
+        }
+    }
+    Ok(replayed)
+}
+
+/// Lambda's Kinesis event for records of one shard, as the local event source mapping sends it.
+fn kinesis_event(
+    stack: &Stack,
+    mapping: &StreamMapping,
+    shard_id: &str,
+    records: Vec<aws_sdk_kinesis::types::Record>,
+) -> KinesisEvent {
+    let mut event = KinesisEvent::default();
+    event.records = records
+        .into_iter()
+        .map(|r| {
+            let mut record = KinesisEventRecord::default();
+            record.event_id = Some(format!("{shard_id}:{}", r.sequence_number));
+            record.event_name = Some("aws:kinesis:record".into());
+            record.event_source = Some("aws:kinesis".into());
+            record.event_source_arn = Some(mapping.stream_arn.clone());
+            record.event_version = Some("1.0".into());
+            record.aws_region = Some(stack.region.clone());
+            record.invoke_identity_arn =
+                Some(format!("arn:aws:iam::{}:role/herald-local", stack.account));
+            let kinesis = &mut record.kinesis;
+            kinesis.kinesis_schema_version = Some("1.0".into());
+            kinesis.sequence_number = r.sequence_number;
+            kinesis.partition_key = r.partition_key.unwrap_or_default();
+            kinesis.data.0 = r.data.into_inner();
+            if let Some(t) = r.approximate_arrival_timestamp {
+                if let Some(at) = DateTime::from_timestamp(t.secs(), t.subsec_nanos()) {
+                    kinesis.approximate_arrival_timestamp.0 = at;
+                }
+            }
+            record
+        })
+        .collect();
+    event
+}

@@ -1,0 +1,316 @@
+//! The router: Kinesis records in, SNS `PublishBatch` out.
+//!
+//! Each record is decoded and validated as an [`Envelope`](crate::envelope::Envelope) (without
+//! parsing its payload) and published unchanged, with message attributes a subscription's filter
+//! policy can match (`type`, `kind`, `source`, `schemaversion`, `correlationid`).
+//!
+//! Failures:
+//! - a record that is not a valid envelope is *poison*: it goes to the dead-letter queue with
+//!   its reason and counts as handled, so it never holds up its shard;
+//! - an entry SNS rejects as the sender's fault is poison too;
+//! - an entry SNS fails for its own reasons (throttling, internal errors) is retried with backoff;
+//!   if it still fails, the router reports it and every later record of the batch as batch item
+//!   failures. Lambda then checkpoints before it and retries from there (`ReportBatchItemFailures`),
+//!   and the subscribers' idempotency absorbs what was already published.
+
+mod batch;
+mod bus;
+
+use aws_lambda_events::event::streams::KinesisEventResponse;
+use futures::stream::{self, StreamExt};
+
+use crate::backoff::Backoff;
+use crate::catalog::EventCatalog;
+use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::envelope::validate_record;
+use crate::limits::{SNS_MAX_BATCH_ENTRIES, SNS_MAX_PAYLOAD_BYTES};
+
+pub use batch::{KinesisBatch, KinesisBatchData, KinesisBatchRecord, KinesisRecords, RecordRef};
+pub use bus::{message_attributes, BusError, BusMessage, BusOutcome, EventBus, MessageAttribute};
+
+/// Log one routed batch: its counts and the shard and sequence range it covered — the line
+/// `herald trace` finds a record's router hop by.
+pub fn log_batch(batch: &KinesisBatch, summary: &RouteSummary) {
+    let records = &batch.records;
+    let shard = records
+        .first()
+        .and_then(|r| r.event_id.as_deref())
+        .and_then(|id| id.split(':').next())
+        .unwrap_or_default();
+    tracing::info!(
+        records = records.len(),
+        published = summary.published,
+        dead_lettered = summary.dead_lettered,
+        failed = summary.failed,
+        shardId = shard,
+        firstSequence = records
+            .first()
+            .map(|r| r.kinesis.sequence_number.as_str())
+            .unwrap_or_default(),
+        lastSequence = records
+            .last()
+            .map(|r| r.kinesis.sequence_number.as_str())
+            .unwrap_or_default(),
+        "batch routed"
+    );
+}
+
+/// The stage name on the router's dead letters.
+pub const STAGE: &str = "router";
+
+/// Router settings.
+#[derive(Clone, Debug)]
+pub struct RouterConfig {
+    /// Retries of throttled / failed entries. Default: [`Backoff::default`].
+    pub backoff: Backoff,
+    /// `PublishBatch` requests in flight at once. Default 8.
+    pub concurrency: usize,
+    /// Event types records must belong to; others are poison. Default: none (any valid envelope).
+    pub catalog: Option<EventCatalog>,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            backoff: Backoff::default(),
+            concurrency: 8,
+            catalog: None,
+        }
+    }
+}
+
+/// What the router did with one batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteSummary {
+    /// Records published.
+    pub published: usize,
+    /// Records dead-lettered as poison.
+    pub dead_lettered: usize,
+    /// Records reported back for retry.
+    pub failed: usize,
+}
+
+/// Routes Kinesis batches to the bus.
+pub struct Router<B, D> {
+    bus: B,
+    dead_letters: D,
+    config: RouterConfig,
+}
+
+/// What became of one record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Fate {
+    Published,
+    Poison(DeadLetter),
+    Failed(String),
+}
+
+impl<B: EventBus, D: DeadLetters> Router<B, D> {
+    /// A router with default settings.
+    pub fn new(bus: B, dead_letters: D) -> Self {
+        Router::with_config(bus, dead_letters, RouterConfig::default())
+    }
+
+    /// A router with explicit settings.
+    pub fn with_config(bus: B, dead_letters: D, config: RouterConfig) -> Self {
+        Router {
+            bus,
+            dead_letters,
+            config,
+        }
+    }
+
+    /// Route one Kinesis batch; the response names the records Lambda must retry.
+    pub async fn route<R: KinesisRecords>(
+        &self,
+        event: &R,
+    ) -> (KinesisEventResponse, RouteSummary) {
+        let records: Vec<RecordRef<'_>> = (0..event.len()).map(|i| event.record(i)).collect();
+        let mut fates: Vec<Option<Fate>> = vec![None; records.len()];
+        let mut messages = Vec::with_capacity(records.len());
+        for (i, record) in records.iter().enumerate() {
+            let data = record.data;
+            let checked = validate_record(data).and_then(|view| {
+                if let Some(catalog) = &self.config.catalog {
+                    catalog.check(view.routing_attributes())?;
+                }
+                Ok(view)
+            });
+            match checked {
+                Ok(view) => messages.push((
+                    i,
+                    BusMessage {
+                        id: format!("r{i}"),
+                        body: view.text().to_string(),
+                        attributes: message_attributes(view.routing_attributes()),
+                    },
+                )),
+                Err(err) => {
+                    tracing::warn!(
+                        sequence_number = %record.sequence_number,
+                        field = err.field(),
+                        error = %err,
+                        "poison record"
+                    );
+                    fates[i] = Some(Fate::Poison(
+                        DeadLetter::new(data, STAGE, err.to_string()).with_field(err.field()),
+                    ));
+                }
+            }
+        }
+
+        let chunks = chunk_messages(messages);
+        let published: Vec<Vec<(usize, Fate)>> = stream::iter(chunks)
+            .map(|chunk| self.publish_with_retry(chunk))
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        for (i, fate) in published.into_iter().flatten() {
+            fates[i] = Some(fate);
+        }
+
+        // Poison (from validation or SNS sender faults) goes to the dead-letter queue.
+        let poison: Vec<(usize, DeadLetter)> = fates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, fate)| match fate {
+                Some(Fate::Poison(letter)) => {
+                    let record = &records[i];
+                    let mut letter = letter
+                        .clone()
+                        .with_origin("sequenceNumber", record.sequence_number);
+                    letter = letter.with_origin("partitionKey", record.partition_key);
+                    if let Some(arn) = record.event_source_arn {
+                        letter = letter.with_origin("eventSourceARN", arn);
+                    }
+                    if let Some(id) = record.event_id {
+                        letter = letter.with_origin("eventID", id);
+                    }
+                    Some((i, letter))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut summary = RouteSummary::default();
+        if !poison.is_empty() {
+            let letters: Vec<DeadLetter> = poison.iter().map(|(_, l)| l.clone()).collect();
+            let sent = self.dead_letters.send(&letters).await;
+            for ((i, _), result) in poison.iter().zip(sent) {
+                match result {
+                    Ok(()) => summary.dead_lettered += 1,
+                    Err(err) => fates[*i] = Some(Fate::Failed(err.to_string())),
+                }
+            }
+        }
+
+        // Lambda checkpoints at the lowest failed sequence number; report it and everything after.
+        let first_failure = fates
+            .iter()
+            .position(|f| matches!(f, Some(Fate::Failed(_))));
+        let mut response = KinesisEventResponse::default();
+        if let Some(first) = first_failure {
+            if let Some(Fate::Failed(reason)) = &fates[first] {
+                tracing::warn!(
+                    sequence_number = %records[first].sequence_number,
+                    %reason,
+                    "reporting batch item failures from here"
+                );
+            }
+            for record in &records[first..] {
+                response.add_failure(record.sequence_number.to_string());
+            }
+            summary.failed = records.len() - first;
+        }
+        summary.published = fates
+            .iter()
+            .take(first_failure.unwrap_or(records.len()))
+            .filter(|f| matches!(f, Some(Fate::Published)))
+            .count();
+        (response, summary)
+    }
+
+    async fn publish_with_retry(&self, chunk: Vec<(usize, BusMessage)>) -> Vec<(usize, Fate)> {
+        let mut fates = Vec::with_capacity(chunk.len());
+        let (mut indexes, mut entries): (Vec<usize>, Vec<BusMessage>) = chunk.into_iter().unzip();
+        let mut attempt = 0;
+        while !entries.is_empty() {
+            attempt += 1;
+            let outcomes = match self.bus.publish_batch(&entries).await {
+                Ok(outcomes) if outcomes.len() == entries.len() => outcomes,
+                Ok(_) | Err(_) => {
+                    let message = "PublishBatch request failed".to_string();
+                    vec![
+                        BusOutcome::Failed {
+                            code: "RequestFailed".into(),
+                            message,
+                            sender_fault: false,
+                        };
+                        entries.len()
+                    ]
+                }
+            };
+            let mut retry = Vec::new();
+            for ((i, message), outcome) in indexes.into_iter().zip(entries).zip(outcomes) {
+                match outcome {
+                    BusOutcome::Published => fates.push((i, Fate::Published)),
+                    BusOutcome::Failed {
+                        code,
+                        message: text,
+                        sender_fault: true,
+                    } => fates.push((
+                        i,
+                        Fate::Poison(DeadLetter::new(
+                            message.body.as_bytes(),
+                            STAGE,
+                            format!("SNS rejected the message: {code}: {text}"),
+                        )),
+                    )),
+                    BusOutcome::Failed {
+                        code,
+                        message: text,
+                        ..
+                    } => {
+                        if attempt >= self.config.backoff.max_attempts {
+                            fates.push((
+                                i,
+                                Fate::Failed(format!("{code}: {text} after {attempt} attempts")),
+                            ));
+                        } else {
+                            retry.push((i, message));
+                        }
+                    }
+                }
+            }
+            (indexes, entries) = retry.into_iter().unzip();
+            if !entries.is_empty() {
+                self.config.backoff.wait(attempt).await;
+            }
+        }
+        fates
+    }
+}
+
+/// Split messages into `PublishBatch` requests of at most 10 entries and 256 KiB.
+fn chunk_messages(messages: Vec<(usize, BusMessage)>) -> Vec<Vec<(usize, BusMessage)>> {
+    let mut chunks = Vec::new();
+    let mut current: Vec<(usize, BusMessage)> = Vec::new();
+    let mut bytes = 0;
+    for (i, message) in messages {
+        let size = message.size();
+        if current.len() == SNS_MAX_BATCH_ENTRIES
+            || (!current.is_empty() && bytes + size > SNS_MAX_PAYLOAD_BYTES)
+        {
+            chunks.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push((i, message));
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+#[cfg(test)]
+mod tests;

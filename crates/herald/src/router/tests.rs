@@ -1,0 +1,162 @@
+//! Unit tests of [`Router`](super::Router): batching, poison, retries and batch item failures.
+
+use super::*;
+use crate::dead_letter::testing::Letters;
+use crate::envelope::Envelope;
+use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Default)]
+struct RecordingBus {
+    requests: Mutex<Vec<Vec<BusMessage>>>,
+    throttle_first: bool,
+    throttle_always: Option<String>,
+}
+
+impl EventBus for RecordingBus {
+    async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+        let first = {
+            let mut requests = self.requests.lock().unwrap();
+            requests.push(entries.to_vec());
+            requests.len() == 1
+        };
+        Ok(entries
+            .iter()
+            .map(|e| {
+                let throttled = (self.throttle_first && first && e.id == "r1")
+                    || self.throttle_always.as_deref() == Some(e.id.as_str());
+                if throttled {
+                    BusOutcome::Failed {
+                        code: "Throttling".into(),
+                        message: "rate exceeded".into(),
+                        sender_fault: false,
+                    }
+                } else {
+                    BusOutcome::Published
+                }
+            })
+            .collect())
+    }
+}
+
+fn record(seq: usize, data: &[u8]) -> KinesisEventRecord {
+    let mut record = KinesisEventRecord::default();
+    record.kinesis.sequence_number = seq.to_string();
+    record.kinesis.partition_key = "k".into();
+    record.kinesis.data.0 = data.to_vec();
+    record
+}
+
+fn envelope(n: usize) -> Vec<u8> {
+    Envelope::builder("user_signed_up", "herald/test")
+        .subject(format!("user-{n}"))
+        .data(serde_json::json!({"n": n}))
+        .build()
+        .unwrap()
+        .to_json_bytes()
+}
+
+fn batch(records: Vec<KinesisEventRecord>) -> KinesisEvent {
+    let mut event = KinesisEvent::default();
+    event.records = records;
+    event
+}
+
+fn fast() -> RouterConfig {
+    RouterConfig {
+        backoff: Backoff {
+            max_attempts: 2,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(1),
+        },
+        concurrency: 2,
+        catalog: None,
+    }
+}
+
+#[tokio::test]
+async fn publishes_in_batches_of_ten_with_attributes() {
+    let router = Router::with_config(RecordingBus::default(), Letters::default(), fast());
+    let records = (0..25).map(|i| record(i, &envelope(i))).collect();
+    let (response, summary) = router.route(&batch(records)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(summary.published, 25);
+    let requests = router.bus.requests.lock().unwrap();
+    let mut sizes: Vec<usize> = requests.iter().map(Vec::len).collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![5, 10, 10]);
+    let attrs = &requests[0][0].attributes;
+    let names: Vec<&str> = attrs.iter().map(|a| a.name).collect();
+    assert_eq!(
+        names,
+        ["type", "kind", "source", "schemaversion", "correlationid"]
+    );
+    assert_eq!(attrs[0].value, "user_signed_up");
+}
+
+#[tokio::test]
+async fn poison_goes_to_the_dead_letter_queue_and_does_not_block() {
+    let router = Router::with_config(RecordingBus::default(), Letters::default(), fast());
+    let records = vec![
+        record(1, &envelope(1)),
+        record(2, b"not json"),
+        record(3, br#"{"id":"x"}"#),
+        record(4, &envelope(4)),
+    ];
+    let (response, summary) = router.route(&batch(records)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        summary,
+        RouteSummary {
+            published: 2,
+            dead_lettered: 2,
+            failed: 0
+        }
+    );
+    let letters = router.dead_letters.0.lock().unwrap();
+    assert_eq!(letters[0].body, "not json");
+    assert_eq!(letters[0].field.as_deref(), Some("event"));
+    assert_eq!(letters[1].field.as_deref(), Some("specversion"));
+    assert_eq!(letters[1].origin["sequenceNumber"], "3");
+}
+
+#[tokio::test]
+async fn throttled_entries_are_retried() {
+    let bus = RecordingBus {
+        throttle_first: true,
+        ..Default::default()
+    };
+    let router = Router::with_config(bus, Letters::default(), fast());
+    let records = (0..3).map(|i| record(i, &envelope(i))).collect();
+    let (response, summary) = router.route(&batch(records)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(summary.published, 3);
+    let requests = router.bus.requests.lock().unwrap();
+    assert_eq!(
+        requests[1]
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect::<Vec<_>>(),
+        ["r1"]
+    );
+}
+
+#[tokio::test]
+async fn a_lasting_failure_reports_that_record_and_every_later_one() {
+    let bus = RecordingBus {
+        throttle_always: Some("r2".into()),
+        ..Default::default()
+    };
+    let router = Router::with_config(bus, Letters::default(), fast());
+    let records = (0..5).map(|i| record(100 + i, &envelope(i))).collect();
+    let (response, summary) = router.route(&batch(records)).await;
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect();
+    assert_eq!(failed, ["102", "103", "104"]);
+    assert_eq!(summary.failed, 3);
+    assert_eq!(summary.published, 2);
+}

@@ -1,0 +1,215 @@
+//! Unit tests of [`SqsSubscriber`](super::SqsSubscriber): panics, poison, the last receive,
+//! per-aggregate ordering, follow-ups and SNS unwrapping.
+
+use super::*;
+use crate::dead_letter::testing::Letters;
+use crate::producer::{PutOutcome, StreamError, StreamRecord};
+use crate::subscriber::Outcome;
+use std::sync::Mutex;
+
+/// Behaves by event type: `boom` panics, `flaky` asks for a retry, `bad` is poison,
+/// `echo` emits a follow-up; everything else is applied.
+struct Scripted;
+impl RecordHandler for Scripted {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    async fn process(
+        &self,
+        event: &Envelope,
+        _deadline: SystemTime,
+    ) -> Result<Delivery, RecordError> {
+        match event.event_type() {
+            "boom" => panic!("handler bug"),
+            "flaky" => Err(RecordError::Retry("throttled".into())),
+            "bad" => Err(RecordError::Poison {
+                field: "data".into(),
+                reason: "is wrong".into(),
+            }),
+            "echo" => Ok(Delivery::Applied(
+                Outcome::new("echoed")
+                    .emitting(event.follow_up("echoed", "herald/test").build().unwrap()),
+            )),
+            _ => Ok(Delivery::Applied(Outcome::new("done"))),
+        }
+    }
+}
+
+struct Stream {
+    fail: bool,
+    written: Mutex<Vec<StreamRecord>>,
+}
+impl EventStream for Stream {
+    async fn put_records(&self, records: &[StreamRecord]) -> Result<Vec<PutOutcome>, StreamError> {
+        if self.fail {
+            return Err(StreamError::other("stream down"));
+        }
+        self.written.lock().unwrap().extend_from_slice(records);
+        Ok(records
+            .iter()
+            .map(|_| PutOutcome::Written {
+                shard_id: "s".into(),
+                sequence_number: "1".into(),
+            })
+            .collect())
+    }
+}
+
+fn subscriber(
+    fail_stream: bool,
+    max_receive_count: Option<u32>,
+) -> SqsSubscriber<Scripted, Letters, Stream> {
+    let backoff = crate::backoff::Backoff {
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let producer = Producer::with_config(
+        Stream {
+            fail: fail_stream,
+            written: Mutex::default(),
+        },
+        crate::producer::ProducerConfig {
+            backoff,
+            ..Default::default()
+        },
+    );
+    SqsSubscriber::new(
+        Scripted,
+        Letters::default(),
+        producer,
+        SubscriberConfig {
+            max_receive_count,
+            ..SubscriberConfig::default()
+        },
+    )
+}
+
+fn message(id: &str, event_type: &str, subject: &str, receives: u32) -> SqsMessage {
+    let envelope = Envelope::builder(event_type, "herald/test")
+        .id(id)
+        .subject(subject)
+        .build()
+        .unwrap();
+    raw_message(id, &envelope.to_json(), receives)
+}
+
+fn raw_message(id: &str, body: &str, receives: u32) -> SqsMessage {
+    let mut message = SqsMessage::default();
+    message.message_id = Some(id.into());
+    message.body = Some(body.into());
+    message
+        .attributes
+        .insert("ApproximateReceiveCount".into(), receives.to_string());
+    message
+}
+
+fn batch(messages: Vec<SqsMessage>) -> SqsEvent {
+    let mut event = SqsEvent::default();
+    event.records = messages;
+    event
+}
+
+fn failed(response: &SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_panic_fails_its_record_only() {
+    let subscriber = subscriber(false, None);
+    let event = batch(vec![
+        message("a", "ok", "x", 1),
+        message("b", "boom", "y", 1),
+        message("c", "ok", "z", 1),
+    ]);
+    let (response, summary) = subscriber.handle(&event, SystemTime::now()).await;
+    assert_eq!(failed(&response), ["b"]);
+    assert_eq!(summary.applied, 2);
+}
+
+#[tokio::test]
+async fn poison_is_dead_lettered_with_its_reason_and_acknowledged() {
+    let subscriber = subscriber(false, None);
+    let event = batch(vec![
+        raw_message("a", "not json", 1),
+        message("b", "bad", "y", 1),
+    ]);
+    let (response, summary) = subscriber.handle(&event, SystemTime::now()).await;
+    assert!(failed(&response).is_empty());
+    assert_eq!(summary.dead_lettered, 2);
+    let letters = subscriber.dead_letters.0.lock().unwrap();
+    assert_eq!(letters[0].body, "not json");
+    assert_eq!(letters[0].stage, "scripted");
+    assert_eq!(letters[1].field.as_deref(), Some("data"));
+    assert_eq!(letters[1].origin["messageId"], "b");
+}
+
+#[tokio::test]
+async fn the_last_allowed_receive_dead_letters_with_the_reason() {
+    let subscriber = subscriber(false, Some(3));
+    let event = batch(vec![
+        message("a", "flaky", "x", 2),
+        message("b", "flaky", "y", 3),
+    ]);
+    let (response, _) = subscriber.handle(&event, SystemTime::now()).await;
+    assert_eq!(failed(&response), ["a"]);
+    let letters = subscriber.dead_letters.0.lock().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0]
+            .reason
+            .contains("gave up after 3 receives: throttled"),
+        "{}",
+        letters[0].reason
+    );
+}
+
+#[tokio::test]
+async fn a_failed_event_holds_back_the_rest_of_its_aggregate() {
+    let subscriber = subscriber(false, None);
+    let event = batch(vec![
+        message("a", "flaky", "acct-1", 1),
+        message("b", "ok", "acct-1", 1),
+        message("c", "ok", "acct-2", 1),
+    ]);
+    let (response, summary) = subscriber.handle(&event, SystemTime::now()).await;
+    assert_eq!(failed(&response), ["a", "b"]);
+    assert_eq!(summary.applied, 1);
+}
+
+#[tokio::test]
+async fn follow_ups_are_published_and_a_failed_publish_is_retried() {
+    let ok = subscriber(false, None);
+    let (response, _) = ok
+        .handle(
+            &batch(vec![message("a", "echo", "x", 1)]),
+            SystemTime::now(),
+        )
+        .await;
+    assert!(failed(&response).is_empty());
+    assert_eq!(ok.emitter.stream().written.lock().unwrap().len(), 1);
+
+    let down = subscriber(true, None);
+    let (response, _) = down
+        .handle(
+            &batch(vec![message("a", "echo", "x", 1)]),
+            SystemTime::now(),
+        )
+        .await;
+    assert_eq!(failed(&response), ["a"]);
+}
+
+#[test]
+fn sns_notifications_are_unwrapped() {
+    let envelope = Envelope::builder("ok", "herald/test")
+        .id("n1")
+        .subject("s")
+        .build()
+        .unwrap();
+    let wrapped = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": envelope.to_json()});
+    let decoded = decode(&raw_message("m", &wrapped.to_string(), 1)).unwrap();
+    assert_eq!(decoded, envelope);
+}
