@@ -4,7 +4,7 @@
 //! - [`demo`]: the pipeline up, a burst of orders, a summary, one order's lifecycle and trace;
 //! - [`load`]: order traffic into a running stack at a steady rate;
 //! - [`rebuild`]: `orders_view` folded again from the event store;
-//! - [`bench`]: the benchmarks BENCHMARKS.md holds.
+//! - [`mod@bench`]: the benchmarks BENCHMARKS.md holds.
 //!
 //! herald's own commands (`herald local up`, `invoke`, `send`, `dlq`, `replay`, `trace`, ...)
 //! work on the shop's stack as on any other.
