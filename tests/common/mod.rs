@@ -94,17 +94,7 @@ pub fn bin_dir() -> PathBuf {
     BINARIES
         .get_or_init(|| {
             let names: Vec<String> = [
-                "producer",
-                "router",
-                "inventory",
-                "payment",
-                "email",
-                "analytics",
-                "ops",
-                "orders",
-                "publisher",
-                "projector",
-                "query",
+                "shop-functions",
                 "probe",
                 "herald",
                 "signups-producer",

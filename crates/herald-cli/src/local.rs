@@ -29,7 +29,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     );
     for function in &stack.functions {
         if let Some(url) = &function.url {
-            println!("url         {} → {}", url, function.binary);
+            println!("url         {} → {}", url, function.label());
         }
     }
     for (id, kind) in &stack.skipped {

@@ -132,7 +132,7 @@ impl LocalPipeline {
                         ctx.activity.shards_behind.fetch_add(1, Ordering::SeqCst);
                         let logs = ctx.logs.clone();
                         tasks.push(tokio::spawn(async move {
-                            let label = pool.spec().binary.clone();
+                            let label = pool.spec().label().to_string();
                             if let Err(err) = esm::run_stream(m, pool, ctx, stop_rx).await {
                                 logs.note(&label, &format!("stream mapping stopped: {err:#}"));
                             }
@@ -208,7 +208,7 @@ impl LocalPipeline {
         let pool = &self.pools[&spec.logical_id];
         pool.invoke(payload)
             .await
-            .map_err(|e| anyhow!("{} failed: {e}", spec.binary))
+            .map_err(|e| anyhow!("{} failed: {e}", spec.label()))
     }
 
     /// Invoke and keep the function error as a value.
@@ -296,7 +296,7 @@ impl LocalPipeline {
             .map(|p| {
                 let (invocations, errors) = p.stats();
                 (
-                    p.spec().binary.clone(),
+                    p.spec().label().to_string(),
                     (invocations, errors, p.cold_starts()),
                 )
             })

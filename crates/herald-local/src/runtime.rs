@@ -178,9 +178,9 @@ impl Instance {
         let started = Instant::now();
         *self.state.first_next.lock().expect("lock") = None;
         let label = if self.serial == 0 {
-            self.spec.binary.clone()
+            self.spec.label().to_string()
         } else {
-            format!("{}#{}", self.spec.binary, self.serial)
+            format!("{}#{}", self.spec.label(), self.serial)
         };
         let mut pipes = Vec::new();
         if let Some(stdout) = child.stdout.take() {
@@ -279,7 +279,7 @@ impl Instance {
                 reply = &mut reply_rx => break reply.ok(),
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {
                     if started.elapsed() >= timeout {
-                        self.logs.note(&self.spec.binary, &format!("{request_id} timed out after {timeout:?}; killing the process"));
+                        self.logs.note(self.spec.label(), &format!("{request_id} timed out after {timeout:?}; killing the process"));
                         self.abandon(&request_id).await;
                         return Err(FunctionError::Timeout(timeout));
                     }
@@ -564,7 +564,7 @@ impl FunctionPool {
         let instance = match idle {
             Some(instance) => instance,
             None => self.new_instance().await.map_err(|e| {
-                FunctionError::Crashed(format!("could not start {}: {e:#}", self.spec.binary))
+                FunctionError::Crashed(format!("could not start {}: {e:#}", self.spec.label()))
             })?,
         };
         self.in_flight.fetch_add(1, Ordering::SeqCst);

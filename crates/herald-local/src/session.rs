@@ -53,7 +53,9 @@ pub async fn up(endpoint: &Endpoint, mut options: UpOptions) -> Result<LocalPipe
     let template = Template::load(&options.template)?;
     let aws = endpoint.sdk_config().await;
     let stack = provision(&template, &options.stack, &aws, &endpoint.url).await?;
-    let names: Vec<String> = stack.functions.iter().map(|f| f.binary.clone()).collect();
+    let mut names: Vec<String> = stack.functions.iter().map(|f| f.binary.clone()).collect();
+    names.sort();
+    names.dedup();
     options.runner.bin_dir = if options.build {
         binaries::build(&options.root, &names, options.release, options.quiet_build)?
     } else {

@@ -13,7 +13,9 @@ use std::fmt;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
-use tracing_subscriber::filter::{EnvFilter, LevelFilter};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -32,23 +34,36 @@ pub fn init() {
         .and_then(|l| l.parse::<LevelFilter>().ok())
         .unwrap_or(LevelFilter::INFO);
     // The SDK's own INFO lines (retries, credential loading) would drown the function's.
-    let filter = EnvFilter::builder().parse_lossy(format!(
-        "{level},aws_smithy_runtime=warn,aws_config=warn,hyper=warn,{REQUEST_SPAN}=info"
-    ));
+    // `Targets` rather than `EnvFilter`: the same per-target levels without a regex engine in
+    // every function binary.
+    let filter = Targets::new()
+        .with_default(level)
+        .with_target("aws_smithy_runtime", LevelFilter::WARN)
+        .with_target("aws_config", LevelFilter::WARN)
+        .with_target("hyper", LevelFilter::WARN)
+        .with_target(REQUEST_SPAN, LevelFilter::INFO);
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT")
         .map(|f| f.eq_ignore_ascii_case("json"))
         .unwrap_or(false);
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(false);
+    let registry = tracing_subscriber::registry().with(filter);
     let result = if json {
-        builder
-            .fmt_fields(JsonFields::new())
-            .event_format(LambdaJson::from_env())
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .fmt_fields(JsonFields::new())
+                    .event_format(LambdaJson::from_env()),
+            )
             .try_init()
     } else {
-        builder.without_time().try_init()
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(false)
+                    .without_time(),
+            )
+            .try_init()
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;

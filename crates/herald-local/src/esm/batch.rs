@@ -19,7 +19,7 @@ pub(super) async fn process_kinesis_batch(
     ctx: &Context,
     records: Vec<StreamRecord>,
 ) {
-    let label = &pool.spec().binary;
+    let label = pool.spec().label();
     // (records, retries so far, invocations so far)
     let mut work: VecDeque<(Vec<StreamRecord>, i64, u32)> = VecDeque::from([(records, 0, 0)]);
     while let Some((batch, retries, invocations)) = work.pop_front() {

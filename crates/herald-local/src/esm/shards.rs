@@ -111,7 +111,7 @@ async fn run_shard(
     ctx: Context,
     stop: watch::Receiver<bool>,
 ) {
-    let label = pool.spec().binary.clone();
+    let label = pool.spec().label().to_string();
     let mut caught_up = false;
     let set_caught_up = |now: bool, was: &mut bool| {
         if now != *was {

@@ -41,7 +41,7 @@ async fn poll_sqs(
     stop: watch::Receiver<bool>,
 ) {
     use aws_sdk_sqs::types::MessageSystemAttributeName;
-    let label = pool.spec().binary.clone();
+    let label = pool.spec().label().to_string();
     while !*stop.borrow() {
         let mut messages = Vec::new();
         let started = Instant::now();

@@ -55,7 +55,7 @@ pub fn replay_function(stack: &Stack) -> Result<(&FunctionSpec, &StreamMapping)>
         [one] => one,
         _ => *readers
             .iter()
-            .find(|m| function(m).is_ok_and(|f| f.binary == "router"))
+            .find(|m| function(m).is_ok_and(|f| f.label() == "router"))
             .ok_or_else(|| {
                 let ids: Vec<&str> = readers.iter().map(|m| m.function.as_str()).collect();
                 anyhow!(
@@ -103,7 +103,7 @@ pub async fn replay(
     // Stopping also reads what the process wrote last, so the metrics are complete after it.
     pool.stop().await;
     let mut replayed = sent?;
-    replayed.routed = logs.metrics().get(&function.binary).map(|metrics| {
+    replayed.routed = logs.metrics().get(function.label()).map(|metrics| {
         let count = |name: &str| metrics.get(name).copied().unwrap_or(0.0) as usize;
         Routed {
             published: count("EventsOut"),
@@ -122,7 +122,7 @@ async fn send_stream(
     from: DateTime<Utc>,
     progress: impl Fn(usize),
 ) -> Result<Replayed> {
-    let label = &pool.spec().binary;
+    let label = pool.spec().label();
     let kinesis = aws_sdk_kinesis::Client::new(aws);
     let shards = kinesis
         .list_shards()

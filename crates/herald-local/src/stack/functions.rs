@@ -37,6 +37,17 @@ pub struct FunctionSpec {
     pub arn: String,
 }
 
+impl FunctionSpec {
+    /// The function's short name in logs, tallies and metrics: `HERALD_FUNCTION` when the template
+    /// sets it (one binary serving several functions), else the binary's name.
+    pub fn label(&self) -> &str {
+        self.environment
+            .get("HERALD_FUNCTION")
+            .map(String::as_str)
+            .unwrap_or(&self.binary)
+    }
+}
+
 /// `AWS::Serverless::Function`.
 pub(super) fn function(
     stack: &mut Stack,

@@ -116,13 +116,14 @@ impl Stack {
             .ok_or_else(|| anyhow!("{name} has no FunctionUrlConfig in the template"))
     }
 
-    /// A function by logical id, physical name, or binary name (`inventory`).
+    /// A function by logical id, physical name, or short name (`inventory`: `HERALD_FUNCTION` or
+    /// the binary).
     pub fn function(&self, name: &str) -> Result<&FunctionSpec> {
         self.functions
             .iter()
-            .find(|f| f.logical_id == name || f.name == name || f.binary == name)
+            .find(|f| f.logical_id == name || f.name == name || f.label() == name)
             .ok_or_else(|| {
-                let known: Vec<&str> = self.functions.iter().map(|f| f.binary.as_str()).collect();
+                let known: Vec<&str> = self.functions.iter().map(|f| f.label()).collect();
                 anyhow!(
                     "no function {name} in the template (functions: {})",
                     known.join(", ")

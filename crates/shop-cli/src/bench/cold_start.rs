@@ -97,7 +97,7 @@ pub async fn measure(
             .with_context(|| format!("{} is not built", binary.display()))?
             .len();
         let mut row = ColdStartRow {
-            function: function.binary.clone(),
+            function: function.label().to_string(),
             starts: Vec::new(),
             binary_bytes,
             peak_rss_kib: None,
@@ -115,13 +115,13 @@ pub async fn measure(
             pool.warm().await?;
             row.starts.extend(pool.cold_starts());
             if i == 0 {
-                let path = root.join("events").join(sample(&function.binary));
+                let path = root.join("events").join(sample(function.label()));
                 let event: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
                 row.sample_ok = pool.invoke(&event).await.is_ok();
                 row.peak_rss_kib = pool.peak_rss_kib().await;
             }
             pool.stop().await;
-            progress(&function.binary, i + 1);
+            progress(function.label(), i + 1);
         }
         rows.push(row);
     }
