@@ -85,7 +85,8 @@ pub struct Stack {
     pub mappings: Vec<MappingSpec>,
     /// `Outputs`, resolved.
     pub outputs: BTreeMap<String, String>,
-    /// Resources with no local counterpart (KMS keys, HTTP APIs), by logical id and type.
+    /// Resources with no local counterpart (KMS keys, HTTP APIs, alarms, dashboards, log groups,
+    /// e-mail subscriptions), by logical id and type or reason.
     pub skipped: BTreeMap<String, String>,
 }
 
@@ -362,7 +363,16 @@ async fn create(
         "AWS::Kinesis::Stream" => streams::stream(clients, stack, id, kind, properties).await,
         "AWS::SQS::Queue" => queues::queue(clients, stack, id, kind, properties).await,
         "AWS::SNS::Topic" => topics::topic(clients, stack, id, kind, properties).await,
-        "AWS::SNS::Subscription" => topics::subscription(clients, kind, properties).await,
+        "AWS::SNS::Subscription" => match prop(properties, "Protocol").map(scalar).as_deref() {
+            // The alarm topic's e-mail subscription: nobody to mail locally.
+            Some(protocol @ ("email" | "email-json" | "sms")) => Ok(not_local(
+                stack,
+                id,
+                kind,
+                format!("{protocol} subscription (delivers to a person; AWS only)"),
+            )),
+            _ => topics::subscription(clients, kind, properties).await,
+        },
         "AWS::SQS::QueuePolicy" => queues::queue_policy(clients, stack, id, kind, properties).await,
         "AWS::Serverless::Function" => {
             functions::function(stack, id, kind, properties, metadata, options)
@@ -389,13 +399,36 @@ async fn create(
                 ]),
             })
         }
-        other => {
-            stack.skipped.insert(id.into(), other.into());
-            Ok(Physical {
-                kind: kind.into(),
-                reference: format!("{}-{id}", stack.name),
-                attributes: BTreeMap::new(),
-            })
-        }
+        "AWS::CloudWatch::Alarm" => Ok(not_local(
+            stack,
+            id,
+            kind,
+            "CloudWatch alarm (evaluated on AWS only)".into(),
+        )),
+        "AWS::CloudWatch::Dashboard" => Ok(not_local(
+            stack,
+            id,
+            kind,
+            "CloudWatch dashboard (AWS only)".into(),
+        )),
+        "AWS::Logs::LogGroup" => Ok(not_local(
+            stack,
+            id,
+            kind,
+            "log group (local logs are under .herald/logs/<stack>/)".into(),
+        )),
+        other => Ok(not_local(stack, id, kind, other.into())),
+    }
+}
+
+/// A resource with no local counterpart: listed in [`Stack::skipped`] with `why`, and given a
+/// `Ref` (`<stack>-<LogicalId>`) so that what refers to it (a dashboard naming its alarms) still
+/// resolves.
+fn not_local(stack: &mut Stack, id: &str, kind: &str, why: String) -> Physical {
+    stack.skipped.insert(id.into(), why);
+    Physical {
+        kind: kind.into(),
+        reference: format!("{}-{id}", stack.name),
+        attributes: BTreeMap::new(),
     }
 }
