@@ -173,12 +173,7 @@ struct SendArgs {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_target(false)
-        .init();
+    herald_local::init_cli_logging();
     if let Err(err) = dispatch(Cli::parse().command).await {
         eprintln!("herald: {err:#}");
         std::process::exit(1);

@@ -32,3 +32,14 @@ pub use runner::{LocalPipeline, RunnerOptions};
 pub use session::{up, UpOptions};
 pub use stack::{provision, Stack, StackOptions};
 pub use template::Template;
+
+/// Logging for the command-line tools (`herald`, an application's own): warnings and errors by
+/// default, `RUST_LOG` for more.
+pub fn init_cli_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_target(false)
+        .init();
+}

@@ -40,7 +40,7 @@ use crate::event_store::DynamoDbEventStore;
 use crate::http::{serve_payload, HttpService};
 use crate::idempotency::{Idempotency, IdempotencyConfig};
 use crate::lambda::{serve, Error, LambdaEvent};
-use crate::metrics::count;
+use crate::metrics::{count, count_batch};
 use crate::producer::{api, Producer, ProducerConfig};
 use crate::projection::{Projection, Projector};
 use crate::publisher::{Publisher, StoreChanges};
@@ -157,10 +157,12 @@ impl Herald {
             "router",
             move |event: LambdaEvent<KinesisBatch>| async move {
                 let (response, summary) = router.route(&event.payload).await;
-                count("EventsIn", event.payload.records.len());
-                count("EventsOut", summary.published);
-                count("DeadLettered", summary.dead_lettered);
-                count("EventsFailed", summary.failed);
+                count_batch(
+                    event.payload.records.len(),
+                    summary.published,
+                    summary.dead_lettered,
+                    summary.failed,
+                );
                 crate::router::log_batch(&event.payload, &summary);
                 Ok::<_, Error>(response)
             },
@@ -182,10 +184,12 @@ impl Herald {
             "publisher",
             move |event: LambdaEvent<StoreChanges>| async move {
                 let (response, summary) = publisher.publish(&event.payload).await;
-                count("EventsIn", event.payload.records.len());
-                count("EventsOut", summary.published);
-                count("DeadLettered", summary.dead_lettered);
-                count("EventsFailed", summary.failed);
+                count_batch(
+                    event.payload.records.len(),
+                    summary.published,
+                    summary.dead_lettered,
+                    summary.failed,
+                );
                 tracing::info!(
                     records = event.payload.records.len(),
                     published = summary.published,
@@ -251,11 +255,13 @@ impl Herald {
                 let (response, summary) = subscriber
                     .handle(&event.payload, event.context.deadline())
                     .await;
-                count("EventsIn", event.payload.records.len());
-                count("EventsOut", summary.applied);
+                count_batch(
+                    event.payload.records.len(),
+                    summary.applied,
+                    summary.dead_lettered,
+                    summary.failed,
+                );
                 count("Duplicates", summary.duplicates);
-                count("DeadLettered", summary.dead_lettered);
-                count("EventsFailed", summary.failed);
                 Ok::<_, Error>(response)
             },
         )

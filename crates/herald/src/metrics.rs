@@ -67,6 +67,14 @@ pub fn count(name: &'static str, value: usize) {
     }
 }
 
+/// A batch's counts: `EventsIn` (its size), `EventsOut`, `DeadLettered`, `EventsFailed`.
+pub fn count_batch(events_in: usize, events_out: usize, dead_lettered: usize, failed: usize) {
+    count("EventsIn", events_in);
+    count("EventsOut", events_out);
+    count("DeadLettered", dead_lettered);
+    count("EventsFailed", failed);
+}
+
 /// One EMF document: `metrics` under `namespace` with the dimension `function`, plus
 /// `properties` (searchable in the logs, not metrics).
 pub fn document(

@@ -134,12 +134,7 @@ enum BenchCommand {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_target(false)
-        .init();
+    herald_local::init_cli_logging();
     if let Err(err) = dispatch(Cli::parse().command).await {
         eprintln!("shop: {err:#}");
         std::process::exit(1);

@@ -30,6 +30,18 @@ fn order_placed(id: &str, token: &str) -> Envelope {
         .unwrap()
 }
 
+/// A `payment_succeeded` for `order`, paid by a customer at `email`.
+fn payment_succeeded(order: &str, amount: u64, email: &str) -> Envelope {
+    Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
+        .subject(order)
+        .data(
+            json!({"orderId": order, "paymentId": format!("pay-{order}"), "amount": amount,
+            "currency": "EUR", "customer": {"id": "c-1", "email": email}}),
+        )
+        .build()
+        .unwrap()
+}
+
 /// A gateway in memory with a processor's rules: `tok_declined` is declined; one charge per key.
 #[derive(Default)]
 struct FakeGateway {
@@ -109,24 +121,9 @@ impl Mailer for FakeMailer {
 #[tokio::test]
 async fn email_confirms_a_payment_to_the_customer_and_rejects_a_bad_address() {
     let sender = EmailSender::new(FakeMailer::default());
-    let paid = Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
-        .id("p-1")
-        .subject("o-1")
-        .data(
-            json!({"orderId": "o-1", "paymentId": "pay-1", "amount": 3050, "currency": "EUR",
-            "customer": {"id": "c-1", "email": "c1@example.com"}}),
-        )
-        .build()
-        .unwrap();
+    let paid = payment_succeeded("o-1", 3050, "c1@example.com");
     sender.handle(&paid).await.unwrap();
-    let bad = Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
-        .subject("o-2")
-        .data(
-            json!({"orderId": "o-2", "paymentId": "pay-2", "amount": 1, "currency": "EUR",
-            "customer": {"id": "c-2", "email": "nobody"}}),
-        )
-        .build()
-        .unwrap();
+    let bad = payment_succeeded("o-2", 1, "nobody");
     let err = sender.handle(&bad).await.unwrap_err();
     assert!(matches!(&err, HandlerError::Poison { field, .. } if field == "data.customer.email"));
 }
@@ -203,14 +200,7 @@ fn inventory_refuses_the_order_when_a_line_lacks_stock() {
 #[test]
 fn analytics_counts_business_events_and_revenue_only() {
     let analytics = shop::analytics::Analytics::new("analytics");
-    let paid = Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
-        .subject("o-1")
-        .data(
-            json!({"orderId": "o-1", "paymentId": "pay-1", "amount": 3050, "currency": "EUR",
-            "customer": {"id": "c-1", "email": "c1@example.com"}}),
-        )
-        .build()
-        .unwrap();
+    let paid = payment_succeeded("o-1", 3050, "c1@example.com");
     let decision = analytics.decide(&paid, None).unwrap();
     let targets: Vec<String> = decision.writes.iter().map(target).collect();
     assert_eq!(
