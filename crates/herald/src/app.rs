@@ -62,10 +62,11 @@ pub struct Herald {
 
 impl Herald {
     /// Logging in Lambda's format ([`crate::telemetry::init`]) and the AWS configuration from
-    /// the environment (`AWS_ENDPOINT_URL` for an emulator). No catalog, no upcasters.
+    /// the variables Lambda sets ([`crate::aws::function_config`]; `AWS_ENDPOINT_URL` for an
+    /// emulator). No catalog, no upcasters.
     pub async fn from_env() -> Result<Self, Error> {
         crate::telemetry::init();
-        Ok(Herald::with_config(crate::aws::sdk_config().await))
+        Ok(Herald::with_config(crate::aws::function_config()?))
     }
 
     /// Wiring on an AWS configuration of your own (no logging set up).

@@ -11,23 +11,66 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 /// Load the SDK configuration from the environment (`AWS_REGION`, credentials,
 /// `AWS_ENDPOINT_URL` for an emulator) with one TLS stack: rustls on ring. The SDK's default
 /// features would build a second stack and aws-lc; see the README's build notes.
+///
+/// This is the SDK's full provider chain (profiles, SSO, web identity, IMDS, ...), for tools.
+/// Functions use [`function_config`].
 pub async fn sdk_config() -> SdkConfig {
     config_loader().load().await
 }
 
 /// The loader behind [`sdk_config`], for callers that override parts (region, endpoint, credentials).
 pub fn config_loader() -> aws_config::ConfigLoader {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client)
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(3))
-                .operation_attempt_timeout(Duration::from_secs(10))
-                .build(),
-        )
+        .http_client(http_client())
+        .timeout_config(timeouts())
+}
+
+/// The SDK configuration of a Lambda function, from the variables Lambda sets: `AWS_REGION`
+/// and the role's credentials in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+/// `AWS_SESSION_TOKEN` (plus `AWS_ENDPOINT_URL` for an emulator).
+///
+/// Not the SDK's default chain: a function never needs profiles, SSO, web identity or IMDS, and
+/// leaving them out keeps ~0.5 MB of code out of every binary and the profile files off the
+/// cold start path (BENCHMARKS.md, table 6). Elsewhere, build an `SdkConfig` of your own and
+/// pass it to [`crate::Herald::with_config`].
+pub fn function_config() -> Result<SdkConfig, MissingEnv> {
+    use aws_config::environment::EnvironmentVariableCredentialsProvider;
+    use aws_config::retry::RetryConfig;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    use aws_smithy_async::rt::sleep::TokioSleep;
+    use aws_smithy_async::time::SystemTimeSource;
+
+    let region = env("AWS_REGION").or_else(|_| env("AWS_DEFAULT_REGION"))?;
+    // Checked here so a missing role is an init error naming the variable, not a failed request.
+    env("AWS_ACCESS_KEY_ID")?;
+    let mut config = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region))
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .http_client(http_client())
+        .timeout_config(timeouts())
+        .retry_config(RetryConfig::standard())
+        .sleep_impl(TokioSleep::new())
+        .time_source(SystemTimeSource::new());
+    if let Ok(url) = env("AWS_ENDPOINT_URL") {
+        config = config.endpoint_url(url);
+    }
+    Ok(config.build())
+}
+
+fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+fn timeouts() -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .build()
 }
 
 /// The process's [`RequestCounter`]: the clients below count through it, and

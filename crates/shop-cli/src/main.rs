@@ -111,6 +111,10 @@ enum BenchCommand {
         /// Measure release binaries (built first).
         #[arg(long)]
         release: bool,
+        /// Also start each function from `DIR/<function>` (another build, e.g. one binary per
+        /// function), interleaved with the first, for a side-by-side comparison.
+        #[arg(long, value_name = "DIR")]
+        compare: Option<std::path::PathBuf>,
     },
     /// The local pipeline end to end: throughput, latency, AWS requests per event, cost.
     Pipeline {
@@ -179,8 +183,12 @@ async fn dispatch(command: Command) -> Result<()> {
             BenchCommand::Router { records, seconds } => {
                 bench::router::table(records, seconds).map(|t| println!("{t}"))
             }
-            BenchCommand::ColdStart { starts, release } => {
-                let table = bench::cold_start::table(starts, release).await?;
+            BenchCommand::ColdStart {
+                starts,
+                release,
+                compare,
+            } => {
+                let table = bench::cold_start::table(starts, release, compare.as_deref()).await?;
                 println!("{table}");
                 Ok(())
             }

@@ -18,8 +18,10 @@ use crate::common::{progress_bar, uuid_suffix};
 use crate::load::quantile;
 
 /// `shop bench cold-start`: the shop's stack provisioned without its mappings, every function
-/// started `starts` times (debug binaries, or release ones built first); the table.
-pub async fn table(starts: usize, release: bool) -> Result<String> {
+/// started `starts` times (debug binaries, or release ones built first); the table. With
+/// `compare`, each function is also started from `<compare>/<function>` (another build of it,
+/// e.g. one binary per function), alternating with the first so both rows see the same machine.
+pub async fn table(starts: usize, release: bool, compare: Option<&Path>) -> Result<String> {
     let root = binaries::project_root();
     let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
     let mut options = UpOptions::new(root.clone());
@@ -31,10 +33,17 @@ pub async fn table(starts: usize, release: bool) -> Result<String> {
     let pipeline = herald_local::up(&endpoint, options).await?;
     let stack = pipeline.stack().clone();
     let bar = progress_bar("starting functions");
-    bar.set_length((stack.functions.len() * starts.max(1)) as u64);
-    let rows = measure(&root, &stack, &endpoint, &bin_dir, starts, |_, _| {
-        bar.inc(1)
-    })
+    let builds = 1 + usize::from(compare.is_some());
+    bar.set_length((stack.functions.len() * starts.max(1) * builds) as u64);
+    let rows = measure(
+        &root,
+        &stack,
+        &endpoint,
+        &bin_dir,
+        compare,
+        starts,
+        |_, _| bar.inc(1),
+    )
     .await;
     bar.finish_and_clear();
     pipeline.stop().await;
@@ -80,50 +89,61 @@ fn sample(function: &str) -> &'static str {
     }
 }
 
-/// Start every function of `stack` `starts` times from `bin_dir`.
+/// Start every function of `stack` `starts` times from `bin_dir` (and, with `compare`, as often
+/// from `<compare>/<function>`, the two interleaved).
 pub async fn measure(
     root: &Path,
     stack: &Stack,
     endpoint: &Endpoint,
     bin_dir: &Path,
+    compare: Option<&Path>,
     starts: usize,
     mut progress: impl FnMut(&str, usize),
 ) -> Result<Vec<ColdStartRow>> {
     let logs = Arc::new(Logs::new(false, None));
     let mut rows = Vec::new();
     for function in &stack.functions {
-        let binary = bin_dir.join(&function.binary);
-        let binary_bytes = std::fs::metadata(&binary)
-            .with_context(|| format!("{} is not built", binary.display()))?
-            .len();
-        let mut row = ColdStartRow {
-            function: function.label().to_string(),
-            starts: Vec::new(),
-            binary_bytes,
-            peak_rss_kib: None,
-            sample_ok: false,
-        };
-        for i in 0..starts.max(1) {
-            let pool = FunctionPool::new(
-                function.clone(),
-                binary.clone(),
-                endpoint.child_env(),
-                1,
-                logs.clone(),
-                Arc::new(AtomicUsize::new(0)),
-            );
-            pool.warm().await?;
-            row.starts.extend(pool.cold_starts());
-            if i == 0 {
-                let path = root.join("events").join(sample(function.label()));
-                let event: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-                row.sample_ok = pool.invoke(&event).await.is_ok();
-                row.peak_rss_kib = pool.peak_rss_kib().await;
-            }
-            pool.stop().await;
-            progress(function.label(), i + 1);
+        let label = function.label();
+        let mut candidates = vec![(label.to_string(), bin_dir.join(&function.binary))];
+        if let Some(dir) = compare {
+            candidates.push((format!("{label} ({})", dir.display()), dir.join(label)));
         }
-        rows.push(row);
+        let mut function_rows = Vec::new();
+        for (name, binary) in &candidates {
+            let binary_bytes = std::fs::metadata(binary)
+                .with_context(|| format!("{} is not built", binary.display()))?
+                .len();
+            function_rows.push(ColdStartRow {
+                function: name.clone(),
+                starts: Vec::new(),
+                binary_bytes,
+                peak_rss_kib: None,
+                sample_ok: false,
+            });
+        }
+        for i in 0..starts.max(1) {
+            for ((_, binary), row) in candidates.iter().zip(function_rows.iter_mut()) {
+                let pool = FunctionPool::new(
+                    function.clone(),
+                    binary.clone(),
+                    endpoint.child_env(),
+                    1,
+                    logs.clone(),
+                    Arc::new(AtomicUsize::new(0)),
+                );
+                pool.warm().await?;
+                row.starts.extend(pool.cold_starts());
+                if i == 0 {
+                    let path = root.join("events").join(sample(label));
+                    let event: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+                    row.sample_ok = pool.invoke(&event).await.is_ok();
+                    row.peak_rss_kib = pool.peak_rss_kib().await;
+                }
+                pool.stop().await;
+                progress(label, i + 1);
+            }
+        }
+        rows.extend(function_rows);
     }
     Ok(rows)
 }

@@ -30,7 +30,7 @@ pub async fn all(starts: usize, events: usize, rate: f64) -> Result<()> {
 "
     );
     println!("{}", router::table(1000, 3.0)?);
-    println!("{}", cold_start::table(starts, true).await?);
+    println!("{}", cold_start::table(starts, true, None).await?);
     println!("{}", pipeline::table(events, rate, true).await?);
     println!("{}", idempotency::table(100).await?);
     println!("(all of the above in one run, {:.0?})", started.elapsed());
