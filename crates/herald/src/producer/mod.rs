@@ -102,7 +102,7 @@ pub struct Accepted {
 pub enum PublishError {
     /// The stream failed this record: for good ([`PublishError::is_retryable`] is false: the
     /// request is wrong), or for as long as this producer retried it.
-    #[error("the stream rejected the event {attempts} times; last error {code}: {message}")]
+    #[error("the stream did not take the event (attempts: {attempts}); last error {code}: {message}")]
     Stream {
         /// How many times it was tried.
         attempts: u32,
