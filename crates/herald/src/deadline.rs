@@ -22,7 +22,9 @@ pub struct Deadline(Option<Instant>);
 
 /// A request that was still running when its time was up: it may or may not have taken effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("no answer before the invocation's deadline (the request may or may not have taken effect)")]
+#[error(
+    "no answer before the invocation's deadline (the request may or may not have taken effect)"
+)]
 pub struct Expired;
 
 impl Deadline {

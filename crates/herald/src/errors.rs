@@ -125,7 +125,10 @@ pub fn classify_sns_entry(code: &str, sender_fault: bool) -> ErrorClass {
         || crate::aws::is_throttling_code(code)
         || code.contains("Throttl")
         || code.starts_with("KMS")
-        || matches!(code, "InternalError" | "InternalFailure" | "ServiceUnavailable");
+        || matches!(
+            code,
+            "InternalError" | "InternalFailure" | "ServiceUnavailable"
+        );
     match classify(code) {
         ErrorClass::Transient if sender_fault && !known => ErrorClass::Permanent,
         class => class,

@@ -102,7 +102,9 @@ pub struct Accepted {
 pub enum PublishError {
     /// The stream failed this record: for good ([`PublishError::is_retryable`] is false: the
     /// request is wrong), or for as long as this producer retried it.
-    #[error("the stream did not take the event (attempts: {attempts}); last error {code}: {message}")]
+    #[error(
+        "the stream did not take the event (attempts: {attempts}); last error {code}: {message}"
+    )]
     Stream {
         /// How many times it was tried.
         attempts: u32,
@@ -610,7 +612,8 @@ mod tests {
 
     #[tokio::test]
     async fn gives_up_after_max_attempts_and_holds_back_the_aggregate() {
-        let producer = Producer::with_config(FlakyStream::new(|_, r| r.partition_key == "o1"), fast());
+        let producer =
+            Producer::with_config(FlakyStream::new(|_, r| r.partition_key == "o1"), fast());
         let events = vec![event("o1", 1, 1), event("o2", 1, 1), event("o1", 2, 1)];
         let results = producer.publish(&events).await;
         assert!(matches!(

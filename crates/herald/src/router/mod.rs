@@ -29,8 +29,8 @@ use crate::backoff::Backoff;
 use crate::catalog::EventCatalog;
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::deadline::Deadline;
-use crate::errors::ErrorClass;
 use crate::envelope::validate_record;
+use crate::errors::ErrorClass;
 use crate::limits::{SNS_MAX_BATCH_ENTRIES, SNS_MAX_PAYLOAD_BYTES};
 
 pub use batch::{KinesisBatch, KinesisBatchData, KinesisBatchRecord, KinesisRecords, RecordRef};
@@ -270,7 +270,11 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
                 Err(expired) => {
                     // Maybe published, maybe not: Lambda retries it, subscribers deduplicate.
                     let reason = format!("PublishBatch: {expired}");
-                    fates.extend(indexes.into_iter().map(|i| (i, Fate::Failed(reason.clone()))));
+                    fates.extend(
+                        indexes
+                            .into_iter()
+                            .map(|i| (i, Fate::Failed(reason.clone()))),
+                    );
                     return fates;
                 }
             };
@@ -314,7 +318,11 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
                     let reason = format!(
                         "still failing after {attempt} attempts and the invocation's deadline is near"
                     );
-                    fates.extend(indexes.into_iter().map(|i| (i, Fate::Failed(reason.clone()))));
+                    fates.extend(
+                        indexes
+                            .into_iter()
+                            .map(|i| (i, Fate::Failed(reason.clone()))),
+                    );
                     return fates;
                 }
                 tokio::time::sleep(wait).await;
