@@ -655,3 +655,102 @@ async fn a_delivery_whose_claim_was_taken_over_can_neither_overwrite_nor_release
         Executed::Ran("D".to_string())
     );
 }
+
+/// Reserves stock under the event's `sku` — a key DynamoDB refuses when it is over 2 048 bytes.
+struct Reserve {
+    stock: String,
+}
+
+impl herald::subscriber::TransactionalHandler for Reserve {
+    fn name(&self) -> &'static str {
+        "reserve"
+    }
+    fn wants(&self, _: &Envelope) -> bool {
+        true
+    }
+    fn decide(
+        &self,
+        event: &Envelope,
+        _: Option<herald::idempotency::Conflict>,
+    ) -> Result<Decision<herald::subscriber::Outcome>, herald::subscriber::HandlerError> {
+        let sku = event.data().unwrap()["sku"].as_str().unwrap().to_string();
+        let write = TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&self.stock)
+                    .key("metric", AttributeValue::S(sku))
+                    .update_expression("ADD #c :n")
+                    .expression_attribute_names("#c", "reserved")
+                    .expression_attribute_values(":n", AttributeValue::N("1".into()))
+                    .build()
+                    .unwrap(),
+            )
+            .build();
+        Ok(Decision {
+            writes: vec![write],
+            result: herald::subscriber::Outcome::new("reserved"),
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_dynamodb_refuses_as_invalid_is_dead_lettered_at_once_not_redelivered() {
+    use herald::producer::Producer;
+    use herald::subscriber::{SqsSubscriber, SubscriberConfig, Transactional};
+    use herald::testing::{sqs_event, InMemoryStream};
+
+    let (client, idempotency) = setup().await;
+    let stock = table(&client, "metric").await;
+    let letters = SharedLetters::default();
+    let subscriber = SqsSubscriber::new(
+        Transactional::new(Reserve { stock }, idempotency),
+        letters.clone(),
+        Producer::new(InMemoryStream::new()),
+        SubscriberConfig {
+            max_receive_count: Some(5),
+            ..SubscriberConfig::default()
+        },
+    );
+    let event = |id: &str, sku: String| {
+        Envelope::builder("order_placed", "herald/test")
+            .id(id)
+            .subject(id)
+            .data(serde_json::json!({ "sku": sku }))
+            .build()
+            .unwrap()
+    };
+    // A key over DynamoDB's 2 048-byte limit: a ValidationException on every delivery.
+    let events = [
+        event("fine", "sku-1".into()),
+        event("bad", "s".repeat(3000)),
+    ];
+    let (response, summary) = subscriber.handle(&sqs_event(&events), deadline()).await;
+    // Before: reported for redelivery, five receives (minutes) before the queue moved it.
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    assert_eq!((summary.applied, summary.dead_lettered), (1, 1));
+    let letters = letters.0.letters();
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0].reason.contains("ValidationException"),
+        "{}",
+        letters[0].reason
+    );
+    assert!(letters[0].reason.contains("retrying cannot help"));
+}
+
+/// Dead letters the test keeps a handle on.
+#[derive(Clone, Default)]
+struct SharedLetters(Arc<herald::testing::InMemoryDeadLetters>);
+
+impl herald::dead_letter::DeadLetters for SharedLetters {
+    async fn send(
+        &self,
+        letters: &[herald::dead_letter::DeadLetter],
+    ) -> Vec<Result<(), herald::dead_letter::DeadLetterError>> {
+        self.0.send(letters).await
+    }
+}

@@ -6,7 +6,11 @@ mod common;
 use std::collections::BTreeMap;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
+use std::time::Duration;
+
 use herald::adapters::KinesisStream;
+use herald::aws::RequestCounter;
+use herald::deadline::Deadline;
 use herald::producer::Producer;
 use herald::Envelope;
 
@@ -111,6 +115,71 @@ async fn a_missing_stream_is_a_named_error_for_every_event() {
         .build()
         .unwrap();
     let results = producer.publish(&[event]).await;
-    let err = results[0].as_ref().unwrap_err().to_string();
-    assert!(err.contains("2 times"), "{err}");
+    let err = results[0].as_ref().unwrap_err();
+    // A missing stream is the deployment's fault: not retried in process (it would fail alike),
+    // answered as retryable (the same event goes through once the stream exists).
+    assert!(
+        err.to_string().contains("(attempts: 1)")
+            && err.to_string().contains("ResourceNotFoundException"),
+        "{err}"
+    );
+    assert!(err.is_retryable());
+}
+
+/// A Kinesis client whose `PutRecords` requests this test alone counts.
+fn counted_kinesis(aws: &aws_config::SdkConfig) -> (aws_sdk_kinesis::Client, RequestCounter) {
+    let counter = RequestCounter::default();
+    let client = aws_sdk_kinesis::Client::from_conf(
+        aws_sdk_kinesis::config::Builder::from(aws)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    (client, counter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_events_of_one_aggregate_take_two_requests_and_stay_in_order() {
+    let aws = common::aws().await;
+    let (kinesis, counter) = counted_kinesis(&aws);
+    let name = common::unique("hot");
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(2)
+        .send()
+        .await
+        .unwrap();
+    counter.reset();
+    let events: Vec<Envelope> = (0..1000)
+        .map(|i| {
+            Envelope::builder("order_placed", "herald/test")
+                .id(format!("hot-{i:04}"))
+                .subject("order-hot")
+                .data(serde_json::json!({ "n": i }))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let producer = Producer::new(KinesisStream::new(kinesis.clone(), &name));
+    // Under a Lambda-like budget: the answer comes within it, one per event.
+    let results = Deadline::after(Duration::from_secs(10))
+        .scope(producer.publish(&events))
+        .await;
+    assert_eq!(results.len(), 1000);
+    let accepted: Vec<_> = results
+        .iter()
+        .map(|r| r.as_ref().expect("every event written"))
+        .collect();
+    // 1 000 sequential requests before; as many as the 500-record limit needs now.
+    assert_eq!(counter.counts().get("Kinesis.PutRecords"), Some(&2));
+    // One shard, sequence numbers rising in submission order.
+    assert!(accepted.windows(2).all(|w| w[0].shard_id == w[1].shard_id));
+    let sequence: Vec<u128> = accepted
+        .iter()
+        .map(|a| a.sequence_number.parse().unwrap())
+        .collect();
+    assert!(sequence.windows(2).all(|w| w[0] < w[1]));
+    for (event, answer) in events.iter().zip(&accepted) {
+        assert_eq!(event.id(), answer.id);
+    }
 }

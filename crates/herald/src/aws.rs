@@ -66,12 +66,22 @@ fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
         .build_https()
 }
 
-fn timeouts() -> aws_config::timeout::TimeoutConfig {
+/// The SDK's timeouts, well inside the function's time budget: connecting 1 s, one attempt
+/// [`ATTEMPT_TIMEOUT`], so a stuck connection is abandoned and retried with time to spare. The
+/// whole operation is bounded by the invocation's remaining time instead: herald's retry loops
+/// run every call under [`crate::deadline::Deadline::run`].
+pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
         .build()
 }
+
+/// The longest one SDK request attempt may take: under a third of the shortest function timeout
+/// in template.yaml (10 s), so that an attempt that hangs leaves room for a second one and for
+/// the answer. (Lambda does not tell a function its timeout; each invocation's deadline does, and
+/// [`crate::deadline`] bounds every call by it.)
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The process's [`RequestCounter`]: the clients below count through it, and
 /// [`crate::metrics::MetricsLayer`] reports each invocation's share.
@@ -193,6 +203,14 @@ impl AwsError {
         }
     }
 
+    /// A failure with a service error code but no SDK error behind it (test doubles, fault
+    /// injection), classified like the real one.
+    pub fn with_code(code: impl Into<String>, text: impl Into<String>) -> Self {
+        let mut err = AwsError::other(text);
+        err.code = Some(code.into());
+        err
+    }
+
     /// The service's error code (`ConditionalCheckFailedException`, ...), when it answered one.
     pub fn code(&self) -> Option<&str> {
         self.code.as_deref()
@@ -201,6 +219,12 @@ impl AwsError {
     /// Whether the service throttled the request: retrying after a pause helps.
     pub fn is_throttling(&self) -> bool {
         self.code().is_some_and(is_throttling_code)
+    }
+
+    /// Whether a retry can help, and when ([`crate::errors`]). A failure without a code (a
+    /// timeout, a dropped connection) is transient.
+    pub fn class(&self) -> crate::errors::ErrorClass {
+        crate::errors::classify_code(self.code())
     }
 }
 

@@ -39,7 +39,12 @@ where
 {
     // Handler futures are boxed: the SDK's nested futures are otherwise too deep for rustc's
     // layout query.
-    let boxed = move |event: LambdaEvent<E>| Box::pin(handler(event));
+    // Each invocation runs with its deadline as `Deadline::current()`, which every retry loop
+    // in herald respects.
+    let boxed = move |event: LambdaEvent<E>| {
+        let deadline = crate::deadline::Deadline::at_system_time(event.context.deadline());
+        Box::pin(deadline.scope(handler(event)))
+    };
     lambda_runtime::Runtime::new(lambda_runtime::tower::Layer::layer(
         &MetricsLayer::new(function),
         service_fn(boxed),

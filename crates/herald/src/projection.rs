@@ -166,6 +166,14 @@ impl<P: Projection> RecordHandler for Projector<P> {
                 field: field.to_string(),
                 reason,
             }),
+            Err(ProjectionError::Persistence(err))
+                if err.class() == crate::errors::ErrorClass::Permanent =>
+            {
+                Err(RecordError::Poison {
+                    field: "event".into(),
+                    reason: format!("{err} (permanent: retrying cannot help)"),
+                })
+            }
             Err(err) => Err(RecordError::Retry(err.to_string())),
         }
     }

@@ -317,7 +317,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_write_is_reported_and_later_events_of_its_aggregate_too() {
+    async fn a_failed_write_is_reported_and_the_mapping_resumes_there() {
         let p = publisher();
         let changes: StoreChanges = serde_json::from_value(json!({"Records": [
             insert("1", "o-1", Some(&event("o-1", 1, "fail"))),
@@ -331,8 +331,11 @@ mod tests {
             .iter()
             .map(|f| f.item_identifier.as_str())
             .collect();
-        assert_eq!(ids, ["1", "2"]);
-        assert_eq!((summary.published, summary.failed), (1, 2));
+        // v2 went in with v1's request and Kinesis wrote it although v1 failed: it counts as
+        // published (its copy is in the stream). The mapping resumes at the lowest reported
+        // record, so v1 and then v2 are published again, in order.
+        assert_eq!(ids, ["1"]);
+        assert_eq!((summary.published, summary.failed), (2, 1));
     }
 
     #[tokio::test]

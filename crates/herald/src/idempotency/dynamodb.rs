@@ -71,6 +71,7 @@ impl DynamoDbStore {
                 let err = service.into_err();
                 Err(PersistenceError::new(error_text(&err))
                     .with_throttling(err.code().is_some_and(crate::aws::is_throttling_code))
+                    .with_code(err.code())
                     .with_source(err))
             }
             Err(err) => Err(sdk_error(err)),
@@ -173,7 +174,16 @@ impl DynamoDbStore {
                         .with_throttling(true)
                         .with_source(err),
                 )),
-                None => Err(sdk_error(err)),
+                // A write DynamoDB refuses as invalid (an item over 400 KB, a key over 2 048
+                // bytes) cancels the transaction with a `ValidationError` reason: permanent.
+                None => {
+                    let invalid = invalid_write(&err);
+                    let err = sdk_error(err);
+                    Err(match invalid {
+                        Some(code) => err.with_code(Some(code)),
+                        None => err,
+                    })
+                }
             },
         }
     }
@@ -257,9 +267,30 @@ where
     R: fmt::Debug + Send + Sync + 'static,
 {
     let throttling = err.code().is_some_and(crate::aws::is_throttling_code);
+    let code = err.code().map(str::to_string);
     PersistenceError::new(error_text(&err))
         .with_throttling(throttling)
+        .with_code(code.as_deref())
         .with_source(err)
+}
+
+/// `ValidationException` when a cancelled transaction names an invalid write among its reasons.
+fn invalid_write(err: &SdkError<TransactWriteItemsError>) -> Option<&'static str> {
+    let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+        err.as_service_error()
+    else {
+        return None;
+    };
+    cancelled
+        .cancellation_reasons()
+        .iter()
+        .any(|r| {
+            matches!(
+                r.code(),
+                Some("ValidationError" | "ItemCollectionSizeLimitExceeded")
+            )
+        })
+        .then_some("ValidationException")
 }
 
 enum Cancelled {

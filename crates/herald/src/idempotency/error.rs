@@ -50,6 +50,7 @@ impl<E> IdempotencyError<E> {
 pub struct PersistenceError {
     message: String,
     throttling: bool,
+    code: Option<String>,
     #[source]
     source: Option<Box<dyn StdError + Send + Sync>>,
 }
@@ -60,6 +61,7 @@ impl PersistenceError {
         PersistenceError {
             message: message.into(),
             throttling: false,
+            code: None,
             source: None,
         }
     }
@@ -79,9 +81,32 @@ impl PersistenceError {
         self
     }
 
+    /// The same failure with the service's error code (`ValidationException`, ...), which
+    /// [`PersistenceError::class`] reads.
+    #[must_use]
+    pub fn with_code(mut self, code: Option<&str>) -> Self {
+        self.code = code.map(str::to_string);
+        self
+    }
+
     /// What failed, as text.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The service's error code, when the store got one.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// Whether retrying can help ([`crate::errors`]): a `ValidationException` (an item over
+    /// 400 KB, a key over 2 048 bytes) is permanent, throttling and failures without a code are
+    /// transient.
+    pub fn class(&self) -> crate::errors::ErrorClass {
+        if self.throttling {
+            return crate::errors::ErrorClass::Transient;
+        }
+        crate::errors::classify_code(self.code())
     }
 
     /// Whether the store refused for capacity or contention: DynamoDB's

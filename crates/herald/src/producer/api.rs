@@ -7,7 +7,8 @@
 //! and a bad event never keeps the good ones from being written.
 //!
 //! HTTP status: 202 when every event was accepted, 207 when some were, 400 when the request or
-//! every event was invalid, 503 when valid events could not be written.
+//! every event was invalid, 503 when valid events could not be written. A write failure that a
+//! resend may fix (throttling, an outage, the invocation's deadline) says `"retryable": true`.
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -60,6 +61,10 @@ pub struct RejectionReason {
     pub field: String,
     /// What was wrong, with the limit where there is one.
     pub message: String,
+    /// Sending the same event again (same id) may succeed: the stream was throttled or down, or
+    /// the invocation's deadline came first. Absent (false) for an invalid event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retryable: bool,
 }
 
 /// The answer to a submission.
@@ -246,6 +251,7 @@ pub async fn submit<S: EventStream>(
                 error: RejectionReason {
                     field: "stream".into(),
                     message: err.to_string(),
+                    retryable: err.is_retryable(),
                 },
             },
         });
@@ -272,6 +278,7 @@ fn rejected(index: usize, id: Option<&Value>, err: &ValidationError) -> EventRes
         error: RejectionReason {
             field: err.field().to_string(),
             message: err.to_string(),
+            retryable: false,
         },
     }
 }

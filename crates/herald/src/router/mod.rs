@@ -7,11 +7,15 @@
 //! Failures:
 //! - a record that is not a valid envelope is *poison*: it goes to the dead-letter queue with
 //!   its reason and counts as handled, so it never holds up its shard;
-//! - an entry SNS rejects as the sender's fault is poison too;
-//! - an entry SNS fails for its own reasons (throttling, internal errors) is retried with backoff;
-//!   if it still fails, the router reports it and every later record of the batch as batch item
-//!   failures. Lambda then checkpoints before it and retries from there (`ReportBatchItemFailures`),
-//!   and the subscribers' idempotency absorbs what was already published.
+//! - an entry SNS rejects because the message itself is wrong (`InvalidParameter`, ...) is poison
+//!   too; SNS also flags KMS and permission failures as the sender's fault, but those are not the
+//!   message's ([`crate::errors::classify_sns_entry`]) and never send valid events to the DLQ;
+//! - an entry SNS fails transiently (throttling, KMS throttling, internal errors) is retried with
+//!   backoff while the invocation's [deadline](crate::deadline) leaves time; a configuration
+//!   failure (access denied, key disabled) is not retried in process. What still fails is
+//!   reported with every later record of the batch as batch item failures. Lambda then
+//!   checkpoints before it and retries from there (`ReportBatchItemFailures`), and the
+//!   subscribers' idempotency absorbs what was already published.
 
 mod batch;
 mod bus;
@@ -19,10 +23,14 @@ mod bus;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures::stream::{self, StreamExt};
 
+use std::time::Duration;
+
 use crate::backoff::Backoff;
 use crate::catalog::EventCatalog;
 use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::deadline::Deadline;
 use crate::envelope::validate_record;
+use crate::errors::ErrorClass;
 use crate::limits::{SNS_MAX_BATCH_ENTRIES, SNS_MAX_PAYLOAD_BYTES};
 
 pub use batch::{KinesisBatch, KinesisBatchData, KinesisBatchRecord, KinesisRecords, RecordRef};
@@ -67,6 +75,10 @@ pub struct RouterConfig {
     pub concurrency: usize,
     /// Event types records must belong to; others are poison. Default: none (any valid envelope).
     pub catalog: Option<EventCatalog>,
+    /// Time kept before the invocation's deadline to answer in: past `deadline - margin` no
+    /// request is sent or waited for, and the records left are reported for Lambda to retry.
+    /// Default 1 s.
+    pub deadline_margin: Duration,
 }
 
 impl Default for RouterConfig {
@@ -75,6 +87,7 @@ impl Default for RouterConfig {
             backoff: Backoff::default(),
             concurrency: 8,
             catalog: None,
+            deadline_margin: Duration::from_secs(1),
         }
     }
 }
@@ -230,34 +243,56 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
     }
 
     async fn publish_with_retry(&self, chunk: Vec<(usize, BusMessage)>) -> Vec<(usize, Fate)> {
+        let deadline = Deadline::current();
+        let margin = self.config.deadline_margin;
         let mut fates = Vec::with_capacity(chunk.len());
         let (mut indexes, mut entries): (Vec<usize>, Vec<BusMessage>) = chunk.into_iter().unzip();
         let mut attempt = 0;
         while !entries.is_empty() {
             attempt += 1;
-            let outcomes = match self.bus.publish_batch(&entries).await {
-                Ok(outcomes) if outcomes.len() == entries.len() => outcomes,
-                Ok(_) | Err(_) => {
-                    let message = "PublishBatch request failed".to_string();
-                    vec![
-                        BusOutcome::Failed {
-                            code: "RequestFailed".into(),
-                            message,
-                            sender_fault: false,
-                        };
+            let outcomes = match deadline.run(margin, self.bus.publish_batch(&entries)).await {
+                Ok(Ok(outcomes)) if outcomes.len() == entries.len() => outcomes,
+                Ok(Ok(outcomes)) => failed_all(
+                    entries.len(),
+                    "InvalidResponse",
+                    &format!(
+                        "PublishBatch answered {} results for {} entries",
+                        outcomes.len(),
                         entries.len()
-                    ]
+                    ),
+                ),
+                // A whole request refused does not say which entry was wrong: none is poison.
+                Ok(Err(BusError(err))) => failed_all(
+                    entries.len(),
+                    err.code().unwrap_or("RequestFailed"),
+                    &err.to_string(),
+                ),
+                Err(expired) => {
+                    // Maybe published, maybe not: Lambda retries it, subscribers deduplicate.
+                    let reason = format!("PublishBatch: {expired}");
+                    fates.extend(
+                        indexes
+                            .into_iter()
+                            .map(|i| (i, Fate::Failed(reason.clone()))),
+                    );
+                    return fates;
                 }
             };
             let mut retry = Vec::new();
             for ((i, message), outcome) in indexes.into_iter().zip(entries).zip(outcomes) {
-                match outcome {
-                    BusOutcome::Published => fates.push((i, Fate::Published)),
-                    BusOutcome::Failed {
-                        code,
-                        message: text,
-                        sender_fault: true,
-                    } => fates.push((
+                let BusOutcome::Failed {
+                    code,
+                    message: text,
+                    sender_fault,
+                } = outcome
+                else {
+                    fates.push((i, Fate::Published));
+                    continue;
+                };
+                // SNS calls KMS and permission failures the sender's fault although the message
+                // is fine: only a failure of the message itself makes it poison.
+                match crate::errors::classify_sns_entry(&code, sender_fault) {
+                    ErrorClass::Permanent => fates.push((
                         i,
                         Fate::Poison(DeadLetter::new(
                             message.body.as_bytes(),
@@ -265,29 +300,47 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
                             format!("SNS rejected the message: {code}: {text}"),
                         )),
                     )),
-                    BusOutcome::Failed {
-                        code,
-                        message: text,
-                        ..
-                    } => {
-                        if attempt >= self.config.backoff.max_attempts {
-                            fates.push((
-                                i,
-                                Fate::Failed(format!("{code}: {text} after {attempt} attempts")),
-                            ));
-                        } else {
-                            retry.push((i, message));
-                        }
+                    ErrorClass::Transient if attempt < self.config.backoff.max_attempts => {
+                        retry.push((i, message))
                     }
+                    class => fates.push((
+                        i,
+                        Fate::Failed(format!(
+                            "{code}: {text} ({class:?}, after {attempt} attempts)"
+                        )),
+                    )),
                 }
             }
             (indexes, entries) = retry.into_iter().unzip();
             if !entries.is_empty() {
-                self.config.backoff.wait(attempt).await;
+                let wait = self.config.backoff.delay(attempt);
+                if !deadline.allows(wait, margin) {
+                    let reason = format!(
+                        "still failing after {attempt} attempts and the invocation's deadline is near"
+                    );
+                    fates.extend(
+                        indexes
+                            .into_iter()
+                            .map(|i| (i, Fate::Failed(reason.clone()))),
+                    );
+                    return fates;
+                }
+                tokio::time::sleep(wait).await;
             }
         }
         fates
     }
+}
+
+fn failed_all(n: usize, code: &str, message: &str) -> Vec<BusOutcome> {
+    vec![
+        BusOutcome::Failed {
+            code: code.to_string(),
+            message: message.to_string(),
+            sender_fault: false,
+        };
+        n
+    ]
 }
 
 /// Split messages into `PublishBatch` requests of at most 10 entries and 256 KiB.

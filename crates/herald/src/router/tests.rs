@@ -72,6 +72,7 @@ fn fast() -> RouterConfig {
         },
         concurrency: 2,
         catalog: None,
+        deadline_margin: Duration::from_millis(10),
     }
 }
 
@@ -159,4 +160,156 @@ async fn a_lasting_failure_reports_that_record_and_every_later_one() {
     assert_eq!(failed, ["102", "103", "104"]);
     assert_eq!(summary.failed, 3);
     assert_eq!(summary.published, 2);
+}
+
+/// A bus that fails chosen entries with chosen SNS errors: `(entry id, code, sender fault,
+/// only on the first request)`. SNS's KMS and permission failures are what the emulator cannot
+/// produce.
+struct ScriptedBus {
+    failures: Vec<(&'static str, &'static str, bool, bool)>,
+    requests: Mutex<Vec<Vec<String>>>,
+}
+
+impl ScriptedBus {
+    fn new(failures: Vec<(&'static str, &'static str, bool, bool)>) -> Self {
+        ScriptedBus {
+            failures,
+            requests: Mutex::default(),
+        }
+    }
+}
+
+impl EventBus for ScriptedBus {
+    async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+        let first = {
+            let mut requests = self.requests.lock().unwrap();
+            requests.push(entries.iter().map(|e| e.id.clone()).collect());
+            requests.len() == 1
+        };
+        Ok(entries
+            .iter()
+            .map(|e| {
+                match self
+                    .failures
+                    .iter()
+                    .find(|(id, _, _, once)| *id == e.id && (first || !once))
+                {
+                    Some((_, code, sender_fault, _)) => BusOutcome::Failed {
+                        code: code.to_string(),
+                        message: "refused".into(),
+                        sender_fault: *sender_fault,
+                    },
+                    None => BusOutcome::Published,
+                }
+            })
+            .collect())
+    }
+}
+
+fn failed_ids(response: &KinesisEventResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn kms_and_permission_sender_faults_are_not_poison() {
+    // SNS flags all three as the sender's fault; only the bad parameter is the message's.
+    let bus = ScriptedBus::new(vec![
+        ("r0", "KMSThrottling", true, true),
+        ("r1", "InvalidParameter", true, false),
+        ("r2", "AuthorizationError", true, false),
+    ]);
+    let router = Router::with_config(
+        bus,
+        Letters::default(),
+        RouterConfig {
+            backoff: Backoff {
+                max_attempts: 5,
+                ..fast().backoff
+            },
+            ..fast()
+        },
+    );
+    let records = (0..4).map(|i| record(100 + i, &envelope(i))).collect();
+    let (response, summary) = router.route(&batch(records)).await;
+    let letters = router.dead_letters.0.lock().unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0].reason.contains("InvalidParameter"));
+    assert_eq!(letters[0].origin["sequenceNumber"], "101");
+    // The throttled entry was retried and published; the authorization failure is reported for
+    // Lambda to retry (with every later record), not retried in process.
+    assert_eq!(failed_ids(&response), ["102", "103"]);
+    assert_eq!(
+        summary,
+        RouteSummary {
+            published: 1,
+            dead_lettered: 1,
+            failed: 2
+        }
+    );
+    let requests = router.bus.requests.lock().unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[1], ["r0"]);
+}
+
+#[tokio::test]
+async fn past_the_deadline_nothing_is_sent_and_every_record_is_reported() {
+    let router = Router::with_config(RecordingBus::default(), Letters::default(), fast());
+    let records = (0..3).map(|i| record(100 + i, &envelope(i))).collect();
+    let (response, summary) = crate::deadline::Deadline::after(Duration::ZERO)
+        .scope(router.route(&batch(records)))
+        .await;
+    assert_eq!(failed_ids(&response), ["100", "101", "102"]);
+    assert_eq!(summary.failed, 3);
+    assert!(router.bus.requests.lock().unwrap().is_empty());
+    assert!(router.dead_letters.0.lock().unwrap().is_empty());
+}
+
+/// A bus that never answers (a hung connection).
+struct HungBus;
+
+impl EventBus for HungBus {
+    async fn publish_batch(&self, _: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_hung_publish_is_reported_before_the_deadline() {
+    let router = Router::with_config(HungBus, Letters::default(), fast());
+    let records = (0..12).map(|i| record(100 + i, &envelope(i))).collect();
+    let (response, summary) = crate::deadline::Deadline::after(Duration::from_millis(80))
+        .scope(router.route(&batch(records)))
+        .await;
+    assert_eq!(failed_ids(&response).len(), 12);
+    assert_eq!(summary.failed, 12);
+}
+
+#[tokio::test]
+async fn throttling_until_the_deadline_reports_instead_of_retrying_on() {
+    let bus = RecordingBus {
+        throttle_always: Some("r1".into()),
+        ..Default::default()
+    };
+    let router = Router::with_config(
+        bus,
+        Letters::default(),
+        RouterConfig {
+            backoff: Backoff {
+                max_attempts: u32::MAX,
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(5),
+            },
+            ..fast()
+        },
+    );
+    let records = (0..3).map(|i| record(100 + i, &envelope(i))).collect();
+    let (response, _) = crate::deadline::Deadline::after(Duration::from_millis(100))
+        .scope(router.route(&batch(records)))
+        .await;
+    assert_eq!(failed_ids(&response), ["101", "102"]);
+    assert!(router.dead_letters.0.lock().unwrap().is_empty());
 }

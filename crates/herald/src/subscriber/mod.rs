@@ -83,6 +83,20 @@ pub enum HandlerError {
     Retry(String),
 }
 
+impl From<crate::aws::AwsError> for HandlerError {
+    /// A failed AWS request in a handler: poison when the request can never succeed
+    /// ([`crate::errors::ErrorClass::Permanent`], e.g. a `ValidationException`), else retried.
+    fn from(err: crate::aws::AwsError) -> Self {
+        match err.class() {
+            crate::errors::ErrorClass::Permanent => HandlerError::Poison {
+                field: "event".into(),
+                reason: format!("{err} (permanent: retrying cannot help)"),
+            },
+            _ => HandlerError::Retry(err.to_string()),
+        }
+    }
+}
+
 impl From<ValidationError> for HandlerError {
     fn from(err: ValidationError) -> Self {
         HandlerError::Poison {
@@ -176,6 +190,15 @@ impl From<IdempotencyError<HandlerError>> for RecordError {
                 field: "id".into(),
                 reason: err.to_string(),
             },
+            // DynamoDB refused the write as invalid: every redelivery would fail alike.
+            IdempotencyError::Persistence(ref e)
+                if e.class() == crate::errors::ErrorClass::Permanent =>
+            {
+                RecordError::Poison {
+                    field: "event".into(),
+                    reason: format!("{err} (permanent: retrying cannot help)"),
+                }
+            }
             other => RecordError::Retry(other.to_string()),
         }
     }

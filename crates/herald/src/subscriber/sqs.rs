@@ -237,15 +237,25 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
             Delivery::Ignored => return Fate::Done(delivery),
         };
         if !emit.is_empty() {
-            let failures: Vec<String> = self
+            let failures: Vec<_> = self
                 .emitter
                 .publish(emit)
                 .await
                 .into_iter()
                 .filter_map(Result::err)
-                .map(|e| e.to_string())
                 .collect();
+            if failures.iter().any(|e| !e.is_retryable()) {
+                // The stream refuses a follow-up for good: no redelivery can publish it.
+                return Fate::Failed(RecordError::Poison {
+                    field: "emit".into(),
+                    reason: format!(
+                        "a follow-up event can never be published: {}",
+                        join(&failures)
+                    ),
+                });
+            }
             if !failures.is_empty() {
+                let failures: Vec<String> = failures.iter().map(ToString::to_string).collect();
                 // The effect is stored; the redelivery replays it and publishes again.
                 return Fate::Failed(RecordError::Retry(format!(
                     "could not publish follow-up events: {}",
@@ -270,6 +280,14 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
         }
         letter.with_origin("receiveCount", receive_count(message).to_string())
     }
+}
+
+fn join(errors: &[crate::producer::PublishError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn receive_count(message: &SqsMessage) -> u32 {

@@ -202,6 +202,45 @@ async fn follow_ups_are_published_and_a_failed_publish_is_retried() {
     assert_eq!(failed(&response), ["a"]);
 }
 
+/// A stream that refuses every request as invalid (what no redelivery can fix).
+struct RefusingStream;
+impl EventStream for RefusingStream {
+    async fn put_records(&self, _: &[StreamRecord]) -> Result<Vec<PutOutcome>, StreamError> {
+        Err(StreamError(crate::aws::AwsError::with_code(
+            "ValidationException",
+            "record too large",
+        )))
+    }
+}
+
+#[tokio::test]
+async fn a_follow_up_the_stream_refuses_for_good_is_dead_lettered_not_redelivered() {
+    let subscriber = SqsSubscriber::new(
+        Scripted,
+        Letters::default(),
+        Producer::new(RefusingStream),
+        SubscriberConfig {
+            max_receive_count: Some(5),
+            ..SubscriberConfig::default()
+        },
+    );
+    let (response, summary) = subscriber
+        .handle(
+            &batch(vec![message("a", "echo", "x", 1)]),
+            SystemTime::now(),
+        )
+        .await;
+    assert!(failed(&response).is_empty());
+    assert_eq!(summary.dead_lettered, 1);
+    let letters = subscriber.dead_letters.0.lock().unwrap();
+    assert_eq!(letters[0].field.as_deref(), Some("emit"));
+    assert!(
+        letters[0].reason.contains("ValidationException"),
+        "{}",
+        letters[0].reason
+    );
+}
+
 #[test]
 fn sns_notifications_are_unwrapped() {
     let envelope = Envelope::builder("ok", "herald/test")
