@@ -12,7 +12,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{EventStream, Producer};
+use super::{EventStream, Producer, SubmissionPolicy};
 use crate::envelope::{Envelope, ValidationError};
 use crate::http::HttpRequest;
 pub use crate::http::{is_http_request, HttpResponse};
@@ -32,8 +32,12 @@ pub enum EventResult {
     Accepted {
         /// Its position in the request.
         index: usize,
-        /// The event id (assigned when the submission had none).
+        /// The event id herald wrote: assigned when the submission had none, derived from the
+        /// client's id under a [`super::SubmissionPolicy`].
         id: String,
+        /// The id the client gave, when herald wrote another ([`super::SubmissionPolicy`]).
+        #[serde(rename = "clientId", skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
         /// The shard it was written to.
         #[serde(rename = "shardId")]
         shard_id: String,
@@ -156,7 +160,10 @@ fn error_response(status: u16, err: &RequestError) -> HttpResponse {
 
 /// Validate every event in `body` and write the valid ones. Events without an `id` get one:
 /// derived from `idempotency_key` and their position when a key is given (so a retried request
-/// yields the same ids), a new UUIDv7 otherwise.
+/// yields the same ids), a new UUIDv7 otherwise. Under a [`SubmissionPolicy`] only the types and
+/// sources it allows pass, `data` must meet its schema, and a client's `id` is replaced by one
+/// derived from it ([`SubmissionPolicy::event_id`]); the correlation id follows when the client
+/// left it to default to the id.
 pub async fn submit<S: EventStream>(
     producer: &Producer<S>,
     body: Value,
@@ -184,6 +191,12 @@ pub async fn submit<S: EventStream>(
     let mut results: Vec<Option<EventResult>> = vec![None; items.len()];
     let mut valid = Vec::new();
     let mut valid_index = Vec::new();
+    let policy = producer.config().submissions.as_ref();
+    // The ids clients chose (before the idempotency key fills in the others).
+    let client_ids: Vec<Option<String>> = items
+        .iter()
+        .map(|item| item.get("id").and_then(Value::as_str).map(str::to_string))
+        .collect();
     if let Some(key) = idempotency_key {
         for (index, item) in items.iter_mut().enumerate() {
             if let Value::Object(fields) = item {
@@ -207,11 +220,17 @@ pub async fn submit<S: EventStream>(
                     reason: "is set by the event store when it appends an event; submit events without it".into(),
                 });
             }
-            match &producer.config().catalog {
-                Some(catalog) => catalog
-                    .check(envelope.routing_attributes())
-                    .map(|()| envelope),
-                None => Ok(envelope),
+            if let Some(catalog) = &producer.config().catalog {
+                catalog.check(envelope.routing_attributes())?;
+            }
+            match (policy, &client_ids[index]) {
+                (Some(policy), Some(client_id)) => {
+                    policy.admit(&envelope)?;
+                    let id = SubmissionPolicy::event_id(envelope.source(), client_id);
+                    Ok(envelope.with_client_id(id))
+                }
+                (Some(policy), None) => policy.admit(&envelope).map(|()| envelope),
+                (None, _) => Ok(envelope),
             }
         });
         match checked {
@@ -236,6 +255,9 @@ pub async fn submit<S: EventStream>(
         results[index] = Some(match outcome {
             Ok(accepted) => EventResult::Accepted {
                 index,
+                client_id: client_ids[index]
+                    .clone()
+                    .filter(|client| *client != accepted.id),
                 id: accepted.id,
                 shard_id: accepted.shard_id,
                 sequence_number: accepted.sequence_number,

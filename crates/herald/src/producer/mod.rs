@@ -8,9 +8,13 @@
 //!   for good, the later events of its aggregate in the same call are rejected rather than written
 //!   out of order.
 //!
-//! [`api`] turns Function URL / API Gateway requests and direct-invoke payloads into calls here.
+//! [`api`] turns Function URL / API Gateway requests and direct-invoke payloads into calls here,
+//! admitting only what a [`SubmissionPolicy`] lets clients submit.
 
 pub mod api;
+mod policy;
+
+pub use policy::{SubmissionCheck, SubmissionPolicy};
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -127,6 +131,11 @@ pub struct ProducerConfig {
     /// Event types submissions must belong to ([`api`] rejects others, naming the attribute).
     /// Default: none (any valid envelope).
     pub catalog: Option<EventCatalog>,
+    /// Which types and sources clients may submit through [`api`], the schemas their `data`
+    /// must meet, and client ids namespaced away from herald's ([`SubmissionPolicy`]).
+    /// Default: none — every valid envelope the catalog knows, ids as given (only for producers
+    /// whose every client is trusted as much as the services are).
+    pub submissions: Option<SubmissionPolicy>,
 }
 
 impl Default for ProducerConfig {
@@ -136,6 +145,7 @@ impl Default for ProducerConfig {
             max_records_per_put: KINESIS_MAX_RECORDS_PER_PUT,
             max_bytes_per_put: KINESIS_MAX_BYTES_PER_PUT,
             catalog: None,
+            submissions: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use herald::{HttpRequest, HttpResponse, HttpService};
 use serde::{Deserialize, Serialize};
 
 use super::{attr, customer_pk, number, order_pk, s, text, OrdersProjection, SUMMARY};
-use crate::events::LineItem;
+use crate::events::{LineItem, MAX_CUSTOMER_ID_CHARS};
 use crate::order::validate_order_id;
 
 impl OrdersProjection {
@@ -131,16 +131,37 @@ impl OrdersProjection {
 /// Most orders one listing page returns.
 pub const MAX_PAGE: u32 = 100;
 
+/// Longest `next` token a listing hands out: base64 of `order#<time>#<order id>`, the id at most
+/// [`MAX_ORDER_ID_CHARS`](crate::order::MAX_ORDER_ID_CHARS) characters. Longer is not ours.
+pub const MAX_TOKEN_CHARS: usize = 256;
+
+/// A client's `next` token back into the listing's start key. Anything this listing did not
+/// hand out — too long, not base64, not `order#<RFC 3339 time>#<order id>` — is an error naming
+/// `next` (a 400), never a key the database would refuse (a 503).
 fn decode_token(token: &str, pk: &str) -> Result<HashMap<String, AttributeValue>, ProjectionError> {
+    let invalid = |reason: String| ProjectionError::Invalid {
+        field: "next",
+        reason,
+    };
+    if token.len() > MAX_TOKEN_CHARS {
+        return Err(invalid(format!(
+            "is {} characters; a token this listing returns has at most {MAX_TOKEN_CHARS}",
+            token.chars().count()
+        )));
+    }
     let sk = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .filter(|sk| sk.starts_with("order#"))
-        .ok_or(ProjectionError::Invalid {
-            field: "next",
-            reason: "is not a token this listing returned".into(),
-        })?;
+        .filter(|sk| {
+            sk.strip_prefix("order#")
+                .and_then(|rest| rest.rsplit_once('#'))
+                .is_some_and(|(placed, order_id)| {
+                    chrono::DateTime::parse_from_rfc3339(placed).is_ok()
+                        && validate_order_id(order_id).is_ok()
+                })
+        })
+        .ok_or_else(|| invalid("is not a token this listing returned".into()))?;
     Ok(HashMap::from([
         (attr::PK.to_string(), s(pk)),
         (attr::SK.to_string(), s(sk)),
@@ -283,6 +304,15 @@ async fn query(projection: &OrdersProjection, request: &HttpRequest) -> HttpResp
             }
         }
         ["customers", customer_id, "orders"] => {
+            // The id becomes a key (`customer#<id>`): one the database would refuse is a 400.
+            let chars = customer_id.chars().count();
+            if chars == 0 || chars > MAX_CUSTOMER_ID_CHARS {
+                return HttpResponse::error(
+                    400,
+                    "customerId",
+                    format!("is {chars} characters; it must be 1 to {MAX_CUSTOMER_ID_CHARS}"),
+                );
+            }
             let limit = match request.query.get("limit").map(|l| l.parse::<u32>()) {
                 None => 20,
                 Some(Ok(l)) if (1..=MAX_PAGE).contains(&l) => l,
