@@ -60,7 +60,8 @@ pub enum EventResult {
 /// Why an event was rejected: the attribute (or `event` / `stream`) and a readable message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RejectionReason {
-    /// Which attribute was wrong; `stream` for write failures.
+    /// Which attribute was wrong (for a schema violation, `data` and the JSON pointer into it:
+    /// `data/items/0/quantity`); `stream` for write failures.
     pub field: String,
     /// What was wrong, with the limit where there is one.
     pub message: String,
@@ -292,7 +293,7 @@ fn rejected(index: usize, id: Option<&Value>, err: &ValidationError) -> EventRes
         index,
         id: id.and_then(Value::as_str).map(str::to_string),
         error: RejectionReason {
-            field: err.field().to_string(),
+            field: err.location(),
             message: err.to_string(),
         },
     }

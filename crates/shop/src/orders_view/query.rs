@@ -353,3 +353,50 @@ async fn query(projection: &OrdersProjection, request: &HttpRequest) -> HttpResp
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn encode(sk: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk)
+    }
+
+    #[test]
+    fn a_token_the_listing_returned_decodes_to_its_key() {
+        let sk = "order#2026-11-30T10:00:00.000Z#order-1";
+        let key = decode_token(&encode(sk), "customer#c-1").unwrap();
+        assert_eq!(key[attr::SK], s(sk));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever a client sends as `next` decodes to a key of ours or is an error naming
+        /// `next` — never a key DynamoDB would refuse (a 503).
+        #[test]
+        fn any_next_token_decodes_to_a_valid_key_or_names_next(
+            token in prop_oneof![
+                ".{0,300}",
+                "[A-Za-z0-9_-]{0,400}",
+                ".{0,200}".prop_map(|t| encode(&format!("order#{t}"))),
+                ("[0-9T:.Z-]{0,30}", ".{0,200}").prop_map(|(time, id)| encode(&format!("order#{time}#{id}"))),
+                (0usize..5000).prop_map(|n| encode(&format!("order#2026-11-30T10:00:00.000Z#{}", "o".repeat(n)))),
+            ]
+        ) {
+            match decode_token(&token, "customer#c-1") {
+                Ok(key) => {
+                    let sk = key[attr::SK].as_s().unwrap();
+                    prop_assert!(sk.starts_with("order#"));
+                    // DynamoDB's sort key limit is 1024 bytes.
+                    prop_assert!(sk.len() <= 1024, "{}", sk.len());
+                }
+                Err(ProjectionError::Invalid { field, .. }) => prop_assert_eq!(field, "next"),
+                Err(other) => prop_assert!(false, "{other}"),
+            }
+        }
+    }
+}
