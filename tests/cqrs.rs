@@ -565,7 +565,13 @@ async fn a_clients_bad_next_token_or_customer_id_is_a_400_naming_it() {
     let cases = [
         // Shaped like ours, but far longer than any key the listing hands out.
         (Some(token(&format!("order#{}", "x".repeat(3000)))), "next"),
-        (Some(token(&format!("order#2026-11-30T10:00:00.000Z#{}", "o".repeat(2000)))), "next"),
+        (
+            Some(token(&format!(
+                "order#2026-11-30T10:00:00.000Z#{}",
+                "o".repeat(2000)
+            ))),
+            "next",
+        ),
         (Some("!!not base64!!".to_string()), "next"),
         (Some(token("order#yesterday#o-1")), "next"),
         (Some("A".repeat(100_000)), "next"),

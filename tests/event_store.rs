@@ -227,12 +227,18 @@ async fn an_event_too_large_once_stamped_is_refused_and_its_aggregate_still_load
     let stamp = r#","aggregateversion":1"#.len();
 
     let near = event_of_size("note-a", MAX_EVENT_BYTES - 5);
-    assert!(Envelope::parse(&near.to_json_bytes()).is_ok(), "valid unstamped");
+    assert!(
+        Envelope::parse(&near.to_json_bytes()).is_ok(),
+        "valid unstamped"
+    );
     let err = store.append_events("note-a", 0, &[near]).await.unwrap_err();
     let StoreError::TooLarge { limit, actual, .. } = err else {
         panic!("{err}");
     };
-    assert_eq!((limit, actual), (MAX_EVENT_BYTES, MAX_EVENT_BYTES - 5 + stamp));
+    assert_eq!(
+        (limit, actual),
+        (MAX_EVENT_BYTES, MAX_EVENT_BYTES - 5 + stamp)
+    );
     // Nothing was stored: the aggregate loads (empty) and takes a smaller event.
     assert_eq!(store.events_after("note-a", 0).await.unwrap().len(), 0);
 
@@ -254,8 +260,9 @@ async fn an_oversized_order_field_is_a_400_naming_it_and_accepted_orders_can_be_
     use shop::events::MAX_SKU_CHARS;
 
     let (client, table) = store().await;
-    let service =
-        OrderCommands::new(DynamoDbEventStore::new(client, &table).with_upcasters(shop::upcasters()));
+    let service = OrderCommands::new(
+        DynamoDbEventStore::new(client, &table).with_upcasters(shop::upcasters()),
+    );
     let post = |path: &str, body: serde_json::Value| HttpRequest {
         method: "POST".into(),
         path: path.into(),

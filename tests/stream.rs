@@ -172,21 +172,46 @@ async fn the_public_producer_takes_only_what_clients_may_submit() {
     ]);
     let report = api::submit(&producer, submissions, None).await.unwrap();
     let results = serde_json::to_value(&report.results).unwrap();
-    let field = |i: usize| results[i]["error"]["field"].as_str().unwrap_or("").to_string();
-    let message = |i: usize| results[i]["error"]["message"].as_str().unwrap_or("").to_string();
+    let field = |i: usize| {
+        results[i]["error"]["field"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let message = |i: usize| {
+        results[i]["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
     assert_eq!(field(0), "type", "{results}");
-    assert!(message(0).contains("clients may not submit"), "{}", message(0));
+    assert!(
+        message(0).contains("clients may not submit"),
+        "{}",
+        message(0)
+    );
     assert_eq!(field(1), "source", "{results}");
     assert_eq!(field(2), "data", "{results}");
-    assert!(message(2).contains("`orderId` is required"), "{}", message(2));
+    assert!(
+        message(2).contains("`orderId` is required"),
+        "{}",
+        message(2)
+    );
     assert_eq!(field(3), "data/items/0/quantity", "{results}");
-    assert!(message(3).contains("expected integer, got string"), "{}", message(3));
+    assert!(
+        message(3).contains("expected integer, got string"),
+        "{}",
+        message(3)
+    );
 
     // The pre-submitted id is not the id written: the order service's event keeps its own.
     assert_eq!(results[4]["status"], "accepted", "{results}");
     let written = results[4]["id"].as_str().unwrap();
     assert_ne!(written, future_id);
-    assert_eq!(written, SubmissionPolicy::event_id(sources::ORDERS, &future_id));
+    assert_eq!(
+        written,
+        SubmissionPolicy::event_id(sources::ORDERS, &future_id)
+    );
     assert_eq!(results[4]["clientId"], Value::String(future_id.clone()));
     assert_eq!(report.accepted, 1);
 

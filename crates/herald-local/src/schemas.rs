@@ -156,7 +156,11 @@ pub fn validate(schema: &Value, value: &Value) -> Vec<String> {
     herald::json_schema::validate(schema, value)
         .into_iter()
         .map(|v| {
-            let at = if v.pointer.is_empty() { "/" } else { &v.pointer };
+            let at = if v.pointer.is_empty() {
+                "/"
+            } else {
+                &v.pointer
+            };
             format!("{at}: {}", v.rule)
         })
         .collect()

@@ -207,7 +207,8 @@ mod tests {
 
     #[test]
     fn each_violation_names_its_pointer_and_rule() {
-        let value = json!({"orderId": "o-123456789", "items": [{"a/b": 0}], "state": "lost", "x": 1});
+        let value =
+            json!({"orderId": "o-123456789", "items": [{"a/b": 0}], "state": "lost", "x": 1});
         let got: Vec<(String, String)> = validate(&schema(), &value)
             .into_iter()
             .map(|v| (v.pointer, v.rule))
@@ -215,7 +216,9 @@ mod tests {
         assert!(got.contains(&("/items/0/a~1b".into(), "0 is below the minimum 1".into())));
         assert!(got.contains(&("/orderId".into(), "11 characters; the maximum is 8".into())));
         assert!(got.contains(&("".into(), "`x` is not allowed".into())));
-        assert!(got.iter().any(|(p, r)| p == "/state" && r.contains("not one of")));
+        assert!(got
+            .iter()
+            .any(|(p, r)| p == "/state" && r.contains("not one of")));
         let missing = validate(&schema(), &json!({}));
         assert_eq!(missing[0].rule, "`orderId` is required");
         let wrong = validate(&schema(), &Value::Null);

@@ -7,7 +7,7 @@
 //!
 //! | function | you write | herald runs it with |
 //! |---|---|---|
-//! | producer | nothing (the catalog) | [`Herald::run_producer`] |
+//! | producer | nothing (the catalog, a [`producer::SubmissionPolicy`]) | [`Herald::run_producer`] |
 //! | router | nothing (the catalog) | [`Herald::run_router`] |
 //! | subscriber, effect outside DynamoDB | a [`ClaimedHandler`] | [`Herald::run_claimed`] |
 //! | subscriber, effect = DynamoDB writes | a [`TransactionalHandler`] | [`Herald::run_transactional`] |

@@ -12,7 +12,9 @@ use herald::envelope::validate_record;
 use herald::producer::{api, Producer, ProducerConfig, SubmissionPolicy};
 use herald::publisher::{Publisher, StoreChanges};
 use herald::router::{KinesisBatch, Router};
-use herald::subscriber::{Delivery, Outcome, RecordError, RecordHandler, SqsSubscriber, SubscriberConfig};
+use herald::subscriber::{
+    Delivery, Outcome, RecordError, RecordHandler, SqsSubscriber, SubscriberConfig,
+};
 use herald::testing::{InMemoryBus, InMemoryDeadLetters, InMemoryStream};
 use herald::{Envelope, EventCatalog, EventKind};
 use proptest::prelude::*;
@@ -58,7 +60,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         ".{0,40}".prop_map(Value::String),
         prop_oneof![
             Just("1.0"),
@@ -85,15 +88,17 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// An object whose keys are (mostly) CloudEvents attributes with arbitrary values: garbage
 /// that gets past "is it JSON" and exercises every attribute's check.
 fn envelope_like() -> impl Strategy<Value = Value> {
-    prop::collection::vec((prop::sample::select(ATTRIBUTES.to_vec()), json_value()), 0..15).prop_map(
-        |fields| {
-            let mut object = Map::new();
-            for (name, value) in fields {
-                object.insert(name.to_string(), value);
-            }
-            Value::Object(object)
-        },
+    prop::collection::vec(
+        (prop::sample::select(ATTRIBUTES.to_vec()), json_value()),
+        0..15,
     )
+    .prop_map(|fields| {
+        let mut object = Map::new();
+        for (name, value) in fields {
+            object.insert(name.to_string(), value);
+        }
+        Value::Object(object)
+    })
 }
 
 /// A valid envelope's JSON with one attribute replaced by garbage.
@@ -329,7 +334,11 @@ impl RecordHandler for Applies {
         "applies"
     }
 
-    async fn process(&self, _event: &Envelope, _deadline: SystemTime) -> Result<Delivery, RecordError> {
+    async fn process(
+        &self,
+        _event: &Envelope,
+        _deadline: SystemTime,
+    ) -> Result<Delivery, RecordError> {
         Ok(Delivery::Applied(Outcome::new("applied")))
     }
 }

@@ -51,7 +51,12 @@ pub const MAX_PAYMENT_TOKEN_CHARS: usize = 256;
 // limit, as `order_placed` and as the `order_cancelled` that copies its lines (the shop's tests
 // build that order and check both). So an order the service accepts can always be cancelled.
 /// A text field of `min` to `max` characters; the error names the field and the limit.
-fn bounded(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), ValidationError> {
+fn bounded(
+    field: &'static str,
+    value: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), ValidationError> {
     if value.is_empty() {
         return Err(ValidationError::Empty { field });
     }
@@ -131,8 +136,18 @@ impl OrderPlaced {
                 actual: self.items.len(),
             });
         }
-        bounded("data.customer.id", &self.customer.id, 1, MAX_CUSTOMER_ID_CHARS)?;
-        bounded("data.customer.email", &self.customer.email, 3, MAX_EMAIL_CHARS)?;
+        bounded(
+            "data.customer.id",
+            &self.customer.id,
+            1,
+            MAX_CUSTOMER_ID_CHARS,
+        )?;
+        bounded(
+            "data.customer.email",
+            &self.customer.email,
+            3,
+            MAX_EMAIL_CHARS,
+        )?;
         bounded(
             "data.paymentToken",
             &self.payment_token,

@@ -43,18 +43,46 @@ pub fn catalog() -> EventCatalog {
 /// The released JSON Schemas (`events/schemas/<type>/v<N>.json`), embedded in the binary: the
 /// producer validates client submissions against them without reading files.
 pub const SCHEMAS: [(&str, u32, &str); 8] = [
-    (types::ORDER_PLACED, 1, include_str!("../../../events/schemas/order_placed/v1.json")),
-    (types::ORDER_PLACED, 2, include_str!("../../../events/schemas/order_placed/v2.json")),
-    (types::ORDER_CANCELLED, 1, include_str!("../../../events/schemas/order_cancelled/v1.json")),
-    (types::ORDER_CANCELLED, 2, include_str!("../../../events/schemas/order_cancelled/v2.json")),
+    (
+        types::ORDER_PLACED,
+        1,
+        include_str!("../../../events/schemas/order_placed/v1.json"),
+    ),
+    (
+        types::ORDER_PLACED,
+        2,
+        include_str!("../../../events/schemas/order_placed/v2.json"),
+    ),
+    (
+        types::ORDER_CANCELLED,
+        1,
+        include_str!("../../../events/schemas/order_cancelled/v1.json"),
+    ),
+    (
+        types::ORDER_CANCELLED,
+        2,
+        include_str!("../../../events/schemas/order_cancelled/v2.json"),
+    ),
     (
         types::STOCK_RESERVATION_FAILED,
         1,
         include_str!("../../../events/schemas/stock_reservation_failed/v1.json"),
     ),
-    (types::PAYMENT_SUCCEEDED, 1, include_str!("../../../events/schemas/payment_succeeded/v1.json")),
-    (types::PAYMENT_FAILED, 1, include_str!("../../../events/schemas/payment_failed/v1.json")),
-    (types::JOB_FAILED, 1, include_str!("../../../events/schemas/job_failed/v1.json")),
+    (
+        types::PAYMENT_SUCCEEDED,
+        1,
+        include_str!("../../../events/schemas/payment_succeeded/v1.json"),
+    ),
+    (
+        types::PAYMENT_FAILED,
+        1,
+        include_str!("../../../events/schemas/payment_failed/v1.json"),
+    ),
+    (
+        types::JOB_FAILED,
+        1,
+        include_str!("../../../events/schemas/job_failed/v1.json"),
+    ),
 ];
 
 /// The source of system events from the shop's scheduled jobs (a producer client).
@@ -150,8 +178,10 @@ mod tests {
             }
         }
         on_disk.sort();
-        let mut embedded: Vec<(String, u32)> =
-            SCHEMAS.iter().map(|(t, v, _)| (t.to_string(), *v)).collect();
+        let mut embedded: Vec<(String, u32)> = SCHEMAS
+            .iter()
+            .map(|(t, v, _)| (t.to_string(), *v))
+            .collect();
         embedded.sort();
         assert_eq!(embedded, on_disk);
         for (event_type, version, text) in SCHEMAS {
@@ -217,7 +247,11 @@ mod tests {
         let mut wrong_total = order();
         wrong_total["total"] = json!(1);
         let err = policy
-            .admit(&submitted(types::ORDER_PLACED, sources::ORDERS, wrong_total))
+            .admit(&submitted(
+                types::ORDER_PLACED,
+                sources::ORDERS,
+                wrong_total,
+            ))
             .unwrap_err();
         assert_eq!(err.field(), "data.total");
         let mut other = order();

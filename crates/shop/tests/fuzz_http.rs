@@ -22,8 +22,14 @@ fn text() -> impl Strategy<Value = Value> {
 
 /// An order body with every field garbage, valid, missing or oversized.
 fn order_body() -> impl Strategy<Value = Vec<u8>> {
-    let item = (text(), prop_oneof![any::<u32>().prop_map(Value::from), text()], any::<u64>())
-        .prop_map(|(sku, quantity, price)| json!({"sku": sku, "quantity": quantity, "unitPrice": price}));
+    let item = (
+        text(),
+        prop_oneof![any::<u32>().prop_map(Value::from), text()],
+        any::<u64>(),
+    )
+        .prop_map(
+            |(sku, quantity, price)| json!({"sku": sku, "quantity": quantity, "unitPrice": price}),
+        );
     let order = (
         text(),
         text(),
@@ -33,13 +39,15 @@ fn order_body() -> impl Strategy<Value = Vec<u8>> {
         text(),
         text(),
     )
-        .prop_map(|(order_id, customer, email, items, total, currency, token)| {
-            serde_json::to_vec(&json!({
-                "orderId": order_id, "customer": {"id": customer, "email": email},
-                "items": items, "total": total, "currency": currency, "paymentToken": token
-            }))
-            .unwrap()
-        });
+        .prop_map(
+            |(order_id, customer, email, items, total, currency, token)| {
+                serde_json::to_vec(&json!({
+                    "orderId": order_id, "customer": {"id": customer, "email": email},
+                    "items": items, "total": total, "currency": currency, "paymentToken": token
+                }))
+                .unwrap()
+            },
+        );
     prop_oneof![
         order,
         prop::collection::vec(any::<u8>(), 0..300),

@@ -432,6 +432,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn under_a_policy_client_ids_are_namespaced_and_a_retry_keeps_its_id() {
+        let config = crate::producer::ProducerConfig {
+            submissions: Some(SubmissionPolicy::new().allow("user_signed_up", &["herald/test"])),
+            ..Default::default()
+        };
+        let producer = Producer::with_config(OkStream, config);
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let report = submit(&producer, json!([signup("client-7")]), None)
+                .await
+                .unwrap();
+            let EventResult::Accepted { id, client_id, .. } = &report.results[0] else {
+                panic!("{:?}", report.results[0]);
+            };
+            assert_eq!(client_id.as_deref(), Some("client-7"));
+            ids.push(id.clone());
+        }
+        assert_eq!(ids[0], ids[1], "a retry is the same event");
+        assert_eq!(
+            ids[0],
+            SubmissionPolicy::event_id("herald/test", "client-7")
+        );
+        // Without an id the client has nothing to collide with: herald's own id, no clientId.
+        let mut anonymous = signup("x");
+        anonymous.as_object_mut().unwrap().remove("id");
+        let report = submit(&producer, anonymous, None).await.unwrap();
+        assert!(matches!(
+            &report.results[0],
+            EventResult::Accepted {
+                client_id: None,
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
     async fn too_many_events_names_the_limit() {
         let producer = Producer::new(OkStream);
         let events: Vec<Value> = (0..1001).map(|i| signup(&i.to_string())).collect();

@@ -227,13 +227,26 @@ mod tests {
             .admit(&event("payment_succeeded", "shop/storefront", 1, json!({})))
             .unwrap_err();
         assert_eq!(err.field(), "type");
-        assert!(err.to_string().contains("may submit: order_placed"), "{err}");
+        assert!(
+            err.to_string().contains("may submit: order_placed"),
+            "{err}"
+        );
         let err = policy()
-            .admit(&event("order_placed", "shop/payment", 1, json!({"orderId": "o"})))
+            .admit(&event(
+                "order_placed",
+                "shop/payment",
+                1,
+                json!({"orderId": "o"}),
+            ))
             .unwrap_err();
         assert_eq!(err.field(), "source");
         assert!(policy()
-            .admit(&event("order_placed", "shop/storefront", 1, json!({"orderId": "o"})))
+            .admit(&event(
+                "order_placed",
+                "shop/storefront",
+                1,
+                json!({"orderId": "o"})
+            ))
             .is_ok());
     }
 
@@ -258,7 +271,12 @@ mod tests {
         assert_eq!(err.location(), "data/orderId");
         assert!(err.to_string().contains("the maximum is 8"), "{err}");
         let err = policy()
-            .admit(&event("order_placed", "shop/storefront", 2, json!({"orderId": "o"})))
+            .admit(&event(
+                "order_placed",
+                "shop/storefront",
+                2,
+                json!({"orderId": "o"}),
+            ))
             .unwrap_err();
         assert_eq!(err.field(), "schemaversion");
     }
