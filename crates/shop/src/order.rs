@@ -311,7 +311,8 @@ mod tests {
 
     #[test]
     fn every_text_field_over_its_limit_is_refused_naming_the_field_and_the_limit() {
-        let cases: [(&str, usize, fn(&mut OrderPlaced, String)); 4] = [
+        type Set = fn(&mut OrderPlaced, String);
+        let cases: [(&str, usize, Set); 4] = [
             ("data.items.sku", MAX_SKU_CHARS, |o, v| o.items[0].sku = v),
             ("data.customer.id", MAX_CUSTOMER_ID_CHARS, |o, v| {
                 o.customer.id = v
