@@ -533,3 +533,67 @@ async fn a_cancellation_releases_stock_once_even_when_it_arrives_before_the_orde
     );
     pipeline.stop().await;
 }
+
+/// Issue 11, scenario 8 (part): a client's oversized or garbled `next` token, or a customer id
+/// too long to be a key, used to reach DynamoDB, which refused it — answered as a 503 (retry
+/// later) although no retry could help. Now each is a 400 naming the parameter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_bad_next_token_or_customer_id_is_a_400_naming_it() {
+    use base64::Engine;
+    use herald::{HttpRequest, HttpService};
+    use shop::orders_view::OrdersQuery;
+
+    let aws = common::aws().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let view = table(
+        &dynamodb,
+        [
+            ("pk", ScalarAttributeType::S),
+            ("sk", ScalarAttributeType::S),
+        ],
+    )
+    .await;
+    let query = OrdersQuery::new(OrdersProjection::new(dynamodb.clone(), &view));
+    let get = |path: String, next: Option<String>| HttpRequest {
+        method: "GET".into(),
+        path,
+        query: next.into_iter().map(|n| ("next".to_string(), n)).collect(),
+        headers: Default::default(),
+        body: Vec::new(),
+    };
+    let token = |sk: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk);
+    let cases = [
+        // Shaped like ours, but far longer than any key the listing hands out.
+        (Some(token(&format!("order#{}", "x".repeat(3000)))), "next"),
+        (
+            Some(token(&format!(
+                "order#2026-11-30T10:00:00.000Z#{}",
+                "o".repeat(2000)
+            ))),
+            "next",
+        ),
+        (Some("!!not base64!!".to_string()), "next"),
+        (Some(token("order#yesterday#o-1")), "next"),
+        (Some("A".repeat(100_000)), "next"),
+    ];
+    for (next, field) in cases {
+        let response = query
+            .handle(get("/customers/c-1/orders".into(), next.clone()))
+            .await;
+        assert_eq!(response.status_code, 400, "{next:?}: {}", response.body);
+        let body: Value = serde_json::from_str(&response.body).unwrap();
+        assert_eq!(body["error"]["field"], field, "{body}");
+    }
+    let response = query
+        .handle(get(format!("/customers/{}/orders", "c".repeat(3000)), None))
+        .await;
+    assert_eq!(response.status_code, 400, "{}", response.body);
+    assert!(response.body.contains("customerId"), "{}", response.body);
+
+    // A token the listing returned still works.
+    let ours = token("order#2026-11-30T10:00:00.000Z#o-1");
+    let response = query
+        .handle(get("/customers/c-1/orders".into(), Some(ours)))
+        .await;
+    assert_eq!(response.status_code, 200, "{}", response.body);
+}

@@ -198,3 +198,105 @@ async fn stored_v1_events_are_upcast_when_loaded() {
         2
     );
 }
+
+/// An event of `event_type` about `aggregate` whose JSON, before the store stamps its version,
+/// is exactly `bytes` long.
+fn event_of_size(aggregate: &str, bytes: usize) -> Envelope {
+    let build = |blob: usize| {
+        Envelope::builder("note_added", "herald/test")
+            .id("note-1")
+            .subject(aggregate)
+            .data(serde_json::json!({ "blob": "x".repeat(blob) }))
+            .build()
+            .unwrap()
+    };
+    let event = build(bytes - build(0).to_json().len());
+    assert_eq!(event.to_json().len(), bytes);
+    event
+}
+
+/// Issue 11, scenario 3: an event within a few bytes of the limit used to be stored (the size
+/// was checked before the store added `aggregateversion`), then dead-lettered by the publisher
+/// and unloadable forever. Now the store checks the bytes it will store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_too_large_once_stamped_is_refused_and_its_aggregate_still_loads() {
+    use herald::limits::MAX_EVENT_BYTES;
+
+    let (client, table) = store().await;
+    let store = DynamoDbEventStore::new(client, &table);
+    let stamp = r#","aggregateversion":1"#.len();
+
+    let near = event_of_size("note-a", MAX_EVENT_BYTES - 5);
+    assert!(
+        Envelope::parse(&near.to_json_bytes()).is_ok(),
+        "valid unstamped"
+    );
+    let err = store.append_events("note-a", 0, &[near]).await.unwrap_err();
+    let StoreError::TooLarge { limit, actual, .. } = err else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        (limit, actual),
+        (MAX_EVENT_BYTES, MAX_EVENT_BYTES - 5 + stamp)
+    );
+    // Nothing was stored: the aggregate loads (empty) and takes a smaller event.
+    assert_eq!(store.events_after("note-a", 0).await.unwrap().len(), 0);
+
+    // At the limit once stamped: stored, loaded back, parsed by every later hop.
+    let exact = event_of_size("note-b", MAX_EVENT_BYTES - stamp);
+    store.append_events("note-b", 0, &[exact]).await.unwrap();
+    let loaded = store.events_after("note-b", 0).await.unwrap();
+    assert_eq!(loaded[0].1.to_json().len(), MAX_EVENT_BYTES);
+    assert!(Envelope::parse(&loaded[0].1.to_json_bytes()).is_ok());
+}
+
+/// Issue 11, scenario 3, as the order service's clients see it: a field with no limit let an
+/// order grow to the event limit, answered 201, and then every command on it answered 503.
+/// Now each field has a limit the 400 names, and every order accepted can be cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_order_field_is_a_400_naming_it_and_accepted_orders_can_be_cancelled() {
+    use herald::{HttpRequest, HttpService};
+    use shop::commands::OrderCommands;
+    use shop::events::MAX_SKU_CHARS;
+
+    let (client, table) = store().await;
+    let service = OrderCommands::new(
+        DynamoDbEventStore::new(client, &table).with_upcasters(shop::upcasters()),
+    );
+    let post = |path: &str, body: serde_json::Value| HttpRequest {
+        method: "POST".into(),
+        path: path.into(),
+        query: Default::default(),
+        headers: Default::default(),
+        body: body.to_string().into_bytes(),
+    };
+    let mut order = placed("order-big");
+    // Just under the event limit before the store's stamp: what used to be accepted.
+    order.items[0].sku = "S".repeat(herald::limits::MAX_EVENT_BYTES - 600);
+    let response = service
+        .handle(post("/orders", serde_json::to_value(&order).unwrap()))
+        .await;
+    assert_eq!(response.status_code, 400, "{}", response.body);
+    let body: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(body["error"]["field"], "data.items.sku");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the limit is {MAX_SKU_CHARS}")),
+        "{body}"
+    );
+
+    order.items[0].sku = "S".repeat(MAX_SKU_CHARS);
+    let response = service
+        .handle(post("/orders", serde_json::to_value(&order).unwrap()))
+        .await;
+    assert_eq!(response.status_code, 201, "{}", response.body);
+    let response = service
+        .handle(post(
+            "/orders/order-big/cancel",
+            serde_json::json!({"reason": "r".repeat(shop::events::MAX_REASON_CHARS)}),
+        ))
+        .await;
+    assert_eq!(response.status_code, 200, "{}", response.body);
+}

@@ -146,7 +146,12 @@ async fn logs_carry_request_and_event_ids_emf_is_valid_and_trace_follows_an_orde
 
     // herald trace: an order through the producer, the stream, the topic, its subscribers and
     // the follow-up its payment emitted.
-    let order_id = traffic.orders[0]["id"].as_str().unwrap();
+    // The id herald gave the client's event (client ids are namespaced).
+    let order_id = herald::producer::SubmissionPolicy::event_id(
+        traffic.orders[0]["source"].as_str().unwrap(),
+        traffic.orders[0]["id"].as_str().unwrap(),
+    );
+    let order_id = order_id.as_str();
     let trace = herald_local::trace::trace(&log_dir, order_id).unwrap();
     let first = &trace.events[0];
     assert_eq!(first.id, order_id);

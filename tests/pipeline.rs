@@ -97,7 +97,15 @@ async fn orders_flow_through_every_hop_exactly_once() {
     let by_id: HashMap<String, &Value> = traffic
         .orders
         .iter()
-        .map(|o| (o["id"].as_str().unwrap().to_string(), o))
+        // The producer namespaces client ids (issue 11, scenario 5): the event's id is derived
+        // from the client's source and id.
+        .map(|o| {
+            let id = herald::producer::SubmissionPolicy::event_id(
+                o["source"].as_str().unwrap(),
+                o["id"].as_str().unwrap(),
+            );
+            (id, o)
+        })
         .collect();
     let mut refused = 0;
     for (key, outcome) in &effects.inventory_outcomes {

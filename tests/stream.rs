@@ -183,3 +183,138 @@ async fn a_thousand_events_of_one_aggregate_take_two_requests_and_stay_in_order(
         assert_eq!(event.id(), answer.id);
     }
 }
+
+/// Issue 11, scenario 5: the shop's public producer (wired as `functions/shop` wires it) used to
+/// accept any catalog type from any source with any id, and `data` unchecked — a client could
+/// announce `payment_succeeded`, pre-submit the id of an order event the order service would
+/// emit later, or send `order_placed` with `data: {}` (202, then dead-lettered downstream).
+/// Now: only the types and sources clients may submit, `data` valid under the released schema
+/// (the error names the JSON pointer and the rule), and client ids namespaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_producer_takes_only_what_clients_may_submit() {
+    use herald::producer::{api, ProducerConfig, SubmissionPolicy};
+    use serde_json::{json, Value};
+    use shop::events::{sources, types};
+    use shop::order::order_event_id;
+
+    let aws = common::aws().await;
+    let kinesis = aws_sdk_kinesis::Client::new(&aws);
+    let name = common::unique("public");
+    kinesis
+        .create_stream()
+        .stream_name(&name)
+        .shard_count(1)
+        .send()
+        .await
+        .unwrap();
+    // What `Herald::producer` builds for the shop's producer function.
+    let producer = Producer::with_config(
+        KinesisStream::new(kinesis.clone(), &name),
+        ProducerConfig {
+            catalog: Some(shop::catalog()),
+            submissions: Some(shop::submissions()),
+            ..ProducerConfig::default()
+        },
+    );
+    let order = |id: &str, order_id: &str| {
+        json!({
+            "id": id, "type": types::ORDER_PLACED, "source": sources::ORDERS, "subject": order_id,
+            "schemaversion": 2,
+            "data": {"orderId": order_id, "customer": {"id": "c-1", "email": "c1@example.com"},
+                     "items": [{"sku": "SKU-CABLE", "quantity": 1, "unitPrice": 1299}],
+                     "total": 1299, "currency": "EUR", "paymentToken": "tok_visa"}
+        })
+    };
+    // The deterministic id the order service will give order-9's order_placed.
+    let future_id = order_event_id(types::ORDER_PLACED, "order-9");
+    let submissions = json!([
+        {"type": "payment_succeeded", "source": sources::PAYMENT, "subject": "order-1",
+         "data": {"orderId": "order-1", "paymentId": "p", "amount": 1, "currency": "EUR",
+                  "customer": {"id": "c", "email": "c@example.com"}}},
+        {"type": "order_placed", "source": "herald/rogue", "subject": "o", "schemaversion": 2, "data": {}},
+        {"type": "order_placed", "source": sources::ORDERS, "subject": "o", "schemaversion": 2, "data": {}},
+        {"type": "order_placed", "source": sources::ORDERS, "subject": "o", "schemaversion": 2,
+         "data": {"orderId": "o", "customer": {"id": "c", "email": "c@example.com"},
+                  "items": [{"sku": "S", "quantity": "2", "unitPrice": 1}], "total": 2,
+                  "currency": "EUR", "paymentToken": "t"}},
+        order(&future_id, "order-9"),
+    ]);
+    let report = api::submit(&producer, submissions, None).await.unwrap();
+    let results = serde_json::to_value(&report.results).unwrap();
+    let field = |i: usize| {
+        results[i]["error"]["field"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let message = |i: usize| {
+        results[i]["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(field(0), "type", "{results}");
+    assert!(
+        message(0).contains("clients may not submit"),
+        "{}",
+        message(0)
+    );
+    assert_eq!(field(1), "source", "{results}");
+    assert_eq!(field(2), "data", "{results}");
+    assert!(
+        message(2).contains("`orderId` is required"),
+        "{}",
+        message(2)
+    );
+    assert_eq!(field(3), "data/items/0/quantity", "{results}");
+    assert!(
+        message(3).contains("expected integer, got string"),
+        "{}",
+        message(3)
+    );
+
+    // The pre-submitted id is not the id written: the order service's event keeps its own.
+    assert_eq!(results[4]["status"], "accepted", "{results}");
+    let written = results[4]["id"].as_str().unwrap();
+    assert_ne!(written, future_id);
+    assert_eq!(
+        written,
+        SubmissionPolicy::event_id(sources::ORDERS, &future_id)
+    );
+    assert_eq!(results[4]["clientId"], Value::String(future_id.clone()));
+    assert_eq!(report.accepted, 1);
+
+    // What reached the stream: that one order, under herald's id — nothing else.
+    let shard = kinesis
+        .list_shards()
+        .stream_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .shards
+        .unwrap()[0]
+        .shard_id
+        .clone();
+    let iterator = kinesis
+        .get_shard_iterator()
+        .stream_name(&name)
+        .shard_id(shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator
+        .unwrap();
+    let records = kinesis
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await
+        .unwrap()
+        .records;
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| Envelope::parse(r.data.as_ref()).unwrap().id().to_string())
+        .collect();
+    assert_eq!(ids, [written]);
+}

@@ -151,117 +151,19 @@ fn unsupported_keywords(schema: &Value, path: &str) -> Vec<String> {
 }
 
 /// Validate `value` against `schema`; each error names the path (`/items/0/quantity`) and the rule.
+/// The same validator the producer runs on submissions ([`herald::json_schema`]).
 pub fn validate(schema: &Value, value: &Value) -> Vec<String> {
-    let mut errors = Vec::new();
-    check(schema, value, "", &mut errors);
-    errors
-}
-
-fn type_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
-}
-
-fn check(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
-    let at = if path.is_empty() { "/" } else { path };
-    if let Some(expected) = schema.get("type") {
-        let actual = type_of(value);
-        let allowed: Vec<&str> = match expected {
-            Value::String(t) => vec![t.as_str()],
-            Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
-        let ok = allowed
-            .iter()
-            .any(|t| *t == actual || (*t == "number" && actual == "integer"));
-        if !ok {
-            errors.push(format!(
-                "{at}: expected {}, got {actual}",
-                allowed.join(" or ")
-            ));
-            return;
-        }
-    }
-    if let Some(options) = schema.get("enum").and_then(Value::as_array) {
-        if !options.contains(value) {
-            errors.push(format!(
-                "{at}: {value} is not one of {}",
-                Value::Array(options.clone())
-            ));
-        }
-    }
-    if let Some(constant) = schema.get("const") {
-        if constant != value {
-            errors.push(format!("{at}: expected {constant}"));
-        }
-    }
-    let number = |k: &str| schema.get(k).and_then(Value::as_f64);
-    if let Some(n) = value.as_f64() {
-        if let Some(min) = number("minimum").filter(|min| n < *min) {
-            errors.push(format!("{at}: {n} is below the minimum {min}"));
-        }
-        if let Some(max) = number("maximum").filter(|max| n > *max) {
-            errors.push(format!("{at}: {n} is above the maximum {max}"));
-        }
-    }
-    if let Some(s) = value.as_str() {
-        let len = s.chars().count() as f64;
-        if let Some(min) = number("minLength").filter(|min| len < *min) {
-            errors.push(format!("{at}: {len} characters; the minimum is {min}"));
-        }
-        if let Some(max) = number("maxLength").filter(|max| len > *max) {
-            errors.push(format!("{at}: {len} characters; the maximum is {max}"));
-        }
-    }
-    if let Some(items) = value.as_array() {
-        let len = items.len() as f64;
-        if let Some(min) = number("minItems").filter(|min| len < *min) {
-            errors.push(format!("{at}: {len} items; the minimum is {min}"));
-        }
-        if let Some(max) = number("maxItems").filter(|max| len > *max) {
-            errors.push(format!("{at}: {len} items; the maximum is {max}"));
-        }
-        if let Some(item_schema) = schema.get("items") {
-            for (i, item) in items.iter().enumerate() {
-                check(item_schema, item, &format!("{path}/{i}"), errors);
-            }
-        }
-    }
-    if let Some(object) = value.as_object() {
-        for name in schema
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-        {
-            if !object.contains_key(name) {
-                errors.push(format!("{at}: `{name}` is required"));
-            }
-        }
-        let properties = schema.get("properties").and_then(Value::as_object);
-        for (name, field) in object {
-            match properties.and_then(|p| p.get(name)) {
-                Some(sub) => check(sub, field, &format!("{path}/{name}"), errors),
-                None => match schema.get("additionalProperties") {
-                    Some(Value::Bool(false)) => {
-                        errors.push(format!("{at}: `{name}` is not allowed"))
-                    }
-                    Some(sub @ Value::Object(_)) => {
-                        check(sub, field, &format!("{path}/{name}"), errors)
-                    }
-                    _ => {}
-                },
-            }
-        }
-    }
+    herald::json_schema::validate(schema, value)
+        .into_iter()
+        .map(|v| {
+            let at = if v.pointer.is_empty() {
+                "/"
+            } else {
+                &v.pointer
+            };
+            format!("{at}: {}", v.rule)
+        })
+        .collect()
 }
 
 /// Every way `current` breaks what `released` promised, by `<type>/v<N><path>`.

@@ -41,7 +41,7 @@ use crate::http::{serve_payload, HttpService};
 use crate::idempotency::{Idempotency, IdempotencyConfig};
 use crate::lambda::{serve, Error, LambdaEvent};
 use crate::metrics::{count, count_batch};
-use crate::producer::{api, Producer, ProducerConfig};
+use crate::producer::{api, Producer, ProducerConfig, SubmissionPolicy};
 use crate::projection::{Projection, Projector};
 use crate::publisher::{Publisher, StoreChanges};
 use crate::router::{KinesisBatch, Router, RouterConfig};
@@ -57,6 +57,7 @@ use crate::subscriber::{
 pub struct Herald {
     aws: SdkConfig,
     catalog: Option<EventCatalog>,
+    submissions: Option<SubmissionPolicy>,
     upcasters: Upcasters,
 }
 
@@ -74,6 +75,7 @@ impl Herald {
         Herald {
             aws,
             catalog: None,
+            submissions: None,
             upcasters: Upcasters::new(),
         }
     }
@@ -82,6 +84,14 @@ impl Herald {
     /// envelope passes.
     pub fn catalog(mut self, catalog: EventCatalog) -> Self {
         self.catalog = Some(catalog);
+        self
+    }
+
+    /// What the public producer takes from clients: types, sources, the schemas `data` must
+    /// meet; client ids namespaced ([`SubmissionPolicy`]). Without one, the producer takes any
+    /// valid envelope the catalog knows, with the id the client chose.
+    pub fn submissions(mut self, policy: SubmissionPolicy) -> Self {
+        self.submissions = Some(policy);
         self
     }
 
@@ -97,12 +107,14 @@ impl Herald {
         &self.aws
     }
 
-    /// The producer on `STREAM_NAME`, checking submissions against the catalog.
+    /// The producer on `STREAM_NAME`, checking submissions against the catalog and the
+    /// submission policy.
     pub fn producer(&self) -> Result<Producer<KinesisStream>, MissingEnv> {
         Ok(Producer::with_config(
             KinesisStream::new(crate::aws::kinesis(&self.aws), env("STREAM_NAME")?),
             ProducerConfig {
                 catalog: self.catalog.clone(),
+                submissions: self.submissions.clone(),
                 ..ProducerConfig::default()
             },
         ))

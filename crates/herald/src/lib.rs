@@ -7,7 +7,7 @@
 //!
 //! | function | you write | herald runs it with |
 //! |---|---|---|
-//! | producer | nothing (the catalog) | [`Herald::run_producer`] |
+//! | producer | nothing (the catalog, a [`producer::SubmissionPolicy`]) | [`Herald::run_producer`] |
 //! | router | nothing (the catalog) | [`Herald::run_router`] |
 //! | subscriber, effect outside DynamoDB | a [`ClaimedHandler`] | [`Herald::run_claimed`] |
 //! | subscriber, effect = DynamoDB writes | a [`TransactionalHandler`] | [`Herald::run_transactional`] |
@@ -19,6 +19,7 @@
 //! The modules, one concept each:
 //! - [`envelope`]: the immutable CloudEvents 1.0 envelope and its validation;
 //! - [`catalog`], [`schema`]: which event types exist; reading old schema versions (upcasting);
+//! - [`json_schema`]: payloads checked against their released JSON Schemas;
 //! - [`producer`]: validated events onto Kinesis (`PutRecords`, chunked, retried, ordered per aggregate);
 //! - [`router`]: Kinesis batches fanned out through SNS `PublishBatch`;
 //! - [`subscriber`]: SQS batches handled once per event, with partial batch responses;
@@ -48,6 +49,7 @@ pub mod errors;
 pub mod event_store;
 pub mod http;
 pub mod idempotency;
+pub mod json_schema;
 pub mod lambda;
 pub mod limits;
 pub mod metrics;

@@ -220,6 +220,7 @@ impl EventStore for InMemoryEventStore {
         expected_version: u64,
         events: &[Envelope],
     ) -> Result<u64, StoreError> {
+        let stamped = stamped(aggregate_id, expected_version, events)?;
         let mut all = self.events.lock().map_err(Self::lock_error)?;
         let stored = all.entry(aggregate_id.to_string()).or_default();
         if stored.len() as u64 != expected_version {
@@ -228,11 +229,7 @@ impl EventStore for InMemoryEventStore {
                 expected: expected_version,
             });
         }
-        stored.extend(
-            stamped(expected_version, events)
-                .iter()
-                .map(|(_, e)| e.to_json()),
-        );
+        stored.extend(stamped.into_iter().map(|(_, _, json)| json));
         Ok(stored.len() as u64)
     }
 

@@ -5,7 +5,7 @@
 //!
 //! | request | command | answers |
 //! |---|---|---|
-//! | `POST /orders` with `order_placed` data | `place_order` | 201 (200 when replayed), 400, 409 |
+//! | `POST /orders` with `order_placed` data | `place_order` | 201 (200 when replayed), 400, 409, 413 |
 //! | `POST /orders/{id}/cancel` with `{"reason": ...}` | `cancel_order` | 200, 400, 404, 409 |
 //!
 //! An `x-correlation-id` header joins the command's events to an existing business transaction.
@@ -14,6 +14,7 @@
 //! the original outcome (`replayed: true`).
 
 use herald::command::{AppendedEvent, CommandError as ServiceError, CommandOutcome};
+use herald::event_store::StoreError;
 use herald::{CommandService, EventStore, HttpRequest, HttpResponse, HttpService, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -166,6 +167,13 @@ fn respond(result: Result<OrderOutcome, ServiceError<CommandError>>, created: u1
         }
         Err(ServiceError::Rejected(err)) => HttpResponse::error(409, "orderId", err),
         Err(err @ ServiceError::Contended { .. }) => HttpResponse::error(409, "orderId", err),
+        // The store refuses what it could never publish: the client's to fix, not a retry's.
+        Err(ServiceError::Store(err @ StoreError::TooLarge { .. })) => {
+            HttpResponse::error(413, "body", err)
+        }
+        Err(ServiceError::Store(err @ StoreError::BadAggregateId { .. })) => {
+            HttpResponse::error(400, "orderId", err)
+        }
         Err(ServiceError::Store(err)) => {
             tracing::error!(error = %err, "event store failed");
             HttpResponse::json(

@@ -36,6 +36,50 @@ pub mod sources {
 /// the idempotency record (100 actions per transaction).
 pub const MAX_LINE_ITEMS: usize = 50;
 
+/// Most characters in a SKU: it is the stock table's partition key (DynamoDB: 2048 bytes) and is
+/// copied into every event about the order.
+pub const MAX_SKU_CHARS: usize = 64;
+/// Most characters in a customer id: it is the orders view's partition key (`customer#<id>`).
+pub const MAX_CUSTOMER_ID_CHARS: usize = 128;
+/// Most characters in an email address (RFC 5321's path limit).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Most characters in a payment-method token.
+pub const MAX_PAYMENT_TOKEN_CHARS: usize = 256;
+
+// With these limits the largest valid order — MAX_LINE_ITEMS lines, every text field at
+// its limit and made of characters JSON escapes to six bytes — is far below herald's event
+// limit, as `order_placed` and as the `order_cancelled` that copies its lines (the shop's tests
+// build that order and check both). So an order the service accepts can always be cancelled.
+/// A text field of `min` to `max` characters; the error names the field and the limit.
+fn bounded(
+    field: &'static str,
+    value: &str,
+    min: usize,
+    max: usize,
+) -> Result<(), ValidationError> {
+    if value.is_empty() {
+        return Err(ValidationError::Empty { field });
+    }
+    // Byte length bounds the character count: count only when it could exceed the limit.
+    if value.len() > max {
+        let actual = value.chars().count();
+        if actual > max {
+            return Err(ValidationError::TooLong {
+                field,
+                limit: max,
+                actual,
+            });
+        }
+    }
+    if value.chars().count() < min {
+        return Err(ValidationError::Invalid {
+            field,
+            reason: format!("is shorter than {min} characters"),
+        });
+    }
+    Ok(())
+}
+
 /// `order_placed` data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -77,7 +121,8 @@ pub struct LineItem {
 }
 
 impl OrderPlaced {
-    /// Check what serde cannot: at least one line, quantities ≥ 1, the total adds up.
+    /// Check what serde cannot: at least one line, quantities ≥ 1, the total adds up, every text
+    /// field within its limit (named in the error).
     pub fn validate(&self) -> Result<(), ValidationError> {
         let invalid =
             |field: &'static str, reason: String| Err(ValidationError::Invalid { field, reason });
@@ -91,11 +136,28 @@ impl OrderPlaced {
                 actual: self.items.len(),
             });
         }
-        if let Some(item) = self
-            .items
-            .iter()
-            .find(|i| i.sku.is_empty() || i.sku.contains('#'))
-        {
+        bounded(
+            "data.customer.id",
+            &self.customer.id,
+            1,
+            MAX_CUSTOMER_ID_CHARS,
+        )?;
+        bounded(
+            "data.customer.email",
+            &self.customer.email,
+            3,
+            MAX_EMAIL_CHARS,
+        )?;
+        bounded(
+            "data.paymentToken",
+            &self.payment_token,
+            1,
+            MAX_PAYMENT_TOKEN_CHARS,
+        )?;
+        for item in &self.items {
+            bounded("data.items.sku", &item.sku, 1, MAX_SKU_CHARS)?;
+        }
+        if let Some(item) = self.items.iter().find(|i| i.sku.contains('#')) {
             // `#` is reserved for the stock table's reservation items (`order#<id>`).
             return invalid(
                 "data.items.sku",

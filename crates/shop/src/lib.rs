@@ -23,10 +23,11 @@ pub mod order;
 pub mod orders_view;
 pub mod payment;
 
-use herald::{EventCatalog, EventKind, Upcasters};
+use herald::producer::SubmissionPolicy;
+use herald::{Envelope, EventCatalog, EventKind, Upcasters, ValidationError};
 use serde_json::Value;
 
-use events::types;
+use events::{sources, types, OrderPlaced};
 
 /// The shop's event types, their kinds and schema versions (`events/schemas/<type>/v<N>.json`).
 pub fn catalog() -> EventCatalog {
@@ -37,6 +38,96 @@ pub fn catalog() -> EventCatalog {
         .with(types::PAYMENT_SUCCEEDED, EventKind::Business, 1..=1)
         .with(types::PAYMENT_FAILED, EventKind::Business, 1..=1)
         .with(types::JOB_FAILED, EventKind::System, 1..=1)
+}
+
+/// The released JSON Schemas (`events/schemas/<type>/v<N>.json`), embedded in the binary: the
+/// producer validates client submissions against them without reading files.
+pub const SCHEMAS: [(&str, u32, &str); 8] = [
+    (
+        types::ORDER_PLACED,
+        1,
+        include_str!("../../../events/schemas/order_placed/v1.json"),
+    ),
+    (
+        types::ORDER_PLACED,
+        2,
+        include_str!("../../../events/schemas/order_placed/v2.json"),
+    ),
+    (
+        types::ORDER_CANCELLED,
+        1,
+        include_str!("../../../events/schemas/order_cancelled/v1.json"),
+    ),
+    (
+        types::ORDER_CANCELLED,
+        2,
+        include_str!("../../../events/schemas/order_cancelled/v2.json"),
+    ),
+    (
+        types::STOCK_RESERVATION_FAILED,
+        1,
+        include_str!("../../../events/schemas/stock_reservation_failed/v1.json"),
+    ),
+    (
+        types::PAYMENT_SUCCEEDED,
+        1,
+        include_str!("../../../events/schemas/payment_succeeded/v1.json"),
+    ),
+    (
+        types::PAYMENT_FAILED,
+        1,
+        include_str!("../../../events/schemas/payment_failed/v1.json"),
+    ),
+    (
+        types::JOB_FAILED,
+        1,
+        include_str!("../../../events/schemas/job_failed/v1.json"),
+    ),
+];
+
+/// The source of system events from the shop's scheduled jobs (a producer client).
+pub const SCHEDULER_SOURCE: &str = "herald/scheduler";
+
+/// What the shop's clients may submit to the public producer: orders (from the storefront,
+/// source `herald/orders`) and failed background jobs (from the scheduler). Everything else —
+/// payments, reservations, cancellations — comes only from the shop's own services. `data` must
+/// meet the released schema, and an order the shop's own rules too ([`OrderPlaced::validate`]:
+/// field limits, the total adding up), with its `subject` the order's id.
+pub fn submissions() -> SubmissionPolicy {
+    SubmissionPolicy::new()
+        .allow(types::ORDER_PLACED, &[sources::ORDERS])
+        .allow(types::JOB_FAILED, &[SCHEDULER_SOURCE])
+        .schemas(SCHEMAS)
+        .expect("the embedded schemas are JSON (a unit test reads each)")
+        .check(types::ORDER_PLACED, check_order_placed)
+}
+
+/// The rules of an order its schema cannot say: what the order service checks too.
+fn check_order_placed(event: &Envelope) -> Result<(), ValidationError> {
+    let event = upcasters().upcast(event.clone())?;
+    let order: OrderPlaced = event.data_as()?;
+    order::validate_order_id(&order.order_id).map_err(|err| match err {
+        ValidationError::TooLong { limit, actual, .. } => ValidationError::TooLong {
+            field: "data.orderId",
+            limit,
+            actual,
+        },
+        ValidationError::Invalid { reason, .. } => ValidationError::Invalid {
+            field: "data.orderId",
+            reason,
+        },
+        other => other,
+    })?;
+    if event.subject() != Some(order.order_id.as_str()) {
+        return Err(ValidationError::Invalid {
+            field: "subject",
+            reason: format!(
+                "must be the order's id \"{}\" (the order is the aggregate)",
+                order.order_id
+            ),
+        });
+    }
+    order.validate()
 }
 
 /// How the shop reads old versions: `order_placed` v1 had no `currency` (every shop sold in
@@ -63,4 +154,111 @@ fn order_placed_v1_to_v2(mut data: Value) -> Value {
 /// `order_cancelled` v1 → v2: v2 added the optional `items`; a v1 event knows no lines.
 fn order_cancelled_v1_to_v2(data: Value) -> Value {
     data
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn every_released_schema_is_embedded_and_reads() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/schemas");
+        let mut on_disk = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if !entry.file_type().unwrap().is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(entry.path()).unwrap() {
+                let name = file.unwrap().file_name().to_string_lossy().into_owned();
+                let version: u32 = name[1..name.len() - 5].parse().unwrap();
+                on_disk.push((entry.file_name().to_string_lossy().into_owned(), version));
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<(String, u32)> = SCHEMAS
+            .iter()
+            .map(|(t, v, _)| (t.to_string(), *v))
+            .collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk);
+        for (event_type, version, text) in SCHEMAS {
+            serde_json::from_str::<Value>(text)
+                .unwrap_or_else(|e| panic!("{event_type} v{version}: {e}"));
+        }
+        let _ = submissions();
+    }
+
+    fn submitted(event_type: &str, source: &str, data: Value) -> Envelope {
+        Envelope::builder(event_type, source)
+            .subject("o-1")
+            .schema_version(2)
+            .data(data)
+            .build()
+            .unwrap()
+    }
+
+    fn order() -> Value {
+        json!({"orderId": "o-1", "customer": {"id": "c-1", "email": "a@example.com"},
+               "items": [{"sku": "SKU-1", "quantity": 2, "unitPrice": 100}],
+               "total": 200, "currency": "EUR", "paymentToken": "tok_visa"})
+    }
+
+    #[test]
+    fn clients_submit_orders_and_nothing_internal() {
+        let policy = submissions();
+        assert!(policy
+            .admit(&submitted(types::ORDER_PLACED, sources::ORDERS, order()))
+            .is_ok());
+        let paid = Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
+            .subject("o-1")
+            .data(json!({}))
+            .build()
+            .unwrap();
+        assert_eq!(policy.admit(&paid).unwrap_err().field(), "type");
+        let err = policy
+            .admit(&submitted(types::ORDER_PLACED, sources::PAYMENT, order()))
+            .unwrap_err();
+        assert_eq!(err.field(), "source");
+    }
+
+    #[test]
+    fn an_order_is_checked_by_schema_then_by_the_shops_rules() {
+        let policy = submissions();
+        let err = policy
+            .admit(&submitted(types::ORDER_PLACED, sources::ORDERS, json!({})))
+            .unwrap_err();
+        assert_eq!(err.location(), "data");
+        assert!(err.to_string().contains("`orderId` is required"), "{err}");
+        let mut bad = order();
+        bad["items"][0]["quantity"] = json!("two");
+        let err = policy
+            .admit(&submitted(types::ORDER_PLACED, sources::ORDERS, bad))
+            .unwrap_err();
+        assert_eq!(err.location(), "data/items/0/quantity");
+        let mut long = order();
+        long["items"][0]["sku"] = json!("S".repeat(65));
+        let err = policy
+            .admit(&submitted(types::ORDER_PLACED, sources::ORDERS, long))
+            .unwrap_err();
+        assert_eq!(err.field(), "data.items.sku");
+        let mut wrong_total = order();
+        wrong_total["total"] = json!(1);
+        let err = policy
+            .admit(&submitted(
+                types::ORDER_PLACED,
+                sources::ORDERS,
+                wrong_total,
+            ))
+            .unwrap_err();
+        assert_eq!(err.field(), "data.total");
+        let mut other = order();
+        other["orderId"] = json!("o-2");
+        let err = policy
+            .admit(&submitted(types::ORDER_PLACED, sources::ORDERS, other))
+            .unwrap_err();
+        assert_eq!(err.field(), "subject");
+    }
 }

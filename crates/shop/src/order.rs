@@ -249,3 +249,98 @@ impl Command<Order> for CancelOrder {
                 .is_ok_and(|c| c.reason == self.reason)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use herald::limits::MAX_EVENT_BYTES;
+
+    use super::*;
+    use crate::events::{
+        Customer, MAX_CUSTOMER_ID_CHARS, MAX_EMAIL_CHARS, MAX_LINE_ITEMS, MAX_PAYMENT_TOKEN_CHARS,
+        MAX_SKU_CHARS,
+    };
+
+    /// A text of `n` characters that JSON escapes to six bytes each (`\u0001`): the most bytes
+    /// a field of `n` characters can take in an event.
+    fn widest(n: usize) -> String {
+        "\u{1}".repeat(n)
+    }
+
+    /// The largest order `validate` accepts.
+    fn largest_order() -> OrderPlaced {
+        let items: Vec<LineItem> = (0..MAX_LINE_ITEMS)
+            .map(|i| LineItem {
+                sku: format!("{i:02}{}", widest(MAX_SKU_CHARS - 2)),
+                quantity: 1,
+                unit_price: u64::MAX / 64,
+            })
+            .collect();
+        OrderPlaced {
+            order_id: "o".repeat(MAX_ORDER_ID_CHARS),
+            customer: Customer {
+                id: widest(MAX_CUSTOMER_ID_CHARS),
+                email: widest(MAX_EMAIL_CHARS),
+            },
+            total: items.iter().map(|i| i.unit_price).sum(),
+            items,
+            currency: "EUR".into(),
+            payment_token: widest(MAX_PAYMENT_TOKEN_CHARS),
+        }
+    }
+
+    #[test]
+    fn the_largest_valid_order_and_its_cancellation_fit_in_an_event_with_any_version() {
+        let order = largest_order();
+        let placed = Order::default().place(order.clone()).unwrap();
+        let mut state = Order::default();
+        state.apply(&placed);
+        let cancelled = state
+            .cancel(&order.order_id, &widest(MAX_REASON_CHARS))
+            .unwrap();
+        for event in [placed, cancelled] {
+            // The store stamps a version; the largest one takes the most digits.
+            let stored = event.clone().with_aggregate_version(u64::MAX).to_json();
+            assert!(
+                stored.len() <= MAX_EVENT_BYTES / 4,
+                "{} is {} bytes",
+                event.event_type(),
+                stored.len()
+            );
+        }
+    }
+
+    #[test]
+    fn every_text_field_over_its_limit_is_refused_naming_the_field_and_the_limit() {
+        type Set = fn(&mut OrderPlaced, String);
+        let cases: [(&str, usize, Set); 4] = [
+            ("data.items.sku", MAX_SKU_CHARS, |o, v| o.items[0].sku = v),
+            ("data.customer.id", MAX_CUSTOMER_ID_CHARS, |o, v| {
+                o.customer.id = v
+            }),
+            ("data.customer.email", MAX_EMAIL_CHARS, |o, v| {
+                o.customer.email = v
+            }),
+            ("data.paymentToken", MAX_PAYMENT_TOKEN_CHARS, |o, v| {
+                o.payment_token = v
+            }),
+        ];
+        for (field, limit, set) in cases {
+            let mut order = largest_order();
+            set(&mut order, "x".repeat(limit));
+            assert!(order.validate().is_ok(), "{field} at its limit");
+            set(&mut order, "x".repeat(limit + 1));
+            let err = Order::default().place(order).unwrap_err();
+            let CommandError::Invalid(err) = err else {
+                panic!("{field}: {err}");
+            };
+            assert_eq!(
+                err,
+                ValidationError::TooLong {
+                    field,
+                    limit,
+                    actual: limit + 1
+                }
+            );
+        }
+    }
+}

@@ -12,6 +12,7 @@ async fn main() -> Result<(), Error> {
     let herald = Herald::from_env()
         .await?
         .catalog(shop::catalog())
+        .submissions(shop::submissions())
         .upcasters(shop::upcasters());
     let aws = herald.aws().clone();
     match herald::aws::env("HERALD_FUNCTION")?.as_str() {

@@ -154,27 +154,11 @@ async fn put_back(
             .and_then(|a| a.get(name))
             .and_then(|v| v.string_value.clone())
     };
-    if attribute(attr::TRUNCATED).as_deref() == Some("true") {
-        bail!("the dead letter holds a truncated record; re-read it from the stream (see herald.origin)");
-    }
-    let body = message.body.clone().unwrap_or_default();
-    let data = if attribute(attr::ENCODING).as_deref() == Some("base64") {
-        base64::engine::general_purpose::STANDARD.decode(body.trim())?
-    } else {
-        body.into_bytes()
-    };
-    let origin: Value = attribute(attr::ORIGIN)
-        .and_then(|o| serde_json::from_str(&o).ok())
-        .unwrap_or(Value::Null);
-    let key = origin["partitionKey"]
-        .as_str()
-        .map(String::from)
-        .unwrap_or_else(|| {
-            message
-                .message_id
-                .clone()
-                .unwrap_or_else(|| "redrive".into())
-        });
+    let (key, data) = stream_record(
+        message.body.as_deref().unwrap_or_default(),
+        attribute,
+        message.message_id.as_deref(),
+    )?;
     kinesis
         .put_record()
         .stream_name(stream)
@@ -185,14 +169,45 @@ async fn put_back(
     Ok(())
 }
 
-/// Re-read the records a Lambda on-failure record describes and put them back onto the stream.
-async fn copy_range(
-    kinesis: &aws_sdk_kinesis::Client,
-    stream: &str,
-    message: &aws_sdk_sqs::types::Message,
-) -> Result<()> {
-    let record: Value = serde_json::from_str(message.body.as_deref().unwrap_or_default())
-        .context("not a Lambda on-failure record")?;
+/// The record a stream's dead letter holds, as `(partition key, data)`: the body, decoded when
+/// herald kept it as base64, and the partition key from `herald.origin` — or, when that is
+/// missing or not a key Kinesis takes (1 to 256 characters), the message id. A truncated or
+/// undecodable letter is an error saying so (the message stays in the DLQ).
+pub fn stream_record(
+    body: &str,
+    attribute: impl Fn(&str) -> Option<String>,
+    message_id: Option<&str>,
+) -> Result<(String, Vec<u8>)> {
+    if attribute(attr::TRUNCATED).as_deref() == Some("true") {
+        bail!("the dead letter holds a truncated record; re-read it from the stream (see herald.origin)");
+    }
+    let data = if attribute(attr::ENCODING).as_deref() == Some("base64") {
+        base64::engine::general_purpose::STANDARD
+            .decode(body.trim())
+            .context("the dead letter says base64 but its body is not")?
+    } else {
+        body.as_bytes().to_vec()
+    };
+    let origin: Value = attribute(attr::ORIGIN)
+        .and_then(|o| serde_json::from_str(&o).ok())
+        .unwrap_or(Value::Null);
+    let usable = |key: &&str| {
+        let chars = key.chars().count();
+        (1..=herald::limits::KINESIS_MAX_PARTITION_KEY_CHARS).contains(&chars)
+    };
+    let key = origin["partitionKey"]
+        .as_str()
+        .filter(usable)
+        .or(message_id.filter(usable))
+        .unwrap_or("redrive")
+        .to_string();
+    Ok((key, data))
+}
+
+/// The stream range a Lambda on-failure record describes: `(shard id, first, last sequence
+/// number)`. Anything else is an error naming what is missing.
+pub fn batch_range(body: &str) -> Result<(String, String, String)> {
+    let record: Value = serde_json::from_str(body).context("not a Lambda on-failure record")?;
     let info = &record["KinesisBatchInfo"];
     let (Some(shard), Some(start), Some(end)) = (
         info["shardId"].as_str(),
@@ -201,6 +216,25 @@ async fn copy_range(
     ) else {
         bail!("the on-failure record has no KinesisBatchInfo");
     };
+    if shard.is_empty() || shard.len() > 128 {
+        bail!("the on-failure record's shardId is not a shard id");
+    }
+    for (name, number) in [("startSequenceNumber", start), ("endSequenceNumber", end)] {
+        if number.is_empty() || number.len() > 128 || !number.bytes().all(|b| b.is_ascii_digit()) {
+            bail!("the on-failure record's {name} is not a sequence number");
+        }
+    }
+    Ok((shard.to_string(), start.to_string(), end.to_string()))
+}
+
+/// Re-read the records a Lambda on-failure record describes and put them back onto the stream.
+async fn copy_range(
+    kinesis: &aws_sdk_kinesis::Client,
+    stream: &str,
+    message: &aws_sdk_sqs::types::Message,
+) -> Result<()> {
+    let (shard, start, end) = batch_range(message.body.as_deref().unwrap_or_default())?;
+    let (shard, start, end) = (shard.as_str(), start.as_str(), end.as_str());
     let mut iterator = kinesis
         .get_shard_iterator()
         .stream_name(stream)
@@ -258,7 +292,66 @@ pub fn sequence_after(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::sequence_after;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any dead letter of a stream's DLQ — any body, any herald attributes — is a record
+        /// Kinesis takes (a partition key of 1 to 256 characters) or an error saying why.
+        #[test]
+        fn any_stream_dead_letter_is_a_putable_record_or_a_named_error(
+            body in ".{0,300}",
+            base64 in any::<bool>(),
+            truncated in any::<bool>(),
+            origin in prop_oneof![
+                ".{0,100}",
+                ".{0,400}".prop_map(|k| serde_json::json!({"partitionKey": k}).to_string()),
+                any::<i64>().prop_map(|k| serde_json::json!({"partitionKey": k}).to_string()),
+            ],
+            message_id in prop::option::of(".{0,300}"),
+        ) {
+            let attribute = |name: &str| match name {
+                attr::ENCODING if base64 => Some("base64".to_string()),
+                attr::TRUNCATED if truncated => Some("true".to_string()),
+                attr::ORIGIN => Some(origin.clone()),
+                _ => None,
+            };
+            match stream_record(&body, attribute, message_id.as_deref()) {
+                Ok((key, _)) => {
+                    let chars = key.chars().count();
+                    prop_assert!((1..=256).contains(&chars), "{chars}");
+                }
+                Err(err) => prop_assert!(!err.to_string().is_empty()),
+            }
+        }
+
+        /// Any on-failure record body gives a shard and two decimal sequence numbers, or an
+        /// error naming what is missing.
+        #[test]
+        fn any_on_failure_record_is_a_range_or_a_named_error(
+            body in prop_oneof![
+                ".{0,200}",
+                (".{0,20}", ".{0,30}", ".{0,30}").prop_map(|(shard, start, end)| serde_json::json!({
+                    "KinesisBatchInfo": {"shardId": shard, "startSequenceNumber": start, "endSequenceNumber": end}
+                }).to_string()),
+                ("[0-9]{1,60}", "[0-9]{1,60}").prop_map(|(start, end)| serde_json::json!({
+                    "KinesisBatchInfo": {"shardId": "shardId-000000000000", "startSequenceNumber": start, "endSequenceNumber": end}
+                }).to_string()),
+            ]
+        ) {
+            match batch_range(&body) {
+                Ok((shard, start, end)) => {
+                    prop_assert!(!shard.is_empty());
+                    prop_assert!(start.bytes().chain(end.bytes()).all(|b| b.is_ascii_digit()));
+                    let _ = sequence_after(&start, &end);
+                }
+                Err(err) => prop_assert!(!err.to_string().is_empty()),
+            }
+        }
+    }
 
     #[test]
     fn sequence_numbers_compare_as_numbers() {

@@ -44,6 +44,18 @@ pub enum ValidationError {
         /// Why, in words that follow the attribute's name.
         reason: String,
     },
+    /// `data` breaks its event type's released JSON Schema.
+    #[error("`data{pointer}`: {rule} (the {event_type} v{version} schema)")]
+    Schema {
+        /// Where in `data`, as a JSON pointer (`/items/0/sku`; empty for `data` itself).
+        pointer: String,
+        /// The rule broken.
+        rule: String,
+        /// The event type whose schema it is.
+        event_type: String,
+        /// The schema version.
+        version: u32,
+    },
     /// The whole encoded event is larger than the pipeline can carry.
     #[error("the event is {actual} bytes; the limit is {limit} bytes (SNS's 256 KiB message limit less room for attributes)")]
     TooLarge {
@@ -55,10 +67,20 @@ pub enum ValidationError {
 }
 
 impl ValidationError {
+    /// Where the error is, as precisely as it is known: the attribute, or for a schema violation
+    /// `data` followed by the JSON pointer into it (`data/items/0/sku`).
+    pub fn location(&self) -> String {
+        match self {
+            ValidationError::Schema { pointer, .. } => format!("data{pointer}"),
+            other => other.field().to_string(),
+        }
+    }
+
     /// The attribute the error is about (`"event"` for whole-event errors).
     pub fn field(&self) -> &'static str {
         match self {
             ValidationError::NotJson(_) | ValidationError::TooLarge { .. } => "event",
+            ValidationError::Schema { .. } => "data",
             ValidationError::Missing { field }
             | ValidationError::WrongType { field, .. }
             | ValidationError::Empty { field }

@@ -182,6 +182,22 @@ impl Envelope {
         }
     }
 
+    /// The same event under the id herald gives a client's submission
+    /// ([`crate::producer::SubmissionPolicy::event_id`]); a correlation id that defaulted to the
+    /// client's id follows it, so that the event still starts its own transaction.
+    pub(crate) fn with_client_id(self, id: String) -> Envelope {
+        let correlationid = if self.correlationid == self.id {
+            id.clone()
+        } else {
+            self.correlationid
+        };
+        Envelope {
+            id,
+            correlationid,
+            ..self
+        }
+    }
+
     /// The same event stamped with its version in its aggregate — what the event store appends.
     /// Everything else, the id included, stays as it is.
     pub fn with_aggregate_version(self, version: u64) -> Envelope {

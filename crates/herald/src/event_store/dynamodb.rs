@@ -131,9 +131,9 @@ impl EventStore for DynamoDbEventStore {
                 actual: events.len(),
             });
         }
-        let items = stamped(expected_version, events)
+        let items = stamped(aggregate_id, expected_version, events)?
             .into_iter()
-            .map(|(version, event)| {
+            .map(|(version, event, json)| {
                 Put::builder()
                     .table_name(&self.table)
                     .item(
@@ -141,7 +141,7 @@ impl EventStore for DynamoDbEventStore {
                         AttributeValue::S(aggregate_id.to_string()),
                     )
                     .item(attr::VERSION, AttributeValue::N(version.to_string()))
-                    .item(attr::EVENT, AttributeValue::S(event.to_json()))
+                    .item(attr::EVENT, AttributeValue::S(json))
                     .item(
                         attr::TYPE,
                         AttributeValue::S(event.event_type().to_string()),

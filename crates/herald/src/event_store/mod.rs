@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use crate::aws::AwsError;
 use crate::envelope::Envelope;
+use crate::limits::{MAX_ATTRIBUTE_CHARS, MAX_EVENT_BYTES};
 
 pub use dynamodb::{attr, is_snapshot_key, DynamoDbEventStore};
 
@@ -59,6 +60,31 @@ pub enum StoreError {
         /// The store's limit.
         limit: usize,
         /// How many were given.
+        actual: usize,
+    },
+    /// An event would be larger, as stored and published (with the `aggregateversion` the store
+    /// stamps on it), than the pipeline can carry: refused before it is stored, so that nothing
+    /// the store accepts is later unpublishable or unloadable.
+    #[error("event {event_id} ({event_type}) of {aggregate_id} would be {actual} bytes as stored, with its aggregateversion; the limit is {limit} bytes")]
+    TooLarge {
+        /// The aggregate.
+        aggregate_id: String,
+        /// The event's id.
+        event_id: String,
+        /// The event's type.
+        event_type: String,
+        /// [`MAX_EVENT_BYTES`].
+        limit: usize,
+        /// The stamped event's encoded bytes.
+        actual: usize,
+    },
+    /// The aggregate id cannot be a store key: empty, or longer than
+    /// [`MAX_ATTRIBUTE_CHARS`] (it is also the events' subject and Kinesis partition key).
+    #[error("aggregate id is {actual} characters; it must be 1 to {limit}")]
+    BadAggregateId {
+        /// The most characters allowed.
+        limit: usize,
+        /// Its characters.
         actual: usize,
     },
     /// A stored item is not what the store wrote.
@@ -196,14 +222,50 @@ pub trait EventStore: Send + Sync {
     }
 }
 
-/// The events to store: each stamped with the version it will have.
-pub(crate) fn stamped(expected_version: u64, events: &[Envelope]) -> Vec<(u64, Envelope)> {
+impl StoreError {
+    /// Whether the append was refused for what it held (too large, a bad id): retrying the same
+    /// append cannot succeed, so a command service answers the caller with a 4xx, not a 503.
+    pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            StoreError::TooLarge { .. } | StoreError::BadAggregateId { .. }
+        )
+    }
+}
+
+/// The events to store: each stamped with the version it will have, with its JSON as it will be
+/// stored. Refuses the whole append when one stamped event is larger than the pipeline carries
+/// (the check runs on the final bytes, `aggregateversion` included, because an event the store
+/// accepts is published and loaded as stored, forever).
+pub(crate) fn stamped(
+    aggregate_id: &str,
+    expected_version: u64,
+    events: &[Envelope],
+) -> Result<Vec<(u64, Envelope, String)>, StoreError> {
+    let chars = aggregate_id.chars().count();
+    if chars == 0 || chars > MAX_ATTRIBUTE_CHARS {
+        return Err(StoreError::BadAggregateId {
+            limit: MAX_ATTRIBUTE_CHARS,
+            actual: chars,
+        });
+    }
     events
         .iter()
         .enumerate()
         .map(|(i, event)| {
             let version = expected_version + 1 + i as u64;
-            (version, event.clone().with_aggregate_version(version))
+            let event = event.clone().with_aggregate_version(version);
+            let json = event.to_json();
+            if json.len() > MAX_EVENT_BYTES {
+                return Err(StoreError::TooLarge {
+                    aggregate_id: aggregate_id.to_string(),
+                    event_id: event.id().to_string(),
+                    event_type: event.event_type().to_string(),
+                    limit: MAX_EVENT_BYTES,
+                    actual: json.len(),
+                });
+            }
+            Ok((version, event, json))
         })
         .collect()
 }

@@ -13,7 +13,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{EventStream, Producer};
+use super::{EventStream, Producer, SubmissionPolicy};
 use crate::envelope::{Envelope, ValidationError};
 use crate::http::HttpRequest;
 pub use crate::http::{is_http_request, HttpResponse};
@@ -33,8 +33,12 @@ pub enum EventResult {
     Accepted {
         /// Its position in the request.
         index: usize,
-        /// The event id (assigned when the submission had none).
+        /// The event id herald wrote: assigned when the submission had none, derived from the
+        /// client's id under a [`super::SubmissionPolicy`].
         id: String,
+        /// The id the client gave, when herald wrote another ([`super::SubmissionPolicy`]).
+        #[serde(rename = "clientId", skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
         /// The shard it was written to.
         #[serde(rename = "shardId")]
         shard_id: String,
@@ -57,7 +61,8 @@ pub enum EventResult {
 /// Why an event was rejected: the attribute (or `event` / `stream`) and a readable message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RejectionReason {
-    /// Which attribute was wrong; `stream` for write failures.
+    /// Which attribute was wrong (for a schema violation, `data` and the JSON pointer into it:
+    /// `data/items/0/quantity`); `stream` for write failures.
     pub field: String,
     /// What was wrong, with the limit where there is one.
     pub message: String,
@@ -161,7 +166,10 @@ fn error_response(status: u16, err: &RequestError) -> HttpResponse {
 
 /// Validate every event in `body` and write the valid ones. Events without an `id` get one:
 /// derived from `idempotency_key` and their position when a key is given (so a retried request
-/// yields the same ids), a new UUIDv7 otherwise.
+/// yields the same ids), a new UUIDv7 otherwise. Under a [`SubmissionPolicy`] only the types and
+/// sources it allows pass, `data` must meet its schema, and a client's `id` is replaced by one
+/// derived from it ([`SubmissionPolicy::event_id`]); the correlation id follows when the client
+/// left it to default to the id.
 pub async fn submit<S: EventStream>(
     producer: &Producer<S>,
     body: Value,
@@ -189,6 +197,12 @@ pub async fn submit<S: EventStream>(
     let mut results: Vec<Option<EventResult>> = vec![None; items.len()];
     let mut valid = Vec::new();
     let mut valid_index = Vec::new();
+    let policy = producer.config().submissions.as_ref();
+    // The ids clients chose (before the idempotency key fills in the others).
+    let client_ids: Vec<Option<String>> = items
+        .iter()
+        .map(|item| item.get("id").and_then(Value::as_str).map(str::to_string))
+        .collect();
     if let Some(key) = idempotency_key {
         for (index, item) in items.iter_mut().enumerate() {
             if let Value::Object(fields) = item {
@@ -212,11 +226,17 @@ pub async fn submit<S: EventStream>(
                     reason: "is set by the event store when it appends an event; submit events without it".into(),
                 });
             }
-            match &producer.config().catalog {
-                Some(catalog) => catalog
-                    .check(envelope.routing_attributes())
-                    .map(|()| envelope),
-                None => Ok(envelope),
+            if let Some(catalog) = &producer.config().catalog {
+                catalog.check(envelope.routing_attributes())?;
+            }
+            match (policy, &client_ids[index]) {
+                (Some(policy), Some(client_id)) => {
+                    policy.admit(&envelope)?;
+                    let id = SubmissionPolicy::event_id(envelope.source(), client_id);
+                    Ok(envelope.with_client_id(id))
+                }
+                (Some(policy), None) => policy.admit(&envelope).map(|()| envelope),
+                (None, _) => Ok(envelope),
             }
         });
         match checked {
@@ -241,6 +261,9 @@ pub async fn submit<S: EventStream>(
         results[index] = Some(match outcome {
             Ok(accepted) => EventResult::Accepted {
                 index,
+                client_id: client_ids[index]
+                    .clone()
+                    .filter(|client| *client != accepted.id),
                 id: accepted.id,
                 shard_id: accepted.shard_id,
                 sequence_number: accepted.sequence_number,
@@ -276,7 +299,7 @@ fn rejected(index: usize, id: Option<&Value>, err: &ValidationError) -> EventRes
         index,
         id: id.and_then(Value::as_str).map(str::to_string),
         error: RejectionReason {
-            field: err.field().to_string(),
+            field: err.location(),
             message: err.to_string(),
             retryable: false,
         },
@@ -413,6 +436,42 @@ mod tests {
         .collect();
         assert_eq!(ids[0], ids[1]);
         assert!(ids[0].is_string());
+    }
+
+    #[tokio::test]
+    async fn under_a_policy_client_ids_are_namespaced_and_a_retry_keeps_its_id() {
+        let config = crate::producer::ProducerConfig {
+            submissions: Some(SubmissionPolicy::new().allow("user_signed_up", &["herald/test"])),
+            ..Default::default()
+        };
+        let producer = Producer::with_config(OkStream, config);
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let report = submit(&producer, json!([signup("client-7")]), None)
+                .await
+                .unwrap();
+            let EventResult::Accepted { id, client_id, .. } = &report.results[0] else {
+                panic!("{:?}", report.results[0]);
+            };
+            assert_eq!(client_id.as_deref(), Some("client-7"));
+            ids.push(id.clone());
+        }
+        assert_eq!(ids[0], ids[1], "a retry is the same event");
+        assert_eq!(
+            ids[0],
+            SubmissionPolicy::event_id("herald/test", "client-7")
+        );
+        // Without an id the client has nothing to collide with: herald's own id, no clientId.
+        let mut anonymous = signup("x");
+        anonymous.as_object_mut().unwrap().remove("id");
+        let report = submit(&producer, anonymous, None).await.unwrap();
+        assert!(matches!(
+            &report.results[0],
+            EventResult::Accepted {
+                client_id: None,
+                ..
+            }
+        ));
     }
 
     #[tokio::test]

@@ -11,9 +11,13 @@
 //!   aggregate ([`Producer::publish_before`]). If an event fails for good, the later events of
 //!   its aggregate are rejected rather than written out of order.
 //!
-//! [`api`] turns Function URL / API Gateway requests and direct-invoke payloads into calls here.
+//! [`api`] turns Function URL / API Gateway requests and direct-invoke payloads into calls here,
+//! admitting only what a [`SubmissionPolicy`] lets clients submit.
 
 pub mod api;
+mod policy;
+
+pub use policy::{SubmissionCheck, SubmissionPolicy};
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -159,6 +163,11 @@ pub struct ProducerConfig {
     /// Time kept before the invocation's deadline to answer in: no request is sent, and no
     /// request is waited for, past `deadline - margin`. Default 1 s.
     pub deadline_margin: Duration,
+    /// Which types and sources clients may submit through [`api`], the schemas their `data`
+    /// must meet, and client ids namespaced away from herald's ([`SubmissionPolicy`]).
+    /// Default: none — every valid envelope the catalog knows, ids as given (only for producers
+    /// whose every client is trusted as much as the services are).
+    pub submissions: Option<SubmissionPolicy>,
 }
 
 impl Default for ProducerConfig {
@@ -169,6 +178,7 @@ impl Default for ProducerConfig {
             max_bytes_per_put: KINESIS_MAX_BYTES_PER_PUT,
             catalog: None,
             deadline_margin: Duration::from_secs(1),
+            submissions: None,
         }
     }
 }

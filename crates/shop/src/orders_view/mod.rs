@@ -35,7 +35,9 @@ use crate::order::validate_order_id;
 
 mod query;
 
-pub use query::{CustomerOrder, CustomerOrders, OrderView, OrdersQuery, TimelineEntry, MAX_PAGE};
+pub use query::{
+    CustomerOrder, CustomerOrders, OrderView, OrdersQuery, TimelineEntry, MAX_PAGE, MAX_TOKEN_CHARS,
+};
 
 /// The projection's name (for `shop rebuild orders_view`).
 pub const NAME: &str = "orders_view";

@@ -11,7 +11,7 @@ use herald::{HttpRequest, HttpResponse, HttpService};
 use serde::{Deserialize, Serialize};
 
 use super::{attr, customer_pk, number, order_pk, s, text, OrdersProjection, SUMMARY};
-use crate::events::LineItem;
+use crate::events::{LineItem, MAX_CUSTOMER_ID_CHARS};
 use crate::order::validate_order_id;
 
 impl OrdersProjection {
@@ -131,16 +131,37 @@ impl OrdersProjection {
 /// Most orders one listing page returns.
 pub const MAX_PAGE: u32 = 100;
 
+/// Longest `next` token a listing hands out: base64 of `order#<time>#<order id>`, the id at most
+/// [`MAX_ORDER_ID_CHARS`](crate::order::MAX_ORDER_ID_CHARS) characters. Longer is not ours.
+pub const MAX_TOKEN_CHARS: usize = 256;
+
+/// A client's `next` token back into the listing's start key. Anything this listing did not
+/// hand out — too long, not base64, not `order#<RFC 3339 time>#<order id>` — is an error naming
+/// `next` (a 400), never a key the database would refuse (a 503).
 fn decode_token(token: &str, pk: &str) -> Result<HashMap<String, AttributeValue>, ProjectionError> {
+    let invalid = |reason: String| ProjectionError::Invalid {
+        field: "next",
+        reason,
+    };
+    if token.len() > MAX_TOKEN_CHARS {
+        return Err(invalid(format!(
+            "is {} characters; a token this listing returns has at most {MAX_TOKEN_CHARS}",
+            token.chars().count()
+        )));
+    }
     let sk = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .filter(|sk| sk.starts_with("order#"))
-        .ok_or(ProjectionError::Invalid {
-            field: "next",
-            reason: "is not a token this listing returned".into(),
-        })?;
+        .filter(|sk| {
+            sk.strip_prefix("order#")
+                .and_then(|rest| rest.rsplit_once('#'))
+                .is_some_and(|(placed, order_id)| {
+                    chrono::DateTime::parse_from_rfc3339(placed).is_ok()
+                        && validate_order_id(order_id).is_ok()
+                })
+        })
+        .ok_or_else(|| invalid("is not a token this listing returned".into()))?;
     Ok(HashMap::from([
         (attr::PK.to_string(), s(pk)),
         (attr::SK.to_string(), s(sk)),
@@ -283,6 +304,15 @@ async fn query(projection: &OrdersProjection, request: &HttpRequest) -> HttpResp
             }
         }
         ["customers", customer_id, "orders"] => {
+            // The id becomes a key (`customer#<id>`): one the database would refuse is a 400.
+            let chars = customer_id.chars().count();
+            if chars == 0 || chars > MAX_CUSTOMER_ID_CHARS {
+                return HttpResponse::error(
+                    400,
+                    "customerId",
+                    format!("is {chars} characters; it must be 1 to {MAX_CUSTOMER_ID_CHARS}"),
+                );
+            }
             let limit = match request.query.get("limit").map(|l| l.parse::<u32>()) {
                 None => 20,
                 Some(Ok(l)) if (1..=MAX_PAGE).contains(&l) => l,
@@ -320,6 +350,53 @@ async fn query(projection: &OrdersProjection, request: &HttpRequest) -> HttpResp
         Err(err) => {
             tracing::error!(error = %err, "query failed");
             HttpResponse::error(503, "store", err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn encode(sk: &str) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk)
+    }
+
+    #[test]
+    fn a_token_the_listing_returned_decodes_to_its_key() {
+        let sk = "order#2026-11-30T10:00:00.000Z#order-1";
+        let key = decode_token(&encode(sk), "customer#c-1").unwrap();
+        assert_eq!(key[attr::SK], s(sk));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Whatever a client sends as `next` decodes to a key of ours or is an error naming
+        /// `next` — never a key DynamoDB would refuse (a 503).
+        #[test]
+        fn any_next_token_decodes_to_a_valid_key_or_names_next(
+            token in prop_oneof![
+                ".{0,300}",
+                "[A-Za-z0-9_-]{0,400}",
+                ".{0,200}".prop_map(|t| encode(&format!("order#{t}"))),
+                ("[0-9T:.Z-]{0,30}", ".{0,200}").prop_map(|(time, id)| encode(&format!("order#{time}#{id}"))),
+                (0usize..5000).prop_map(|n| encode(&format!("order#2026-11-30T10:00:00.000Z#{}", "o".repeat(n)))),
+            ]
+        ) {
+            match decode_token(&token, "customer#c-1") {
+                Ok(key) => {
+                    let sk = key[attr::SK].as_s().unwrap();
+                    prop_assert!(sk.starts_with("order#"));
+                    // DynamoDB's sort key limit is 1024 bytes.
+                    prop_assert!(sk.len() <= 1024, "{}", sk.len());
+                }
+                Err(ProjectionError::Invalid { field, .. }) => prop_assert_eq!(field, "next"),
+                Err(other) => prop_assert!(false, "{other}"),
+            }
         }
     }
 }
