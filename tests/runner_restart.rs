@@ -473,15 +473,15 @@ async fn a_failing_get_shard_iterator_is_retried_and_the_shard_is_not_left_unrea
     }
     let pipeline = up(&proxy, &template, &name).await;
     settle(&pipeline).await;
+    let probe = Probe::read(&pipeline).await;
+    for n in 1..=5 {
+        assert_eq!(probe.deliveries(n), 1, "record {n}");
+    }
     assert_eq!(
         failed.load(Ordering::SeqCst),
         5,
         "the failures were injected"
     );
-    let probe = Probe::read(&pipeline).await;
-    for n in 1..=5 {
-        assert_eq!(probe.deliveries(n), 1, "record {n}");
-    }
     pipeline.stop().await;
 }
 
@@ -502,11 +502,6 @@ async fn a_failed_on_failure_send_is_retried_and_the_batch_is_not_dropped() {
     )
     .await;
     settle(&pipeline).await;
-    assert_eq!(
-        failed.load(Ordering::SeqCst),
-        5,
-        "the failures were injected"
-    );
     let sqs = aws_sdk_sqs::Client::new(&common::aws().await);
     let failures = peek(&sqs, pipeline.stack().reference("FailureQueue").unwrap())
         .await
@@ -515,5 +510,10 @@ async fn a_failed_on_failure_send_is_retried_and_the_batch_is_not_dropped() {
     let record: Value = serde_json::from_str(&failures[0].body).unwrap();
     assert_eq!(record["KinesisBatchInfo"]["batchSize"], 1);
     assert_eq!(Probe::read(&pipeline).await.deliveries(2), 1);
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        5,
+        "the failures were injected"
+    );
     pipeline.stop().await;
 }
