@@ -8,7 +8,7 @@
 mod common;
 
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -71,9 +71,9 @@ Resources:
 }
 
 /// Bring `template` up as stack `name` on `endpoint` (the tests' emulator, or a proxy to it).
-async fn up(endpoint: &Endpoint, template: &PathBuf, name: &str) -> LocalPipeline {
+async fn up(endpoint: &Endpoint, template: &Path, name: &str) -> LocalPipeline {
     let mut options = UpOptions::new(common::root());
-    options.template = template.clone();
+    options.template = template.to_path_buf();
     options.stack.name = name.to_string();
     options.build = false;
     options.runner.bin_dir = common::bin_dir();
