@@ -6,7 +6,8 @@ request atomically, and herald's exactly-once guarantees rest on that, so this l
 request handling (connections are still accepted concurrently).
 
 It also makes TransactWriteItems cost what the transaction touches rather than what its tables
-hold (see `item_level_rollback`).
+hold (see `item_level_rollback`), and reshards Kinesis streams as AWS does (see
+`resharding_as_on_aws`).
 
 Usage: python infra/moto_server.py [-H host] [-p port]
 """
@@ -105,6 +106,50 @@ def item_level_rollback():
     models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def resharding_as_on_aws():
+    """moto's SplitShard/MergeShards/UpdateShardCount close the parent shards but keep routing
+    writes to them (the parent is still the first shard whose hash range matches) and re-put the
+    parents' records under new sequence numbers. On AWS a closed shard takes no more writes (they
+    go to the child shards) and keeps its records, readable until its retention ends, so a
+    consumer drains the parent before reading the children. Route writes to open shards only and
+    leave the parents' records where they were."""
+    from moto.kinesis import models
+
+    def get_shard_for_key(self, partition_key, explicit_hash_key):
+        if not isinstance(partition_key, str) or len(partition_key) > 256:
+            raise models.InvalidArgumentError("partition_key")
+        if explicit_hash_key:
+            int_key = int(explicit_hash_key)
+            if int_key >= 2**128:
+                raise models.InvalidArgumentError("explicit_hash_key")
+        else:
+            int_key = int(models.md5_hash(partition_key.encode("utf-8")).hexdigest(), 16)
+        for shard in self.shards.values():
+            if shard.is_open and shard.starting_hash <= int_key <= shard.ending_hash:
+                return shard
+        return None
+
+    def keeping_records(original, *names):
+        def reshard(self, *args):
+            shards = [self.shards[arg] for arg in args[: len(names)] if arg in self.shards]
+            saved = [(shard, shard.records) for shard in shards]
+            for shard in shards:
+                shard.records = models.OrderedDict()
+            try:
+                return original(self, *args)
+            finally:
+                for shard, records in saved:
+                    shard.records = records
+
+        return reshard
+
+    models.Stream.get_shard_for_key = get_shard_for_key
+    models.Stream.split_shard = keeping_records(models.Stream.split_shard, "shard_to_split")
+    models.Stream.merge_shards = keeping_records(
+        models.Stream.merge_shards, "shard_to_merge", "adjacent_shard_to_merge"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -112,6 +157,7 @@ def main():
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     item_level_rollback()
+    resharding_as_on_aws()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=MotoRequestHandler)
 

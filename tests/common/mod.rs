@@ -109,12 +109,18 @@ pub fn bin_dir() -> PathBuf {
         .clone()
 }
 
+/// Where the tests' runners keep their checkpoints (one file per stack; stacks are unique).
+pub fn state_dir() -> PathBuf {
+    std::env::temp_dir().join("herald-test-state")
+}
+
 /// Provision `template` (default: the project's) as a fresh stack and start the local pipeline.
 pub async fn pipeline(prefix: &str, tweak: impl FnOnce(&mut UpOptions)) -> LocalPipeline {
     let mut options = UpOptions::new(root());
     options.stack.name = unique(prefix);
     options.build = false;
     options.runner.bin_dir = bin_dir();
+    options.runner.state_dir = Some(state_dir());
     tweak(&mut options);
     if let Some(port) = options.runner.url_port {
         options.stack.function_url_base = format!("http://127.0.0.1:{port}");

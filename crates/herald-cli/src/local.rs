@@ -16,6 +16,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     options.runner.echo_logs = true;
     options.runner.concurrency = args.concurrency;
     options.runner.log_dir = Some(root.join(".herald/logs").join(&args.common.stack));
+    options.runner.fresh = args.fresh;
     let pipeline = herald_local::up(&endpoint, options).await?;
     pipeline.warm().await?;
     let stack = pipeline.stack();
@@ -31,6 +32,14 @@ pub async fn up(args: UpArgs) -> Result<()> {
         if let Some(url) = &function.url {
             println!("url         {} → {}", url, function.label());
         }
+    }
+    if let Some(file) = pipeline.checkpoints().file() {
+        let how = if args.fresh {
+            "streams read from each mapping's StartingPosition"
+        } else {
+            "streams resume after them; --fresh starts over"
+        };
+        println!("checkpoints {} ({how})", file.display());
     }
     for (id, kind) in &stack.skipped {
         println!("not local   {id}: {kind}");

@@ -147,6 +147,10 @@ struct UpArgs {
     /// Concurrent instances per function.
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
+    /// Ignore the saved stream checkpoints (`.herald/state/<stack>/checkpoints.json`): every
+    /// stream mapping reads again from its StartingPosition.
+    #[arg(long)]
+    fresh: bool,
 }
 
 #[derive(Args)]

@@ -56,6 +56,15 @@ impl Endpoint {
         })
     }
 
+    /// The same endpoint, without owning the emulator (dropping it stops nothing).
+    pub fn shared(&self) -> Endpoint {
+        Endpoint {
+            url: self.url.clone(),
+            region: self.region.clone(),
+            moto: None,
+        }
+    }
+
     /// Whether herald started the emulator itself.
     pub fn is_embedded(&self) -> bool {
         self.moto.is_some()

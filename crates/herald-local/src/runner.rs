@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::endpoint::Endpoint;
-use crate::esm::{self, Activity, Context, PollSettings};
+use crate::esm::{self, Activity, Checkpoints, Context, PollSettings};
 use crate::logs::Logs;
 use crate::runtime::{FunctionError, FunctionPool};
 use crate::stack::{MappingSpec, Stack};
@@ -44,6 +44,14 @@ pub struct RunnerOptions {
     pub mappings: bool,
     /// Poll settings.
     pub poll: PollSettings,
+    /// Where stream checkpoints are saved: `<state_dir>/<stack>/checkpoints.json`, so a runner
+    /// started again resumes every stream mapping where it left off. Default none: kept in
+    /// memory only (still across [`LocalPipeline::restart`]); `herald local up` uses
+    /// `<project>/.herald/state`.
+    pub state_dir: Option<PathBuf>,
+    /// Ignore the saved checkpoints: every stream mapping starts at its `StartingPosition` (and
+    /// the file is overwritten). Default false.
+    pub fresh: bool,
 }
 
 impl RunnerOptions {
@@ -57,6 +65,8 @@ impl RunnerOptions {
             url_port: None,
             mappings: true,
             poll: PollSettings::default(),
+            state_dir: None,
+            fresh: false,
         }
     }
 }
@@ -71,6 +81,10 @@ pub struct LocalPipeline {
     logs: Arc<Logs>,
     sqs: aws_sdk_sqs::Client,
     watched_queues: Vec<String>,
+    checkpoints: Arc<Checkpoints>,
+    /// What [`LocalPipeline::restart`] starts again with.
+    endpoint: Endpoint,
+    options: RunnerOptions,
 }
 
 impl LocalPipeline {
@@ -79,6 +93,19 @@ impl LocalPipeline {
         stack: Stack,
         endpoint: &Endpoint,
         options: RunnerOptions,
+    ) -> Result<LocalPipeline> {
+        let checkpoints = match &options.state_dir {
+            Some(dir) => Checkpoints::open(Checkpoints::path(dir, &stack.name), options.fresh)?,
+            None => Checkpoints::in_memory(),
+        };
+        Self::start_with(stack, endpoint, options, Arc::new(checkpoints)).await
+    }
+
+    async fn start_with(
+        stack: Stack,
+        endpoint: &Endpoint,
+        options: RunnerOptions,
+        checkpoints: Arc<Checkpoints>,
     ) -> Result<LocalPipeline> {
         let aws = endpoint.sdk_config().await;
         let stack = Arc::new(stack);
@@ -114,6 +141,7 @@ impl LocalPipeline {
             logs: logs.clone(),
             activity: activity.clone(),
             settings: options.poll.clone(),
+            checkpoints: checkpoints.clone(),
         };
         let mut tasks = Vec::new();
         let mut watched_queues = Vec::new();
@@ -185,7 +213,27 @@ impl LocalPipeline {
             logs,
             sqs: ctx.sqs,
             watched_queues,
+            checkpoints,
+            endpoint: endpoint.shared(),
+            options,
         })
+    }
+
+    /// Stop the runner and start it again on the same stack (no provisioning, no seeding), as a
+    /// restarted `herald local up` would: every stream mapping resumes after its checkpoints,
+    /// the batches in flight are read again (at-least-once), function processes start cold.
+    pub async fn restart(self) -> Result<LocalPipeline> {
+        let stack = (*self.stack).clone();
+        let endpoint = self.endpoint.shared();
+        let options = self.options.clone();
+        let checkpoints = self.checkpoints.clone();
+        self.stop().await;
+        Self::start_with(stack, &endpoint, options, checkpoints).await
+    }
+
+    /// The stream mappings' checkpoints.
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
     }
 
     /// The stack this pipeline runs.
@@ -313,6 +361,11 @@ impl LocalPipeline {
         let _ = self.stop.send(true);
         for task in &self.tasks {
             task.abort();
+        }
+        // Wait for the tasks to end: nothing of this run saves a checkpoint or holds the
+        // Function URL port once this returns.
+        for task in self.tasks {
+            let _ = task.await;
         }
         for pool in self.pools.values() {
             pool.stop().await;

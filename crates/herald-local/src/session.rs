@@ -28,7 +28,7 @@ pub struct UpOptions {
     pub quiet_build: bool,
     /// Seed tables from `<root>/infra/seed`. Default true.
     pub seed: bool,
-    /// Runner settings (`bin_dir` is filled in).
+    /// Runner settings (`bin_dir` is filled in; `state_dir` defaults to `<root>/.herald/state`).
     pub runner: RunnerOptions,
 }
 
@@ -42,7 +42,10 @@ impl UpOptions {
             release: false,
             quiet_build: false,
             seed: true,
-            runner: RunnerOptions::new(binaries::bin_dir(&root, false)),
+            runner: RunnerOptions {
+                state_dir: Some(root.join(".herald/state")),
+                ..RunnerOptions::new(binaries::bin_dir(&root, false))
+            },
             root,
         }
     }

@@ -10,8 +10,13 @@
 //! - function error (handled error, timeout, crash) → with `BisectBatchOnFunctionError` split the
 //!   batch in two and try each half (splitting does not count as a retry); otherwise retry it;
 //! - `MaximumRetryAttempts` exhausted, or records older than `MaximumRecordAgeInSeconds` → the
-//!   batch's metadata goes to `DestinationConfig.OnFailure` in Lambda's on-failure record shape,
-//!   and the shard moves on;
+//!   batch's metadata goes to `DestinationConfig.OnFailure` in Lambda's on-failure record shape
+//!   (a failed send is retried until it goes through), and the shard moves on;
+//! - after every batch that is done (processed, or its failure record sent) the shard's
+//!   checkpoint moves past it ([`Checkpoints`], saved per stack): a restarted runner resumes
+//!   there, a new mapping starts at its `StartingPosition`;
+//! - shards are listed again every few polls: after a reshard the child shards are read once
+//!   their parents are read to their end, so one key's records stay in order;
 //! - `ParallelizationFactor` → that many lanes per shard by partition key, run concurrently, each
 //!   in order.
 //!
@@ -22,11 +27,13 @@
 
 // One concern per module; the runner only sees the types below and the two `run_*` entry points.
 mod batch; // Lambda's retry / bisect / checkpoint rules for a stream batch
+mod checkpoints; // where each shard has got to, kept across restarts
 mod on_failure; // the on-failure destination record
 mod shards; // reading Kinesis and DynamoDB stream shards
 mod sqs; // SQS pollers
 mod stream_event; // a stream batch as Lambda's invoke event
 
+pub use checkpoints::{Checkpoints, MappingCheckpoints, ShardCheckpoint};
 pub use shards::run_stream;
 pub use sqs::run_sqs;
 
@@ -119,4 +126,6 @@ pub struct Context {
     pub activity: Arc<Activity>,
     /// Poll settings.
     pub settings: PollSettings,
+    /// Stream checkpoints.
+    pub checkpoints: Arc<Checkpoints>,
 }

@@ -101,19 +101,42 @@ pub(super) async fn on_failure(
         ),
     );
     let body = record.to_string();
-    let sent = if destination.starts_with("arn:aws:sqs:") {
-        match queue_url(ctx, destination).await {
-            Ok(url) => ctx
-                .sqs
-                .send_message()
-                .queue_url(url)
-                .message_body(body)
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| herald::aws::error_text(&e)),
-            Err(err) => Err(err.to_string()),
+    // The shard's checkpoint moves past the batch only once its failure record is sent: a
+    // failed send is retried (a stalled shard, as on Lambda, rather than a lost batch).
+    let mut attempt = 0;
+    loop {
+        match send(ctx, destination, &body).await {
+            Ok(()) => return,
+            Err(err) => {
+                ctx.logs.note(
+                    label,
+                    &format!("could not send the on-failure record (retrying): {err}"),
+                );
+                tokio::time::sleep(super::shards::backoff(
+                    attempt,
+                    ctx.settings.max_retry_delay * 5,
+                ))
+                .await;
+                attempt += 1;
+            }
         }
+    }
+}
+
+/// One attempt at sending an on-failure record to an SQS queue or SNS topic.
+async fn send(ctx: &Context, destination: &str, body: &str) -> Result<(), String> {
+    if destination.starts_with("arn:aws:sqs:") {
+        let url = queue_url(ctx, destination)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        ctx.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| herald::aws::error_text(&e))
     } else {
         ctx.sns
             .publish()
@@ -123,12 +146,6 @@ pub(super) async fn on_failure(
             .await
             .map(|_| ())
             .map_err(|e| herald::aws::error_text(&e))
-    };
-    if let Err(err) = sent {
-        ctx.logs.note(
-            label,
-            &format!("could not send the on-failure record: {err}"),
-        );
     }
 }
 
