@@ -147,6 +147,10 @@ struct UpArgs {
     /// Concurrent instances per function.
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
+    /// Evaluate every alarm of the template over periods of this many seconds instead of its
+    /// `Period` (60 s or 300 s), to see alarms fire and clear quickly. Default: the template's.
+    #[arg(long)]
+    alarm_period: Option<f64>,
 }
 
 #[derive(Args)]

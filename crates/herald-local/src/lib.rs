@@ -7,9 +7,10 @@
 //! ```
 //!
 //! It knows no application: whatever the template holds runs. [`http`] talks to its Function
-//! URLs, [`inspect`] reads its tables and queues back, [`ops`] works on a running stack (dead
+//! URLs, [`alarms`] evaluates the template's alarms, [`inspect`] reads its tables and queues back, [`ops`] works on a running stack (dead
 //! letters, redrive, replay), [`trace`] follows a transaction through its logs.
 
+pub mod alarms;
 pub mod binaries;
 pub mod endpoint;
 pub mod esm;

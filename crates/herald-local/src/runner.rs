@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::alarms::{self, AlarmBoard, AlarmSettings};
 use crate::endpoint::Endpoint;
 use crate::esm::{self, Activity, Context, PollSettings};
 use crate::logs::Logs;
@@ -44,6 +45,8 @@ pub struct RunnerOptions {
     pub mappings: bool,
     /// Poll settings.
     pub poll: PollSettings,
+    /// Evaluating the template's alarms.
+    pub alarms: AlarmSettings,
 }
 
 impl RunnerOptions {
@@ -57,6 +60,7 @@ impl RunnerOptions {
             url_port: None,
             mappings: true,
             poll: PollSettings::default(),
+            alarms: AlarmSettings::default(),
         }
     }
 }
@@ -71,6 +75,7 @@ pub struct LocalPipeline {
     logs: Arc<Logs>,
     sqs: aws_sdk_sqs::Client,
     watched_queues: Vec<String>,
+    alarms: Arc<AlarmBoard>,
 }
 
 impl LocalPipeline {
@@ -176,6 +181,29 @@ impl LocalPipeline {
                 stack.clone(),
             )));
         }
+        let not_evaluated: Vec<(String, String)> = stack
+            .skipped
+            .iter()
+            .filter(|(id, _)| {
+                stack.resources.get(id.as_str()).map(|p| p.kind.as_str())
+                    == Some("AWS::CloudWatch::Alarm")
+            })
+            .map(|(id, why)| (id.clone(), why.clone()))
+            .collect();
+        let board = Arc::new(AlarmBoard::new(&stack.alarms, not_evaluated));
+        if options.alarms.enabled && !stack.alarms.is_empty() {
+            tasks.push(tokio::spawn(alarms::run(
+                stack.alarms.clone(),
+                options.alarms.clone(),
+                alarms::Observed {
+                    sqs: ctx.sqs.clone(),
+                    pools: pools.clone(),
+                    activity: activity.clone(),
+                },
+                board.clone(),
+                stop_rx.clone(),
+            )));
+        }
         Ok(LocalPipeline {
             stack,
             pools,
@@ -185,6 +213,7 @@ impl LocalPipeline {
             logs,
             sqs: ctx.sqs,
             watched_queues,
+            alarms: board,
         })
     }
 
@@ -301,6 +330,11 @@ impl LocalPipeline {
                 )
             })
             .collect()
+    }
+
+    /// The template's alarms as the runner evaluates them (see [`crate::alarms`]).
+    pub fn alarms(&self) -> &Arc<AlarmBoard> {
+        &self.alarms
     }
 
     /// Batches sent to on-failure destinations so far.

@@ -144,6 +144,16 @@ async fn run_shard(
                 Ok(out) => {
                     tracing::debug!(shard = %shard_id, records = out.records.len(), buffered = buffer.len(), "GetRecords");
                     let behind = out.millis_behind;
+                    if mapping.source == crate::stack::StreamSource::Kinesis {
+                        let oldest = out.records.first().map(|r| {
+                            Utc::now()
+                                .signed_duration_since(r.arrival)
+                                .num_milliseconds()
+                        });
+                        ctx.activity
+                            .iterator_ages
+                            .stream(&mapping.stream_name, oldest.unwrap_or(0).max(0) as u64);
+                    }
                     let closed = out.next_iterator.is_none();
                     if let Some(next) = out.next_iterator {
                         iterator = next;
