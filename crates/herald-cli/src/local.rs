@@ -28,8 +28,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
         );
     }
     options.runner.log_dir = Some(root.join(".herald/logs").join(&args.common.stack));
-    let pipeline = herald_local::up(&endpoint, options).await?;
+    let mut pipeline = herald_local::up(&endpoint, options).await?;
     pipeline.warm().await?;
+    let console = pipeline
+        .serve_console(args.console_port, root.join("events"))
+        .await?;
     let stack = pipeline.stack();
     stack.save(&herald_local::ops::state_file(&root, &stack.name))?;
     println!(
@@ -51,6 +54,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
         "alarms      {} of the template's alarms evaluated locally; changes print as `ALARM <name>: <why>` / `OK <name>`",
         stack.alarms.len()
     );
+    println!("console     {console}");
     println!("\nIn another terminal:\n  export AWS_ENDPOINT_URL={}\n  target/debug/herald send events/producer/direct-invoke.json\n\nCtrl-C stops everything.\n", endpoint.url);
     tokio::signal::ctrl_c().await?;
     println!("stopping");

@@ -76,6 +76,8 @@ pub struct LocalPipeline {
     sqs: aws_sdk_sqs::Client,
     watched_queues: Vec<String>,
     alarms: Arc<AlarmBoard>,
+    aws: aws_config::SdkConfig,
+    log_dir: Option<PathBuf>,
 }
 
 impl LocalPipeline {
@@ -214,6 +216,8 @@ impl LocalPipeline {
             sqs: ctx.sqs,
             watched_queues,
             alarms: board,
+            aws,
+            log_dir: options.log_dir.clone(),
         })
     }
 
@@ -335,6 +339,27 @@ impl LocalPipeline {
     /// The template's alarms as the runner evaluates them (see [`crate::alarms`]).
     pub fn alarms(&self) -> &Arc<AlarmBoard> {
         &self.alarms
+    }
+
+    /// Serve the console (see [`crate::console`]) on 127.0.0.1:`port` (0: any free port) until
+    /// the pipeline stops; `events_dir` holds the schemas and samples for the catalog. Returns its
+    /// URL.
+    pub async fn serve_console(&mut self, port: u16, events_dir: PathBuf) -> Result<String> {
+        let (listener, address) = crate::console::bind(port).await?;
+        let state = crate::console::ConsoleState {
+            stack: self.stack.clone(),
+            pools: self.pools.clone(),
+            logs: self.logs.clone(),
+            alarms: self.alarms.clone(),
+            aws: self.aws.clone(),
+            log_dir: self.log_dir.clone(),
+            events_dir,
+        };
+        self.tasks.push(tokio::spawn(crate::console::serve(
+            listener,
+            Arc::new(state),
+        )));
+        Ok(format!("http://{address}/"))
     }
 
     /// Batches sent to on-failure destinations so far.
