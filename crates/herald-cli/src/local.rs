@@ -15,10 +15,25 @@ pub async fn up(args: UpArgs) -> Result<()> {
     let mut options = up_options(&root, &args.common, Some(args.url_port));
     options.runner.echo_logs = true;
     options.runner.concurrency = args.concurrency;
+    if let Some(seconds) = args.alarm_period {
+        options.runner.alarms.period = Some(
+            std::time::Duration::try_from_secs_f64(seconds)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--alarm-period must be a positive number of seconds, not {seconds}"
+                    )
+                })?,
+        );
+    }
     options.runner.log_dir = Some(root.join(".herald/logs").join(&args.common.stack));
     options.runner.fresh = args.fresh;
-    let pipeline = herald_local::up(&endpoint, options).await?;
+    let mut pipeline = herald_local::up(&endpoint, options).await?;
     pipeline.warm().await?;
+    let console = pipeline
+        .serve_console(args.console_port, root.join("events"))
+        .await?;
     let stack = pipeline.stack();
     stack.save(&herald_local::ops::state_file(&root, &stack.name))?;
     println!(
@@ -44,6 +59,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
     for (id, kind) in &stack.skipped {
         println!("not local   {id}: {kind}");
     }
+    println!(
+        "alarms      {} of the template's alarms evaluated locally; changes print as `ALARM <name>: <why>` / `OK <name>`",
+        stack.alarms.len()
+    );
+    println!("console     {console}");
     println!("\nIn another terminal:\n  export AWS_ENDPOINT_URL={}\n  target/debug/herald send events/producer/direct-invoke.json\n\nCtrl-C stops everything.\n", endpoint.url);
     tokio::signal::ctrl_c().await?;
     println!("stopping");

@@ -34,6 +34,9 @@ enum Command {
         #[command(subcommand)]
         command: LocalCommand,
     },
+    /// The same as `local up`, named for what you open: the runner with its console (the web page
+    /// to watch the pipeline in, http://127.0.0.1:9001/ by default).
+    Console(UpArgs),
     /// Invoke one function once with an event file and print its response.
     Invoke(InvokeArgs),
     /// Send events (a file or `-` for stdin) to the producer's Function URL.
@@ -151,6 +154,13 @@ struct UpArgs {
     /// stream mapping reads again from its StartingPosition.
     #[arg(long)]
     fresh: bool,
+    /// Evaluate every alarm of the template over periods of this many seconds instead of its
+    /// `Period` (60 s or 300 s), to see alarms fire and clear quickly. Default: the template's.
+    #[arg(long)]
+    alarm_period: Option<f64>,
+    /// Port of the console, the local web page to watch the pipeline in (0: any free port).
+    #[arg(long, default_value_t = 9001)]
+    console_port: u16,
 }
 
 #[derive(Args)]
@@ -189,6 +199,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Local {
             command: LocalCommand::Up(args),
         } => local::up(args).await,
+        Command::Console(args) => local::up(args).await,
         Command::Invoke(args) => invoke::invoke(args).await,
         Command::Send(args) => send::send(args).await,
         Command::Env { function, stack } => env::env(&function, &stack),

@@ -7,10 +7,12 @@
 //! ```
 //!
 //! It knows no application: whatever the template holds runs. [`http`] talks to its Function
-//! URLs, [`inspect`] reads its tables and queues back, [`ops`] works on a running stack (dead
+//! URLs, [`alarms`] evaluates the template's alarms, [`console`] serves a page to watch it all in, [`inspect`] reads its tables and queues back, [`ops`] works on a running stack (dead
 //! letters, redrive, replay), [`trace`] follows a transaction through its logs.
 
+pub mod alarms;
 pub mod binaries;
+pub mod console;
 pub mod endpoint;
 pub mod esm;
 pub mod http;

@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::alarms::{self, AlarmBoard, AlarmSettings};
 use crate::endpoint::Endpoint;
 use crate::esm::{self, Activity, Checkpoints, Context, PollSettings};
 use crate::logs::Logs;
@@ -52,6 +53,8 @@ pub struct RunnerOptions {
     /// Ignore the saved checkpoints: every stream mapping starts at its `StartingPosition` (and
     /// the file is overwritten). Default false.
     pub fresh: bool,
+    /// Evaluating the template's alarms.
+    pub alarms: AlarmSettings,
 }
 
 impl RunnerOptions {
@@ -67,6 +70,7 @@ impl RunnerOptions {
             poll: PollSettings::default(),
             state_dir: None,
             fresh: false,
+            alarms: AlarmSettings::default(),
         }
     }
 }
@@ -85,6 +89,9 @@ pub struct LocalPipeline {
     /// What [`LocalPipeline::restart`] starts again with.
     endpoint: Endpoint,
     options: RunnerOptions,
+    alarms: Arc<AlarmBoard>,
+    aws: aws_config::SdkConfig,
+    log_dir: Option<PathBuf>,
 }
 
 impl LocalPipeline {
@@ -204,6 +211,29 @@ impl LocalPipeline {
                 stack.clone(),
             )));
         }
+        let not_evaluated: Vec<(String, String)> = stack
+            .skipped
+            .iter()
+            .filter(|(id, _)| {
+                stack.resources.get(id.as_str()).map(|p| p.kind.as_str())
+                    == Some("AWS::CloudWatch::Alarm")
+            })
+            .map(|(id, why)| (id.clone(), why.clone()))
+            .collect();
+        let board = Arc::new(AlarmBoard::new(&stack.alarms, not_evaluated));
+        if options.alarms.enabled && !stack.alarms.is_empty() {
+            tasks.push(tokio::spawn(alarms::run(
+                stack.alarms.clone(),
+                options.alarms.clone(),
+                alarms::Observed {
+                    sqs: ctx.sqs.clone(),
+                    pools: pools.clone(),
+                    activity: activity.clone(),
+                },
+                board.clone(),
+                stop_rx.clone(),
+            )));
+        }
         Ok(LocalPipeline {
             stack,
             pools,
@@ -215,7 +245,10 @@ impl LocalPipeline {
             watched_queues,
             checkpoints,
             endpoint: endpoint.shared(),
+            log_dir: options.log_dir.clone(),
             options,
+            alarms: board,
+            aws,
         })
     }
 
@@ -349,6 +382,32 @@ impl LocalPipeline {
                 )
             })
             .collect()
+    }
+
+    /// The template's alarms as the runner evaluates them (see [`crate::alarms`]).
+    pub fn alarms(&self) -> &Arc<AlarmBoard> {
+        &self.alarms
+    }
+
+    /// Serve the console (see [`crate::console`]) on 127.0.0.1:`port` (0: any free port) until
+    /// the pipeline stops; `events_dir` holds the schemas and samples for the catalog. Returns its
+    /// URL.
+    pub async fn serve_console(&mut self, port: u16, events_dir: PathBuf) -> Result<String> {
+        let (listener, address) = crate::console::bind(port).await?;
+        let state = crate::console::ConsoleState {
+            stack: self.stack.clone(),
+            pools: self.pools.clone(),
+            logs: self.logs.clone(),
+            alarms: self.alarms.clone(),
+            aws: self.aws.clone(),
+            log_dir: self.log_dir.clone(),
+            events_dir,
+        };
+        self.tasks.push(tokio::spawn(crate::console::serve(
+            listener,
+            Arc::new(state),
+        )));
+        Ok(format!("http://{address}/"))
     }
 
     /// Batches sent to on-failure destinations so far.

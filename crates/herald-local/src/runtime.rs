@@ -489,7 +489,12 @@ pub struct FunctionPool {
     in_flight: Arc<AtomicUsize>,
     invocations: AtomicUsize,
     errors: AtomicUsize,
+    /// Durations of the latest invocations (at most [`LATENCY_WINDOW`]), for percentiles.
+    latencies: std::sync::Mutex<std::collections::VecDeque<Duration>>,
 }
+
+/// How many of the latest invocation durations a pool keeps for its percentiles.
+pub const LATENCY_WINDOW: usize = 1000;
 
 impl FunctionPool {
     /// A pool for `spec` running `binary` with `env` (the endpoint's variables).
@@ -518,6 +523,7 @@ impl FunctionPool {
             in_flight,
             invocations: AtomicUsize::new(0),
             errors: AtomicUsize::new(0),
+            latencies: std::sync::Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -570,7 +576,15 @@ impl FunctionPool {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.invocations.fetch_add(1, Ordering::Relaxed);
         let body = Bytes::from(serde_json::to_vec(payload).unwrap_or_default());
+        let started = Instant::now();
         let result = instance.invoke(body).await;
+        {
+            let mut latencies = self.latencies.lock().expect("lock");
+            if latencies.len() == LATENCY_WINDOW {
+                latencies.pop_front();
+            }
+            latencies.push_back(started.elapsed());
+        }
         if result.is_err() {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -585,6 +599,16 @@ impl FunctionPool {
             self.invocations.load(Ordering::Relaxed),
             self.errors.load(Ordering::Relaxed),
         )
+    }
+
+    /// The durations of the latest invocations (up to [`LATENCY_WINDOW`]), oldest first.
+    pub fn latencies(&self) -> Vec<Duration> {
+        self.latencies
+            .lock()
+            .expect("lock")
+            .iter()
+            .copied()
+            .collect()
     }
 
     /// Cold-start durations of every instance so far.

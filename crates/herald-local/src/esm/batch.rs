@@ -54,6 +54,15 @@ pub(super) async fn process_kinesis_batch(
             retries,
             "invoking with a Kinesis batch"
         );
+        let oldest = batch
+            .iter()
+            .map(|r| r.arrival)
+            .min()
+            .unwrap_or_else(Utc::now);
+        let age = Utc::now().signed_duration_since(oldest).num_milliseconds();
+        ctx.activity
+            .iterator_ages
+            .function(&mapping.function, age.max(0) as u64);
         let result = pool.invoke(&event).await;
         let error = match result {
             Ok(response) => {

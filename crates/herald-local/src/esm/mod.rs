@@ -26,6 +26,7 @@
 //! policy moves them to the DLQ after `maxReceiveCount` receives.
 
 // One concern per module; the runner only sees the types below and the two `run_*` entry points.
+mod ages; // iterator ages, for the local alarms
 mod batch; // Lambda's retry / bisect / checkpoint rules for a stream batch
 mod checkpoints; // where each shard has got to, kept across restarts
 mod on_failure; // the on-failure destination record
@@ -33,6 +34,7 @@ mod shards; // reading Kinesis and DynamoDB stream shards
 mod sqs; // SQS pollers
 mod stream_event; // a stream batch as Lambda's invoke event
 
+pub use ages::{Ages, IteratorAges};
 pub use checkpoints::{Checkpoints, MappingCheckpoints, ShardCheckpoint};
 pub use shards::run_stream;
 pub use sqs::run_sqs;
@@ -61,6 +63,8 @@ pub struct Activity {
     pub sqs_receives: AtomicUsize,
     /// SQS `DeleteMessageBatch` calls.
     pub sqs_deletes: AtomicUsize,
+    /// Iterator ages of the stream mappings (for the local alarms).
+    pub iterator_ages: IteratorAges,
 }
 
 /// Poll settings shared by every mapping.

@@ -508,6 +508,16 @@ async fn run_shard(
                     tracing::debug!(shard = %shard_id, records = out.records.len(), buffered = buffer.len(), "GetRecords");
                     let at_tip = out.millis_behind == 0;
                     let ended = out.next_iterator.is_none();
+                    if mapping.source == crate::stack::StreamSource::Kinesis {
+                        let oldest = out.records.first().map(|r| {
+                            Utc::now()
+                                .signed_duration_since(r.arrival)
+                                .num_milliseconds()
+                        });
+                        ctx.activity
+                            .iterator_ages
+                            .stream(&mapping.stream_name, oldest.unwrap_or(0).max(0) as u64);
+                    }
                     if let Some(next) = out.next_iterator {
                         iterator = next;
                     }

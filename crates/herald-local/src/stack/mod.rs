@@ -31,6 +31,7 @@ use aws_config::SdkConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::alarms::AlarmDefinition;
 use crate::template::{resolve, scalar, Names, Template};
 
 /// Options for provisioning.
@@ -85,9 +86,12 @@ pub struct Stack {
     pub mappings: Vec<MappingSpec>,
     /// `Outputs`, resolved.
     pub outputs: BTreeMap<String, String>,
-    /// Resources with no local counterpart (KMS keys, HTTP APIs, alarms, dashboards, log groups,
-    /// e-mail subscriptions), by logical id and type or reason.
+    /// Resources with no local counterpart (KMS keys, HTTP APIs, alarms the runner cannot
+    /// observe, dashboards, log groups, e-mail subscriptions), by logical id and type or reason.
     pub skipped: BTreeMap<String, String>,
+    /// The CloudWatch alarms the local runner evaluates (see [`crate::alarms`]).
+    #[serde(default)]
+    pub alarms: Vec<AlarmDefinition>,
 }
 
 impl Stack {
@@ -235,6 +239,7 @@ pub async fn provision(
         mappings: Vec::new(),
         outputs: BTreeMap::new(),
         skipped: BTreeMap::new(),
+        alarms: Vec::new(),
     };
     let clients = Clients::new(aws);
     let by_id: BTreeMap<&str, &crate::template::Resource> = template
@@ -399,12 +404,26 @@ async fn create(
                 ]),
             })
         }
-        "AWS::CloudWatch::Alarm" => Ok(not_local(
-            stack,
-            id,
-            kind,
-            "CloudWatch alarm (evaluated on AWS only)".into(),
-        )),
+        "AWS::CloudWatch::Alarm" => match crate::alarms::read(stack, id, properties) {
+            Ok(alarm) => {
+                let name = alarm.name.clone();
+                stack.alarms.push(alarm);
+                Ok(Physical {
+                    kind: kind.into(),
+                    attributes: BTreeMap::from([(
+                        "Arn".into(),
+                        arn(stack, "cloudwatch", format!("alarm:{name}")),
+                    )]),
+                    reference: name,
+                })
+            }
+            Err(why) => Ok(not_local(
+                stack,
+                id,
+                kind,
+                format!("CloudWatch alarm not evaluated locally: {why}"),
+            )),
+        },
         "AWS::CloudWatch::Dashboard" => Ok(not_local(
             stack,
             id,

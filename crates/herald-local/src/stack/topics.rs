@@ -70,9 +70,17 @@ pub(super) async fn subscription(
         }
     }
     let subscription = request.send().await?.subscription_arn.unwrap_or_default();
+    // Kept for the console: which queue gets which event types from which topic.
+    let mut attributes = BTreeMap::from([
+        ("herald:TopicArn".to_string(), topic),
+        ("herald:Endpoint".to_string(), endpoint),
+    ]);
+    if let Some(policy) = prop(properties, "FilterPolicy") {
+        attributes.insert("herald:FilterPolicy".into(), json_text(policy));
+    }
     Ok(Physical {
         kind: kind.into(),
         reference: subscription,
-        attributes: BTreeMap::new(),
+        attributes,
     })
 }

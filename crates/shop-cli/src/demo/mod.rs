@@ -59,8 +59,11 @@ pub async fn run(args: DemoOptions) -> Result<()> {
     options.runner.echo_logs = args.verbose;
     options.runner.log_dir = Some(root.join(".herald/logs").join(&stack_name));
     println!("building    the function binaries (cargo build)…");
-    let pipeline = herald_local::up(&endpoint, options).await?;
+    // The console's alarms show on its page; the report below is the demo's text.
+    options.runner.alarms.print = false;
+    let mut pipeline = herald_local::up(&endpoint, options).await?;
     pipeline.warm().await?;
+    let console = pipeline.serve_console(0, root.join("events")).await?;
     let stack = pipeline.stack().clone();
     println!(
         "stack       {} up after {:.1?}: {} functions, {} mappings",
@@ -69,6 +72,7 @@ pub async fn run(args: DemoOptions) -> Result<()> {
         stack.functions.len(),
         stack.mappings.len()
     );
+    println!("console     {console} (open it to watch; it closes when the demo ends)");
 
     let workload = Workload {
         orders: args.orders,

@@ -1,0 +1,246 @@
+//! An `AWS::CloudWatch::Alarm` of the template, read into what the local runner can watch: the
+//! metric it measures mapped to a local source (a queue, a function, a stream), or the reason it
+//! cannot be evaluated locally.
+
+use anyhow::{anyhow, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::stack::Stack;
+use crate::template::scalar;
+
+/// What an alarm measures, as the local runner observes it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Source {
+    /// `AWS/SQS ApproximateNumberOfMessagesVisible` of a queue: polled from the emulator.
+    QueueDepth {
+        /// Logical id of the queue.
+        queue: String,
+        /// Its URL.
+        url: String,
+    },
+    /// `AWS/Lambda Errors` of a function: its failed invocations in the runner.
+    FunctionErrors {
+        /// Logical id of the function.
+        function: String,
+    },
+    /// `AWS/Lambda IteratorAge` of a function: the age of the oldest record of each stream batch
+    /// its mapping invokes it with.
+    FunctionIteratorAge {
+        /// Logical id of the function.
+        function: String,
+    },
+    /// `AWS/Kinesis GetRecords.IteratorAgeMilliseconds` of a stream: how far behind the tip
+    /// the runner's readers of that stream are.
+    StreamIteratorAge {
+        /// Stream name.
+        stream: String,
+    },
+}
+
+/// How datapoints are summarised over a period (`Statistic`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Statistic {
+    /// `Maximum`.
+    Maximum,
+    /// `Sum`.
+    Sum,
+}
+
+/// `ComparisonOperator`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Comparison {
+    /// `GreaterThanThreshold`.
+    Greater,
+    /// `GreaterThanOrEqualToThreshold`.
+    GreaterOrEqual,
+    /// `LessThanThreshold`.
+    Less,
+    /// `LessThanOrEqualToThreshold`.
+    LessOrEqual,
+}
+
+impl Comparison {
+    /// Whether `value` breaches `threshold`.
+    pub fn breaches(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::Greater => value > threshold,
+            Comparison::GreaterOrEqual => value >= threshold,
+            Comparison::Less => value < threshold,
+            Comparison::LessOrEqual => value <= threshold,
+        }
+    }
+
+    /// The operator as written in a reason (`>`).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Greater => ">",
+            Comparison::GreaterOrEqual => ">=",
+            Comparison::Less => "<",
+            Comparison::LessOrEqual => "<=",
+        }
+    }
+}
+
+/// `TreatMissingData`: what a period without a datapoint counts as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MissingData {
+    /// `breaching`.
+    Breaching,
+    /// `notBreaching`.
+    NotBreaching,
+    /// `ignore`: the state stays as it is.
+    Ignore,
+    /// `missing` (CloudWatch's default): no data, no verdict.
+    Missing,
+}
+
+/// One alarm of the template that the local runner evaluates.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlarmDefinition {
+    /// Logical id.
+    pub logical_id: String,
+    /// `AlarmName` (resolved), else the logical id.
+    pub name: String,
+    /// `AlarmDescription`.
+    pub description: String,
+    /// `MetricName` as written (`ApproximateNumberOfMessagesVisible`).
+    pub metric: String,
+    /// Where the runner reads it.
+    pub source: Source,
+    /// `Statistic`.
+    pub statistic: Statistic,
+    /// `Period` in seconds.
+    pub period_secs: u64,
+    /// `EvaluationPeriods`.
+    pub evaluation_periods: usize,
+    /// `DatapointsToAlarm` (default `EvaluationPeriods`).
+    pub datapoints_to_alarm: usize,
+    /// `Threshold`.
+    pub threshold: f64,
+    /// `ComparisonOperator`.
+    pub comparison: Comparison,
+    /// `TreatMissingData`.
+    pub missing: MissingData,
+}
+
+/// Read an alarm's resolved `properties`: its definition, or why the runner cannot evaluate it.
+pub fn read(stack: &Stack, id: &str, properties: &Value) -> Result<AlarmDefinition, String> {
+    if let Some(metrics) = properties.get("Metrics") {
+        let namespaces: Vec<String> = metrics
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.pointer("/MetricStat/Metric/Namespace"))
+            .map(scalar)
+            .collect();
+        if !namespaces.is_empty() && namespaces.iter().all(|n| n == "AWS/DynamoDB") {
+            return Err("the emulator never throttles DynamoDB".into());
+        }
+        return Err("metric math over several metrics (evaluated on AWS only)".into());
+    }
+    let text = |name: &str| properties.get(name).map(scalar).unwrap_or_default();
+    let namespace = text("Namespace");
+    let metric = text("MetricName");
+    let dimension = |name: &str| {
+        properties
+            .get("Dimensions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|d| d.get("Name").map(scalar).as_deref() == Some(name))
+            .and_then(|d| d.get("Value"))
+            .map(scalar)
+    };
+    let function = |value: Option<String>| -> Result<String, String> {
+        let value = value.ok_or("no FunctionName dimension")?;
+        stack
+            .functions
+            .iter()
+            .find(|f| f.name == value || f.logical_id == value)
+            .map(|f| f.logical_id.clone())
+            .ok_or_else(|| format!("function {value} is not in the local stack"))
+    };
+    let source =
+        match (namespace.as_str(), metric.as_str()) {
+            ("AWS/SQS", "ApproximateNumberOfMessagesVisible") => {
+                let name = dimension("QueueName").ok_or("no QueueName dimension")?;
+                let (queue, physical) = stack
+                    .of_kind("AWS::SQS::Queue")
+                    .find(|(_, p)| p.attributes.get("QueueName") == Some(&name))
+                    .ok_or_else(|| format!("queue {name} is not in the local stack"))?;
+                Source::QueueDepth {
+                    queue: queue.to_string(),
+                    url: physical.reference.clone(),
+                }
+            }
+            ("AWS/Lambda", "Errors") => Source::FunctionErrors {
+                function: function(dimension("FunctionName"))?,
+            },
+            ("AWS/Lambda", "IteratorAge") => Source::FunctionIteratorAge {
+                function: function(dimension("FunctionName"))?,
+            },
+            ("AWS/Lambda", "Throttles") => return Err(
+                "the local runner queues invocations past its concurrency instead of throttling"
+                    .into(),
+            ),
+            ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds") => Source::StreamIteratorAge {
+                stream: dimension("StreamName").ok_or("no StreamName dimension")?,
+            },
+            ("AWS/DynamoDB", _) => return Err("the emulator never throttles DynamoDB".into()),
+            (namespace, metric) => {
+                return Err(format!(
+                    "{namespace} {metric} is not observed by the local runner"
+                ))
+            }
+        };
+    parse(id, properties, metric, source).map_err(|e| format!("{e:#}"))
+}
+
+fn parse(id: &str, properties: &Value, metric: String, source: Source) -> Result<AlarmDefinition> {
+    let text = |name: &str| properties.get(name).map(scalar);
+    let number = |name: &str| -> Result<Option<f64>> {
+        text(name)
+            .map(|t| {
+                t.parse::<f64>()
+                    .map_err(|_| anyhow!("{name} must be a number, not {t:?}"))
+            })
+            .transpose()
+    };
+    let statistic = match text("Statistic").as_deref() {
+        Some("Maximum") => Statistic::Maximum,
+        Some("Sum") => Statistic::Sum,
+        other => anyhow::bail!("Statistic {other:?} is not evaluated locally (Maximum, Sum are)"),
+    };
+    let comparison = match text("ComparisonOperator").as_deref() {
+        Some("GreaterThanThreshold") => Comparison::Greater,
+        Some("GreaterThanOrEqualToThreshold") => Comparison::GreaterOrEqual,
+        Some("LessThanThreshold") => Comparison::Less,
+        Some("LessThanOrEqualToThreshold") => Comparison::LessOrEqual,
+        other => anyhow::bail!("ComparisonOperator {other:?} is not evaluated locally"),
+    };
+    let missing = match text("TreatMissingData").as_deref() {
+        Some("breaching") => MissingData::Breaching,
+        Some("notBreaching") => MissingData::NotBreaching,
+        Some("ignore") => MissingData::Ignore,
+        None | Some("missing") => MissingData::Missing,
+        Some(other) => anyhow::bail!("TreatMissingData {other:?} is not one CloudWatch knows"),
+    };
+    let evaluation_periods = number("EvaluationPeriods")?.unwrap_or(1.0).max(1.0) as usize;
+    Ok(AlarmDefinition {
+        logical_id: id.to_string(),
+        name: text("AlarmName").unwrap_or_else(|| id.to_string()),
+        description: text("AlarmDescription").unwrap_or_default(),
+        metric,
+        source,
+        statistic,
+        period_secs: number("Period")?.unwrap_or(60.0).max(1.0) as u64,
+        evaluation_periods,
+        datapoints_to_alarm: number("DatapointsToAlarm")?
+            .map(|d| d.max(1.0) as usize)
+            .unwrap_or(evaluation_periods),
+        threshold: number("Threshold")?.ok_or_else(|| anyhow!("Threshold is required"))?,
+        comparison,
+        missing,
+    })
+}

@@ -1,0 +1,243 @@
+//! The console in a real browser (headless Chromium from the system's packages, driven through
+//! chromedriver): the page loads, its counts move when orders are sent, a poison record shows in
+//! its dead-letter queue with its reason, and the redrive button moves a dead letter back.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`apt-get install chromium
+//! chromium-driver`; `scripts/bootstrap --tools` installs them). Without them the test says so and
+//! passes, unless `HERALD_REQUIRE_BROWSER` is set (CI sets it): then it fails.
+//! `HERALD_CONSOLE_SCREENSHOT=<file.png>` keeps a screenshot of the page.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use herald::Envelope;
+use herald_local::http::post_json;
+use herald_local::inspect::put_raw;
+use herald_local::moto::free_port;
+use herald_local::ops;
+use serde_json::{json, Value};
+use shop::events::{sources, types};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+fn order(id: &str) -> Value {
+    json!({
+        "id": id,
+        "type": types::ORDER_PLACED,
+        "source": sources::ORDERS,
+        "subject": format!("order-{id}"),
+        "data": {
+            "orderId": format!("order-{id}"),
+            "customer": {"id": "c-1", "email": "c1@example.com"},
+            "items": [{"sku": "SKU-CABLE", "quantity": 1, "unitPrice": 1299}],
+            "total": 1299,
+            "currency": "EUR",
+            "paymentToken": "tok_visa"
+        }
+    })
+}
+
+/// chromedriver, stopped when dropped.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether the browser is here; when it is not, say so, and fail if it is required.
+fn browser_present() -> bool {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return true;
+    }
+    let message = format!(
+        "{CHROMIUM} or {CHROMEDRIVER} is missing: install them with `apt-get install chromium chromium-driver` (or scripts/bootstrap --tools)"
+    );
+    if std::env::var_os("HERALD_REQUIRE_BROWSER").is_some() {
+        panic!("HERALD_REQUIRE_BROWSER is set and {message}");
+    }
+    eprintln!("SKIPPED the console's browser test: {message}");
+    false
+}
+
+async fn browser() -> (Driver, Client) {
+    let port = free_port().unwrap();
+    let driver = Driver(
+        Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
+    let capabilities: serde_json::Map<String, Value> = serde_json::from_value(json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1920,1100"]
+        }
+    }))
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let connected =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await;
+        match connected {
+            Ok(client) => return (driver, client),
+            Err(err) if Instant::now() > deadline => panic!("chromedriver did not answer: {err}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// The text of `css` once `done` holds for it (bounded: a broken page fails, it does not hang).
+async fn text_when(client: &Client, css: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Ok(element) = client.find(Locator::Css(css)).await {
+            if let Ok(text) = element.text().await {
+                if done(&text) {
+                    return text;
+                }
+                last = text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = client.source().await.unwrap_or_default();
+    panic!("{css} never got there; last text {last:?}; the page:\n{page}");
+}
+
+fn count(text: &str) -> f64 {
+    text.trim().parse().unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
+    if !browser_present() {
+        return;
+    }
+    let url_port = free_port().unwrap();
+    let log_dir = std::env::temp_dir().join(common::unique("console-logs"));
+    let mut pipeline = common::pipeline("console", |o| {
+        o.runner.url_port = Some(url_port);
+        o.runner.log_dir = Some(log_dir.clone());
+        o.runner.alarms.period = Some(Duration::from_millis(500));
+        o.runner.alarms.print = false;
+    })
+    .await;
+    let console = pipeline
+        .serve_console(0, common::root().join("events"))
+        .await
+        .unwrap();
+    let stack = pipeline.stack().clone();
+    let aws = common::aws().await;
+    let (_driver, client) = browser().await;
+
+    // The page loads and draws the flow from the template.
+    client.goto(&console).await.unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("[data-node=EventTopic]"))
+        .await
+        .unwrap();
+    let inventory_in = "tr[data-fn=InventoryFunction] td.events_in";
+    let before = count(&text_when(&client, inventory_in, |_| true).await);
+
+    // Orders sent: the inventory's count moves on the page.
+    let producer = stack.function_url("producer").unwrap();
+    for i in 0..3 {
+        let (status, body) = post_json(&producer, &order(&common::unique(&format!("seen-{i}"))))
+            .await
+            .unwrap();
+        assert!(status < 300, "{status} {body}");
+    }
+    let after = count(&text_when(&client, inventory_in, |t| count(t) >= before + 3.0).await);
+    assert!(after >= before + 3.0);
+
+    // A poison record: the router parks it, and the page shows it in that DLQ with its reason.
+    put_raw(
+        &aws_sdk_kinesis::Client::new(&aws),
+        stack.reference("EventStream").unwrap(),
+        &[b"{ poison".to_vec()],
+    )
+    .await
+    .unwrap();
+    // An order the inventory gave up on earlier, parked in its DLQ by the redrive policy.
+    let parked = common::unique("parked");
+    let dlq = ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
+    aws_sdk_sqs::Client::new(&aws)
+        .send_message()
+        .queue_url(&dlq.url)
+        .message_body(
+            Envelope::parse_submission(&order(&parked))
+                .unwrap()
+                .to_json(),
+        )
+        .send()
+        .await
+        .unwrap();
+    client.goto(&format!("{console}#dlqs")).await.unwrap();
+    text_when(&client, "[data-dlq=RouterDeadLetterQueue] .count", |t| {
+        t == "1"
+    })
+    .await;
+    let reason = text_when(
+        &client,
+        "[data-dlq=RouterDeadLetterQueue] .letter .reason",
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(reason.to_lowercase().contains("json"), "{reason}");
+    text_when(&client, "[data-dlq=InventoryDeadLetterQueue] .count", |t| {
+        t == "1"
+    })
+    .await;
+
+    // Redrive from the page: the letter goes back to its queue, the inventory applies it.
+    client
+        .find(Locator::Css(
+            "[data-dlq=InventoryDeadLetterQueue] button.redrive",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&client, "[data-dlq=InventoryDeadLetterQueue] .count", |t| {
+        t == "0"
+    })
+    .await;
+    pipeline
+        .wait_idle(Duration::from_millis(500), Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert!(ops::letters(&aws, &dlq.url).await.unwrap().is_empty());
+    client.goto(&format!("{console}#pipeline")).await.unwrap();
+    text_when(&client, inventory_in, |t| count(t) >= after + 1.0).await;
+
+    // The alarm of the poisoned DLQ is on, on the page.
+    text_when(
+        &client,
+        "[data-alarm=RouterDeadLetterQueueAlarm] .pill",
+        |t| t == "ALARM",
+    )
+    .await;
+    if let Some(path) = std::env::var_os("HERALD_CONSOLE_SCREENSHOT") {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        std::fs::write(path, client.screenshot().await.unwrap()).unwrap();
+    }
+    client.close().await.unwrap();
+    pipeline.stop().await;
+    let _ = std::fs::remove_dir_all(&log_dir);
+}
