@@ -2,6 +2,7 @@
 //! in the foreground until Ctrl-C.
 
 use anyhow::Result;
+use herald_local::faults::FaultPlan;
 use herald_local::{binaries, Endpoint};
 
 use crate::common::up_options;
@@ -9,6 +10,11 @@ use crate::UpArgs;
 
 /// Bring the stack up, record it for the other commands, and wait for Ctrl-C.
 pub async fn up(args: UpArgs) -> Result<()> {
+    let faults = args
+        .faults
+        .as_deref()
+        .map(FaultPlan::parse)
+        .transpose()?;
     let root = binaries::project_root();
     let endpoint = Endpoint::from_env_or_moto(&root, Some(args.moto_port)).await?;
     println!("endpoint    {}", endpoint.describe());
@@ -16,6 +22,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     options.runner.echo_logs = true;
     options.runner.concurrency = args.concurrency;
     options.runner.log_dir = Some(root.join(".herald/logs").join(&args.common.stack));
+    options.runner.faults = faults;
     let pipeline = herald_local::up(&endpoint, options).await?;
     pipeline.warm().await?;
     let stack = pipeline.stack();
@@ -32,12 +39,18 @@ pub async fn up(args: UpArgs) -> Result<()> {
             println!("url         {} → {}", url, function.label());
         }
     }
+    if let Some(spec) = &args.faults {
+        println!("faults      {spec} (functions and pollers go through the fault proxy)");
+    }
     for (id, kind) in &stack.skipped {
         println!("not local   {id}: {kind}");
     }
     println!("\nIn another terminal:\n  export AWS_ENDPOINT_URL={}\n  target/debug/herald send events/producer/direct-invoke.json\n\nCtrl-C stops everything.\n", endpoint.url);
     tokio::signal::ctrl_c().await?;
     println!("stopping");
+    if let Some(report) = pipeline.fault_report() {
+        print!("{report}");
+    }
     pipeline.stop().await;
     Ok(())
 }

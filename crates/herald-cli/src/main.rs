@@ -147,6 +147,12 @@ struct UpArgs {
     /// Concurrent instances per function.
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
+    /// Inject AWS faults between the functions and the emulator, e.g.
+    /// `throttle=5%,conflict=5%,5xx=2%,latency=20ms@10%,drop=1%,outage=sns:PublishBatch@20s+30s,seed=7`
+    /// (kinds: throttle, kms, conflict[=contention], 5xx, latency, drop, outage; scope any share
+    /// as kind:service[:Operation]=share). Counts are printed at shutdown.
+    #[arg(long)]
+    faults: Option<String>,
 }
 
 #[derive(Args)]

@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::endpoint::Endpoint;
 use crate::esm::{self, Activity, Context, PollSettings};
+use crate::faults::{FaultPlan, FaultProxy, FaultReport};
 use crate::logs::Logs;
 use crate::runtime::{FunctionError, FunctionPool};
 use crate::stack::{MappingSpec, Stack};
@@ -44,6 +45,9 @@ pub struct RunnerOptions {
     pub mappings: bool,
     /// Poll settings.
     pub poll: PollSettings,
+    /// Faults to inject between every function and poller and the emulator (see
+    /// [`crate::faults`]). Default none: requests go straight to the emulator.
+    pub faults: Option<FaultPlan>,
 }
 
 impl RunnerOptions {
@@ -57,6 +61,7 @@ impl RunnerOptions {
             url_port: None,
             mappings: true,
             poll: PollSettings::default(),
+            faults: None,
         }
     }
 }
@@ -71,6 +76,7 @@ pub struct LocalPipeline {
     logs: Arc<Logs>,
     sqs: aws_sdk_sqs::Client,
     watched_queues: Vec<String>,
+    faults: Option<FaultProxy>,
 }
 
 impl LocalPipeline {
@@ -80,6 +86,17 @@ impl LocalPipeline {
         endpoint: &Endpoint,
         options: RunnerOptions,
     ) -> Result<LocalPipeline> {
+        // With faults, functions and pollers reach the emulator through the fault proxy; the
+        // runner's own bookkeeping (`wait_idle`) goes straight to it.
+        let faults = match &options.faults {
+            Some(plan) if !plan.is_empty() => {
+                Some(FaultProxy::start(plan.clone(), &endpoint.url).await?)
+            }
+            _ => None,
+        };
+        let proxied = faults.as_ref().map(|proxy| endpoint.through(proxy.url()));
+        let direct = endpoint;
+        let endpoint = proxied.as_ref().unwrap_or(direct);
         let aws = endpoint.sdk_config().await;
         let stack = Arc::new(stack);
         let logs = Arc::new(Logs::new(options.echo_logs, options.log_dir.clone()));
@@ -183,8 +200,9 @@ impl LocalPipeline {
             stop,
             activity,
             logs,
-            sqs: ctx.sqs,
+            sqs: aws_sdk_sqs::Client::new(&direct.sdk_config().await),
             watched_queues,
+            faults,
         })
     }
 
@@ -301,6 +319,11 @@ impl LocalPipeline {
                 )
             })
             .collect()
+    }
+
+    /// What the fault proxy injected so far (`None` when the pipeline runs without faults).
+    pub fn fault_report(&self) -> Option<FaultReport> {
+        self.faults.as_ref().map(FaultProxy::report)
     }
 
     /// Batches sent to on-failure destinations so far.

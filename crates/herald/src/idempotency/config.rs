@@ -55,7 +55,10 @@ pub struct IdempotencyConfig {
     pub in_progress_wait: Duration,
     /// COMPLETED results kept in memory (0 = no cache). Default 0.
     pub cache_capacity: usize,
-    /// Retries of a transaction that collided with another one. Default: [`Backoff::default`].
+    /// Retries of a transaction that collided with another one (`TransactionConflict`) or was
+    /// throttled, within the invocation's deadline. Default: 20 attempts, waits drawn from
+    /// `[0, min(1 s, 25 ms × 2^n)]` (full jitter): enough for the ~20 concurrent writers of one
+    /// hot item a subscriber has with `MaximumConcurrency` 10 to take turns (see `tests/hot_keys.rs`).
     pub conflict_backoff: Backoff,
 }
 
@@ -72,7 +75,11 @@ impl IdempotencyConfig {
             key: Arc::new(Envelope::identity),
             in_progress_wait: Duration::from_secs(2),
             cache_capacity: 0,
-            conflict_backoff: Backoff::default(),
+            conflict_backoff: Backoff {
+                max_attempts: 20,
+                base: Duration::from_millis(25),
+                cap: Duration::from_secs(1),
+            },
         }
     }
 }
