@@ -7,6 +7,8 @@
 //! The stack runs with `MaxReceiveCount` 1: every event must take effect on its first delivery.
 //! A redelivery comes a visibility timeout (60 s) later into the same contention, which on AWS is
 //! how a hot item turned load into dead letters.
+//!
+//! `HOT_KEYS_LOG_DIR=/some/dir` keeps the functions' logs (per-invocation `TransactionRetries`).
 
 mod common;
 
@@ -51,6 +53,9 @@ async fn hundreds_of_orders_for_one_sku_all_apply_under_conflicts_and_throttling
     let pipeline = common::pipeline("hot", |o| {
         o.runner.url_port = Some(port);
         o.runner.faults = Some(plan);
+        if let Ok(dir) = std::env::var("HOT_KEYS_LOG_DIR") {
+            o.runner.log_dir = Some(dir.into());
+        }
         o.stack
             .parameters
             .insert("MaxReceiveCount".into(), "1".into());

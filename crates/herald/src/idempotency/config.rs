@@ -56,9 +56,10 @@ pub struct IdempotencyConfig {
     /// COMPLETED results kept in memory (0 = no cache). Default 0.
     pub cache_capacity: usize,
     /// Retries of a transaction that collided with another one (`TransactionConflict`) or was
-    /// throttled, within the invocation's deadline. Default: 20 attempts, waits drawn from
-    /// `[0, min(1 s, 25 ms × 2^n)]` (full jitter): enough for the ~20 concurrent writers of one
-    /// hot item a subscriber has with `MaximumConcurrency` 10 to take turns (see `tests/hot_keys.rs`).
+    /// throttled, within the invocation's deadline. Default: up to 40 attempts, waits drawn from
+    /// `[0, min(400 ms, 25 ms × 2^n)]` (full jitter): the cap is about what ten writers of one hot
+    /// item (`MaximumConcurrency` 10) need to take turns, and the deadline, not the count, ends
+    /// the retries in practice (measured in `tests/hot_keys.rs`).
     pub conflict_backoff: Backoff,
 }
 
@@ -76,9 +77,9 @@ impl IdempotencyConfig {
             in_progress_wait: Duration::from_secs(2),
             cache_capacity: 0,
             conflict_backoff: Backoff {
-                max_attempts: 20,
+                max_attempts: 40,
                 base: Duration::from_millis(25),
-                cap: Duration::from_secs(1),
+                cap: Duration::from_millis(400),
             },
         }
     }

@@ -40,7 +40,8 @@ impl Idempotency {
         self.run_transactional_until(event, None, decide).await
     }
 
-    /// [`Idempotency::run_transactional`] within an invocation's `deadline`: collisions
+    /// [`Idempotency::run_transactional`] within an invocation's `deadline`. Transactions of this
+    /// process that write the same item commit one at a time; collisions with other processes
     /// (`TransactionConflict`) and throttling are retried with exponential backoff and full
     /// jitter for as long as the deadline allows (keeping a second for what follows) and
     /// [`Backoff::max_attempts`](crate::backoff::Backoff::max_attempts) permits, without
@@ -83,7 +84,11 @@ impl Idempotency {
                 result: Some(json.clone()),
                 ..self.record(&key, &hash, RecordStatus::Completed, now)
             };
-            let refused = match self.store.commit(&record, writes, now).await {
+            // Siblings in this process writing the same item wait here instead of colliding.
+            let held = self.item_locks.lock(&writes).await;
+            let committed = self.store.commit(&record, writes, now).await;
+            drop(held);
+            let refused = match committed {
                 Ok(CommitOutcome::Committed) => {
                     self.remember(&key, &hash, &json);
                     return Ok(Executed::Ran(result));
