@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use aws_config::retry::RetryConfig;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TransactWriteItem, Update,
 };
-use aws_sdk_dynamodb::types::AttributeValue;
 use herald::idempotency::{Decision, DynamoDbStore, Idempotency, IdempotencyConfig};
 use herald_local::faults::{FaultKind, FaultPlan, FaultProxy};
 
@@ -96,10 +96,18 @@ async fn throttling_is_answered_as_aws_does_and_the_sdk_retries_it() {
         .unwrap_err();
     let code = err.code().unwrap_or_default().to_string();
     assert!(
-        ["ProvisionedThroughputExceededException", "ThrottlingException"].contains(&code.as_str()),
+        [
+            "ProvisionedThroughputExceededException",
+            "ThrottlingException"
+        ]
+        .contains(&code.as_str()),
         "{code}"
     );
-    assert_eq!(proxy.report().count(FaultKind::Throttle, "dynamodb"), 3, "retried by the SDK");
+    assert_eq!(
+        proxy.report().count(FaultKind::Throttle, "dynamodb"),
+        3,
+        "retried by the SDK"
+    );
 
     // Half of them throttled: the SDK's retries get every write through.
     let (proxy, aws) = through("throttle:dynamodb:PutItem=50%,seed=3", 10).await;
@@ -114,7 +122,10 @@ async fn throttling_is_answered_as_aws_does_and_the_sdk_retries_it() {
             .unwrap();
     }
     let report = proxy.report();
-    assert!(report.count(FaultKind::Throttle, "dynamodb") > 0, "{report}");
+    assert!(
+        report.count(FaultKind::Throttle, "dynamodb") > 0,
+        "{report}"
+    );
     assert_eq!(
         report.requests["dynamodb"],
         20 + report.count(FaultKind::Throttle, "dynamodb"),
@@ -179,7 +190,11 @@ async fn each_service_gets_its_own_error_shape() {
     assert!(herald::aws::is_throttling_code("KMSThrottlingException"));
     let report = proxy.report();
     assert_eq!(report.count(FaultKind::Throttle, "kinesis"), 3);
-    assert_eq!(report.count(FaultKind::Kms, "kinesis"), 1, "not retried by the SDK");
+    assert_eq!(
+        report.count(FaultKind::Kms, "kinesis"),
+        1,
+        "not retried by the SDK"
+    );
 
     // SNS speaks the query protocol: an XML <ErrorResponse>. 5xx and throttling are retried.
     let (proxy, aws) = through("5xx:sns=100%", 2).await;
@@ -191,7 +206,10 @@ async fn each_service_gets_its_own_error_shape() {
         .await
         .unwrap_err();
     let code = err.code().unwrap_or_default().to_string();
-    assert!(["InternalError", "ServiceUnavailable"].contains(&code.as_str()), "{code}");
+    assert!(
+        ["InternalError", "ServiceUnavailable"].contains(&code.as_str()),
+        "{code}"
+    );
     assert_eq!(proxy.report().count(FaultKind::ServerError, "sns"), 2);
     let (proxy, aws) = through("throttle:sns=100%", 2).await;
     let err = aws_sdk_sns::Client::new(&aws)
@@ -257,7 +275,10 @@ async fn a_conflict_is_a_cancelled_transaction_and_herald_retries_it_to_the_effe
         .collect();
     assert_eq!(reasons.len(), 2, "one reason per item: {reasons:?}");
     assert_eq!(
-        reasons.iter().filter(|c| **c == "TransactionConflict").count(),
+        reasons
+            .iter()
+            .filter(|c| **c == "TransactionConflict")
+            .count(),
         1,
         "{reasons:?}"
     );
@@ -333,7 +354,10 @@ async fn an_outage_fails_one_operation_for_its_window_then_recovers() {
             Ok(_) => break,
             Err(err) => {
                 assert_eq!(err.code(), Some("ServiceUnavailable"));
-                assert!(started.elapsed() < Duration::from_secs(60), "never recovered");
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "never recovered"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }

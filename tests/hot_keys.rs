@@ -98,7 +98,11 @@ async fn hundreds_of_orders_for_one_sku_all_apply_under_conflicts_and_throttling
     let letters: Vec<String> = effects
         .dead_letters
         .iter()
-        .flat_map(|(queue, letters)| letters.iter().map(move |l| format!("{queue}: {}", l.reason)))
+        .flat_map(|(queue, letters)| {
+            letters
+                .iter()
+                .map(move |l| format!("{queue}: {}", l.reason))
+        })
         .collect();
     println!("dead letters: {}", letters.len());
 

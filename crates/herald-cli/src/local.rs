@@ -10,11 +10,7 @@ use crate::UpArgs;
 
 /// Bring the stack up, record it for the other commands, and wait for Ctrl-C.
 pub async fn up(args: UpArgs) -> Result<()> {
-    let faults = args
-        .faults
-        .as_deref()
-        .map(FaultPlan::parse)
-        .transpose()?;
+    let faults = args.faults.as_deref().map(FaultPlan::parse).transpose()?;
     let root = binaries::project_root();
     let endpoint = Endpoint::from_env_or_moto(&root, Some(args.moto_port)).await?;
     println!("endpoint    {}", endpoint.describe());

@@ -135,7 +135,7 @@ pub fn throttle(service: &str, variant: u64) -> AwsFault {
             "ProvisionedThroughputExceededException",
             "Rate exceeded for shard shardId-000000000000 in stream under account 123456789012.",
         ),
-        "dynamodb" if variant % 2 == 0 => AwsFault::new(
+        "dynamodb" if variant.is_multiple_of(2) => AwsFault::new(
             400,
             "ProvisionedThroughputExceededException",
             "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.",
@@ -164,11 +164,7 @@ pub fn server_error(service: &str, variant: u64) -> AwsFault {
     let unavailable = variant % 2 == 1;
     match (service, unavailable) {
         ("kinesis", false) => AwsFault::new(500, "InternalFailure", "Internal service failure."),
-        ("dynamodb", false) => AwsFault::new(
-            500,
-            "InternalServerError",
-            "Internal server error",
-        ),
+        ("dynamodb", false) => AwsFault::new(500, "InternalServerError", "Internal server error"),
         (_, false) => AwsFault::new(
             500,
             "InternalError",

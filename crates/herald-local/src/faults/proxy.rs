@@ -281,7 +281,7 @@ impl State {
                     let index = (variant % items.max(1) as u64) as usize;
                     return Verdict::Answer(answer::transaction_conflict(items, index));
                 }
-                FaultKind::Drop if variant % 2 == 0 => return Verdict::DropBefore,
+                FaultKind::Drop if variant.is_multiple_of(2) => return Verdict::DropBefore,
                 FaultKind::Drop => return Verdict::DropAfter,
                 FaultKind::Outage => {}
             }
@@ -294,7 +294,8 @@ impl State {
     fn contended(&self, target: &Target, body: &[u8]) -> Vec<String> {
         let tracked = target.operation == "TransactWriteItems"
             && self.plan.rules.iter().any(|r| {
-                r.trigger == Trigger::Contention && r.scope.matches(&target.service, &target.operation)
+                r.trigger == Trigger::Contention
+                    && r.scope.matches(&target.service, &target.operation)
             });
         if !tracked {
             return Vec::new();
@@ -518,13 +519,19 @@ mod tests {
     #[test]
     fn requests_are_identified_by_target_header_or_action() {
         let mut headers = HeaderMap::new();
-        headers.insert("x-amz-target", "DynamoDB_20120810.TransactWriteItems".parse().unwrap());
+        headers.insert(
+            "x-amz-target",
+            "DynamoDB_20120810.TransactWriteItems".parse().unwrap(),
+        );
         assert_eq!(
             identify(&headers, b"{}"),
             Some(target("dynamodb", "TransactWriteItems"))
         );
         headers.insert("x-amz-target", "AmazonSQS.ReceiveMessage".parse().unwrap());
-        assert_eq!(identify(&headers, b"{}"), Some(target("sqs", "ReceiveMessage")));
+        assert_eq!(
+            identify(&headers, b"{}"),
+            Some(target("sqs", "ReceiveMessage"))
+        );
         let mut query = HeaderMap::new();
         query.insert(
             http::header::AUTHORIZATION,
@@ -533,7 +540,10 @@ mod tests {
                 .unwrap(),
         );
         let found = identify(&query, b"Action=PublishBatch&Version=2010-03-31").unwrap();
-        assert_eq!((found.service.as_str(), found.operation.as_str()), ("sns", "PublishBatch"));
+        assert_eq!(
+            (found.service.as_str(), found.operation.as_str()),
+            ("sns", "PublishBatch")
+        );
         assert_eq!(found.protocol, Protocol::Query);
         assert_eq!(identify(&HeaderMap::new(), b""), None, "moto's own API");
     }
@@ -543,7 +553,9 @@ mod tests {
         let t = target("sns", "Publish");
         assert_eq!(draw(7, &t, 1, 0), draw(7, &t, 1, 0));
         assert_ne!(draw(7, &t, 1, 0), draw(8, &t, 1, 0));
-        let hits = (0..10_000).filter(|n| unit(draw(7, &t, *n, 0)) < 0.05).count();
+        let hits = (0..10_000)
+            .filter(|n| unit(draw(7, &t, *n, 0)) < 0.05)
+            .count();
         assert!((350..650).contains(&hits), "{hits} of 10000 at 5%");
     }
 

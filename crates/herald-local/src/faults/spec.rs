@@ -234,9 +234,9 @@ fn rule(left: &str, value: &str) -> Result<Rule, String> {
 }
 
 fn outage(value: &str) -> Result<Outage, String> {
-    let (target, window) = value
-        .split_once('@')
-        .ok_or("expected `outage=service:Operation@start+duration`, e.g. sns:PublishBatch@20s+30s")?;
+    let (target, window) = value.split_once('@').ok_or(
+        "expected `outage=service:Operation@start+duration`, e.g. sns:PublishBatch@20s+30s",
+    )?;
     let (svc, op) = target
         .split_once(':')
         .ok_or("an outage names service:Operation, e.g. sns:PublishBatch")?;
@@ -299,7 +299,7 @@ fn duration(text: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("`{text}` is not a duration (250ms, 20s)"))?;
-    if value.is_finite() && value >= 0.0 && value < 86_400.0 {
+    if value.is_finite() && (0.0..86_400.0).contains(&value) {
         Ok(Duration::from_secs_f64(value * unit))
     } else {
         Err(format!("duration `{text}` is out of range (0 to 24 h)"))
@@ -348,14 +348,26 @@ mod tests {
     #[test]
     fn a_bad_part_is_named() {
         for (spec, part, says) in [
-            ("throttle=5%,trottle=5%", "trottle=5%", "unknown fault `trottle`"),
+            (
+                "throttle=5%,trottle=5%",
+                "trottle=5%",
+                "unknown fault `trottle`",
+            ),
             ("throttle=150%", "throttle=150%", "between 0% and 100%"),
             ("5xx=lots", "5xx=lots", "not a share"),
             ("latency=20@10%", "latency=20@10%", "needs a unit"),
             ("throttle:s3=1%", "throttle:s3=1%", "unknown service `s3`"),
             ("conflict:sns=1%", "conflict:sns=1%", "only on dynamodb"),
-            ("outage=sns:PublishBatch", "outage=sns:PublishBatch", "start+duration"),
-            ("outage=sns:publish@1s+2s", "outage=sns:publish@1s+2s", "operation `publish`"),
+            (
+                "outage=sns:PublishBatch",
+                "outage=sns:PublishBatch",
+                "start+duration",
+            ),
+            (
+                "outage=sns:publish@1s+2s",
+                "outage=sns:publish@1s+2s",
+                "operation `publish`",
+            ),
             ("drop", "drop", "kind=value"),
             ("seed=x", "seed=x", "not an integer"),
         ] {

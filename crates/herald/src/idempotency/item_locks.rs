@@ -125,7 +125,11 @@ mod tests {
         let first = locks.lock(&[put("r1"), add("hot")]).await;
         let same = tokio::time::timeout(Duration::from_millis(50), locks.lock(&[add("hot")])).await;
         assert!(same.is_err(), "a second writer of the hot item waits");
-        let other = tokio::time::timeout(Duration::from_millis(50), locks.lock(&[add("cold"), put("r1")])).await;
+        let other = tokio::time::timeout(
+            Duration::from_millis(50),
+            locks.lock(&[add("cold"), put("r1")]),
+        )
+        .await;
         assert!(other.is_ok(), "another item does not wait (puts never do)");
         drop(other);
         drop(first);

@@ -177,13 +177,17 @@ impl IdempotencyStore for InMemoryStore {
         state.commits += 1;
         match state.refusals.pop_front() {
             Some(true) => {
-                let err = PersistenceError::new("TransactionCanceledException: [None, TransactionConflict]")
-                    .with_throttling(true);
+                let err = PersistenceError::new(
+                    "TransactionCanceledException: [None, TransactionConflict]",
+                )
+                .with_throttling(true);
                 return future::ready(Ok(CommitOutcome::Collision(err))).boxed();
             }
             Some(false) => {
-                let err = PersistenceError::new("ThrottlingException: Rate of requests exceeds the allowed throughput.")
-                    .with_throttling(true);
+                let err = PersistenceError::new(
+                    "ThrottlingException: Rate of requests exceeds the allowed throughput.",
+                )
+                .with_throttling(true);
                 return future::ready(Err(err)).boxed();
             }
             None => {}

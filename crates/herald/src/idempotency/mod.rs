@@ -48,10 +48,10 @@ use sha2::{Digest, Sha256};
 use crate::envelope::Envelope;
 
 use cache::Cache;
-use item_locks::ItemLocks;
 pub use config::{IdempotencyConfig, KeyFn, PayloadHash};
 pub use dynamodb::DynamoDbStore;
 pub use error::{IdempotencyError, PersistenceError};
+use item_locks::ItemLocks;
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::InMemoryStore;
 pub use record::{attr, IdempotencyRecord, RecordStatus};

@@ -156,9 +156,9 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::super::fixtures::{config, event, in_memory};
-    use crate::backoff::Backoff;
     use super::super::record::RecordStatus;
     use super::super::{Conflict, Decision, Executed, IdempotencyError};
+    use crate::backoff::Backoff;
 
     /// "Take one of `item`", conditional on stock (which only the oracle can judge here).
     fn take(item: &str) -> TransactWriteItem {
