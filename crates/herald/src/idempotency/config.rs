@@ -56,7 +56,7 @@ pub struct IdempotencyConfig {
     /// COMPLETED results kept in memory (0 = no cache). Default 0.
     pub cache_capacity: usize,
     /// Retries of a transaction that collided with another one (`TransactionConflict`) or was
-    /// throttled, within the invocation's deadline. Default: up to 40 attempts, waits drawn from
+    /// throttled, within the invocation's deadline. Default: up to 100 attempts, waits drawn from
     /// `[0, min(400 ms, 25 ms × 2^n)]` (full jitter): the cap is about what ten writers of one hot
     /// item (`MaximumConcurrency` 10) need to take turns, and the deadline, not the count, ends
     /// the retries in practice (measured in `tests/hot_keys.rs`).
@@ -77,7 +77,7 @@ impl IdempotencyConfig {
             in_progress_wait: Duration::from_secs(2),
             cache_capacity: 0,
             conflict_backoff: Backoff {
-                max_attempts: 40,
+                max_attempts: 100,
                 base: Duration::from_millis(25),
                 cap: Duration::from_millis(400),
             },
