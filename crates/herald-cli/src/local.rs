@@ -2,6 +2,7 @@
 //! in the foreground until Ctrl-C.
 
 use anyhow::Result;
+use herald_local::faults::FaultPlan;
 use herald_local::{binaries, Endpoint};
 
 use crate::common::up_options;
@@ -9,6 +10,7 @@ use crate::UpArgs;
 
 /// Bring the stack up, record it for the other commands, and wait for Ctrl-C.
 pub async fn up(args: UpArgs) -> Result<()> {
+    let faults = args.faults.as_deref().map(FaultPlan::parse).transpose()?;
     let root = binaries::project_root();
     let endpoint = Endpoint::from_env_or_moto(&root, Some(args.moto_port)).await?;
     println!("endpoint    {}", endpoint.describe());
@@ -29,6 +31,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     }
     options.runner.log_dir = Some(root.join(".herald/logs").join(&args.common.stack));
     options.runner.fresh = args.fresh;
+    options.runner.faults = faults;
     let mut pipeline = herald_local::up(&endpoint, options).await?;
     pipeline.warm().await?;
     let console = pipeline
@@ -47,6 +50,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
         if let Some(url) = &function.url {
             println!("url         {} → {}", url, function.label());
         }
+    }
+    if let Some(spec) = &args.faults {
+        println!("faults      {spec} (functions and pollers go through the fault proxy)");
     }
     if let Some(file) = pipeline.checkpoints().file() {
         let how = if args.fresh {
@@ -67,6 +73,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
     println!("\nIn another terminal:\n  export AWS_ENDPOINT_URL={}\n  target/debug/herald send events/producer/direct-invoke.json\n\nCtrl-C stops everything.\n", endpoint.url);
     tokio::signal::ctrl_c().await?;
     println!("stopping");
+    if let Some(report) = pipeline.fault_report() {
+        print!("{report}");
+    }
     pipeline.stop().await;
     Ok(())
 }

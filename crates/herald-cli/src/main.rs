@@ -161,6 +161,12 @@ struct UpArgs {
     /// Port of the console, the local web page to watch the pipeline in (0: any free port).
     #[arg(long, default_value_t = 9001)]
     console_port: u16,
+    /// Inject AWS faults between the functions and the emulator, e.g.
+    /// `throttle=5%,conflict=5%,5xx=2%,latency=20ms@10%,drop=1%,outage=sns:PublishBatch@20s+30s,seed=7`
+    /// (kinds: throttle, kms, conflict[=contention], 5xx, latency, drop, outage; scope any share
+    /// as kind:service[:Operation]=share). Counts are printed at shutdown.
+    #[arg(long)]
+    faults: Option<String>,
 }
 
 #[derive(Args)]

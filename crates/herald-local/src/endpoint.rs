@@ -65,6 +65,15 @@ impl Endpoint {
         }
     }
 
+    /// The same endpoint reached through a proxy at `url` (the [fault proxy](crate::faults)).
+    pub fn through(&self, url: &str) -> Endpoint {
+        Endpoint {
+            url: url.to_string(),
+            region: self.region.clone(),
+            moto: None,
+        }
+    }
+
     /// Whether herald started the emulator itself.
     pub fn is_embedded(&self) -> bool {
         self.moto.is_some()

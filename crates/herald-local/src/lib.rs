@@ -15,6 +15,7 @@ pub mod binaries;
 pub mod console;
 pub mod endpoint;
 pub mod esm;
+pub mod faults;
 pub mod http;
 pub mod inspect;
 pub mod logs;

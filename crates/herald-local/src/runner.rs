@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::alarms::{self, AlarmBoard, AlarmSettings};
 use crate::endpoint::Endpoint;
 use crate::esm::{self, Activity, Checkpoints, Context, PollSettings};
+use crate::faults::{FaultPlan, FaultProxy, FaultReport};
 use crate::logs::Logs;
 use crate::runtime::{FunctionError, FunctionPool};
 use crate::stack::{MappingSpec, Stack};
@@ -55,6 +56,9 @@ pub struct RunnerOptions {
     pub fresh: bool,
     /// Evaluating the template's alarms.
     pub alarms: AlarmSettings,
+    /// Faults to inject between every function and poller and the emulator (see
+    /// [`crate::faults`]). Default none: requests go straight to the emulator.
+    pub faults: Option<FaultPlan>,
 }
 
 impl RunnerOptions {
@@ -71,6 +75,7 @@ impl RunnerOptions {
             state_dir: None,
             fresh: false,
             alarms: AlarmSettings::default(),
+            faults: None,
         }
     }
 }
@@ -92,6 +97,7 @@ pub struct LocalPipeline {
     alarms: Arc<AlarmBoard>,
     aws: aws_config::SdkConfig,
     log_dir: Option<PathBuf>,
+    faults: Option<FaultProxy>,
 }
 
 impl LocalPipeline {
@@ -114,6 +120,17 @@ impl LocalPipeline {
         options: RunnerOptions,
         checkpoints: Arc<Checkpoints>,
     ) -> Result<LocalPipeline> {
+        // With faults, functions and pollers reach the emulator through the fault proxy; the
+        // runner's own bookkeeping (`wait_idle`) goes straight to it.
+        let faults = match &options.faults {
+            Some(plan) if !plan.is_empty() => {
+                Some(FaultProxy::start(plan.clone(), &endpoint.url).await?)
+            }
+            _ => None,
+        };
+        let proxied = faults.as_ref().map(|proxy| endpoint.through(proxy.url()));
+        let direct = endpoint;
+        let endpoint = proxied.as_ref().unwrap_or(direct);
         let aws = endpoint.sdk_config().await;
         let stack = Arc::new(stack);
         let logs = Arc::new(Logs::new(options.echo_logs, options.log_dir.clone()));
@@ -241,14 +258,15 @@ impl LocalPipeline {
             stop,
             activity,
             logs,
-            sqs: ctx.sqs,
+            sqs: aws_sdk_sqs::Client::new(&direct.sdk_config().await),
             watched_queues,
             checkpoints,
-            endpoint: endpoint.shared(),
+            endpoint: direct.shared(),
             log_dir: options.log_dir.clone(),
             options,
             alarms: board,
             aws,
+            faults,
         })
     }
 
@@ -408,6 +426,11 @@ impl LocalPipeline {
             Arc::new(state),
         )));
         Ok(format!("http://{address}/"))
+    }
+
+    /// What the fault proxy injected so far (`None` when the pipeline runs without faults).
+    pub fn fault_report(&self) -> Option<FaultReport> {
+        self.faults.as_ref().map(FaultProxy::report)
     }
 
     /// Batches sent to on-failure destinations so far.

@@ -55,7 +55,11 @@ pub struct IdempotencyConfig {
     pub in_progress_wait: Duration,
     /// COMPLETED results kept in memory (0 = no cache). Default 0.
     pub cache_capacity: usize,
-    /// Retries of a transaction that collided with another one. Default: [`Backoff::default`].
+    /// Retries of a transaction that collided with another one (`TransactionConflict`) or was
+    /// throttled, within the invocation's deadline. Default: up to 100 attempts, waits drawn from
+    /// `[0, min(400 ms, 25 ms × 2^n)]` (full jitter): the cap is about what ten writers of one hot
+    /// item (`MaximumConcurrency` 10) need to take turns, and the deadline, not the count, ends
+    /// the retries in practice (measured in `tests/hot_keys.rs`).
     pub conflict_backoff: Backoff,
 }
 
@@ -72,7 +76,11 @@ impl IdempotencyConfig {
             key: Arc::new(Envelope::identity),
             in_progress_wait: Duration::from_secs(2),
             cache_capacity: 0,
-            conflict_backoff: Backoff::default(),
+            conflict_backoff: Backoff {
+                max_attempts: 100,
+                base: Duration::from_millis(25),
+                cap: Duration::from_millis(400),
+            },
         }
     }
 }

@@ -160,6 +160,8 @@ impl DynamoDbStore {
             .client
             .transact_write_items()
             .set_transact_items(Some(items))
+            .customize()
+            .config_override(quick_retries())
             .send()
             .await
         {
@@ -229,6 +231,19 @@ impl IdempotencyStore for DynamoDbStore {
     ) -> BoxFuture<'a, Result<CommitOutcome, PersistenceError>> {
         self.transact(record, effects, now_ms).boxed()
     }
+}
+
+/// The SDK's own retries of a transaction (5xx, throttling) wait at most 200 ms, not its default
+/// of up to seconds: the caller holds its items' turn meanwhile
+/// ([`Idempotency::run_transactional_until`](super::Idempotency::run_transactional_until)), and
+/// longer waits belong to the caller's backoff, which lets the item go while it waits.
+fn quick_retries() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::config::Builder::default().retry_config(
+        aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_initial_backoff(std::time::Duration::from_millis(25))
+            .with_max_backoff(std::time::Duration::from_millis(200)),
+    )
 }
 
 /// [`IdempotencyRecord::blocks_claim`] as a condition: a claim succeeds when the key is absent,

@@ -30,6 +30,9 @@ pub struct InMemoryStore {
 struct State {
     records: HashMap<String, IdempotencyRecord>,
     writes: Vec<TransactWriteItem>,
+    /// Commits still to refuse, each as a collision (`true`) or as throttling (`false`).
+    refusals: std::collections::VecDeque<bool>,
+    commits: usize,
 }
 
 impl fmt::Debug for InMemoryStore {
@@ -61,6 +64,19 @@ impl InMemoryStore {
     /// Every effect write of every successful commit, in commit order: what handlers wrote.
     pub fn committed_writes(&self) -> Vec<TransactWriteItem> {
         self.state().writes.clone()
+    }
+
+    /// Refuse the next `collisions` commits as colliding with another transaction
+    /// (`TransactionConflict`), then the next `throttles` as throttled, as a hot item would.
+    pub fn refuse_commits(&self, collisions: usize, throttles: usize) {
+        let mut state = self.state();
+        state.refusals.extend(std::iter::repeat_n(true, collisions));
+        state.refusals.extend(std::iter::repeat_n(false, throttles));
+    }
+
+    /// Commit attempts so far (refused ones included).
+    pub fn commit_attempts(&self) -> usize {
+        self.state().commits
     }
 
     /// The record at `key`, as stored (expired or not).
@@ -158,6 +174,24 @@ impl IdempotencyStore for InMemoryStore {
             .clone();
         let failed = oracle.and_then(|holds| effects.iter().position(|write| !holds(write)));
         let mut state = self.state();
+        state.commits += 1;
+        match state.refusals.pop_front() {
+            Some(true) => {
+                let err = PersistenceError::new(
+                    "TransactionCanceledException: [None, TransactionConflict]",
+                )
+                .with_throttling(true);
+                return future::ready(Ok(CommitOutcome::Collision(err))).boxed();
+            }
+            Some(false) => {
+                let err = PersistenceError::new(
+                    "ThrottlingException: Rate of requests exceeds the allowed throughput.",
+                )
+                .with_throttling(true);
+                return future::ready(Err(err)).boxed();
+            }
+            None => {}
+        }
         // The record's condition first, as DynamoDB's first cancellation reason is read first.
         let outcome = if let Some(old) = Self::blocking(&state, &record.key, now_ms) {
             CommitOutcome::RecordExists(Some(old))

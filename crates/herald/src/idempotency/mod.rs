@@ -22,13 +22,14 @@
 //! Records live behind the [`IdempotencyStore`] port: [`DynamoDbStore`] in production,
 //! `InMemoryStore` (feature `test-util`) in tests. What records mean is decided here, in the
 //! modes, so both stores behave alike. Files: `config`, `error`, `record`, `store`, `dynamodb`,
-//! `memory`, `claimed`, `transactional`, `cache`.
+//! `memory`, `claimed`, `transactional`, `item_locks`, `cache`.
 
 mod cache;
 mod claimed;
 mod config;
 mod dynamodb;
 mod error;
+mod item_locks;
 #[cfg(any(test, feature = "test-util"))]
 mod memory;
 mod record;
@@ -50,6 +51,7 @@ use cache::Cache;
 pub use config::{IdempotencyConfig, KeyFn, PayloadHash};
 pub use dynamodb::DynamoDbStore;
 pub use error::{IdempotencyError, PersistenceError};
+use item_locks::ItemLocks;
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::InMemoryStore;
 pub use record::{attr, IdempotencyRecord, RecordStatus};
@@ -100,6 +102,7 @@ pub struct Idempotency {
     store: Arc<dyn IdempotencyStore>,
     config: Arc<IdempotencyConfig>,
     cache: Arc<Mutex<Cache>>,
+    item_locks: Arc<ItemLocks>,
 }
 
 impl fmt::Debug for Idempotency {
@@ -124,6 +127,7 @@ impl Idempotency {
             store: Arc::new(store),
             config: Arc::new(config),
             cache: Arc::new(Mutex::new(cache)),
+            item_locks: Arc::default(),
         }
     }
 

@@ -2,6 +2,8 @@
 //! writes: the COMPLETED record and the effect's writes commit together, one request per first
 //! delivery, and no crash can fall between "effect" and "mark done".
 
+use std::time::{Duration, SystemTime};
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -12,13 +14,43 @@ use super::{Conflict, Decision, Executed, Idempotency, IdempotencyError};
 use crate::envelope::Envelope;
 use crate::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
 
+/// Decisions asked for one delivery: the first, and one more per failed effect condition.
+const MAX_DECISIONS: u32 = 4;
+
+/// Time kept free before the invocation's deadline: one more commit, publishing follow-ups and
+/// answering the batch must still fit after the last backoff.
+const DEADLINE_RESERVE: Duration = Duration::from_secs(1);
+
 impl Idempotency {
     /// **Transactional mode.** `decide` returns the effect's writes and the result; they are
     /// committed together with the COMPLETED record in one `TransactWriteItems`. If a write's
-    /// condition fails, `decide` is asked again with the [`Conflict`] (up to 3 times).
+    /// condition fails, `decide` is asked again with the [`Conflict`] (up to 3 times). A commit
+    /// that collided with another transaction or was throttled is retried with
+    /// [`IdempotencyConfig::conflict_backoff`](super::IdempotencyConfig::conflict_backoff);
+    /// [`Idempotency::run_transactional_until`] also stops those retries in time for a deadline.
     pub async fn run_transactional<T, E, F>(
         &self,
         event: &Envelope,
+        decide: F,
+    ) -> Result<Executed<T>, IdempotencyError<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone,
+        F: FnMut(Option<Conflict>) -> Result<Decision<T>, E>,
+    {
+        self.run_transactional_until(event, None, decide).await
+    }
+
+    /// [`Idempotency::run_transactional`] within an invocation's `deadline`. Transactions of this
+    /// process that write the same item commit one at a time; collisions with other processes
+    /// (`TransactionConflict`) and throttling are retried with exponential backoff and full
+    /// jitter for as long as the deadline allows (keeping a second for what follows) and
+    /// [`Backoff::max_attempts`](crate::backoff::Backoff::max_attempts) permits, without
+    /// costing the handler any of its decisions. A hot item then ends in the effect, not in a
+    /// redelivery and eventually a dead letter.
+    pub async fn run_transactional_until<T, E, F>(
+        &self,
+        event: &Envelope,
+        deadline: Option<SystemTime>,
         mut decide: F,
     ) -> Result<Executed<T>, IdempotencyError<E>>
     where
@@ -31,8 +63,9 @@ impl Idempotency {
             return Ok(Executed::Replayed(result));
         }
         let mut conflict = None;
-        let mut collisions = 0;
-        for _ in 0..4 {
+        let mut decisions = 0;
+        let mut contended = 0;
+        loop {
             let Decision { writes, result } =
                 decide(conflict).map_err(IdempotencyError::Handler)?;
             if writes.len() >= DYNAMODB_MAX_TRANSACT_ITEMS {
@@ -51,12 +84,16 @@ impl Idempotency {
                 result: Some(json.clone()),
                 ..self.record(&key, &hash, RecordStatus::Completed, now)
             };
-            match self.store.commit(&record, writes, now).await? {
-                CommitOutcome::Committed => {
+            // Siblings in this process writing the same item wait here instead of colliding.
+            let held = self.item_locks.lock(&writes).await;
+            let committed = self.store.commit(&record, writes, now).await;
+            drop(held);
+            let refused = match committed {
+                Ok(CommitOutcome::Committed) => {
                     self.remember(&key, &hash, &json);
                     return Ok(Executed::Ran(result));
                 }
-                CommitOutcome::RecordExists(old) => {
+                Ok(CommitOutcome::RecordExists(old)) => {
                     let old = match old {
                         Some(old) => Some(old),
                         None => self.store.get(&key).await?,
@@ -71,20 +108,42 @@ impl Idempotency {
                         .into()),
                     };
                 }
-                CommitOutcome::EffectFailed { index } => conflict = Some(Conflict { index }),
-                CommitOutcome::Collision(_)
-                    if collisions < self.config.conflict_backoff.max_attempts =>
-                {
-                    collisions += 1;
-                    self.config.conflict_backoff.wait(collisions).await;
+                Ok(CommitOutcome::EffectFailed { index }) => {
+                    decisions += 1;
+                    if decisions >= MAX_DECISIONS {
+                        return Err(PersistenceError::new(format!(
+                            "event {key}: the effect's conditions kept failing after re-deciding"
+                        ))
+                        .into());
+                    }
+                    conflict = Some(Conflict { index });
+                    continue;
                 }
-                CommitOutcome::Collision(err) => return Err(err.into()),
+                Ok(CommitOutcome::Collision(err)) => err,
+                Err(err) if err.is_throttling() => err,
+                Err(err) => return Err(err.into()),
+            };
+            // Contention or throttling: nothing was written; the same decision may go through
+            // a moment later.
+            contended += 1;
+            let backoff = &self.config.conflict_backoff;
+            let delay = backoff.delay(contended);
+            let fits = deadline.is_none_or(|deadline| {
+                deadline
+                    .duration_since(SystemTime::now())
+                    .is_ok_and(|left| left > delay + DEADLINE_RESERVE)
+            });
+            if contended >= backoff.max_attempts || !fits {
+                tracing::warn!(
+                    key = %key,
+                    attempts = contended,
+                    "transaction still contended or throttled; leaving it to a redelivery"
+                );
+                return Err(refused.into());
             }
+            crate::metrics::count("TransactionRetries", 1);
+            tokio::time::sleep(delay).await;
         }
-        Err(PersistenceError::new(format!(
-            "event {key}: the effect's conditions kept failing after re-deciding"
-        ))
-        .into())
     }
 }
 
@@ -94,9 +153,12 @@ mod tests {
 
     use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
+    use std::time::{Duration, SystemTime};
+
     use super::super::fixtures::{config, event, in_memory};
     use super::super::record::RecordStatus;
     use super::super::{Conflict, Decision, Executed, IdempotencyError};
+    use crate::backoff::Backoff;
 
     /// "Take one of `item`", conditional on stock (which only the oracle can judge here).
     fn take(item: &str) -> TransactWriteItem {
@@ -189,5 +251,78 @@ mod tests {
         );
         assert!(store.committed_writes().is_empty());
         assert_eq!(store.record(&idempotency.key_of(&event("evt-1", 1))), None);
+    }
+
+    /// Quick backoff, so that the tests do not sleep long.
+    fn quick(max_attempts: u32) -> super::super::IdempotencyConfig {
+        let mut config = config();
+        config.conflict_backoff = Backoff {
+            max_attempts,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(5),
+        };
+        config
+    }
+
+    fn count_once() -> Result<Decision<String>, String> {
+        Ok(Decision {
+            writes: vec![take("counter")],
+            result: "counted".to_string(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_hot_item_is_retried_past_the_decision_limit_until_it_commits() {
+        // Before: collisions used up the four decisions, and the fifth contended commit was
+        // reported as "conditions kept failing" (a redelivery, after five a dead letter).
+        let (store, idempotency) = in_memory(quick(20));
+        store.refuse_commits(6, 4);
+        let mut decisions = Vec::new();
+        let outcome = idempotency
+            .run_transactional(&event("evt-1", 1), |conflict| {
+                decisions.push(conflict);
+                count_once()
+            })
+            .await
+            .unwrap();
+        assert_eq!(outcome, Executed::Ran("counted".to_string()));
+        assert_eq!(store.commit_attempts(), 11);
+        assert!(
+            decisions.iter().all(Option::is_none),
+            "contention is no failed condition"
+        );
+        assert_eq!(store.committed_writes().len(), 1, "counted once");
+    }
+
+    #[tokio::test]
+    async fn contention_that_outlasts_the_attempts_is_reported_as_throttling() {
+        let (store, idempotency) = in_memory(quick(3));
+        store.refuse_commits(10, 0);
+        let outcome = idempotency
+            .run_transactional(&event("evt-1", 1), |_| count_once())
+            .await;
+        assert!(
+            matches!(outcome, Err(ref e) if e.is_throttling()),
+            "{outcome:?}"
+        );
+        assert_eq!(store.commit_attempts(), 3);
+        assert!(store.committed_writes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn backoff_stops_in_time_for_the_deadline() {
+        let mut config = quick(100);
+        config.conflict_backoff.base = Duration::from_millis(400);
+        config.conflict_backoff.cap = Duration::from_millis(400);
+        let (store, idempotency) = in_memory(config);
+        store.refuse_commits(100, 0);
+        // 1.2 s left, a second of it reserved: a wait of up to 400 ms fits at most once.
+        let deadline = SystemTime::now() + Duration::from_millis(1200);
+        let outcome = idempotency
+            .run_transactional_until(&event("evt-1", 1), Some(deadline), |_| count_once())
+            .await;
+        assert!(matches!(outcome, Err(ref e) if e.is_throttling()));
+        assert!(SystemTime::now() < deadline, "gave up before the deadline");
+        assert!(store.commit_attempts() < 100);
     }
 }

@@ -69,14 +69,16 @@ impl<H: TransactionalHandler> RecordHandler for Transactional<H> {
     async fn process(
         &self,
         event: &Envelope,
-        _deadline: SystemTime,
+        deadline: SystemTime,
     ) -> Result<Delivery, RecordError> {
         if !self.handler.wants(event) {
             return Ok(Delivery::Ignored);
         }
         let executed = self
             .idempotency
-            .run_transactional(event, |conflict| self.handler.decide(event, conflict))
+            .run_transactional_until(event, Some(deadline), |conflict| {
+                self.handler.decide(event, conflict)
+            })
             .await?;
         Ok(delivery(executed))
     }
