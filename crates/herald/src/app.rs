@@ -23,7 +23,7 @@
 //! | `DEAD_LETTER_QUEUE_URL` | router, publisher, subscribers | where poison goes, with its reason |
 //! | `IDEMPOTENCY_TABLE` | subscribers | idempotency records |
 //! | `MAX_RECEIVE_COUNT` | subscribers | the queue's `maxReceiveCount` (last-receive dead-lettering) |
-//! | `IDEMPOTENCY_TTL_SECONDS` | subscribers | how long COMPLETED records are kept (default 24 h) |
+//! | `IDEMPOTENCY_TTL_SECONDS` | subscribers | how long COMPLETED records are kept (default 15 days, longer than any DLQ keeps a message) |
 //! | `EVENT_STORE_TABLE` | command services | the event store |
 //! | `SNAPSHOT_EVERY` | command services | snapshot aggregates every N versions (default: none) |
 
