@@ -136,7 +136,10 @@ async fn poison_sqs_cannot_carry_is_encoded_or_cut_and_redrives_as_it_was() {
     );
     let origin: serde_json::Value =
         serde_json::from_str(attribute(cut, attr::ORIGIN).unwrap()).unwrap();
-    assert!(origin["eventID"].as_str().unwrap().contains(':'), "{origin}");
+    assert!(
+        origin["eventID"].as_str().unwrap().contains(':'),
+        "{origin}"
+    );
     assert!(origin["sequenceNumber"].is_string(), "{origin}");
 
     let inventory_dlq = stack.reference("InventoryDeadLetterQueue").unwrap();
@@ -158,10 +161,208 @@ async fn poison_sqs_cannot_carry_is_encoded_or_cut_and_redrives_as_it_was() {
     );
     settle(&pipeline).await;
     let again = messages(&sqs, router_dlq).await;
-    let summary: Vec<(Option<&str>, Option<&str>, usize)> = again.iter().map(|l| (attribute(l, attr::REASON), attribute(l, attr::ENCODING), l.body.as_deref().unwrap_or_default().len())).collect();
+    let summary: Vec<(Option<&str>, Option<&str>, usize)> = again
+        .iter()
+        .map(|l| {
+            (
+                attribute(l, attr::REASON),
+                attribute(l, attr::ENCODING),
+                l.body.as_deref().unwrap_or_default().len(),
+            )
+        })
+        .collect();
     assert_eq!(again.len(), 3, "{summary:#?}");
     let mut records: Vec<Vec<u8>> = again.iter().filter_map(|l| record_of(l).ok()).collect();
     records.sort();
-    assert_eq!(records, expected, "the redrive put back the records, not their encoding");
+    assert_eq!(
+        records, expected,
+        "the redrive put back the records, not their encoding"
+    );
+    pipeline.stop().await;
+}
+
+fn order(id: &str) -> herald::Envelope {
+    herald::Envelope::parse_submission(&serde_json::json!({
+        "id": id,
+        "type": shop::events::types::ORDER_PLACED,
+        "source": shop::events::sources::ORDERS,
+        "subject": format!("order-{id}"),
+        "data": {
+            "orderId": format!("order-{id}"),
+            "customer": {"id": "c-1", "email": "c1@example.com"},
+            "items": [{"sku": "SKU-CABLE", "quantity": 1, "unitPrice": 1299}],
+            "total": 1299,
+            "currency": "EUR",
+            "paymentToken": "tok_visa"
+        }
+    }))
+    .unwrap()
+}
+
+/// A topic's subscriptions with the attributes they were made with.
+async fn subscriptions(
+    sns: &aws_sdk_sns::Client,
+    topic: &str,
+) -> Vec<(String, String, Vec<(String, String)>)> {
+    let listed = sns
+        .list_subscriptions_by_topic()
+        .topic_arn(topic)
+        .send()
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    for s in listed.subscriptions() {
+        let attributes = sns
+            .get_subscription_attributes()
+            .subscription_arn(s.subscription_arn().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        let kept = [
+            "FilterPolicy",
+            "FilterPolicyScope",
+            "RawMessageDelivery",
+            "RedrivePolicy",
+        ]
+        .iter()
+        .filter_map(|k| attributes.get(*k).map(|v| (k.to_string(), v.clone())))
+        .collect();
+        out.push((
+            s.protocol().unwrap().to_string(),
+            s.endpoint().unwrap().to_string(),
+            kept,
+        ));
+    }
+    out
+}
+
+/// An SNS outage longer than the router's retries (the topic is gone, so every `PublishBatch`
+/// fails): the records are not left to expire in the stream behind a pointer. The router
+/// dead-letters them whole, with the reason, before its mapping would give up (here
+/// `StreamRetrySeconds` = 60 s: at 30 s), nothing goes to StreamFailureQueue, and after the
+/// outage a redrive applies them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_longer_than_the_retries_dead_letters_the_records_whole_and_redrive_applies_them()
+{
+    let pipeline = common::pipeline("outage", |o| {
+        o.stack
+            .parameters
+            .insert("StreamRetrySeconds".into(), "60".into());
+    })
+    .await;
+    let stack = pipeline.stack().clone();
+    let aws = common::aws().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let sns = aws_sdk_sns::Client::new(&aws);
+    let topic = stack.reference("EventTopic").unwrap().to_string();
+    let saved = subscriptions(&sns, &topic).await;
+    assert!(!saved.is_empty());
+    sns.delete_topic().topic_arn(&topic).send().await.unwrap();
+
+    let ids = ["outage-1", "outage-2"];
+    let records: Vec<Vec<u8>> = ids.iter().map(|id| order(id).to_json_bytes()).collect();
+    put_raw(
+        &aws_sdk_kinesis::Client::new(&aws),
+        stack.reference("EventStream").unwrap(),
+        &records,
+    )
+    .await
+    .unwrap();
+    let router_dlq = stack.reference("RouterDeadLetterQueue").unwrap();
+    let mut letters = Vec::new();
+    for _ in 0..120 {
+        letters = messages(&sqs, router_dlq).await;
+        if letters.len() >= records.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(letters.len(), records.len(), "{letters:#?}");
+    let mut kept: Vec<Vec<u8>> = letters.iter().map(|l| record_of(l).unwrap()).collect();
+    kept.sort();
+    let mut expected = records.clone();
+    expected.sort();
+    assert_eq!(kept, expected, "the payloads themselves, not pointers");
+    for letter in &letters {
+        let reason = attribute(letter, attr::REASON).unwrap();
+        assert!(reason.contains("not published"), "{reason}");
+    }
+    let pointers = messages(&sqs, stack.reference("StreamFailureQueue").unwrap()).await;
+    assert!(pointers.is_empty(), "{pointers:#?}");
+
+    // The outage ends: the topic and its subscriptions are back; the operator redrives.
+    let recreated = sns
+        .create_topic()
+        .name(topic.rsplit(':').next().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    assert_eq!(recreated, topic);
+    for (protocol, endpoint, attributes) in &saved {
+        let mut request = sns
+            .subscribe()
+            .topic_arn(&topic)
+            .protocol(protocol)
+            .endpoint(endpoint);
+        for (k, v) in attributes {
+            request = request.attributes(k, v);
+        }
+        request.send().await.unwrap();
+    }
+    let dlq = ops::find_dead_letter_queue(&stack, "RouterDeadLetterQueue").unwrap();
+    let redriven = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    assert_eq!(redriven.moved, records.len(), "{redriven:?}");
+    settle(&pipeline).await;
+    let effects = shop_cli::demo::report::effects(&stack, &aws).await.unwrap();
+    for id in ids {
+        let key = format!("inventory#{}#{id}", shop::events::sources::ORDERS);
+        assert_eq!(
+            effects.inventory_outcomes.get(&key).map(String::as_str),
+            Some("reserved"),
+            "{id}"
+        );
+    }
+    assert!(messages(&sqs, router_dlq).await.is_empty());
+    pipeline.stop().await;
+}
+
+/// Poison delivered to the router twice — here the stream replayed, as Lambda redelivers a batch
+/// after a crash — is dead-lettered once: the ledger in the idempotency table knows the record
+/// (stream, shard, sequence number) was already sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_delivered_twice_is_dead_lettered_once() {
+    let pipeline = common::pipeline("twice", |_| {}).await;
+    let stack = pipeline.stack().clone();
+    let aws = common::aws().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let started = chrono::Utc::now() - chrono::Duration::seconds(5);
+    put_raw(
+        &aws_sdk_kinesis::Client::new(&aws),
+        stack.reference("EventStream").unwrap(),
+        &[b"poison, twice".to_vec()],
+    )
+    .await
+    .unwrap();
+    settle(&pipeline).await;
+    let router_dlq = stack.reference("RouterDeadLetterQueue").unwrap();
+    assert_eq!(messages(&sqs, router_dlq).await.len(), 1);
+
+    let replayed = ops::replay(&aws, &stack, &common::bin_dir(), started, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(replayed.read, 1, "{replayed:?}");
+    let routed = replayed.routed.expect("the router's metrics");
+    assert_eq!(
+        routed.dead_lettered, 1,
+        "handled as a dead letter again: {routed:?}"
+    );
+    settle(&pipeline).await;
+    let letters = messages(&sqs, router_dlq).await;
+    assert_eq!(letters.len(), 1, "one letter per record: {letters:#?}");
+    assert_eq!(record_of(&letters[0]).unwrap(), b"poison, twice");
     pipeline.stop().await;
 }

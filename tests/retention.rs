@@ -87,7 +87,10 @@ fn the_local_runner_refuses_a_ttl_shorter_than_the_dead_letters_as_cloudformatio
         .check_parameter("IdempotencyTtlSeconds", "604800")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("IdempotencyTtlSeconds") && err.contains("MinValue"), "{err}");
+    assert!(
+        err.contains("IdempotencyTtlSeconds") && err.contains("MinValue"),
+        "{err}"
+    );
     template
         .check_parameter("IdempotencyTtlSeconds", "2592000")
         .unwrap();

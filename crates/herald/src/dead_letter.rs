@@ -369,9 +369,15 @@ mod tests {
     #[test]
     fn the_longest_reason_and_origin_still_fit() {
         let wide = "\u{10348}".repeat(5000);
-        let mut letter = DeadLetter::new(&vec![b'y'; 1024 * 1024], &wide, wide.clone())
-            .with_field(wide.clone());
-        for key in ["eventSourceARN", "eventID", "sequenceNumber", "partitionKey", "messageId"] {
+        let mut letter =
+            DeadLetter::new(&vec![b'y'; 1024 * 1024], &wide, wide.clone()).with_field(wide.clone());
+        for key in [
+            "eventSourceARN",
+            "eventID",
+            "sequenceNumber",
+            "partitionKey",
+            "messageId",
+        ] {
             letter = letter.with_origin(key, wide.clone());
         }
         assert_eq!(sqs_refusal(&letter), None);

@@ -29,8 +29,7 @@ impl Default for PayloadHash {
 /// as its queue keeps it — at most 14 days ([`SQS_MAX_RETENTION_SECONDS`]) after the message was
 /// first sent, which is before its record was written — and a redriven event must still find its
 /// record, or it is applied twice. One day more covers the redrive and its redeliveries.
-pub const DEFAULT_RECORD_TTL: Duration =
-    Duration::from_secs(SQS_MAX_RETENTION_SECONDS + 24 * 3600);
+pub const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(SQS_MAX_RETENTION_SECONDS + 24 * 3600);
 
 /// Chooses the idempotency key of an event (without the subscriber prefix).
 pub type KeyFn = Arc<dyn Fn(&Envelope) -> String + Send + Sync>;
