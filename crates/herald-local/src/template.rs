@@ -13,6 +13,9 @@ use serde_json::{Map, Value};
 pub struct Template {
     /// `Parameters` with their defaults (or overrides).
     pub parameters: BTreeMap<String, Value>,
+    /// Each parameter's declaration (`Type`, `MinValue`, `MaxValue`, `AllowedValues`, ...), so
+    /// an override is refused locally as CloudFormation would refuse it.
+    pub parameter_specs: BTreeMap<String, Value>,
     /// `Resources`, in the template's order, with `Globals` merged into serverless functions.
     pub resources: Vec<(String, Resource)>,
     /// `Outputs`.
@@ -38,6 +41,47 @@ impl Template {
         Template::parse(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
+    /// Check an override of parameter `name` against its declaration, as CloudFormation does:
+    /// a known name, a number for `Type: Number`, within `MinValue`..`MaxValue`, one of
+    /// `AllowedValues`. Limits such as "idempotency outlives every dead letter" are written as
+    /// `MinValue`s, so a local stack cannot be brought up with a value AWS would refuse.
+    pub fn check_parameter(&self, name: &str, value: &str) -> Result<()> {
+        let spec = self
+            .parameter_specs
+            .get(name)
+            .ok_or_else(|| anyhow!("parameter {name}: the template declares no such parameter"))?;
+        let as_number = |v: &Value| match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.parse::<f64>().ok(),
+            _ => None,
+        };
+        if spec.get("Type").and_then(Value::as_str) == Some("Number") {
+            let number: f64 = value
+                .parse()
+                .map_err(|_| anyhow!("parameter {name}: \"{value}\" is not a number"))?;
+            if let Some(min) = spec.get("MinValue").and_then(as_number) {
+                if number < min {
+                    bail!("parameter {name}: {value} is below its MinValue {min}");
+                }
+            }
+            if let Some(max) = spec.get("MaxValue").and_then(as_number) {
+                if number > max {
+                    bail!("parameter {name}: {value} is above its MaxValue {max}");
+                }
+            }
+        }
+        if let Some(Value::Array(allowed)) = spec.get("AllowedValues") {
+            let matches = |v: &Value| match v {
+                Value::String(s) => s == value,
+                other => as_number(other).is_some() && as_number(other) == value.parse().ok(),
+            };
+            if !allowed.iter().any(matches) {
+                bail!("parameter {name}: \"{value}\" is not one of its AllowedValues");
+            }
+        }
+        Ok(())
+    }
+
     /// Parse template text.
     pub fn parse(text: &str) -> Result<Template> {
         let yaml: serde_yaml::Value = serde_yaml::from_str(text)?;
@@ -47,11 +91,13 @@ impl Template {
             .ok_or_else(|| anyhow!("a template is a mapping"))?;
 
         let mut parameters = BTreeMap::new();
+        let mut parameter_specs = BTreeMap::new();
         if let Some(Value::Object(params)) = root.get("Parameters") {
             for (name, spec) in params {
                 if let Some(default) = spec.get("Default") {
                     parameters.insert(name.clone(), default.clone());
                 }
+                parameter_specs.insert(name.clone(), spec.clone());
             }
         }
         let globals = root
@@ -94,6 +140,7 @@ impl Template {
         };
         Ok(Template {
             parameters,
+            parameter_specs,
             resources,
             outputs,
         })

@@ -21,9 +21,10 @@
 //! | `STREAM_NAME` | producer, publisher, subscribers that emit | the Kinesis stream events are written to |
 //! | `TOPIC_ARN` | router | the SNS topic events fan out through |
 //! | `DEAD_LETTER_QUEUE_URL` | router, publisher, subscribers | where poison goes, with its reason |
-//! | `IDEMPOTENCY_TABLE` | subscribers | idempotency records |
+//! | `RECORD_MAX_AGE_SECONDS` | router | its mapping's `MaximumRecordAgeInSeconds`: records it still cannot publish are dead-lettered whole a margin before (default 3600; -1: never) |
+//! | `IDEMPOTENCY_TABLE` | subscribers, router | idempotency records; the ledger that sends each record's dead letter once |
 //! | `MAX_RECEIVE_COUNT` | subscribers | the queue's `maxReceiveCount` (last-receive dead-lettering) |
-//! | `IDEMPOTENCY_TTL_SECONDS` | subscribers | how long COMPLETED records are kept (default 24 h) |
+//! | `IDEMPOTENCY_TTL_SECONDS` | subscribers | how long COMPLETED records are kept (default 15 days, longer than any DLQ keeps a message) |
 //! | `EVENT_STORE_TABLE` | command services | the event store |
 //! | `SNAPSHOT_EVERY` | command services | snapshot aggregates every N versions (default: none) |
 
@@ -50,6 +51,7 @@ use crate::subscriber::{
     Claimed, ClaimedHandler, RecordHandler, SqsSubscriber, SubscriberConfig, Transactional,
     TransactionalHandler,
 };
+use crate::unique_letters::{DynamoDbLetterLedger, UniqueDeadLetters};
 
 /// One function's wiring: the AWS configuration, the application's event catalog and
 /// upcasters, and a `run_*` method per kind of function.
@@ -121,20 +123,30 @@ impl Herald {
     }
 
     /// The router: publishing to `topic_arn`, poison to `dead_letter_queue_url`, records checked
-    /// against the catalog.
+    /// against the catalog, records it cannot publish dead-lettered before their mapping's
+    /// `RECORD_MAX_AGE_SECONDS` (an unreadable value is an error naming the variable).
     pub fn router(
         &self,
         topic_arn: &str,
         dead_letter_queue_url: &str,
-    ) -> Router<SnsBus, SqsDeadLetters> {
-        Router::with_config(
+    ) -> Result<Router<SnsBus, AppDeadLetters>, Error> {
+        let mut config = RouterConfig {
+            catalog: self.catalog.clone(),
+            ..RouterConfig::default()
+        };
+        if let Ok(age) = env("RECORD_MAX_AGE_SECONDS") {
+            let age: i64 = age.parse().map_err(|_| {
+                format!("RECORD_MAX_AGE_SECONDS is \"{age}\"; expected whole seconds or -1")
+            })?;
+            config.give_up_after = u64::try_from(age)
+                .ok()
+                .map(|age| crate::router::give_up_after(Duration::from_secs(age)));
+        }
+        Ok(Router::with_config(
             SnsBus::new(crate::aws::sns(&self.aws), topic_arn),
-            SqsDeadLetters::new(crate::aws::sqs(&self.aws), dead_letter_queue_url),
-            RouterConfig {
-                catalog: self.catalog.clone(),
-                ..RouterConfig::default()
-            },
-        )
+            self.dead_letters(dead_letter_queue_url)?,
+            config,
+        ))
     }
 
     /// The event store in `EVENT_STORE_TABLE`, snapshots every `SNAPSHOT_EVERY` versions, with
@@ -164,7 +176,7 @@ impl Herald {
     /// Run the router function: Kinesis in, SNS (`TOPIC_ARN`) out, poison to
     /// `DEAD_LETTER_QUEUE_URL`.
     pub async fn run_router(self) -> Result<(), Error> {
-        let router = self.router(&env("TOPIC_ARN")?, &env("DEAD_LETTER_QUEUE_URL")?);
+        let router = self.router(&env("TOPIC_ARN")?, &env("DEAD_LETTER_QUEUE_URL")?)?;
         let router = &router;
         serve(
             "router",
@@ -257,7 +269,7 @@ impl Herald {
         let stream = std::env::var("STREAM_NAME").unwrap_or_default();
         let subscriber = SqsSubscriber::new(
             handler,
-            SqsDeadLetters::new(crate::aws::sqs(&self.aws), env("DEAD_LETTER_QUEUE_URL")?),
+            self.dead_letters(&env("DEAD_LETTER_QUEUE_URL")?)?,
             Producer::new(KinesisStream::new(crate::aws::kinesis(&self.aws), stream)),
             self.subscriber_config()?,
         );
@@ -296,15 +308,41 @@ impl Herald {
         })
     }
 
+    /// Dead letters to `queue_url`, each record's once when the function has an
+    /// `IDEMPOTENCY_TABLE` to keep the ledger in (see [`crate::unique_letters`]).
+    fn dead_letters(&self, queue_url: &str) -> Result<AppDeadLetters, Error> {
+        let ledger = match std::env::var("IDEMPOTENCY_TABLE") {
+            Ok(table) if !table.is_empty() => Some(DynamoDbLetterLedger::new(
+                crate::aws::dynamodb(&self.aws),
+                table,
+                record_ttl()?,
+            )),
+            _ => None,
+        };
+        Ok(UniqueDeadLetters::new(
+            SqsDeadLetters::new(crate::aws::sqs(&self.aws), queue_url),
+            ledger,
+        ))
+    }
+
     /// Idempotency records in `IDEMPOTENCY_TABLE` under the subscriber's name.
     fn idempotency(&self, name: &str) -> Result<Idempotency, Error> {
         let mut config = IdempotencyConfig::new(env("IDEMPOTENCY_TABLE")?, name);
-        if let Ok(ttl) = env("IDEMPOTENCY_TTL_SECONDS") {
-            config.record_ttl = Duration::from_secs(ttl.parse().map_err(|_| {
-                format!("IDEMPOTENCY_TTL_SECONDS is \"{ttl}\"; expected whole seconds")
-            })?);
-        }
+        config.record_ttl = record_ttl()?;
         config.cache_capacity = 1024;
         Ok(Idempotency::new(crate::aws::dynamodb(&self.aws), config))
+    }
+}
+
+/// The dead letters every function sends: to its SQS queue, once per record.
+pub type AppDeadLetters = UniqueDeadLetters<SqsDeadLetters, Option<DynamoDbLetterLedger>>;
+
+/// `IDEMPOTENCY_TTL_SECONDS`, or [`DEFAULT_RECORD_TTL`](crate::idempotency::DEFAULT_RECORD_TTL).
+fn record_ttl() -> Result<Duration, Error> {
+    match env("IDEMPOTENCY_TTL_SECONDS") {
+        Ok(ttl) => Ok(Duration::from_secs(ttl.parse().map_err(|_| {
+            format!("IDEMPOTENCY_TTL_SECONDS is \"{ttl}\"; expected whole seconds")
+        })?)),
+        Err(_) => Ok(crate::idempotency::DEFAULT_RECORD_TTL),
     }
 }

@@ -28,7 +28,7 @@
 //! - [`event_store`], [`command`]: event sourcing with optimistic concurrency and snapshots;
 //! - [`publisher`]: the event store's stream onto Kinesis;
 //! - [`projection`]: read models, their projector and rebuild;
-//! - [`dead_letter`]: poison records parked with their reason;
+//! - [`dead_letter`]: poison records parked with their reason; [`unique_letters`]: once per record;
 //! - [`lambda`], [`telemetry`], [`metrics`]: serving a handler with Lambda-shaped logs and EMF metrics;
 //! - [`adapters`]: the AWS implementations of the ports; `testing` (feature `test-util`):
 //!   in-memory ones.
@@ -62,6 +62,7 @@ pub mod subscriber;
 pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
+pub mod unique_letters;
 
 pub use app::Herald;
 pub use catalog::EventCatalog;

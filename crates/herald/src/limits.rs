@@ -18,6 +18,12 @@ pub const SNS_MAX_MESSAGE_ATTRIBUTES: usize = 10;
 
 /// SQS: `ReceiveMessage` returns at most this many messages per call.
 pub const SQS_MAX_RECEIVE: usize = 10;
+/// SQS: the longest a queue keeps a message (`MessageRetentionPeriod`'s maximum, 14 days), counted
+/// from the message's first enqueue even after a redrive policy moves it to a dead-letter queue.
+pub const SQS_MAX_RETENTION_SECONDS: u64 = 14 * 24 * 3600;
+/// SQS: the largest message (body plus message attributes) every queue accepts, whatever its
+/// `MaximumMessageSize` (256 KiB was the limit before 2025, and is still what older queues take).
+pub const SQS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// DynamoDB `TransactWriteItems`: at most this many actions per transaction.
 pub const DYNAMODB_MAX_TRANSACT_ITEMS: usize = 100;

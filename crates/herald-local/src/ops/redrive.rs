@@ -6,7 +6,6 @@ use aws_config::SdkConfig;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
-use base64::Engine;
 use chrono::Utc;
 use herald::dead_letter::attr;
 use serde_json::Value;
@@ -42,6 +41,9 @@ pub async fn redrive(
     // Only what was in the queue when the redrive began: a message that fails again is
     // dead-lettered anew, and must wait for the next redrive rather than loop forever.
     let started_ms = Utc::now().timestamp_millis();
+    // Messages that could not be sent back stay hidden until the loop ends (or they would be
+    // received again), then become visible at once for `herald dlq show`.
+    let mut kept = Vec::new();
     loop {
         let received = sqs
             .receive_message()
@@ -87,16 +89,27 @@ pub async fn redrive(
                         .await?;
                     report.moved += 1;
                 }
-                Err(err) => report.failed.push(format!(
-                    "{}: {err:#}",
-                    message.message_id.unwrap_or_default()
-                )),
+                Err(err) => {
+                    kept.push(message.receipt_handle.clone().unwrap_or_default());
+                    report.failed.push(format!(
+                        "{}: {err:#}",
+                        message.message_id.unwrap_or_default()
+                    ))
+                }
             }
             progress(
                 report.moved + report.failed.len(),
                 total.max(report.moved + report.failed.len()),
             );
         }
+    }
+    for receipt_handle in kept {
+        sqs.change_message_visibility()
+            .queue_url(&queue.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(0)
+            .send()
+            .await?;
     }
     Ok(report)
 }
@@ -123,10 +136,9 @@ async fn send_back(
     url: &str,
     message: &aws_sdk_sqs::types::Message,
 ) -> Result<()> {
-    let mut request = sqs
-        .send_message()
-        .queue_url(url)
-        .message_body(message.body.clone().unwrap_or_default());
+    let body = String::from_utf8(letter_record(message)?)
+        .context("the dead letter's record is not UTF-8; it cannot go back to a queue")?;
+    let mut request = sqs.send_message().queue_url(url).message_body(body);
     for (name, value) in message.message_attributes().into_iter().flatten() {
         if name.starts_with("herald.") {
             continue;
@@ -140,6 +152,22 @@ async fn send_back(
     }
     request.send().await?;
     Ok(())
+}
+
+/// The record a message holds: a herald dead letter decoded (`herald.encoding`), refused when it
+/// was cut to fit (`herald.truncated`); any other message's body as it is.
+fn letter_record(message: &aws_sdk_sqs::types::Message) -> Result<Vec<u8>> {
+    let attribute = |name: &str| {
+        message
+            .message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value.as_deref())
+    };
+    Ok(herald::dead_letter::decode_body(
+        message.body.as_deref().unwrap_or_default(),
+        attribute(attr::ENCODING),
+        attribute(attr::TRUNCATED),
+    )?)
 }
 
 /// Back onto the stream: the record as it was (decoded when it was kept as base64).
@@ -178,16 +206,11 @@ pub fn stream_record(
     attribute: impl Fn(&str) -> Option<String>,
     message_id: Option<&str>,
 ) -> Result<(String, Vec<u8>)> {
-    if attribute(attr::TRUNCATED).as_deref() == Some("true") {
-        bail!("the dead letter holds a truncated record; re-read it from the stream (see herald.origin)");
-    }
-    let data = if attribute(attr::ENCODING).as_deref() == Some("base64") {
-        base64::engine::general_purpose::STANDARD
-            .decode(body.trim())
-            .context("the dead letter says base64 but its body is not")?
-    } else {
-        body.as_bytes().to_vec()
-    };
+    let data = herald::dead_letter::decode_body(
+        body,
+        attribute(attr::ENCODING).as_deref(),
+        attribute(attr::TRUNCATED).as_deref(),
+    )?;
     let origin: Value = attribute(attr::ORIGIN)
         .and_then(|o| serde_json::from_str(&o).ok())
         .unwrap_or(Value::Null);

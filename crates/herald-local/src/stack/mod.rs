@@ -227,6 +227,7 @@ pub async fn provision(
 
     let mut parameters = template.parameters.clone();
     for (name, value) in &options.parameters {
+        template.check_parameter(name, value)?;
         parameters.insert(name.clone(), Value::String(value.clone()));
     }
     let mut stack = Stack {

@@ -30,33 +30,17 @@ impl SqsDeadLetters {
                 .build()
                 .map_err(|e| DeadLetterError::other(e.to_string()))
         };
-        let origin = serde_json::to_string(&letter.origin).unwrap_or_default();
         let mut request = self
             .client
             .send_message()
             .queue_url(&self.queue_url)
-            // SQS refuses empty bodies; an empty record is kept as a single space.
-            .message_body(if letter.body.is_empty() {
-                " "
-            } else {
-                &letter.body
-            })
-            .message_attributes(attr::REASON, text(&letter.reason)?)
-            .message_attributes(attr::STAGE, text(&letter.stage)?)
-            .message_attributes(
-                attr::ENCODING,
-                text(if letter.base64 { "base64" } else { "utf8" })?,
-            )
-            .message_attributes(attr::ORIGIN, text(&origin)?)
+            .message_body(letter.message_body())
             .message_attributes(
                 attr::FAILED_AT,
                 text(&Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true))?,
             );
-        if let Some(field) = &letter.field {
-            request = request.message_attributes(attr::FIELD, text(field)?);
-        }
-        if letter.truncated {
-            request = request.message_attributes(attr::TRUNCATED, text("true")?);
+        for (name, value) in letter.attributes() {
+            request = request.message_attributes(name, text(&value)?);
         }
         request
             .send()

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::envelope::Envelope;
+use crate::limits::SQS_MAX_RETENTION_SECONDS;
 
 /// Which parts of an event must be equal for two deliveries with the same key to be duplicates.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +25,12 @@ impl Default for PayloadHash {
     }
 }
 
+/// The default [`IdempotencyConfig::record_ttl`]: 15 days. A dead letter can be redriven as long
+/// as its queue keeps it — at most 14 days ([`SQS_MAX_RETENTION_SECONDS`]) after the message was
+/// first sent, which is before its record was written — and a redriven event must still find its
+/// record, or it is applied twice. One day more covers the redrive and its redeliveries.
+pub const DEFAULT_RECORD_TTL: Duration = Duration::from_secs(SQS_MAX_RETENTION_SECONDS + 24 * 3600);
+
 /// Chooses the idempotency key of an event (without the subscriber prefix).
 pub type KeyFn = Arc<dyn Fn(&Envelope) -> String + Send + Sync>;
 
@@ -35,8 +42,9 @@ pub struct IdempotencyConfig {
     /// Prefixes every key, so subscribers sharing a table never see each other's records
     /// (and IAM can confine each to its prefix with `dynamodb:LeadingKeys`).
     pub key_prefix: String,
-    /// How long a COMPLETED record is kept. Default 24 h; keep it longer than the longest
-    /// redelivery you expect (queue retention, DLQ redrive).
+    /// How long a COMPLETED record is kept. Default [`DEFAULT_RECORD_TTL`] (15 days): longer
+    /// than any SQS queue keeps a message, so a dead letter redriven on its last day is still
+    /// recognised as a duplicate.
     pub record_ttl: Duration,
     /// How long a claim blocks other deliveries. Default `None`: until the invocation's deadline.
     pub in_progress_timeout: Option<Duration>,
@@ -69,7 +77,7 @@ impl IdempotencyConfig {
         IdempotencyConfig {
             table_name: table_name.into(),
             key_prefix: key_prefix.into(),
-            record_ttl: Duration::from_secs(24 * 3600),
+            record_ttl: DEFAULT_RECORD_TTL,
             in_progress_timeout: None,
             min_in_progress: Duration::from_secs(2),
             payload_hash: PayloadHash::default(),

@@ -48,7 +48,7 @@ use sha2::{Digest, Sha256};
 use crate::envelope::Envelope;
 
 use cache::Cache;
-pub use config::{IdempotencyConfig, KeyFn, PayloadHash};
+pub use config::{IdempotencyConfig, KeyFn, PayloadHash, DEFAULT_RECORD_TTL};
 pub use dynamodb::DynamoDbStore;
 pub use error::{IdempotencyError, PersistenceError};
 use item_locks::ItemLocks;

@@ -17,6 +17,8 @@ pub struct RecordRef<'a> {
     pub event_source_arn: Option<&'a str>,
     /// `shardId:sequenceNumber`.
     pub event_id: Option<&'a str>,
+    /// When Kinesis took the record (seconds since the epoch), if the event says.
+    pub arrival: Option<f64>,
 }
 
 /// A Kinesis batch the router can route: Lambda's full event type, or the lean [`KinesisBatch`].
@@ -43,6 +45,10 @@ impl KinesisRecords for KinesisEvent {
             partition_key: &r.kinesis.partition_key,
             event_source_arn: r.event_source_arn.as_deref(),
             event_id: r.event_id.as_deref(),
+            arrival: Some(
+                r.kinesis.approximate_arrival_timestamp.0.timestamp_millis() as f64 / 1000.0,
+            )
+            .filter(|t| *t > 0.0),
         }
     }
 }
@@ -82,6 +88,14 @@ pub struct KinesisBatchData {
     /// The data, base64-decoded.
     #[serde(deserialize_with = "base64_data")]
     pub data: Vec<u8>,
+    /// When Kinesis took the record (seconds since the epoch). A number, or text holding one;
+    /// anything else reads as unknown rather than failing the batch.
+    #[serde(
+        rename = "approximateArrivalTimestamp",
+        default,
+        deserialize_with = "lenient_seconds"
+    )]
+    pub approximate_arrival_timestamp: Option<f64>,
 }
 
 fn base64_data<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
@@ -101,6 +115,17 @@ fn base64_data<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<
     deserializer.deserialize_str(Base64)
 }
 
+fn lenient_seconds<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<f64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|t: &f64| t.is_finite() && *t > 0.0))
+}
+
 impl KinesisRecords for KinesisBatch {
     fn len(&self) -> usize {
         self.records.len()
@@ -113,6 +138,7 @@ impl KinesisRecords for KinesisBatch {
             partition_key: &r.kinesis.partition_key,
             event_source_arn: r.event_source_arn.as_deref(),
             event_id: r.event_id.as_deref(),
+            arrival: r.kinesis.approximate_arrival_timestamp,
         }
     }
 }
@@ -134,7 +160,22 @@ mod tests {
             assert_eq!(a.partition_key, b.partition_key);
             assert_eq!(a.event_source_arn, b.event_source_arn);
             assert_eq!(a.event_id, b.event_id);
+            assert!((a.arrival.unwrap() - b.arrival.unwrap()).abs() < 0.002);
         }
+        let quoted = text.replacen(
+            "\"approximateArrivalTimestamp\": 1795687200.123",
+            "\"approximateArrivalTimestamp\": \"1795687200.5\"",
+            1,
+        );
+        let lean: KinesisBatch = serde_json::from_str(&quoted).unwrap();
+        assert_eq!(lean.record(0).arrival, Some(1795687200.5));
+        let odd = text.replacen(
+            "\"approximateArrivalTimestamp\": 1795687200.123",
+            "\"approximateArrivalTimestamp\": [true]",
+            1,
+        );
+        let lean: KinesisBatch = serde_json::from_str(&odd).unwrap();
+        assert_eq!(lean.record(0).arrival, None);
         let bad = text.replacen("\"data\": \"", "\"data\": \"!!", 1);
         assert!(serde_json::from_str::<KinesisBatch>(&bad).is_err());
     }

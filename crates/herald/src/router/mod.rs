@@ -16,9 +16,13 @@
 //!   reported with every later record of the batch as batch item failures. Lambda then
 //!   checkpoints before it and retries from there (`ReportBatchItemFailures`), and the
 //!   subscribers' idempotency absorbs what was already published.
+//! - a record that still cannot be published when it is older than
+//!   [`RouterConfig::give_up_after`] is dead-lettered whole, with the reason, before Lambda
+//!   would give up on it and keep only a pointer into the stream (see `overdue`).
 
 mod batch;
 mod bus;
+mod overdue;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures::stream::{self, StreamExt};
@@ -35,6 +39,7 @@ use crate::limits::{SNS_MAX_BATCH_ENTRIES, SNS_MAX_PAYLOAD_BYTES};
 
 pub use batch::{KinesisBatch, KinesisBatchData, KinesisBatchRecord, KinesisRecords, RecordRef};
 pub use bus::{message_attributes, BusError, BusMessage, BusOutcome, EventBus, MessageAttribute};
+pub use overdue::give_up_after;
 
 /// Log one routed batch: its counts and the shard and sequence range it covered — the line
 /// `herald trace` finds a record's router hop by.
@@ -79,6 +84,12 @@ pub struct RouterConfig {
     /// request is sent or waited for, and the records left are reported for Lambda to retry.
     /// Default 1 s.
     pub deadline_margin: Duration,
+    /// A record that cannot be published and is older than this is dead-lettered (the whole
+    /// record, with the reason) instead of reported for retry. Keep it below the mapping's
+    /// `MaximumRecordAgeInSeconds` ([`give_up_after`] gives the margin) and the mapping's
+    /// `MaximumRetryAttempts` at -1, so that Lambda never gives up first. `None`: report for
+    /// retry forever. Default: [`give_up_after`] of one hour (55 minutes), the template's default.
+    pub give_up_after: Option<std::time::Duration>,
 }
 
 impl Default for RouterConfig {
@@ -88,6 +99,7 @@ impl Default for RouterConfig {
             concurrency: 8,
             catalog: None,
             deadline_margin: Duration::from_secs(1),
+            give_up_after: Some(give_up_after(std::time::Duration::from_secs(3600))),
         }
     }
 }
@@ -180,6 +192,13 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
             .await;
         for (i, fate) in published.into_iter().flatten() {
             fates[i] = Some(fate);
+        }
+        if let Some(limit) = self.config.give_up_after {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            overdue::dead_letter_overdue(&mut fates, &records, limit, now);
         }
 
         // Poison (from validation or SNS sender faults) goes to the dead-letter queue.

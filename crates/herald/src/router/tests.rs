@@ -41,7 +41,14 @@ impl EventBus for RecordingBus {
 }
 
 fn record(seq: usize, data: &[u8]) -> KinesisEventRecord {
+    aged(seq, data, 1)
+}
+
+/// A record that reached the stream `age_seconds` ago.
+fn aged(seq: usize, data: &[u8], age_seconds: i64) -> KinesisEventRecord {
     let mut record = KinesisEventRecord::default();
+    record.kinesis.approximate_arrival_timestamp.0 =
+        chrono::Utc::now() - chrono::Duration::seconds(age_seconds);
     record.kinesis.sequence_number = seq.to_string();
     record.kinesis.partition_key = "k".into();
     record.kinesis.data.0 = data.to_vec();
@@ -73,6 +80,7 @@ fn fast() -> RouterConfig {
         concurrency: 2,
         catalog: None,
         deadline_margin: Duration::from_millis(10),
+        give_up_after: None,
     }
 }
 
@@ -312,4 +320,76 @@ async fn throttling_until_the_deadline_reports_instead_of_retrying_on() {
         .await;
     assert_eq!(failed_ids(&response), ["101", "102"]);
     assert!(router.dead_letters.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_record_that_cannot_be_published_before_lambda_gives_up_is_dead_lettered_whole() {
+    // SNS keeps failing r1 and r2 (an outage); r1 reached the stream 56 minutes ago, r2 just now.
+    struct Outage;
+    impl EventBus for Outage {
+        async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+            Ok(entries
+                .iter()
+                .map(|e| match e.id.as_str() {
+                    "r0" => BusOutcome::Published,
+                    _ => BusOutcome::Failed {
+                        code: "KMSThrottling".into(),
+                        message: "key unavailable".into(),
+                        sender_fault: false,
+                    },
+                })
+                .collect())
+        }
+    }
+    let config = RouterConfig {
+        give_up_after: Some(give_up_after(Duration::from_secs(3600))),
+        ..fast()
+    };
+    assert_eq!(config.give_up_after, Some(Duration::from_secs(3300)));
+    let router = Router::with_config(Outage, Letters::default(), config);
+    let old = envelope(1);
+    let records = vec![
+        aged(100, &envelope(0), 3400),
+        aged(101, &old, 3360),
+        aged(102, &envelope(2), 5),
+    ];
+    let (response, summary) = router.route(&batch(records)).await;
+    assert_eq!(
+        summary,
+        RouteSummary {
+            published: 1,
+            dead_lettered: 1,
+            failed: 1
+        }
+    );
+    let failed: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect();
+    assert_eq!(failed, ["102"], "the young record is retried");
+    let letters = router.dead_letters.0.lock().unwrap();
+    assert_eq!(
+        letters[0].body.as_bytes(),
+        old,
+        "the payload, not a pointer"
+    );
+    assert!(
+        letters[0].reason.contains("KMSThrottling"),
+        "{}",
+        letters[0].reason
+    );
+    assert_eq!(letters[0].origin["sequenceNumber"], "101");
+}
+
+#[test]
+fn the_router_gives_up_before_its_mapping_does() {
+    assert_eq!(
+        give_up_after(Duration::from_secs(3600)),
+        Duration::from_secs(3300)
+    );
+    assert_eq!(
+        give_up_after(Duration::from_secs(60)),
+        Duration::from_secs(30)
+    );
 }

@@ -1,0 +1,102 @@
+//! Retention across the pipeline: idempotency records outlive every dead letter (a redrive on a
+//! dead letter's last day is still deduplicated), and the template enforces it.
+
+use std::time::Duration;
+
+use herald::idempotency::DEFAULT_RECORD_TTL;
+use herald::limits::SQS_MAX_RETENTION_SECONDS;
+use herald_local::Template;
+use serde_json::Value;
+
+mod common;
+
+/// SQS's default `MessageRetentionPeriod` (4 days), for queues that do not set one.
+const SQS_DEFAULT_RETENTION_SECONDS: u64 = 4 * 24 * 3600;
+/// Time a redrive itself takes (send back, redeliveries) on top of the queue's retention.
+const REDRIVE_MARGIN_SECONDS: u64 = 24 * 3600;
+
+fn number(value: &Value) -> u64 {
+    match value {
+        Value::Number(n) => n.as_u64().unwrap(),
+        Value::String(s) => s.parse().unwrap(),
+        other => panic!("not a number: {other}"),
+    }
+}
+
+/// Every queue's retention, every function's TTL variable, the parameter's default and
+/// `MinValue`: the smallest TTL the template lets anyone deploy outlives every queue.
+fn assert_idempotency_outlives_every_queue(template: &Template) {
+    let spec = &template.parameter_specs["IdempotencyTtlSeconds"];
+    let min_ttl = number(&spec["MinValue"]);
+    let default_ttl = number(&spec["Default"]);
+    assert!(default_ttl >= min_ttl);
+    let mut queues = 0;
+    for (id, queue) in template.of_kind("AWS::SQS::Queue") {
+        let retention = queue
+            .properties
+            .get("MessageRetentionPeriod")
+            .map(number)
+            .unwrap_or(SQS_DEFAULT_RETENTION_SECONDS);
+        assert!(
+            retention + REDRIVE_MARGIN_SECONDS <= min_ttl,
+            "{id} keeps messages {retention} s; IdempotencyTtlSeconds may be as low as {min_ttl} s"
+        );
+        queues += 1;
+    }
+    assert!(queues > 0);
+    // Whatever a queue's retention, SQS keeps nothing longer than 14 days.
+    assert!(SQS_MAX_RETENTION_SECONDS + REDRIVE_MARGIN_SECONDS <= min_ttl);
+    // Every function that keeps idempotency records takes its TTL from that one parameter.
+    let mut functions = 0;
+    for (id, function) in template.of_kind("AWS::Serverless::Function") {
+        let env = &function.properties["Environment"]["Variables"];
+        if env.get("IDEMPOTENCY_TABLE").is_some() {
+            assert_eq!(
+                env.get("IDEMPOTENCY_TTL_SECONDS"),
+                Some(&serde_json::json!({"Ref": "IdempotencyTtlSeconds"})),
+                "{id} keeps idempotency records without IDEMPOTENCY_TTL_SECONDS from the parameter"
+            );
+            functions += 1;
+        }
+    }
+    assert!(functions > 0);
+}
+
+#[test]
+fn idempotency_records_outlive_every_dead_letter_queue_in_the_templates() {
+    for path in ["template.yaml", "tests/signups/template.yaml"] {
+        let template = Template::load(&common::root().join(path)).unwrap();
+        assert_idempotency_outlives_every_queue(&template);
+    }
+}
+
+#[test]
+fn the_library_default_ttl_outlives_every_queue_too() {
+    assert!(
+        DEFAULT_RECORD_TTL
+            >= Duration::from_secs(SQS_MAX_RETENTION_SECONDS + REDRIVE_MARGIN_SECONDS)
+    );
+    let config = herald::idempotency::IdempotencyConfig::new("t", "p");
+    assert_eq!(config.record_ttl, DEFAULT_RECORD_TTL);
+}
+
+#[test]
+fn the_local_runner_refuses_a_ttl_shorter_than_the_dead_letters_as_cloudformation_would() {
+    let template = Template::load(&common::root().join("template.yaml")).unwrap();
+    let err = template
+        .check_parameter("IdempotencyTtlSeconds", "604800")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("IdempotencyTtlSeconds") && err.contains("MinValue"),
+        "{err}"
+    );
+    template
+        .check_parameter("IdempotencyTtlSeconds", "2592000")
+        .unwrap();
+    assert!(template.check_parameter("NoSuchParameter", "1").is_err());
+    assert!(template.check_parameter("LogLevel", "LOUD").is_err());
+    assert!(template.check_parameter("LogLevel", "DEBUG").is_ok());
+    assert!(template.check_parameter("LogRetentionDays", "14").is_ok());
+    assert!(template.check_parameter("LogRetentionDays", "15").is_err());
+}
