@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -175,8 +175,10 @@ impl<'a> Wire<'a> {
                     field: "time",
                     reason: format!("must be an RFC 3339 timestamp ({e})"),
                 })?
-                .with_timezone(&Utc),
-            None if lenient => Utc::now(),
+                .with_timezone(&Utc)
+                .trunc_subsecs(3),
+            // Milliseconds, as the envelope is written: an event reads back as it was accepted.
+            None if lenient => Utc::now().trunc_subsecs(3),
             None => return Err(ValidationError::Missing { field: "time" }),
         };
 
