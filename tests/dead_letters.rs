@@ -366,3 +366,41 @@ async fn poison_delivered_twice_is_dead_lettered_once() {
     assert_eq!(record_of(&letters[0]).unwrap(), b"poison, twice");
     pipeline.stop().await;
 }
+
+/// The same for the publisher (a store-stream record read again) and a projector (an SQS
+/// message delivered again): each function invoked twice with the same poison record, as Lambda
+/// does after a crash or a visibility timeout, sends one dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publisher_and_projectors_dead_letter_a_record_delivered_twice_once() {
+    let pipeline = common::pipeline("twice-store", |o| o.runner.mappings = false).await;
+    let stack = pipeline.stack().clone();
+    let sqs = aws_sdk_sqs::Client::new(&common::aws().await);
+    let sample = |path: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(common::root().join("events").join(path)).unwrap())
+            .unwrap()
+    };
+
+    // A store record whose item lost its `event` attribute.
+    let mut change = sample("publisher/dynamodb-stream.json");
+    change["Records"].as_array_mut().unwrap().truncate(1);
+    let image = &mut change["Records"][0]["dynamodb"]["NewImage"];
+    image.as_object_mut().unwrap().remove("event");
+    // A projector message that is no event.
+    let mut delivery = sample("projector/sqs.json");
+    delivery["Records"].as_array_mut().unwrap().truncate(1);
+    delivery["Records"][0]["body"] = serde_json::json!("not an event");
+
+    for (function, payload, queue) in [
+        ("PublisherFunction", &change, "PublisherDeadLetterQueue"),
+        ("ProjectorFunction", &delivery, "ProjectorDeadLetterQueue"),
+    ] {
+        for _ in 0..2 {
+            let answer = pipeline.invoke(function, payload).await.unwrap();
+            let failures = answer["batchItemFailures"].as_array().map(Vec::len);
+            assert_eq!(failures.unwrap_or(0), 0, "{function}: {answer}");
+        }
+        let letters = messages(&sqs, stack.reference(queue).unwrap()).await;
+        assert_eq!(letters.len(), 1, "{function}: one letter: {letters:#?}");
+    }
+    pipeline.stop().await;
+}

@@ -164,7 +164,8 @@ struct UpArgs {
     /// Inject AWS faults between the functions and the emulator, e.g.
     /// `throttle=5%,conflict=5%,5xx=2%,latency=20ms@10%,drop=1%,outage=sns:PublishBatch@20s+30s,seed=7`
     /// (kinds: throttle, kms, conflict[=contention], 5xx, latency, drop, outage; scope any share
-    /// as kind:service[:Operation]=share). Counts are printed at shutdown.
+    /// as kind:service[:Operation]=share). `kill=3%` (or `kill:inventory=10%`) kills function
+    /// processes at a random moment of that share of invocations. Counts are printed at shutdown.
     #[arg(long)]
     faults: Option<String>,
 }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use crate::alarms::{self, AlarmBoard, AlarmSettings};
 use crate::endpoint::Endpoint;
 use crate::esm::{self, Activity, Checkpoints, Context, PollSettings};
-use crate::faults::{FaultPlan, FaultProxy, FaultReport};
+use crate::faults::{FaultPlan, FaultProxy, FaultReport, Kills};
 use crate::logs::Logs;
 use crate::runtime::{FunctionError, FunctionPool};
 use crate::stack::{MappingSpec, Stack};
@@ -97,7 +97,35 @@ pub struct LocalPipeline {
     alarms: Arc<AlarmBoard>,
     aws: aws_config::SdkConfig,
     log_dir: Option<PathBuf>,
-    faults: Option<FaultProxy>,
+    faults: Injected,
+}
+
+/// The faults injected into a run; they outlive a [`LocalPipeline::restart`] (they are AWS's
+/// and the hosts', not the runner's): an outage keeps its window, the counts go on.
+#[derive(Clone, Default)]
+struct Injected {
+    proxy: Option<Arc<FaultProxy>>,
+    kills: Option<Arc<Kills>>,
+    /// Whether a plan was given at all.
+    planned: bool,
+}
+
+impl Injected {
+    async fn start(plan: Option<&FaultPlan>, upstream: &str) -> Result<Injected> {
+        let Some(plan) = plan.filter(|p| !p.is_empty()) else {
+            return Ok(Injected::default());
+        };
+        let proxy = if plan.needs_proxy() {
+            Some(Arc::new(FaultProxy::start(plan.clone(), upstream).await?))
+        } else {
+            None
+        };
+        Ok(Injected {
+            proxy,
+            kills: Kills::new(plan).map(Arc::new),
+            planned: true,
+        })
+    }
 }
 
 impl LocalPipeline {
@@ -111,7 +139,8 @@ impl LocalPipeline {
             Some(dir) => Checkpoints::open(Checkpoints::path(dir, &stack.name), options.fresh)?,
             None => Checkpoints::in_memory(),
         };
-        Self::start_with(stack, endpoint, options, Arc::new(checkpoints)).await
+        let faults = Injected::start(options.faults.as_ref(), &endpoint.url).await?;
+        Self::start_with(stack, endpoint, options, Arc::new(checkpoints), faults).await
     }
 
     async fn start_with(
@@ -119,16 +148,14 @@ impl LocalPipeline {
         endpoint: &Endpoint,
         options: RunnerOptions,
         checkpoints: Arc<Checkpoints>,
+        faults: Injected,
     ) -> Result<LocalPipeline> {
         // With faults, functions and pollers reach the emulator through the fault proxy; the
         // runner's own bookkeeping (`wait_idle`) goes straight to it.
-        let faults = match &options.faults {
-            Some(plan) if !plan.is_empty() => {
-                Some(FaultProxy::start(plan.clone(), &endpoint.url).await?)
-            }
-            _ => None,
-        };
-        let proxied = faults.as_ref().map(|proxy| endpoint.through(proxy.url()));
+        let proxied = faults
+            .proxy
+            .as_ref()
+            .map(|proxy| endpoint.through(proxy.url()));
         let direct = endpoint;
         let endpoint = proxied.as_ref().unwrap_or(direct);
         let aws = endpoint.sdk_config().await;
@@ -152,7 +179,8 @@ impl LocalPipeline {
                 options.concurrency,
                 logs.clone(),
                 activity.in_flight.clone(),
-            );
+            )
+            .with_kills(faults.kills.clone());
             pools.insert(function.logical_id.clone(), Arc::new(pool));
         }
         let (stop, stop_rx) = watch::channel(false);
@@ -278,8 +306,9 @@ impl LocalPipeline {
         let endpoint = self.endpoint.shared();
         let options = self.options.clone();
         let checkpoints = self.checkpoints.clone();
+        let faults = self.faults.clone();
         self.stop().await;
-        Self::start_with(stack, &endpoint, options, checkpoints).await
+        Self::start_with(stack, &endpoint, options, checkpoints, faults).await
     }
 
     /// The stream mappings' checkpoints.
@@ -428,9 +457,22 @@ impl LocalPipeline {
         Ok(format!("http://{address}/"))
     }
 
-    /// What the fault proxy injected so far (`None` when the pipeline runs without faults).
+    /// What was injected so far, across restarts: the proxy's faults and the processes killed
+    /// (`None` when the pipeline runs without faults).
     pub fn fault_report(&self) -> Option<FaultReport> {
-        self.faults.as_ref().map(FaultProxy::report)
+        if !self.faults.planned {
+            return None;
+        }
+        let mut report = self
+            .faults
+            .proxy
+            .as_ref()
+            .map(|proxy| proxy.report())
+            .unwrap_or_default();
+        if let Some(kills) = &self.faults.kills {
+            report.killed = kills.killed();
+        }
+        Some(report)
     }
 
     /// Batches sent to on-failure destinations so far.

@@ -27,6 +27,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
 
+use crate::faults::Kills;
 use crate::logs::Logs;
 use crate::moto::{spawn_tied, Spawn};
 use crate::stack::FunctionSpec;
@@ -246,8 +247,14 @@ impl Instance {
         }
     }
 
-    /// Invoke once and wait for the result (at most the function's timeout).
-    pub async fn invoke(&self, payload: Bytes) -> Result<Value, FunctionError> {
+    /// Invoke once and wait for the result (at most the function's timeout). With `kill`, the
+    /// process is killed at that moment of the invocation if it has not answered by then (fault
+    /// injection, counted in the [`Kills`]).
+    pub async fn invoke(
+        &self,
+        payload: Bytes,
+        kill: Option<(Duration, &Kills)>,
+    ) -> Result<Value, FunctionError> {
         if self.exited().await.is_some() {
             if self.stopped.load(Ordering::SeqCst) {
                 return Err(FunctionError::Crashed("the function was stopped".into()));
@@ -278,6 +285,12 @@ impl Instance {
             tokio::select! {
                 reply = &mut reply_rx => break reply.ok(),
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                    if let Some((_, kills)) = kill.filter(|(at, _)| started.elapsed() >= *at) {
+                        self.logs.note(self.spec.label(), &format!("{request_id} killed after {:?} (fault injection)", started.elapsed()));
+                        self.abandon(&request_id).await;
+                        kills.note(self.spec.label());
+                        return Err(FunctionError::Crashed("signal: 9 (SIGKILL), by fault injection".into()));
+                    }
                     if started.elapsed() >= timeout {
                         self.logs.note(self.spec.label(), &format!("{request_id} timed out after {timeout:?}; killing the process"));
                         self.abandon(&request_id).await;
@@ -491,6 +504,8 @@ pub struct FunctionPool {
     errors: AtomicUsize,
     /// Durations of the latest invocations (at most [`LATENCY_WINDOW`]), for percentiles.
     latencies: std::sync::Mutex<std::collections::VecDeque<Duration>>,
+    /// Processes to kill mid-invocation (fault injection).
+    kills: Option<Arc<Kills>>,
 }
 
 /// How many of the latest invocation durations a pool keeps for its percentiles.
@@ -524,7 +539,25 @@ impl FunctionPool {
             invocations: AtomicUsize::new(0),
             errors: AtomicUsize::new(0),
             latencies: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            kills: None,
         }
+    }
+
+    /// Kill processes of this function mid-invocation as `kills` decides (fault injection).
+    pub fn with_kills(mut self, kills: Option<Arc<Kills>>) -> Self {
+        self.kills = kills;
+        self
+    }
+
+    /// The median of the latest invocation durations (100 ms before the first).
+    fn typical_duration(&self) -> Duration {
+        let latencies = self.latencies.lock().expect("lock");
+        let mut sorted: Vec<Duration> = latencies.iter().copied().collect();
+        sorted.sort();
+        sorted
+            .get(sorted.len() / 2)
+            .copied()
+            .unwrap_or(Duration::from_millis(100))
     }
 
     /// The function.
@@ -576,8 +609,17 @@ impl FunctionPool {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.invocations.fetch_add(1, Ordering::Relaxed);
         let body = Bytes::from(serde_json::to_vec(payload).unwrap_or_default());
+        let kill = self.kills.as_deref().and_then(|kills| {
+            kills
+                .decide(
+                    self.spec.label(),
+                    &self.spec.logical_id,
+                    self.typical_duration(),
+                )
+                .map(|at| (at, kills))
+        });
         let started = Instant::now();
-        let result = instance.invoke(body).await;
+        let result = instance.invoke(body, kill).await;
         {
             let mut latencies = self.latencies.lock().expect("lock");
             if latencies.len() == LATENCY_WINDOW {

@@ -202,7 +202,7 @@ impl Herald {
                 crate::aws::kinesis(&self.aws),
                 env("STREAM_NAME")?,
             )),
-            SqsDeadLetters::new(crate::aws::sqs(&self.aws), env("DEAD_LETTER_QUEUE_URL")?),
+            self.dead_letters(&env("DEAD_LETTER_QUEUE_URL")?)?,
         );
         let publisher = &publisher;
         serve(

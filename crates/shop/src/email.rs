@@ -16,7 +16,7 @@ use chrono::{SecondsFormat, Utc};
 use uuid::Uuid;
 
 use crate::events::{types, PaymentSucceeded};
-use herald::aws::{env, error_text, MissingEnv};
+use herald::aws::{env, AwsError, MissingEnv};
 use herald::envelope::Envelope;
 use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
 
@@ -84,7 +84,9 @@ impl Mailer for OutboxMailer {
             {
                 Ok(())
             }
-            Err(err) => Err(HandlerError::Retry(format!("outbox: {}", error_text(&err)))),
+            // Classified: throttling and outages redelivered, a request DynamoDB refuses for good
+            // dead-lettered with its reason.
+            Err(err) => Err(AwsError::new(err).into()),
         }
     }
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::events::{sources, types, OrderPlaced, PaymentFailed, PaymentSucceeded};
-use herald::aws::{env, error_text, MissingEnv};
+use herald::aws::{env, AwsError, MissingEnv};
 use herald::envelope::Envelope;
 use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
 
@@ -125,12 +125,9 @@ impl PaymentGateway for LedgerGateway {
             // Already charged under this key: the same answer again, no second charge.
             Err(SdkError::ServiceError(e))
                 if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {}
-            Err(err) => {
-                return Err(HandlerError::Retry(format!(
-                    "gateway: {}",
-                    error_text(&err)
-                )))
-            }
+            // Classified: throttling and outages redelivered, a request DynamoDB refuses for good
+            // dead-lettered with its reason.
+            Err(err) => return Err(AwsError::new(err).into()),
         }
         Ok(match declined {
             Some(reason) => Charge::Declined { reason },

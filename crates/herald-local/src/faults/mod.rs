@@ -22,6 +22,7 @@
 //! | `latency=20ms@10%` | 20 ms more on 10 % of requests (`latency=20ms`: on all) |
 //! | `drop=1%` | the connection closed with no answer, half before the request reaches the emulator, half after it was applied |
 //! | `outage=sns:PublishBatch@20s+30s` | that operation answers 503 `ServiceUnavailable` from 20 s after start, for 30 s |
+//! | `kill=3%` | the runner kills the function's process at a random moment of 3 % of invocations (`kill:inventory=10%`: one function's) |
 //! | `seed=7` | the decisions' seed (default 0) |
 //!
 //! Any share-based part can be scoped: `throttle:dynamodb=10%`, `5xx:sns:PublishBatch=50%`.
@@ -30,9 +31,11 @@
 //! [`FaultProxy::report`] counts what was injected per kind and service.
 
 mod answer;
+mod kills;
 mod proxy;
 mod spec;
 
 pub use answer::{AwsFault, Protocol};
+pub use kills::Kills;
 pub use proxy::{FaultProxy, FaultReport};
-pub use spec::{FaultKind, FaultPlan, Outage, Rule, Scope, SpecError, Trigger, SERVICES};
+pub use spec::{FaultKind, FaultPlan, KillRule, Outage, Rule, Scope, SpecError, Trigger, SERVICES};

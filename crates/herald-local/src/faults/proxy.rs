@@ -62,6 +62,9 @@ pub struct FaultReport {
     pub requests: BTreeMap<String, u64>,
     /// Faults injected per (kind, service).
     pub injected: BTreeMap<(FaultKind, String), u64>,
+    /// Function processes killed mid-invocation, per function label (`kill=…`; filled in by
+    /// the runner, which does the killing).
+    pub killed: BTreeMap<String, u64>,
 }
 
 impl FaultReport {
@@ -99,6 +102,19 @@ impl fmt::Display for FaultReport {
                 faults.join(", ")
             };
             writeln!(f, "  {service:<9} {requests:>7} requests: {faults}")?;
+        }
+        if !self.killed.is_empty() {
+            let killed: Vec<String> = self
+                .killed
+                .iter()
+                .map(|(function, n)| format!("{function} {n}"))
+                .collect();
+            writeln!(
+                f,
+                "  processes killed mid-invocation: {} ({})",
+                self.killed.values().sum::<u64>(),
+                killed.join(", ")
+            )?;
         }
         Ok(())
     }
@@ -283,7 +299,7 @@ impl State {
                 }
                 FaultKind::Drop if variant.is_multiple_of(2) => return Verdict::DropBefore,
                 FaultKind::Drop => return Verdict::DropAfter,
-                FaultKind::Outage => {}
+                FaultKind::Outage | FaultKind::Kill => {}
             }
         }
         Verdict::Forward
@@ -485,7 +501,7 @@ fn draw(seed: u64, target: &Target, n: u64, rule: u64) -> u64 {
     splitmix(splitmix(h ^ n) ^ rule.wrapping_mul(0xff51_afd7_ed55_8ccd))
 }
 
-fn splitmix(mut z: u64) -> u64 {
+pub(super) fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -493,7 +509,7 @@ fn splitmix(mut z: u64) -> u64 {
 }
 
 /// A draw as a number in `[0, 1)`.
-fn unit(draw: u64) -> f64 {
+pub(super) fn unit(draw: u64) -> f64 {
     (draw >> 11) as f64 / (1u64 << 53) as f64
 }
 

@@ -4,6 +4,7 @@
 //! spec    = rule *("," rule)
 //! rule    = kind [":" service [":" Operation]] "=" value
 //!         | "outage=" service ":" Operation "@" duration "+" duration
+//!         | "kill" [":" function] "=" share
 //!         | "seed=" integer
 //! kind    = throttle | kms | conflict | 5xx | latency | drop
 //! value   = share                      ; throttle, kms, conflict, 5xx, drop
@@ -12,6 +13,7 @@
 //! share   = number "%" | fraction      ; 5% or 0.05
 //! duration= number ("ms" | "s")
 //! service = kinesis | dynamodb | sns | sqs   (lower case, as in IAM actions)
+//! function= a function's label (`inventory`) or logical id (`InventoryFunction`)
 //! ```
 //!
 //! Example: `throttle=5%,conflict=5%,5xx:sns=2%,latency=20ms@10%,drop=1%,outage=sns:PublishBatch@20s+30s,seed=7`.
@@ -40,6 +42,9 @@ pub enum FaultKind {
     Drop,
     /// One operation answering `ServiceUnavailable` for a window of time.
     Outage,
+    /// A function's process killed at a random moment of an invocation (the runner does this,
+    /// not the proxy): Lambda's `Runtime.ExitError`, as when an execution environment dies.
+    Kill,
 }
 
 impl FaultKind {
@@ -53,6 +58,7 @@ impl FaultKind {
             FaultKind::Latency => "latency",
             FaultKind::Drop => "drop",
             FaultKind::Outage => "outage",
+            FaultKind::Kill => "kill",
         }
     }
 
@@ -131,6 +137,25 @@ pub struct Outage {
     pub duration: Duration,
 }
 
+/// `kill[:function]=share`: the runner kills the function's process at a random moment during
+/// this share of its invocations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KillRule {
+    /// A function's label or logical id; `None` = every function.
+    pub function: Option<String>,
+    /// Share of invocations (0..=1).
+    pub share: f64,
+}
+
+impl KillRule {
+    /// Whether the rule applies to the function with this label and logical id.
+    pub fn matches(&self, label: &str, logical_id: &str) -> bool {
+        self.function
+            .as_deref()
+            .is_none_or(|f| f == label || f == logical_id)
+    }
+}
+
 /// A parsed `--faults` spec.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FaultPlan {
@@ -138,6 +163,8 @@ pub struct FaultPlan {
     pub rules: Vec<Rule>,
     /// Outage windows.
     pub outages: Vec<Outage>,
+    /// Processes to kill mid-invocation.
+    pub kills: Vec<KillRule>,
     /// Seed of the decisions. Default 0: the same spec injects the same faults into the same
     /// sequence of requests of each operation.
     pub seed: u64,
@@ -181,6 +208,9 @@ impl FaultPlan {
                         .map_err(|_| fail(format!("seed `{value}` is not an integer")))?
                 }
                 "outage" => plan.outages.push(outage(value).map_err(fail)?),
+                _ if left == "kill" || left.starts_with("kill:") => {
+                    plan.kills.push(kill(left, value).map_err(fail)?)
+                }
                 _ => plan.rules.push(rule(left, value).map_err(fail)?),
             }
         }
@@ -189,7 +219,12 @@ impl FaultPlan {
 
     /// Whether the plan injects nothing.
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty() && self.outages.is_empty()
+        !self.needs_proxy() && self.kills.is_empty()
+    }
+
+    /// Whether any part answers requests (and so needs the proxy in front of the emulator).
+    pub fn needs_proxy(&self) -> bool {
+        !self.rules.is_empty() || !self.outages.is_empty()
     }
 }
 
@@ -197,7 +232,7 @@ fn rule(left: &str, value: &str) -> Result<Rule, String> {
     let mut names = left.split(':');
     let kind_name = names.next().unwrap_or_default();
     let kind = FaultKind::parse(kind_name).ok_or_else(|| {
-        format!("unknown fault `{kind_name}`; one of throttle, kms, conflict, 5xx, latency, drop, outage, seed")
+        format!("unknown fault `{kind_name}`; one of throttle, kms, conflict, 5xx, latency, drop, outage, kill, seed")
     })?;
     let scope = Scope {
         service: names.next().map(service).transpose()?,
@@ -230,6 +265,29 @@ fn rule(left: &str, value: &str) -> Result<Rule, String> {
         scope,
         trigger,
         delay,
+    })
+}
+
+fn kill(left: &str, value: &str) -> Result<KillRule, String> {
+    let function = match left.split_once(':') {
+        None => None,
+        Some((_, name))
+            if !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+        {
+            Some(name.to_string())
+        }
+        Some((_, name)) => {
+            return Err(format!(
+                "`{name}` is not a function label or logical id (inventory, InventoryFunction)"
+            ))
+        }
+    };
+    Ok(KillRule {
+        function,
+        share: share(value)?,
     })
 }
 
@@ -343,6 +401,23 @@ mod tests {
             Trigger::Contention
         );
         assert!(FaultPlan::parse("").unwrap().is_empty());
+        let kills = FaultPlan::parse("kill=3%,kill:inventory=10%").unwrap();
+        assert_eq!(
+            kills.kills,
+            [
+                KillRule {
+                    function: None,
+                    share: 0.03
+                },
+                KillRule {
+                    function: Some("inventory".into()),
+                    share: 0.1
+                }
+            ]
+        );
+        assert!(!kills.is_empty() && !kills.needs_proxy());
+        assert!(kills.kills[1].matches("inventory", "InventoryFunction"));
+        assert!(!kills.kills[1].matches("payment", "PaymentFunction"));
     }
 
     #[test]
@@ -370,6 +445,8 @@ mod tests {
             ),
             ("drop", "drop", "kind=value"),
             ("seed=x", "seed=x", "not an integer"),
+            ("kill:a b=1%", "kill:a b=1%", "not a function label"),
+            ("kill=2", "kill=2", "between 0% and 100%"),
         ] {
             let err = FaultPlan::parse(spec).unwrap_err();
             assert_eq!(err.part, part, "{spec}");

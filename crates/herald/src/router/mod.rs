@@ -226,11 +226,30 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
         let mut summary = RouteSummary::default();
         if !poison.is_empty() {
             let letters: Vec<DeadLetter> = poison.iter().map(|(_, l)| l.clone()).collect();
-            let sent = self.dead_letters.send(&letters).await;
-            for ((i, _), result) in poison.iter().zip(sent) {
-                match result {
-                    Ok(()) => summary.dead_lettered += 1,
-                    Err(err) => fates[*i] = Some(Fate::Failed(err.to_string())),
+            // Bounded by the deadline like publishing: a DLQ that hangs must not cost the
+            // per-record answer (the letters are sent again on the retry, once per record).
+            let sent = Deadline::current()
+                .run(
+                    self.config.deadline_margin,
+                    self.dead_letters.send(&letters),
+                )
+                .await;
+            match sent {
+                Ok(sent) => {
+                    for ((i, _), result) in poison.iter().zip(sent) {
+                        match result {
+                            Ok(()) => summary.dead_lettered += 1,
+                            Err(err) => fates[*i] = Some(Fate::Failed(err.to_string())),
+                        }
+                    }
+                }
+                Err(_) => {
+                    for (i, _) in &poison {
+                        fates[*i] = Some(Fate::Failed(
+                            "the dead-letter queue did not answer before the invocation's deadline"
+                                .into(),
+                        ));
+                    }
                 }
             }
         }

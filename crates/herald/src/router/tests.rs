@@ -296,6 +296,29 @@ async fn a_hung_publish_is_reported_before_the_deadline() {
     assert_eq!(summary.failed, 12);
 }
 
+/// A dead-letter queue that never answers.
+struct HungLetters;
+
+impl DeadLetters for HungLetters {
+    async fn send(&self, _: &[DeadLetter]) -> Vec<Result<(), crate::dead_letter::DeadLetterError>> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test]
+async fn a_hung_dead_letter_queue_is_reported_before_the_deadline() {
+    let router = Router::with_config(RecordingBus::default(), HungLetters, fast());
+    let mut records: Vec<KinesisEventRecord> =
+        (0..4).map(|i| record(200 + i, &envelope(i))).collect();
+    records.insert(2, record(299, b"poison"));
+    let (response, summary) = crate::deadline::Deadline::after(Duration::from_millis(80))
+        .scope(router.route(&batch(records)))
+        .await;
+    // From the poison on, everything is reported for Lambda's retry; nothing is lost.
+    assert_eq!(failed_ids(&response).len(), 3, "{response:?}");
+    assert_eq!((summary.dead_lettered, summary.failed), (0, 3));
+}
+
 #[tokio::test]
 async fn throttling_until_the_deadline_reports_instead_of_retrying_on() {
     let bus = RecordingBus {

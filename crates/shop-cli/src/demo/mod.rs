@@ -2,6 +2,7 @@
 //! events and events the pipeline must refuse), a summary of what every subscriber did, one
 //! order's lifecycle hop by hop, and its trace.
 
+pub mod audit;
 pub mod lifecycle;
 pub mod report;
 pub mod workload;

@@ -202,22 +202,60 @@ pub struct Sent {
     pub rejected: Vec<(Option<String>, String, String)>,
     /// HTTP statuses seen.
     pub statuses: BTreeMap<u16, usize>,
+    /// Requests sent again because no answer came (connection refused or reset, a 5xx without
+    /// a report: the function crashed, the runner restarted), and events sent again because
+    /// the producer answered them `retryable`.
+    pub resent_requests: usize,
+    /// See [`Sent::resent_requests`].
+    pub resent_events: usize,
 }
 
-/// Send every request of `traffic` to the producer's Function URL.
+/// How often a client sends one event before it gives up (on the last answer).
+pub const CLIENT_ATTEMPTS: u32 = 12;
+
+/// Send every request of `traffic` to the producer's Function URL, as a careful client does: a
+/// request without an answer is sent again, and so is every event answered `retryable`, with
+/// the same ids (the pipeline writes an event once however often it is accepted), with backoff,
+/// up to [`CLIENT_ATTEMPTS`] times.
 pub async fn send(url: &str, traffic: &Traffic) -> Result<Sent> {
     let mut sent = Sent::default();
     for request in &traffic.requests {
-        let (status, report) = post_json(url, &Value::Array(request.clone())).await?;
-        *sent.statuses.entry(status).or_default() += 1;
         sent.submitted += request.len();
-        sent.accepted += report["accepted"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("producer answered {status}: {report}"))?
-            as usize;
-        for result in report["results"].as_array().into_iter().flatten() {
-            if result["status"] == "rejected" {
-                sent.rejected.push((
+        send_one(url, request.clone(), &mut sent).await?;
+    }
+    Ok(sent)
+}
+
+async fn send_one(url: &str, mut events: Vec<Value>, sent: &mut Sent) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let last = attempt >= CLIENT_ATTEMPTS;
+        let backoff = std::time::Duration::from_millis(100 * 2u64.pow(attempt.min(5)));
+        let (status, report) = match post_json(url, &Value::Array(events.clone())).await {
+            Ok(answer) => answer,
+            Err(_) if !last => {
+                sent.resent_requests += 1;
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
+        *sent.statuses.entry(status).or_default() += 1;
+        let Some(results) = report["results"].as_array() else {
+            if status >= 500 && !last {
+                sent.resent_requests += 1;
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            return Err(anyhow!("producer answered {status}: {report}"));
+        };
+        let mut again = Vec::new();
+        for (event, result) in events.iter().zip(results) {
+            match result["status"].as_str() {
+                Some("accepted") => sent.accepted += 1,
+                _ if result["error"]["retryable"] == true && !last => again.push(event.clone()),
+                _ => sent.rejected.push((
                     result["id"].as_str().map(str::to_string),
                     result["error"]["field"]
                         .as_str()
@@ -227,11 +265,16 @@ pub async fn send(url: &str, traffic: &Traffic) -> Result<Sent> {
                         .as_str()
                         .unwrap_or_default()
                         .to_string(),
-                ));
+                )),
             }
         }
+        if again.is_empty() {
+            return Ok(());
+        }
+        sent.resent_events += again.len();
+        events = again;
+        tokio::time::sleep(backoff).await;
     }
-    Ok(sent)
 }
 
 #[cfg(test)]

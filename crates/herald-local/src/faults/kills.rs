@@ -1,0 +1,102 @@
+//! `kill=…`: function processes killed mid-invocation, as when Lambda's execution environment
+//! dies (out of memory, a host failure). The runner asks [`Kills::decide`] before each
+//! invocation; the instance kills its process when the chosen moment comes first, and the
+//! caller sees `Runtime.ExitError` as it would on AWS.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::proxy::{splitmix, unit};
+use super::spec::{FaultPlan, KillRule};
+
+/// The kill rules of a plan and what they did.
+#[derive(Debug)]
+pub struct Kills {
+    rules: Vec<KillRule>,
+    seed: u64,
+    /// Invocations seen per function: the sequence number each decision is drawn from.
+    sequence: Mutex<HashMap<String, u64>>,
+    /// Processes killed per function label.
+    killed: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Kills {
+    /// The plan's kill rules (`None` when it has none).
+    pub fn new(plan: &FaultPlan) -> Option<Kills> {
+        (!plan.kills.is_empty()).then(|| Kills {
+            rules: plan.kills.clone(),
+            seed: plan.seed,
+            sequence: Mutex::new(HashMap::new()),
+            killed: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Whether to kill this invocation of the function, and when: a moment drawn uniformly
+    /// within `typical` (how long its invocations take), so kills land mid-batch. The same
+    /// seed kills the same invocations of each function.
+    pub fn decide(&self, label: &str, logical_id: &str, typical: Duration) -> Option<Duration> {
+        let share = self
+            .rules
+            .iter()
+            .find(|r| r.matches(label, logical_id))?
+            .share;
+        let n = {
+            let mut sequence = self.sequence.lock().expect("lock");
+            let n = sequence.entry(label.to_string()).or_default();
+            *n += 1;
+            *n
+        };
+        let mut h = splitmix(self.seed ^ 0x6b69_6c6c);
+        for byte in label.bytes() {
+            h = splitmix(h ^ u64::from(byte));
+        }
+        let roll = splitmix(h ^ n);
+        (unit(roll) < share).then(|| typical.mul_f64(unit(splitmix(roll))))
+    }
+
+    /// Count a process killed.
+    pub fn note(&self, label: &str) {
+        *self
+            .killed
+            .lock()
+            .expect("lock")
+            .entry(label.to_string())
+            .or_default() += 1;
+    }
+
+    /// Processes killed so far, per function label.
+    pub fn killed(&self) -> BTreeMap<String, u64> {
+        self.killed.lock().expect("lock").clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_of_invocations_is_killed_within_their_typical_length() {
+        let plan = FaultPlan::parse("kill:inventory=10%,seed=3").unwrap();
+        let kills = Kills::new(&plan).unwrap();
+        let typical = Duration::from_millis(200);
+        let decided: Vec<Option<Duration>> = (0..2000)
+            .map(|_| kills.decide("inventory", "InventoryFunction", typical))
+            .collect();
+        let killed = decided.iter().flatten().count();
+        assert!((150..250).contains(&killed), "{killed} of 2000");
+        assert!(decided.iter().flatten().all(|at| *at < typical));
+        assert!(
+            (0..100).all(|_| kills
+                .decide("payment", "PaymentFunction", typical)
+                .is_none()),
+            "other functions are left alone"
+        );
+        let again = Kills::new(&plan).unwrap();
+        let replay: Vec<Option<Duration>> = (0..2000)
+            .map(|_| again.decide("inventory", "InventoryFunction", typical))
+            .collect();
+        assert_eq!(replay, decided, "the same seed kills the same invocations");
+        assert!(Kills::new(&FaultPlan::parse("throttle=1%").unwrap()).is_none());
+    }
+}
