@@ -2,9 +2,11 @@
 //! they do in production, all at once —
 //!
 //! - throttling and 5xx on ≥ 5 % of the requests to every service (Kinesis, DynamoDB, SNS, SQS),
-//!   transaction conflicts and KMS throttling on top;
-//! - function processes killed at a random moment of 5 % of their invocations (Lambda's
-//!   `Runtime.ExitError`: a batch half done, its SQS messages back after the visibility timeout);
+//!   transaction conflicts, KMS throttling and 1 % dropped connections on top (half of them after
+//!   the emulator applied the request, so the caller cannot tell);
+//! - function processes killed at a random moment of 5 % of their invocations, a quarter of the
+//!   producer's (Lambda's `Runtime.ExitError`: a batch half done, its SQS messages back after the
+//!   visibility timeout, a client's request answered 502);
 //! - SNS `PublishBatch` down for 30 s;
 //! - the runner itself restarted once, mid-run, during that outage.
 //!
@@ -13,7 +15,7 @@
 //! DLQ with it, sent = effects + dead letters, nothing else in any DLQ.
 //!
 //! `CHAOS_SEED=<n>` replays another draw of faults and traffic (the default is fixed, so a
-//! failure reproduces); `CHAOS_EXTRA=drop=1%,latency=50ms@5%` adds to the spec;
+//! failure reproduces); `CHAOS_EXTRA=latency=50ms@5%` adds to the spec;
 //! `CHAOS_LOG_DIR=/some/dir` keeps the functions' logs.
 
 mod common;
@@ -34,7 +36,7 @@ const OUTAGE: Duration = Duration::from_secs(30);
 fn plan(seed: u64) -> FaultPlan {
     let extra = std::env::var("CHAOS_EXTRA").unwrap_or_default();
     FaultPlan::parse(&format!(
-        "throttle=3%,5xx=3%,5xx:sns=4%,conflict=3%,kms=1%,kill=5%,outage=sns:PublishBatch@{}s+{}s,seed={seed},{extra}",
+        "throttle=3%,5xx=3%,5xx:sns=4%,conflict=3%,kms=1%,drop=1%,kill:producer=25%,kill=5%,outage=sns:PublishBatch@{}s+{}s,seed={seed},{extra}",
         OUTAGE_START.as_secs(),
         OUTAGE.as_secs()
     ))
@@ -122,9 +124,9 @@ async fn every_effect_happens_exactly_once_through_faults_kills_an_outage_and_a_
     let kills: u64 = report.killed.values().sum();
     println!(
         "chaos (seed {seed}): {} events ({} orders, {} system) + {} duplicates, {} invalid, {} raw records; \
-         faults: throttle {}, 5xx {}, conflict {}, kms {}, outage {} (SNS PublishBatch down {OUTAGE:?}); \
+         faults: throttle {}, 5xx {}, conflict {}, kms {}, dropped {}, outage {} (SNS PublishBatch down {OUTAGE:?}); \
          {kills} processes killed; runner restarted at {restarted_at:.1?}; client resent {} requests and {} events; \
-         applied {}, dead letters {}, lost {}, duplicated {}; settled in {settled:.1?}",
+         applied {}, dead letters {} (+{} copies), lost {}, duplicated {}; settled in {settled:.1?}",
         audit.events,
         traffic.orders.len(),
         traffic.system_events,
@@ -135,24 +137,27 @@ async fn every_effect_happens_exactly_once_through_faults_kills_an_outage_and_a_
         report.total(FaultKind::ServerError),
         report.total(FaultKind::Conflict),
         report.total(FaultKind::Kms),
+        report.total(FaultKind::Drop),
         report.total(FaultKind::Outage),
         sent.resent_requests,
         sent.resent_events,
         audit.applied,
         audit.dead_letters,
+        audit.letter_copies,
         audit.lost,
         audit.duplicated,
     );
 
-    // The chaos happened: every service throttled or failed a share of its requests (6 % asked
-    // for, 10 % of SNS's, whose requests are few; those answered by the outage drew no other
-    // fault), processes died, SNS was down.
+    // The chaos happened: every service throttled, failed or dropped a share of its requests
+    // (7 % asked for, 11 % of SNS's, whose requests are few; those answered by the outage drew
+    // no other fault), processes died, SNS was down.
     for service in ["kinesis", "dynamodb", "sns", "sqs"] {
         let requests = report.requests.get(service).copied().unwrap_or(0)
             - report.count(FaultKind::Outage, service);
         let failed = report.count(FaultKind::Throttle, service)
             + report.count(FaultKind::ServerError, service)
-            + report.count(FaultKind::Conflict, service);
+            + report.count(FaultKind::Conflict, service)
+            + report.count(FaultKind::Drop, service);
         assert!(
             requests > 0 && failed * 100 >= requests * 3,
             "{service}: {failed} of {requests} requests failed\n{report}"

@@ -404,3 +404,46 @@ async fn the_publisher_and_projectors_dead_letter_a_record_delivered_twice_once(
     }
     pipeline.stop().await;
 }
+
+/// A `SendMessage` whose answer is lost after SQS stored the message is retried, and a standard
+/// queue keeps both copies of the letter. A redrive sends the record back once and deletes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_of_one_letter_are_redriven_once() {
+    use herald::dead_letter::{DeadLetter, DeadLetters};
+    let pipeline = common::pipeline("copies", |o| o.runner.mappings = false).await;
+    let stack = pipeline.stack().clone();
+    let aws = common::aws().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let dlq_url = stack.reference("InventoryDeadLetterQueue").unwrap();
+    let letter = DeadLetter::new(
+        b"{\"an\": \"event\"}",
+        "inventory",
+        "conditions kept failing",
+    )
+    .with_origin("messageId", "m-1")
+    .with_origin(
+        "eventSourceARN",
+        "arn:aws:sqs:us-east-1:000000000000:inventory",
+    );
+    let other = DeadLetter::new(b"{\"another\": 1}", "inventory", "conditions kept failing")
+        .with_origin("messageId", "m-2")
+        .with_origin(
+            "eventSourceARN",
+            "arn:aws:sqs:us-east-1:000000000000:inventory",
+        );
+    let queue = herald::adapters::SqsDeadLetters::new(sqs.clone(), dlq_url);
+    for letters in [vec![letter.clone(), other], vec![letter]] {
+        assert!(queue.send(&letters).await.iter().all(Result::is_ok));
+    }
+    assert_eq!(messages(&sqs, dlq_url).await.len(), 3);
+
+    let dlq = ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
+    let report = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    assert_eq!((report.moved, report.duplicates), (2, 1), "{report:?}");
+    assert!(messages(&sqs, dlq_url).await.is_empty());
+    let back = messages(&sqs, stack.reference("InventoryQueue").unwrap()).await;
+    let mut bodies: Vec<&str> = back.iter().filter_map(|m| m.body()).collect();
+    bodies.sort();
+    assert_eq!(bodies, ["{\"an\": \"event\"}", "{\"another\": 1}"]);
+    pipeline.stop().await;
+}

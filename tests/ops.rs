@@ -276,6 +276,7 @@ async fn a_dlq_redrive_returns_every_message_once_and_a_second_finds_nothing() {
         first,
         ops::Redriven {
             moved: 6,
+            duplicates: 0,
             failed: vec![]
         }
     );

@@ -70,6 +70,12 @@ pub async fn dlq(command: DlqCommand, stack: &str) -> Result<()> {
                 report.moved,
                 report.failed.len()
             );
+            if report.duplicates > 0 {
+                println!(
+                    "  {} copies of a letter already sent back deleted (a SendMessage retried after its answer was lost)",
+                    report.duplicates
+                );
+            }
             for failure in &report.failed {
                 println!("  not sent: {failure}");
             }

@@ -34,6 +34,9 @@ pub struct DeadLetterView {
     pub reason: String,
     /// `herald.stage`.
     pub stage: String,
+    /// The record it is about ([`herald::dead_letter::letter_identity`]): two letters with one
+    /// identity are copies of one.
+    pub identity: Option<String>,
 }
 
 /// Read every message of a queue without deleting it (visibility timeout 0).
@@ -67,6 +70,10 @@ pub async fn peek(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<DeadLetter
                 body: m.body.clone().unwrap_or_default(),
                 reason: attr(dl::REASON).unwrap_or_else(|| "(moved by the redrive policy)".into()),
                 stage: attr(dl::STAGE).unwrap_or_default(),
+                identity: herald::dead_letter::received_letter_identity(
+                    attr(dl::STAGE).as_deref(),
+                    attr(dl::ORIGIN).as_deref(),
+                ),
             });
         }
         if new == 0 {

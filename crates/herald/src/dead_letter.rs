@@ -219,6 +219,33 @@ impl DeadLetter {
     }
 }
 
+/// Which record a dead letter is about: its stage and where the record was read (the stream or
+/// queue ARN and the record's `eventID`, `sequenceNumber` or `messageId` in its origin). `None`
+/// when the origin names no record.
+///
+/// Two messages with one identity are copies of one letter: the ledger
+/// ([`crate::unique_letters`]) sends each letter once, but a `SendMessage` whose answer was lost
+/// after SQS stored the message is retried, and a standard queue keeps both. A redrive sends
+/// one of them back.
+pub fn letter_identity(stage: &str, origin: &BTreeMap<String, String>) -> Option<String> {
+    let record = origin
+        .get("eventID")
+        .or_else(|| origin.get("sequenceNumber"))
+        .or_else(|| origin.get("messageId"))?;
+    let source = origin
+        .get("eventSourceARN")
+        .map(String::as_str)
+        .unwrap_or("");
+    Some(format!("{stage}\n{source}\n{record}"))
+}
+
+/// [`letter_identity`] of a received dead letter, from its `herald.stage` and `herald.origin`
+/// attributes.
+pub fn received_letter_identity(stage: Option<&str>, origin: Option<&str>) -> Option<String> {
+    let origin: BTreeMap<String, String> = serde_json::from_str(origin?).ok()?;
+    letter_identity(stage?, &origin)
+}
+
 /// A dead letter's body could not be turned back into the record.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {

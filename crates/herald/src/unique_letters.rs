@@ -26,7 +26,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use sha2::{Digest, Sha256};
 
 use crate::aws::AwsError;
-use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
+use crate::dead_letter::{letter_identity, DeadLetter, DeadLetterError, DeadLetters};
 
 /// What a claim on a letter key found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,20 +71,11 @@ impl<L: LetterLedger> LetterLedger for Option<L> {
 /// The key of a letter: its stage and where its record was read (see the module docs). `None`
 /// when the origin names no record (then the letter is always sent).
 pub fn letter_key(letter: &DeadLetter) -> Option<String> {
-    let origin = &letter.origin;
-    let record = origin
-        .get("eventID")
-        .or_else(|| origin.get("sequenceNumber"))
-        .or_else(|| origin.get("messageId"))?;
-    let source = origin
-        .get("eventSourceARN")
-        .map(String::as_str)
-        .unwrap_or("");
-    let digest = Sha256::digest(format!("{}\n{source}\n{record}", letter.stage));
+    let identity = letter_identity(&letter.stage, &letter.origin)?;
     Some(format!(
         "{}#deadletter#{}",
         letter.stage,
-        hex::encode(digest)
+        hex::encode(Sha256::digest(identity))
     ))
 }
 

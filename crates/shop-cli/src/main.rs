@@ -116,6 +116,20 @@ enum BenchCommand {
         #[arg(long, value_name = "DIR")]
         compare: Option<std::path::PathBuf>,
     },
+    /// How far the template goes: walls with its defaults, and what 10 to 10 000 submitted
+    /// events/s need (shards, concurrency, write units, the first wall, $ per month), from one
+    /// local run's costs per event and AWS's published limits.
+    Capacity {
+        /// Events in the measuring run.
+        #[arg(long, default_value_t = 150)]
+        events: usize,
+        /// Events per second in the measuring run.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// Use release binaries (built first).
+        #[arg(long)]
+        release: bool,
+    },
     /// The local pipeline end to end: throughput, latency, AWS requests per event, cost.
     Pipeline {
         /// Events per run.
@@ -198,6 +212,15 @@ async fn dispatch(command: Command) -> Result<()> {
                 release,
             } => {
                 let table = bench::pipeline::table(events, rate, release).await?;
+                println!("{table}");
+                Ok(())
+            }
+            BenchCommand::Capacity {
+                events,
+                rate,
+                release,
+            } => {
+                let table = bench::capacity::table(events, rate, release).await?;
                 println!("{table}");
                 Ok(())
             }

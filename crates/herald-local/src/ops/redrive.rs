@@ -17,6 +17,9 @@ use super::dlq::{DeadLetterQueue, Source};
 pub struct Redriven {
     /// Messages sent back and deleted from the DLQ.
     pub moved: usize,
+    /// Copies of a letter already sent back in this redrive (same stage and record: a
+    /// `SendMessage` retried after its answer was lost), deleted without sending.
+    pub duplicates: usize,
     /// Messages that could not be sent back (left in the DLQ), with why.
     pub failed: Vec<String>,
 }
@@ -44,6 +47,8 @@ pub async fn redrive(
     // Messages that could not be sent back stay hidden until the loop ends (or they would be
     // received again), then become visible at once for `herald dlq show`.
     let mut kept = Vec::new();
+    // The records sent back so far: a second copy of one letter is not sent again.
+    let mut redriven = std::collections::HashSet::new();
     loop {
         let received = sqs
             .receive_message()
@@ -75,6 +80,18 @@ pub async fn redrive(
             break;
         }
         for message in old {
+            let identity = identity(&message);
+            if identity.as_ref().is_some_and(|i| redriven.contains(i)) {
+                sqs.delete_message()
+                    .queue_url(&queue.url)
+                    .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+                    .send()
+                    .await?;
+                report.duplicates += 1;
+                let done = report.moved + report.failed.len() + report.duplicates;
+                progress(done, total.max(done));
+                continue;
+            }
             let sent = match &source {
                 Source::Queue { url, .. } => send_back(&sqs, url, &message).await,
                 Source::Stream { name, .. } => put_back(&kinesis, name, &message).await,
@@ -82,6 +99,7 @@ pub async fn redrive(
             };
             match sent {
                 Ok(()) => {
+                    redriven.extend(identity);
                     sqs.delete_message()
                         .queue_url(&queue.url)
                         .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
@@ -97,10 +115,8 @@ pub async fn redrive(
                     ))
                 }
             }
-            progress(
-                report.moved + report.failed.len(),
-                total.max(report.moved + report.failed.len()),
-            );
+            let done = report.moved + report.failed.len() + report.duplicates;
+            progress(done, total.max(done));
         }
     }
     for receipt_handle in kept {
@@ -112,6 +128,17 @@ pub async fn redrive(
             .await?;
     }
     Ok(report)
+}
+
+/// The record a dead letter is about (see [`herald::dead_letter::letter_identity`]).
+fn identity(message: &aws_sdk_sqs::types::Message) -> Option<String> {
+    let attribute = |name: &str| {
+        message
+            .message_attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|v| v.string_value())
+    };
+    herald::dead_letter::received_letter_identity(attribute(attr::STAGE), attribute(attr::ORIGIN))
 }
 
 async fn approximate_count(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<usize> {

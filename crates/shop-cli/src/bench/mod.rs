@@ -5,8 +5,10 @@
 //! - [`router`]: the router's hot path in events/s on one core, next to Powertools for Python;
 //! - [`cold_start`]: process start to the first `/next`, binary size, peak RSS per function;
 //! - [`pipeline`]: the local pipeline end to end — events/s, latency, AWS requests per event
-//!   and what they cost.
+//!   and what they cost;
+//! - [`capacity`]: the walls of the template and what 10 to 10 000 events/s need.
 
+pub mod capacity;
 pub mod cold_start;
 pub mod idempotency;
 pub mod pipeline;
@@ -33,6 +35,7 @@ pub async fn all(starts: usize, events: usize, rate: f64) -> Result<()> {
     println!("{}", cold_start::table(starts, true, None).await?);
     println!("{}", pipeline::table(events, rate, true).await?);
     println!("{}", idempotency::table(100).await?);
+    println!("{}", capacity::table(150, rate, true).await?);
     println!("(all of the above in one run, {:.0?})", started.elapsed());
     Ok(())
 }

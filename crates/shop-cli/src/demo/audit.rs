@@ -8,6 +8,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use herald_local::inspect::DeadLetterView;
+
 use super::report::Effects;
 use super::workload::{Product, Sent, Traffic};
 
@@ -20,8 +22,12 @@ pub struct Audit {
     pub applied: usize,
     /// Raw records put straight onto the stream (each must end in the router's DLQ).
     pub raw_records: usize,
-    /// Messages in every DLQ and failure queue.
+    /// Records dead-lettered, in every DLQ and failure queue.
     pub dead_letters: usize,
+    /// Copies of a dead letter beyond the first: the same record's letter twice, because a
+    /// `SendMessage` was retried after SQS stored it but its answer was lost (a standard queue
+    /// keeps both; a redrive sends one).
+    pub letter_copies: usize,
     /// Effects missing: a charge, an email, a stock decision, an incident, a counted metric.
     pub lost: usize,
     /// Effects applied more than once.
@@ -46,6 +52,13 @@ impl fmt::Display for Audit {
             "audit       sent {} events + {} raw records = {} applied + {} dead letters; lost {}, duplicated {}",
             self.events, self.raw_records, self.applied, self.dead_letters, self.lost, self.duplicated
         )?;
+        if self.letter_copies > 0 {
+            writeln!(
+                f,
+                "            {} more copies of a dead letter (a send retried after its answer was lost; a redrive sends one)",
+                self.letter_copies
+            )?;
+        }
         for problem in &self.problems {
             writeln!(f, "  ✗ {problem}")?;
         }
@@ -59,9 +72,11 @@ pub fn audit(catalog: &[Product], traffic: &Traffic, sent: &Sent, effects: &Effe
     let mut audit = Audit {
         events: traffic.orders.len() + traffic.system_events,
         raw_records: traffic.raw_records.len(),
-        dead_letters: effects.dead_letters.values().map(Vec::len).sum(),
+        dead_letters: effects.dead_letters.values().map(|l| distinct(l)).sum(),
         ..Audit::default()
     };
+    audit.letter_copies =
+        effects.dead_letters.values().map(Vec::len).sum::<usize>() - audit.dead_letters;
     producer_answers(traffic, sent, &mut audit);
     let order_problems = orders(traffic, effects, &mut audit);
     stock(catalog, traffic, effects, &mut audit);
@@ -225,10 +240,10 @@ fn dead_letters(traffic: &Traffic, effects: &Effects, audit: &mut Audit) {
         .get("RouterDeadLetterQueue")
         .map(Vec::as_slice)
         .unwrap_or_default();
-    if router.len() != traffic.raw_records.len() {
+    if distinct(router) != traffic.raw_records.len() {
         audit.problems.push(format!(
-            "{} dead letters in the router's DLQ for {} raw records",
-            router.len(),
+            "{} records dead-lettered in the router's DLQ for {} raw records",
+            distinct(router),
             traffic.raw_records.len()
         ));
     }
@@ -240,6 +255,15 @@ fn dead_letters(traffic: &Traffic, effects: &Effects, audit: &mut Audit) {
             "a router dead letter without its stage or reason: {letter:?}"
         ));
     }
+}
+
+/// Records a queue's letters are about: copies of one letter count once.
+fn distinct(letters: &[DeadLetterView]) -> usize {
+    let identities: std::collections::HashSet<&str> = letters
+        .iter()
+        .filter_map(|l| l.identity.as_deref())
+        .collect();
+    identities.len() + letters.iter().filter(|l| l.identity.is_none()).count()
 }
 
 /// The id herald gives an order: derived from its source and the client's id.
@@ -274,7 +298,6 @@ fn tally(audit: &mut Audit, what: &str, expected: i64, actual: i64) -> bool {
 mod tests {
     use super::*;
     use crate::demo::workload::Workload;
-    use herald_local::inspect::DeadLetterView;
 
     fn products() -> Vec<Product> {
         vec![
@@ -354,10 +377,12 @@ mod tests {
             traffic
                 .raw_records
                 .iter()
-                .map(|_| DeadLetterView {
+                .enumerate()
+                .map(|(i, _)| DeadLetterView {
                     body: "x".into(),
                     reason: "not an envelope".into(),
                     stage: "router".into(),
+                    identity: Some(format!("router\nstream\n{i}")),
                 })
                 .collect(),
         );
@@ -391,6 +416,20 @@ mod tests {
         assert_eq!(clean.dead_letters, traffic.raw_records.len());
         assert!(clean.refused > 0, "B runs out");
 
+        // A second copy of one dead letter is one record dead-lettered, counted apart.
+        let mut copied = effects.clone();
+        let letters = copied
+            .dead_letters
+            .get_mut("RouterDeadLetterQueue")
+            .unwrap();
+        letters.push(letters[0].clone());
+        let judged = audit(&catalog, &traffic, &sent(&traffic), &copied);
+        assert!(judged.is_clean(), "{judged}");
+        assert_eq!(
+            (judged.dead_letters, judged.letter_copies),
+            (traffic.raw_records.len(), 1)
+        );
+
         // A charge twice, an email lost, an incident lost, a subscriber's dead letter.
         let mut broken = effects.clone();
         let first = traffic.orders[0]["data"]["orderId"].as_str().unwrap();
@@ -404,6 +443,7 @@ mod tests {
                 body: "{}".into(),
                 reason: "conditions kept failing".into(),
                 stage: "payment".into(),
+                identity: None,
             }],
         );
         let judged = audit(&catalog, &traffic, &sent(&traffic), &broken);

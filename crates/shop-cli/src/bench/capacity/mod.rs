@@ -1,0 +1,297 @@
+//! `shop bench capacity`: how far the deployed template goes, and what 10, 100, 1 000 and
+//! 10 000 submitted events per second need.
+//!
+//! One local run measures what a submitted event costs downstream (records, deliveries per
+//! subscriber, DynamoDB write units, the busiest items); [`model`] turns it, the template's
+//! settings and AWS's published [`limits`] into walls and sizings. The model's request counts
+//! are checked against the run's own (the validation table): the model assumes full batches,
+//! the local run at a few events per second fills them partly.
+
+pub mod limits;
+pub mod model;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use herald_local::{binaries, Endpoint, Template};
+use serde_json::Value;
+
+use super::pipeline::{self, herald_units, PipelineRun};
+use crate::demo::workload::{self, Workload};
+use crate::load::LoadOptions;
+use model::{HotItem, Profile, Settings, Sizing, Wall, WallKind};
+
+/// The rates the table sizes for.
+pub const RATES: [f64; 4] = [10.0, 100.0, 1_000.0, 10_000.0];
+
+/// The subscribers' function labels (their `EventsIn` are deliveries).
+const SUBSCRIBERS: [&str; 6] = [
+    "inventory",
+    "payment",
+    "email",
+    "analytics",
+    "ops",
+    "projector",
+];
+
+/// Measure on the local pipeline (`events` at `rate`), then model; the tables.
+pub async fn table(events: usize, rate: f64, release: bool) -> Result<String> {
+    let root = binaries::project_root();
+    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let run = pipeline::run(&root, &endpoint, release, "capacity", rate, events, 0.0).await?;
+    let template = Template::load(&root.join("template.yaml"))?;
+    let settings = settings(&template, LoadOptions::default().per_request as f64)?;
+    let profile = profile(&run, &root)?;
+    Ok(render(&profile, &settings, &run))
+}
+
+/// The template's settings that bound throughput, at their defaults.
+pub fn settings(template: &Template, events_per_request: f64) -> Result<Settings> {
+    let parameter = |name: &str| -> Result<f64> {
+        template
+            .parameters
+            .get(name)
+            .and_then(number)
+            .with_context(|| format!("template parameter {name}"))
+    };
+    let router = template
+        .of_kind("AWS::Lambda::EventSourceMapping")
+        .find(|(id, _)| *id == "RouterStreamMapping")
+        .map(|(_, r)| r.properties.clone())
+        .context("the template's RouterStreamMapping")?;
+    let subscriber_batch = template
+        .of_kind("AWS::Lambda::EventSourceMapping")
+        .filter_map(|(_, r)| {
+            r.properties
+                .get("ScalingConfig")
+                .and(r.properties.get("BatchSize"))
+                .and_then(number)
+        })
+        .fold(f64::MAX, f64::min);
+    Ok(Settings {
+        shards: parameter("StreamShards")?,
+        parallelization: router
+            .get("ParallelizationFactor")
+            .and_then(number)
+            .unwrap_or(1.0),
+        router_batch: router.get("BatchSize").and_then(number).unwrap_or(100.0),
+        subscriber_batch: if subscriber_batch == f64::MAX {
+            10.0
+        } else {
+            subscriber_batch
+        },
+        subscriber_concurrency: parameter("SubscriberConcurrency")?,
+        public_concurrency: parameter("PublicConcurrency")?,
+        api_rate_limit: parameter("ApiRateLimit")?,
+        events_per_request,
+    })
+}
+
+fn number(value: &Value) -> Option<f64> {
+    value
+        .as_f64()
+        .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// What a submitted event cost in `run`.
+pub fn profile(run: &PipelineRun, root: &Path) -> Result<Profile> {
+    let events = run.load.sent.max(1) as f64;
+    let metric = |function: &str, key: &str| {
+        run.metrics
+            .get(function)
+            .and_then(|m| m.get(key))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    let deliveries: BTreeMap<String, f64> = SUBSCRIBERS
+        .iter()
+        .map(|s| (s.to_string(), metric(s, "EventsIn") / events))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    let units = herald_units(run);
+    // The idempotency table: one item of every transaction (2 units), and the claim and the
+    // result of every claimed-mode delivery (two of its three `PutItem`s: claim, effect, result).
+    let transactions: f64 = run
+        .metrics
+        .values()
+        .filter_map(|m| m.get("aws:DynamoDB.TransactWriteItems"))
+        .sum();
+    let claimed_puts: f64 = ["payment", "email"]
+        .iter()
+        .map(|f| metric(f, "aws:DynamoDB.PutItem"))
+        .sum();
+    let idempotency_wcu = (2.0 * transactions + claimed_puts * 2.0 / 3.0) / events;
+    // The traffic the load sent, for the busiest items: every order counts once into
+    // `type#order_placed`, and reserves on the stock item of each SKU it lists.
+    let catalog = workload::catalog(&root.join("infra/seed"))?;
+    let orders = Workload {
+        orders: 2000,
+        malformed: false,
+        system_events: 0,
+        duplicate_ratio: 0.0,
+        ..Workload::default()
+    }
+    .generate(&catalog)
+    .orders;
+    let mut per_sku: BTreeMap<String, f64> = BTreeMap::new();
+    for order in &orders {
+        for item in order["data"]["items"].as_array().into_iter().flatten() {
+            *per_sku
+                .entry(item["sku"].as_str().unwrap_or_default().to_string())
+                .or_default() += 1.0 / orders.len() as f64;
+        }
+    }
+    let order_share = run.load.orders as f64 / events;
+    let mut hot_items = vec![HotItem {
+        name: "analytics counter type#order_placed".into(),
+        wcu_per_event: order_share * limits::DYNAMODB_TRANSACTION_ITEM_WCU,
+    }];
+    if let Some((sku, share)) = per_sku.iter().max_by(|a, b| a.1.total_cmp(b.1)) {
+        hot_items.push(HotItem {
+            name: format!("stock item {sku} (in {:.0} % of orders)", share * 100.0),
+            wcu_per_event: order_share * share * limits::DYNAMODB_TRANSACTION_ITEM_WCU,
+        });
+    }
+    Ok(Profile {
+        records: units.kinesis_put_units,
+        record_bytes: record_bytes(&orders),
+        deliveries,
+        dynamodb_wcu: units.dynamodb_wru,
+        idempotency_wcu,
+        hot_items,
+        dollars_per_million: units.dollars_per_million(),
+    })
+}
+
+/// Average size of an order as herald writes it (the envelope's own attributes added).
+fn record_bytes(orders: &[Value]) -> f64 {
+    let data: usize = orders
+        .iter()
+        .map(|o| serde_json::to_vec(o).map(|v| v.len()).unwrap_or(0))
+        .sum();
+    // specversion, time, datacontenttype, kind, correlation and causation ids, aggregateversion.
+    data as f64 / orders.len().max(1) as f64 + 260.0
+}
+
+/// The tables.
+pub fn render(profile: &Profile, settings: &Settings, run: &PipelineRun) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## 7. Capacity: what 10 to 10 000 submitted events per second need\n"
+    );
+    let _ = writeln!(
+        out,
+        "Measured per submitted event on the local pipeline ({} events at {:.0}/s): {:.2} records \
+         ({:.0} B each), {:.2} SQS deliveries, {:.1} DynamoDB write units ({:.1} on the idempotency \
+         table), ${:.2} per million in requests. AWS limits and latencies as in \
+         `crates/shop-cli/src/bench/capacity/limits.rs`.\n",
+        run.load.sent,
+        run.load.rate(),
+        profile.records,
+        profile.record_bytes,
+        profile.deliveries.values().sum::<f64>(),
+        profile.dynamodb_wcu,
+        profile.idempotency_wcu,
+        profile.dollars_per_million
+    );
+    let _ = writeln!(out, "Walls with the template's defaults, lowest first:\n");
+    let _ = writeln!(out, "| wall | full at (events/s) | moved by |");
+    let _ = writeln!(out, "|---|---:|---|");
+    for wall in model::walls(profile, settings) {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {} |",
+            wall.name,
+            wall.max_rate,
+            mover(&wall)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nSized for each rate (settings grown to run at ≤ {:.0} % of their limits):\n",
+        model::TARGET_UTILISATION * 100.0
+    );
+    let _ = writeln!(
+        out,
+        "| events/s | shards | subscriber concurrency | producer concurrency | Lambda concurrency | idempotency WRU/s | busiest item WCU/s | first wall | $ per month |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---|---:|");
+    for rate in RATES {
+        let sizing = model::size(profile, settings, rate);
+        let _ = writeln!(out, "{}", row(&sizing));
+    }
+    let _ = writeln!(
+        out,
+        "\nThe model against the local run (requests per submitted event; the model assumes full \
+         batches, the local run at {:.0} events/s fills them partly):\n",
+        run.load.rate()
+    );
+    let units = herald_units(run);
+    let _ = writeln!(
+        out,
+        "| requests per event | model, full batches | local run |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|");
+    let deliveries: f64 = profile.deliveries.values().sum();
+    for (what, model, measured) in [
+        (
+            "Kinesis PutRecords",
+            1.0 / settings.events_per_request + (profile.records - 1.0) / settings.subscriber_batch,
+            units.kinesis_requests,
+        ),
+        (
+            "SNS PublishBatch",
+            profile.records / limits::SNS_BATCH_ENTRIES,
+            units.sns_requests,
+        ),
+        (
+            "SQS ReceiveMessage + DeleteMessageBatch",
+            2.0 * deliveries / settings.subscriber_batch,
+            (run.poller.0 + run.poller.1) as f64 / run.load.sent.max(1) as f64,
+        ),
+    ] {
+        let _ = writeln!(out, "| {what} | {model:.3} | {measured:.3} |");
+    }
+    out
+}
+
+fn mover(wall: &Wall) -> String {
+    match wall.kind {
+        WallKind::Setting(parameter) => format!("template: `{parameter}`"),
+        WallKind::Quota => "AWS quota (Service Quotas)".into(),
+        WallKind::Hard => "AWS hard limit".into(),
+        WallKind::Design => "design: one item every event writes".into(),
+    }
+}
+
+fn row(sizing: &Sizing) -> String {
+    let wall = match (&sizing.blocked_by, &sizing.next_wall) {
+        (Some(wall), _) => format!(
+            "**{} at {:.0}/s** ({})",
+            wall.name,
+            wall.max_rate,
+            mover(wall)
+        ),
+        (None, Some(wall)) => format!("none; next: {} at {:.0}/s", wall.name, wall.max_rate),
+        (None, None) => "none".into(),
+    };
+    format!(
+        "| {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} |",
+        sizing.rate,
+        sizing.settings.shards,
+        sizing.settings.subscriber_concurrency,
+        sizing.settings.public_concurrency,
+        sizing.concurrency,
+        sizing.idempotency_wru,
+        sizing
+            .hottest
+            .as_ref()
+            .map(|(_, wcu)| format!("{wcu:.0}"))
+            .unwrap_or_default(),
+        wall,
+        sizing.dollars_per_month
+    )
+}

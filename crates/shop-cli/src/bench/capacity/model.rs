@@ -1,0 +1,336 @@
+//! The capacity model: from what one submitted event costs downstream (a [`Profile`], measured on
+//! the local pipeline) and the template's settings, the most events per second each resource
+//! takes (its [`Wall`]), and what a given rate needs ([`Sizing`]).
+
+use std::collections::BTreeMap;
+
+use super::limits::*;
+
+/// What one submitted event costs downstream, measured on the local pipeline.
+#[derive(Clone, Debug, Default)]
+pub struct Profile {
+    /// Kinesis records per submitted event: the event and the follow-ups it causes.
+    pub records: f64,
+    /// Average record size in bytes.
+    pub record_bytes: f64,
+    /// SQS messages delivered per submitted event, per subscriber (after the filter policies).
+    pub deliveries: BTreeMap<String, f64>,
+    /// DynamoDB write units per submitted event, every table.
+    pub dynamodb_wcu: f64,
+    /// Of which the idempotency table's.
+    pub idempotency_wcu: f64,
+    /// The busiest single items and their write units per submitted event.
+    pub hot_items: Vec<HotItem>,
+    /// Requests priced per million submitted events (the cost model, Lambda duration apart).
+    pub dollars_per_million: f64,
+}
+
+/// One item that many events write: it lives in one partition, whatever the table's size.
+#[derive(Clone, Debug)]
+pub struct HotItem {
+    /// Which item.
+    pub name: String,
+    /// Write units per submitted event.
+    pub wcu_per_event: f64,
+}
+
+/// The template's settings that bound throughput (its parameter defaults unless sized).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// `StreamShards`.
+    pub shards: f64,
+    /// The router mapping's `ParallelizationFactor`.
+    pub parallelization: f64,
+    /// The router mapping's `BatchSize`.
+    pub router_batch: f64,
+    /// The subscriber mappings' `BatchSize`.
+    pub subscriber_batch: f64,
+    /// `SubscriberConcurrency` (each subscriber mapping's `MaximumConcurrency`).
+    pub subscriber_concurrency: f64,
+    /// `PublicConcurrency` (the producer's reserved concurrency).
+    pub public_concurrency: f64,
+    /// `ApiRateLimit`: HTTP API requests per second per route.
+    pub api_rate_limit: f64,
+    /// Events a client puts in one producer request.
+    pub events_per_request: f64,
+}
+
+/// What kind of limit a wall is, and so who moves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WallKind {
+    /// A template parameter: raise it.
+    Setting(&'static str),
+    /// An AWS quota: ask AWS (Service Quotas).
+    Quota,
+    /// A hard AWS limit.
+    Hard,
+    /// herald's or the example's design: one item that every event writes.
+    Design,
+}
+
+/// The most submitted events per second one resource takes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Wall {
+    /// The resource and its limit, readable.
+    pub name: String,
+    /// Submitted events per second at which it is full.
+    pub max_rate: f64,
+    /// Who moves it.
+    pub kind: WallKind,
+}
+
+/// Headroom kept when sizing: resources run at most at this share of their limit.
+pub const TARGET_UTILISATION: f64 = 0.8;
+
+/// How long the router takes for a full batch: `PublishBatch`es of 10, two at a time.
+fn router_batch_seconds(settings: &Settings) -> f64 {
+    (settings.router_batch / SNS_BATCH_ENTRIES / 2.0).ceil() * SNS_PUBLISH_BATCH_SECONDS + 0.005
+}
+
+/// Every resource's wall with `settings`, lowest first.
+pub fn walls(profile: &Profile, settings: &Settings) -> Vec<Wall> {
+    let records = profile.records.max(1e-9);
+    let mut walls = vec![
+        Wall {
+            name: format!(
+                "Kinesis writes: {} shards × 1 000 records/s, 1 MB/s",
+                settings.shards
+            ),
+            max_rate: settings.shards
+                * (KINESIS_SHARD_RECORDS_IN / records)
+                    .min(KINESIS_SHARD_BYTES_IN / (records * profile.record_bytes.max(1.0))),
+            kind: WallKind::Setting("StreamShards"),
+        },
+        Wall {
+            name: "Kinesis reads: 2 MB/s per shard".into(),
+            max_rate: settings.shards * KINESIS_SHARD_BYTES_OUT
+                / (records * profile.record_bytes.max(1.0)),
+            kind: WallKind::Setting("StreamShards"),
+        },
+        Wall {
+            name: format!(
+                "router: {} shards × {} invocations, {} records in {:.0} ms",
+                settings.shards,
+                settings.parallelization,
+                settings.router_batch,
+                router_batch_seconds(settings) * 1e3
+            ),
+            max_rate: settings.shards * settings.parallelization * settings.router_batch
+                / router_batch_seconds(settings)
+                / records,
+            kind: WallKind::Setting("ParallelizationFactor"),
+        },
+        Wall {
+            name: "SNS publishes: 30 000 messages/s".into(),
+            max_rate: SNS_PUBLISH_PER_SECOND / records,
+            kind: WallKind::Quota,
+        },
+        Wall {
+            name: format!(
+                "producer: {} concurrent × {} events per request / {:.0} ms",
+                settings.public_concurrency,
+                settings.events_per_request,
+                PRODUCER_REQUEST_SECONDS * 1e3
+            ),
+            max_rate: settings.public_concurrency * settings.events_per_request
+                / PRODUCER_REQUEST_SECONDS,
+            kind: WallKind::Setting("PublicConcurrency"),
+        },
+        Wall {
+            name: format!(
+                "HTTP API: {} requests/s × {} events per request",
+                settings.api_rate_limit, settings.events_per_request
+            ),
+            max_rate: settings.api_rate_limit * settings.events_per_request,
+            kind: WallKind::Setting("ApiRateLimit"),
+        },
+        Wall {
+            name: "DynamoDB idempotency table: 40 000 write units/s".into(),
+            max_rate: DYNAMODB_TABLE_WRU / profile.idempotency_wcu.max(1e-9),
+            kind: WallKind::Quota,
+        },
+        Wall {
+            name: "Lambda: 1 000 concurrent executions in the account".into(),
+            max_rate: LAMBDA_ACCOUNT_CONCURRENCY / concurrency_per_event(profile, settings),
+            kind: WallKind::Quota,
+        },
+    ];
+    let per_poller = settings.subscriber_batch / SUBSCRIBER_BATCH_SECONDS;
+    for (subscriber, deliveries) in &profile.deliveries {
+        let deliveries = deliveries.max(1e-9);
+        walls.push(Wall {
+            name: format!(
+                "{subscriber}: {} concurrent × {} messages / {:.0} ms",
+                settings.subscriber_concurrency,
+                settings.subscriber_batch,
+                SUBSCRIBER_BATCH_SECONDS * 1e3
+            ),
+            max_rate: settings.subscriber_concurrency * per_poller / deliveries,
+            kind: WallKind::Setting("SubscriberConcurrency"),
+        });
+        walls.push(Wall {
+            name: format!("{subscriber}: SQS pollers scale to 1 000 concurrent at most"),
+            max_rate: SQS_MAPPING_MAX_CONCURRENCY * per_poller / deliveries,
+            kind: WallKind::Hard,
+        });
+    }
+    for item in &profile.hot_items {
+        walls.push(Wall {
+            name: format!("one item, {}: 1 000 write units/s", item.name),
+            max_rate: DYNAMODB_PARTITION_WCU / item.wcu_per_event.max(1e-9),
+            kind: WallKind::Design,
+        });
+    }
+    walls.sort_by(|a, b| a.max_rate.total_cmp(&b.max_rate));
+    walls
+}
+
+/// Concurrent executions per submitted event per second (producer and subscribers; the router
+/// and publisher run a fixed number per shard).
+fn concurrency_per_event(profile: &Profile, settings: &Settings) -> f64 {
+    let producer = PRODUCER_REQUEST_SECONDS / settings.events_per_request.max(1.0);
+    let subscribers: f64 = profile
+        .deliveries
+        .values()
+        .map(|d| d / settings.subscriber_batch * SUBSCRIBER_BATCH_SECONDS)
+        .sum();
+    producer + subscribers
+}
+
+/// What one rate needs with the template sized for it.
+#[derive(Clone, Debug)]
+pub struct Sizing {
+    /// Submitted events per second.
+    pub rate: f64,
+    /// The settings sized for it (shards, concurrency, API rate) at [`TARGET_UTILISATION`].
+    pub settings: Settings,
+    /// Lambda concurrency in use, all functions.
+    pub concurrency: f64,
+    /// Write units per second on the idempotency table.
+    pub idempotency_wru: f64,
+    /// The busiest item and its write units per second.
+    pub hottest: Option<(String, f64)>,
+    /// Dollars per month: requests, shard-hours and Lambda duration.
+    pub dollars_per_month: f64,
+    /// The first wall below the rate, sizing notwithstanding; `None` when every wall is above.
+    pub blocked_by: Option<Wall>,
+    /// The lowest wall above the rate.
+    pub next_wall: Option<Wall>,
+}
+
+/// Size the template for `rate` submitted events per second, starting from `defaults`; settings
+/// only ever grow, and stop at their hard ceilings.
+pub fn size(profile: &Profile, defaults: &Settings, rate: f64) -> Sizing {
+    let records = rate * profile.records;
+    let need = |used: f64| (used / TARGET_UTILISATION).ceil();
+    let shards = need(
+        (records / KINESIS_SHARD_RECORDS_IN)
+            .max(records * profile.record_bytes / KINESIS_SHARD_BYTES_IN),
+    );
+    let busiest = profile.deliveries.values().copied().fold(0.0, f64::max) * rate;
+    let pollers = need(busiest / (defaults.subscriber_batch / SUBSCRIBER_BATCH_SECONDS));
+    let producers = need(rate / defaults.events_per_request * PRODUCER_REQUEST_SECONDS);
+    let settings = Settings {
+        shards: defaults.shards.max(shards),
+        subscriber_concurrency: defaults
+            .subscriber_concurrency
+            .max(pollers)
+            .min(SQS_MAPPING_MAX_CONCURRENCY),
+        public_concurrency: defaults.public_concurrency.max(producers),
+        api_rate_limit: defaults
+            .api_rate_limit
+            .max(need(rate / defaults.events_per_request)),
+        ..defaults.clone()
+    };
+    let walls = walls(profile, &settings);
+    let router = settings.shards * settings.parallelization;
+    let concurrency = rate * concurrency_per_event(profile, &settings) + router;
+    let hottest = profile
+        .hot_items
+        .iter()
+        .max_by(|a, b| a.wcu_per_event.total_cmp(&b.wcu_per_event))
+        .map(|i| (i.name.clone(), i.wcu_per_event * rate));
+    // Lambda duration: every function at 128 MB, busy `concurrency` on average.
+    let lambda = concurrency * 0.125 * LAMBDA_ARM_GB_SECOND * SECONDS_PER_MONTH;
+    let shard_hours = settings.shards * KINESIS_SHARD_HOUR * SECONDS_PER_MONTH / 3600.0;
+    let requests = rate * SECONDS_PER_MONTH * profile.dollars_per_million / 1e6;
+    Sizing {
+        rate,
+        concurrency,
+        idempotency_wru: rate * profile.idempotency_wcu,
+        hottest,
+        dollars_per_month: requests + shard_hours + lambda,
+        blocked_by: walls.iter().find(|w| w.max_rate < rate).cloned(),
+        next_wall: walls.iter().find(|w| w.max_rate >= rate).cloned(),
+        settings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile() -> Profile {
+        Profile {
+            records: 2.4,
+            record_bytes: 700.0,
+            deliveries: [("analytics".to_string(), 2.4), ("payment".to_string(), 1.0)]
+                .into_iter()
+                .collect(),
+            dynamodb_wcu: 26.8,
+            idempotency_wcu: 12.0,
+            hot_items: vec![HotItem {
+                name: "type#order_placed".into(),
+                wcu_per_event: 2.0,
+            }],
+            dollars_per_million: 17.7,
+        }
+    }
+
+    fn defaults() -> Settings {
+        Settings {
+            shards: 2.0,
+            parallelization: 1.0,
+            router_batch: 100.0,
+            subscriber_batch: 10.0,
+            subscriber_concurrency: 10.0,
+            public_concurrency: 20.0,
+            api_rate_limit: 200.0,
+            events_per_request: 10.0,
+        }
+    }
+
+    #[test]
+    fn the_walls_follow_from_the_limits_and_the_settings() {
+        let walls = walls(&profile(), &defaults());
+        let wall = |name: &str| {
+            walls
+                .iter()
+                .find(|w| w.name.contains(name))
+                .unwrap_or_else(|| panic!("{name} in {walls:?}"))
+                .max_rate
+        };
+        // Two shards take 2 000 records/s: 2.4 records per event → 833 events/s.
+        assert!((wall("Kinesis writes") - 2000.0 / 2.4).abs() < 1e-6);
+        // One item takes 1 000 WCU/s; 2 per event → 500 events/s.
+        assert!((wall("type#order_placed") - 500.0).abs() < 1e-6);
+        // Ten pollers × 10 messages / 40 ms = 2 500 messages/s; 2.4 per event.
+        assert!((wall("analytics: 10 concurrent") - 2500.0 / 2.4).abs() < 1e-6);
+        assert!(walls.windows(2).all(|w| w[0].max_rate <= w[1].max_rate));
+        assert_eq!(walls[0].kind, WallKind::Design, "{walls:?}");
+    }
+
+    #[test]
+    fn sizing_grows_the_settings_until_a_wall_it_cannot_move() {
+        let small = size(&profile(), &defaults(), 10.0);
+        assert_eq!(small.settings, defaults(), "10 events/s fit the defaults");
+        assert!(small.blocked_by.is_none());
+        let big = size(&profile(), &defaults(), 10_000.0);
+        // 24 000 records/s at 80 % of 1 000 per shard.
+        assert_eq!(big.settings.shards, 30.0);
+        assert!(big.settings.subscriber_concurrency > 10.0);
+        // Sizing moves settings, not a hot item.
+        assert_eq!(big.blocked_by.unwrap().kind, WallKind::Design);
+        assert!(big.dollars_per_month > small.dollars_per_month * 100.0);
+    }
+}
