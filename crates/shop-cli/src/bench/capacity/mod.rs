@@ -238,8 +238,9 @@ pub fn render(profile: &Profile, settings: &Settings, run: &PipelineRun) -> Stri
     let deliveries: f64 = profile.deliveries.values().sum();
     for (what, model, measured) in [
         (
+            // The producer's request, and one per follow-up (subscribers emit per delivery).
             "Kinesis PutRecords",
-            1.0 / settings.events_per_request + (profile.records - 1.0) / settings.subscriber_batch,
+            1.0 / settings.events_per_request + (profile.records - 1.0),
             units.kinesis_requests,
         ),
         (
@@ -270,10 +271,15 @@ fn mover(wall: &Wall) -> String {
 fn row(sizing: &Sizing) -> String {
     let wall = match (&sizing.blocked_by, &sizing.next_wall) {
         (Some(wall), _) => format!(
-            "**{} at {:.0}/s** ({})",
+            "**{} at {:.0}/s** ({}){}",
             wall.name,
             wall.max_rate,
-            mover(wall)
+            mover(wall),
+            if sizing.also_below.is_empty() {
+                String::new()
+            } else {
+                format!("; also below: {}", sizing.also_below.join("; "))
+            }
         ),
         (None, Some(wall)) => format!("none; next: {} at {:.0}/s", wall.name, wall.max_rate),
         (None, None) => "none".into(),

@@ -216,6 +216,8 @@ pub struct Sizing {
     pub blocked_by: Option<Wall>,
     /// The lowest wall above the rate.
     pub next_wall: Option<Wall>,
+    /// The other walls below the rate (their names and rates).
+    pub also_below: Vec<String>,
 }
 
 /// Size the template for `rate` submitted events per second, starting from `defaults`; settings
@@ -261,6 +263,12 @@ pub fn size(profile: &Profile, defaults: &Settings, rate: f64) -> Sizing {
         hottest,
         dollars_per_month: requests + shard_hours + lambda,
         blocked_by: walls.iter().find(|w| w.max_rate < rate).cloned(),
+        also_below: walls
+            .iter()
+            .filter(|w| w.max_rate < rate)
+            .skip(1)
+            .map(|w| format!("{} at {:.0}/s", w.name, w.max_rate))
+            .collect(),
         next_wall: walls.iter().find(|w| w.max_rate >= rate).cloned(),
         settings,
     }
