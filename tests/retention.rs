@@ -100,3 +100,27 @@ fn the_local_runner_refuses_a_ttl_shorter_than_the_dead_letters_as_cloudformatio
     assert!(template.check_parameter("LogRetentionDays", "14").is_ok());
     assert!(template.check_parameter("LogRetentionDays", "15").is_err());
 }
+
+/// `sam deploy` passes samconfig.toml's overrides to CloudFormation, which refuses one outside
+/// its parameter's bounds: every override there must pass the template's own declaration (a
+/// 7-day idempotency TTL once sat there, below the 15-day MinValue).
+#[test]
+fn every_override_in_samconfig_is_one_cloudformation_accepts() {
+    let template = Template::load(&common::root().join("template.yaml")).unwrap();
+    let samconfig = std::fs::read_to_string(common::root().join("samconfig.toml")).unwrap();
+    let overrides: Vec<&str> = samconfig
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("parameter_overrides"))
+        .flat_map(|l| {
+            l.trim_start_matches([' ', '='])
+                .trim_matches('"')
+                .split_whitespace()
+        })
+        .collect();
+    for pair in &overrides {
+        let (name, value) = pair.split_once('=').expect("Name=value");
+        template
+            .check_parameter(name, value.trim_matches('"'))
+            .unwrap_or_else(|e| panic!("samconfig.toml: {e}"));
+    }
+}
