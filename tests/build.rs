@@ -34,5 +34,8 @@ fn every_function_is_built_from_one_definition_of_the_one_binary() {
         );
     }
     assert_eq!(first.metadata["BuildMethod"], "rust-cargolambda");
-    assert_eq!(first.metadata["BuildProperties"]["Binary"], "shop-functions");
+    assert_eq!(
+        first.metadata["BuildProperties"]["Binary"],
+        "shop-functions"
+    );
 }

@@ -4,7 +4,7 @@
 //! - throttling and 5xx on ≥ 5 % of the requests to every service (Kinesis, DynamoDB, SNS, SQS),
 //!   transaction conflicts, KMS throttling and 1 % dropped connections on top (half of them after
 //!   the emulator applied the request, so the caller cannot tell);
-//! - function processes killed at a random moment of 5 % of their invocations, a quarter of the
+//! - function processes killed at a random moment of 5 % of their invocations, 40 % of the
 //!   producer's (Lambda's `Runtime.ExitError`: a batch half done, its SQS messages back after the
 //!   visibility timeout, a client's request answered 502);
 //! - SNS `PublishBatch` down for 30 s;
@@ -36,7 +36,7 @@ const OUTAGE: Duration = Duration::from_secs(30);
 fn plan(seed: u64) -> FaultPlan {
     let extra = std::env::var("CHAOS_EXTRA").unwrap_or_default();
     FaultPlan::parse(&format!(
-        "throttle=3%,5xx=3%,5xx:sns=4%,conflict=3%,kms=1%,drop=1%,kill:producer=25%,kill=5%,outage=sns:PublishBatch@{}s+{}s,seed={seed},{extra}",
+        "throttle=3%,5xx=3%,5xx:sns=4%,conflict=3%,kms=1%,drop=1%,kill:producer=40%,kill=5%,outage=sns:PublishBatch@{}s+{}s,seed={seed},{extra}",
         OUTAGE_START.as_secs(),
         OUTAGE.as_secs()
     ))
@@ -93,6 +93,7 @@ async fn every_effect_happens_exactly_once_through_faults_kills_an_outage_and_a_
     let restart_at = OUTAGE_START + OUTAGE / 2;
     tokio::time::sleep(restart_at.saturating_sub(up.elapsed())).await;
     let restarted_at = started.elapsed();
+    let restarted_in_outage = up.elapsed();
     pipeline = pipeline.restart().await.unwrap();
     let rest = workload::send(&url, &second).await.unwrap();
     sent.submitted += rest.submitted;
@@ -164,6 +165,14 @@ async fn every_effect_happens_exactly_once_through_faults_kills_an_outage_and_a_
         );
     }
     assert!(kills >= 3, "processes were killed mid-invocation\n{report}");
+    assert!(
+        report.killed.get("producer").is_some_and(|n| *n > 0) && sent.resent_requests > 0,
+        "the producer was killed and its client sent the request again\n{report}"
+    );
+    assert!(
+        (OUTAGE_START..OUTAGE_START + OUTAGE).contains(&restarted_in_outage),
+        "the runner restarted during the outage, at {restarted_in_outage:?}"
+    );
     assert!(
         report.count(FaultKind::Outage, "sns") > 0,
         "publishing hit the outage\n{report}"

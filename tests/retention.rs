@@ -117,6 +117,10 @@ fn every_override_in_samconfig_is_one_cloudformation_accepts() {
                 .split_whitespace()
         })
         .collect();
+    assert!(
+        !overrides.is_empty(),
+        "samconfig.toml has parameter_overrides"
+    );
     for pair in &overrides {
         let (name, value) = pair.split_once('=').expect("Name=value");
         template

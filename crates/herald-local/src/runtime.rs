@@ -44,6 +44,10 @@ pub enum FunctionError {
     /// The process died during the invocation (or during init).
     #[error("Runtime exited: {0}")]
     Crashed(String),
+    /// The runner killed the process at this moment of the invocation (fault injection, see
+    /// [`Kills`]); to the caller it is a crash like any other.
+    #[error("Runtime exited: signal: 9 (SIGKILL) after {0:?}, by fault injection")]
+    Killed(Duration),
     /// The response was not JSON.
     #[error("invalid response: {0}")]
     BadResponse(String),
@@ -281,16 +285,22 @@ impl Instance {
             return Err(FunctionError::Crashed("runtime API is gone".into()));
         }
         let started = Instant::now();
+        // The kill comes at its moment exactly, however short the invocation.
+        let kill_at = tokio::time::sleep(kill.map(|(at, _)| at).unwrap_or(timeout * 2));
+        tokio::pin!(kill_at);
         let outcome = loop {
             tokio::select! {
+                biased;
                 reply = &mut reply_rx => break reply.ok(),
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {
-                    if let Some((_, kills)) = kill.filter(|(at, _)| started.elapsed() >= *at) {
-                        self.logs.note(self.spec.label(), &format!("{request_id} killed after {:?} (fault injection)", started.elapsed()));
+                _ = &mut kill_at, if kill.is_some() => {
+                    if let Some((at, kills)) = kill {
+                        self.logs.note(self.spec.label(), &format!("{request_id} killed after {at:?} (fault injection)"));
                         self.abandon(&request_id).await;
                         kills.note(self.spec.label());
-                        return Err(FunctionError::Crashed("signal: 9 (SIGKILL), by fault injection".into()));
+                        return Err(FunctionError::Killed(at));
                     }
+                }
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {
                     if started.elapsed() >= timeout {
                         self.logs.note(self.spec.label(), &format!("{request_id} timed out after {timeout:?}; killing the process"));
                         self.abandon(&request_id).await;
@@ -620,7 +630,8 @@ impl FunctionPool {
         });
         let started = Instant::now();
         let result = instance.invoke(body, kill).await;
-        {
+        // A killed invocation says nothing about how long the function takes.
+        if !matches!(result, Err(FunctionError::Killed(_))) {
             let mut latencies = self.latencies.lock().expect("lock");
             if latencies.len() == LATENCY_WINDOW {
                 latencies.pop_front();

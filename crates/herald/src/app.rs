@@ -22,9 +22,9 @@
 //! | `TOPIC_ARN` | router | the SNS topic events fan out through |
 //! | `DEAD_LETTER_QUEUE_URL` | router, publisher, subscribers | where poison goes, with its reason |
 //! | `RECORD_MAX_AGE_SECONDS` | router | its mapping's `MaximumRecordAgeInSeconds`: records it still cannot publish are dead-lettered whole a margin before (default 3600; -1: never) |
-//! | `IDEMPOTENCY_TABLE` | subscribers, router | idempotency records; the ledger that sends each record's dead letter once |
+//! | `IDEMPOTENCY_TABLE` | subscribers, router, publisher, projectors | idempotency records; the ledger that sends each record's dead letter once |
 //! | `MAX_RECEIVE_COUNT` | subscribers | the queue's `maxReceiveCount` (last-receive dead-lettering) |
-//! | `IDEMPOTENCY_TTL_SECONDS` | subscribers | how long COMPLETED records are kept (default 15 days, longer than any DLQ keeps a message) |
+//! | `IDEMPOTENCY_TTL_SECONDS` | every function with `IDEMPOTENCY_TABLE` | how long COMPLETED records and ledger entries are kept (default 15 days, longer than any DLQ keeps a message) |
 //! | `EVENT_STORE_TABLE` | command services | the event store |
 //! | `SNAPSHOT_EVERY` | command services | snapshot aggregates every N versions (default: none) |
 
@@ -257,7 +257,8 @@ impl Herald {
     }
 
     /// Run a projector: its SQS queue in, the projection's store out. No idempotency records:
-    /// a projection is idempotent by construction.
+    /// a projection is idempotent by construction (only its dead letters' ledger, when the
+    /// function has an `IDEMPOTENCY_TABLE`).
     pub async fn run_projector<P: Projection>(self, projection: P) -> Result<(), Error> {
         self.run_subscriber(Projector::new(projection)).await
     }

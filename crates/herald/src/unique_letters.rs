@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::aws::AwsError;
 use crate::dead_letter::{letter_identity, DeadLetter, DeadLetterError, DeadLetters};
+use crate::deadline::Deadline;
 
 /// What a claim on a letter key found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +85,14 @@ pub struct UniqueDeadLetters<D, L> {
     inner: D,
     ledger: L,
     lease: Duration,
+    margin: Duration,
 }
+
+/// Time a send leaves before the invocation's deadline ([`crate::deadline`]) to record its
+/// outcome: a send still waiting then is given up and its claim released, so the next delivery
+/// sends the letter at once instead of finding it claimed for the whole lease. More than the
+/// router's own margin, so the ledger is settled before the router stops waiting.
+pub const SEND_MARGIN: Duration = Duration::from_millis(1500);
 
 impl<D: DeadLetters, L: LetterLedger> UniqueDeadLetters<D, L> {
     /// Wrap `inner`; claims last 60 s (longer than one `SendMessage`).
@@ -93,6 +101,7 @@ impl<D: DeadLetters, L: LetterLedger> UniqueDeadLetters<D, L> {
             inner,
             ledger,
             lease: Duration::from_secs(60),
+            margin: SEND_MARGIN,
         }
     }
 
@@ -123,9 +132,14 @@ impl<D: DeadLetters, L: LetterLedger> UniqueDeadLetters<D, L> {
     }
 
     async fn send_inner(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
-        self.inner
-            .send(std::slice::from_ref(letter))
+        Deadline::current()
+            .run(self.margin, self.inner.send(std::slice::from_ref(letter)))
             .await
+            .map_err(|_| {
+                DeadLetterError::other(
+                    "the dead-letter queue did not answer before the invocation's deadline",
+                )
+            })?
             .pop()
             .unwrap_or_else(|| Err(DeadLetterError::other("no result for the letter")))
     }
@@ -310,6 +324,27 @@ mod tests {
         let failing = UniqueDeadLetters::new(Failing, ledger);
         assert!(failing.send(&[router_letter("7")]).await[0].is_err());
         let letters = UniqueDeadLetters::new(Letters::default(), failing.ledger);
+        assert!(letters.send(&[router_letter("7")]).await[0].is_ok());
+        assert_eq!(letters.inner.0.lock().unwrap().len(), 1);
+    }
+
+    /// A queue that never answers.
+    struct Hung;
+    impl DeadLetters for Hung {
+        async fn send(&self, _: &[DeadLetter]) -> Vec<Result<(), DeadLetterError>> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_still_hanging_near_the_deadline_is_given_up_and_its_claim_released() {
+        let hung = UniqueDeadLetters::new(Hung, InMemoryLetterLedger::default());
+        let sent = Deadline::after(SEND_MARGIN + Duration::from_millis(50))
+            .scope(hung.send(&[router_letter("7")]))
+            .await;
+        assert!(sent[0].is_err(), "given up, not hanging");
+        // The retry sends it at once: the claim was released, not left for its 60 s lease.
+        let letters = UniqueDeadLetters::new(Letters::default(), hung.ledger);
         assert!(letters.send(&[router_letter("7")]).await[0].is_ok());
         assert_eq!(letters.inner.0.lock().unwrap().len(), 1);
     }

@@ -33,13 +33,15 @@ impl Kills {
     }
 
     /// Whether to kill this invocation of the function, and when: a moment drawn uniformly
-    /// within `typical` (how long its invocations take), so kills land mid-batch. The same
-    /// seed kills the same invocations of each function.
+    /// within `typical` (how long its invocations take), so kills land mid-batch. A rule naming
+    /// the function wins over one for every function. The same seed kills the same invocations
+    /// of each function.
     pub fn decide(&self, label: &str, logical_id: &str, typical: Duration) -> Option<Duration> {
         let share = self
             .rules
             .iter()
-            .find(|r| r.matches(label, logical_id))?
+            .find(|r| r.function.is_some() && r.matches(label, logical_id))
+            .or_else(|| self.rules.iter().find(|r| r.function.is_none()))?
             .share;
         let n = {
             let mut sequence = self.sequence.lock().expect("lock");
@@ -98,5 +100,25 @@ mod tests {
             .collect();
         assert_eq!(replay, decided, "the same seed kills the same invocations");
         assert!(Kills::new(&FaultPlan::parse("throttle=1%").unwrap()).is_none());
+    }
+
+    #[test]
+    fn a_rule_naming_the_function_wins_over_one_for_every_function() {
+        for spec in ["kill=0%,kill:inventory=100%", "kill:inventory=100%,kill=0%"] {
+            let kills = Kills::new(&FaultPlan::parse(spec).unwrap()).unwrap();
+            let typical = Duration::from_millis(10);
+            assert!(
+                kills
+                    .decide("inventory", "InventoryFunction", typical)
+                    .is_some(),
+                "{spec}"
+            );
+            assert!(
+                kills
+                    .decide("payment", "PaymentFunction", typical)
+                    .is_none(),
+                "{spec}"
+            );
+        }
     }
 }

@@ -108,18 +108,32 @@ pub async fn redrive(
                     report.moved += 1;
                 }
                 Err(err) => {
-                    kept.push(message.receipt_handle.clone().unwrap_or_default());
-                    report.failed.push(format!(
-                        "{}: {err:#}",
-                        message.message_id.unwrap_or_default()
-                    ))
+                    let id = message.message_id.unwrap_or_default();
+                    report.failed.push(format!("{id}: {err:#}"));
+                    kept.push((
+                        message.receipt_handle.unwrap_or_default(),
+                        identity,
+                        report.failed.len() - 1,
+                    ));
                 }
             }
             let done = report.moved + report.failed.len() + report.duplicates;
             progress(done, total.max(done));
         }
     }
-    for receipt_handle in kept {
+    let mut settled = Vec::new();
+    for (receipt_handle, identity, failure) in kept {
+        // A copy that failed while another copy of the same letter went back is done with.
+        if identity.is_some_and(|i| redriven.contains(&i)) {
+            sqs.delete_message()
+                .queue_url(&queue.url)
+                .receipt_handle(receipt_handle)
+                .send()
+                .await?;
+            report.duplicates += 1;
+            settled.push(failure);
+            continue;
+        }
         sqs.change_message_visibility()
             .queue_url(&queue.url)
             .receipt_handle(receipt_handle)
@@ -127,6 +141,12 @@ pub async fn redrive(
             .send()
             .await?;
     }
+    report.failed = std::mem::take(&mut report.failed)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !settled.contains(i))
+        .map(|(_, f)| f)
+        .collect();
     Ok(report)
 }
 

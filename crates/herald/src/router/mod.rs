@@ -227,7 +227,9 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
         if !poison.is_empty() {
             let letters: Vec<DeadLetter> = poison.iter().map(|(_, l)| l.clone()).collect();
             // Bounded by the deadline like publishing: a DLQ that hangs must not cost the
-            // per-record answer (the letters are sent again on the retry, once per record).
+            // per-record answer. The records are reported for Lambda's retry; the app's dead
+            // letters give up a hung send earlier (`unique_letters::SEND_MARGIN`) and release
+            // its claim, so the retry sends the letter, once per record.
             let sent = Deadline::current()
                 .run(
                     self.config.deadline_margin,

@@ -155,6 +155,36 @@ fn orders(traffic: &Traffic, effects: &Effects, audit: &mut Audit) -> usize {
             "{stray} stock decisions for events that were never sent"
         ));
     }
+    // Charges and emails for orders that were never sent.
+    let sent: std::collections::HashSet<&str> = traffic
+        .orders
+        .iter()
+        .filter_map(|o| o["data"]["orderId"].as_str())
+        .collect();
+    for (what, per_order) in [
+        ("charges", &effects.payments_per_order),
+        ("emails", &effects.emails_per_order),
+    ] {
+        for (order, n) in per_order.iter().filter(|(o, _)| !sent.contains(o.as_str())) {
+            audit.duplicated += n;
+            audit.problems.push(format!(
+                "{n} {what} for order {order}, which was never sent"
+            ));
+        }
+    }
+    // Every charge with the outcome its card asked for.
+    let declined = traffic.declined;
+    for (status, expected) in [
+        ("declined", declined),
+        ("succeeded", traffic.orders.len() - declined),
+    ] {
+        let actual = effects.payments.get(status).copied().unwrap_or(0);
+        if actual != expected {
+            audit
+                .problems
+                .push(format!("{actual} payments {status}, expected {expected}"));
+        }
+    }
     broken
 }
 
@@ -353,6 +383,15 @@ mod tests {
             );
         }
         effects.stock = stock;
+        effects.payments = [
+            ("declined".to_string(), traffic.declined),
+            (
+                "succeeded".to_string(),
+                traffic.orders.len() - traffic.declined,
+            ),
+        ]
+        .into_iter()
+        .collect();
         let orders = traffic.orders.len() as i64;
         let declined = traffic.declined as i64;
         let revenue = traffic
@@ -458,6 +497,19 @@ mod tests {
         ] {
             assert!(text.contains(says), "{says} in {text}");
         }
+
+        // A charge for an order nobody placed, and a declined card charged.
+        let mut stray = effects.clone();
+        stray.payments_per_order.insert("order-nobody".into(), 1);
+        *stray.payments.get_mut("declined").unwrap() -= 1;
+        *stray.payments.get_mut("succeeded").unwrap() += 1;
+        let judged = audit(&catalog, &traffic, &sent(&traffic), &stray);
+        let text = judged.to_string();
+        assert!(
+            text.contains("order-nobody, which was never sent"),
+            "{text}"
+        );
+        assert!(text.contains("payments declined, expected"), "{text}");
 
         // Stock moved without a decision.
         let mut leaked = effects.clone();

@@ -9,7 +9,7 @@ pub const KINESIS_SHARD_BYTES_IN: f64 = 1_000_000.0;
 /// Kinesis Data Streams, per shard: bytes read per second, shared by the shard's consumers
 /// (hard; the router is the only one).
 pub const KINESIS_SHARD_BYTES_OUT: f64 = 2_000_000.0;
-/// Kinesis on-demand price per shard-hour (provisioned mode).
+/// Kinesis Data Streams price per shard-hour (provisioned capacity mode, as the template uses).
 pub const KINESIS_SHARD_HOUR: f64 = 0.015;
 
 /// SNS standard topics: messages published per second in us-east-1 (quota; 9 000 or 1 500 in

@@ -17,7 +17,8 @@ pub struct Profile {
     pub deliveries: BTreeMap<String, f64>,
     /// DynamoDB write units per submitted event, every table.
     pub dynamodb_wcu: f64,
-    /// Of which the idempotency table's.
+    /// Of which the idempotency table's (estimated from the operations: see
+    /// [`super::profile`]; transactions retried after a conflict count too, so it errs high).
     pub idempotency_wcu: f64,
     /// The busiest single items and their write units per submitted event.
     pub hot_items: Vec<HotItem>,
@@ -58,7 +59,8 @@ pub struct Settings {
 /// What kind of limit a wall is, and so who moves it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WallKind {
-    /// A template parameter: raise it.
+    /// A template setting (a parameter, or a fixed value such as a mapping's
+    /// `ParallelizationFactor`): raise it.
     Setting(&'static str),
     /// An AWS quota: ask AWS (Service Quotas).
     Quota,
@@ -230,8 +232,9 @@ pub fn size(profile: &Profile, defaults: &Settings, rate: f64) -> Sizing {
             .max(records * profile.record_bytes / KINESIS_SHARD_BYTES_IN),
     );
     let busiest = profile.deliveries.values().copied().fold(0.0, f64::max) * rate;
-    let pollers = need(busiest / (defaults.subscriber_batch / SUBSCRIBER_BATCH_SECONDS));
-    let producers = need(rate / defaults.events_per_request * PRODUCER_REQUEST_SECONDS);
+    let pollers = need(busiest / (defaults.subscriber_batch.max(1.0) / SUBSCRIBER_BATCH_SECONDS));
+    let requests_per_second = rate / defaults.events_per_request.max(1.0);
+    let producers = need(requests_per_second * PRODUCER_REQUEST_SECONDS);
     let settings = Settings {
         shards: defaults.shards.max(shards),
         subscriber_concurrency: defaults
@@ -239,9 +242,7 @@ pub fn size(profile: &Profile, defaults: &Settings, rate: f64) -> Sizing {
             .max(pollers)
             .min(SQS_MAPPING_MAX_CONCURRENCY),
         public_concurrency: defaults.public_concurrency.max(producers),
-        api_rate_limit: defaults
-            .api_rate_limit
-            .max(need(rate / defaults.events_per_request)),
+        api_rate_limit: defaults.api_rate_limit.max(need(requests_per_second)),
         ..defaults.clone()
     };
     let walls = walls(profile, &settings);
