@@ -95,15 +95,7 @@ async fn every_effect_happens_exactly_once_through_faults_kills_an_outage_and_a_
     let restarted_at = started.elapsed();
     let restarted_in_outage = up.elapsed();
     pipeline = pipeline.restart().await.unwrap();
-    let rest = workload::send(&url, &second).await.unwrap();
-    sent.submitted += rest.submitted;
-    sent.accepted += rest.accepted;
-    sent.rejected.extend(rest.rejected);
-    sent.resent_requests += rest.resent_requests;
-    sent.resent_events += rest.resent_events;
-    for (status, n) in rest.statuses {
-        *sent.statuses.entry(status).or_default() += n;
-    }
+    sent.add(workload::send(&url, &second).await.unwrap());
     put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
         stack.reference("EventStream").unwrap(),

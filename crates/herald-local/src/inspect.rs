@@ -70,10 +70,7 @@ pub async fn peek(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<DeadLetter
                 body: m.body.clone().unwrap_or_default(),
                 reason: attr(dl::REASON).unwrap_or_else(|| "(moved by the redrive policy)".into()),
                 stage: attr(dl::STAGE).unwrap_or_default(),
-                identity: herald::dead_letter::received_letter_identity(
-                    attr(dl::STAGE).as_deref(),
-                    attr(dl::ORIGIN).as_deref(),
-                ),
+                identity: crate::ops::redrive::identity(&m),
             });
         }
         if new == 0 {

@@ -3,7 +3,7 @@
 //! any endpoint the stack lives on.
 
 mod dlq;
-mod redrive;
+pub(crate) mod redrive;
 mod replay;
 mod stacks;
 

@@ -150,8 +150,8 @@ pub async fn redrive(
     Ok(report)
 }
 
-/// The record a dead letter is about (see [`herald::dead_letter::letter_identity`]).
-fn identity(message: &aws_sdk_sqs::types::Message) -> Option<String> {
+/// The record a received dead letter is about (see [`herald::dead_letter::letter_identity`]).
+pub(crate) fn identity(message: &aws_sdk_sqs::types::Message) -> Option<String> {
     let attribute = |name: &str| {
         message
             .message_attributes()

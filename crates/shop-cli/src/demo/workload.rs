@@ -210,6 +210,20 @@ pub struct Sent {
     pub resent_events: usize,
 }
 
+impl Sent {
+    /// Add what another run of sends answered (traffic sent in parts).
+    pub fn add(&mut self, other: Sent) {
+        self.submitted += other.submitted;
+        self.accepted += other.accepted;
+        self.rejected.extend(other.rejected);
+        self.resent_requests += other.resent_requests;
+        self.resent_events += other.resent_events;
+        for (status, n) in other.statuses {
+            *self.statuses.entry(status).or_default() += n;
+        }
+    }
+}
+
 /// How often a client sends one event before it gives up (on the last answer).
 pub const CLIENT_ATTEMPTS: u32 = 12;
 
