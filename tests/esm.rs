@@ -120,6 +120,17 @@ struct Invocation {
     memory: u64,
     pid: u64,
     receives: Vec<String>,
+    /// On a tumbling window: the window's start, and the `ns` of the state passed in.
+    window_start: Option<String>,
+    state_in: Vec<u64>,
+}
+
+/// A window's final invocation, as recorded: its start and final state's `ns`.
+#[derive(Debug, Clone, PartialEq)]
+struct Closed {
+    start: String,
+    ns: Vec<u64>,
+    early: bool,
 }
 
 struct Probe {
@@ -161,10 +172,34 @@ impl Probe {
                         .iter()
                         .map(|k| k.as_str().unwrap().to_string())
                         .collect(),
+                    window_start: json_attribute(i, "window")["start"]
+                        .as_str()
+                        .map(str::to_string),
+                    state_in: ns_of(&json_attribute(i, "state")),
                 }
             })
             .collect();
         out.sort_by_key(|i| i.at);
+        out
+    }
+
+    /// The windows' final invocations, by window start.
+    async fn closed_windows(&self) -> Vec<Closed> {
+        let items = herald_local::inspect::scan(&self.dynamodb, &self.table)
+            .await
+            .unwrap();
+        let mut out: Vec<Closed> = items
+            .iter()
+            .filter_map(|i| {
+                let pk = i["pk"].as_str()?.strip_prefix("final#")?;
+                Some(Closed {
+                    start: pk.rsplit_once('#')?.0.to_string(),
+                    ns: ns_of(&json_attribute(i, "state")),
+                    early: json_attribute(i, "early") == true,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.start.cmp(&b.start));
         out
     }
 
@@ -179,6 +214,33 @@ impl Probe {
     async fn effect(&self, n: u64) -> i64 {
         self.count(&format!("effect#{n}")).await
     }
+}
+
+/// A JSON document the probe stored as a string attribute (null when absent).
+fn json_attribute(item: &Value, name: &str) -> Value {
+    item[name]
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The `ns` of a probe window's state.
+fn ns_of(state: &Value) -> Vec<u64> {
+    state["ns"]
+        .as_array()
+        .map(|ns| ns.iter().filter_map(Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+/// Sleep until just after the next multiple of `length` since the epoch (a window's start).
+async fn next_window(length: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let length = length.as_millis();
+    let wait = length - now % length + 150;
+    tokio::time::sleep(Duration::from_millis(wait as u64)).await;
 }
 
 async fn put(pipeline: &LocalPipeline, records: &[Value]) {
@@ -774,5 +836,165 @@ async fn sqs_without_report_batch_item_failures_deletes_the_whole_batch_on_succe
         "the partial response was not read: the message was deleted"
     );
     assert_eq!(probe.invocations().await.len(), 1);
+    pipeline.stop().await;
+}
+
+const WINDOWED: &str =
+    "StartingPosition: TRIM_HORIZON\nFunctionResponseTypes: [ReportBatchItemFailures]";
+
+/// `TumblingWindowInSeconds`: records of one window reach the function over several
+/// invocations with the state each one returned, and each window gets one final invocation with
+/// its whole state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tumbling_window_carries_state_between_invocations_and_closes_each_window_once() {
+    let length = Duration::from_secs(2);
+    let pipeline = start(
+        template(
+            "kinesis",
+            &indent(&format!(
+                "{WINDOWED}\nBatchSize: 2\nTumblingWindowInSeconds: 2"
+            )),
+            DEFAULT_FUNCTION,
+        ),
+        1,
+    )
+    .await;
+    next_window(length).await;
+    put(&pipeline, &records(1..=5)).await;
+    next_window(length).await;
+    put(&pipeline, &records(6..=8)).await;
+    settle(&pipeline).await;
+
+    let probe = Probe::of(&pipeline).await;
+    let closed = probe.closed_windows().await;
+    let finals: Vec<&[u64]> = closed.iter().map(|c| c.ns.as_slice()).collect();
+    assert_eq!(
+        finals,
+        [&[1, 2, 3, 4, 5][..], &[6, 7, 8][..]],
+        "one final invocation per window, with every record of it once: {closed:?}"
+    );
+    assert!(closed.iter().all(|c| !c.early));
+    let invocations = probe.invocations().await;
+    let batches: Vec<&Invocation> = invocations.iter().filter(|i| !i.ns.is_empty()).collect();
+    assert!(batches.iter().all(|i| i.ns.len() <= 2), "{batches:?}");
+    for window in &closed {
+        // Each invocation was given what the ones before it in its window returned.
+        let mut so_far: Vec<u64> = Vec::new();
+        for invocation in batches
+            .iter()
+            .filter(|i| i.window_start.as_deref() == Some(window.start.as_str()))
+        {
+            assert_eq!(invocation.state_in, so_far, "{invocations:?}");
+            so_far.extend(&invocation.ns);
+        }
+        assert_eq!(so_far, window.ns, "no batch spans two windows");
+    }
+    for n in 1..=8 {
+        assert_eq!(probe.deliveries(n).await, 1, "record {n}");
+    }
+    pipeline.stop().await;
+}
+
+/// A failed record, and a response without a state, are retried from the state the failed
+/// invocation was given: the window's final state still has every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_window_batch_counts_each_record_once() {
+    let length = Duration::from_secs(3);
+    let pipeline = start(
+        template(
+            "kinesis",
+            &indent(&format!(
+                "{WINDOWED}\nBatchSize: 10\nTumblingWindowInSeconds: 3"
+            )),
+            DEFAULT_FUNCTION,
+        ),
+        1,
+    )
+    .await;
+    next_window(length).await;
+    put(
+        &pipeline,
+        &[
+            json!({"n": 1}),
+            json!({"n": 2, "fail_times": 1}),
+            json!({"n": 3, "drop_state": true}),
+            json!({"n": 4}),
+        ],
+    )
+    .await;
+    settle(&pipeline).await;
+    let probe = Probe::of(&pipeline).await;
+    let closed = probe.closed_windows().await;
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0].ns, [1, 2, 3, 4]);
+    let invocations = probe.invocations().await;
+    let batches: Vec<&Invocation> = invocations.iter().filter(|i| !i.ns.is_empty()).collect();
+    assert_eq!(
+        batches.len(),
+        3,
+        "the failure, the stateless answer, the retry: {batches:?}"
+    );
+    assert_eq!(
+        batches[1].state_in,
+        [1],
+        "retried from the record that failed"
+    );
+    assert_eq!(
+        batches[2].state_in,
+        [1],
+        "a response without a state did not count"
+    );
+    pipeline.stop().await;
+}
+
+/// The open window and its state are saved with the checkpoint: a runner restarted mid-window
+/// goes on with them, and the window closes once with every record once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_restarted_mid_window_goes_on_with_its_state() {
+    let length = Duration::from_secs(10);
+    let pipeline = start(
+        template(
+            "kinesis",
+            &indent(&format!(
+                "{WINDOWED}\nBatchSize: 10\nTumblingWindowInSeconds: 10"
+            )),
+            DEFAULT_FUNCTION,
+        ),
+        1,
+    )
+    .await;
+    next_window(length).await;
+    put(&pipeline, &records(1..=3)).await;
+    let probe = Probe::of(&pipeline).await;
+    // Restart once the first batch is done: its checkpoint holds the open window.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !pipeline
+        .checkpoints()
+        .snapshot()
+        .values()
+        .flat_map(|m| m.shards.values())
+        .any(|shard| shard.window.is_some())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first batch never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pipeline = pipeline.restart().await.unwrap();
+    put(&pipeline, &records(4..=5)).await;
+    settle(&pipeline).await;
+    let closed = probe.closed_windows().await;
+    assert_eq!(
+        closed.iter().map(|c| c.ns.clone()).collect::<Vec<_>>(),
+        [vec![1, 2, 3, 4, 5]],
+        "{closed:?}"
+    );
+    let invocations = probe.invocations().await;
+    let after_restart = invocations
+        .iter()
+        .find(|i| i.ns.contains(&4))
+        .expect("records 4 and 5 ran");
+    assert_eq!(after_restart.state_in, [1, 2, 3], "{invocations:?}");
     pipeline.stop().await;
 }

@@ -52,6 +52,7 @@ use crate::subscriber::{
     TransactionalHandler,
 };
 use crate::unique_letters::{DynamoDbLetterLedger, UniqueDeadLetters};
+use crate::window::{WindowEvent, WindowProcessor, WindowedAggregation};
 
 /// One function's wiring: the AWS configuration, the application's event catalog and
 /// upcasters, and a `run_*` method per kind of function.
@@ -261,6 +262,38 @@ impl Herald {
     /// function has an `IDEMPOTENCY_TABLE`).
     pub async fn run_projector<P: Projection>(self, projection: P) -> Result<(), Error> {
         self.run_subscriber(Projector::new(projection)).await
+    }
+
+    /// Run a windowed stream consumer: Kinesis with `TumblingWindowInSeconds` in, the
+    /// aggregation's state out to Lambda, its `close` on each window's final invocation.
+    pub async fn run_windowed<A: WindowedAggregation>(self, aggregation: A) -> Result<(), Error> {
+        let processor = WindowProcessor::new(aggregation).upcasters(self.upcasters.clone());
+        let processor = &processor;
+        serve(
+            processor.aggregation().name(),
+            move |event: LambdaEvent<WindowEvent>| async move {
+                let (response, summary) = processor.process(&event.payload).await?;
+                count_batch(
+                    event.payload.records.len(),
+                    summary.folded,
+                    0,
+                    summary.failed,
+                );
+                count("NotEvents", summary.skipped);
+                tracing::info!(
+                    window_start = %event.payload.window.start,
+                    records = event.payload.records.len(),
+                    folded = summary.folded,
+                    skipped = summary.skipped,
+                    failed = summary.failed,
+                    failure = summary.failure.as_deref().unwrap_or(""),
+                    closed = summary.closed,
+                    "window batch"
+                );
+                Ok::<_, Error>(response)
+            },
+        )
+        .await
     }
 
     /// Run any [`RecordHandler`] as an SQS subscriber with herald's dead letters, follow-up

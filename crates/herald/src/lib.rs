@@ -14,6 +14,7 @@
 //! | commands on an event-sourced aggregate | an [`Aggregate`], [`Command`]s, an [`HttpService`] over a [`CommandService`] | [`Herald::run_http`] |
 //! | the event store's stream onto the bus | nothing | [`Herald::run_publisher`] |
 //! | a read model | a [`Projection`] | [`Herald::run_projector`] |
+//! | patterns over time (a tumbling window on the stream) | a [`WindowedAggregation`] | [`Herald::run_windowed`] |
 //! | queries | an [`HttpService`] | [`Herald::run_http`] |
 //!
 //! The modules, one concept each:
@@ -25,6 +26,7 @@
 //! - [`subscriber`]: SQS batches handled once per event, with partial batch responses;
 //! - [`idempotency`]: exactly-once effects on at-least-once delivery;
 //! - [`batch`]: Kinesis and SQS batch processors with Lambda's partial-response rules;
+//! - [`window`]: aggregation over Lambda's tumbling windows (patterns over time);
 //! - [`event_store`], [`command`]: event sourcing with optimistic concurrency and snapshots;
 //! - [`publisher`]: the event store's stream onto Kinesis;
 //! - [`projection`]: read models, their projector and rebuild;
@@ -63,6 +65,7 @@ pub mod telemetry;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 pub mod unique_letters;
+pub mod window;
 
 pub use app::Herald;
 pub use catalog::EventCatalog;
@@ -73,3 +76,4 @@ pub use http::{HttpRequest, HttpResponse, HttpService};
 pub use projection::Projection;
 pub use schema::Upcasters;
 pub use subscriber::{ClaimedHandler, HandlerError, Outcome, TransactionalHandler};
+pub use window::WindowedAggregation;

@@ -2,7 +2,8 @@
 //!
 //! Every record's data (Kinesis) or body (SQS) is JSON telling the probe what to do with it:
 //! `{"n": 7, "key": "a", "fail": true, "fail_times": 2, "error": true, "sleep_ms": 3000,
-//! "crash": true, "once": true}`. The probe records every invocation in `PROBE_TABLE` (item
+//! "crash": true, "once": true, "drop_state": true}`. On a tumbling window (`TumblingWindowInSeconds`)
+//! the state is the list of the `n`s processed so far in the window. The probe records every invocation in `PROBE_TABLE` (item
 //! `inv#<uuid>`: record ids, `n`s, keys, memory size, process id, receive counts). Records are
 //! processed with `herald::batch` (Kinesis: in order, stopping at the first failure, or per
 //! partition key with `PROBE_MODE=per-partition-key`; SQS: per message and FIFO group); each
@@ -47,6 +48,9 @@ struct Script {
     /// Sleep or crash only on the first delivery.
     #[serde(default)]
     once: bool,
+    /// On a tumbling window: answer the first delivery of this record without a state.
+    #[serde(default)]
+    drop_state: bool,
 }
 
 struct Probe {
@@ -165,10 +169,16 @@ impl Probe {
         }
         let s = AttributeValue::S;
         let list = |values: Vec<AttributeValue>| AttributeValue::L(values);
+        // On a tumbling window: which window, whether final, and the state passed in.
+        let window = |key: &str| s(event.payload[key].to_string());
         self.dynamodb
             .put_item()
             .table_name(&self.table)
             .item("pk", s(format!("inv#{}", uuid::Uuid::new_v4())))
+            .item("window", window("window"))
+            .item("final", window("isFinalInvokeForWindow"))
+            .item("early", window("isWindowTerminatedEarly"))
+            .item("state", window("state"))
             .item("kind", s(if kinesis { "kinesis" } else { "sqs" }.into()))
             .item(
                 "at",
@@ -216,6 +226,9 @@ impl Probe {
         if scripts.values().any(|p| p.error) {
             return Err("a record asked for a function error".into());
         }
+        if event.payload.get("window").is_some() {
+            return self.window(&event.payload, &ids, &scripts).await;
+        }
         let response = if kinesis {
             let event: KinesisEvent = serde_json::from_value(event.payload)?;
             let mode = match std::env::var("PROBE_MODE").as_deref() {
@@ -242,6 +255,61 @@ impl Probe {
             serde_json::to_value(report.response)?
         };
         Ok(response)
+    }
+}
+
+impl Probe {
+    /// A tumbling-window invocation, as Lambda's contract asks: the records' `n`s are appended
+    /// to the state's `ns` in order; at the first failure that record and every later one are
+    /// reported, and the state holds only the records before it. The final invocation records
+    /// the window's state as `final#<window start>#<uuid>`.
+    async fn window(
+        &self,
+        payload: &Value,
+        ids: &[String],
+        scripts: &HashMap<String, Script>,
+    ) -> Result<Value, Error> {
+        if payload["isFinalInvokeForWindow"] == true {
+            self.dynamodb
+                .put_item()
+                .table_name(&self.table)
+                .item(
+                    "pk",
+                    AttributeValue::S(format!(
+                        "final#{}#{}",
+                        payload["window"]["start"].as_str().unwrap_or_default(),
+                        uuid::Uuid::new_v4()
+                    )),
+                )
+                .item("state", AttributeValue::S(payload["state"].to_string()))
+                .item(
+                    "early",
+                    AttributeValue::S(payload["isWindowTerminatedEarly"].to_string()),
+                )
+                .send()
+                .await?;
+            return Ok(serde_json::json!({ "state": {} }));
+        }
+        let mut ns: Vec<Value> = payload["state"]["ns"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut failures = Vec::new();
+        for id in ids {
+            let script = &scripts[id];
+            if !failures.is_empty() {
+                failures.push(serde_json::json!({ "itemIdentifier": id }));
+                continue;
+            }
+            if script.drop_state && self.bump(format!("dropped#{id}")).await? == 1 {
+                return Ok(serde_json::json!({ "batchItemFailures": [] }));
+            }
+            match self.record(id, script).await {
+                Ok(()) => ns.push(Value::from(script.n)),
+                Err(_) => failures.push(serde_json::json!({ "itemIdentifier": id })),
+            }
+        }
+        Ok(serde_json::json!({ "state": { "ns": ns }, "batchItemFailures": failures }))
     }
 }
 

@@ -1,5 +1,7 @@
 //! Lambda's rules for one stream batch: checkpoint on success, `batchItemFailures`, bisecting on
-//! function errors, retries with backoff, and giving up to the on-failure destination.
+//! function errors, retries with backoff, and giving up to the on-failure destination. On a
+//! tumbling window, every invocation carries the window's state and a successful one replaces
+//! it (a retry starts again from the state the failed invocation was given).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -9,6 +11,7 @@ use serde_json::Value;
 
 use super::on_failure::{on_failure, FailureCondition};
 use super::stream_event::stream_event;
+use super::window::{decorate, returned_state, OpenWindow};
 use super::{Context, StreamRecord};
 use crate::runtime::{FunctionError, FunctionPool};
 use crate::stack::StreamMapping;
@@ -18,6 +21,7 @@ pub(super) async fn process_kinesis_batch(
     pool: &FunctionPool,
     ctx: &Context,
     records: Vec<StreamRecord>,
+    mut window: Option<&mut OpenWindow>,
 ) {
     let label = pool.spec().label();
     // (records, retries so far, invocations so far)
@@ -48,7 +52,18 @@ pub(super) async fn process_kinesis_batch(
         if batch.is_empty() {
             continue;
         }
-        let event = stream_event(mapping, ctx, &batch);
+        let mut event = stream_event(mapping, ctx, &batch);
+        if let (Some(open), Some(length)) = (window.as_deref(), mapping.tumbling_window) {
+            decorate(
+                &mut event,
+                mapping,
+                &batch[0].shard_id,
+                open,
+                length,
+                false,
+                false,
+            );
+        }
         tracing::debug!(
             records = batch.len(),
             retries,
@@ -64,6 +79,17 @@ pub(super) async fn process_kinesis_batch(
             .iterator_ages
             .function(&mapping.function, age.max(0) as u64);
         let result = pool.invoke(&event).await;
+        // On a window, a response counts only with a state, which becomes the window's.
+        let result = match (result, window.as_deref_mut()) {
+            (Ok(response), Some(open)) => match returned_state(&response) {
+                Ok(state) => {
+                    open.state = state;
+                    Ok(response)
+                }
+                Err(reason) => Err(FunctionError::BadResponse(reason)),
+            },
+            (result, _) => result,
+        };
         let error = match result {
             Ok(response) => {
                 if !mapping.report_batch_item_failures {

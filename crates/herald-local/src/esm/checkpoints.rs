@@ -34,6 +34,9 @@ pub struct ShardCheckpoint {
     /// The shard is closed (resharded) and was read to its end: its children may be read.
     #[serde(default)]
     pub finished: bool,
+    /// A tumbling window not yet closed, with its state: a restart goes on with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<super::window::OpenWindow>,
 }
 
 /// What is saved for one mapping.
@@ -158,6 +161,27 @@ impl Checkpoints {
         })
     }
 
+    /// With a tumbling window: every record up to `sequence_number` (when given) is done, and
+    /// `window` is the open window with its state (none once its final invocation succeeded).
+    /// Saved together, so a restart neither loses a record's share of the state nor counts it
+    /// twice.
+    pub fn commit_window(
+        &self,
+        mapping: &str,
+        stream: &str,
+        shard: &str,
+        sequence_number: Option<&str>,
+        window: Option<super::window::OpenWindow>,
+    ) -> Result<()> {
+        self.update(mapping, stream, |m| {
+            let shard = m.shards.entry(shard.to_string()).or_default();
+            if let Some(sequence_number) = sequence_number {
+                shard.after = Some(sequence_number.into());
+            }
+            shard.window = window;
+        })
+    }
+
     /// `shard` is closed and read to its end.
     pub fn finish(&self, mapping: &str, stream: &str, shard: &str) -> Result<()> {
         self.update(mapping, stream, |m| {
@@ -249,6 +273,36 @@ mod tests {
             .unwrap()
             .mapping("M", "arn@2")
             .is_none());
+    }
+
+    #[test]
+    fn an_open_window_is_saved_with_its_checkpoint_and_cleared_when_closed() {
+        let path = temp_file();
+        let saved = Checkpoints::open(path.clone(), false).unwrap();
+        let mut window = super::super::window::OpenWindow::new(60_000);
+        window.state = serde_json::json!({"orders": 2});
+        saved
+            .commit_window("M", "s", "shard-0", Some("9"), Some(window.clone()))
+            .unwrap();
+        let reopened = Checkpoints::open(path.clone(), false).unwrap();
+        let shard = &reopened.mapping("M", "s").unwrap().shards["shard-0"];
+        assert_eq!(
+            (shard.after.as_deref(), shard.window.as_ref()),
+            (Some("9"), Some(&window))
+        );
+        reopened
+            .commit_window("M", "s", "shard-0", None, None)
+            .unwrap();
+        let shard = &Checkpoints::open(path, false)
+            .unwrap()
+            .mapping("M", "s")
+            .unwrap()
+            .shards["shard-0"]
+            .clone();
+        assert_eq!(
+            (shard.after.as_deref(), shard.window.as_ref()),
+            (Some("9"), None)
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! - shards are listed again every few polls: after a reshard the child shards are read once
 //!   their parents are read to their end, so one key's records stay in order;
 //! - `ParallelizationFactor` → that many lanes per shard by partition key, run concurrently, each
-//!   in order.
+//!   in order;
+//! - `TumblingWindowInSeconds` → state carried from one invocation to the next within a window,
+//!   and a final invocation per window ([`window`]).
 //!
 //! **SQS**: receives up to `BatchSize` messages (≤ 10 per `ReceiveMessage`) within the batching
 //! window, invokes, deletes what succeeded (all but the reported `batchItemFailures`), and leaves
@@ -33,11 +35,13 @@ mod on_failure; // the on-failure destination record
 mod shards; // reading Kinesis and DynamoDB stream shards
 mod sqs; // SQS pollers
 mod stream_event; // a stream batch as Lambda's invoke event
+mod window; // TumblingWindowInSeconds: state across invocations, a final invocation per window
 
 pub use ages::{Ages, IteratorAges};
 pub use checkpoints::{Checkpoints, MappingCheckpoints, ShardCheckpoint};
 pub use shards::run_stream;
 pub use sqs::run_sqs;
+pub use window::{OpenWindow, MAX_STATE_BYTES};
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -75,6 +79,10 @@ pub struct PollSettings {
     pub idle_poll: Duration,
     /// Longest pause before retrying a failed Kinesis batch.
     pub max_retry_delay: Duration,
+    /// How long past a tumbling window's end a shard at its tip waits for late records before
+    /// the window's final invocation. Default 1 s (Lambda waits up to 2 minutes; locally a
+    /// record is on the stream moments after it was put).
+    pub window_grace: Duration,
 }
 
 impl Default for PollSettings {
@@ -82,6 +90,7 @@ impl Default for PollSettings {
         PollSettings {
             idle_poll: Duration::from_millis(100),
             max_retry_delay: Duration::from_secs(1),
+            window_grace: Duration::from_secs(1),
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::batch::process_kinesis_batch;
 use super::stream_event::dynamodb_change;
+use super::window::{self, OpenWindow};
 use super::{Activity, Context, Payload, StreamRecord};
 use crate::runtime::FunctionPool;
 use crate::stack::{StartingPosition, StreamMapping, StreamSource};
@@ -382,6 +383,10 @@ impl Readers {
                 continue;
             }
             let start = self.start_of(&shard.id);
+            let window = self
+                .saved
+                .get(&shard.id)
+                .and_then(|saved| saved.window.clone());
             let since = match &start {
                 Start::AtMillis(millis) => Some(*millis),
                 // Saved as the instant reading started, so a restart before the first batch
@@ -410,6 +415,7 @@ impl Readers {
                 self.stop.clone(),
                 self.closed.clone(),
                 self.identity.clone(),
+                window,
                 Behind::new(&self.ctx.activity),
             ));
         }
@@ -474,6 +480,7 @@ async fn run_shard(
     stop: watch::Receiver<bool>,
     closed: Arc<Mutex<BTreeSet<String>>>,
     identity: String,
+    mut window: Option<OpenWindow>,
     mut behind: Behind,
 ) -> (String, ShardEnd, Behind) {
     let label = pool.spec().label().to_string();
@@ -541,10 +548,35 @@ async fn run_shard(
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
                             .contains(&shard_id);
-                        if ended || (is_closed && got == 0 && at_tip) {
+                        let drained = ended || (is_closed && got == 0 && at_tip);
+                        // A window closes when its shard ends, or when the shard has waited at
+                        // its tip past the window's end.
+                        if let (Some(open), Some(length)) = (&window, mapping.tumbling_window) {
+                            if drained
+                                || (at_tip
+                                    && window::expired(open, length, ctx.settings.window_grace))
+                            {
+                                if !close_window(
+                                    mapping,
+                                    &pool,
+                                    &ctx,
+                                    &shard_id,
+                                    &identity,
+                                    &mut window,
+                                    &stop,
+                                )
+                                .await
+                                {
+                                    break;
+                                }
+                                continue;
+                            }
+                        }
+                        if drained {
                             return (shard_id, ShardEnd::Drained, behind);
                         }
-                        behind.set(!at_tip);
+                        // An open window is work still to do.
+                        behind.set(!at_tip || window.is_some());
                         tokio::time::sleep(ctx.settings.idle_poll).await;
                         continue;
                     }
@@ -595,6 +627,59 @@ async fn run_shard(
             }
         }
         behind.set(true);
+        if let Some(length) = mapping.tumbling_window {
+            // One window per batch; a record of a later window closes the open one first.
+            let start = window::window_of(&buffer[0], length, window.as_ref());
+            if window
+                .as_ref()
+                .is_some_and(|open| open.start_millis != start)
+                && !close_window(
+                    mapping,
+                    &pool,
+                    &ctx,
+                    &shard_id,
+                    &identity,
+                    &mut window,
+                    &stop,
+                )
+                .await
+            {
+                break;
+            }
+            let open = window.get_or_insert_with(|| OpenWindow::new(start));
+            let take = buffer
+                .iter()
+                .take(mapping.batch_size)
+                .take_while(|r| window::window_of(r, length, Some(open)) == start)
+                .count()
+                .max(1);
+            let batch: Vec<StreamRecord> = buffer.drain(..take).collect();
+            window_started = (!buffer.is_empty()).then(Instant::now);
+            let last = batch.last().map(|r| r.sequence_number.clone());
+            process_kinesis_batch(mapping, &pool, &ctx, batch, Some(&mut *open)).await;
+            if open.state_too_big() {
+                ctx.logs.note(
+                    &label,
+                    "the window's state is over 1 MB: the window ends early and goes on with a \
+                     fresh state",
+                );
+                if !window::close(mapping, &pool, &ctx, &shard_id, open, true, &stop).await {
+                    break;
+                }
+                open.state = serde_json::json!({});
+            }
+            if let Err(err) = ctx.checkpoints.commit_window(
+                &mapping.logical_id,
+                &identity,
+                &shard_id,
+                last.as_deref(),
+                window.clone(),
+            ) {
+                ctx.logs
+                    .note(&label, &format!("cannot save a checkpoint: {err:#}"));
+            }
+            continue;
+        }
         let take = buffer
             .len()
             .min(mapping.batch_size * mapping.parallelization_factor);
@@ -621,6 +706,36 @@ async fn run_shard(
     (shard_id, ShardEnd::Stopped, behind)
 }
 
+/// The open window's final invocation, then its checkpoint cleared; false when the runner
+/// stopped first.
+async fn close_window(
+    mapping: &StreamMapping,
+    pool: &FunctionPool,
+    ctx: &Context,
+    shard_id: &str,
+    identity: &str,
+    window: &mut Option<OpenWindow>,
+    stop: &watch::Receiver<bool>,
+) -> bool {
+    let Some(open) = window.as_ref() else {
+        return true;
+    };
+    if !window::close(mapping, pool, ctx, shard_id, open, false, stop).await {
+        return false;
+    }
+    *window = None;
+    if let Err(err) =
+        ctx.checkpoints
+            .commit_window(&mapping.logical_id, identity, shard_id, None, None)
+    {
+        ctx.logs.note(
+            pool.spec().label(),
+            &format!("cannot save a checkpoint: {err:#}"),
+        );
+    }
+    true
+}
+
 /// `ParallelizationFactor`: the records are spread over that many lanes by partition key, lanes
 /// run concurrently, and each lane processes its records in order in batches of `BatchSize`, so
 /// one key's records stay in order.
@@ -642,7 +757,7 @@ async fn process_lanes(
         .filter(|lane| !lane.is_empty())
         .map(|lane| async move {
             for batch in lane.chunks(mapping.batch_size) {
-                process_kinesis_batch(mapping, pool, ctx, batch.to_vec()).await;
+                process_kinesis_batch(mapping, pool, ctx, batch.to_vec(), None).await;
             }
         });
     futures::future::join_all(runs).await;

@@ -67,6 +67,10 @@ pub struct StreamMapping {
     pub on_failure: Option<String>,
     /// `ParallelizationFactor` (default 1).
     pub parallelization_factor: usize,
+    /// `TumblingWindowInSeconds` (default 0: none): records are aggregated per window, with
+    /// state passed from one invocation to the next and a final invocation per window.
+    #[serde(default)]
+    pub tumbling_window: Option<Duration>,
     /// `Enabled` (default true).
     pub enabled: bool,
 }
@@ -223,6 +227,15 @@ pub(super) fn kinesis_mapping(
         parallelization_factor: prop_num::<u64>(p, "ParallelizationFactor")?
             .unwrap_or(1)
             .clamp(1, 10) as usize,
+        tumbling_window: match prop_num::<u64>(p, "TumblingWindowInSeconds")? {
+            None | Some(0) => None,
+            Some(secs @ 1..=900) => Some(Duration::from_secs(secs)),
+            Some(secs) => {
+                return Err(anyhow!(
+                    "TumblingWindowInSeconds is {secs}; Lambda takes 0 to 900 seconds"
+                ))
+            }
+        },
         enabled: prop_bool(p, "Enabled").unwrap_or(true),
     }))
 }
