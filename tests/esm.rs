@@ -291,6 +291,14 @@ async fn settle(pipeline: &LocalPipeline) {
         .unwrap();
 }
 
+/// [`settle`], and every tumbling window closed.
+async fn settle_windows(pipeline: &LocalPipeline) {
+    pipeline
+        .wait_windows_closed(Duration::from_millis(800), Duration::from_secs(120))
+        .await
+        .unwrap();
+}
+
 async fn failure_records(pipeline: &LocalPipeline) -> Vec<Value> {
     let sqs = aws_sdk_sqs::Client::new(&common::aws().await);
     peek(&sqs, pipeline.stack().reference("FailureQueue").unwrap())
@@ -863,7 +871,7 @@ async fn a_tumbling_window_carries_state_between_invocations_and_closes_each_win
     put(&pipeline, &records(1..=5)).await;
     next_window(length).await;
     put(&pipeline, &records(6..=8)).await;
-    settle(&pipeline).await;
+    settle_windows(&pipeline).await;
 
     let probe = Probe::of(&pipeline).await;
     let closed = probe.closed_windows().await;
@@ -922,7 +930,7 @@ async fn a_retried_window_batch_counts_each_record_once() {
         ],
     )
     .await;
-    settle(&pipeline).await;
+    settle_windows(&pipeline).await;
     let probe = Probe::of(&pipeline).await;
     let closed = probe.closed_windows().await;
     assert_eq!(closed.len(), 1, "{closed:?}");
@@ -983,7 +991,7 @@ async fn a_runner_restarted_mid_window_goes_on_with_its_state() {
     }
     let pipeline = pipeline.restart().await.unwrap();
     put(&pipeline, &records(4..=5)).await;
-    settle(&pipeline).await;
+    settle_windows(&pipeline).await;
     let closed = probe.closed_windows().await;
     assert_eq!(
         closed.iter().map(|c| c.ns.clone()).collect::<Vec<_>>(),

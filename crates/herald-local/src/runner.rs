@@ -351,12 +351,25 @@ impl LocalPipeline {
 
     /// Wait until nothing is in flight, every shard is read to its tip, and every mapped queue is
     /// empty (visible and in flight), continuously for `quiet`. Errors after `limit`.
+    /// A tumbling window that is still open does not count: it closes when its time is up (see
+    /// [`LocalPipeline::wait_windows_closed`]).
     pub async fn wait_idle(&self, quiet: Duration, limit: Duration) -> Result<()> {
+        self.wait_until_idle(quiet, limit, false).await
+    }
+
+    /// [`LocalPipeline::wait_idle`], and every tumbling window that had records has had its final
+    /// invocation (and what that set off has settled too).
+    pub async fn wait_windows_closed(&self, quiet: Duration, limit: Duration) -> Result<()> {
+        self.wait_until_idle(quiet, limit, true).await
+    }
+
+    async fn wait_until_idle(&self, quiet: Duration, limit: Duration, windows: bool) -> Result<()> {
         let started = Instant::now();
         let mut idle_since: Option<Instant> = None;
         while started.elapsed() < limit {
             let idle = self.activity.in_flight.load(Ordering::SeqCst) == 0
                 && self.activity.shards_behind.load(Ordering::SeqCst) == 0
+                && (!windows || self.activity.open_windows.load(Ordering::SeqCst) == 0)
                 && self.queues_empty().await?;
             match (idle, idle_since) {
                 (true, Some(since)) if since.elapsed() >= quiet => return Ok(()),

@@ -60,6 +60,9 @@ pub struct Activity {
     pub in_flight: Arc<AtomicUsize>,
     /// Kinesis shards that have not caught up with the stream's tip.
     pub shards_behind: AtomicUsize,
+    /// Tumbling windows that have had records and not yet their final invocation (a shard at
+    /// its tip with an open window is caught up: the window closes when its time is up).
+    pub open_windows: AtomicUsize,
     /// Batches sent to on-failure destinations.
     pub on_failure_batches: AtomicUsize,
     /// SQS `ReceiveMessage` calls that returned messages (what Lambda's pollers bill per batch;

@@ -502,10 +502,12 @@ async fn run_shard(
     else {
         return (shard_id, ShardEnd::Stopped, behind);
     };
+    let mut open_window = window::OpenGauge::new(&ctx.activity, window.is_some());
     let mut buffer: VecDeque<StreamRecord> = VecDeque::new();
     let mut window_started: Option<Instant> = None;
     let mut read_errors = 0;
     while !*stop.borrow() {
+        open_window.set(window.is_some());
         if buffer.len() < mapping.batch_size * mapping.parallelization_factor {
             let limit = (mapping.batch_size * mapping.parallelization_factor - buffer.len())
                 .clamp(1, 10_000) as i32;
@@ -575,8 +577,7 @@ async fn run_shard(
                         if drained {
                             return (shard_id, ShardEnd::Drained, behind);
                         }
-                        // An open window is work still to do.
-                        behind.set(!at_tip || window.is_some());
+                        behind.set(!at_tip);
                         tokio::time::sleep(ctx.settings.idle_poll).await;
                         continue;
                     }
@@ -647,6 +648,7 @@ async fn run_shard(
                 break;
             }
             let open = window.get_or_insert_with(|| OpenWindow::new(start));
+            open_window.set(true);
             let take = buffer
                 .iter()
                 .take(mapping.batch_size)

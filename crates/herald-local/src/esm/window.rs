@@ -65,6 +65,42 @@ impl OpenWindow {
     }
 }
 
+/// Counts one shard's open window in [`super::Activity::open_windows`] while it is open; stops
+/// counting it when dropped (the shard's task ended).
+pub(super) struct OpenGauge {
+    activity: std::sync::Arc<super::Activity>,
+    open: bool,
+}
+
+impl OpenGauge {
+    pub(super) fn new(activity: &std::sync::Arc<super::Activity>, open: bool) -> OpenGauge {
+        let mut gauge = OpenGauge {
+            activity: activity.clone(),
+            open: false,
+        };
+        gauge.set(open);
+        gauge
+    }
+
+    pub(super) fn set(&mut self, open: bool) {
+        use std::sync::atomic::Ordering;
+        if open != self.open {
+            if open {
+                self.activity.open_windows.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.activity.open_windows.fetch_sub(1, Ordering::SeqCst);
+            }
+            self.open = open;
+        }
+    }
+}
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
 /// The start of the window `record` belongs to, given the open window (a record that arrived
 /// before the open window's start, by clock skew between shards' hosts, joins the open one).
 pub(super) fn window_of(record: &StreamRecord, length: Duration, open: Option<&OpenWindow>) -> i64 {
