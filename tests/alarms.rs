@@ -90,7 +90,7 @@ async fn a_dead_letter_alarm_fires_when_its_queue_fills_and_clears_after_a_redri
     assert!(why("PaymentThrottlesAlarm").contains("instead of throttling"));
     assert!(why("StockTableThrottlesAlarm").contains("never throttles"));
     assert!(why("ProducerRejectedRateAlarm").contains("metric math"));
-    assert_eq!(evaluated.len() + not_evaluated.len(), 44);
+    assert_eq!(evaluated.len() + not_evaluated.len(), 51);
 
     // A poison record on the stream: the router parks it in its DLQ, and the alarm fires.
     let router_alarm = format!("{}-router-dead-letters", stack.name);

@@ -60,6 +60,36 @@ async fn every_sample_event_is_accepted_by_its_function() {
         );
     }
 
+    // The windowed consumer: a batch folds into the state it is given; the final invocation
+    // announces the customer over the limits (and answers an empty state).
+    let folded = pipeline
+        .invoke("fraud", &sample("fraud/window-batch.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        folded["state"]["customer-13"]["orderIds"]
+            .as_array()
+            .map(Vec::len),
+        Some(6),
+        "{folded}"
+    );
+    assert_eq!(folded["batchItemFailures"], serde_json::json!([]));
+    let closed = pipeline
+        .invoke("fraud", &sample("fraud/window-final.json"))
+        .await
+        .unwrap();
+    assert_eq!(closed["state"], serde_json::json!({}), "{closed}");
+    // The order service's compensation: the sample names orders it does not hold.
+    let event = sample("compensation/sqs.json");
+    for _ in 0..2 {
+        let response = pipeline.invoke("compensation", &event).await.unwrap();
+        assert_eq!(
+            response["batchItemFailures"],
+            serde_json::json!([]),
+            "compensation: {response}"
+        );
+    }
+
     // The event-sourced side: commands, the store's stream, the projector (the sample delivers
     // the cancellation before the order), and the queries.
     let placed = pipeline

@@ -52,10 +52,22 @@ async fn filter_policies_route_each_event_to_its_subscribers() {
         record(3, event("job_failed", EventKind::System)),
         record(4, event("row_changed", EventKind::Data)),
         record(5, b"{\"not\": \"an envelope\"}".to_vec()),
+        record(6, event("fraud_suspected", EventKind::Business)),
+        // The order service's cancellation carries the aggregate version; a client's does not.
+        record(
+            7,
+            Envelope::builder("order_cancelled", "herald/orders")
+                .subject("order-2")
+                .build()
+                .unwrap()
+                .with_aggregate_version(2)
+                .to_json_bytes(),
+        ),
+        record(8, event("order_cancelled", EventKind::Business)),
     ];
     let (response, summary) = router.route(&batch).await;
     assert!(response.batch_item_failures.is_empty());
-    assert_eq!((summary.published, summary.dead_lettered), (4, 1));
+    assert_eq!((summary.published, summary.dead_lettered), (7, 1));
 
     let mut received: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for queue in [
@@ -64,6 +76,7 @@ async fn filter_policies_route_each_event_to_its_subscribers() {
         "EmailQueue",
         "AnalyticsQueue",
         "OpsQueue",
+        "CompensationQueue",
     ] {
         let messages = sqs
             .receive_message()
@@ -91,14 +104,28 @@ async fn filter_policies_route_each_event_to_its_subscribers() {
         types.sort();
         received.insert(queue, types);
     }
-    assert_eq!(received["InventoryQueue"], ["order_placed"]);
-    assert_eq!(received["PaymentQueue"], ["order_placed"]);
+    assert_eq!(
+        received["InventoryQueue"],
+        ["order_cancelled", "order_cancelled", "order_placed"]
+    );
+    assert_eq!(
+        received["PaymentQueue"],
+        ["order_cancelled", "order_placed"],
+        "charges, and refunds of the order service's cancellations only"
+    );
     assert_eq!(received["EmailQueue"], ["payment_succeeded"]);
     assert_eq!(
         received["AnalyticsQueue"],
-        ["order_placed", "payment_succeeded"]
+        [
+            "fraud_suspected",
+            "order_cancelled",
+            "order_cancelled",
+            "order_placed",
+            "payment_succeeded"
+        ]
     );
-    assert_eq!(received["OpsQueue"], ["job_failed"]);
+    assert_eq!(received["OpsQueue"], ["fraud_suspected", "job_failed"]);
+    assert_eq!(received["CompensationQueue"], ["fraud_suspected"]);
 
     let letters = peek(&sqs, stack.reference("RouterDeadLetterQueue").unwrap())
         .await

@@ -122,6 +122,21 @@ pub async fn pipeline(prefix: &str, tweak: impl FnOnce(&mut UpOptions)) -> Local
     options.runner.bin_dir = bin_dir();
     options.runner.state_dir = Some(state_dir());
     tweak(&mut options);
+    // The tests' traffic is synthetic: one customer places dozens of orders in seconds, which the
+    // fraud detector would rightly compensate whenever a window closes mid-test. Only
+    // tests/fraud.rs keeps the detector's limits within reach.
+    if options.template == root().join("template.yaml") {
+        options
+            .stack
+            .parameters
+            .entry("FraudMaxOrders".into())
+            .or_insert_with(|| "1000000".into());
+        options
+            .stack
+            .parameters
+            .entry("FraudMaxValue".into())
+            .or_insert_with(|| "1000000000000".into());
+    }
     if let Some(port) = options.runner.url_port {
         options.stack.function_url_base = format!("http://127.0.0.1:{port}");
     }

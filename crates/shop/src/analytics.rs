@@ -6,7 +6,7 @@
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
-use crate::events::{types, PaymentSucceeded};
+use crate::events::{types, PaymentRefunded, PaymentSucceeded};
 use herald::aws::{env, MissingEnv};
 use herald::envelope::{Envelope, EventKind};
 use herald::idempotency::{Conflict, Decision};
@@ -87,6 +87,16 @@ impl TransactionalHandler for Analytics {
                 format!("revenue#{}", payment.currency),
                 1,
                 Some(payment.amount),
+            )?);
+        }
+        // Refunds are counted beside the revenue, not taken from it: both stay sums of
+        // positive amounts, and revenue net of refunds is one subtraction away.
+        if event.event_type() == types::PAYMENT_REFUNDED {
+            let refund: PaymentRefunded = event.data_as()?;
+            writes.push(self.add(
+                format!("refunds#{}", refund.currency),
+                1,
+                Some(refund.amount),
             )?);
         }
         Ok(Decision {

@@ -20,6 +20,11 @@ pub mod types {
     pub const PAYMENT_FAILED: &str = "payment_failed";
     /// A background job failed (system; ops).
     pub const JOB_FAILED: &str = "job_failed";
+    /// A customer's orders within one window look like fraud (business; the order service
+    /// cancels them, ops records an incident).
+    pub const FRAUD_SUSPECTED: &str = "fraud_suspected";
+    /// Payment gave back what it charged for a cancelled order (business; analytics).
+    pub const PAYMENT_REFUNDED: &str = "payment_refunded";
 }
 
 /// Sources (CloudEvents `source`) of the events the shop's functions emit.
@@ -30,6 +35,8 @@ pub mod sources {
     pub const INVENTORY: &str = "herald/inventory";
     /// The payment subscriber.
     pub const PAYMENT: &str = "herald/payment";
+    /// The fraud detector (a windowed consumer of the stream).
+    pub const FRAUD: &str = "herald/fraud";
 }
 
 /// Most line items in one order: each is one write in inventory's transaction, which also holds
@@ -265,3 +272,37 @@ pub struct OrderCancelled {
 
 /// Most characters in a cancellation reason.
 pub const MAX_REASON_CHARS: usize = 500;
+
+/// `fraud_suspected` data: one customer's orders within one tumbling window, over a limit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FraudSuspected {
+    /// The customer.
+    pub customer_id: String,
+    /// The window's first instant (RFC 3339).
+    pub window_start: String,
+    /// Where the window ends, exclusive (RFC 3339).
+    pub window_end: String,
+    /// The orders the customer placed within the window, each once.
+    pub order_ids: Vec<String>,
+    /// Their value per currency, minor units.
+    pub totals: std::collections::BTreeMap<String, u64>,
+    /// Which limits the window broke, in words.
+    pub reasons: Vec<String>,
+}
+
+/// `payment_refunded` data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRefunded {
+    /// The order.
+    pub order_id: String,
+    /// The charge refunded.
+    pub payment_id: String,
+    /// Refunded amount, minor units.
+    pub amount: u64,
+    /// ISO 4217.
+    pub currency: String,
+    /// Why (the cancellation's reason).
+    pub reason: String,
+}

@@ -7,7 +7,10 @@
 //!   [`commands::OrderCommands`] on herald's [`herald::CommandService`];
 //! - a read model, [`orders_view`], with its queries;
 //! - five subscribers: [`inventory`] and [`analytics`] and [`ops`] (transactional: their effects
-//!   are DynamoDB writes), [`payment`] and [`email`] (claimed: their effects lie outside).
+//!   are DynamoDB writes), [`payment`] and [`email`] (claimed: their effects lie outside);
+//! - a windowed consumer of the stream, [`fraud`], whose `fraud_suspected` the shop answers by
+//!   compensation: the order service cancels the orders ([`compensation`]), inventory releases
+//!   their stock, payment refunds them, ops opens an incident.
 //!
 //! Each of its Lambda functions (`functions/*`) is a few lines of [`herald::Herald`] wiring.
 
@@ -15,8 +18,10 @@
 
 pub mod analytics;
 pub mod commands;
+pub mod compensation;
 pub mod email;
 pub mod events;
+pub mod fraud;
 pub mod inventory;
 pub mod ops;
 pub mod order;
@@ -38,11 +43,13 @@ pub fn catalog() -> EventCatalog {
         .with(types::PAYMENT_SUCCEEDED, EventKind::Business, 1..=1)
         .with(types::PAYMENT_FAILED, EventKind::Business, 1..=1)
         .with(types::JOB_FAILED, EventKind::System, 1..=1)
+        .with(types::FRAUD_SUSPECTED, EventKind::Business, 1..=1)
+        .with(types::PAYMENT_REFUNDED, EventKind::Business, 1..=1)
 }
 
 /// The released JSON Schemas (`events/schemas/<type>/v<N>.json`), embedded in the binary: the
 /// producer validates client submissions against them without reading files.
-pub const SCHEMAS: [(&str, u32, &str); 8] = [
+pub const SCHEMAS: [(&str, u32, &str); 10] = [
     (
         types::ORDER_PLACED,
         1,
@@ -82,6 +89,16 @@ pub const SCHEMAS: [(&str, u32, &str); 8] = [
         types::JOB_FAILED,
         1,
         include_str!("../../../events/schemas/job_failed/v1.json"),
+    ),
+    (
+        types::FRAUD_SUSPECTED,
+        1,
+        include_str!("../../../events/schemas/fraud_suspected/v1.json"),
+    ),
+    (
+        types::PAYMENT_REFUNDED,
+        1,
+        include_str!("../../../events/schemas/payment_refunded/v1.json"),
     ),
 ];
 

@@ -1,4 +1,5 @@
-//! Ops: turns system events (`job_failed`, ...) into incidents an operator works through.
+//! Ops: turns system events (`job_failed`, ...) and suspected fraud (`fraud_suspected`, a
+//! business event) into incidents an operator works through.
 //!
 //! Transactional mode: the incident item commits with the idempotency record.
 
@@ -6,7 +7,7 @@ use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::SecondsFormat;
 
-use crate::events::{types, JobFailed};
+use crate::events::{types, FraudSuspected, JobFailed};
 use herald::aws::{env, MissingEnv};
 use herald::envelope::{Envelope, EventKind};
 use herald::idempotency::{Conflict, Decision};
@@ -44,7 +45,7 @@ impl TransactionalHandler for Ops {
     }
 
     fn wants(&self, event: &Envelope) -> bool {
-        event.kind() == EventKind::System
+        event.kind() == EventKind::System || event.event_type() == types::FRAUD_SUSPECTED
     }
 
     fn decide(
@@ -60,6 +61,19 @@ impl TransactionalHandler for Ops {
                 format!(
                     "job {} failed (attempt {}): {}",
                     job.job, job.attempt, job.error
+                ),
+            )
+        } else if event.event_type() == types::FRAUD_SUSPECTED {
+            let fraud: FraudSuspected = event.data_as()?;
+            (
+                "high",
+                format!(
+                    "fraud suspected for customer {} in the window from {}: {}; their {} orders \
+                     are being cancelled and refunded",
+                    fraud.customer_id,
+                    fraud.window_start,
+                    fraud.reasons.join("; "),
+                    fraud.order_ids.len()
                 ),
             )
         } else {

@@ -1,9 +1,14 @@
 //! Payment: charges every `order_placed` through a [`PaymentGateway`] and announces the result
-//! (`payment_succeeded` / `payment_failed`) back through the producer path.
+//! (`payment_succeeded` / `payment_failed`) back through the producer path; refunds the charge
+//! of every order the order service cancels and announces `payment_refunded` (the compensating
+//! effect, idempotent like the charge).
 //!
 //! Claimed mode: a gateway is an external effect that cannot join a DynamoDB transaction, so the
-//! event is claimed first. The charge also carries an idempotency key (as real gateways accept),
-//! so even a claim taken over after a crash cannot charge twice.
+//! event is claimed first. The charge also carries an idempotency key (as real gateways accept):
+//! the order's, so even a claim taken over after a crash — or the same order announced by two
+//! events — cannot charge twice. A refund names the same key. A cancellation may overtake its
+//! order's charge (different messages, concurrent batches): the refund then leaves a
+//! `cancelled` mark under the key, and the charge arriving after it declines.
 
 use std::future::Future;
 
@@ -15,7 +20,9 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::events::{sources, types, OrderPlaced, PaymentFailed, PaymentSucceeded};
+use crate::events::{
+    sources, types, OrderCancelled, OrderPlaced, PaymentFailed, PaymentRefunded, PaymentSucceeded,
+};
 use herald::aws::{env, AwsError, MissingEnv};
 use herald::envelope::Envelope;
 use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
@@ -50,6 +57,38 @@ pub enum Charge {
     },
 }
 
+/// A refund to make: the charge made under `idempotency_key`, given back in full.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RefundRequest {
+    /// The charge's key.
+    pub idempotency_key: String,
+    /// The order.
+    pub order_id: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The gateway's answer to a refund.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refund {
+    /// The charge was given back (now, or by an earlier request with the same key).
+    Refunded {
+        /// The charge's payment id.
+        payment_id: String,
+        /// Minor units.
+        amount: u64,
+        /// ISO 4217.
+        currency: String,
+    },
+    /// Nothing was charged under the key (declined, or not charged yet: then never will be).
+    NothingCharged,
+}
+
+/// The idempotency key of an order's charge: one charge per order, whichever event announces it.
+pub fn charge_key(order_id: &str) -> String {
+    format!("order#{order_id}")
+}
+
 /// The payment gateway port.
 pub trait PaymentGateway: Send + Sync {
     /// Charge once per idempotency key.
@@ -57,12 +96,20 @@ pub trait PaymentGateway: Send + Sync {
         &self,
         request: &ChargeRequest,
     ) -> impl Future<Output = Result<Charge, HandlerError>> + Send;
+
+    /// Refund the charge made under the request's key, once; a charge that comes after the
+    /// refund is declined.
+    fn refund(
+        &self,
+        request: &RefundRequest,
+    ) -> impl Future<Output = Result<Refund, HandlerError>> + Send;
 }
 
 /// Most a single charge may be (minor units); larger ones are declined.
 pub const CHARGE_LIMIT: u64 = 1_000_000;
 
-/// A gateway that keeps its ledger in a DynamoDB table (partition key `paymentId`) — the
+/// A gateway that keeps its ledger in a DynamoDB table (partition key `paymentId`, one item per
+/// idempotency key, `status` `succeeded` / `declined` / `refunded` / `cancelled`) — the
 /// stand-in for a card processor in the example, with a processor's rules: `tok_declined` and
 /// amounts over [`CHARGE_LIMIT`] are declined; the idempotency key makes retries safe.
 #[derive(Clone, Debug)]
@@ -81,6 +128,40 @@ impl LedgerGateway {
     }
 }
 
+/// The ledger's payment id for an idempotency key.
+fn payment_id(idempotency_key: &str) -> String {
+    format!(
+        "pay_{}",
+        Uuid::new_v5(&Uuid::NAMESPACE_OID, idempotency_key.as_bytes()).simple()
+    )
+}
+
+impl LedgerGateway {
+    /// The ledger item under `payment_id`, read consistently.
+    async fn item(
+        &self,
+        payment_id: &str,
+    ) -> Result<Option<std::collections::HashMap<String, AttributeValue>>, HandlerError> {
+        Ok(self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("paymentId", AttributeValue::S(payment_id.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(AwsError::new)?
+            .item)
+    }
+}
+
+fn text(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> String {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default()
+}
+
 impl PaymentGateway for LedgerGateway {
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, HandlerError> {
         let declined = if request.token == "tok_declined" {
@@ -93,10 +174,7 @@ impl PaymentGateway for LedgerGateway {
         } else {
             None
         };
-        let payment_id = format!(
-            "pay_{}",
-            Uuid::new_v5(&Uuid::NAMESPACE_OID, request.idempotency_key.as_bytes()).simple()
-        );
+        let payment_id = payment_id(&request.idempotency_key);
         let s = |v: &str| AttributeValue::S(v.to_string());
         let status = if declined.is_some() {
             "declined"
@@ -121,18 +199,107 @@ impl PaymentGateway for LedgerGateway {
             put = put.item("reason", s(reason));
         }
         match put.send().await {
-            Ok(_) => {}
-            // Already charged under this key: the same answer again, no second charge.
+            Ok(_) => Ok(match declined {
+                Some(reason) => Charge::Declined { reason },
+                None => Charge::Succeeded { payment_id },
+            }),
+            // Something is under this key already: the answer it records, no second charge.
             Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) => {}
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let item = self.item(&payment_id).await?.unwrap_or_default();
+                Ok(match text(&item, "status").as_str() {
+                    "declined" => Charge::Declined {
+                        reason: text(&item, "reason"),
+                    },
+                    "cancelled" => Charge::Declined {
+                        reason: "the order was cancelled before it was charged".into(),
+                    },
+                    // Charged (and maybe refunded since): the charge's answer again.
+                    _ => Charge::Succeeded { payment_id },
+                })
+            }
             // Classified: throttling and outages redelivered, a request DynamoDB refuses for good
             // dead-lettered with its reason.
-            Err(err) => return Err(AwsError::new(err).into()),
+            Err(err) => Err(AwsError::new(err).into()),
         }
-        Ok(match declined {
-            Some(reason) => Charge::Declined { reason },
-            None => Charge::Succeeded { payment_id },
-        })
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<Refund, HandlerError> {
+        let payment_id = payment_id(&request.idempotency_key);
+        let s = |v: &str| AttributeValue::S(v.to_string());
+        // Two rounds at most: a charge landing between the refund's update and its mark is
+        // refunded on the second.
+        for _ in 0..2 {
+            let refunded = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("paymentId", s(&payment_id))
+                .update_expression("SET #s = :refunded, refundReason = :reason, refundedAt = :at")
+                .condition_expression("#s = :succeeded")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":refunded", s("refunded"))
+                .expression_attribute_values(":succeeded", s("succeeded"))
+                .expression_attribute_values(":reason", s(&request.reason))
+                .expression_attribute_values(
+                    ":at",
+                    s(&Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+                )
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+                .send()
+                .await;
+            let item = match refunded {
+                Ok(out) => out.attributes.unwrap_or_default(),
+                Err(SdkError::ServiceError(e))
+                    if e.err().is_conditional_check_failed_exception() =>
+                {
+                    match self.item(&payment_id).await? {
+                        Some(item) => item,
+                        None => {
+                            // Not charged yet: mark the key so the charge declines when it comes.
+                            let marked = self
+                                .client
+                                .put_item()
+                                .table_name(&self.table)
+                                .item("paymentId", s(&payment_id))
+                                .item("orderId", s(&request.order_id))
+                                .item("status", s("cancelled"))
+                                .item("reason", s(&request.reason))
+                                .condition_expression("attribute_not_exists(paymentId)")
+                                .send()
+                                .await;
+                            match marked {
+                                Ok(_) => return Ok(Refund::NothingCharged),
+                                Err(SdkError::ServiceError(e))
+                                    if e.err().is_conditional_check_failed_exception() =>
+                                {
+                                    continue
+                                }
+                                Err(err) => return Err(AwsError::new(err).into()),
+                            }
+                        }
+                    }
+                }
+                Err(err) => return Err(AwsError::new(err).into()),
+            };
+            return Ok(match text(&item, "status").as_str() {
+                "refunded" => Refund::Refunded {
+                    payment_id,
+                    amount: item
+                        .get("amount")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0),
+                    currency: text(&item, "currency"),
+                },
+                _ => Refund::NothingCharged,
+            });
+        }
+        Err(HandlerError::Retry(format!(
+            "the charge of order {} kept changing during its refund",
+            request.order_id
+        )))
     }
 }
 
@@ -159,20 +326,63 @@ impl Payment<LedgerGateway> {
     }
 }
 
+impl<G: PaymentGateway> Payment<G> {
+    /// The compensating effect: give back what the cancelled order was charged.
+    async fn refund(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
+        let cancelled: OrderCancelled = event.data_as()?;
+        let request = RefundRequest {
+            idempotency_key: charge_key(&cancelled.order_id),
+            order_id: cancelled.order_id.clone(),
+            reason: cancelled.reason.clone(),
+        };
+        match self.gateway.refund(&request).await? {
+            Refund::Refunded {
+                payment_id,
+                amount,
+                currency,
+            } => {
+                let follow_up = event
+                    .follow_up(types::PAYMENT_REFUNDED, sources::PAYMENT)
+                    .data(PaymentRefunded {
+                        order_id: cancelled.order_id,
+                        payment_id: payment_id.clone(),
+                        amount,
+                        currency,
+                        reason: cancelled.reason,
+                    })
+                    .build()?;
+                Ok(Outcome::new("refunded")
+                    .with_detail(serde_json::json!({ "paymentId": payment_id, "amount": amount }))
+                    .emitting(follow_up))
+            }
+            Refund::NothingCharged => Ok(Outcome::new("nothing_to_refund")),
+        }
+    }
+}
+
 impl<G: PaymentGateway> ClaimedHandler for Payment<G> {
     fn name(&self) -> &'static str {
         "payment"
     }
 
     fn wants(&self, event: &Envelope) -> bool {
-        event.event_type() == types::ORDER_PLACED
+        match event.event_type() {
+            types::ORDER_PLACED => true,
+            // Only the order service's cancellations are refunded: they carry the aggregate
+            // version, which the producer refuses from clients.
+            types::ORDER_CANCELLED => event.aggregate_version().is_some(),
+            _ => false,
+        }
     }
 
     async fn handle(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
+        if event.event_type() == types::ORDER_CANCELLED {
+            return self.refund(event).await;
+        }
         let order: OrderPlaced = event.data_as()?;
         order.validate()?;
         let request = ChargeRequest {
-            idempotency_key: event.identity(),
+            idempotency_key: charge_key(&order.order_id),
             order_id: order.order_id.clone(),
             amount: order.total,
             currency: order.currency.clone(),

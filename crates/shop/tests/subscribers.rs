@@ -8,9 +8,11 @@ use herald::idempotency::Conflict;
 use herald::{ClaimedHandler, Envelope, EventKind, HandlerError, TransactionalHandler};
 use serde_json::json;
 use shop::email::{Email, EmailSender, Mailer};
-use shop::events::{sources, types, PaymentFailed, PaymentSucceeded, StockReservationFailed};
+use shop::events::{
+    sources, types, PaymentFailed, PaymentRefunded, PaymentSucceeded, StockReservationFailed,
+};
 use shop::inventory::Inventory;
-use shop::payment::{Charge, ChargeRequest, Payment, PaymentGateway};
+use shop::payment::{Charge, ChargeRequest, Payment, PaymentGateway, Refund, RefundRequest};
 
 fn order_placed(id: &str, token: &str) -> Envelope {
     Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
@@ -46,6 +48,7 @@ fn payment_succeeded(order: &str, amount: u64, email: &str) -> Envelope {
 #[derive(Default)]
 struct FakeGateway {
     charged: Mutex<Vec<ChargeRequest>>,
+    refunded: Mutex<Vec<String>>,
 }
 
 impl PaymentGateway for FakeGateway {
@@ -60,6 +63,69 @@ impl PaymentGateway for FakeGateway {
             payment_id: format!("pay-{}", request.order_id),
         })
     }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<Refund, HandlerError> {
+        let key = &request.idempotency_key;
+        let mut charged = self.charged.lock().unwrap();
+        let mut refunded = self.refunded.lock().unwrap();
+        if let Some(at) = charged.iter().position(|c| &c.idempotency_key == key) {
+            charged.remove(at);
+            refunded.push(key.clone());
+        }
+        Ok(if refunded.contains(key) {
+            Refund::Refunded {
+                payment_id: format!("pay-{}", request.order_id),
+                amount: 3000,
+                currency: "EUR".into(),
+            }
+        } else {
+            Refund::NothingCharged
+        })
+    }
+}
+
+/// The order service's `order_cancelled` for `id` (it carries the aggregate version).
+fn order_cancelled(id: &str) -> Envelope {
+    Envelope::builder(types::ORDER_CANCELLED, sources::ORDERS)
+        .subject(id)
+        .schema_version(2)
+        .data(json!({"orderId": id, "reason": "fraud suspected"}))
+        .build()
+        .unwrap()
+        .with_aggregate_version(2)
+}
+
+#[tokio::test]
+async fn payment_refunds_a_cancelled_order_once_and_nothing_it_never_charged() {
+    let payment = Payment::new(FakeGateway::default());
+    payment
+        .handle(&order_placed("o-1", "tok_visa"))
+        .await
+        .unwrap();
+    let cancelled = order_cancelled("o-1");
+    assert!(payment.wants(&cancelled));
+    let outcome = payment.handle(&cancelled).await.unwrap();
+    assert_eq!(outcome.effect, "refunded");
+    let refund = &outcome.emit[0];
+    assert_eq!(refund.event_type(), types::PAYMENT_REFUNDED);
+    assert_eq!(refund.causation_id(), Some(cancelled.id()));
+    let data: PaymentRefunded = refund.data_as().unwrap();
+    assert_eq!((data.order_id.as_str(), data.amount), ("o-1", 3000));
+    // A redelivery answers the same follow-up: the next hop deduplicates it.
+    let again = payment.handle(&cancelled).await.unwrap();
+    assert_eq!(again.emit[0].id(), refund.id());
+
+    let never_charged = payment.handle(&order_cancelled("o-2")).await.unwrap();
+    assert_eq!(never_charged.effect, "nothing_to_refund");
+    assert!(never_charged.emit.is_empty());
+
+    // A client's cancellation through the producer carries no version: not payment's to refund.
+    let submitted = Envelope::builder(types::ORDER_CANCELLED, sources::ORDERS)
+        .subject("o-1")
+        .data(json!({"orderId": "o-1", "reason": "x"}))
+        .build()
+        .unwrap();
+    assert!(!payment.wants(&submitted));
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! Every Lambda function of the shop, one binary: `HERALD_FUNCTION` (set per function in
 //! template.yaml) says which one this process is. One binary lets `sam build` build once for all
-//! eleven functions (they share one build definition) instead of re-optimising the whole
+//! thirteen functions (they share one build definition) instead of re-optimising the whole
 //! dependency graph per function.
 
 use herald::lambda::Error;
@@ -46,6 +46,14 @@ async fn main() -> Result<(), Error> {
             let commands = shop::commands::OrderCommands::new(herald.event_store()?);
             herald.run_http(commands).await
         }
+        "fraud" => {
+            let detector = shop::fraud::FraudDetector::from_env(&aws)?;
+            herald.run_windowed(detector).await
+        }
+        "compensation" => {
+            let cancel = shop::compensation::CancelSuspectOrders::new(herald.event_store()?);
+            herald.run_claimed(cancel).await
+        }
         "projector" => {
             herald
                 .run_projector(OrdersProjection::from_env(&aws)?)
@@ -57,7 +65,7 @@ async fn main() -> Result<(), Error> {
         }
         other => Err(format!(
             "HERALD_FUNCTION is \"{other}\"; expected producer, router, publisher, inventory, \
-             analytics, ops, payment, email, orders, projector or query"
+             analytics, ops, payment, email, orders, fraud, compensation, projector or query"
         )
         .into()),
     }

@@ -20,7 +20,7 @@
 //! - `ParallelizationFactor` → that many lanes per shard by partition key, run concurrently, each
 //!   in order;
 //! - `TumblingWindowInSeconds` → state carried from one invocation to the next within a window,
-//!   and a final invocation per window ([`window`]).
+//!   and a final invocation per window ([`OpenWindow`], saved with the checkpoint).
 //!
 //! **SQS**: receives up to `BatchSize` messages (≤ 10 per `ReceiveMessage`) within the batching
 //! window, invokes, deletes what succeeded (all but the reported `batchItemFailures`), and leaves

@@ -94,6 +94,9 @@ impl Workload {
         let mut rng = StdRng::seed_from_u64(self.seed);
         let mut traffic = Traffic::default();
         let mut stream: Vec<Value> = Vec::new();
+        // Every customer places at most three orders, as real shoppers would: demo traffic never
+        // trips the fraud detector's limits (5 orders or 5 000.00 per window by default).
+        let customers = 40.max(self.orders.div_ceil(3));
         for i in 0..self.orders {
             let order_id = format!("order-{:x}-{i:04}", self.seed);
             let lines = rng.random_range(1..=3.min(catalog.len()));
@@ -112,7 +115,7 @@ impl Workload {
             let declined =
                 self.declined_every > 0 && i % self.declined_every == self.declined_every - 1;
             traffic.declined += usize::from(declined);
-            let customer = rng.random_range(1..=40);
+            let customer = i % customers + 1;
             let event = json!({
                 "id": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}/{order_id}", self.seed).as_bytes()).to_string(),
                 "type": types::ORDER_PLACED,
