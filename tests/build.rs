@@ -12,7 +12,7 @@ use herald_local::Template;
 fn every_function_is_built_from_one_definition_of_the_one_binary() {
     let template = Template::load(&common::root().join("template.yaml")).unwrap();
     let functions: Vec<_> = template.of_kind("AWS::Serverless::Function").collect();
-    assert_eq!(functions.len(), 11);
+    assert_eq!(functions.len(), 13);
     let (first_id, first) = functions[0];
     for (id, function) in &functions {
         assert_eq!(

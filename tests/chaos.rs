@@ -82,6 +82,7 @@ async fn every_effect_happens_exactly_once_through_faults_kills_an_outage_and_a_
         malformed: true,
         seed,
         per_request: 25,
+        data_events: 20,
     }
     .generate(&catalog);
     let url = stack.function_url("producer").unwrap();

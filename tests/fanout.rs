@@ -121,8 +121,10 @@ async fn filter_policies_route_each_event_to_its_subscribers() {
             "order_cancelled",
             "order_cancelled",
             "order_placed",
-            "payment_succeeded"
-        ]
+            "payment_succeeded",
+            "row_changed"
+        ],
+        "business and data events; the business subscribers above never see a data event"
     );
     assert_eq!(received["OpsQueue"], ["fraud_suspected", "job_failed"]);
     assert_eq!(received["CompensationQueue"], ["fraud_suspected"]);

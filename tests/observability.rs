@@ -52,6 +52,7 @@ async fn logs_carry_request_and_event_ids_emf_is_valid_and_trace_follows_an_orde
         malformed: false,
         seed: rand::random(),
         per_request: 5,
+        data_events: 0,
     }
     .generate(&catalog);
     let url = stack.function_url("producer").unwrap();

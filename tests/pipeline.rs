@@ -30,6 +30,7 @@ async fn orders_flow_through_every_hop_exactly_once() {
         malformed: true,
         seed: rand::random(),
         per_request: 25,
+        data_events: 40,
     };
     let traffic = workload.generate(&catalog);
     let valid_submissions = traffic.orders.len() + traffic.duplicates + traffic.system_events;

@@ -58,11 +58,26 @@ enum Command {
         #[arg(long, default_value = "herald", global = true)]
         stack: String,
     },
-    /// Re-read the stream from a point in time through the router (subscribers are idempotent).
+    /// Replay events from a point in time: from the stream while it still holds them, from the
+    /// archive (S3) when they are older; through the router, or into one subscriber's queue.
     Replay {
         /// RFC 3339 timestamp (`2026-11-26T10:00:00Z`).
         #[arg(long)]
         from: String,
+        /// Only events before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only events of this type (repeat for several).
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// Into this subscriber's queue only (e.g. `analytics`), through its filter policy: a
+        /// new consumer backfills without the others seeing the events again.
+        #[arg(long)]
+        to_subscriber: Option<String>,
+        /// Where to read: `auto` (the stream when it still holds `--from`, else the archive),
+        /// `stream` or `archive`.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "stream", "archive"])]
+        source: String,
         /// Stack started by `herald local up`.
         #[arg(long, default_value = "herald")]
         stack: String,
@@ -211,7 +226,24 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Send(args) => send::send(args).await,
         Command::Env { function, stack } => env::env(&function, &stack),
         Command::Dlq { command, stack } => dlq::dlq(command, &stack).await,
-        Command::Replay { from, stack } => replay::replay(&from, &stack).await,
+        Command::Replay {
+            from,
+            to,
+            types,
+            to_subscriber,
+            source,
+            stack,
+        } => {
+            replay::replay(replay::Request {
+                from: &from,
+                to: to.as_deref(),
+                types,
+                to_subscriber,
+                source: &source,
+                stack: &stack,
+            })
+            .await
+        }
         Command::Trace {
             id,
             stack,

@@ -1,19 +1,62 @@
-//! `herald replay`: re-read the stream from a point in time through the stack's router function
-//! (subscribers are idempotent, so what they already applied is skipped).
+//! `herald replay`: events again from a point in time — from the stream while it holds them, from
+//! the archive when they are older — through the stack's router function, or into one
+//! subscriber's queue only (subscribers are idempotent, so what they already applied is skipped).
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use herald_local::archive::Query;
 use herald_local::binaries;
+use herald_local::ops::Target;
 
 use crate::common::stack_and_aws;
 
-/// Replay the running stack `stack`'s stream from `from` (RFC 3339).
-pub async fn replay(from: &str, stack: &str) -> Result<()> {
-    let from = chrono::DateTime::parse_from_rfc3339(from)
+/// What to replay.
+pub struct Request<'a> {
+    /// From (RFC 3339).
+    pub from: &'a str,
+    /// Until (RFC 3339), exclusive.
+    pub to: Option<&'a str>,
+    /// Only these types.
+    pub types: Vec<String>,
+    /// Into this subscriber's queue only.
+    pub to_subscriber: Option<String>,
+    /// `auto`, `stream` or `archive`.
+    pub source: &'a str,
+    /// The stack.
+    pub stack: &'a str,
+}
+
+fn timestamp(flag: &str, text: &str) -> Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(text)
         .with_context(|| {
-            format!("--from {from}: expected an RFC 3339 timestamp like 2026-11-26T10:00:00Z")
+            format!("{flag} {text}: expected an RFC 3339 timestamp like 2026-11-26T10:00:00Z")
         })?
-        .with_timezone(&chrono::Utc);
-    let (stack, aws) = stack_and_aws(stack).await?;
+        .with_timezone(&Utc))
+}
+
+/// Replay as `request` says.
+pub async fn replay(request: Request<'_>) -> Result<()> {
+    let from = timestamp("--from", request.from)?;
+    let to = request.to.map(|t| timestamp("--to", t)).transpose()?;
+    if to.is_some_and(|to| to <= from) {
+        bail!("--to must be after --from");
+    }
+    let (stack, aws) = stack_and_aws(request.stack).await?;
+    let source = match request.source {
+        "auto" => {
+            let hours = herald_local::ops::stream_retention_hours(&aws, &stack).await?;
+            if Utc::now() - chrono::Duration::hours(hours) > from {
+                "archive"
+            } else {
+                "stream"
+            }
+        }
+        other => other,
+    };
+    let target = match &request.to_subscriber {
+        Some(name) => Target::Subscriber(name.clone()),
+        None => Target::Router,
+    };
     // The stack's own router function does the routing: build it as `herald invoke` would.
     let (router, _) = herald_local::ops::replay_function(&stack)?;
     let bin_dir = binaries::build(
@@ -23,22 +66,66 @@ pub async fn replay(from: &str, stack: &str) -> Result<()> {
         true,
     )?;
     let bar = indicatif::ProgressBar::new_spinner();
-    let replayed = herald_local::ops::replay(&aws, &stack, &bin_dir, from, |read| {
-        bar.set_message(format!("{read} records replayed"));
+    let progress = |n: usize| {
+        bar.set_message(format!("{n} events replayed"));
         bar.tick();
-    })
-    .await?;
+    };
+    let query = Query {
+        from: Some(from),
+        to,
+        types: request.types.clone(),
+    };
+    let plain_stream =
+        source == "stream" && target == Target::Router && to.is_none() && request.types.is_empty();
+    if plain_stream {
+        let replayed = herald_local::ops::replay(&aws, &stack, &bin_dir, from, progress).await?;
+        bar.finish_and_clear();
+        println!(
+            "replayed {} records from the stream since {from} in {} batches: {}",
+            replayed.read,
+            replayed.batches,
+            routed(replayed.routed)
+        );
+        return Ok(());
+    }
+    let done = if source == "archive" {
+        herald_local::ops::replay_archive(&aws, &stack, &bin_dir, &query, &target, progress).await?
+    } else {
+        let events = herald_local::ops::stream_events(&aws, &stack, &query).await?;
+        herald_local::ops::replay_events(&aws, &stack, &bin_dir, &events, &target, progress).await?
+    };
     bar.finish_and_clear();
-    let routed = match replayed.routed {
+    let whence = if source == "archive" {
+        format!("the archive ({} objects)", done.objects)
+    } else {
+        "the stream".to_string()
+    };
+    match &target {
+        Target::Subscriber(name) => println!(
+            "replayed {} of {} events from {whence} into {name}'s queue ({} kept out by its filter policy)",
+            done.sent, done.read, done.filtered_out
+        ),
+        Target::Router => println!(
+            "replayed {} events from {whence} through the router: {}",
+            done.sent,
+            routed(done.routed)
+        ),
+    }
+    if done.unreadable > 0 {
+        println!(
+            "{} archived lines are not events (left in place)",
+            done.unreadable
+        );
+    }
+    Ok(())
+}
+
+fn routed(routed: Option<herald_local::ops::Routed>) -> String {
+    match routed {
         Some(r) => format!(
             "{} published, {} dead-lettered",
             r.published, r.dead_lettered
         ),
         None => "the router reported no metrics".into(),
-    };
-    println!(
-        "replayed {} records from {from} in {} batches: {routed}",
-        replayed.read, replayed.batches
-    );
-    Ok(())
+    }
 }

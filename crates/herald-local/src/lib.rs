@@ -1,6 +1,7 @@
 //! Run herald's template locally, with no Docker: an emulator endpoint (moto by default), the
 //! template's resources provisioned on it, every function binary running as a real process behind
-//! the Lambda Runtime API, and the event source mappings played with the template's settings.
+//! the Lambda Runtime API, and the event source mappings and Firehose delivery streams
+//! ([`firehose`]) played with the template's settings.
 //!
 //! ```text
 //! Endpoint ──► provision(template) ──► Stack ──► LocalPipeline::start ──► invoke / Function URLs / mappings
@@ -8,14 +9,17 @@
 //!
 //! It knows no application: whatever the template holds runs. [`http`] talks to its Function
 //! URLs, [`alarms`] evaluates the template's alarms, [`console`] serves a page to watch it all in, [`inspect`] reads its tables and queues back, [`ops`] works on a running stack (dead
-//! letters, redrive, replay), [`trace`] follows a transaction through its logs.
+//! letters, redrive, replay from the stream or the [`archive`]), [`trace`] follows a transaction
+//! through its logs.
 
 pub mod alarms;
+pub mod archive;
 pub mod binaries;
 pub mod console;
 pub mod endpoint;
 pub mod esm;
 pub mod faults;
+pub mod firehose;
 pub mod http;
 pub mod inspect;
 pub mod logs;
@@ -23,6 +27,7 @@ pub mod moto;
 pub mod ops;
 pub mod runner;
 pub mod runtime;
+pub mod s3;
 pub mod schemas;
 pub mod seed;
 pub mod session;

@@ -236,6 +236,32 @@ impl LocalPipeline {
                 }
             }
         }
+        if options.mappings {
+            // Firehose's part: each delivery stream reads from where the runner starts (or its
+            // checkpoints) into S3.
+            let started = chrono::Utc::now().timestamp_millis();
+            let firehose = crate::firehose::Context {
+                kinesis: ctx.kinesis.clone(),
+                s3: crate::s3::client(&aws),
+                checkpoints: checkpoints.clone(),
+                logs: logs.clone(),
+                activity: activity.clone(),
+                idle_poll: options.poll.idle_poll * 2,
+            };
+            for delivery in stack.deliveries.iter().cloned() {
+                let firehose = firehose.clone();
+                let stop_rx = stop_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    let label = format!("firehose:{}", delivery.logical_id);
+                    let logs = firehose.logs.clone();
+                    if let Err(err) =
+                        crate::firehose::run_delivery(delivery, firehose, started, stop_rx).await
+                    {
+                        logs.note(&label, &format!("delivery stream stopped: {err:#}"));
+                    }
+                }));
+            }
+        }
         if let Some(port) = options.url_port {
             let listener = TcpListener::bind(("127.0.0.1", port))
                 .await
@@ -351,25 +377,43 @@ impl LocalPipeline {
 
     /// Wait until nothing is in flight, every shard is read to its tip, and every mapped queue is
     /// empty (visible and in flight), continuously for `quiet`. Errors after `limit`.
-    /// A tumbling window that is still open does not count: it closes when its time is up (see
-    /// [`LocalPipeline::wait_windows_closed`]).
+    /// What waits for time rather than work does not count: a tumbling window still open, an
+    /// archive buffer not yet due (see [`LocalPipeline::wait_settled`]).
     pub async fn wait_idle(&self, quiet: Duration, limit: Duration) -> Result<()> {
-        self.wait_until_idle(quiet, limit, false).await
+        self.wait_until_idle(quiet, limit, false, false).await
     }
 
     /// [`LocalPipeline::wait_idle`], and every tumbling window that had records has had its final
-    /// invocation (and what that set off has settled too).
+    /// invocation (and what that set off has settled).
     pub async fn wait_windows_closed(&self, quiet: Duration, limit: Duration) -> Result<()> {
-        self.wait_until_idle(quiet, limit, true).await
+        self.wait_until_idle(quiet, limit, true, false).await
     }
 
-    async fn wait_until_idle(&self, quiet: Duration, limit: Duration, windows: bool) -> Result<()> {
+    /// [`LocalPipeline::wait_idle`], and every record the archive's delivery streams have read is
+    /// delivered to S3 (after their buffering interval).
+    pub async fn wait_archived(&self, quiet: Duration, limit: Duration) -> Result<()> {
+        self.wait_until_idle(quiet, limit, false, true).await
+    }
+
+    /// Both: windows closed and archive delivered.
+    pub async fn wait_settled(&self, quiet: Duration, limit: Duration) -> Result<()> {
+        self.wait_until_idle(quiet, limit, true, true).await
+    }
+
+    async fn wait_until_idle(
+        &self,
+        quiet: Duration,
+        limit: Duration,
+        windows: bool,
+        archive: bool,
+    ) -> Result<()> {
         let started = Instant::now();
         let mut idle_since: Option<Instant> = None;
         while started.elapsed() < limit {
             let idle = self.activity.in_flight.load(Ordering::SeqCst) == 0
                 && self.activity.shards_behind.load(Ordering::SeqCst) == 0
                 && (!windows || self.activity.open_windows.load(Ordering::SeqCst) == 0)
+                && (!archive || self.activity.archive_buffered.load(Ordering::SeqCst) == 0)
                 && self.queues_empty().await?;
             match (idle, idle_since) {
                 (true, Some(since)) if since.elapsed() >= quiet => return Ok(()),

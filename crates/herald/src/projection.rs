@@ -1,6 +1,6 @@
 //! Read models (the query side of CQRS): a [`Projection`] folds events into a store shaped for
 //! the questions users ask; a [`Projector`] feeds it from a subscriber queue; [`rebuild`] starts
-//! it again from the event store.
+//! it again from the event store, [`rebuild_from_events`] from any events (the archive).
 //!
 //! Delivery is at-least-once and may be out of order, so a projection's writes must be either
 //! idempotent and user-free (a timeline entry keyed by version) or conditional on the
@@ -108,6 +108,27 @@ pub async fn rebuild<P: Projection, S: EventStore>(
             None => return Ok(applied),
         }
     }
+}
+
+/// Empty `projection` and fold `events` into it again: a rebuild from somewhere other than the
+/// event store — the archive of every event that crossed the stream, for a read model of events
+/// no store keeps. Events the projection does not want are passed over; the events must be
+/// upcast already. Returns the number applied.
+pub async fn rebuild_from_events<'a, P: Projection>(
+    projection: &P,
+    events: impl IntoIterator<Item = &'a Envelope>,
+) -> Result<u64, ProjectionError> {
+    projection.clear().await?;
+    let wanted: Vec<&Envelope> = events
+        .into_iter()
+        .filter(|event| projection.wants(event))
+        .collect();
+    // Order-insensitive by design (see the module docs), as the store's rebuild relies on too.
+    futures::stream::iter(wanted.iter().map(|event| projection.apply(event)))
+        .buffer_unordered(REBUILD_CONCURRENCY)
+        .try_collect::<Vec<Applied>>()
+        .await?;
+    Ok(wanted.len() as u64)
 }
 
 /// A [`Projection`] as a subscriber's record handler: applied events count as applied, stale

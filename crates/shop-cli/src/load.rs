@@ -186,6 +186,7 @@ pub async fn run(
         malformed: false,
         seed: options.seed,
         per_request: options.per_request.max(1),
+        data_events: 0,
     }
     .generate(catalog);
     let planned: usize = traffic.requests.iter().map(Vec::len).sum();

@@ -71,6 +71,9 @@ enum Command {
         /// Stack started by `herald local up`.
         #[arg(long, default_value = "herald")]
         stack: String,
+        /// Fold the event archive (S3) instead of the event store.
+        #[arg(long)]
+        from_archive: bool,
     },
     /// Benchmarks that print a table.
     Bench {
@@ -187,7 +190,11 @@ async fn dispatch(command: Command) -> Result<()> {
             duplicates,
             stack,
         } => load::command(rate, &duration, duplicates, &stack).await,
-        Command::Rebuild { name, stack } => rebuild::command(&name, &stack).await,
+        Command::Rebuild {
+            name,
+            stack,
+            from_archive,
+        } => rebuild::command(&name, &stack, from_archive).await,
         Command::Bench { command } => match command {
             BenchCommand::All {
                 starts,

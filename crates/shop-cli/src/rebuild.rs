@@ -12,11 +12,20 @@ use crate::common::progress_bar;
 
 /// `shop rebuild <name>` on the running stack `stack`, with a progress bar (pause the projector
 /// first, or events projected meanwhile are deleted with the rest).
-pub async fn command(name: &str, stack: &str) -> Result<()> {
+pub async fn command(name: &str, stack: &str, from_archive: bool) -> Result<()> {
     if name != NAME {
         bail!("no projection {name}; the projections are: {NAME}");
     }
     let (stack, aws) = herald_local::ops::connect(&binaries::project_root(), stack).await?;
+    if from_archive {
+        let started = Instant::now();
+        let applied = rebuild_orders_view_from_archive(&stack, &aws).await?;
+        println!(
+            "orders_view rebuilt from {applied} archived events in {:.1?}",
+            started.elapsed()
+        );
+        return Ok(());
+    }
     let bar = progress_bar("rebuilding orders_view");
     let started = Instant::now();
     let applied = rebuild_orders_view(&stack, &aws, |done, total| {
@@ -44,4 +53,39 @@ pub async fn rebuild_orders_view(
         .with_upcasters(shop::upcasters());
     let projection = OrdersProjection::new(dynamodb, stack.reference("OrdersViewTable")?);
     Ok(herald::projection::rebuild(&projection, &store, progress).await?)
+}
+
+/// Rebuild `orders_view` from the stack's event archive (S3) instead of the event store: the
+/// archive keeps every event that crossed the stream, the store's among them. Returns the
+/// events applied.
+pub async fn rebuild_orders_view_from_archive(
+    stack: &Stack,
+    aws: &aws_config::SdkConfig,
+) -> Result<u64> {
+    let (delivery, root) = herald_local::archive::archive_of(stack)?;
+    let query = herald_local::archive::Query {
+        types: vec![
+            shop::events::types::ORDER_PLACED.into(),
+            shop::events::types::ORDER_CANCELLED.into(),
+        ],
+        ..Default::default()
+    };
+    let read = herald_local::archive::read(
+        &herald_local::s3::client(aws),
+        &delivery.bucket,
+        &root,
+        &query,
+    )
+    .await?;
+    let upcasters = shop::upcasters();
+    let events: Vec<herald::Envelope> = read
+        .events
+        .into_iter()
+        .map(|a| upcasters.upcast(a.event))
+        .collect::<Result<_, _>>()?;
+    let projection = OrdersProjection::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        stack.reference("OrdersViewTable")?,
+    );
+    Ok(herald::projection::rebuild_from_events(&projection, &events).await?)
 }

@@ -1,4 +1,4 @@
-//! Analytics: counts every business event by type, and revenue by currency.
+//! Analytics: counts every business and data event by type, revenue and refunds by currency.
 //!
 //! Transactional mode: the counter increments (`ADD`) commit with the idempotency record, so a
 //! redelivered event never counts twice.
@@ -72,7 +72,7 @@ impl TransactionalHandler for Analytics {
     }
 
     fn wants(&self, event: &Envelope) -> bool {
-        event.kind() == EventKind::Business
+        matches!(event.kind(), EventKind::Business | EventKind::Data)
     }
 
     fn decide(

@@ -25,6 +25,8 @@ pub mod types {
     pub const FRAUD_SUSPECTED: &str = "fraud_suspected";
     /// Payment gave back what it charged for a cancelled order (business; analytics).
     pub const PAYMENT_REFUNDED: &str = "payment_refunded";
+    /// A device measured something (data: high volume; analytics and the archive only).
+    pub const METRIC_SAMPLED: &str = "metric_sampled";
 }
 
 /// Sources (CloudEvents `source`) of the events the shop's functions emit.
@@ -37,6 +39,8 @@ pub mod sources {
     pub const PAYMENT: &str = "herald/payment";
     /// The fraud detector (a windowed consumer of the stream).
     pub const FRAUD: &str = "herald/fraud";
+    /// The shop's devices (shelf sensors, warehouse scanners): data events.
+    pub const DEVICES: &str = "herald/devices";
 }
 
 /// Most line items in one order: each is one write in inventory's transaction, which also holds

@@ -45,11 +45,12 @@ pub fn catalog() -> EventCatalog {
         .with(types::JOB_FAILED, EventKind::System, 1..=1)
         .with(types::FRAUD_SUSPECTED, EventKind::Business, 1..=1)
         .with(types::PAYMENT_REFUNDED, EventKind::Business, 1..=1)
+        .with(types::METRIC_SAMPLED, EventKind::Data, 1..=1)
 }
 
 /// The released JSON Schemas (`events/schemas/<type>/v<N>.json`), embedded in the binary: the
 /// producer validates client submissions against them without reading files.
-pub const SCHEMAS: [(&str, u32, &str); 10] = [
+pub const SCHEMAS: [(&str, u32, &str); 11] = [
     (
         types::ORDER_PLACED,
         1,
@@ -100,13 +101,19 @@ pub const SCHEMAS: [(&str, u32, &str); 10] = [
         1,
         include_str!("../../../events/schemas/payment_refunded/v1.json"),
     ),
+    (
+        types::METRIC_SAMPLED,
+        1,
+        include_str!("../../../events/schemas/metric_sampled/v1.json"),
+    ),
 ];
 
 /// The source of system events from the shop's scheduled jobs (a producer client).
 pub const SCHEDULER_SOURCE: &str = "herald/scheduler";
 
 /// What the shop's clients may submit to the public producer: orders (from the storefront,
-/// source `herald/orders`) and failed background jobs (from the scheduler). Everything else —
+/// source `herald/orders`), failed background jobs (from the scheduler) and metric samples (data
+/// events from the shop's devices, `herald/devices`, many per request). Everything else —
 /// payments, reservations, cancellations — comes only from the shop's own services. `data` must
 /// meet the released schema, and an order the shop's own rules too ([`OrderPlaced::validate`]:
 /// field limits, the total adding up), with its `subject` the order's id.
@@ -114,6 +121,7 @@ pub fn submissions() -> SubmissionPolicy {
     SubmissionPolicy::new()
         .allow(types::ORDER_PLACED, &[sources::ORDERS])
         .allow(types::JOB_FAILED, &[SCHEDULER_SOURCE])
+        .allow(types::METRIC_SAMPLED, &[sources::DEVICES])
         .schemas(SCHEMAS)
         .expect("the embedded schemas are JSON (a unit test reads each)")
         .check(types::ORDER_PLACED, check_order_placed)

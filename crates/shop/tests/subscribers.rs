@@ -264,7 +264,7 @@ fn inventory_refuses_the_order_when_a_line_lacks_stock() {
 }
 
 #[test]
-fn analytics_counts_business_events_and_revenue_only() {
+fn analytics_counts_business_and_data_events_and_revenue_only() {
     let analytics = shop::analytics::Analytics::new("analytics");
     let paid = payment_succeeded("o-1", 3050, "c1@example.com");
     let decision = analytics.decide(&paid, None).unwrap();
@@ -281,6 +281,25 @@ fn analytics_counts_business_events_and_revenue_only() {
         .unwrap();
     assert!(!analytics.wants(&job));
     assert!(shop::ops::Ops::new("incidents").wants(&job));
+    // Data events: counted by analytics, of no interest to the business subscribers.
+    let sample = Envelope::builder(types::METRIC_SAMPLED, sources::DEVICES)
+        .subject("shelf-sensor-1")
+        .kind(EventKind::Data)
+        .data(json!({"deviceId": "shelf-sensor-1", "metric": "temperature", "value": 18.5}))
+        .build()
+        .unwrap();
+    assert!(analytics.wants(&sample));
+    let targets: Vec<String> = analytics
+        .decide(&sample, None)
+        .unwrap()
+        .writes
+        .iter()
+        .map(target)
+        .collect();
+    assert_eq!(targets, ["analytics/type#metric_sampled"]);
+    assert!(!shop::ops::Ops::new("incidents").wants(&sample));
+    assert!(!Payment::new(FakeGateway::default()).wants(&sample));
+    assert!(!Inventory::new("stock").wants(&sample));
 }
 
 #[test]
@@ -293,6 +312,9 @@ fn the_catalog_knows_every_shop_event_and_the_upcasters_read_old_versions() {
         types::PAYMENT_SUCCEEDED,
         types::PAYMENT_FAILED,
         types::JOB_FAILED,
+        types::FRAUD_SUSPECTED,
+        types::PAYMENT_REFUNDED,
+        types::METRIC_SAMPLED,
     ] {
         assert!(catalog.get(event_type).is_some(), "{event_type}");
     }

@@ -63,6 +63,9 @@ pub struct Activity {
     /// Tumbling windows that have had records and not yet their final invocation (a shard at
     /// its tip with an open window is caught up: the window closes when its time is up).
     pub open_windows: AtomicUsize,
+    /// Records a Firehose delivery stream has read and not yet delivered to S3 (they go when
+    /// its buffering interval has passed).
+    pub archive_buffered: AtomicUsize,
     /// Batches sent to on-failure destinations.
     pub on_failure_batches: AtomicUsize,
     /// SQS `ReceiveMessage` calls that returned messages (what Lambda's pollers bill per batch;

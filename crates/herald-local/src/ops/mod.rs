@@ -2,14 +2,21 @@
 //! where they came from, and replay the stream through the stack's router function. They work on
 //! any endpoint the stack lives on.
 
+mod backfill;
 mod dlq;
+mod filter_policy;
 pub(crate) mod redrive;
 mod replay;
 mod stacks;
 
+pub use backfill::{
+    replay_archive, replay_events, stream_events, stream_retention_hours, subscriber_queue,
+    Backfilled, Target,
+};
 pub use dlq::{
     dead_letter_queues, find_dead_letter_queue, letters, DeadLetterQueue, Letter, Source,
 };
+pub use filter_policy::matches as filter_policy_matches;
 pub use redrive::{redrive, sequence_after, Redriven};
 pub use replay::{replay, replay_function, Replayed, Routed};
 pub use stacks::{connect, running_stack, state_file};

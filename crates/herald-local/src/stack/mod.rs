@@ -12,6 +12,8 @@
 
 // One module per resource kind; this module keeps the stack itself, template resolution and the
 // property helpers they share.
+mod buckets;
+mod deliveries;
 mod functions;
 mod mappings;
 mod queues;
@@ -19,6 +21,7 @@ mod streams;
 mod tables;
 mod topics;
 
+pub use deliveries::DeliverySpec;
 pub use functions::FunctionSpec;
 pub use mappings::{MappingSpec, SqsMapping, StartingPosition, StreamMapping, StreamSource};
 pub use queues::DEAD_LETTER_TARGET;
@@ -84,6 +87,9 @@ pub struct Stack {
     pub functions: Vec<FunctionSpec>,
     /// Event source mappings to play.
     pub mappings: Vec<MappingSpec>,
+    /// Firehose delivery streams to play (Kinesis into S3).
+    #[serde(default)]
+    pub deliveries: Vec<DeliverySpec>,
     /// `Outputs`, resolved.
     pub outputs: BTreeMap<String, String>,
     /// Resources with no local counterpart (KMS keys, HTTP APIs, alarms the runner cannot
@@ -238,6 +244,7 @@ pub async fn provision(
         resources: BTreeMap::new(),
         functions: Vec::new(),
         mappings: Vec::new(),
+        deliveries: Vec::new(),
         outputs: BTreeMap::new(),
         skipped: BTreeMap::new(),
         alarms: Vec::new(),
@@ -290,6 +297,7 @@ pub async fn provision(
 }
 
 struct Clients {
+    s3: aws_sdk_s3::Client,
     dynamodb: aws_sdk_dynamodb::Client,
     kinesis: aws_sdk_kinesis::Client,
     sqs: aws_sdk_sqs::Client,
@@ -299,6 +307,7 @@ struct Clients {
 impl Clients {
     fn new(aws: &SdkConfig) -> Self {
         Clients {
+            s3: crate::s3::client(aws),
             dynamodb: aws_sdk_dynamodb::Client::new(aws),
             kinesis: aws_sdk_kinesis::Client::new(aws),
             sqs: aws_sdk_sqs::Client::new(aws),
@@ -386,6 +395,33 @@ async fn create(
         "AWS::Lambda::EventSourceMapping" => {
             mappings::event_source_mapping(stack, id, kind, properties)
         }
+        "AWS::S3::Bucket" => buckets::bucket(&clients.s3, stack, id, kind, properties).await,
+        "AWS::KinesisFirehose::DeliveryStream" => {
+            deliveries::delivery_stream(stack, id, kind, properties)
+        }
+        "AWS::S3::BucketPolicy" => Ok(not_local(
+            stack,
+            id,
+            kind,
+            "bucket policy (access control applies on AWS only)".into(),
+        )),
+        "AWS::Glue::Database" | "AWS::Glue::Table" => Ok(not_local(
+            stack,
+            id,
+            kind,
+            "Glue catalog (Athena queries the archive on AWS; locally read it with `herald replay --source archive`)".into(),
+        )),
+        "AWS::IAM::Role" => {
+            let mut physical = not_local(
+                stack,
+                id,
+                kind,
+                "IAM role (permissions apply on AWS only)".into(),
+            );
+            let arn = format!("arn:aws:iam::{}:role/{}", stack.account, physical.reference);
+            physical.attributes.insert("Arn".into(), arn);
+            Ok(physical)
+        }
         "AWS::KMS::Key" => {
             stack.skipped.insert(
                 id.into(),
@@ -431,12 +467,24 @@ async fn create(
             kind,
             "CloudWatch dashboard (AWS only)".into(),
         )),
-        "AWS::Logs::LogGroup" => Ok(not_local(
-            stack,
-            id,
-            kind,
-            "log group (local logs are under .herald/logs/<stack>/)".into(),
-        )),
+        "AWS::Logs::LogGroup" => {
+            let mut physical = not_local(
+                stack,
+                id,
+                kind,
+                "log group (local logs are under .herald/logs/<stack>/)".into(),
+            );
+            // What a policy naming the group resolves to.
+            let name = prop(properties, "LogGroupName")
+                .map(scalar)
+                .unwrap_or_else(|| physical.reference.clone());
+            physical.attributes.insert(
+                "Arn".into(),
+                arn(stack, "logs", format!("log-group:{name}:*")),
+            );
+            physical.reference = name;
+            Ok(physical)
+        }
         other => Ok(not_local(stack, id, kind, other.into())),
     }
 }

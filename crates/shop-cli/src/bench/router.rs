@@ -76,6 +76,7 @@ pub fn kinesis_batch(catalog: &[Product], records: usize, seed: u64) -> Result<(
         malformed: false,
         seed,
         per_request: records.max(1),
+        data_events: 0,
     }
     .generate(catalog);
     let b64 = base64::engine::general_purpose::STANDARD;

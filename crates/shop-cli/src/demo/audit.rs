@@ -16,7 +16,7 @@ use super::workload::{Product, Sent, Traffic};
 /// What a run did, counted against what it was sent.
 #[derive(Clone, Debug, Default)]
 pub struct Audit {
-    /// Distinct valid events sent (orders and system events).
+    /// Distinct valid events sent (orders, system events and data events).
     pub events: usize,
     /// Of them, events whose every effect is there exactly once.
     pub applied: usize,
@@ -70,7 +70,7 @@ impl fmt::Display for Audit {
 /// and the `effects` read back once the pipeline settled.
 pub fn audit(catalog: &[Product], traffic: &Traffic, sent: &Sent, effects: &Effects) -> Audit {
     let mut audit = Audit {
-        events: traffic.orders.len() + traffic.system_events,
+        events: traffic.orders.len() + traffic.system_events + traffic.data_events,
         raw_records: traffic.raw_records.len(),
         dead_letters: effects.dead_letters.values().map(|l| distinct(l)).sum(),
         ..Audit::default()
@@ -89,7 +89,14 @@ pub fn audit(catalog: &[Product], traffic: &Traffic, sent: &Sent, effects: &Effe
         traffic.system_events as i64,
         incidents as i64,
     );
-    audit.applied = traffic.orders.len() - order_problems + system_applied;
+    // A data event's one effect: analytics counted it.
+    let samples = effects
+        .analytics
+        .get("type#metric_sampled")
+        .map(|(c, _)| (*c).max(0) as usize)
+        .unwrap_or(0);
+    audit.applied =
+        traffic.orders.len() - order_problems + system_applied + samples.min(traffic.data_events);
     dead_letters(traffic, effects, &mut audit);
     if audit.events + audit.raw_records != audit.applied + audit.dead_letters {
         audit.problems.push(format!(
@@ -102,7 +109,8 @@ pub fn audit(catalog: &[Product], traffic: &Traffic, sent: &Sent, effects: &Effe
 
 /// Every valid submission accepted; every invalid one rejected, naming its attribute.
 fn producer_answers(traffic: &Traffic, sent: &Sent, audit: &mut Audit) {
-    let valid = traffic.orders.len() + traffic.duplicates + traffic.system_events;
+    let valid =
+        traffic.orders.len() + traffic.duplicates + traffic.system_events + traffic.data_events;
     if sent.accepted != valid {
         audit.problems.push(format!(
             "the producer accepted {} of {valid} valid submissions",
@@ -222,7 +230,7 @@ fn stock(catalog: &[Product], traffic: &Traffic, effects: &Effects, audit: &mut 
     }
 }
 
-/// Each business event counted once, revenue summed once.
+/// Each business and data event counted once, revenue summed once.
 fn analytics(traffic: &Traffic, effects: &Effects, audit: &mut Audit) {
     let orders = traffic.orders.len() as i64;
     let declined = traffic.declined as i64;
@@ -232,6 +240,7 @@ fn analytics(traffic: &Traffic, effects: &Effects, audit: &mut Audit) {
         ("type#payment_succeeded", orders - declined),
         ("type#payment_failed", declined),
         ("type#stock_reservation_failed", audit.refused as i64),
+        ("type#metric_sampled", traffic.data_events as i64),
     ] {
         tally(
             audit,
@@ -405,6 +414,7 @@ mod tests {
             ("type#payment_succeeded", (orders - declined, 0)),
             ("type#payment_failed", (declined, 0)),
             ("type#stock_reservation_failed", (refused, 0)),
+            ("type#metric_sampled", (traffic.data_events as i64, 0)),
             ("revenue#EUR", (orders - declined, revenue)),
         ]
         .into_iter()
@@ -451,7 +461,10 @@ mod tests {
         let effects = perfect(&traffic, &catalog);
         let clean = audit(&catalog, &traffic, &sent(&traffic), &effects);
         assert!(clean.is_clean(), "{clean}");
-        assert_eq!(clean.applied, 20 + traffic.system_events);
+        assert_eq!(
+            clean.applied,
+            20 + traffic.system_events + traffic.data_events
+        );
         assert_eq!(clean.dead_letters, traffic.raw_records.len());
         assert!(clean.refused > 0, "B runs out");
 

@@ -118,8 +118,8 @@ pub fn render(
 ) -> String {
     let mut out = String::new();
     let t = |f: &str, k: &str| tallies.get(f).and_then(|m| m.get(k)).copied().unwrap_or(0);
-    let _ = writeln!(out, "sent        {} submissions in {} HTTP requests: {} orders, {} repeated (client retries), {} system events, {} invalid; {} raw records straight onto the stream",
-        sent.submitted, traffic.requests.len(), traffic.orders.len(), traffic.duplicates, traffic.system_events, traffic.invalid.len(), traffic.raw_records.len());
+    let _ = writeln!(out, "sent        {} submissions in {} HTTP requests: {} orders, {} repeated (client retries), {} system events, {} data events (metric samples), {} invalid; {} raw records straight onto the stream",
+        sent.submitted, traffic.requests.len(), traffic.orders.len(), traffic.duplicates, traffic.system_events, traffic.data_events, traffic.invalid.len(), traffic.raw_records.len());
     let _ = writeln!(
         out,
         "producer    accepted {}, rejected {} (each with the attribute named)",
@@ -181,6 +181,16 @@ pub fn render(
         })
         .collect();
     let _ = writeln!(out, "            analytics: {}", counts.join(", "));
+    let samples = effects
+        .analytics
+        .get("type#metric_sampled")
+        .map(|(c, _)| *c)
+        .unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "            data events: {samples} of {} metric samples counted by analytics; no business subscriber saw one (their filter policies name types)",
+        traffic.data_events
+    );
     let _ = writeln!(
         out,
         "            incidents opened by ops: {}",

@@ -53,6 +53,9 @@ pub struct Workload {
     pub seed: u64,
     /// Events per HTTP request to the producer.
     pub per_request: usize,
+    /// `metric_sampled` data events from the shop's devices (sent in requests of up to 100:
+    /// high volume, small events).
+    pub data_events: usize,
 }
 
 impl Default for Workload {
@@ -65,6 +68,7 @@ impl Default for Workload {
             malformed: true,
             seed: 7,
             per_request: 25,
+            data_events: 40,
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct Traffic {
     pub declined: usize,
     /// Raw records to put straight onto the stream.
     pub raw_records: Vec<Vec<u8>>,
+    /// Distinct data events (metric samples).
+    pub data_events: usize,
 }
 
 impl Workload {
@@ -190,6 +196,29 @@ impl Workload {
             .chunks(self.per_request.max(1))
             .map(<[Value]>::to_vec)
             .collect();
+        // Data events: devices report in larger batches than the storefront sends orders.
+        let samples: Vec<Value> = (0..self.data_events)
+            .map(|i| {
+                let device = format!("shelf-sensor-{}", i % 4 + 1);
+                json!({
+                    "id": format!("sample-{:x}-{i}", self.seed),
+                    "type": types::METRIC_SAMPLED,
+                    "source": sources::DEVICES,
+                    "kind": "data",
+                    "subject": device,
+                    "data": {
+                        "deviceId": device,
+                        "metric": "temperature",
+                        "value": 18.0 + (i % 7) as f64 * 0.5,
+                        "unit": "celsius"
+                    }
+                })
+            })
+            .collect();
+        traffic
+            .requests
+            .extend(samples.chunks(100).map(<[Value]>::to_vec));
+        traffic.data_events = self.data_events;
         traffic
     }
 }

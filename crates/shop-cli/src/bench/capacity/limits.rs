@@ -7,7 +7,7 @@ pub const KINESIS_SHARD_RECORDS_IN: f64 = 1_000.0;
 /// Kinesis Data Streams, per shard: bytes written per second (hard).
 pub const KINESIS_SHARD_BYTES_IN: f64 = 1_000_000.0;
 /// Kinesis Data Streams, per shard: bytes read per second, shared by the shard's consumers
-/// (hard; the router is the only one).
+/// (hard; the router, the fraud detector and the archive read every byte).
 pub const KINESIS_SHARD_BYTES_OUT: f64 = 2_000_000.0;
 /// Kinesis Data Streams price per shard-hour (provisioned capacity mode, as the template uses).
 pub const KINESIS_SHARD_HOUR: f64 = 0.015;

@@ -86,7 +86,25 @@ pub fn settings(template: &Template, events_per_request: f64) -> Result<Settings
         public_concurrency: parameter("PublicConcurrency")?,
         api_rate_limit: parameter("ApiRateLimit")?,
         events_per_request,
+        stream_consumers: stream_consumers(template) as f64,
     })
+}
+
+/// Mappings and delivery streams that read the event stream (each reads every byte written).
+fn stream_consumers(template: &Template) -> usize {
+    let reads_stream = |v: &Value, key: &str| {
+        v.get(key)
+            .is_some_and(|s| s.to_string().contains("EventStream"))
+    };
+    let mappings = template
+        .of_kind("AWS::Lambda::EventSourceMapping")
+        .filter(|(_, r)| reads_stream(&r.properties, "EventSourceArn"))
+        .count();
+    let deliveries = template
+        .of_kind("AWS::KinesisFirehose::DeliveryStream")
+        .filter(|(_, r)| reads_stream(&r.properties, "KinesisStreamSourceConfiguration"))
+        .count();
+    mappings + deliveries
 }
 
 fn number(value: &Value) -> Option<f64> {
@@ -131,6 +149,7 @@ pub fn profile(run: &PipelineRun, root: &Path) -> Result<Profile> {
         malformed: false,
         system_events: 0,
         duplicate_ratio: 0.0,
+        data_events: 0,
         ..Workload::default()
     }
     .generate(&catalog)

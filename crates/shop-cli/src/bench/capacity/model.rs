@@ -54,6 +54,9 @@ pub struct Settings {
     pub api_rate_limit: f64,
     /// Events a client puts in one producer request.
     pub events_per_request: f64,
+    /// Readers of the event stream sharing each shard's 2 MB/s out: the router's and the fraud
+    /// detector's mappings, the archive's Firehose.
+    pub stream_consumers: f64,
 }
 
 /// What kind of limit a wall is, and so who moves it.
@@ -104,9 +107,12 @@ pub fn walls(profile: &Profile, settings: &Settings) -> Vec<Wall> {
             kind: WallKind::Setting("StreamShards"),
         },
         Wall {
-            name: "Kinesis reads: 2 MB/s per shard".into(),
+            name: format!(
+                "Kinesis reads: 2 MB/s per shard, shared by {} consumers",
+                settings.stream_consumers
+            ),
             max_rate: settings.shards * KINESIS_SHARD_BYTES_OUT
-                / (records * profile.record_bytes.max(1.0)),
+                / (records * profile.record_bytes.max(1.0) * settings.stream_consumers.max(1.0)),
             kind: WallKind::Setting("StreamShards"),
         },
         Wall {
@@ -229,7 +235,11 @@ pub fn size(profile: &Profile, defaults: &Settings, rate: f64) -> Sizing {
     let need = |used: f64| (used / TARGET_UTILISATION).ceil();
     let shards = need(
         (records / KINESIS_SHARD_RECORDS_IN)
-            .max(records * profile.record_bytes / KINESIS_SHARD_BYTES_IN),
+            .max(records * profile.record_bytes / KINESIS_SHARD_BYTES_IN)
+            .max(
+                records * profile.record_bytes * defaults.stream_consumers.max(1.0)
+                    / KINESIS_SHARD_BYTES_OUT,
+            ),
     );
     let busiest = profile.deliveries.values().copied().fold(0.0, f64::max) * rate;
     let pollers = need(busiest / (defaults.subscriber_batch.max(1.0) / SUBSCRIBER_BATCH_SECONDS));
@@ -306,6 +316,7 @@ mod tests {
             public_concurrency: 20.0,
             api_rate_limit: 200.0,
             events_per_request: 10.0,
+            stream_consumers: 3.0,
         }
     }
 

@@ -19,6 +19,29 @@ pub mod prices {
     pub const DYNAMODB_RRU: f64 = 0.125 / 1e6;
     /// Lambda: per invocation.
     pub const LAMBDA_REQUEST: f64 = 0.20 / 1e6;
+    /// Firehose from a Kinesis stream: per GB ingested, each record rounded up to 5 KB.
+    pub const FIREHOSE_GB: f64 = 0.029;
+    /// Firehose dynamic partitioning: per GB processed.
+    pub const PARTITIONING_GB: f64 = 0.020;
+    /// Firehose dynamic partitioning: per object delivered (S3 PUT billed on top).
+    pub const PARTITIONING_OBJECT: f64 = 0.005 / 1e3;
+    /// S3 standard: per PUT.
+    pub const S3_PUT: f64 = 0.005 / 1e3;
+}
+
+/// The archive's assumptions: each record bills 5 KB (the shop's events are 0.4–0.9 KB), is
+/// processed as 1 KB, and objects are one per partition (event type) per buffer interval.
+pub mod archive {
+    /// Firehose's billing increment per record.
+    pub const BILLED_KB_PER_RECORD: f64 = 5.0;
+    /// Bytes processed per record (an upper bound for the shop's events).
+    pub const PROCESSED_KB_PER_RECORD: f64 = 1.0;
+    /// Event types the shop writes (partitions per buffer interval).
+    pub const PARTITIONS: f64 = 9.0;
+    /// The template's `ArchiveBufferSeconds` default.
+    pub const BUFFER_SECONDS: f64 = 300.0;
+    /// The rate the object count is priced at (objects per event fall as the rate rises).
+    pub const EVENTS_PER_SECOND: f64 = 100.0;
 }
 
 /// Billable units per submitted event, by service.
@@ -40,6 +63,23 @@ pub struct Units {
     pub dynamodb_rru: f64,
     /// Lambda invocations.
     pub lambda_invocations: f64,
+    /// Records the archive ingests (every record that crosses the stream, follow-ups included).
+    pub archive_records: f64,
+}
+
+impl Units {
+    /// Objects the archive writes per submitted event (see the `archive` assumptions).
+    pub fn archive_objects(&self) -> f64 {
+        archive::PARTITIONS / (archive::BUFFER_SECONDS * archive::EVENTS_PER_SECOND)
+    }
+
+    /// The archive's dollars per submitted event.
+    pub fn archive_dollars(&self) -> f64 {
+        let gb = |kb: f64| self.archive_records * kb / (1024.0 * 1024.0);
+        gb(archive::BILLED_KB_PER_RECORD) * prices::FIREHOSE_GB
+            + gb(archive::PROCESSED_KB_PER_RECORD) * prices::PARTITIONING_GB
+            + self.archive_objects() * (prices::PARTITIONING_OBJECT + prices::S3_PUT)
+    }
 }
 
 impl Units {
@@ -51,7 +91,8 @@ impl Units {
             + self.sqs_requests * prices::SQS_REQUEST
             + self.dynamodb_wru * prices::DYNAMODB_WRU
             + self.dynamodb_rru * prices::DYNAMODB_RRU
-            + self.lambda_invocations * prices::LAMBDA_REQUEST)
+            + self.lambda_invocations * prices::LAMBDA_REQUEST
+            + self.archive_dollars())
     }
 }
 
@@ -101,6 +142,7 @@ pub fn herald_units(run: &PipelineRun) -> Units {
         dynamodb_wru: (writes + 2.0 * transact_items) / events,
         dynamodb_rru: reads / events,
         lambda_invocations: sum(run, "Invocations") / events,
+        archive_records: of(run, "router", "EventsIn") / events,
     }
 }
 

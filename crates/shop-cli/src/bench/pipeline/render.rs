@@ -114,7 +114,7 @@ pub fn render(runs: &[PipelineRun], emulator: &EmulatorSpeed) -> String {
         .map(herald_units)
         .chain(priced.iter().map(naive_units))
         .collect();
-    let lines: [(&str, UnitOf); 8] = [
+    let lines: [(&str, UnitOf); 10] = [
         ("Kinesis put requests", |u| u.kinesis_requests),
         ("Kinesis PUT payload units", |u| u.kinesis_put_units),
         ("SNS billed requests", |u| u.sns_requests),
@@ -123,6 +123,12 @@ pub fn render(runs: &[PipelineRun], emulator: &EmulatorSpeed) -> String {
         ("DynamoDB write units", |u| u.dynamodb_wru),
         ("DynamoDB read units", |u| u.dynamodb_rru),
         ("Lambda invocations", |u| u.lambda_invocations),
+        ("Archive records (Firehose, 5 KB billed each)", |u| {
+            u.archive_records
+        }),
+        ("Archive $ per million (in the total)", |u| {
+            1e6 * u.archive_dollars()
+        }),
     ];
     for (name, get) in lines {
         let mut row = format!("| {name} |");
