@@ -440,7 +440,10 @@ mod tests {
 
     fn sent(traffic: &Traffic) -> Sent {
         Sent {
-            accepted: traffic.orders.len() + traffic.duplicates + traffic.system_events,
+            accepted: traffic.orders.len()
+                + traffic.duplicates
+                + traffic.system_events
+                + traffic.data_events,
             rejected: traffic
                 .invalid
                 .iter()

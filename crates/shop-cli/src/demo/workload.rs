@@ -342,8 +342,13 @@ mod tests {
         assert_eq!(traffic.invalid.len(), 5);
         assert_eq!(traffic.raw_records.len(), 4);
         let submitted: usize = traffic.requests.iter().map(Vec::len).sum();
-        assert_eq!(submitted, 60 + 9 + 3 + 5);
-        assert_eq!(traffic.requests.len(), 4);
+        assert_eq!(submitted, 60 + 9 + 3 + 5 + 40);
+        assert_eq!(traffic.data_events, 40);
+        assert_eq!(
+            traffic.requests.len(),
+            4 + 1,
+            "the 40 samples in one request"
+        );
         let again = workload.generate(&products());
         assert_eq!(again.requests, traffic.requests);
     }
