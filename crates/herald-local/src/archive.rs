@@ -78,7 +78,9 @@ pub fn partitions(key: &str) -> BTreeMap<String, String> {
 }
 
 /// Whether an object's partitions can hold events of `query` (its `type`, and its `dt`/`hour`
-/// with an hour's slack either side: partitions are by arrival, the range by event time).
+/// with a day's slack either side: partitions are by arrival, the range by event time, and an
+/// event reaches the stream after its time — a publisher retrying through an outage — within
+/// the stream's retention).
 fn wanted(partitions: &BTreeMap<String, String>, query: &Query) -> bool {
     if !query.types.is_empty() {
         if let Some(t) = partitions.get("type") {
@@ -100,7 +102,7 @@ fn wanted(partitions: &BTreeMap<String, String>, query: &Query) -> bool {
     let Some(start) = start.map(|s| s.and_utc()) else {
         return true;
     };
-    let slack = Duration::hours(1);
+    let slack = Duration::hours(24);
     let end = start + length;
     query.from.is_none_or(|from| end + slack > from) && query.to.is_none_or(|to| start - slack < to)
 }
@@ -219,13 +221,13 @@ mod tests {
         assert!(
             wanted(
                 &p,
-                &query("2026-11-30T11:30:00Z", "2026-11-30T12:00:00Z", &[])
+                &query("2026-12-01T08:00:00Z", "2026-12-01T09:00:00Z", &[])
             ),
-            "an hour's slack"
+            "a day's slack"
         );
         assert!(!wanted(
             &p,
-            &query("2026-11-30T13:00:00Z", "2026-11-30T14:00:00Z", &[])
+            &query("2026-12-02T13:00:00Z", "2026-12-02T14:00:00Z", &[])
         ));
         assert!(!wanted(
             &p,

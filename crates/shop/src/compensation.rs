@@ -43,13 +43,17 @@ impl<S: EventStore> CancelSuspectOrders<S> {
         }
     }
 
-    /// The reason written on each cancellation.
+    /// The reason written on each cancellation (cut to the order's limit on reasons, so a
+    /// long list of broken limits never makes a cancellation invalid).
     pub fn reason(suspected: &FraudSuspected) -> String {
         format!(
             "fraud suspected in the window from {}: {}",
             suspected.window_start,
             suspected.reasons.join("; ")
         )
+        .chars()
+        .take(crate::events::MAX_REASON_CHARS)
+        .collect()
     }
 }
 

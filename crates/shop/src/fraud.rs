@@ -8,8 +8,14 @@
 //!
 //! Exactly once, on at-least-once delivery: an order counts once however often its event is
 //! delivered (the state keeps order ids, not a counter), and the announcement's id is derived
-//! from the window and the customer ([`herald::window::window_event_id`]), so a final invocation
-//! that Lambda retries announces the same event again, which every subscriber skips.
+//! from the window, the customer and the orders it names ([`herald::window::window_event_id`]),
+//! so a final invocation that Lambda retries announces the same event again, which every
+//! subscriber skips.
+//!
+//! Lambda keeps a window's state per shard, so a customer is judged on one shard: the order
+//! service keys its order events by customer (the envelope's `partitionkey`), and all of one
+//! customer's orders reach the detector on one shard. An order without that key (submitted
+//! straight to the producer without one) is judged with what its shard saw.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -84,6 +90,10 @@ pub struct CustomerActivity {
 /// The window's state: activity per customer id.
 pub type FraudState = BTreeMap<String, CustomerActivity>;
 
+/// Most orders one `fraud_suspected` names (order ids are at most 128 characters: 500 of them
+/// stay far below herald's event size limit).
+pub const ORDERS_PER_ANNOUNCEMENT: usize = 500;
+
 /// The fraud detector, announcing through `S` (Kinesis in the function).
 pub struct FraudDetector<S> {
     policy: FraudPolicy,
@@ -96,7 +106,12 @@ impl<S: EventStream> FraudDetector<S> {
         FraudDetector { policy, producer }
     }
 
-    /// The announcements a closed window makes, one per customer over a limit.
+    /// The announcements a closed window makes: one per customer over a limit (a customer with
+    /// more than [`ORDERS_PER_ANNOUNCEMENT`] orders in one window gets one per that many, so no
+    /// announcement outgrows an event). Each id is derived from the window, the customer and
+    /// the orders named: a retried final invocation announces the same events, while a window
+    /// that ended early and went on (or a customer seen on two shards) announces its other
+    /// orders under other ids instead of being taken for a duplicate.
     pub fn announcements(
         &self,
         window: &WindowBounds,
@@ -108,24 +123,28 @@ impl<S: EventStream> FraudDetector<S> {
             if reasons.is_empty() {
                 continue;
             }
-            let mut event = Envelope::builder(types::FRAUD_SUSPECTED, sources::FRAUD)
-                .id(window_event_id("fraud", window, customer))
-                .subject(customer.clone());
-            if !activity.correlation_id.is_empty() {
-                event = event.correlation_id(activity.correlation_id.clone());
+            let orders: Vec<String> = activity.order_ids.iter().cloned().collect();
+            for chunk in orders.chunks(ORDERS_PER_ANNOUNCEMENT) {
+                let named = format!("{customer}/{}", chunk.join(","));
+                let mut event = Envelope::builder(types::FRAUD_SUSPECTED, sources::FRAUD)
+                    .id(window_event_id("fraud", window, &named))
+                    .subject(customer.clone());
+                if !activity.correlation_id.is_empty() {
+                    event = event.correlation_id(activity.correlation_id.clone());
+                }
+                events.push(
+                    event
+                        .data(FraudSuspected {
+                            customer_id: customer.clone(),
+                            window_start: window.start.to_rfc3339_opts(SecondsFormat::Secs, true),
+                            window_end: window.end.to_rfc3339_opts(SecondsFormat::Secs, true),
+                            order_ids: chunk.to_vec(),
+                            totals: activity.totals.clone(),
+                            reasons: reasons.clone(),
+                        })
+                        .build()?,
+                );
             }
-            events.push(
-                event
-                    .data(FraudSuspected {
-                        customer_id: customer.clone(),
-                        window_start: window.start.to_rfc3339_opts(SecondsFormat::Secs, true),
-                        window_end: window.end.to_rfc3339_opts(SecondsFormat::Secs, true),
-                        order_ids: activity.order_ids.iter().cloned().collect(),
-                        totals: activity.totals.clone(),
-                        reasons,
-                    })
-                    .build()?,
-            );
         }
         Ok(events)
     }
@@ -314,6 +333,27 @@ mod tests {
         assert_eq!(burst.window_start, "2027-01-15T08:00:00Z");
         let spender: FraudSuspected = events[1].data_as().unwrap();
         assert_eq!(spender.reasons, ["20000 EUR in the window (limit 10000)"]);
+    }
+
+    #[test]
+    fn a_huge_burst_is_announced_in_parts_that_each_fit_an_event() {
+        let detector = detector();
+        let mut state = FraudState::default();
+        let long = "o".repeat(120);
+        for n in 0..1200 {
+            detector
+                .fold(&mut state, &placed(&format!("{long}-{n:04}"), "ann", 1))
+                .unwrap();
+        }
+        let events = detector.announcements(&window(), &state).unwrap();
+        assert_eq!(events.len(), 3);
+        let named: usize = events
+            .iter()
+            .map(|e| e.data_as::<FraudSuspected>().unwrap().order_ids.len())
+            .sum();
+        assert_eq!(named, 1200);
+        let ids: BTreeSet<&str> = events.iter().map(|e| e.id()).collect();
+        assert_eq!(ids.len(), 3, "each part its own id");
     }
 
     #[tokio::test]

@@ -130,9 +130,12 @@ impl Order {
         }
         validate_order_id(&order.order_id)?;
         order.validate()?;
+        // Keyed by customer on the stream: a customer's orders reach a stream consumer (the
+        // fraud detector's window) on one shard; each order stays in order within it.
         let mut event = Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
             .id(order_event_id(types::ORDER_PLACED, &order.order_id))
             .subject(order.order_id.clone())
+            .partition_key(order.customer.id.clone())
             .schema_version(2);
         if let Some(correlation_id) = correlation_id {
             event = event.correlation_id(correlation_id);
@@ -175,6 +178,9 @@ impl Order {
             .id(order_event_id(types::ORDER_CANCELLED, order_id))
             .subject(order_id)
             .schema_version(2);
+        if !self.customer_id.is_empty() {
+            event = event.partition_key(self.customer_id.clone());
+        }
         if let Some(correlation_id) = correlation_id {
             event = event.correlation_id(correlation_id);
         }

@@ -79,16 +79,25 @@ pub(super) async fn process_kinesis_batch(
             .iterator_ages
             .function(&mapping.function, age.max(0) as u64);
         let result = pool.invoke(&event).await;
-        // On a window, a response counts only with a state, which becomes the window's.
-        let result = match (result, window.as_deref_mut()) {
-            (Ok(response), Some(open)) => match returned_state(&response) {
-                Ok(state) => {
-                    open.state = state;
-                    Ok(response)
-                }
+        // On a window, a response counts only with a state, which becomes the window's once the
+        // response as a whole is accepted (a rejected one retries from the state it was given).
+        let result = match (result, window.is_some()) {
+            (Ok(response), true) => match returned_state(&response) {
+                Ok(state) => Ok((response, Some(state))),
                 Err(reason) => Err(FunctionError::BadResponse(reason)),
             },
-            (result, _) => result,
+            (result, _) => result.map(|response| (response, None)),
+        };
+        let result = match result {
+            Ok((response, state)) => {
+                let accepted =
+                    !mapping.report_batch_item_failures || first_failed(&response, &batch).is_ok();
+                if let (true, Some(state), Some(open)) = (accepted, state, window.as_deref_mut()) {
+                    open.state = state;
+                }
+                Ok(response)
+            }
+            Err(err) => Err(err),
         };
         let error = match result {
             Ok(response) => {

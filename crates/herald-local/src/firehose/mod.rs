@@ -93,6 +93,9 @@ pub async fn run_delivery(
     let mut known: BTreeSet<String> = BTreeSet::new();
     let mut iterators: BTreeMap<String, String> = BTreeMap::new();
     let mut buffer = Buffer::default();
+    // Per shard: where it started, and the last record delivered.
+    let mut starts: BTreeMap<String, Start> = BTreeMap::new();
+    let mut delivered: BTreeMap<String, String> = BTreeMap::new();
     let mut last_listing = Instant::now() - Duration::from_secs(60);
     while !*stop.borrow() {
         if last_listing.elapsed() >= Duration::from_secs(2) {
@@ -103,11 +106,30 @@ pub async fn run_delivery(
                         if !known.insert(shard.clone()) {
                             continue;
                         }
-                        let start = match saved.get(&shard).and_then(|s| s.after.clone()) {
-                            Some(after) => Start::After(after),
+                        let start = match saved.get(&shard) {
+                            Some(s) => match (&s.after, s.since_millis) {
+                                (Some(after), _) => Start::After(after.clone()),
+                                (None, Some(since)) => Start::At(since),
+                                (None, None) => Start::TrimHorizon,
+                            },
                             None if first_listing => Start::At(started_millis),
                             None => Start::TrimHorizon,
                         };
+                        // Where reading starts is saved before anything is buffered: a runner
+                        // stopped before the first delivery starts there again (nothing read
+                        // and not yet delivered is lost).
+                        let since = match &start {
+                            Start::At(millis) => Some(*millis),
+                            _ => None,
+                        };
+                        if let Err(err) =
+                            ctx.checkpoints
+                                .begin(&spec.logical_id, &identity, &shard, since)
+                        {
+                            ctx.logs
+                                .note(&label, &format!("cannot save a checkpoint: {err:#}"));
+                        }
+                        starts.insert(shard.clone(), start.clone());
                         match iterator(&ctx, &spec.stream_name, &shard, &start).await {
                             Ok(it) => {
                                 iterators.insert(shard, it);
@@ -142,14 +164,11 @@ pub async fn run_delivery(
                         &label,
                         &format!("GetRecords on {shard}: {}", herald::aws::error_text(&err)),
                     );
-                    // Reopened after the last buffered record (or where it started) next turn.
-                    let resume = match buffer
-                        .last
-                        .get(shard)
-                        .or_else(|| saved.get(shard).and_then(|s| s.after.as_ref()))
-                    {
+                    // Reopened after the last record read (buffered or delivered), or where
+                    // the shard started.
+                    let resume = match buffer.last.get(shard).or_else(|| delivered.get(shard)) {
                         Some(after) => Start::After(after.clone()),
-                        None => Start::At(started_millis),
+                        None => starts.get(shard).cloned().unwrap_or(Start::TrimHorizon),
                     };
                     if let Ok(fresh) = iterator(&ctx, &spec.stream_name, shard, &resume).await {
                         *it = fresh;
@@ -190,6 +209,7 @@ pub async fn run_delivery(
                             ctx.logs
                                 .note(&label, &format!("cannot save a checkpoint: {err:#}"));
                         }
+                        delivered.insert(shard.clone(), sequence.clone());
                     }
                     buffer = Buffer::default();
                     ctx.activity.archive_buffered.store(0, Ordering::SeqCst);
@@ -301,6 +321,7 @@ async fn deliver(spec: &DeliverySpec, ctx: &Context, buffer: &Buffer) -> Result<
     Ok(())
 }
 
+#[derive(Clone)]
 enum Start {
     After(String),
     At(i64),

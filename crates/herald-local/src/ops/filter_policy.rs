@@ -58,6 +58,9 @@ fn rule_matches(key: &str, rule: &Value, value: Option<&String>) -> Result<bool>
             Some((op, Value::String(prefix))) if op == "prefix" => {
                 value.is_some_and(|v| v.starts_with(prefix.as_str()))
             }
+            Some((op, Value::Object(_))) if op == "anything-but" => {
+                bail!("filter policy rule {rule} on {key:?} is not one herald judges locally")
+            }
             Some((op, excluded)) if op == "anything-but" => {
                 let excluded = match excluded {
                     Value::Array(list) => list.clone(),

@@ -22,6 +22,7 @@ impl Envelope {
             correlationid: None,
             causationid: None,
             aggregateversion: None,
+            partitionkey: None,
             data: None,
         }
     }
@@ -42,6 +43,7 @@ pub struct EnvelopeBuilder {
     correlationid: Option<String>,
     causationid: Option<String>,
     aggregateversion: Option<u64>,
+    partitionkey: Option<String>,
     data: Option<Value>,
 }
 
@@ -54,6 +56,13 @@ impl EnvelopeBuilder {
     /// The aggregate id.
     pub fn subject(mut self, subject: impl Into<String>) -> Self {
         self.subject = Some(subject.into());
+        self
+    }
+    /// Extension `partitionkey` (CloudEvents partitioning): the stream partition key when it
+    /// should be wider than the aggregate, e.g. an order's customer, so that everything about
+    /// one customer reaches a stream consumer on one shard, in order (default: the subject).
+    pub fn partition_key(mut self, key: impl Into<String>) -> Self {
+        self.partitionkey = Some(key.into());
         self
     }
     /// When it happened (default: now).
@@ -127,6 +136,9 @@ impl EnvelopeBuilder {
         }
         if let Some(version) = self.aggregateversion {
             object.insert("aggregateversion".into(), Value::from(version));
+        }
+        if let Some(key) = self.partitionkey {
+            object.insert("partitionkey".into(), Value::String(key));
         }
         if let Some(data) = self.data {
             object.insert("data".into(), data);

@@ -33,6 +33,8 @@ pub struct Envelope {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) aggregateversion: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) partitionkey: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) data: Option<Value>,
 }
 
@@ -147,10 +149,21 @@ impl Envelope {
         })
     }
 
-    /// The Kinesis partition key: the aggregate (`subject`) so that one aggregate's events stay
-    /// in order on one shard; events about no aggregate spread by id.
+    /// The Kinesis partition key: the extension `partitionkey` when set (CloudEvents'
+    /// partitioning extension: a wider key that holds the aggregate, such as the customer of an
+    /// order, so that a consumer of the stream sees all of it on one shard), else the aggregate
+    /// (`subject`) so that one aggregate's events stay in order on one shard; events about no
+    /// aggregate spread by id.
     pub fn partition_key(&self) -> &str {
-        self.subject.as_deref().unwrap_or(&self.id)
+        self.partitionkey
+            .as_deref()
+            .or(self.subject.as_deref())
+            .unwrap_or(&self.id)
+    }
+
+    /// The extension `partitionkey`, when set.
+    pub fn partition_key_extension(&self) -> Option<&str> {
+        self.partitionkey.as_deref()
     }
 
     /// The identity CloudEvents defines for an event: `source` + `id`. Redeliveries share it.

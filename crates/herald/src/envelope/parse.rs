@@ -10,7 +10,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Envelope, EventKind, ValidationError, JSON_CONTENT_TYPE, SPEC_VERSION};
-use crate::limits::{MAX_ATTRIBUTE_CHARS, MAX_EVENT_BYTES, MAX_TYPE_CHARS};
+use crate::limits::{
+    KINESIS_MAX_PARTITION_KEY_CHARS as MAX_PARTITION_KEY_CHARS, MAX_ATTRIBUTE_CHARS,
+    MAX_EVENT_BYTES, MAX_TYPE_CHARS,
+};
 
 /// Rejects an event larger than the pipeline can carry.
 pub(super) fn check_size(actual: usize) -> Result<(), ValidationError> {
@@ -62,6 +65,8 @@ pub(super) struct Wire<'a> {
     #[serde(borrow)]
     aggregateversion: Option<&'a RawValue>,
     #[serde(borrow)]
+    partitionkey: Option<&'a RawValue>,
+    #[serde(borrow)]
     pub(super) data: Option<&'a RawValue>,
 }
 
@@ -95,6 +100,7 @@ impl<'a> Wire<'a> {
             "correlationid" => self.correlationid,
             "causationid" => self.causationid,
             "aggregateversion" => self.aggregateversion,
+            "partitionkey" => self.partitionkey,
             _ => None,
         };
         raw.filter(|raw| raw.get() != "null")
@@ -258,6 +264,11 @@ impl<'a> Wire<'a> {
             },
             None => None,
         };
+        // Kinesis takes partition keys of up to 256 characters.
+        let partitionkey = self
+            .string("partitionkey")?
+            .map(|k| bounded("partitionkey", k, MAX_PARTITION_KEY_CHARS))
+            .transpose()?;
         if aggregateversion.is_some() && subject.is_none() {
             return Err(ValidationError::Invalid {
                 field: "aggregateversion",
@@ -277,6 +288,7 @@ impl<'a> Wire<'a> {
             correlationid,
             causationid,
             aggregateversion,
+            partitionkey,
         })
     }
 }
@@ -321,6 +333,7 @@ pub(super) struct Header<'a> {
     pub(super) correlationid: Cow<'a, str>,
     pub(super) causationid: Option<Cow<'a, str>>,
     pub(super) aggregateversion: Option<u64>,
+    pub(super) partitionkey: Option<Cow<'a, str>>,
 }
 
 impl Header<'_> {
@@ -339,6 +352,7 @@ impl Header<'_> {
             correlationid: self.correlationid.into_owned(),
             causationid: self.causationid.map(Cow::into_owned),
             aggregateversion: self.aggregateversion,
+            partitionkey: self.partitionkey.map(Cow::into_owned),
             data,
         }
     }

@@ -127,6 +127,8 @@ impl Workload {
                 "type": types::ORDER_PLACED,
                 "source": sources::ORDERS,
                 "subject": order_id,
+                // A customer's orders on one shard, as the order service keys them.
+                "partitionkey": format!("customer-{customer}"),
                 "schemaversion": 2,
                 "data": {
                     "orderId": order_id,

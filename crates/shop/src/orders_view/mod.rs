@@ -138,12 +138,15 @@ impl OrdersProjection {
         }
     }
 
-    /// Whether the projection reads this event type.
+    /// Whether the projection reads this event: the order service's order events, which carry
+    /// their version in the aggregate (what the view orders by). Orders submitted straight to
+    /// the producer carry none and are no order service's (its subscription filters them out;
+    /// a rebuild from the archive, which holds both, passes over them here).
     pub fn wants_type(event: &Envelope) -> bool {
         matches!(
             event.event_type(),
             types::ORDER_PLACED | types::ORDER_CANCELLED
-        )
+        ) && event.aggregate_version().is_some()
     }
 
     /// Apply one order event (already upcast). Idempotent and order-insensitive; see the module
