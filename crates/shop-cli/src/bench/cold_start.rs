@@ -85,6 +85,8 @@ fn sample(function: &str) -> &'static str {
         "payment" => "payment/sqs.json",
         "email" => "email/sqs.json",
         "analytics" => "analytics/sqs.json",
+        "fraud" => "fraud/window-batch.json",
+        "compensation" => "compensation/sqs.json",
         _ => "ops/sqs.json",
     }
 }
