@@ -223,22 +223,24 @@ async fn show_stream(
             let Some(it) = iterator else { break };
             let page = kinesis.get_records().shard_iterator(it).send().await?;
             for record in page.records() {
-                if record.partition_key.as_deref() != Some(order_id) {
+                // The order's events by subject: the order service keys them by customer.
+                let Ok(event) = Envelope::parse(record.data.as_ref()) else {
+                    continue;
+                };
+                if event.subject() != Some(order_id) {
                     continue;
                 }
-                if let Ok(event) = Envelope::parse(record.data.as_ref()) {
-                    let version = match event.aggregate_version() {
-                        Some(v) => format!(" v{v}"),
-                        None => " (follow-up)".into(),
-                    };
-                    writeln!(
-                        out,
-                        "  stream    {}{version} → {} #{}",
-                        event.event_type(),
-                        shard.shard_id,
-                        record.sequence_number
-                    )?;
-                }
+                let version = match event.aggregate_version() {
+                    Some(v) => format!(" v{v}"),
+                    None => " (follow-up)".into(),
+                };
+                writeln!(
+                    out,
+                    "  stream    {}{version} → {} #{}",
+                    event.event_type(),
+                    shard.shard_id,
+                    record.sequence_number
+                )?;
             }
             if page.records().is_empty() && page.millis_behind_latest.unwrap_or(0) == 0 {
                 break;
