@@ -39,6 +39,7 @@ mod window; // TumblingWindowInSeconds: state across invocations, a final invoca
 
 pub use ages::{Ages, IteratorAges};
 pub use checkpoints::{Checkpoints, MappingCheckpoints, ShardCheckpoint};
+pub(crate) use shards::pause;
 pub use shards::run_stream;
 pub use sqs::run_sqs;
 pub use window::{OpenWindow, MAX_STATE_BYTES};

@@ -112,7 +112,7 @@ pub(super) fn backoff(attempt: u32, max: Duration) -> Duration {
 }
 
 /// Sleep `delay`, or less when the runner stops; whether it is still running.
-async fn pause(delay: Duration, stop: &watch::Receiver<bool>) -> bool {
+pub(crate) async fn pause(delay: Duration, stop: &watch::Receiver<bool>) -> bool {
     let mut stop = stop.clone();
     if *stop.borrow() {
         return false;

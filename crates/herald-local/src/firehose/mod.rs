@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::esm::{Activity, Checkpoints};
+use crate::esm::{pause, Activity, Checkpoints};
 use crate::logs::Logs;
 use crate::stack::DeliverySpec;
 
@@ -390,20 +390,6 @@ async fn stream_identity(ctx: &Context, stream: &str) -> Result<String> {
         created.secs(),
         created.subsec_nanos()
     ))
-}
-
-/// Sleep `delay`, or less when the runner stops; whether it is still running.
-async fn pause(delay: Duration, stop: &watch::Receiver<bool>) -> bool {
-    let mut stop = stop.clone();
-    if *stop.borrow() {
-        return false;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(delay) => {}
-        _ = stop.changed() => {}
-    }
-    let stopped = *stop.borrow();
-    !stopped
 }
 
 #[cfg(test)]

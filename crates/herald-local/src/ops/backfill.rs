@@ -7,8 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
 use aws_config::SdkConfig;
@@ -16,11 +14,8 @@ use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use serde_json::Value;
 
 use super::filter_policy;
-use super::replay::{replay_function, Routed};
+use super::replay::{failed_records, replay_function, Routed, RouterProcess};
 use crate::archive::{self, Archived, Query};
-use crate::endpoint::Endpoint;
-use crate::logs::Logs;
-use crate::runtime::FunctionPool;
 use crate::stack::{MappingSpec, Stack};
 
 /// Where archived events go.
@@ -284,25 +279,8 @@ async fn to_router(
     events: &[Archived],
     progress: impl Fn(usize),
 ) -> Result<(usize, Option<Routed>)> {
-    let (function, mapping) = replay_function(stack)?;
-    let binary = bin_dir.join(&function.binary);
-    if !binary.exists() {
-        bail!(
-            "{} is not built (expected {}); build with `cargo build --bins`",
-            function.binary,
-            binary.display()
-        );
-    }
-    let endpoint = aws.endpoint_url().unwrap_or(&stack.endpoint);
-    let logs = Arc::new(Logs::new(false, None));
-    let pool = FunctionPool::new(
-        function.clone(),
-        binary,
-        Endpoint::external(endpoint).child_env(),
-        1,
-        logs.clone(),
-        Arc::new(AtomicUsize::new(0)),
-    );
+    let router = RouterProcess::start(aws, stack, bin_dir)?;
+    let (mapping, pool) = (router.mapping, &router.pool);
     let mut sent = 0;
     let result = async {
         for (n, chunk) in events.chunks(mapping.batch_size.max(1)).enumerate() {
@@ -329,11 +307,7 @@ async fn to_router(
                 .invoke(&serde_json::to_value(&event)?)
                 .await
                 .map_err(|err| anyhow!("the router failed on a batch from the archive: {err}; run it again"))?;
-            let failed = match &response["batchItemFailures"] {
-                Value::Null => 0,
-                Value::Array(failures) => failures.len(),
-                _ => chunk.len(),
-            };
+            let failed = failed_records(&response, chunk.len());
             if failed > 0 {
                 bail!("the router could not publish part of the replay ({failed} events); run it again");
             }
@@ -343,14 +317,7 @@ async fn to_router(
         Ok::<_, anyhow::Error>(())
     }
     .await;
-    pool.stop().await;
+    let routed = router.stop().await;
     result?;
-    let routed = logs.metrics().get(function.label()).map(|metrics| {
-        let count = |name: &str| metrics.get(name).copied().unwrap_or(0.0) as usize;
-        Routed {
-            published: count("EventsOut"),
-            dead_lettered: count("DeadLettered"),
-        }
-    });
     Ok((sent, routed))
 }

@@ -78,39 +78,78 @@ pub async fn replay(
     from: DateTime<Utc>,
     progress: impl Fn(usize),
 ) -> Result<Replayed> {
-    let (function, mapping) = replay_function(stack)?;
-    let binary = bin_dir.join(&function.binary);
-    if !binary.exists() {
-        bail!(
-            "{} is not built (expected {}); build with `cargo build --bins`",
-            function.binary,
-            binary.display()
-        );
-    }
-    // The process talks to the endpoint the records are read from.
-    let endpoint = aws.endpoint_url().unwrap_or(&stack.endpoint);
-    // Quiet: what the router says is read from its metrics, and failures come back as errors.
-    let logs = Arc::new(Logs::new(false, None));
-    let pool = FunctionPool::new(
-        function.clone(),
-        binary,
-        Endpoint::external(endpoint).child_env(),
-        1,
-        logs.clone(),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let sent = send_stream(aws, stack, mapping, &pool, from, progress).await;
-    // Stopping also reads what the process wrote last, so the metrics are complete after it.
-    pool.stop().await;
+    let router = RouterProcess::start(aws, stack, bin_dir)?;
+    let sent = send_stream(aws, stack, router.mapping, &router.pool, from, progress).await;
+    let routed = router.stop().await;
     let mut replayed = sent?;
-    replayed.routed = logs.metrics().get(function.label()).map(|metrics| {
-        let count = |name: &str| metrics.get(name).copied().unwrap_or(0.0) as usize;
-        Routed {
-            published: count("EventsOut"),
-            dead_lettered: count("DeadLettered"),
-        }
-    });
+    replayed.routed = routed;
     Ok(replayed)
+}
+
+/// The stack's router function run once as a local Lambda process, for a replay: quiet (what it
+/// did is read from its metrics, failures come back as errors), talking to the endpoint the
+/// records are read from.
+pub(super) struct RouterProcess<'a> {
+    pub(super) function: &'a FunctionSpec,
+    pub(super) mapping: &'a StreamMapping,
+    pub(super) pool: FunctionPool,
+    logs: Arc<Logs>,
+}
+
+impl<'a> RouterProcess<'a> {
+    pub(super) fn start(aws: &SdkConfig, stack: &'a Stack, bin_dir: &Path) -> Result<Self> {
+        let (function, mapping) = replay_function(stack)?;
+        let binary = bin_dir.join(&function.binary);
+        if !binary.exists() {
+            bail!(
+                "{} is not built (expected {}); build with `cargo build --bins`",
+                function.binary,
+                binary.display()
+            );
+        }
+        let endpoint = aws.endpoint_url().unwrap_or(&stack.endpoint);
+        let logs = Arc::new(Logs::new(false, None));
+        let pool = FunctionPool::new(
+            function.clone(),
+            binary,
+            Endpoint::external(endpoint).child_env(),
+            1,
+            logs.clone(),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        Ok(RouterProcess {
+            function,
+            mapping,
+            pool,
+            logs,
+        })
+    }
+
+    /// Stop it and read what it reported (stopping also reads what the process wrote last, so
+    /// the metrics are complete after it).
+    pub(super) async fn stop(self) -> Option<Routed> {
+        self.pool.stop().await;
+        self.logs
+            .metrics()
+            .get(self.function.label())
+            .map(|metrics| {
+                let count = |name: &str| metrics.get(name).copied().unwrap_or(0.0) as usize;
+                Routed {
+                    published: count("EventsOut"),
+                    dead_lettered: count("DeadLettered"),
+                }
+            })
+    }
+}
+
+/// How many of a batch of `records` the router's response reports failed (Lambda's contract: an
+/// absent or null list means the whole batch went through; anything else not a list, all of it).
+pub(super) fn failed_records(response: &Value, records: usize) -> usize {
+    match &response["batchItemFailures"] {
+        Value::Null => 0,
+        Value::Array(failures) => failures.len(),
+        _ => records,
+    }
 }
 
 /// Every record of the mapping's stream from `from`, to `pool` in batches of the mapping's size.
@@ -165,12 +204,7 @@ async fn send_stream(
                 .map_err(|err| {
                     anyhow!("{label} failed on a batch of {records} records: {err}; run it again")
                 })?;
-            // Lambda's contract: an absent or null list means the whole batch went through.
-            let failed = match &response["batchItemFailures"] {
-                Value::Null => 0,
-                Value::Array(failures) => failures.len(),
-                _ => records,
-            };
+            let failed = failed_records(&response, records);
             if failed > 0 {
                 bail!(
                     "the router could not publish part of the replay ({failed} records); run it again"
