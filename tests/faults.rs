@@ -308,6 +308,7 @@ async fn a_conflict_is_a_cancelled_transaction_and_herald_retries_it_to_the_effe
         idempotency
             .run_transactional_until(&event, Some(deadline), |_| {
                 Ok::<_, String>(Decision {
+                    deltas: Vec::new(),
                     writes: vec![add_one(&table)],
                     result: (),
                 })

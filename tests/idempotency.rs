@@ -10,7 +10,9 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, TransactWriteItem, Update,
 };
-use herald::idempotency::{Decision, Executed, Idempotency, IdempotencyConfig, IdempotencyError};
+use herald::idempotency::{
+    Decision, Delta, Executed, Idempotency, IdempotencyConfig, IdempotencyError,
+};
 use herald::Envelope;
 
 async fn table(client: &aws_sdk_dynamodb::Client, key: &str) -> String {
@@ -201,6 +203,7 @@ async fn a_failing_transaction_leaves_neither_effect_nor_record() {
     let ran = idempotency
         .run_transactional(&event("t1", 1), |_| {
             Ok::<_, String>(Decision {
+                deltas: Vec::new(),
                 writes: vec![add(1, 10)],
                 result: "added".to_string(),
             })
@@ -211,6 +214,7 @@ async fn a_failing_transaction_leaves_neither_effect_nor_record() {
     let again = idempotency
         .run_transactional(&event("t1", 1), |_| {
             Ok::<_, String>(Decision {
+                deltas: Vec::new(),
                 writes: vec![add(1, 10)],
                 result: "added".to_string(),
             })
@@ -224,6 +228,7 @@ async fn a_failing_transaction_leaves_neither_effect_nor_record() {
     let refused = idempotency
         .run_transactional(&event("t2", 1), |conflict| match conflict {
             None => Ok(Decision {
+                deltas: Vec::new(),
                 writes: vec![add(5, 0)],
                 result: "added".to_string(),
             }),
@@ -238,6 +243,7 @@ async fn a_failing_transaction_leaves_neither_effect_nor_record() {
     let retried = idempotency
         .run_transactional(&event("t2", 1), |_| {
             Ok::<_, String>(Decision {
+                deltas: Vec::new(),
                 writes: vec![add(2, 10)],
                 result: "added".to_string(),
             })
@@ -436,6 +442,7 @@ async fn a_duplicate_costs_one_request_in_either_mode() {
     let t = event("r2", 1);
     let decide = |_| {
         Ok::<_, String>(Decision {
+            deltas: Vec::new(),
             writes: vec![],
             result: 1,
         })
@@ -446,6 +453,120 @@ async fn a_duplicate_costs_one_request_in_either_mode() {
         // The duplicate's old record comes back in the cancellation reasons: no read.
         assert_eq!(counter.total(), 1, "{delivery}: {:?}", counter.counts());
     }
+}
+
+/// The batch path on DynamoDB: one transaction for a batch, the stock deltas summed, and a
+/// redelivered batch answered in one more request from the records DynamoDB returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_commits_in_one_request_and_its_redelivery_costs_one_more() {
+    let aws = common::aws().await;
+    let counter = herald::aws::RequestCounter::default();
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&aws)
+            .interceptor(counter.clone())
+            .build(),
+    );
+    let stock = table(&client, "sku").await;
+    client
+        .put_item()
+        .table_name(&stock)
+        .item("sku", AttributeValue::S("apple".into()))
+        .item("available", AttributeValue::N("8".into()))
+        .send()
+        .await
+        .unwrap();
+    let records = table(&client, "pk").await;
+    // No cache: the redelivery must be told by DynamoDB, as in another process.
+    let mut config = IdempotencyConfig::new(records, "test");
+    config.cache_capacity = 0;
+    let idempotency = Idempotency::new(client.clone(), config);
+    let take = |quantity: i64| {
+        Delta::new(&stock, "sku", AttributeValue::S("apple".into()))
+            .add("available", -quantity)
+            .never_negative("available")
+    };
+    let decide = |event: &Envelope, conflict: Option<herald::idempotency::Conflict>| {
+        let quantity = event.data().unwrap()["n"].as_i64().unwrap();
+        Ok::<_, String>(match conflict {
+            None => Decision {
+                writes: Vec::new(),
+                deltas: vec![take(quantity)],
+                result: format!("took {quantity}"),
+            },
+            Some(_) => Decision {
+                writes: Vec::new(),
+                deltas: Vec::new(),
+                result: "refused".to_string(),
+            },
+        })
+    };
+    let available = || async {
+        let item = client
+            .get_item()
+            .table_name(&stock)
+            .key("sku", AttributeValue::S("apple".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap();
+        item["available"].as_n().unwrap().parse::<i64>().unwrap()
+    };
+
+    let batch: Vec<Envelope> = (1..=3).map(|i| event(&format!("b{i}"), 1)).collect();
+    let refs: Vec<&Envelope> = batch.iter().collect();
+    counter.reset();
+    let first = idempotency
+        .run_transactional_batch(&refs, None, decide)
+        .await;
+    assert!(
+        first
+            .iter()
+            .all(|r| matches!(r, Some(Ok(Executed::Ran(_))))),
+        "{first:?}"
+    );
+    assert_eq!(
+        counter.total(),
+        1,
+        "one transaction: {:?}",
+        counter.counts()
+    );
+    assert_eq!(available().await, 5);
+
+    // The same events again, with a new one among them: the duplicates come back with the
+    // refusal, the new one commits in a second transaction.
+    let mut again = batch.clone();
+    again.insert(1, event("b4", 2));
+    let refs: Vec<&Envelope> = again.iter().collect();
+    counter.reset();
+    let second = idempotency
+        .run_transactional_batch(&refs, None, decide)
+        .await;
+    let replayed = second
+        .iter()
+        .filter(|r| matches!(r, Some(Ok(Executed::Replayed(_)))))
+        .count();
+    assert_eq!(replayed, 3, "{second:?}");
+    assert!(matches!(&second[1], Some(Ok(Executed::Ran(r))) if r == "took 2"));
+    assert_eq!(counter.total(), 2, "{:?}", counter.counts());
+    assert_eq!(available().await, 3, "each event took its units once");
+
+    // Four units asked of three: the summed condition fails, and the events go one by one.
+    let short: Vec<Envelope> = (5..=6).map(|i| event(&format!("b{i}"), 2)).collect();
+    let refs: Vec<&Envelope> = short.iter().collect();
+    let third = idempotency
+        .run_transactional_batch(&refs, None, decide)
+        .await;
+    assert!(third.iter().all(Option::is_none), "{third:?}");
+    assert_eq!(available().await, 3, "nothing written by the refused batch");
+    let mut results = Vec::new();
+    for e in &short {
+        let r = idempotency.run_transactional(e, |c| decide(e, c)).await;
+        results.push(r.unwrap().into_inner());
+    }
+    assert_eq!(results, ["took 2", "refused"]);
+    assert_eq!(available().await, 1);
 }
 
 mod interleavings {
@@ -503,6 +624,7 @@ mod interleavings {
                         idempotency
                             .run_transactional(&t, |_| {
                                 Ok::<_, String>(Decision {
+                                    deltas: Vec::new(),
                                     writes: vec![TransactWriteItem::builder()
                                         .update(
                                             Update::builder()
@@ -687,6 +809,7 @@ impl herald::subscriber::TransactionalHandler for Reserve {
             )
             .build();
         Ok(Decision {
+            deltas: Vec::new(),
             writes: vec![write],
             result: herald::subscriber::Outcome::new("reserved"),
         })

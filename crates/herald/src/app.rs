@@ -48,8 +48,8 @@ use crate::publisher::{Publisher, StoreChanges};
 use crate::router::{KinesisBatch, Router, RouterConfig};
 use crate::schema::Upcasters;
 use crate::subscriber::{
-    Claimed, ClaimedHandler, RecordHandler, SqsSubscriber, SubscriberConfig, Transactional,
-    TransactionalHandler,
+    Claimed, ClaimedHandler, Keyed, KeyedHandler, RecordHandler, SqsSubscriber, SubscriberConfig,
+    Transactional, TransactionalHandler,
 };
 use crate::unique_letters::{DynamoDbLetterLedger, UniqueDeadLetters};
 use crate::window::{WindowEvent, WindowProcessor, WindowedAggregation};
@@ -255,6 +255,11 @@ impl Herald {
         let idempotency = self.idempotency(handler.name())?;
         self.run_subscriber(Claimed::new(handler, idempotency))
             .await
+    }
+
+    /// Run a subscriber whose effect is its own idempotency record (keyed by the event).
+    pub async fn run_keyed<H: KeyedHandler>(self, handler: H) -> Result<(), Error> {
+        self.run_subscriber(Keyed::new(handler)).await
     }
 
     /// Run a projector: its SQS queue in, the projection's store out. No idempotency records:

@@ -11,6 +11,7 @@
 //! | router | nothing (the catalog) | [`Herald::run_router`] |
 //! | subscriber, effect outside DynamoDB | a [`ClaimedHandler`] | [`Herald::run_claimed`] |
 //! | subscriber, effect = DynamoDB writes | a [`TransactionalHandler`] | [`Herald::run_transactional`] |
+//! | subscriber, effect = one write keyed by the event (its own record) | a [`KeyedHandler`] | [`Herald::run_keyed`] |
 //! | commands on an event-sourced aggregate | an [`Aggregate`], [`Command`]s, an [`HttpService`] over a [`CommandService`] | [`Herald::run_http`] |
 //! | the event store's stream onto the bus | nothing | [`Herald::run_publisher`] |
 //! | a read model | a [`Projection`] | [`Herald::run_projector`] |
@@ -75,5 +76,7 @@ pub use event_store::{Aggregate, EventStore};
 pub use http::{HttpRequest, HttpResponse, HttpService};
 pub use projection::Projection;
 pub use schema::Upcasters;
-pub use subscriber::{ClaimedHandler, HandlerError, Outcome, TransactionalHandler};
+pub use subscriber::{
+    ClaimedHandler, HandlerError, KeyedHandler, KeyedOutcome, Outcome, TransactionalHandler,
+};
 pub use window::WindowedAggregation;

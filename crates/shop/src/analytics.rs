@@ -1,15 +1,16 @@
 //! Analytics: counts every business and data event by type, revenue and refunds by currency.
 //!
-//! Transactional mode: the counter increments (`ADD`) commit with the idempotency record, so a
-//! redelivered event never counts twice.
+//! Transactional mode: the counter increments (`ADD`) commit with the idempotency records, so a
+//! redelivered event never counts twice. They are deltas: the increments of a batch's events on
+//! one metric are summed into one write.
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::events::{types, PaymentRefunded, PaymentSucceeded};
 use herald::aws::{env, MissingEnv};
 use herald::envelope::{Envelope, EventKind};
-use herald::idempotency::{Conflict, Decision};
+use herald::idempotency::{Conflict, Decision, Delta};
 use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
 
 /// Analytics table attributes: partition key `metric` (S), `count` (N), `amount` (N).
@@ -41,28 +42,21 @@ impl Analytics {
         Ok(Analytics::new(env("ANALYTICS_TABLE")?))
     }
 
-    fn add(
-        &self,
-        metric: String,
-        count: u64,
-        amount: Option<u64>,
-    ) -> Result<TransactWriteItem, HandlerError> {
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .key(attr::METRIC, AttributeValue::S(metric))
-            .expression_attribute_names("#count", attr::COUNT)
-            .expression_attribute_values(":count", AttributeValue::N(count.to_string()));
-        update = match amount {
-            Some(amount) => update
-                .update_expression("ADD #count :count, #amount :amount")
-                .expression_attribute_names("#amount", attr::AMOUNT)
-                .expression_attribute_values(":amount", AttributeValue::N(amount.to_string())),
-            None => update.update_expression("ADD #count :count"),
-        };
-        let update = update
-            .build()
-            .map_err(|e| HandlerError::Retry(e.to_string()))?;
-        Ok(TransactWriteItem::builder().update(update).build())
+    /// Add `count` events (and `amount`) to `metric`: a delta, so that herald sums a batch's
+    /// increments of one metric into one write.
+    fn add(&self, metric: String, count: i64, amount: Option<u64>) -> Result<Delta, HandlerError> {
+        let delta = Delta::new(&self.table, attr::METRIC, AttributeValue::S(metric))
+            .add(attr::COUNT, count);
+        Ok(match amount {
+            Some(amount) => delta.add(
+                attr::AMOUNT,
+                i64::try_from(amount).map_err(|_| HandlerError::Poison {
+                    field: "data.amount".into(),
+                    reason: format!("is {amount}; the limit is {}", i64::MAX),
+                })?,
+            ),
+            None => delta,
+        })
     }
 }
 
@@ -80,10 +74,10 @@ impl TransactionalHandler for Analytics {
         event: &Envelope,
         _conflict: Option<Conflict>,
     ) -> Result<Decision<Outcome>, HandlerError> {
-        let mut writes = vec![self.add(format!("type#{}", event.event_type()), 1, None)?];
+        let mut deltas = vec![self.add(format!("type#{}", event.event_type()), 1, None)?];
         if event.event_type() == types::PAYMENT_SUCCEEDED {
             let payment: PaymentSucceeded = event.data_as()?;
-            writes.push(self.add(
+            deltas.push(self.add(
                 format!("revenue#{}", payment.currency),
                 1,
                 Some(payment.amount),
@@ -93,14 +87,15 @@ impl TransactionalHandler for Analytics {
         // positive amounts, and revenue net of refunds is one subtraction away.
         if event.event_type() == types::PAYMENT_REFUNDED {
             let refund: PaymentRefunded = event.data_as()?;
-            writes.push(self.add(
+            deltas.push(self.add(
                 format!("refunds#{}", refund.currency),
                 1,
                 Some(refund.amount),
             )?);
         }
         Ok(Decision {
-            writes,
+            writes: Vec::new(),
+            deltas,
             result: Outcome::new("counted"),
         })
     }

@@ -3,22 +3,23 @@
 //! Mail goes through a [`Mailer`]. herald's is an *outbox table* ([`OutboxMailer`]): one item per
 //! message, which a mail relay (SES, an SMTP worker) drains. That keeps the function free of SES
 //! identity verification, works the same on every emulator, and makes "sent exactly once"
-//! countable. Claimed mode, like any external effect; the outbox write is also conditional on the
-//! message id, so a claim taken over after a crash cannot queue the mail twice.
+//! countable. Keyed mode: the outbox item, conditional on the message id (derived from the
+//! causing event), is the only write; a redelivery finds it queued and sends nothing.
 
 use std::future::Future;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{SecondsFormat, Utc};
 use uuid::Uuid;
 
 use crate::events::{types, PaymentSucceeded};
-use herald::aws::{env, AwsError, MissingEnv};
+use herald::aws::{env, MissingEnv};
 use herald::envelope::Envelope;
-use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
+use herald::idempotency::{put_once, text, PutOnce};
+use herald::subscriber::{HandlerError, KeyedHandler, KeyedOutcome, Outcome};
 
 /// One email.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,10 +36,21 @@ pub struct Email {
     pub order_id: String,
 }
 
+/// Whether a send did something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Sent (queued) now.
+    Now,
+    /// The same message was sent before: nothing sent again.
+    Before,
+}
+
 /// The mail port.
 pub trait Mailer: Send + Sync {
-    /// Send (or queue) one email; sending the same `message_id` twice sends it once.
-    fn send(&self, email: &Email) -> impl Future<Output = Result<(), HandlerError>> + Send;
+    /// Send (or queue) one email; sending the same `message_id` twice sends it once. The same
+    /// `message_id` with another recipient or text is refused (poison): it names another
+    /// message.
+    fn send(&self, email: &Email) -> impl Future<Output = Result<Sent, HandlerError>> + Send;
 }
 
 /// A [`Mailer`] writing to a DynamoDB outbox table (partition key `messageId`).
@@ -59,34 +71,40 @@ impl OutboxMailer {
 }
 
 impl Mailer for OutboxMailer {
-    async fn send(&self, email: &Email) -> Result<(), HandlerError> {
+    async fn send(&self, email: &Email) -> Result<Sent, HandlerError> {
         let s = |v: &str| AttributeValue::S(v.to_string());
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("messageId", s(&email.message_id))
-            .item("to", s(&email.to))
-            .item("subject", s(&email.subject))
-            .item("body", s(&email.body))
-            .item("orderId", s(&email.order_id))
-            .item(
-                "queuedAt",
+        let item = HashMap::from([
+            ("messageId".to_string(), s(&email.message_id)),
+            ("to".to_string(), s(&email.to)),
+            ("subject".to_string(), s(&email.subject)),
+            ("body".to_string(), s(&email.body)),
+            ("orderId".to_string(), s(&email.order_id)),
+            (
+                "queuedAt".to_string(),
                 s(&Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
-            )
-            .condition_expression("attribute_not_exists(messageId)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                Ok(())
+            ),
+        ]);
+        // Classified errors: throttling and outages redelivered, a request DynamoDB refuses for
+        // good dead-lettered with its reason.
+        match put_once(&self.client, &self.table, "messageId", item).await? {
+            PutOnce::Written => Ok(Sent::Now),
+            PutOnce::Existing(old) => {
+                let same = text(&old, "to") == email.to
+                    && text(&old, "subject") == email.subject
+                    && text(&old, "body") == email.body;
+                if same {
+                    Ok(Sent::Before)
+                } else {
+                    Err(HandlerError::Poison {
+                        field: "id".into(),
+                        reason: format!(
+                            "message {} was queued with other contents: the same event id \
+                             with another payload",
+                            email.message_id
+                        ),
+                    })
+                }
             }
-            // Classified: throttling and outages redelivered, a request DynamoDB refuses for good
-            // dead-lettered with its reason.
-            Err(err) => Err(AwsError::new(err).into()),
         }
     }
 }
@@ -114,7 +132,7 @@ impl EmailSender<OutboxMailer> {
     }
 }
 
-impl<M: Mailer> ClaimedHandler for EmailSender<M> {
+impl<M: Mailer> KeyedHandler for EmailSender<M> {
     fn name(&self) -> &'static str {
         "email"
     }
@@ -123,7 +141,7 @@ impl<M: Mailer> ClaimedHandler for EmailSender<M> {
         event.event_type() == types::PAYMENT_SUCCEEDED
     }
 
-    async fn handle(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
+    async fn handle(&self, event: &Envelope) -> Result<KeyedOutcome, HandlerError> {
         let payment: PaymentSucceeded = event.data_as()?;
         if !payment.customer.email.contains('@') {
             return Err(HandlerError::Poison {
@@ -145,8 +163,12 @@ impl<M: Mailer> ClaimedHandler for EmailSender<M> {
             ),
             order_id: payment.order_id.clone(),
         };
-        self.mailer.send(&email).await?;
-        Ok(Outcome::new("sent")
-            .with_detail(serde_json::json!({ "messageId": email.message_id, "to": email.to })))
+        let sent = self.mailer.send(&email).await?;
+        let outcome = Outcome::new("sent")
+            .with_detail(serde_json::json!({ "messageId": email.message_id, "to": email.to }));
+        Ok(match sent {
+            Sent::Now => KeyedOutcome::New(outcome),
+            Sent::Before => KeyedOutcome::Existing(outcome),
+        })
     }
 }

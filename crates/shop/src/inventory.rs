@@ -1,9 +1,9 @@
 //! Inventory: reserves stock for every `order_placed`, all lines or none, never below zero, and
 //! releases it on `order_cancelled`.
 //!
-//! Transactional mode: the stock decrements (one conditional `UpdateItem` per SKU,
-//! `available >= :quantity`) commit in one transaction with the idempotency record and the
-//! order's reservation item (`sku` = `order#<id>` in the stock table). When a line lacks stock the
+//! Transactional mode: the stock decrements (one delta per SKU, never below zero) commit in one
+//! transaction with the idempotency record and the order's reservation item (`sku` =
+//! `order#<id>` in the stock table); herald sums the decrements of a batch's orders per SKU. When a line lacks stock the
 //! transaction is cancelled, inventory decides again knowing which line, and commits the record
 //! and a `refused` reservation with a `stock_reservation_failed` follow-up event.
 //!
@@ -22,7 +22,7 @@ use crate::events::{
 };
 use herald::aws::{env, MissingEnv};
 use herald::envelope::Envelope;
-use herald::idempotency::{Conflict, Decision};
+use herald::idempotency::{Conflict, Decision, Delta};
 use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
 
 /// Stock table attributes: partition key `sku` (S), `available` (N).
@@ -108,27 +108,28 @@ impl Inventory {
         update_item(update)
     }
 
-    fn unreserve(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, HandlerError> {
-        let update = Update::builder()
-            .table_name(&self.stock_table)
-            .key(attr::SKU, AttributeValue::S(sku.to_string()))
-            .update_expression("SET #available = #available + :q, #reserved = #reserved - :q")
-            .expression_attribute_names("#available", attr::AVAILABLE)
-            .expression_attribute_names("#reserved", attr::RESERVED)
-            .expression_attribute_values(":q", AttributeValue::N(quantity.to_string()));
-        update_item(update)
+    /// Give `quantity` of `sku` back: a delta, summed with the batch's other changes to the SKU.
+    fn unreserve(&self, sku: &str, quantity: u32) -> Delta {
+        self.stock(sku)
+            .add(attr::AVAILABLE, i64::from(quantity))
+            .add(attr::RESERVED, -i64::from(quantity))
     }
 
-    fn reserve(&self, sku: &str, quantity: u32) -> Result<TransactWriteItem, HandlerError> {
-        let update = Update::builder()
-            .table_name(&self.stock_table)
-            .key(attr::SKU, AttributeValue::S(sku.to_string()))
-            .update_expression("SET #available = #available - :q ADD #reserved :q")
-            .condition_expression("#available >= :q")
-            .expression_attribute_names("#available", attr::AVAILABLE)
-            .expression_attribute_names("#reserved", attr::RESERVED)
-            .expression_attribute_values(":q", AttributeValue::N(quantity.to_string()));
-        update_item(update)
+    /// Take `quantity` of `sku`, never below zero: a delta, so a batch's orders of one SKU take
+    /// their units in one write (conditional on the sum).
+    fn reserve(&self, sku: &str, quantity: u32) -> Delta {
+        self.stock(sku)
+            .add(attr::AVAILABLE, -i64::from(quantity))
+            .add(attr::RESERVED, i64::from(quantity))
+            .never_negative(attr::AVAILABLE)
+    }
+
+    fn stock(&self, sku: &str) -> Delta {
+        Delta::new(
+            &self.stock_table,
+            attr::SKU,
+            AttributeValue::S(sku.to_string()),
+        )
     }
 }
 
@@ -159,18 +160,14 @@ impl TransactionalHandler for Inventory {
         order.validate()?;
         let lines = per_sku(&order.items)?;
         match conflict {
-            None => {
-                let mut writes = vec![self.reservation(&order.order_id, "reserved")?];
-                for (sku, quantity) in &lines {
-                    writes.push(self.reserve(sku, *quantity)?);
-                }
-                Ok(Decision {
-                    writes,
-                    result: Outcome::new("reserved").with_detail(&lines),
-                })
-            }
+            None => Ok(Decision {
+                writes: vec![self.reservation(&order.order_id, "reserved")?],
+                deltas: lines.iter().map(|(sku, q)| self.reserve(sku, *q)).collect(),
+                result: Outcome::new("reserved").with_detail(&lines),
+            }),
             // The order already has a reservation item: its cancellation came first.
             Some(Conflict { index: 0 }) => Ok(Decision {
+                deltas: Vec::new(),
                 writes: Vec::new(),
                 result: Outcome::new("skipped_cancelled"),
             }),
@@ -189,6 +186,7 @@ impl TransactionalHandler for Inventory {
                     })
                     .build()?;
                 Ok(Decision {
+                    deltas: Vec::new(),
                     writes: vec![self.reservation(&order.order_id, "refused")?],
                     result: Outcome::new("reservation_failed")
                         .with_detail(serde_json::json!({ "sku": sku, "requested": requested }))
@@ -218,25 +216,25 @@ impl Inventory {
         let lines = per_sku(&cancelled.items)?;
         match conflict {
             // A reserved order with its lines in the event: release them.
-            None if !lines.is_empty() => {
-                let mut writes = vec![self.release_reservation(&cancelled.order_id)?];
-                for (sku, quantity) in &lines {
-                    writes.push(self.unreserve(sku, *quantity)?);
-                }
-                Ok(Decision {
-                    writes,
-                    result: Outcome::new("released").with_detail(&lines),
-                })
-            }
+            None if !lines.is_empty() => Ok(Decision {
+                writes: vec![self.release_reservation(&cancelled.order_id)?],
+                deltas: lines
+                    .iter()
+                    .map(|(sku, q)| self.unreserve(sku, *q))
+                    .collect(),
+                result: Outcome::new("released").with_detail(&lines),
+            }),
             // An older event without lines: nothing can be released; still, a late
             // `order_placed` must reserve nothing.
             _ if lines.is_empty() => Ok(Decision {
+                deltas: Vec::new(),
                 writes: vec![self.tombstone(&cancelled.order_id, false)?],
                 result: Outcome::new("no_lines_to_release"),
             }),
             // Not reserved (not yet placed, refused, already released): the tombstone makes a
             // late `order_placed` reserve nothing.
             _ => Ok(Decision {
+                deltas: Vec::new(),
                 writes: vec![self.tombstone(&cancelled.order_id, true)?],
                 result: Outcome::new("nothing_to_release"),
             }),

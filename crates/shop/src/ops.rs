@@ -98,6 +98,7 @@ impl TransactionalHandler for Ops {
             .build()
             .map_err(|e| HandlerError::Retry(e.to_string()))?;
         Ok(Decision {
+            deltas: Vec::new(),
             writes: vec![TransactWriteItem::builder().put(put).build()],
             result: Outcome::new("incident_opened")
                 .with_detail(serde_json::json!({ "severity": severity })),

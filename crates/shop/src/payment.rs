@@ -3,18 +3,19 @@
 //! of every order the order service cancels and announces `payment_refunded` (the compensating
 //! effect, idempotent like the charge).
 //!
-//! Claimed mode: a gateway is an external effect that cannot join a DynamoDB transaction, so the
-//! event is claimed first. The charge also carries an idempotency key (as real gateways accept):
-//! the order's, so even a claim taken over after a crash — or the same order announced by two
-//! events — cannot charge twice. A refund names the same key. A cancellation may overtake its
-//! order's charge (different messages, concurrent batches): the refund then leaves a
+//! Keyed mode: the charge carries an idempotency key (as real gateways accept): the order's, so
+//! a redelivery — or the same order announced by two events — cannot charge twice, and the
+//! gateway's answer says whether it charged now or answers an earlier charge again. No
+//! idempotency record is written: the ledger entry is the proof (one write per order instead of
+//! a claim, the charge and a result). A refund names the same key. A cancellation may overtake
+//! its order's charge (different messages, concurrent batches): the refund then leaves a
 //! `cancelled` mark under the key, and the charge arriving after it declines.
 
+use std::collections::HashMap;
 use std::future::Future;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
@@ -25,7 +26,8 @@ use crate::events::{
 };
 use herald::aws::{env, AwsError, MissingEnv};
 use herald::envelope::Envelope;
-use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
+use herald::idempotency::{put_once, text, PutOnce};
+use herald::subscriber::{HandlerError, KeyedHandler, KeyedOutcome, Outcome};
 
 /// A charge to make.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -89,20 +91,43 @@ pub fn charge_key(order_id: &str) -> String {
     format!("order#{order_id}")
 }
 
+/// A gateway's answer, and whether the request did something now (`false`: an earlier request
+/// under the same key did, and this is its answer again).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer<T> {
+    /// The answer.
+    pub value: T,
+    /// Whether it happened now.
+    pub now: bool,
+}
+
+impl<T> Answer<T> {
+    /// Done by this request.
+    pub fn now(value: T) -> Self {
+        Answer { value, now: true }
+    }
+
+    /// Done by an earlier request under the same key.
+    pub fn before(value: T) -> Self {
+        Answer { value, now: false }
+    }
+}
+
 /// The payment gateway port.
 pub trait PaymentGateway: Send + Sync {
-    /// Charge once per idempotency key.
+    /// Charge once per idempotency key. The same key with another amount or currency is
+    /// refused (poison): it names another charge.
     fn charge(
         &self,
         request: &ChargeRequest,
-    ) -> impl Future<Output = Result<Charge, HandlerError>> + Send;
+    ) -> impl Future<Output = Result<Answer<Charge>, HandlerError>> + Send;
 
     /// Refund the charge made under the request's key, once; a charge that comes after the
     /// refund is declined.
     fn refund(
         &self,
         request: &RefundRequest,
-    ) -> impl Future<Output = Result<Refund, HandlerError>> + Send;
+    ) -> impl Future<Output = Result<Answer<Refund>, HandlerError>> + Send;
 }
 
 /// Most a single charge may be (minor units); larger ones are declined.
@@ -155,15 +180,8 @@ impl LedgerGateway {
     }
 }
 
-fn text(item: &std::collections::HashMap<String, AttributeValue>, name: &str) -> String {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .cloned()
-        .unwrap_or_default()
-}
-
 impl PaymentGateway for LedgerGateway {
-    async fn charge(&self, request: &ChargeRequest) -> Result<Charge, HandlerError> {
+    async fn charge(&self, request: &ChargeRequest) -> Result<Answer<Charge>, HandlerError> {
         let declined = if request.token == "tok_declined" {
             Some("card declined by issuer".to_string())
         } else if request.amount > CHARGE_LIMIT {
@@ -181,51 +199,67 @@ impl PaymentGateway for LedgerGateway {
         } else {
             "succeeded"
         };
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("paymentId", s(&payment_id))
-            .item("orderId", s(&request.order_id))
-            .item("amount", AttributeValue::N(request.amount.to_string()))
-            .item("currency", s(&request.currency))
-            .item("status", s(status))
-            .item(
-                "createdAt",
+        let mut item = HashMap::from([
+            ("paymentId".to_string(), s(&payment_id)),
+            ("orderId".to_string(), s(&request.order_id)),
+            (
+                "amount".to_string(),
+                AttributeValue::N(request.amount.to_string()),
+            ),
+            ("currency".to_string(), s(&request.currency)),
+            ("status".to_string(), s(status)),
+            (
+                "createdAt".to_string(),
                 s(&Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
-            )
-            .condition_expression("attribute_not_exists(paymentId)");
+            ),
+        ]);
         if let Some(reason) = &declined {
-            put = put.item("reason", s(reason));
+            item.insert("reason".into(), s(reason));
         }
-        match put.send().await {
-            Ok(_) => Ok(match declined {
-                Some(reason) => Charge::Declined { reason },
-                None => Charge::Succeeded { payment_id },
-            }),
-            // Something is under this key already: the answer it records, no second charge.
-            Err(SdkError::ServiceError(e))
-                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
-            {
-                let item = self.item(&payment_id).await?.unwrap_or_default();
-                Ok(match text(&item, "status").as_str() {
-                    "declined" => Charge::Declined {
-                        reason: text(&item, "reason"),
-                    },
-                    "cancelled" => Charge::Declined {
-                        reason: "the order was cancelled before it was charged".into(),
-                    },
-                    // Charged (and maybe refunded since): the charge's answer again.
-                    _ => Charge::Succeeded { payment_id },
-                })
+        // Classified errors: throttling and outages redelivered, a request DynamoDB refuses for
+        // good dead-lettered with its reason.
+        let old = match put_once(&self.client, &self.table, "paymentId", item).await? {
+            PutOnce::Written => {
+                return Ok(Answer::now(match declined {
+                    Some(reason) => Charge::Declined { reason },
+                    None => Charge::Succeeded { payment_id },
+                }))
             }
-            // Classified: throttling and outages redelivered, a request DynamoDB refuses for good
-            // dead-lettered with its reason.
-            Err(err) => Err(AwsError::new(err).into()),
+            PutOnce::Existing(old) => old,
+        };
+        // Something is under this key already: the answer it records, no second charge.
+        if text(&old, "status") == "cancelled" {
+            // Decided now (the refund only marked the key): the decline is this request's.
+            return Ok(Answer::now(Charge::Declined {
+                reason: "the order was cancelled before it was charged".into(),
+            }));
         }
+        let amount = old.get("amount").and_then(|v| v.as_n().ok());
+        if amount != Some(&request.amount.to_string()) || text(&old, "currency") != request.currency
+        {
+            return Err(HandlerError::Poison {
+                field: "data.total".into(),
+                reason: format!(
+                    "order {} was charged {} {} under its key; this event asks {} {}: the same \
+                     order with another payload",
+                    request.order_id,
+                    amount.map(String::as_str).unwrap_or("nothing"),
+                    text(&old, "currency"),
+                    request.amount,
+                    request.currency
+                ),
+            });
+        }
+        Ok(Answer::before(match text(&old, "status") {
+            "declined" => Charge::Declined {
+                reason: text(&old, "reason").to_string(),
+            },
+            // Charged (and maybe refunded since): the charge's answer again.
+            _ => Charge::Succeeded { payment_id },
+        }))
     }
 
-    async fn refund(&self, request: &RefundRequest) -> Result<Refund, HandlerError> {
+    async fn refund(&self, request: &RefundRequest) -> Result<Answer<Refund>, HandlerError> {
         let payment_id = payment_id(&request.idempotency_key);
         let s = |v: &str| AttributeValue::S(v.to_string());
         // Two rounds at most: a charge landing between the refund's update and its mark is
@@ -249,13 +283,13 @@ impl PaymentGateway for LedgerGateway {
                 .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
                 .send()
                 .await;
-            let item = match refunded {
-                Ok(out) => out.attributes.unwrap_or_default(),
+            let (item, now) = match refunded {
+                Ok(out) => (out.attributes.unwrap_or_default(), true),
                 Err(SdkError::ServiceError(e))
                     if e.err().is_conditional_check_failed_exception() =>
                 {
                     match self.item(&payment_id).await? {
-                        Some(item) => item,
+                        Some(item) => (item, false),
                         None => {
                             // Not charged yet: mark the key so the charge declines when it comes.
                             let marked = self
@@ -270,7 +304,7 @@ impl PaymentGateway for LedgerGateway {
                                 .send()
                                 .await;
                             match marked {
-                                Ok(_) => return Ok(Refund::NothingCharged),
+                                Ok(_) => return Ok(Answer::now(Refund::NothingCharged)),
                                 Err(SdkError::ServiceError(e))
                                     if e.err().is_conditional_check_failed_exception() =>
                                 {
@@ -283,7 +317,9 @@ impl PaymentGateway for LedgerGateway {
                 }
                 Err(err) => return Err(AwsError::new(err).into()),
             };
-            return Ok(match text(&item, "status").as_str() {
+            // Nothing to refund of a declined charge: that answer is this request's.
+            let now = now || text(&item, "status") == "declined";
+            let value = match text(&item, "status") {
                 "refunded" => Refund::Refunded {
                     payment_id,
                     amount: item
@@ -291,10 +327,11 @@ impl PaymentGateway for LedgerGateway {
                         .and_then(|v| v.as_n().ok())
                         .and_then(|n| n.parse().ok())
                         .unwrap_or(0),
-                    currency: text(&item, "currency"),
+                    currency: text(&item, "currency").to_string(),
                 },
                 _ => Refund::NothingCharged,
-            });
+            };
+            return Ok(Answer { value, now });
         }
         Err(HandlerError::Retry(format!(
             "the charge of order {} kept changing during its refund",
@@ -328,14 +365,15 @@ impl Payment<LedgerGateway> {
 
 impl<G: PaymentGateway> Payment<G> {
     /// The compensating effect: give back what the cancelled order was charged.
-    async fn refund(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
+    async fn refund(&self, event: &Envelope) -> Result<KeyedOutcome, HandlerError> {
         let cancelled: OrderCancelled = event.data_as()?;
         let request = RefundRequest {
             idempotency_key: charge_key(&cancelled.order_id),
             order_id: cancelled.order_id.clone(),
             reason: cancelled.reason.clone(),
         };
-        match self.gateway.refund(&request).await? {
+        let answer = self.gateway.refund(&request).await?;
+        let outcome = match answer.value {
             Refund::Refunded {
                 payment_id,
                 amount,
@@ -351,16 +389,17 @@ impl<G: PaymentGateway> Payment<G> {
                         reason: cancelled.reason,
                     })
                     .build()?;
-                Ok(Outcome::new("refunded")
+                Outcome::new("refunded")
                     .with_detail(serde_json::json!({ "paymentId": payment_id, "amount": amount }))
-                    .emitting(follow_up))
+                    .emitting(follow_up)
             }
-            Refund::NothingCharged => Ok(Outcome::new("nothing_to_refund")),
-        }
+            Refund::NothingCharged => Outcome::new("nothing_to_refund"),
+        };
+        Ok(keyed(answer.now, outcome))
     }
 }
 
-impl<G: PaymentGateway> ClaimedHandler for Payment<G> {
+impl<G: PaymentGateway> KeyedHandler for Payment<G> {
     fn name(&self) -> &'static str {
         "payment"
     }
@@ -375,7 +414,7 @@ impl<G: PaymentGateway> ClaimedHandler for Payment<G> {
         }
     }
 
-    async fn handle(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
+    async fn handle(&self, event: &Envelope) -> Result<KeyedOutcome, HandlerError> {
         if event.event_type() == types::ORDER_CANCELLED {
             return self.refund(event).await;
         }
@@ -388,7 +427,8 @@ impl<G: PaymentGateway> ClaimedHandler for Payment<G> {
             currency: order.currency.clone(),
             token: order.payment_token.clone(),
         };
-        match self.gateway.charge(&request).await? {
+        let answer = self.gateway.charge(&request).await?;
+        let outcome = match answer.value {
             Charge::Succeeded { payment_id } => {
                 let follow_up = event
                     .follow_up(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
@@ -400,11 +440,11 @@ impl<G: PaymentGateway> ClaimedHandler for Payment<G> {
                         customer: order.customer,
                     })
                     .build()?;
-                Ok(Outcome::new("charged")
+                Outcome::new("charged")
                     .with_detail(
                         serde_json::json!({ "paymentId": payment_id, "amount": request.amount }),
                     )
-                    .emitting(follow_up))
+                    .emitting(follow_up)
             }
             Charge::Declined { reason } => {
                 let follow_up = event
@@ -416,10 +456,21 @@ impl<G: PaymentGateway> ClaimedHandler for Payment<G> {
                         reason: reason.clone(),
                     })
                     .build()?;
-                Ok(Outcome::new("declined")
+                Outcome::new("declined")
                     .with_detail(serde_json::json!({ "reason": reason }))
-                    .emitting(follow_up))
+                    .emitting(follow_up)
             }
-        }
+        };
+        Ok(keyed(answer.now, outcome))
+    }
+}
+
+/// A gateway's answer as the subscriber's: new, or a duplicate's (its follow-ups go out again,
+/// with the same ids).
+fn keyed(now: bool, outcome: Outcome) -> KeyedOutcome {
+    if now {
+        KeyedOutcome::New(outcome)
+    } else {
+        KeyedOutcome::Existing(outcome)
     }
 }

@@ -5,14 +5,18 @@ use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::TransactWriteItem;
 use herald::idempotency::Conflict;
-use herald::{ClaimedHandler, Envelope, EventKind, HandlerError, TransactionalHandler};
+use herald::{
+    Envelope, EventKind, HandlerError, KeyedHandler, KeyedOutcome, Outcome, TransactionalHandler,
+};
 use serde_json::json;
-use shop::email::{Email, EmailSender, Mailer};
+use shop::email::{Email, EmailSender, Mailer, Sent};
 use shop::events::{
     sources, types, PaymentFailed, PaymentRefunded, PaymentSucceeded, StockReservationFailed,
 };
 use shop::inventory::Inventory;
-use shop::payment::{Charge, ChargeRequest, Payment, PaymentGateway, Refund, RefundRequest};
+use shop::payment::{
+    Answer, Charge, ChargeRequest, Payment, PaymentGateway, Refund, RefundRequest,
+};
 
 fn order_placed(id: &str, token: &str) -> Envelope {
     Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
@@ -52,27 +56,39 @@ struct FakeGateway {
 }
 
 impl PaymentGateway for FakeGateway {
-    async fn charge(&self, request: &ChargeRequest) -> Result<Charge, HandlerError> {
+    async fn charge(&self, request: &ChargeRequest) -> Result<Answer<Charge>, HandlerError> {
         if request.token == "tok_declined" {
-            return Ok(Charge::Declined {
+            return Ok(Answer::now(Charge::Declined {
                 reason: "card declined by issuer".into(),
-            });
+            }));
         }
-        self.charged.lock().unwrap().push(request.clone());
-        Ok(Charge::Succeeded {
+        let mut charged = self.charged.lock().unwrap();
+        let before = charged
+            .iter()
+            .any(|c| c.idempotency_key == request.idempotency_key);
+        if !before {
+            charged.push(request.clone());
+        }
+        let charge = Charge::Succeeded {
             payment_id: format!("pay-{}", request.order_id),
+        };
+        Ok(Answer {
+            value: charge,
+            now: !before,
         })
     }
 
-    async fn refund(&self, request: &RefundRequest) -> Result<Refund, HandlerError> {
+    async fn refund(&self, request: &RefundRequest) -> Result<Answer<Refund>, HandlerError> {
         let key = &request.idempotency_key;
         let mut charged = self.charged.lock().unwrap();
         let mut refunded = self.refunded.lock().unwrap();
+        let mut now = false;
         if let Some(at) = charged.iter().position(|c| &c.idempotency_key == key) {
             charged.remove(at);
             refunded.push(key.clone());
+            now = true;
         }
-        Ok(if refunded.contains(key) {
+        let value = if refunded.contains(key) {
             Refund::Refunded {
                 payment_id: format!("pay-{}", request.order_id),
                 amount: 3000,
@@ -80,7 +96,15 @@ impl PaymentGateway for FakeGateway {
             }
         } else {
             Refund::NothingCharged
-        })
+        };
+        Ok(Answer { value, now })
+    }
+}
+
+/// The outcome, new or a duplicate's.
+fn either(keyed: KeyedOutcome) -> Outcome {
+    match keyed {
+        KeyedOutcome::New(o) | KeyedOutcome::Existing(o) => o,
     }
 }
 
@@ -104,18 +128,20 @@ async fn payment_refunds_a_cancelled_order_once_and_nothing_it_never_charged() {
         .unwrap();
     let cancelled = order_cancelled("o-1");
     assert!(payment.wants(&cancelled));
-    let outcome = payment.handle(&cancelled).await.unwrap();
+    let outcome = either(payment.handle(&cancelled).await.unwrap());
     assert_eq!(outcome.effect, "refunded");
     let refund = &outcome.emit[0];
     assert_eq!(refund.event_type(), types::PAYMENT_REFUNDED);
     assert_eq!(refund.causation_id(), Some(cancelled.id()));
     let data: PaymentRefunded = refund.data_as().unwrap();
     assert_eq!((data.order_id.as_str(), data.amount), ("o-1", 3000));
-    // A redelivery answers the same follow-up: the next hop deduplicates it.
-    let again = payment.handle(&cancelled).await.unwrap();
+    // A redelivery is a duplicate with the same follow-up: the next hop deduplicates it.
+    let KeyedOutcome::Existing(again) = payment.handle(&cancelled).await.unwrap() else {
+        panic!("a redelivered refund is a duplicate");
+    };
     assert_eq!(again.emit[0].id(), refund.id());
 
-    let never_charged = payment.handle(&order_cancelled("o-2")).await.unwrap();
+    let never_charged = either(payment.handle(&order_cancelled("o-2")).await.unwrap());
     assert_eq!(never_charged.effect, "nothing_to_refund");
     assert!(never_charged.emit.is_empty());
 
@@ -133,7 +159,9 @@ async fn payment_charges_once_per_event_and_announces_the_result() {
     let payment = Payment::new(FakeGateway::default());
     let placed = order_placed("o-1", "tok_visa");
     assert!(payment.wants(&placed));
-    let outcome = payment.handle(&placed).await.unwrap();
+    let KeyedOutcome::New(outcome) = payment.handle(&placed).await.unwrap() else {
+        panic!("the first delivery charges");
+    };
     assert_eq!(outcome.effect, "charged");
     let follow_up = &outcome.emit[0];
     assert_eq!(follow_up.event_type(), types::PAYMENT_SUCCEEDED);
@@ -141,14 +169,18 @@ async fn payment_charges_once_per_event_and_announces_the_result() {
     assert_eq!(follow_up.correlation_id(), placed.correlation_id());
     let data: PaymentSucceeded = follow_up.data_as().unwrap();
     assert_eq!((data.amount, data.payment_id.as_str()), (3000, "pay-o-1"));
-    // A redelivery decides the same follow-up id: the next hop deduplicates it.
-    let again = payment.handle(&placed).await.unwrap();
+    // A redelivery is a duplicate with the same follow-up id: the next hop deduplicates it.
+    let KeyedOutcome::Existing(again) = payment.handle(&placed).await.unwrap() else {
+        panic!("a redelivery charges nothing");
+    };
     assert_eq!(again.emit[0].id(), follow_up.id());
 
-    let declined = payment
-        .handle(&order_placed("o-2", "tok_declined"))
-        .await
-        .unwrap();
+    let declined = either(
+        payment
+            .handle(&order_placed("o-2", "tok_declined"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(declined.emit[0].event_type(), types::PAYMENT_FAILED);
     let data: PaymentFailed = declined.emit[0].data_as().unwrap();
     assert_eq!(data.reason, "card declined by issuer");
@@ -178,9 +210,13 @@ async fn payment_refuses_an_order_that_does_not_add_up_as_poison() {
 struct FakeMailer(Mutex<Vec<Email>>);
 
 impl Mailer for FakeMailer {
-    async fn send(&self, email: &Email) -> Result<(), HandlerError> {
-        self.0.lock().unwrap().push(email.clone());
-        Ok(())
+    async fn send(&self, email: &Email) -> Result<Sent, HandlerError> {
+        let mut sent = self.0.lock().unwrap();
+        if sent.iter().any(|e| e.message_id == email.message_id) {
+            return Ok(Sent::Before);
+        }
+        sent.push(email.clone());
+        Ok(Sent::Now)
     }
 }
 
@@ -188,7 +224,17 @@ impl Mailer for FakeMailer {
 async fn email_confirms_a_payment_to_the_customer_and_rejects_a_bad_address() {
     let sender = EmailSender::new(FakeMailer::default());
     let paid = payment_succeeded("o-1", 3050, "c1@example.com");
-    sender.handle(&paid).await.unwrap();
+    assert!(matches!(
+        sender.handle(&paid).await.unwrap(),
+        KeyedOutcome::New(_)
+    ));
+    assert!(
+        matches!(
+            sender.handle(&paid).await.unwrap(),
+            KeyedOutcome::Existing(_)
+        ),
+        "a redelivery sends nothing"
+    );
     let bad = payment_succeeded("o-2", 1, "nobody");
     let err = sender.handle(&bad).await.unwrap_err();
     assert!(matches!(&err, HandlerError::Poison { field, .. } if field == "data.customer.email"));
@@ -222,7 +268,7 @@ fn inventory_reserves_every_line_with_the_order_reservation_in_one_decision() {
     let inventory = Inventory::new("stock");
     let placed = order_placed("o-1", "tok_visa");
     let decision = inventory.decide(&placed, None).unwrap();
-    let targets: Vec<String> = decision.writes.iter().map(target).collect();
+    let targets: Vec<String> = decision.effects().unwrap().iter().map(target).collect();
     assert!(
         targets.contains(&"stock/order#o-1".to_string()),
         "{targets:?}"
@@ -246,7 +292,8 @@ fn inventory_refuses_the_order_when_a_line_lacks_stock() {
     let first = inventory.decide(&placed, None).unwrap();
     // DynamoDB cancelled the transaction on the lamp's condition (`available >= :q`).
     let lamp = first
-        .writes
+        .effects()
+        .unwrap()
         .iter()
         .position(|w| target(w) == "stock/SKU-LAMP")
         .unwrap();
@@ -259,7 +306,7 @@ fn inventory_refuses_the_order_when_a_line_lacks_stock() {
     let data: StockReservationFailed = failed.data_as().unwrap();
     assert_eq!((data.sku.as_str(), data.requested), ("SKU-LAMP", 1));
     // No stock moves: only the order's `refused` reservation is written.
-    let targets: Vec<String> = second.writes.iter().map(target).collect();
+    let targets: Vec<String> = second.effects().unwrap().iter().map(target).collect();
     assert_eq!(targets, ["stock/order#o-1"]);
 }
 
@@ -268,7 +315,7 @@ fn analytics_counts_business_and_data_events_and_revenue_only() {
     let analytics = shop::analytics::Analytics::new("analytics");
     let paid = payment_succeeded("o-1", 3050, "c1@example.com");
     let decision = analytics.decide(&paid, None).unwrap();
-    let targets: Vec<String> = decision.writes.iter().map(target).collect();
+    let targets: Vec<String> = decision.effects().unwrap().iter().map(target).collect();
     assert_eq!(
         targets,
         ["analytics/type#payment_succeeded", "analytics/revenue#EUR"]
@@ -292,7 +339,8 @@ fn analytics_counts_business_and_data_events_and_revenue_only() {
     let targets: Vec<String> = analytics
         .decide(&sample, None)
         .unwrap()
-        .writes
+        .effects()
+        .unwrap()
         .iter()
         .map(target)
         .collect();
@@ -329,7 +377,7 @@ fn an_order_whose_cancellation_came_first_reserves_nothing() {
     let decision = inventory
         .decide(&placed, Some(Conflict { index: 0 }))
         .unwrap();
-    assert!(decision.writes.is_empty());
+    assert!(decision.is_empty());
     assert_eq!(decision.result.effect, "skipped_cancelled");
 }
 
@@ -338,21 +386,17 @@ fn an_order_whose_cancellation_came_first_reserves_nothing() {
 mod delivered {
     use std::time::{Duration, SystemTime};
 
-    use herald::idempotency::{Idempotency, IdempotencyConfig};
     use herald::producer::Producer;
-    use herald::subscriber::{Claimed, SqsSubscriber, SubscriberConfig};
+    use herald::subscriber::{Keyed, SqsSubscriber, SubscriberConfig};
     use herald::testing::{sqs_event, sqs_message, InMemoryDeadLetters, InMemoryStream};
 
     use super::*;
 
     fn subscriber(
         gateway: FakeGateway,
-    ) -> SqsSubscriber<Claimed<Payment<FakeGateway>>, InMemoryDeadLetters, InMemoryStream> {
+    ) -> SqsSubscriber<Keyed<Payment<FakeGateway>>, InMemoryDeadLetters, InMemoryStream> {
         SqsSubscriber::new(
-            Claimed::new(
-                Payment::new(gateway),
-                Idempotency::in_memory(IdempotencyConfig::new("idempotency", "payment")),
-            ),
+            Keyed::new(Payment::new(gateway)),
             InMemoryDeadLetters::new(),
             Producer::new(InMemoryStream::new()),
             SubscriberConfig {

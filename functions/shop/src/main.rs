@@ -34,12 +34,12 @@ async fn main() -> Result<(), Error> {
         }
         "payment" => {
             herald
-                .run_claimed(shop::payment::Payment::from_env(&aws)?)
+                .run_keyed(shop::payment::Payment::from_env(&aws)?)
                 .await
         }
         "email" => {
             herald
-                .run_claimed(shop::email::EmailSender::from_env(&aws)?)
+                .run_keyed(shop::email::EmailSender::from_env(&aws)?)
                 .await
         }
         "orders" => {

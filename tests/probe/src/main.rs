@@ -122,6 +122,7 @@ impl Probe {
         self.idempotency
             .run_transactional(&event, |_| {
                 Ok::<_, String>(Decision {
+                    deltas: Vec::new(),
                     writes: vec![effect.clone()],
                     result: (),
                 })

@@ -17,7 +17,7 @@ use futures::FutureExt;
 
 use super::error::PersistenceError;
 use super::record::{attr, IdempotencyRecord, RecordStatus};
-use super::store::{ClaimOutcome, CommitOutcome, IdempotencyStore};
+use super::store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyStore};
 use crate::aws::error_text;
 
 /// Records in one DynamoDB table (partition key `pk`, string; TTL on `expiresAt`).
@@ -145,16 +145,49 @@ impl DynamoDbStore {
         effects: Vec<TransactWriteItem>,
         now_ms: i64,
     ) -> Result<CommitOutcome, PersistenceError> {
-        let put = Put::builder()
-            .table_name(&self.table_name)
-            .set_item(Some(to_item(record)))
-            .condition_expression(CLAIM_CONDITION)
-            .set_expression_attribute_names(Some(claim_names()))
-            .set_expression_attribute_values(Some(claim_values(now_ms)))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(|e| PersistenceError::new(e.to_string()).with_source(e))?;
-        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        Ok(
+            match self
+                .transact_many(std::slice::from_ref(record), effects, now_ms)
+                .await?
+            {
+                BatchCommitOutcome::Committed => CommitOutcome::Committed,
+                BatchCommitOutcome::RecordsExist(mut old) => {
+                    CommitOutcome::RecordExists(old.pop().and_then(|(_, old)| old))
+                }
+                // Without reasons, the one record's condition is the likelier culprit: the
+                // caller reads the record, and finding none reports the failure.
+                BatchCommitOutcome::EffectFailed(None) => CommitOutcome::RecordExists(None),
+                BatchCommitOutcome::EffectFailed(Some(index)) => {
+                    CommitOutcome::EffectFailed { index }
+                }
+                BatchCommitOutcome::Collision(err) => CommitOutcome::Collision(err),
+            },
+        )
+    }
+
+    /// The records (each only where no record blocks it) and the effects in one
+    /// `TransactWriteItems`, records first.
+    async fn transact_many(
+        &self,
+        records: &[IdempotencyRecord],
+        effects: Vec<TransactWriteItem>,
+        now_ms: i64,
+    ) -> Result<BatchCommitOutcome, PersistenceError> {
+        let mut items = Vec::with_capacity(records.len() + effects.len());
+        for record in records {
+            let put = Put::builder()
+                .table_name(&self.table_name)
+                .set_item(Some(to_item(record)))
+                .condition_expression(CLAIM_CONDITION)
+                .set_expression_attribute_names(Some(claim_names()))
+                .set_expression_attribute_values(Some(claim_values(now_ms)))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(|e| PersistenceError::new(e.to_string()).with_source(e))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
         items.extend(effects);
         match self
             .client
@@ -165,13 +198,15 @@ impl DynamoDbStore {
             .send()
             .await
         {
-            Ok(_) => Ok(CommitOutcome::Committed),
-            Err(err) => match cancellation(&err) {
-                Some(Cancelled::RecordExists(old)) => Ok(CommitOutcome::RecordExists(
-                    old.map(|item| from_item(&record.key, &item)),
+            Ok(_) => Ok(BatchCommitOutcome::Committed),
+            Err(err) => match cancellation(&err, records.len()) {
+                Some(Cancelled::RecordsExist(old)) => Ok(BatchCommitOutcome::RecordsExist(
+                    old.into_iter()
+                        .map(|(i, item)| (i, item.map(|item| from_item(&records[i].key, &item))))
+                        .collect(),
                 )),
-                Some(Cancelled::Effect(index)) => Ok(CommitOutcome::EffectFailed { index }),
-                Some(Cancelled::Collision) => Ok(CommitOutcome::Collision(
+                Some(Cancelled::Effect(index)) => Ok(BatchCommitOutcome::EffectFailed(index)),
+                Some(Cancelled::Collision) => Ok(BatchCommitOutcome::Collision(
                     PersistenceError::new(error_text(&err))
                         .with_throttling(true)
                         .with_source(err),
@@ -230,6 +265,15 @@ impl IdempotencyStore for DynamoDbStore {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<CommitOutcome, PersistenceError>> {
         self.transact(record, effects, now_ms).boxed()
+    }
+
+    fn commit_batch<'a>(
+        &'a self,
+        records: &'a [IdempotencyRecord],
+        effects: Vec<TransactWriteItem>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<BatchCommitOutcome, PersistenceError>> {
+        self.transact_many(records, effects, now_ms).boxed()
     }
 }
 
@@ -309,16 +353,17 @@ fn invalid_write(err: &SdkError<TransactWriteItemsError>) -> Option<&'static str
 }
 
 enum Cancelled {
-    /// The record's condition failed: a duplicate (or a live claim). Carries the old item when
-    /// DynamoDB returned it.
-    RecordExists(Option<HashMap<String, AttributeValue>>),
-    /// The effect's write at this index failed its condition.
-    Effect(usize),
+    /// These records' conditions failed (index into the records): duplicates (or live claims).
+    /// Each carries the old item when DynamoDB returned it.
+    RecordsExist(Vec<(usize, Option<HashMap<String, AttributeValue>>)>),
+    /// An effect's condition failed: its index (into the effects) when the reasons tell.
+    Effect(Option<usize>),
     /// Another transaction touched the same items.
     Collision,
 }
 
-fn cancellation(err: &SdkError<TransactWriteItemsError>) -> Option<Cancelled> {
+/// Why a transaction of `records` records followed by effects was cancelled.
+fn cancellation(err: &SdkError<TransactWriteItemsError>, records: usize) -> Option<Cancelled> {
     let cancelled = match err.as_service_error()? {
         TransactWriteItemsError::TransactionCanceledException(cancelled) => cancelled,
         TransactWriteItemsError::TransactionInProgressException(_) => {
@@ -327,12 +372,16 @@ fn cancellation(err: &SdkError<TransactWriteItemsError>) -> Option<Cancelled> {
         _ => return None,
     };
     let reasons = cancelled.cancellation_reasons();
-    let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
-    if code(0) == "ConditionalCheckFailed" {
-        return Some(Cancelled::RecordExists(reasons[0].item().cloned()));
+    let failed = |i: &usize| reasons[*i].code() == Some("ConditionalCheckFailed");
+    let blocked: Vec<_> = (0..records.min(reasons.len()))
+        .filter(failed)
+        .map(|i| (i, reasons[i].item().cloned()))
+        .collect();
+    if !blocked.is_empty() {
+        return Some(Cancelled::RecordsExist(blocked));
     }
-    if let Some(i) = (1..reasons.len()).find(|&i| code(i) == "ConditionalCheckFailed") {
-        return Some(Cancelled::Effect(i - 1));
+    if let Some(i) = (records..reasons.len()).find(failed) {
+        return Some(Cancelled::Effect(Some(i - records)));
     }
     if reasons
         .iter()
@@ -346,7 +395,7 @@ fn cancellation(err: &SdkError<TransactWriteItemsError>) -> Option<Cancelled> {
             .message()
             .is_some_and(|m| m.contains("ConditionalCheckFailed"))
     {
-        return Some(Cancelled::RecordExists(None));
+        return Some(Cancelled::Effect(None));
     }
     None
 }

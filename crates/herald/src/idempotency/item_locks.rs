@@ -77,7 +77,7 @@ impl ItemLocks {
 }
 
 /// `table/attr=value,...` of an update, delete or condition check; `None` for a put.
-fn item_key(write: &TransactWriteItem) -> Option<String> {
+pub(super) fn item_key(write: &TransactWriteItem) -> Option<String> {
     let (table, key): (&str, &HashMap<String, AttributeValue>) = if let Some(u) = write.update() {
         (u.table_name(), u.key())
     } else if let Some(d) = write.delete() {

@@ -13,7 +13,7 @@ use futures::FutureExt;
 
 use super::error::PersistenceError;
 use super::record::{IdempotencyRecord, RecordStatus};
-use super::store::{ClaimOutcome, CommitOutcome, IdempotencyStore};
+use super::store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyStore};
 
 /// Whether an effect write's condition holds.
 type Oracle = Arc<dyn Fn(&TransactWriteItem) -> bool + Send + Sync>;
@@ -33,6 +33,7 @@ struct State {
     /// Commits still to refuse, each as a collision (`true`) or as throttling (`false`).
     refusals: std::collections::VecDeque<bool>,
     commits: usize,
+    batches: usize,
 }
 
 impl fmt::Debug for InMemoryStore {
@@ -74,6 +75,11 @@ impl InMemoryStore {
         state.refusals.extend(std::iter::repeat_n(false, throttles));
     }
 
+    /// Batch commits that went through.
+    pub fn batch_commits(&self) -> usize {
+        self.state().batches
+    }
+
     /// Commit attempts so far (refused ones included).
     pub fn commit_attempts(&self) -> usize {
         self.state().commits
@@ -93,6 +99,31 @@ impl InMemoryStore {
     fn state(&self) -> MutexGuard<'_, State> {
         // A test that panicked while holding the lock must not hide its own failure behind ours.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The first effect whose condition the oracle says fails. The oracle runs before the lock
+    /// is taken, so that it may look at the store itself.
+    fn failed_effect(&self, effects: &[TransactWriteItem]) -> Option<usize> {
+        let oracle = self
+            .oracle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        oracle.and_then(|holds| effects.iter().position(|write| !holds(write)))
+    }
+
+    /// The next refusal the test asked for: `Ok(err)` a collision, `Err(err)` throttling.
+    fn refusal(state: &mut State) -> Option<Result<PersistenceError, PersistenceError>> {
+        match state.refusals.pop_front()? {
+            true => Some(Ok(PersistenceError::new(
+                "TransactionCanceledException: [None, TransactionConflict]",
+            )
+            .with_throttling(true))),
+            false => Some(Err(PersistenceError::new(
+                "ThrottlingException: Rate of requests exceeds the allowed throughput.",
+            )
+            .with_throttling(true))),
+        }
     }
 
     /// The record at `key` if it keeps a claim out at `now_ms`.
@@ -166,31 +197,11 @@ impl IdempotencyStore for InMemoryStore {
         effects: Vec<TransactWriteItem>,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<CommitOutcome, PersistenceError>> {
-        // The oracle runs before the lock is taken, so that it may look at the store itself.
-        let oracle = self
-            .oracle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let failed = oracle.and_then(|holds| effects.iter().position(|write| !holds(write)));
+        let failed = self.failed_effect(&effects);
         let mut state = self.state();
         state.commits += 1;
-        match state.refusals.pop_front() {
-            Some(true) => {
-                let err = PersistenceError::new(
-                    "TransactionCanceledException: [None, TransactionConflict]",
-                )
-                .with_throttling(true);
-                return future::ready(Ok(CommitOutcome::Collision(err))).boxed();
-            }
-            Some(false) => {
-                let err = PersistenceError::new(
-                    "ThrottlingException: Rate of requests exceeds the allowed throughput.",
-                )
-                .with_throttling(true);
-                return future::ready(Err(err)).boxed();
-            }
-            None => {}
+        if let Some(refused) = Self::refusal(&mut state) {
+            return future::ready(refused.map(CommitOutcome::Collision)).boxed();
         }
         // The record's condition first, as DynamoDB's first cancellation reason is read first.
         let outcome = if let Some(old) = Self::blocking(&state, &record.key, now_ms) {
@@ -201,6 +212,40 @@ impl IdempotencyStore for InMemoryStore {
             state.records.insert(record.key.clone(), record.clone());
             state.writes.extend(effects);
             CommitOutcome::Committed
+        };
+        future::ready(Ok(outcome)).boxed()
+    }
+
+    fn commit_batch<'a>(
+        &'a self,
+        records: &'a [IdempotencyRecord],
+        effects: Vec<TransactWriteItem>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<BatchCommitOutcome, PersistenceError>> {
+        let failed = self.failed_effect(&effects);
+        let mut state = self.state();
+        state.commits += 1;
+        if let Some(refused) = Self::refusal(&mut state) {
+            return future::ready(refused.map(BatchCommitOutcome::Collision)).boxed();
+        }
+        let blocked: Vec<_> = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, record)| {
+                Self::blocking(&state, &record.key, now_ms).map(|old| (i, Some(old)))
+            })
+            .collect();
+        let outcome = if !blocked.is_empty() {
+            BatchCommitOutcome::RecordsExist(blocked)
+        } else if let Some(index) = failed {
+            BatchCommitOutcome::EffectFailed(Some(index))
+        } else {
+            for record in records {
+                state.records.insert(record.key.clone(), record.clone());
+            }
+            state.writes.extend(effects);
+            state.batches += 1;
+            BatchCommitOutcome::Committed
         };
         future::ready(Ok(outcome)).boxed()
     }

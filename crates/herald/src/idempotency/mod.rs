@@ -22,14 +22,18 @@
 //! Records live behind the [`IdempotencyStore`] port: [`DynamoDbStore`] in production,
 //! `InMemoryStore` (feature `test-util`) in tests. What records mean is decided here, in the
 //! modes, so both stores behave alike. Files: `config`, `error`, `record`, `store`, `dynamodb`,
-//! `memory`, `claimed`, `transactional`, `item_locks`, `cache`.
+//! `memory`, `claimed`, `transactional` (one event), `batch` (a batch's events in one
+//! transaction), `delta`, `item_locks`, `cache`.
 
+mod batch;
 mod cache;
 mod claimed;
 mod config;
+mod delta;
 mod dynamodb;
 mod error;
 mod item_locks;
+mod keyed;
 #[cfg(any(test, feature = "test-util"))]
 mod memory;
 mod record;
@@ -49,13 +53,15 @@ use crate::envelope::Envelope;
 
 use cache::Cache;
 pub use config::{IdempotencyConfig, KeyFn, PayloadHash, DEFAULT_RECORD_TTL};
+pub use delta::Delta;
 pub use dynamodb::DynamoDbStore;
 pub use error::{IdempotencyError, PersistenceError};
 use item_locks::ItemLocks;
+pub use keyed::{put_once, text, Item, PutOnce};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::InMemoryStore;
 pub use record::{attr, IdempotencyRecord, RecordStatus};
-pub use store::{ClaimOutcome, CommitOutcome, IdempotencyStore};
+pub use store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyStore};
 
 /// How a call ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -82,17 +88,43 @@ impl<T> Executed<T> {
 /// A transactional handler's decision: the effect's writes and the result to store with them.
 #[derive(Clone, Debug)]
 pub struct Decision<T> {
-    /// The writes of the effect (at most 99: the record takes one of the 100 transaction slots).
+    /// The writes of the effect, each applied as it is.
     pub writes: Vec<TransactWriteItem>,
+    /// Commutative changes to numbers (counters, stock levels): herald sums those of a batch's
+    /// events on one item into one write ([`Idempotency::run_transactional_batch`]). Writes and
+    /// deltas together: at most 99 (the record takes one of a transaction's 100 slots).
+    pub deltas: Vec<Delta>,
     /// What to store and return.
     pub result: T,
 }
 
-/// Why the previous decision could not be committed: its write at `index` failed its condition
+impl<T> Decision<T> {
+    /// The effect's writes in commit order: `writes`, then each delta's write. A [`Conflict`]'s
+    /// index points into this list.
+    pub fn effects(&self) -> Result<Vec<TransactWriteItem>, PersistenceError> {
+        let mut effects = self.writes.clone();
+        for delta in &self.deltas {
+            effects.push(delta.to_write()?);
+        }
+        Ok(effects)
+    }
+
+    /// How many writes the effect has (its deltas each count one, before any summing).
+    pub fn len(&self) -> usize {
+        self.writes.len() + self.deltas.len()
+    }
+
+    /// Whether the effect writes nothing (only the record is written).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Why the previous decision could not be committed: its effect at `index` failed its condition
 /// (for example "stock never below zero"). The handler decides again knowing this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conflict {
-    /// Index into the previous decision's `writes`.
+    /// Index into the previous decision's [`Decision::effects`]: its `writes`, then its `deltas`.
     pub index: usize,
 }
 

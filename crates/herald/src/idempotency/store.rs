@@ -53,6 +53,15 @@ pub trait IdempotencyStore: Send + Sync {
         effects: Vec<TransactWriteItem>,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<CommitOutcome, PersistenceError>>;
+
+    /// [`IdempotencyStore::commit`] for several events at once: every record of `records` and
+    /// every write of `effects` in one transaction, all or nothing.
+    fn commit_batch<'a>(
+        &'a self,
+        records: &'a [IdempotencyRecord],
+        effects: Vec<TransactWriteItem>,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<BatchCommitOutcome, PersistenceError>>;
 }
 
 /// How a claim ended.
@@ -80,5 +89,19 @@ pub enum CommitOutcome {
     },
     /// The transaction collided with another one on the same items; trying again may succeed.
     /// The error is what to report if the retries run out (marked as throttling).
+    Collision(PersistenceError),
+}
+
+/// How a batch commit ended. Nothing was written unless it is `Committed`.
+#[derive(Debug)]
+pub enum BatchCommitOutcome {
+    /// Every record and every effect are in.
+    Committed,
+    /// These records (index into `records`) blocked the commit, each with the stored record
+    /// when the store returned it: duplicates, to take out before committing the rest.
+    RecordsExist(Vec<(usize, Option<IdempotencyRecord>)>),
+    /// An effect failed its condition (`Some(index)` into `effects` when the store can tell).
+    EffectFailed(Option<usize>),
+    /// The transaction collided with another one; trying again may succeed.
     Collision(PersistenceError),
 }

@@ -19,7 +19,7 @@ const MAX_DECISIONS: u32 = 4;
 
 /// Time kept free before the invocation's deadline: one more commit, publishing follow-ups and
 /// answering the batch must still fit after the last backoff.
-const DEADLINE_RESERVE: Duration = Duration::from_secs(1);
+pub(super) const DEADLINE_RESERVE: Duration = Duration::from_secs(1);
 
 impl Idempotency {
     /// **Transactional mode.** `decide` returns the effect's writes and the result; they are
@@ -66,8 +66,10 @@ impl Idempotency {
         let mut decisions = 0;
         let mut contended = 0;
         loop {
-            let Decision { writes, result } =
-                decide(conflict).map_err(IdempotencyError::Handler)?;
+            let decision = decide(conflict).map_err(IdempotencyError::Handler)?;
+            let writes = decision.effects()?;
+            let writes_count = writes.len();
+            let result = decision.result;
             if writes.len() >= DYNAMODB_MAX_TRANSACT_ITEMS {
                 return Err(PersistenceError::new(format!(
                     "{} writes in one decision; the limit is {} (100 per transaction, one for the record)",
@@ -90,6 +92,7 @@ impl Idempotency {
             drop(held);
             let refused = match committed {
                 Ok(CommitOutcome::Committed) => {
+                    crate::metrics::count("EffectWrites", writes_count);
                     self.remember(&key, &hash, &json);
                     return Ok(Executed::Ran(result));
                 }
@@ -191,6 +194,7 @@ mod tests {
             assert_eq!(conflict, None);
             decisions.set(decisions.get() + 1);
             Ok::<_, String>(Decision {
+                deltas: Vec::new(),
                 writes: vec![take("apple"), take("pear")],
                 result: "reserved".to_string(),
             })
@@ -221,6 +225,7 @@ mod tests {
                     Some(_) => vec![take("apple")],
                 };
                 Ok::<_, String>(Decision {
+                    deltas: Vec::new(),
                     result: writes.len(),
                     writes,
                 })
@@ -240,6 +245,7 @@ mod tests {
         let outcome = idempotency
             .run_transactional(&event("evt-1", 1), |_| {
                 Ok::<_, String>(Decision {
+                    deltas: Vec::new(),
                     writes: vec![take("apple")],
                     result: (),
                 })
@@ -266,6 +272,7 @@ mod tests {
 
     fn count_once() -> Result<Decision<String>, String> {
         Ok(Decision {
+            deltas: Vec::new(),
             writes: vec![take("counter")],
             result: "counted".to_string(),
         })

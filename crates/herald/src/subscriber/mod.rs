@@ -2,14 +2,16 @@
 //!
 //! The pieces, outermost first:
 //! - [`SqsSubscriber`] decodes each message into an [`Envelope`] (raw SNS delivery, or the SNS
-//!   notification wrapper when raw delivery is off), runs the handler per event — events of one
-//!   aggregate in order, different aggregates concurrently — publishes the follow-up events the
-//!   handler asks for, dead-letters poison with its reason, and answers with the failed message
-//!   ids (`ReportBatchItemFailures`).
-//! - [`Claimed`] and [`Transactional`] wrap a domain handler in one of the two
+//!   notification wrapper when raw delivery is off), lets the handler settle what it can for the
+//!   whole batch at once (a transactional handler: one transaction), runs it per event for the
+//!   rest — events of one aggregate in order, different aggregates concurrently — publishes the
+//!   follow-up events of the whole batch together, dead-letters poison with its reason, and
+//!   answers with the failed message ids (`ReportBatchItemFailures`).
+//! - [`Claimed`], [`Transactional`] and [`Keyed`] wrap a domain handler in one of the three
 //!   [idempotency](crate::idempotency) modes.
-//! - The application's handlers implement [`ClaimedHandler`] or [`TransactionalHandler`] and
-//!   run with [`crate::Herald::run_claimed`] / [`crate::Herald::run_transactional`].
+//! - The application's handlers implement [`ClaimedHandler`], [`TransactionalHandler`] or
+//!   [`KeyedHandler`] and run with [`crate::Herald::run_claimed`] /
+//!   [`crate::Herald::run_transactional`] / [`crate::Herald::run_keyed`].
 //!
 //! Follow-up events have deterministic ids ([`Envelope::follow_up`]) and are stored with the
 //! idempotency record. A duplicate delivery publishes them again: if the first run crashed after
@@ -28,7 +30,7 @@ use serde_json::Value;
 use crate::envelope::{Envelope, ValidationError};
 use crate::idempotency::{Conflict, Decision, IdempotencyError};
 
-pub use idempotent::{Claimed, Transactional};
+pub use idempotent::{Claimed, Keyed, Transactional};
 pub use sqs::{decode, BatchSummary, SqsSubscriber, SubscriberConfig};
 
 /// What a handler did with one event; stored with the idempotency record.
@@ -146,6 +148,37 @@ pub trait TransactionalHandler: Send + Sync {
     ) -> Result<Decision<Outcome>, HandlerError>;
 }
 
+/// A subscriber whose effect carries its own proof: one write keyed by the event (an outbox
+/// item, a ledger entry, a view row) or a call under an idempotency key (a payment gateway's).
+/// No idempotency record is written: a redelivery runs the handler again, and the effect
+/// answers that it happened before — with what it stored then, so the same follow-ups come out.
+/// One write per event instead of a claim, the effect and a result.
+///
+/// The handler must make the effect conditional on its key, report an existing one as
+/// [`KeyedOutcome::Existing`], and refuse (as poison) a request whose key exists with other
+/// contents (the same event id with another payload). [`crate::idempotency::put_once`] does
+/// that for a DynamoDB item.
+pub trait KeyedHandler: Send + Sync {
+    /// The subscriber's name: dead-letter stage and metrics dimension.
+    fn name(&self) -> &'static str;
+    /// Whether the subscriber acts on this event at all.
+    fn wants(&self, event: &Envelope) -> bool;
+    /// Perform the effect, or find it done.
+    fn handle(
+        &self,
+        event: &Envelope,
+    ) -> impl Future<Output = Result<KeyedOutcome, HandlerError>> + Send;
+}
+
+/// What a [`KeyedHandler`]'s effect did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyedOutcome {
+    /// It happened now.
+    New(Outcome),
+    /// It had happened before, under the same key: a duplicate (its follow-ups go out again).
+    Existing(Outcome),
+}
+
 /// How one delivery ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Delivery {
@@ -214,4 +247,19 @@ pub trait RecordHandler: Send + Sync {
         event: &Envelope,
         deadline: SystemTime,
     ) -> impl Future<Output = Result<Delivery, RecordError>> + Send;
+
+    /// Settle what can be settled for a batch's events at once (in message order), before any
+    /// is [processed](RecordHandler::process) alone. `None` leaves an event to `process`,
+    /// called afterwards in order. Return `None` for an event whose earlier events (of its
+    /// aggregate) are left to `process`, so that they are applied first. By default nothing is
+    /// settled at once.
+    fn process_batch(
+        &self,
+        events: &[&Envelope],
+        deadline: SystemTime,
+    ) -> impl Future<Output = Vec<Option<Result<Delivery, RecordError>>>> + Send {
+        let _ = deadline;
+        let unsettled = events.iter().map(|_| None).collect();
+        async move { unsettled }
+    }
 }

@@ -1,7 +1,9 @@
 //! The SQS-facing subscriber: decoding messages into envelopes, running the handler per event,
 //! publishing follow-ups, dead-lettering poison with its reason, and the partial batch response.
 
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -13,7 +15,7 @@ use super::{Delivery, RecordError, RecordHandler};
 use crate::batch;
 use crate::dead_letter::{DeadLetter, DeadLetters};
 use crate::envelope::{Envelope, ValidationError};
-use crate::producer::{EventStream, Producer};
+use crate::producer::{EventStream, Producer, PublishError};
 use crate::schema::Upcasters;
 
 /// Subscriber settings.
@@ -87,6 +89,9 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
 
     /// Handle one SQS batch. Events are grouped by FIFO `MessageGroupId`, else by aggregate
     /// (`subject`): one group's events in order, groups concurrently ([`batch::process_sqs`]).
+    /// What the handler can settle for the batch at once ([`RecordHandler::process_batch`]: one
+    /// transaction) it settles first; the follow-ups of every event go out together at the end,
+    /// in as few `PutRecords` as the limits allow.
     pub async fn handle(
         &self,
         event: &SqsEvent,
@@ -98,12 +103,9 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
             .iter()
             .map(|m| decode(m).and_then(|e| self.config.upcasters.upcast(e)))
             .collect();
-        let summary = std::sync::Mutex::new(BatchSummary::default());
-        let count = |f: fn(&mut BatchSummary)| {
-            if let Ok(mut summary) = summary.lock() {
-                f(&mut summary)
-            }
-        };
+        let presettled = Mutex::new(self.process_batch(&envelopes, deadline).await);
+        let fates: Mutex<Vec<Option<Fate>>> =
+            Mutex::new(event.records.iter().map(|_| None).collect());
         let group = |i: usize, message: &SqsMessage| {
             batch::fifo_group(message).or_else(|| {
                 envelopes[i]
@@ -112,18 +114,47 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
                     .map(|e| e.partition_key().to_string())
             })
         };
+        // 1. Effects, each group's events in order; a record to retry stops its group.
         let report = batch::process_sqs(event, group, async |i, message| {
-            let span = match &envelopes[i] {
-                Ok(envelope) => crate::telemetry::event_span(envelope),
-                Err(_) => tracing::Span::none(),
+            let fate = match &envelopes[i] {
+                Ok(envelope) => {
+                    let settled = lock(&presettled)[i].take();
+                    self.process_one(envelope, settled, deadline)
+                        .instrument(crate::telemetry::event_span(envelope))
+                        .await
+                }
+                Err(err) => Fate::Failed(RecordError::Poison {
+                    field: err.field().to_string(),
+                    reason: err.to_string(),
+                }),
             };
-            self.settle(message, &envelopes[i], deadline, &count)
-                .instrument(span)
-                .await
+            let retry = match &fate {
+                Fate::Failed(RecordError::Retry(reason)) if !self.last_chance(message) => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            };
+            lock(&fates)[i] = Some(fate);
+            retry.map_or(Ok(()), Err)
         })
         .await;
-        let mut summary = summary.into_inner().unwrap_or_default();
-        summary.failed = report.response.batch_item_failures.len();
+        let mut fates = fates.into_inner().unwrap_or_else(PoisonError::into_inner);
+        // 2. Every follow-up of the batch at once.
+        self.emit(&mut fates).await;
+        // 3. Count, dead-letter, report.
+        let mut summary = BatchSummary::default();
+        let mut response = SqsBatchResponse::default();
+        for ((message, fate), outcome) in event.records.iter().zip(fates).zip(&report.outcomes) {
+            let settled = match fate {
+                Some(fate) => self.settle(message, fate, &mut summary).await,
+                // Skipped behind a failure of its group, or the processing panicked.
+                None => Err(()),
+            };
+            if settled.is_err() || *outcome != batch::RecordOutcome::Done {
+                response.add_failure(message.message_id.clone().unwrap_or_default());
+            }
+        }
+        summary.failed = response.batch_item_failures.len();
         tracing::info!(
             subscriber = self.handler.name(),
             messages = event.records.len(),
@@ -134,136 +165,180 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
             failed = summary.failed,
             "batch done"
         );
-        (report.response, summary)
+        (response, summary)
     }
 
-    /// One message to its end: done, dead-lettered, or reported for redelivery.
-    async fn settle(
+    /// What the handler settles for the whole batch before the events go one by one.
+    async fn process_batch(
         &self,
-        message: &SqsMessage,
-        envelope: &Result<Envelope, ValidationError>,
+        envelopes: &[Result<Envelope, ValidationError>],
         deadline: SystemTime,
-        count: &(impl Fn(fn(&mut BatchSummary)) + Sync),
-    ) -> Result<(), String> {
-        {
-            let fate = match envelope {
-                Ok(envelope) => self.process_one(envelope, deadline).await,
-                Err(err) => Fate::Failed(RecordError::Poison {
-                    field: err.field().to_string(),
-                    reason: err.to_string(),
-                }),
-            };
-            let last_chance = self
-                .config
-                .max_receive_count
-                .is_some_and(|max| receive_count(message) >= max);
-            let letter = match fate {
-                Fate::Done(delivery) => {
-                    let (delivery_name, effect) = match &delivery {
-                        Delivery::Applied(o) => ("applied", o.effect.as_str()),
-                        Delivery::Duplicate(o) => ("duplicate", o.effect.as_str()),
-                        Delivery::Ignored => ("ignored", ""),
-                    };
-                    tracing::info!(
-                        subscriber = self.handler.name(),
-                        delivery = delivery_name,
-                        effect,
-                        "processed"
-                    );
-                    count(match delivery {
-                        Delivery::Applied(_) => |s| s.applied += 1,
-                        Delivery::Duplicate(_) => |s| s.duplicates += 1,
-                        Delivery::Ignored => |s| s.ignored += 1,
-                    });
-                    return Ok(());
-                }
-                Fate::Failed(RecordError::Poison { field, reason }) => {
-                    self.letter(message, &reason).with_field(field)
-                }
-                Fate::Failed(RecordError::Retry(reason)) if last_chance => {
-                    let reason = format!(
-                        "gave up after {} receives: {reason}",
-                        receive_count(message)
-                    );
-                    self.letter(message, &reason)
-                }
-                Fate::Failed(RecordError::Retry(reason)) => {
-                    tracing::warn!(message_id = ?message.message_id, %reason, "reporting for redelivery");
-                    return Err(reason);
-                }
-            };
-            match self
-                .dead_letters
-                .send(std::slice::from_ref(&letter))
-                .await
-                .pop()
-            {
-                Some(Ok(())) => {
-                    tracing::warn!(message_id = ?message.message_id, reason = %letter.reason, "dead-lettered");
-                    count(|s| s.dead_lettered += 1);
-                    Ok(())
-                }
-                // Never drop it: let the queue redeliver (and its redrive policy catch it).
-                other => {
-                    let err = other
-                        .and_then(Result::err)
-                        .map(|e| e.to_string())
-                        .unwrap_or_default();
-                    tracing::error!(message_id = ?message.message_id, error = %err, "dead-lettering failed");
-                    Err(err)
-                }
-            }
+    ) -> Vec<Option<Result<Delivery, RecordError>>> {
+        let (indexes, events): (Vec<usize>, Vec<&Envelope>) = envelopes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.as_ref().ok().map(|e| (i, e)))
+            .unzip();
+        let mut settled: Vec<Option<Result<Delivery, RecordError>>> =
+            envelopes.iter().map(|_| None).collect();
+        if events.is_empty() {
+            return settled;
         }
+        // A panic here leaves every event to the one-by-one path, which catches it per record.
+        let Ok(results) = AssertUnwindSafe(self.handler.process_batch(&events, deadline))
+            .catch_unwind()
+            .await
+        else {
+            tracing::error!("the batch path panicked; processing the events one by one");
+            return settled;
+        };
+        for (i, result) in indexes.into_iter().zip(results) {
+            settled[i] = result;
+        }
+        settled
     }
 
-    async fn process_one(&self, envelope: &Envelope, deadline: SystemTime) -> Fate {
+    /// One message's effect: settled by the batch already, or processed now.
+    async fn process_one(
+        &self,
+        envelope: &Envelope,
+        settled: Option<Result<Delivery, RecordError>>,
+        deadline: SystemTime,
+    ) -> Fate {
+        if let Some(settled) = settled {
+            return match settled {
+                Ok(delivery) => Fate::Done(delivery),
+                Err(err) => Fate::Failed(err),
+            };
+        }
         // A panicking handler fails its record, not the batch (release builds keep unwinding on).
-        let processed = AssertUnwindSafe(self.handler.process(envelope, deadline))
+        match AssertUnwindSafe(self.handler.process(envelope, deadline))
             .catch_unwind()
-            .await;
-        let delivery = match processed {
-            Ok(Ok(delivery)) => delivery,
-            Ok(Err(err)) => return Fate::Failed(err),
+            .await
+        {
+            Ok(Ok(delivery)) => Fate::Done(delivery),
+            Ok(Err(err)) => Fate::Failed(err),
             Err(panic) => {
                 let message = batch::panic_message(&panic);
                 tracing::error!(event.id = envelope.id(), %message, "handler panicked");
-                return Fate::Failed(RecordError::Retry(format!(
+                Fate::Failed(RecordError::Retry(format!(
                     "the handler panicked: {message}"
-                )));
-            }
-        };
-        let emit = match &delivery {
-            Delivery::Applied(outcome) | Delivery::Duplicate(outcome) => &outcome.emit,
-            Delivery::Ignored => return Fate::Done(delivery),
-        };
-        if !emit.is_empty() {
-            let failures: Vec<_> = self
-                .emitter
-                .publish(emit)
-                .await
-                .into_iter()
-                .filter_map(Result::err)
-                .collect();
-            if failures.iter().any(|e| !e.is_retryable()) {
-                // The stream refuses a follow-up for good: no redelivery can publish it.
-                return Fate::Failed(RecordError::Poison {
-                    field: "emit".into(),
-                    reason: format!(
-                        "a follow-up event can never be published: {}",
-                        join(&failures)
-                    ),
-                });
-            }
-            if !failures.is_empty() {
-                let failures: Vec<String> = failures.iter().map(ToString::to_string).collect();
-                // The effect is stored; the redelivery replays it and publishes again.
-                return Fate::Failed(RecordError::Retry(format!(
-                    "could not publish follow-up events: {}",
-                    failures.join("; ")
-                )));
+                )))
             }
         }
-        Fate::Done(delivery)
+    }
+
+    /// Publish the follow-ups of every settled event in one go; an event whose follow-ups did
+    /// not all make it fails (its effect is stored: the redelivery replays it and publishes
+    /// again), as poison when the stream refuses one for good.
+    async fn emit(&self, fates: &mut [Option<Fate>]) {
+        let mut events = Vec::new();
+        let mut owners = Vec::new();
+        for (i, fate) in fates.iter().enumerate() {
+            if let Some(Fate::Done(Delivery::Applied(o) | Delivery::Duplicate(o))) = fate {
+                events.extend(o.emit.iter().cloned());
+                owners.extend(std::iter::repeat_n(i, o.emit.len()));
+            }
+        }
+        if events.is_empty() {
+            return;
+        }
+        let mut failures: BTreeMap<usize, Vec<PublishError>> = BTreeMap::new();
+        for (owner, result) in owners.into_iter().zip(self.emitter.publish(&events).await) {
+            if let Err(err) = result {
+                failures.entry(owner).or_default().push(err);
+            }
+        }
+        for (i, failures) in failures {
+            let reasons = failures
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            fates[i] = Some(Fate::Failed(
+                if failures.iter().any(|e| !e.is_retryable()) {
+                    // The stream refuses a follow-up for good: no redelivery can publish it.
+                    RecordError::Poison {
+                        field: "emit".into(),
+                        reason: format!("a follow-up event can never be published: {reasons}"),
+                    }
+                } else {
+                    RecordError::Retry(format!("could not publish follow-up events: {reasons}"))
+                },
+            ));
+        }
+    }
+
+    /// Whether the queue moves this message to its DLQ if it fails now.
+    fn last_chance(&self, message: &SqsMessage) -> bool {
+        self.config
+            .max_receive_count
+            .is_some_and(|max| receive_count(message) >= max)
+    }
+
+    /// One message to its end: done, dead-lettered (`Ok`), or to be redelivered (`Err`).
+    async fn settle(
+        &self,
+        message: &SqsMessage,
+        fate: Fate,
+        summary: &mut BatchSummary,
+    ) -> Result<(), ()> {
+        let letter = match fate {
+            Fate::Done(delivery) => {
+                let (delivery_name, effect) = match &delivery {
+                    Delivery::Applied(o) => ("applied", o.effect.as_str()),
+                    Delivery::Duplicate(o) => ("duplicate", o.effect.as_str()),
+                    Delivery::Ignored => ("ignored", ""),
+                };
+                tracing::info!(
+                    subscriber = self.handler.name(),
+                    delivery = delivery_name,
+                    effect,
+                    "processed"
+                );
+                match delivery {
+                    Delivery::Applied(_) => summary.applied += 1,
+                    Delivery::Duplicate(_) => summary.duplicates += 1,
+                    Delivery::Ignored => summary.ignored += 1,
+                }
+                return Ok(());
+            }
+            Fate::Failed(RecordError::Poison { field, reason }) => {
+                self.letter(message, &reason).with_field(field)
+            }
+            Fate::Failed(RecordError::Retry(reason)) if self.last_chance(message) => {
+                let reason = format!(
+                    "gave up after {} receives: {reason}",
+                    receive_count(message)
+                );
+                self.letter(message, &reason)
+            }
+            Fate::Failed(RecordError::Retry(reason)) => {
+                tracing::warn!(message_id = ?message.message_id, %reason, "reporting for redelivery");
+                return Err(());
+            }
+        };
+        match self
+            .dead_letters
+            .send(std::slice::from_ref(&letter))
+            .await
+            .pop()
+        {
+            Some(Ok(())) => {
+                tracing::warn!(message_id = ?message.message_id, reason = %letter.reason, "dead-lettered");
+                summary.dead_lettered += 1;
+                Ok(())
+            }
+            // Never drop it: let the queue redeliver (and its redrive policy catch it).
+            other => {
+                let err = other
+                    .and_then(Result::err)
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                tracing::error!(message_id = ?message.message_id, error = %err, "dead-lettering failed");
+                Err(())
+            }
+        }
     }
 
     fn letter(&self, message: &SqsMessage, reason: &str) -> DeadLetter {
@@ -282,12 +357,9 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
     }
 }
 
-fn join(errors: &[crate::producer::PublishError]) -> String {
-    errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
+/// A lock whose holder cannot have panicked midway (nothing in it panics): take it regardless.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn receive_count(message: &SqsMessage) -> u32 {

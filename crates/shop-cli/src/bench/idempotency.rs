@@ -118,6 +118,7 @@ pub async fn idempotency_requests(endpoint: &Endpoint, events: usize) -> Result<
             idempotency
                 .run_transactional(event, |_| {
                     Ok::<_, String>(Decision {
+                        deltas: Vec::new(),
                         writes: vec![effect(event)],
                         result: "done".to_string(),
                     })

@@ -1,0 +1,333 @@
+//! **Transactional mode for a whole batch** ([`Idempotency::run_transactional_batch`]): the
+//! records and effects of a batch's events in one `TransactWriteItems` instead of one per event,
+//! with their [`Delta`]s summed per item.
+//!
+//! What it saves: one request per batch instead of one per event, and a hot counter written once
+//! per batch. What it keeps: each event still has its own record, so a redelivery of any one of
+//! them, in any later batch, is still a duplicate; and everything commits or nothing does.
+//!
+//! When the batch path cannot settle an event, that event and every later one are left to the
+//! single-event path ([`Idempotency::run_transactional_until`]), which the caller runs in order
+//! afterwards: so an aggregate's events are still applied in order. That happens when a decision
+//! fails, when an effect's condition fails (a summed stock decrement cannot say whose line was
+//! short), when contention outlasts the backoff, and on any error DynamoDB gives the whole
+//! transaction. A record that blocks the commit is a duplicate: it is answered from the stored
+//! record and the rest committed without it.
+
+use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
+
+use aws_sdk_dynamodb::types::TransactWriteItem;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::delta::{merge, Delta};
+use super::error::PersistenceError;
+use super::item_locks::item_key;
+use super::record::{now_ms, IdempotencyRecord, RecordStatus};
+use super::store::BatchCommitOutcome;
+use super::transactional::DEADLINE_RESERVE;
+use super::{Conflict, Decision, Executed, Idempotency, IdempotencyError};
+use crate::envelope::Envelope;
+use crate::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
+
+/// One event ready to commit.
+struct Ready<T> {
+    /// Index into the caller's events.
+    index: usize,
+    record: IdempotencyRecord,
+    hash: String,
+    writes: Vec<TransactWriteItem>,
+    deltas: Vec<Delta>,
+    result: T,
+    json: String,
+}
+
+impl<T> Ready<T> {
+    /// Transaction slots: the record and each effect before summing (an upper bound).
+    fn slots(&self) -> usize {
+        1 + self.writes.len() + self.deltas.len()
+    }
+}
+
+/// Per event: settled by the batch, or `None` (left to the single-event path).
+pub type BatchResults<T, E> = Vec<Option<Result<Executed<T>, IdempotencyError<E>>>>;
+
+impl Idempotency {
+    /// **Transactional mode, a batch at a time.** `decide` is asked once per event, as in
+    /// [`Idempotency::run_transactional`]; the records and effects of as many events as fit go
+    /// in one `TransactWriteItems` (at most 100 items: a larger batch takes several), deltas on
+    /// one item summed into one write.
+    ///
+    /// Returns one entry per event: the event's result when the batch settled it (committed, or
+    /// a duplicate), `None` when it must go through
+    /// [`Idempotency::run_transactional_until`] — for that one and every later one, in order
+    /// (see the module docs for when).
+    pub async fn run_transactional_batch<T, E, F>(
+        &self,
+        events: &[&Envelope],
+        deadline: Option<SystemTime>,
+        mut decide: F,
+    ) -> BatchResults<T, E>
+    where
+        T: Serialize + DeserializeOwned + Clone,
+        F: FnMut(&Envelope, Option<Conflict>) -> Result<Decision<T>, E>,
+    {
+        let mut settled: BatchResults<T, E> = events.iter().map(|_| None).collect();
+        let ready = self.prepare(events, &mut decide, &mut settled);
+        let mut start = 0;
+        while start < ready.len() {
+            let end = chunk_end(&ready, start);
+            if !self
+                .commit_chunk(&ready[start..end], deadline, &mut settled)
+                .await
+            {
+                break;
+            }
+            start = end;
+        }
+        settled
+    }
+
+    /// Decide each event up to the first that cannot join a batch; duplicates the cache knows
+    /// are settled on the way.
+    fn prepare<T, E, F>(
+        &self,
+        events: &[&Envelope],
+        decide: &mut F,
+        settled: &mut BatchResults<T, E>,
+    ) -> Vec<Ready<T>>
+    where
+        T: Serialize + DeserializeOwned + Clone,
+        F: FnMut(&Envelope, Option<Conflict>) -> Result<Decision<T>, E>,
+    {
+        let mut ready = Vec::new();
+        let mut keys = HashSet::new();
+        let now = now_ms();
+        for (index, event) in events.iter().enumerate() {
+            let key = self.key_of(event);
+            let hash = self.hash_of(event);
+            match self.cached::<T, E>(&key, &hash) {
+                Ok(Some(result)) => {
+                    settled[index] = Some(Ok(Executed::Replayed(result)));
+                    continue;
+                }
+                Err(err) => {
+                    settled[index] = Some(Err(err));
+                    continue;
+                }
+                Ok(None) => {}
+            }
+            // The same event twice in one batch: the second must see the first's record.
+            if !keys.insert(key.clone()) {
+                break;
+            }
+            let Ok(decision) = decide(event, None) else {
+                break;
+            };
+            if decision.len() >= DYNAMODB_MAX_TRANSACT_ITEMS {
+                break;
+            }
+            let Ok(json) = serde_json::to_string(&decision.result) else {
+                break;
+            };
+            let record = IdempotencyRecord {
+                result: Some(json.clone()),
+                ..self.record(&key, &hash, RecordStatus::Completed, now)
+            };
+            ready.push(Ready {
+                index,
+                record,
+                hash,
+                writes: decision.writes,
+                deltas: decision.deltas,
+                result: decision.result,
+                json,
+            });
+        }
+        ready
+    }
+
+    /// Commit one chunk, taking duplicates out as they show up. `false`: the chunk was not
+    /// settled, so it and the rest go event by event.
+    async fn commit_chunk<T, E>(
+        &self,
+        chunk: &[Ready<T>],
+        deadline: Option<SystemTime>,
+        settled: &mut BatchResults<T, E>,
+    ) -> bool
+    where
+        T: Serialize + DeserializeOwned + Clone,
+    {
+        let mut members: Vec<&Ready<T>> = chunk.iter().collect();
+        let mut contended = 0;
+        while !members.is_empty() {
+            let records: Vec<IdempotencyRecord> =
+                members.iter().map(|m| m.record.clone()).collect();
+            let Ok(effects) = effects_of(&members) else {
+                return false;
+            };
+            let held = self.item_locks.lock(&effects).await;
+            let committed = self.store.commit_batch(&records, effects, now_ms()).await;
+            drop(held);
+            let refused = match committed {
+                Ok(BatchCommitOutcome::Committed) => {
+                    let writes: usize = members
+                        .iter()
+                        .map(|m| m.writes.len() + m.deltas.len())
+                        .sum();
+                    crate::metrics::count("EffectWrites", writes);
+                    for member in &members {
+                        self.remember(&member.record.key, &member.hash, &member.json);
+                        settled[member.index] = Some(Ok(Executed::Ran(member.result.clone())));
+                    }
+                    return true;
+                }
+                Ok(BatchCommitOutcome::RecordsExist(blocked)) => {
+                    let mut duplicates = HashSet::new();
+                    for (i, old) in blocked {
+                        let Some(member) = members.get(i) else {
+                            return false;
+                        };
+                        settled[member.index] = Some(self.replay(member, old).await);
+                        duplicates.insert(i);
+                    }
+                    let mut i = 0;
+                    members.retain(|_| {
+                        i += 1;
+                        !duplicates.contains(&(i - 1))
+                    });
+                    continue;
+                }
+                Ok(BatchCommitOutcome::EffectFailed(_)) => return false,
+                Ok(BatchCommitOutcome::Collision(err)) => err,
+                Err(err) if err.is_throttling() => err,
+                Err(err) => {
+                    tracing::warn!(error = %err, "batch commit refused; committing event by event");
+                    return false;
+                }
+            };
+            contended += 1;
+            let backoff = &self.config.conflict_backoff;
+            let delay = backoff.delay(contended);
+            let fits = deadline.is_none_or(|deadline| {
+                deadline
+                    .duration_since(SystemTime::now())
+                    .is_ok_and(|left| left > delay + DEADLINE_RESERVE)
+            });
+            if contended >= backoff.max_attempts || !fits {
+                tracing::warn!(error = %refused, attempts = contended, "batch commit still contended");
+                return false;
+            }
+            crate::metrics::count("TransactionRetries", 1);
+            tokio::time::sleep(delay).await;
+        }
+        true
+    }
+
+    /// A duplicate's answer: the result its record holds (read when the store did not return it).
+    async fn replay<T: DeserializeOwned, E>(
+        &self,
+        member: &Ready<T>,
+        old: Option<IdempotencyRecord>,
+    ) -> Result<Executed<T>, IdempotencyError<E>> {
+        let key = &member.record.key;
+        let old = match old {
+            Some(old) => Some(old),
+            None => self.store.get(key).await?,
+        };
+        match old {
+            Some(old) => self
+                .existing::<T, E>(key, &member.hash, &old)
+                .map(Executed::Replayed),
+            None => Err(PersistenceError::new(format!(
+                "the record {key} blocked the transaction but cannot be read"
+            ))
+            .into()),
+        }
+    }
+}
+
+/// Where the chunk starting at `start` ends: as many events as fit in one transaction whose
+/// items are all different (DynamoDB refuses two operations on one item; deltas on one item are
+/// summed, so only a delta meeting another kind of write on its item splits the chunk).
+fn chunk_end<T>(ready: &[Ready<T>], start: usize) -> usize {
+    let keys = key_names(&ready[start..]);
+    let mut slots = 0;
+    let mut written = HashSet::new();
+    let mut summed = HashSet::new();
+    let mut end = start;
+    for member in &ready[start..] {
+        let items: Vec<String> = member
+            .writes
+            .iter()
+            .filter_map(|w| item_key(w).or_else(|| put_key(w, &keys)))
+            .collect();
+        let deltas: Vec<String> = member.deltas.iter().map(Delta::item).collect();
+        let clash = items
+            .iter()
+            .any(|item| written.contains(item) || summed.contains(item))
+            || deltas.iter().any(|item| written.contains(item));
+        if end > start && (clash || slots + member.slots() > DYNAMODB_MAX_TRANSACT_ITEMS) {
+            break;
+        }
+        slots += member.slots();
+        written.extend(items);
+        summed.extend(deltas);
+        end += 1;
+    }
+    end
+}
+
+/// The key attribute names of each table, as the updates, deletes, checks and deltas name them
+/// (a put's item does not say which of its attributes are the key).
+fn key_names<T>(ready: &[Ready<T>]) -> HashMap<String, Vec<String>> {
+    let mut names: HashMap<String, Vec<String>> = HashMap::new();
+    let mut note = |table: &str, key: Vec<String>| {
+        let mut key = key;
+        key.sort();
+        names.entry(table.to_string()).or_insert(key);
+    };
+    for member in ready {
+        for write in &member.writes {
+            if let Some(u) = write.update() {
+                note(u.table_name(), u.key().keys().cloned().collect());
+            } else if let Some(d) = write.delete() {
+                note(d.table_name(), d.key().keys().cloned().collect());
+            } else if let Some(c) = write.condition_check() {
+                note(c.table_name(), c.key().keys().cloned().collect());
+            }
+        }
+        for delta in &member.deltas {
+            note(delta.table(), delta.key_names());
+        }
+    }
+    names
+}
+
+/// A put's item in [`item_key`]'s form, when its table's key names are known.
+fn put_key(write: &TransactWriteItem, keys: &HashMap<String, Vec<String>>) -> Option<String> {
+    let put = write.put()?;
+    let names = keys.get(put.table_name())?;
+    let mut parts: Vec<String> = names
+        .iter()
+        .map(|name| put.item().get(name).map(|v| format!("{name}={v:?}")))
+        .collect::<Option<_>>()?;
+    parts.sort();
+    Some(format!("{}/{}", put.table_name(), parts.join(",")))
+}
+
+/// The chunk's effects: every write as it is, then the deltas summed per item.
+fn effects_of<T>(members: &[&Ready<T>]) -> Result<Vec<TransactWriteItem>, PersistenceError> {
+    let mut effects: Vec<TransactWriteItem> = members
+        .iter()
+        .flat_map(|m| m.writes.iter().cloned())
+        .collect();
+    for delta in merge(members.iter().flat_map(|m| m.deltas.iter())) {
+        effects.push(delta.to_write()?);
+    }
+    Ok(effects)
+}
+
+#[cfg(test)]
+mod tests;

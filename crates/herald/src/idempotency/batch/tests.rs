@@ -1,0 +1,282 @@
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+
+use super::super::fixtures::{config, event, in_memory};
+use super::super::{Conflict, Decision, Delta, Executed, Idempotency, InMemoryStore};
+use crate::backoff::Backoff;
+use crate::envelope::Envelope;
+
+fn counter(metric: &str) -> Delta {
+    Delta::new("analytics", "metric", AttributeValue::S(metric.into())).add("count", 1)
+}
+
+/// A plain write on `item` (not summable).
+fn mark(item: &str) -> TransactWriteItem {
+    let update = Update::builder()
+        .table_name("orders")
+        .key("pk", AttributeValue::S(item.into()))
+        .update_expression("SET seen = :yes")
+        .expression_attribute_values(":yes", AttributeValue::Bool(true))
+        .build()
+        .unwrap();
+    TransactWriteItem::builder().update(update).build()
+}
+
+fn count(event: &Envelope, _: Option<Conflict>) -> Result<Decision<String>, String> {
+    Ok(Decision {
+        writes: Vec::new(),
+        deltas: vec![counter("type#user_signed_up")],
+        result: format!("counted {}", event.id()),
+    })
+}
+
+/// Another process on the same records: nothing in its cache.
+fn uncached(store: &InMemoryStore) -> Idempotency {
+    let mut config = config();
+    config.cache_capacity = 0;
+    Idempotency::with_store(store.clone(), config)
+}
+
+fn events(n: usize) -> Vec<Envelope> {
+    (0..n)
+        .map(|i| event(&format!("evt-{i}"), i as u32))
+        .collect()
+}
+
+fn ran(results: &super::BatchResults<String, String>) -> usize {
+    results
+        .iter()
+        .filter(|r| matches!(r, Some(Ok(Executed::Ran(_)))))
+        .count()
+}
+
+fn replayed(results: &super::BatchResults<String, String>) -> usize {
+    results
+        .iter()
+        .filter(|r| matches!(r, Some(Ok(Executed::Replayed(_)))))
+        .count()
+}
+
+#[tokio::test]
+async fn a_batch_commits_in_one_transaction_with_its_counters_summed() {
+    let (store, idempotency) = in_memory(config());
+    let events = events(5);
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, count)
+        .await;
+    assert_eq!(ran(&results), 5);
+    assert_eq!(store.commit_attempts(), 1, "one transaction for the batch");
+    let writes = store.committed_writes();
+    assert_eq!(writes.len(), 1, "five increments of one counter, one write");
+    let values = writes[0]
+        .update()
+        .unwrap()
+        .expression_attribute_values()
+        .unwrap();
+    assert_eq!(values[":a0"], AttributeValue::N("5".into()));
+    for e in &events {
+        assert!(
+            store.record(&idempotency.key_of(e)).is_some(),
+            "each event has its record"
+        );
+    }
+    // Redelivered to another process (no cache): every one a duplicate, nothing written again.
+    let again = uncached(&store)
+        .run_transactional_batch(&refs, None, count)
+        .await;
+    assert_eq!(replayed(&again), 5);
+    assert_eq!(store.committed_writes().len(), 1);
+    assert_eq!(
+        store.commit_attempts(),
+        2,
+        "one refused transaction told all five"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_in_the_batch_is_answered_from_its_record_and_the_rest_commit() {
+    let (store, idempotency) = in_memory(config());
+    let events = events(4);
+    // evt-2 was applied by an earlier delivery (another process: not in this one's cache).
+    uncached(&store)
+        .run_transactional_batch(&[&events[2]], None, count)
+        .await;
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, count)
+        .await;
+    assert_eq!(ran(&results), 3);
+    assert!(
+        matches!(&results[2], Some(Ok(Executed::Replayed(r))) if r == "counted evt-2"),
+        "{:?}",
+        results[2]
+    );
+    assert_eq!(
+        store.batch_commits(),
+        2,
+        "the earlier delivery's, then the other three"
+    );
+    let total: i64 = store
+        .committed_writes()
+        .iter()
+        .map(|w| {
+            let values = w.update().unwrap().expression_attribute_values().unwrap();
+            values[":a0"].as_n().unwrap().parse::<i64>().unwrap()
+        })
+        .sum();
+    assert_eq!(total, 4, "each event counted once");
+}
+
+#[tokio::test]
+async fn a_failed_condition_leaves_the_batch_to_the_single_event_path() {
+    let (store, idempotency) = in_memory(config());
+    store.set_condition_oracle(|_| false);
+    let events = events(3);
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, count)
+        .await;
+    assert!(results.iter().all(Option::is_none), "{results:?}");
+    assert!(store.committed_writes().is_empty());
+    assert_eq!(store.record(&idempotency.key_of(&events[0])), None);
+}
+
+#[tokio::test]
+async fn a_decision_that_fails_ends_the_batch_there() {
+    let (store, idempotency) = in_memory(config());
+    let events = events(4);
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, |event, conflict| {
+            if event.id() == "evt-2" {
+                return Err("cannot decide".to_string());
+            }
+            count(event, conflict)
+        })
+        .await;
+    assert_eq!(ran(&results), 2, "evt-0 and evt-1 committed");
+    assert!(
+        results[2].is_none() && results[3].is_none(),
+        "evt-2 and later go alone, in order"
+    );
+    assert_eq!(store.record(&idempotency.key_of(&events[3])), None);
+}
+
+#[tokio::test]
+async fn writes_on_one_item_go_in_separate_transactions_in_order() {
+    let (store, idempotency) = in_memory(config());
+    let events = events(3);
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, |event, _| {
+            // evt-0 and evt-2 mark the same order: DynamoDB refuses two operations on one item.
+            let item = if event.id() == "evt-1" {
+                "order-2"
+            } else {
+                "order-1"
+            };
+            Ok::<_, String>(Decision {
+                writes: vec![mark(item)],
+                deltas: Vec::new(),
+                result: event.id().to_string(),
+            })
+        })
+        .await;
+    assert_eq!(ran(&results), 3);
+    assert_eq!(
+        store.batch_commits(),
+        2,
+        "evt-0 and evt-1 together, then evt-2"
+    );
+    let items: Vec<String> = store
+        .committed_writes()
+        .iter()
+        .map(|w| w.update().unwrap().key()["pk"].as_s().unwrap().clone())
+        .collect();
+    assert_eq!(items, ["order-1", "order-2", "order-1"]);
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_a_transaction_takes_several() {
+    let (store, idempotency) = in_memory(config());
+    // 60 events of two items each (record + one write): 50 fit in a transaction of 100.
+    let events = events(60);
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, |event, _| {
+            Ok::<_, String>(Decision {
+                writes: vec![mark(event.id())],
+                deltas: Vec::new(),
+                result: String::new(),
+            })
+        })
+        .await;
+    assert_eq!(ran(&results), 60);
+    assert_eq!(store.batch_commits(), 2);
+}
+
+#[tokio::test]
+async fn a_collision_is_retried_and_then_commits() {
+    let mut config = config();
+    config.conflict_backoff = Backoff {
+        max_attempts: 10,
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(5),
+    };
+    let (store, idempotency) = in_memory(config);
+    store.refuse_commits(2, 1);
+    let events = events(3);
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, count)
+        .await;
+    assert_eq!(ran(&results), 3);
+    assert_eq!(store.commit_attempts(), 4);
+    assert_eq!(store.committed_writes().len(), 1);
+}
+
+#[tokio::test]
+async fn the_same_event_twice_in_a_batch_leaves_the_second_to_the_single_path() {
+    let (store, idempotency) = in_memory(config());
+    let first = event("evt-1", 1);
+    let again = event("evt-1", 1);
+    let results = idempotency
+        .run_transactional_batch(&[&first, &again], None, count)
+        .await;
+    assert!(matches!(results[0], Some(Ok(Executed::Ran(_)))));
+    assert!(results[1].is_none());
+    assert_eq!(store.committed_writes().len(), 1);
+}
+
+#[tokio::test]
+async fn a_put_and_an_update_of_one_item_go_in_separate_transactions() {
+    use aws_sdk_dynamodb::types::Put;
+    let (store, idempotency) = in_memory(config());
+    let events = events(2);
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, |event, _| {
+            // Placed, then cancelled: the put creates the item the update changes.
+            let write = if event.id() == "evt-0" {
+                let put = Put::builder()
+                    .table_name("orders")
+                    .item("pk", AttributeValue::S("order-1".into()))
+                    .item("status", AttributeValue::S("placed".into()))
+                    .build()
+                    .unwrap();
+                TransactWriteItem::builder().put(put).build()
+            } else {
+                mark("order-1")
+            };
+            Ok::<_, String>(Decision {
+                writes: vec![write],
+                deltas: Vec::new(),
+                result: String::new(),
+            })
+        })
+        .await;
+    assert_eq!(ran(&results), 2);
+    assert_eq!(store.batch_commits(), 2);
+}
