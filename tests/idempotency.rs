@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TransactWriteItem, Update,
 };
 use herald::idempotency::{
-    Decision, Delta, Executed, Idempotency, IdempotencyConfig, IdempotencyError,
+    put_once, Decision, Delta, Executed, Idempotency, IdempotencyConfig, IdempotencyError, PutOnce,
 };
 use herald::Envelope;
 
@@ -403,7 +403,7 @@ async fn the_cache_answers_duplicates_without_a_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_duplicate_costs_one_request_in_either_mode() {
+async fn a_duplicate_costs_one_request_in_any_mode() {
     let aws = common::aws().await;
     let counter = herald::aws::RequestCounter::default();
     let client = aws_sdk_dynamodb::Client::from_conf(
@@ -453,6 +453,31 @@ async fn a_duplicate_costs_one_request_in_either_mode() {
         // The duplicate's old record comes back in the cancellation reasons: no read.
         assert_eq!(counter.total(), 1, "{delivery}: {:?}", counter.counts());
     }
+
+    // Keyed: the effect's item is the record; the duplicate finds it with the refusal.
+    let outbox = table(&client, "messageId").await;
+    let item = || {
+        std::collections::HashMap::from([
+            ("messageId".to_string(), AttributeValue::S("m-1".into())),
+            ("body".to_string(), AttributeValue::S("hello".into())),
+        ])
+    };
+    counter.reset();
+    let first = put_once(&client, &outbox, "messageId", item())
+        .await
+        .unwrap();
+    assert_eq!(first, PutOnce::Written);
+    assert_eq!(counter.total(), 1, "{:?}", counter.counts());
+    counter.reset();
+    let again = put_once(&client, &outbox, "messageId", item())
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        PutOnce::Existing(item()),
+        "the stored item, as written"
+    );
+    assert_eq!(counter.total(), 1, "no read: {:?}", counter.counts());
 }
 
 /// The batch path on DynamoDB: one transaction for a batch, the stock deltas summed, and a

@@ -307,15 +307,25 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter 
             .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
             .map(|m| format!("{}.{}", m.service(), m.name()))
             .unwrap_or_else(|| "unknown".into());
-        // A transaction's cost is per item (2 write units each): count its items too.
-        let items = (operation == "DynamoDB.TransactWriteItems")
+        // A transaction's cost is per item (2 write units each): count its items too; and every
+        // write's units, from the size of what it writes.
+        let body = operation
+            .starts_with("DynamoDB.")
             .then(|| context.request().body().bytes())
             .flatten()
-            .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok())
-            .and_then(|body| body["TransactItems"].as_array().map(Vec::len));
+            .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok());
+        let items = (operation == "DynamoDB.TransactWriteItems")
+            .then(|| body.as_ref()?["TransactItems"].as_array().map(Vec::len))
+            .flatten();
+        let units = body
+            .as_ref()
+            .and_then(|body| crate::write_units::of_request(&operation, body));
         if let Ok(mut counts) = self.counts.lock() {
             if let Some(items) = items {
                 *counts.entry(format!("{operation}#items")).or_default() += items as u64;
+            }
+            if let Some(units) = units {
+                *counts.entry(format!("{operation}#wru")).or_default() += units;
             }
             *counts.entry(operation).or_default() += 1;
         }

@@ -33,6 +33,7 @@
 //! - [`projection`]: read models, their projector and rebuild;
 //! - [`dead_letter`]: poison records parked with their reason; [`unique_letters`]: once per record;
 //! - [`lambda`], [`telemetry`], [`metrics`]: serving a handler with Lambda-shaped logs and EMF metrics;
+//!   [`write_units`]: what a DynamoDB request bills, for cost models;
 //! - [`adapters`]: the AWS implementations of the ports; `testing` (feature `test-util`):
 //!   in-memory ones.
 
@@ -67,6 +68,7 @@ pub mod telemetry;
 pub mod testing;
 pub mod unique_letters;
 pub mod window;
+pub mod write_units;
 
 pub use app::Herald;
 pub use catalog::EventCatalog;

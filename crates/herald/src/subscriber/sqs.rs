@@ -144,13 +144,22 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
         // 3. Count, dead-letter, report.
         let mut summary = BatchSummary::default();
         let mut response = SqsBatchResponse::default();
-        for ((message, fate), outcome) in event.records.iter().zip(fates).zip(&report.outcomes) {
+        for (i, (message, fate)) in event.records.iter().zip(fates).enumerate() {
+            // Each line about an event is logged in its span (it names the event).
+            let span = match &envelopes[i] {
+                Ok(envelope) => crate::telemetry::event_span(envelope),
+                Err(_) => tracing::Span::none(),
+            };
             let settled = match fate {
-                Some(fate) => self.settle(message, fate, &mut summary).await,
+                Some(fate) => {
+                    self.settle(message, fate, &mut summary)
+                        .instrument(span)
+                        .await
+                }
                 // Skipped behind a failure of its group, or the processing panicked.
                 None => Err(()),
             };
-            if settled.is_err() || *outcome != batch::RecordOutcome::Done {
+            if settled.is_err() || report.outcomes[i] != batch::RecordOutcome::Done {
                 response.add_failure(message.message_id.clone().unwrap_or_default());
             }
         }

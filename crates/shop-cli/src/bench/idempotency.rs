@@ -2,6 +2,7 @@
 //! ([`herald::aws::RequestCounter`]) against whatever endpoint is configured. `shop bench
 //! idempotency` prints it.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
@@ -11,7 +12,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TransactWriteItem, Update,
 };
 use herald::aws::RequestCounter;
-use herald::idempotency::{Decision, Idempotency, IdempotencyConfig};
+use herald::idempotency::{put_once, Decision, Delta, Idempotency, IdempotencyConfig};
 use herald::Envelope;
 use herald_local::{binaries, Endpoint};
 
@@ -33,6 +34,8 @@ pub struct RequestRow {
     pub per_event: f64,
     /// Requests per event by operation.
     pub operations: Vec<(String, f64)>,
+    /// Write units per event (one per started KB, two per transaction item).
+    pub write_units: f64,
     /// The same path in the Powertools design.
     pub powertools: &'static str,
 }
@@ -72,16 +75,22 @@ pub async fn idempotency_requests(endpoint: &Endpoint, events: usize) -> Result<
 
     let mut rows = Vec::new();
     let mut measure = |path: &'static str, powertools: &'static str, counter: &RequestCounter| {
-        let operations: Vec<(String, f64)> = counter
-            .counts()
-            .into_iter()
+        let counts = counter.counts();
+        let operations: Vec<(String, f64)> = counts
+            .iter()
             .filter(|(op, _)| !op.contains('#'))
-            .map(|(op, n)| (op, n as f64 / events as f64))
+            .map(|(op, n)| (op.clone(), *n as f64 / events as f64))
             .collect();
+        let write_units: u64 = counts
+            .iter()
+            .filter(|(op, _)| op.ends_with("#wru"))
+            .map(|(_, n)| n)
+            .sum();
         rows.push(RequestRow {
             path,
             per_event: counter.total() as f64 / events as f64,
             operations,
+            write_units: write_units as f64 / events as f64,
             powertools,
         });
         counter.reset();
@@ -93,9 +102,9 @@ pub async fn idempotency_requests(endpoint: &Endpoint, events: usize) -> Result<
     for (path, powertools) in [
         (
             "claimed: first delivery",
-            "2 (PutItem claim + UpdateItem result)",
+            "2 (PutItem claim + UpdateItem result), 2 WU",
         ),
-        ("claimed: duplicate", "1 failed PutItem (ALL_OLD)"),
+        ("claimed: duplicate", "1 failed PutItem (ALL_OLD), 1 WU"),
     ] {
         for event in &claimed {
             idempotency
@@ -110,9 +119,12 @@ pub async fn idempotency_requests(endpoint: &Endpoint, events: usize) -> Result<
     for (path, powertools) in [
         (
             "transactional: first delivery",
-            "3 (claim + effect + result; no atomicity)",
+            "3 (claim + effect + result; no atomicity), 3 WU",
         ),
-        ("transactional: duplicate", "1 failed PutItem (ALL_OLD)"),
+        (
+            "transactional: duplicate",
+            "1 failed PutItem (ALL_OLD), 1 WU",
+        ),
     ] {
         for event in &transactional {
             idempotency
@@ -123,6 +135,61 @@ pub async fn idempotency_requests(endpoint: &Endpoint, events: usize) -> Result<
                         result: "done".to_string(),
                     })
                 })
+                .await
+                .map_err(|e| anyhow!("{e}"))?;
+        }
+        measure(path, powertools, &counter);
+    }
+
+    // The batch path: ten events per transaction, each adding to one shared counter (summed).
+    let batched: Vec<Envelope> = (0..events).map(|i| event("batched", i)).collect();
+    for (path, powertools) in [
+        (
+            "transactional, batches of 10: first delivery",
+            "3 per event (claim + effect + result), 3 WU",
+        ),
+        (
+            "transactional, batches of 10: duplicate",
+            "1 failed PutItem (ALL_OLD), 1 WU",
+        ),
+    ] {
+        for chunk in batched.chunks(10) {
+            let refs: Vec<&Envelope> = chunk.iter().collect();
+            let results = idempotency
+                .run_transactional_batch(&refs, Some(deadline()), |_, _| {
+                    Ok::<_, String>(Decision {
+                        writes: Vec::new(),
+                        deltas: vec![Delta::new(
+                            &effects,
+                            "id",
+                            AttributeValue::S("counter".into()),
+                        )
+                        .add("n", 1)],
+                        result: "done".to_string(),
+                    })
+                })
+                .await;
+            if let Some(unsettled) = results.iter().position(Option::is_none) {
+                return Err(anyhow!("the batch left event {unsettled} unsettled"));
+            }
+        }
+        measure(path, powertools, &counter);
+    }
+    // Keyed: the effect's item is the record.
+    let keyed: Vec<Envelope> = (0..events).map(|i| event("keyed", i)).collect();
+    for (path, powertools) in [
+        (
+            "keyed (the effect's item is the record): first delivery",
+            "3 (claim + effect + result), 3 WU",
+        ),
+        ("keyed: duplicate", "1 failed PutItem (ALL_OLD), 1 WU"),
+    ] {
+        for event in &keyed {
+            let item = HashMap::from([
+                ("id".to_string(), AttributeValue::S(event.id().to_string())),
+                ("status".to_string(), AttributeValue::S("sent".into())),
+            ]);
+            put_once(&client, &effects, "id", item)
                 .await
                 .map_err(|e| anyhow!("{e}"))?;
         }
@@ -142,8 +209,11 @@ pub fn render_requests(rows: &[RequestRow], events: usize, endpoint: &str) -> St
         out,
         "DynamoDB requests per event ({events} events per path, endpoint {endpoint})\n"
     );
-    let _ = writeln!(out, "| path | herald | by operation | Powertools design |");
-    let _ = writeln!(out, "|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| path | herald requests | herald write units | by operation | Powertools design |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---|---|");
     for row in rows {
         let ops: Vec<String> = row
             .operations
@@ -152,9 +222,10 @@ pub fn render_requests(rows: &[RequestRow], events: usize, endpoint: &str) -> St
             .collect();
         let _ = writeln!(
             out,
-            "| {} | {:.2} | {} | {} |",
+            "| {} | {:.2} | {:.2} | {} | {} |",
             row.path,
             row.per_event,
+            row.write_units,
             ops.join(", "),
             row.powertools
         );

@@ -23,6 +23,8 @@ pub const SNS_BATCH_ENTRIES: f64 = 10.0;
 pub const DYNAMODB_PARTITION_WCU: f64 = 1_000.0;
 /// DynamoDB on-demand, one table: write request units per second (quota).
 pub const DYNAMODB_TABLE_WRU: f64 = 40_000.0;
+/// DynamoDB: items in one `TransactWriteItems` (hard).
+pub const DYNAMODB_TRANSACT_ITEMS: f64 = 100.0;
 /// DynamoDB: write units of one item written inside a transaction (1 KB item).
 pub const DYNAMODB_TRANSACTION_ITEM_WCU: f64 = 2.0;
 
@@ -30,6 +32,12 @@ pub const DYNAMODB_TRANSACTION_ITEM_WCU: f64 = 2.0;
 pub const LAMBDA_ACCOUNT_CONCURRENCY: f64 = 1_000.0;
 /// Lambda arm64 price per GB-second.
 pub const LAMBDA_ARM_GB_SECOND: f64 = 0.000_013_333_4;
+
+/// Subscriber batch sizes the sizing tries, smallest first (`SubscriberBatchSize`; above 10 a
+/// mapping needs a batching window, which the template sets).
+pub const BATCH_STEPS: [f64; 5] = [10.0, 20.0, 50.0, 100.0, 200.0];
+/// The largest of them: beyond a transaction's 100 items a batch sums no more per write.
+pub const MAX_SUBSCRIBER_BATCH: f64 = 200.0;
 
 /// SQS event source mapping: the most concurrent invocations Lambda scales a function's SQS
 /// pollers to (hard ceiling of `MaximumConcurrency`).

@@ -61,15 +61,6 @@ pub fn settings(template: &Template, events_per_request: f64) -> Result<Settings
         .find(|(id, _)| *id == "RouterStreamMapping")
         .map(|(_, r)| r.properties.clone())
         .context("the template's RouterStreamMapping")?;
-    let subscriber_batch = template
-        .of_kind("AWS::Lambda::EventSourceMapping")
-        .filter_map(|(_, r)| {
-            r.properties
-                .get("ScalingConfig")
-                .and(r.properties.get("BatchSize"))
-                .and_then(number)
-        })
-        .fold(f64::MAX, f64::min);
     Ok(Settings {
         shards: parameter("StreamShards")?,
         parallelization: router
@@ -77,11 +68,7 @@ pub fn settings(template: &Template, events_per_request: f64) -> Result<Settings
             .and_then(number)
             .unwrap_or(1.0),
         router_batch: router.get("BatchSize").and_then(number).unwrap_or(100.0),
-        subscriber_batch: if subscriber_batch == f64::MAX {
-            10.0
-        } else {
-            subscriber_batch
-        },
+        subscriber_batch: parameter("SubscriberBatchSize")?,
         subscriber_concurrency: parameter("SubscriberConcurrency")?,
         public_concurrency: parameter("PublicConcurrency")?,
         api_rate_limit: parameter("ApiRateLimit")?,
@@ -129,18 +116,21 @@ pub fn profile(run: &PipelineRun, root: &Path) -> Result<Profile> {
         .filter(|(_, d)| *d > 0.0)
         .collect();
     let units = herald_units(run);
-    // The idempotency table: one item of every transaction (2 units), and the claim and the
-    // result of every claimed-mode delivery (two of its three `PutItem`s: claim, effect, result).
-    let transactions: f64 = run
+    // The idempotency table: a transactional subscriber's record of each event it applied (a
+    // transaction item: 2 units) and each duplicate's refused write (1); keyed subscribers
+    // write none (their effect is the record).
+    let idempotency_wcu: f64 = run
         .metrics
         .values()
-        .filter_map(|m| m.get("aws:DynamoDB.TransactWriteItems"))
-        .sum();
-    let claimed_puts: f64 = ["payment", "email"]
-        .iter()
-        .map(|f| metric(f, "aws:DynamoDB.PutItem"))
-        .sum();
-    let idempotency_wcu = (2.0 * transactions + claimed_puts * 2.0 / 3.0) / events;
+        .filter(|m| {
+            m.contains_key("aws:DynamoDB.TransactWriteItems") && m.contains_key("EffectWrites")
+        })
+        .map(|m| {
+            let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
+            limits::DYNAMODB_TRANSACTION_ITEM_WCU * get("EventsOut") + get("Duplicates")
+        })
+        .sum::<f64>()
+        / events;
     // The traffic the load sent, for the busiest items: every order counts once into
     // `type#order_placed`, and reserves on the stock item of each SKU it lists.
     let catalog = workload::catalog(&root.join("infra/seed"))?;
@@ -163,14 +153,23 @@ pub fn profile(run: &PipelineRun, root: &Path) -> Result<Profile> {
         }
     }
     let order_share = run.load.orders as f64 / events;
+    let delivered = |subscriber: &str| deliveries.get(subscriber).copied().unwrap_or(0.0);
+    // Analytics counts every order into one item; each message takes one transaction item (its
+    // record), the counters being summed.
     let mut hot_items = vec![HotItem {
         name: "analytics counter type#order_placed".into(),
-        wcu_per_event: order_share * limits::DYNAMODB_TRANSACTION_ITEM_WCU,
+        subscriber: "analytics".into(),
+        share: order_share / delivered("analytics").max(1e-9),
+        items_per_message: 1.0,
     }];
+    // Inventory reserves on the SKU's stock item; each order takes its record and its
+    // reservation item.
     if let Some((sku, share)) = per_sku.iter().max_by(|a, b| a.1.total_cmp(b.1)) {
         hot_items.push(HotItem {
             name: format!("stock item {sku} (in {:.0} % of orders)", share * 100.0),
-            wcu_per_event: order_share * share * limits::DYNAMODB_TRANSACTION_ITEM_WCU,
+            subscriber: "inventory".into(),
+            share: order_share * share / delivered("inventory").max(1e-9),
+            items_per_message: 2.0,
         });
     }
     Ok(Profile {
@@ -257,9 +256,16 @@ pub fn render(profile: &Profile, settings: &Settings, run: &PipelineRun) -> Stri
     let deliveries: f64 = profile.deliveries.values().sum();
     for (what, model, measured) in [
         (
-            // The producer's request, and one per follow-up (subscribers emit per delivery).
+            // The producer's request, and one per batch of the subscribers that emit follow-ups
+            // (payment for every order; inventory when it refuses, counted as always: an upper
+            // bound).
             "Kinesis PutRecords",
-            1.0 / settings.events_per_request + (profile.records - 1.0),
+            1.0 / settings.events_per_request
+                + ["payment", "inventory"]
+                    .iter()
+                    .filter_map(|s| profile.deliveries.get(*s))
+                    .sum::<f64>()
+                    / settings.subscriber_batch,
             units.kinesis_requests,
         ),
         (

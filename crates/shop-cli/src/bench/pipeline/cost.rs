@@ -1,5 +1,6 @@
 //! The cost model: billable units per submitted event, from a run's EMF metrics, for herald and
-//! for a naive design of the same pipeline; and the list prices they are priced at.
+//! for three other designs of the same pipeline (Powertools' idempotency, a naive pipeline, and
+//! the floor: the effects alone); and the list prices they are priced at.
 
 use super::PipelineRun;
 
@@ -114,18 +115,7 @@ pub(super) fn of(run: &PipelineRun, function: &str, key: &str) -> f64 {
 /// herald's units per submitted event in `run`.
 pub fn herald_units(run: &PipelineRun) -> Units {
     let events = run.load.sent.max(1) as f64;
-    let transact_items = sum(run, "aws:DynamoDB.TransactWriteItems#items");
-    let writes = sum(run, "aws:DynamoDB.PutItem")
-        + sum(run, "aws:DynamoDB.UpdateItem")
-        + sum(run, "aws:DynamoDB.DeleteItem");
     let reads = sum(run, "aws:DynamoDB.GetItem") + sum(run, "aws:DynamoDB.Query");
-    let dynamodb_requests: f64 = run
-        .metrics
-        .values()
-        .flat_map(|m| m.iter())
-        .filter(|(k, _)| k.starts_with("aws:DynamoDB.") && !k.contains('#'))
-        .map(|(_, v)| v)
-        .sum();
     let sqs_sent: f64 = run
         .metrics
         .values()
@@ -138,27 +128,85 @@ pub fn herald_units(run: &PipelineRun) -> Units {
         kinesis_put_units: of(run, "router", "EventsIn") / events,
         sns_requests: sum(run, "aws:SNS.PublishBatch") / events,
         sqs_requests: (run.poller.0 + run.poller.1) as f64 / events + sqs_sent / events,
-        dynamodb_requests: dynamodb_requests / events,
-        dynamodb_wru: (writes + 2.0 * transact_items) / events,
+        dynamodb_requests: dynamodb_requests(run.metrics.values()) / events,
+        dynamodb_wru: write_units(run.metrics.values()) / events,
         dynamodb_rru: reads / events,
         lambda_invocations: sum(run, "Invocations") / events,
         archive_records: of(run, "router", "EventsIn") / events,
     }
 }
 
-/// The naive baseline for the same traffic: one `PutRecord` per record, one `Publish` per routed
-/// event, and idempotency as two writes per delivery (claim, then complete) beside the effect
-/// instead of inside its transaction. Everything else as herald does it.
+type Metrics = std::collections::BTreeMap<String, f64>;
+
+/// DynamoDB requests in these functions' metrics.
+fn dynamodb_requests<'a>(functions: impl Iterator<Item = &'a Metrics>) -> f64 {
+    functions
+        .flat_map(|m| m.iter())
+        .filter(|(k, _)| k.starts_with("aws:DynamoDB.") && !k.contains('#'))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// DynamoDB write units in these functions' metrics, as the SDK interceptor sized them
+/// (`#wru`: one per started KB, two inside a transaction).
+fn write_units<'a>(functions: impl Iterator<Item = &'a Metrics>) -> f64 {
+    functions
+        .flat_map(|m| m.iter())
+        .filter(|(k, _)| k.starts_with("aws:DynamoDB.") && k.ends_with("#wru"))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// The subscribers' DynamoDB in another design: for each subscriber (a function reporting
+/// `EffectWrites`), its measured write units and requests are replaced by `units(effects,
+/// applied, duplicates)`; the rest of the pipeline stays as measured.
+fn redesigned(run: &PipelineRun, units: fn(f64, f64, f64) -> f64) -> (f64, f64) {
+    let events = run.load.sent.max(1) as f64;
+    let (mut wru, mut requests) = (0.0, 0.0);
+    for metrics in run.metrics.values() {
+        let get = |key: &str| metrics.get(key).copied().unwrap_or(0.0);
+        let one = std::iter::once(metrics);
+        if metrics.contains_key("EffectWrites") {
+            let writes = units(get("EffectWrites"), get("EventsOut"), get("Duplicates"));
+            wru += writes;
+            requests += writes;
+        } else {
+            wru += write_units(one.clone());
+            requests += dynamodb_requests(one);
+        }
+    }
+    (wru / events, requests / events)
+}
+
+/// Powertools for Lambda's idempotency design on herald's batching: per delivery a claim
+/// (`PutItem`) and a result (`UpdateItem`) beside the effect's own writes, one unit each; a
+/// duplicate costs one failed conditional write.
+pub fn powertools_units(run: &PipelineRun) -> Units {
+    let mut units = herald_units(run);
+    let (wru, requests) = redesigned(run, |effects, applied, duplicates| {
+        effects + 2.0 * applied + duplicates
+    });
+    units.dynamodb_wru = wru;
+    units.dynamodb_requests = requests;
+    units
+}
+
+/// The naive baseline: Powertools' idempotency, and no batching either — one `PutRecord` per
+/// record, one `Publish` per routed event.
 pub fn naive_units(run: &PipelineRun) -> Units {
     let events = run.load.sent.max(1) as f64;
-    let mut units = herald_units(run);
-    let transactions = sum(run, "aws:DynamoDB.TransactWriteItems");
-    let transact_items = sum(run, "aws:DynamoDB.TransactWriteItems#items");
+    let mut units = powertools_units(run);
     units.kinesis_requests = units.kinesis_put_units;
     units.sns_requests = of(run, "router", "EventsOut") / events;
-    // A transaction of n items (record + n-1 effect writes) at 2 units each becomes claim +
-    // n-1 effect writes + complete at 1 unit each, in n+1 requests.
-    units.dynamodb_wru += (-2.0 * transact_items + transact_items + transactions) / events;
-    units.dynamodb_requests += (transact_items + transactions - transactions) / events;
+    units
+}
+
+/// The floor: herald's batching, and the effects' own writes with no idempotency at all (one
+/// unit per effect write per event, nothing for a duplicate: at-most-once with no record).
+pub fn floor_units(run: &PipelineRun) -> Units {
+    let mut units = herald_units(run);
+    let (wru, requests) = redesigned(run, |effects, _, _| effects);
+    units.dynamodb_wru = wru;
+    units.dynamodb_requests = requests;
     units
 }

@@ -24,7 +24,7 @@ use herald_local::{binaries, Endpoint};
 use crate::demo::workload;
 use crate::load::{self, LoadOptions, LoadSummary};
 
-pub use cost::{herald_units, naive_units, prices, Units};
+pub use cost::{floor_units, herald_units, naive_units, powertools_units, prices, Units};
 pub use emulator::{emulator_speed, EmulatorSpeed};
 pub use render::render;
 

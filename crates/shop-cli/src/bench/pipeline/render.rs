@@ -4,12 +4,15 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::cost::{herald_units, naive_units, of, Units};
+use super::cost::{floor_units, herald_units, naive_units, of, powertools_units, Units};
 use super::{EmulatorSpeed, PipelineRun};
 use crate::load::quantile;
 
 /// Reads one kind of unit.
 type UnitOf = fn(&Units) -> f64;
+
+/// A design's units for a run.
+type Design = fn(&PipelineRun) -> Units;
 
 /// The tables for a happy-path run and a run with duplicates, plus the emulator's speed.
 pub fn render(runs: &[PipelineRun], emulator: &EmulatorSpeed) -> String {
@@ -98,22 +101,23 @@ pub fn render(runs: &[PipelineRun], emulator: &EmulatorSpeed) -> String {
     );
     // The cost model reads the runs at a sustainable rate (the first two).
     let priced = &runs[..runs.len().min(2)];
+    let designs: [(&str, Design); 4] = [
+        ("herald", herald_units),
+        ("Powertools' design", powertools_units),
+        ("naive", naive_units),
+        ("floor", floor_units),
+    ];
     let mut header = String::from("| units per event |");
     let mut rule = String::from("|---|");
-    for run in priced {
-        header.push_str(&format!(" herald, {} |", run.label));
-        rule.push_str("---:|");
-    }
-    for run in priced {
-        header.push_str(&format!(" naive, {} |", run.label));
-        rule.push_str("---:|");
+    let mut all: Vec<Units> = Vec::new();
+    for (design, units) in designs {
+        for run in priced {
+            header.push_str(&format!(" {design}, {} |", run.label));
+            rule.push_str("---:|");
+            all.push(units(run));
+        }
     }
     let _ = writeln!(out, "{header}\n{rule}");
-    let all: Vec<Units> = priced
-        .iter()
-        .map(herald_units)
-        .chain(priced.iter().map(naive_units))
-        .collect();
     let lines: [(&str, UnitOf); 10] = [
         ("Kinesis put requests", |u| u.kinesis_requests),
         ("Kinesis PUT payload units", |u| u.kinesis_put_units),
