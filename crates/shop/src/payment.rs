@@ -379,16 +379,16 @@ impl<G: PaymentGateway> Payment<G> {
                 amount,
                 currency,
             } => {
-                let follow_up = event
-                    .follow_up(types::PAYMENT_REFUNDED, sources::PAYMENT)
-                    .data(PaymentRefunded {
-                        order_id: cancelled.order_id,
-                        payment_id: payment_id.clone(),
-                        amount,
-                        currency,
-                        reason: cancelled.reason,
-                    })
-                    .build()?;
+                let follow_up =
+                    announcement(event, types::PAYMENT_REFUNDED, &request.idempotency_key)
+                        .data(PaymentRefunded {
+                            order_id: cancelled.order_id,
+                            payment_id: payment_id.clone(),
+                            amount,
+                            currency,
+                            reason: cancelled.reason,
+                        })
+                        .build()?;
                 Outcome::new("refunded")
                     .with_detail(serde_json::json!({ "paymentId": payment_id, "amount": amount }))
                     .emitting(follow_up)
@@ -430,16 +430,16 @@ impl<G: PaymentGateway> KeyedHandler for Payment<G> {
         let answer = self.gateway.charge(&request).await?;
         let outcome = match answer.value {
             Charge::Succeeded { payment_id } => {
-                let follow_up = event
-                    .follow_up(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
-                    .data(PaymentSucceeded {
-                        order_id: order.order_id,
-                        payment_id: payment_id.clone(),
-                        amount: order.total,
-                        currency: order.currency,
-                        customer: order.customer,
-                    })
-                    .build()?;
+                let follow_up =
+                    announcement(event, types::PAYMENT_SUCCEEDED, &request.idempotency_key)
+                        .data(PaymentSucceeded {
+                            order_id: order.order_id,
+                            payment_id: payment_id.clone(),
+                            amount: order.total,
+                            currency: order.currency,
+                            customer: order.customer,
+                        })
+                        .build()?;
                 Outcome::new("charged")
                     .with_detail(
                         serde_json::json!({ "paymentId": payment_id, "amount": request.amount }),
@@ -447,15 +447,15 @@ impl<G: PaymentGateway> KeyedHandler for Payment<G> {
                     .emitting(follow_up)
             }
             Charge::Declined { reason } => {
-                let follow_up = event
-                    .follow_up(types::PAYMENT_FAILED, sources::PAYMENT)
-                    .data(PaymentFailed {
-                        order_id: order.order_id,
-                        amount: order.total,
-                        currency: order.currency,
-                        reason: reason.clone(),
-                    })
-                    .build()?;
+                let follow_up =
+                    announcement(event, types::PAYMENT_FAILED, &request.idempotency_key)
+                        .data(PaymentFailed {
+                            order_id: order.order_id,
+                            amount: order.total,
+                            currency: order.currency,
+                            reason: reason.clone(),
+                        })
+                        .build()?;
                 Outcome::new("declined")
                     .with_detail(serde_json::json!({ "reason": reason }))
                     .emitting(follow_up)
@@ -463,6 +463,24 @@ impl<G: PaymentGateway> KeyedHandler for Payment<G> {
         };
         Ok(keyed(answer.now, outcome))
     }
+}
+
+/// A follow-up about the charge under `key`, identified by the charge rather than by the event
+/// that asked for it: every event about one order's charge (a redelivery, a second announcement
+/// of the order, an event id reused for it) yields the same announcement, which the next hops
+/// deduplicate; an event id reused for another order yields that order's own.
+fn announcement(
+    event: &Envelope,
+    event_type: &str,
+    key: &str,
+) -> herald::envelope::EnvelopeBuilder {
+    let id = Uuid::new_v5(
+        &Uuid::NAMESPACE_OID,
+        format!("{}|{key}|{event_type}", sources::PAYMENT).as_bytes(),
+    );
+    event
+        .follow_up(event_type, sources::PAYMENT)
+        .id(id.to_string())
 }
 
 /// A gateway's answer as the subscriber's: new, or a duplicate's (its follow-ups go out again,

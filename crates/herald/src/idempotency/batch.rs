@@ -43,13 +43,6 @@ struct Ready<T> {
     json: String,
 }
 
-impl<T> Ready<T> {
-    /// Transaction slots: the record and each effect before summing (an upper bound).
-    fn slots(&self) -> usize {
-        1 + self.writes.len() + self.deltas.len()
-    }
-}
-
 /// Per event: settled by the batch, or `None` (left to the single-event path).
 pub type BatchResults<T, E> = Vec<Option<Result<Executed<T>, IdempotencyError<E>>>>;
 
@@ -189,7 +182,17 @@ impl Idempotency {
                         let Some(member) = members.get(i) else {
                             return false;
                         };
-                        settled[member.index] = Some(self.replay(member, old).await);
+                        let replayed = self.replay(member, old).await;
+                        // A record that cannot be replayed (a live claim, an unreadable record)
+                        // fails its event: the events after it must not commit before it.
+                        let stop = matches!(
+                            replayed,
+                            Err(ref e) if !matches!(e, IdempotencyError::PayloadMismatch { .. })
+                        );
+                        settled[member.index] = Some(replayed);
+                        if stop {
+                            return false;
+                        }
                         duplicates.insert(i);
                     }
                     let mut i = 0;
@@ -268,10 +271,13 @@ fn chunk_end<T>(ready: &[Ready<T>], start: usize) -> usize {
             .iter()
             .any(|item| written.contains(item) || summed.contains(item))
             || deltas.iter().any(|item| written.contains(item));
-        if end > start && (clash || slots + member.slots() > DYNAMODB_MAX_TRANSACT_ITEMS) {
+        // A delta on an item the chunk already changes is summed into that write: no new slot.
+        let new_items: HashSet<&String> = deltas.iter().filter(|d| !summed.contains(*d)).collect();
+        let needs = 1 + member.writes.len() + new_items.len();
+        if end > start && (clash || slots + needs > DYNAMODB_MAX_TRANSACT_ITEMS) {
             break;
         }
-        slots += member.slots();
+        slots += needs;
         written.extend(items);
         summed.extend(deltas);
         end += 1;

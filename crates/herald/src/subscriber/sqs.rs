@@ -144,6 +144,10 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
         // 3. Count, dead-letter, report.
         let mut summary = BatchSummary::default();
         let mut response = SqsBatchResponse::default();
+        // A group whose message failed here (its follow-ups, its dead letter) reports every later
+        // message of the group as failed too, as FIFO ordering requires; their effects are
+        // stored, so the redelivery answers them as duplicates (and publishes again).
+        let mut failed_groups = std::collections::HashSet::new();
         for (i, (message, fate)) in event.records.iter().zip(fates).enumerate() {
             // Each line about an event is logged in its span (it names the event).
             let span = match &envelopes[i] {
@@ -159,8 +163,14 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
                 // Skipped behind a failure of its group, or the processing panicked.
                 None => Err(()),
             };
-            if settled.is_err() || report.outcomes[i] != batch::RecordOutcome::Done {
+            let key = group(i, message);
+            let after_failure = key.as_ref().is_some_and(|k| failed_groups.contains(k));
+            if settled.is_err() || after_failure || report.outcomes[i] != batch::RecordOutcome::Done
+            {
                 response.add_failure(message.message_id.clone().unwrap_or_default());
+                if let Some(key) = key {
+                    failed_groups.insert(key);
+                }
             }
         }
         summary.failed = response.batch_item_failures.len();

@@ -280,3 +280,22 @@ async fn a_put_and_an_update_of_one_item_go_in_separate_transactions() {
     assert_eq!(ran(&results), 2);
     assert_eq!(store.batch_commits(), 2);
 }
+
+#[tokio::test]
+async fn summed_deltas_take_one_slot_so_99_counted_events_fit_one_transaction() {
+    let (store, idempotency) = in_memory(config());
+    // 99 records + one summed counter = 100 items: one transaction; the 100th event needs a
+    // second.
+    let events = events(100);
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, count)
+        .await;
+    assert_eq!(ran(&results), 100);
+    assert_eq!(store.batch_commits(), 2);
+    assert_eq!(
+        store.committed_writes().len(),
+        2,
+        "one counter write per transaction"
+    );
+}

@@ -38,18 +38,30 @@ impl RecordHandler for Scripted {
 struct Stream {
     fail: bool,
     written: Mutex<Vec<StreamRecord>>,
+    requests: Mutex<usize>,
 }
 impl EventStream for Stream {
     async fn put_records(&self, records: &[StreamRecord]) -> Result<Vec<PutOutcome>, StreamError> {
+        *self.requests.lock().unwrap() += 1;
         if self.fail {
             return Err(StreamError::other("stream down"));
         }
         self.written.lock().unwrap().extend_from_slice(records);
+        // The record of an event whose subject is `refused` fails (retryably).
         Ok(records
             .iter()
-            .map(|_| PutOutcome::Written {
-                shard_id: "s".into(),
-                sequence_number: "1".into(),
+            .map(|r| {
+                if String::from_utf8_lossy(&r.data).contains("\"subject\":\"refused\"") {
+                    PutOutcome::Failed {
+                        code: "ProvisionedThroughputExceededException".into(),
+                        message: "slow down".into(),
+                    }
+                } else {
+                    PutOutcome::Written {
+                        shard_id: "s".into(),
+                        sequence_number: "1".into(),
+                    }
+                }
             })
             .collect())
     }
@@ -67,6 +79,7 @@ fn subscriber(
         Stream {
             fail: fail_stream,
             written: Mutex::default(),
+            requests: Mutex::default(),
         },
         crate::producer::ProducerConfig {
             backoff,
@@ -200,6 +213,52 @@ async fn follow_ups_are_published_and_a_failed_publish_is_retried() {
         )
         .await;
     assert_eq!(failed(&response), ["a"]);
+}
+
+#[tokio::test]
+async fn a_batch_publishes_its_follow_ups_in_one_request() {
+    let ok = subscriber(false, None);
+    let messages = (0..6)
+        .map(|i| message(&format!("m{i}"), "echo", &format!("agg-{i}"), 1))
+        .collect();
+    let (response, summary) = ok.handle(&batch(messages), SystemTime::now()).await;
+    assert!(failed(&response).is_empty());
+    assert_eq!(summary.applied, 6);
+    assert_eq!(ok.emitter.stream().written.lock().unwrap().len(), 6);
+    assert_eq!(*ok.emitter.stream().requests.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_follow_up_that_fails_holds_back_the_rest_of_its_aggregate() {
+    let stream = subscriber(false, None);
+    // `a` and `c` are one aggregate; `a`'s follow-up is refused; `b` is another aggregate.
+    let mut first = message("a", "echo", "refused", 1);
+    let envelope = Envelope::builder("echo", "herald/test")
+        .id("a")
+        .subject("refused")
+        .partition_key("order-1")
+        .build()
+        .unwrap();
+    first.body = Some(envelope.to_json());
+    let later = Envelope::builder("noop", "herald/test")
+        .id("c")
+        .subject("other")
+        .partition_key("order-1")
+        .build()
+        .unwrap();
+    let (response, _) = stream
+        .handle(
+            &batch(vec![
+                first,
+                message("b", "echo", "fine", 1),
+                raw_message("c", &later.to_json(), 1),
+            ]),
+            SystemTime::now(),
+        )
+        .await;
+    // `c` was applied, but its aggregate's earlier event is redelivered: so is `c` (as a
+    // duplicate, its effect stored), and the aggregate keeps its order.
+    assert_eq!(failed(&response), ["a", "c"]);
 }
 
 /// A stream that refuses every request as invalid (what no redelivery can fix).
