@@ -6,13 +6,15 @@
 //! per batch. What it keeps: each event still has its own record, so a redelivery of any one of
 //! them, in any later batch, is still a duplicate; and everything commits or nothing does.
 //!
-//! When the batch path cannot settle an event, that event and every later one are left to the
-//! single-event path ([`Idempotency::run_transactional_until`]), which the caller runs in order
-//! afterwards: so an aggregate's events are still applied in order. That happens when a decision
-//! fails, when an effect's condition fails (a summed stock decrement cannot say whose line was
-//! short), when contention outlasts the backoff, and on any error DynamoDB gives the whole
-//! transaction. A record that blocks the commit is a duplicate: it is answered from the stored
-//! record and the rest committed without it.
+//! When an effect's condition fails (stock would go below zero), the events whose effect it is —
+//! the owner of a plain write, or every event in a summed delta, which cannot say whose part was
+//! too much — are left to the single-event path ([`Idempotency::run_transactional_until`]), with
+//! the later events of their aggregates (partition keys), and the rest is committed without them.
+//! The caller runs what is left one by one, in order, afterwards: so an aggregate's events are
+//! still applied in order. When a decision fails, when contention outlasts the backoff, or on any
+//! other error DynamoDB gives the whole transaction, that event and every later one are left to
+//! it. A record that blocks the commit is a duplicate: it is answered from the stored record and
+//! the rest committed without it.
 
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
@@ -35,6 +37,8 @@ use crate::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
 struct Ready<T> {
     /// Index into the caller's events.
     index: usize,
+    /// The event's aggregate (its partition key): the unit of ordering.
+    aggregate: String,
     record: IdempotencyRecord,
     hash: String,
     writes: Vec<TransactWriteItem>,
@@ -68,11 +72,14 @@ impl Idempotency {
     {
         let mut settled: BatchResults<T, E> = events.iter().map(|_| None).collect();
         let ready = self.prepare(events, &mut decide, &mut settled);
+        // Aggregates (partition keys) with an event left to the single-event path: their later
+        // events must wait for it.
+        let mut deferred = HashSet::new();
         let mut start = 0;
         while start < ready.len() {
             let end = chunk_end(&ready, start);
             if !self
-                .commit_chunk(&ready[start..end], deadline, &mut settled)
+                .commit_chunk(&ready[start..end], deadline, &mut settled, &mut deferred)
                 .await
             {
                 break;
@@ -130,6 +137,7 @@ impl Idempotency {
             };
             ready.push(Ready {
                 index,
+                aggregate: event.partition_key().to_string(),
                 record,
                 hash,
                 writes: decision.writes,
@@ -141,18 +149,34 @@ impl Idempotency {
         ready
     }
 
-    /// Commit one chunk, taking duplicates out as they show up. `false`: the chunk was not
-    /// settled, so it and the rest go event by event.
+    /// Commit one chunk, taking duplicates out as they show up, and leaving to the single-event
+    /// path the events whose effect failed its condition (with the later events of their
+    /// aggregates, in `deferred`). `false`: the chunk was not settled, so it and the rest go
+    /// event by event.
     async fn commit_chunk<T, E>(
         &self,
         chunk: &[Ready<T>],
         deadline: Option<SystemTime>,
         settled: &mut BatchResults<T, E>,
+        deferred: &mut HashSet<String>,
     ) -> bool
     where
         T: Serialize + DeserializeOwned + Clone,
     {
-        let mut members: Vec<&Ready<T>> = chunk.iter().collect();
+        // Events changing an item a recent batch found short (a sold-out SKU) go alone at once,
+        // instead of failing the whole batch again first.
+        let mut members: Vec<&Ready<T>> = Vec::new();
+        for member in chunk {
+            let short = member
+                .deltas
+                .iter()
+                .any(|d| self.short_items.is_short(&d.item()));
+            if short || deferred.contains(&member.aggregate) {
+                deferred.insert(member.aggregate.clone());
+            } else {
+                members.push(member);
+            }
+        }
         let mut contended = 0;
         while !members.is_empty() {
             let records: Vec<IdempotencyRecord> =
@@ -202,7 +226,28 @@ impl Idempotency {
                     });
                     continue;
                 }
-                Ok(BatchCommitOutcome::EffectFailed(_)) => return false,
+                // Whose effect failed: those events go alone (the handler decides again knowing
+                // which write), and so do the later events of their aggregates.
+                Ok(BatchCommitOutcome::EffectFailed(Some(index))) => {
+                    if let Some(item) = summed_item(&members, index) {
+                        self.short_items.mark(item);
+                    }
+                    let culprits = touching(&members, index);
+                    if culprits.is_empty() {
+                        return false;
+                    }
+                    let mut i = 0;
+                    members.retain(|m| {
+                        i += 1;
+                        let out = culprits.contains(&(i - 1)) || deferred.contains(&m.aggregate);
+                        if out {
+                            deferred.insert(m.aggregate.clone());
+                        }
+                        !out
+                    });
+                    continue;
+                }
+                Ok(BatchCommitOutcome::EffectFailed(None)) => return false,
                 Ok(BatchCommitOutcome::Collision(err)) => err,
                 Err(err) if err.is_throttling() => err,
                 Err(err) => {
@@ -321,6 +366,36 @@ fn put_key(write: &TransactWriteItem, keys: &HashMap<String, Vec<String>>) -> Op
         .collect::<Option<_>>()?;
     parts.sort();
     Some(format!("{}/{}", put.table_name(), parts.join(",")))
+}
+
+/// The members whose effect is the chunk's effect at `index` (in [`effects_of`]'s order): the
+/// owner of a plain write, or every member changing a summed delta's item.
+fn touching<T>(members: &[&Ready<T>], index: usize) -> Vec<usize> {
+    let writes: Vec<usize> = members
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| std::iter::repeat_n(i, m.writes.len()))
+        .collect();
+    if let Some(owner) = writes.get(index) {
+        return vec![*owner];
+    }
+    let merged = merge(members.iter().flat_map(|m| m.deltas.iter()));
+    let Some(item) = merged.get(index - writes.len()).map(Delta::item) else {
+        return Vec::new();
+    };
+    members
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.deltas.iter().any(|d| d.item() == item))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// The item of the summed delta at `index` of the chunk's effects (`None` for a plain write).
+fn summed_item<T>(members: &[&Ready<T>], index: usize) -> Option<String> {
+    let writes: usize = members.iter().map(|m| m.writes.len()).sum();
+    let merged = merge(members.iter().flat_map(|m| m.deltas.iter()));
+    merged.get(index.checked_sub(writes)?).map(Delta::item)
 }
 
 /// The chunk's effects: every write as it is, then the deltas summed per item.

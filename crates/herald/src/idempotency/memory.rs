@@ -12,6 +12,7 @@ use futures::future::{self, BoxFuture};
 use futures::FutureExt;
 
 use super::error::PersistenceError;
+use super::item_locks::item_key;
 use super::record::{IdempotencyRecord, RecordStatus};
 use super::store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyStore};
 
@@ -222,6 +223,21 @@ impl IdempotencyStore for InMemoryStore {
         effects: Vec<TransactWriteItem>,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<BatchCommitOutcome, PersistenceError>> {
+        // DynamoDB's own rules: at most 100 items, never two operations on one item.
+        let mut items: Vec<String> = effects.iter().filter_map(item_key).collect();
+        items.extend(records.iter().map(|r| format!("record/{}", r.key)));
+        let count = items.len();
+        items.sort();
+        items.dedup();
+        if records.len() + effects.len() > crate::limits::DYNAMODB_MAX_TRANSACT_ITEMS
+            || items.len() < count
+        {
+            let err = PersistenceError::new(
+                "ValidationException: more than 100 items, or two operations on one item",
+            )
+            .with_code(Some("ValidationException"));
+            return future::ready(Err(err)).boxed();
+        }
         let failed = self.failed_effect(&effects);
         let mut state = self.state();
         state.commits += 1;

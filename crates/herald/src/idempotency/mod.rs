@@ -23,7 +23,7 @@
 //! `InMemoryStore` (feature `test-util`) in tests. What records mean is decided here, in the
 //! modes, so both stores behave alike. Files: `config`, `error`, `record`, `store`, `dynamodb`,
 //! `memory`, `claimed`, `transactional` (one event), `batch` (a batch's events in one
-//! transaction), `delta`, `item_locks`, `cache`.
+//! transaction), `delta`, `item_locks`, `short_items`, `cache`.
 
 mod batch;
 mod cache;
@@ -37,6 +37,7 @@ mod keyed;
 #[cfg(any(test, feature = "test-util"))]
 mod memory;
 mod record;
+mod short_items;
 mod store;
 mod transactional;
 
@@ -61,6 +62,7 @@ pub use keyed::{put_once, text, Item, PutOnce};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::InMemoryStore;
 pub use record::{attr, IdempotencyRecord, RecordStatus};
+use short_items::ShortItems;
 pub use store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyStore};
 
 /// How a call ended.
@@ -135,6 +137,7 @@ pub struct Idempotency {
     config: Arc<IdempotencyConfig>,
     cache: Arc<Mutex<Cache>>,
     item_locks: Arc<ItemLocks>,
+    short_items: Arc<ShortItems>,
 }
 
 impl fmt::Debug for Idempotency {
@@ -160,6 +163,7 @@ impl Idempotency {
             config: Arc::new(config),
             cache: Arc::new(Mutex::new(cache)),
             item_locks: Arc::default(),
+            short_items: Arc::default(),
         }
     }
 

@@ -299,3 +299,102 @@ async fn summed_deltas_take_one_slot_so_99_counted_events_fit_one_transaction() 
         "one counter write per transaction"
     );
 }
+
+#[tokio::test]
+async fn a_failed_delta_leaves_only_its_events_and_their_aggregates_to_the_single_path() {
+    let (store, idempotency) = in_memory(config());
+    // The pear is sold out: its summed decrement fails, the apples' does not.
+    store.set_condition_oracle(|write| {
+        write
+            .update()
+            .is_none_or(|u| u.key()["sku"].as_s().unwrap() != "pear")
+    });
+    let order = |id: &str, customer: &str| {
+        Envelope::builder("order_placed", "herald/test")
+            .id(id)
+            .subject(customer)
+            .build()
+            .unwrap()
+    };
+    // o2 wants a pear; o3 is the same customer's next order: it must wait for o2.
+    let events = [
+        order("o1", "ann"),
+        order("o2", "bob"),
+        order("o3", "bob"),
+        order("o4", "cat"),
+    ];
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, |event, _| {
+            let sku = if event.id() == "o2" { "pear" } else { "apple" };
+            Ok::<_, String>(Decision {
+                writes: Vec::new(),
+                deltas: vec![Delta::new("stock", "sku", AttributeValue::S(sku.into()))
+                    .add("available", -1)
+                    .never_negative("available")],
+                result: event.id().to_string(),
+            })
+        })
+        .await;
+    assert!(matches!(&results[0], Some(Ok(Executed::Ran(r))) if r == "o1"));
+    assert!(results[1].is_none(), "o2 goes alone, to be decided again");
+    assert!(
+        results[2].is_none(),
+        "o3 waits for o2, its customer's earlier order"
+    );
+    assert!(matches!(&results[3], Some(Ok(Executed::Ran(r))) if r == "o4"));
+    let writes = store.committed_writes();
+    assert_eq!(writes.len(), 1, "the apples of o1 and o4, summed");
+    let values = writes[0]
+        .update()
+        .unwrap()
+        .expression_attribute_values()
+        .unwrap();
+    assert_eq!(values[":a0"], AttributeValue::N("-2".into()));
+}
+
+#[tokio::test]
+async fn an_item_found_short_sends_the_next_batches_events_alone_at_once() {
+    let (store, idempotency) = in_memory(config());
+    store.set_condition_oracle(|write| {
+        write
+            .update()
+            .is_none_or(|u| u.key()["sku"].as_s().unwrap() != "pear")
+    });
+    let order = |id: &str, sku: &'static str| {
+        (
+            Envelope::builder("order_placed", "herald/test")
+                .id(id)
+                .subject(id)
+                .build()
+                .unwrap(),
+            sku,
+        )
+    };
+    let decide = |skus: Vec<(&'static str, &'static str)>| {
+        move |event: &Envelope, _: Option<Conflict>| {
+            let sku = skus.iter().find(|(id, _)| *id == event.id()).unwrap().1;
+            Ok::<_, String>(Decision {
+                writes: Vec::new(),
+                deltas: vec![Delta::new("stock", "sku", AttributeValue::S(sku.into()))
+                    .add("available", -1)
+                    .never_negative("available")],
+                result: event.id().to_string(),
+            })
+        }
+    };
+    let first = [order("o1", "pear"), order("o2", "apple")];
+    let refs: Vec<&Envelope> = first.iter().map(|(e, _)| e).collect();
+    idempotency
+        .run_transactional_batch(&refs, None, decide(vec![("o1", "pear"), ("o2", "apple")]))
+        .await;
+    assert_eq!(store.commit_attempts(), 2, "the pear failed the batch once");
+    let second = [order("o3", "pear"), order("o4", "apple")];
+    let refs: Vec<&Envelope> = second.iter().map(|(e, _)| e).collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, decide(vec![("o3", "pear"), ("o4", "apple")]))
+        .await;
+    assert!(results[0].is_none(), "the pear's order goes alone");
+    assert!(matches!(&results[1], Some(Ok(Executed::Ran(_)))));
+    assert_eq!(store.commit_attempts(), 3, "no failed batch this time");
+}
