@@ -37,7 +37,7 @@ fn main() {
     runtime.block_on(async {
         while started.elapsed().as_secs() < 4 {
             let batch: KinesisEvent = serde_json::from_slice(&bytes).unwrap();
-            events += batch.records.len();
+            events += batch.len();
             std::hint::black_box(router.route(&batch).await);
         }
     });

@@ -37,33 +37,29 @@ use crate::envelope::validate_record;
 use crate::errors::ErrorClass;
 use crate::limits::{SNS_MAX_BATCH_ENTRIES, SNS_MAX_PAYLOAD_BYTES};
 
-pub use batch::{KinesisBatch, KinesisBatchData, KinesisBatchRecord, KinesisRecords, RecordRef};
+pub use batch::{KinesisBatch, KinesisRecords, RecordRef};
 pub use bus::{message_attributes, BusError, BusMessage, BusOutcome, EventBus, MessageAttribute};
 pub use overdue::give_up_after;
 
 /// Log one routed batch: its counts and the shard and sequence range it covered — the line
 /// `herald trace` finds a record's router hop by.
 pub fn log_batch(batch: &KinesisBatch, summary: &RouteSummary) {
-    let records = &batch.records;
-    let shard = records
-        .first()
-        .and_then(|r| r.event_id.as_deref())
+    let (first, last) = (
+        batch.get(0),
+        batch.len().checked_sub(1).and_then(|i| batch.get(i)),
+    );
+    let shard = first
+        .and_then(|r| r.event_id)
         .and_then(|id| id.split(':').next())
         .unwrap_or_default();
     tracing::info!(
-        records = records.len(),
+        records = batch.len(),
         published = summary.published,
         dead_lettered = summary.dead_lettered,
         failed = summary.failed,
         shardId = shard,
-        firstSequence = records
-            .first()
-            .map(|r| r.kinesis.sequence_number.as_str())
-            .unwrap_or_default(),
-        lastSequence = records
-            .last()
-            .map(|r| r.kinesis.sequence_number.as_str())
-            .unwrap_or_default(),
+        firstSequence = first.map(|r| r.sequence_number).unwrap_or_default(),
+        lastSequence = last.map(|r| r.sequence_number).unwrap_or_default(),
         "batch routed"
     );
 }
