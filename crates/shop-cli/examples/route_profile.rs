@@ -7,7 +7,7 @@ use herald::router::{BusError, BusMessage, BusOutcome, EventBus, Router, RouterC
 
 struct NullBus;
 impl EventBus for NullBus {
-    async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+    async fn publish_batch(&self, entries: &[BusMessage<'_>]) -> Result<Vec<BusOutcome>, BusError> {
         Ok(vec![BusOutcome::Published; entries.len()])
     }
 }

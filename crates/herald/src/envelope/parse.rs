@@ -126,6 +126,9 @@ impl<'a> Wire<'a> {
         })
     }
 
+    /// The raw JSON of an attribute herald reads, unless it is absent or `null`. Matched on
+    /// the name the caller gives (a constant: the match folds away when inlined).
+    #[inline(always)]
     fn get(&self, field: &'static str) -> Option<&'a str> {
         let s = &self.spans;
         let raw = match field {
@@ -148,6 +151,7 @@ impl<'a> Wire<'a> {
         raw.filter(|raw| *raw != "null")
     }
 
+    #[inline(always)]
     fn string(&self, field: &'static str) -> Result<Option<Cow<'a, str>>, ValidationError> {
         let Some(raw) = self.get(field) else {
             return Ok(None);
@@ -161,14 +165,10 @@ impl<'a> Wire<'a> {
         {
             return Ok(Some(Cow::Borrowed(plain)));
         }
-        serde_json::from_str::<String>(raw)
-            .map(|s| Some(Cow::Owned(s)))
-            .map_err(|_| ValidationError::WrongType {
-                field,
-                expected: "a string",
-            })
+        unescaped(field, raw).map(Some)
     }
 
+    #[inline(always)]
     fn required(&self, field: &'static str, limit: usize) -> Result<Cow<'a, str>, ValidationError> {
         let value = self
             .string(field)?
@@ -337,6 +337,18 @@ impl<'a> Wire<'a> {
             partitionkey,
         })
     }
+}
+
+/// A string with escapes, decoded; or the error for a value that is not a string.
+#[cold]
+#[inline(never)]
+fn unescaped<'a>(field: &'static str, raw: &str) -> Result<Cow<'a, str>, ValidationError> {
+    serde_json::from_str::<String>(raw)
+        .map(Cow::Owned)
+        .map_err(|_| ValidationError::WrongType {
+            field,
+            expected: "a string",
+        })
 }
 
 /// A JSON value that is a whole number that fits in a `u64`, as serde_json reads one.

@@ -52,7 +52,7 @@ pub fn table(records: usize, seconds: f64) -> Result<String> {
 struct NullBus;
 
 impl EventBus for NullBus {
-    async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+    async fn publish_batch(&self, entries: &[BusMessage<'_>]) -> Result<Vec<BusOutcome>, BusError> {
         Ok(vec![BusOutcome::Published; entries.len()])
     }
 }
