@@ -184,7 +184,7 @@ impl Herald {
             move |event: LambdaEvent<KinesisBatch>| async move {
                 let (response, summary) = router.route(&event.payload).await;
                 count_batch(
-                    event.payload.records.len(),
+                    event.payload.len(),
                     summary.published,
                     summary.dead_lettered,
                     summary.failed,

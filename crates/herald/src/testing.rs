@@ -82,7 +82,7 @@ impl EventStream for InMemoryStream {
 /// A bus that keeps every message published to it.
 #[derive(Debug, Default)]
 pub struct InMemoryBus {
-    messages: Mutex<Vec<BusMessage>>,
+    messages: Mutex<Vec<BusMessage<'static>>>,
     down: AtomicBool,
 }
 
@@ -98,13 +98,13 @@ impl InMemoryBus {
     }
 
     /// The messages published so far.
-    pub fn messages(&self) -> Vec<BusMessage> {
+    pub fn messages(&self) -> Vec<BusMessage<'static>> {
         self.messages.lock().map(|m| m.clone()).unwrap_or_default()
     }
 }
 
 impl EventBus for InMemoryBus {
-    async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+    async fn publish_batch(&self, entries: &[BusMessage<'_>]) -> Result<Vec<BusOutcome>, BusError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(BusError::other("the bus is down (InMemoryBus::set_down)"));
         }
@@ -112,7 +112,7 @@ impl EventBus for InMemoryBus {
             .messages
             .lock()
             .map_err(|e| BusError::other(e.to_string()))?;
-        published.extend_from_slice(entries);
+        published.extend(entries.iter().cloned().map(BusMessage::into_owned));
         Ok(entries.iter().map(|_| BusOutcome::Published).collect())
     }
 }

@@ -7,7 +7,7 @@ use herald::router::{BusError, BusMessage, BusOutcome, EventBus, Router, RouterC
 
 struct NullBus;
 impl EventBus for NullBus {
-    async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+    async fn publish_batch(&self, entries: &[BusMessage<'_>]) -> Result<Vec<BusOutcome>, BusError> {
         Ok(vec![BusOutcome::Published; entries.len()])
     }
 }
@@ -37,7 +37,7 @@ fn main() {
     runtime.block_on(async {
         while started.elapsed().as_secs() < 4 {
             let batch: KinesisEvent = serde_json::from_slice(&bytes).unwrap();
-            events += batch.records.len();
+            events += batch.len();
             std::hint::black_box(router.route(&batch).await);
         }
     });

@@ -22,16 +22,16 @@ impl SnsBus {
 }
 
 impl EventBus for SnsBus {
-    async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+    async fn publish_batch(&self, entries: &[BusMessage<'_>]) -> Result<Vec<BusOutcome>, BusError> {
         let mut request = self.client.publish_batch().topic_arn(&self.topic_arn);
         for entry in entries {
             let mut builder = PublishBatchRequestEntry::builder()
                 .id(&entry.id)
-                .message(&entry.body);
+                .message(entry.body.as_ref());
             for attribute in &entry.attributes {
                 let value = MessageAttributeValue::builder()
                     .data_type(attribute.data_type)
-                    .string_value(&attribute.value)
+                    .string_value(attribute.value.as_ref())
                     .build()
                     .map_err(|e| BusError::other(e.to_string()))?;
                 builder = builder.message_attributes(attribute.name, value);

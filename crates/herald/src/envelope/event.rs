@@ -59,8 +59,7 @@ impl Envelope {
         let data = match wire.data {
             None => None,
             Some(raw) => Some(
-                serde_json::from_str(raw.get())
-                    .map_err(|e| ValidationError::NotJson(e.to_string()))?,
+                serde_json::from_str(raw).map_err(|e| ValidationError::NotJson(e.to_string()))?,
             ),
         };
         Ok(header.into_envelope(data))

@@ -15,6 +15,8 @@
 //! - `kind`: [`EventKind`];
 //! - `builder`: [`EnvelopeBuilder`];
 //! - `parse`: the attribute-by-attribute validation both parsers share;
+//! - `scan`: the one-pass reader of an envelope's attributes (serde_json reads the rest);
+//! - `time`: RFC 3339 times, the usual form read without a general parser;
 //! - `error`: [`ValidationError`];
 //! - `follow_up`: events caused by an event, with deterministic ids;
 //! - `routing`: [`RoutingAttributes`] and the router's payload-free [`validate_record`].
@@ -26,6 +28,8 @@ mod follow_up;
 mod kind;
 mod parse;
 mod routing;
+mod scan;
+mod time;
 
 pub use builder::EnvelopeBuilder;
 pub use error::ValidationError;

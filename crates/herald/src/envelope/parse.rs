@@ -9,7 +9,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Envelope, EventKind, ValidationError, JSON_CONTENT_TYPE, SPEC_VERSION};
+use super::scan::{self, Spans};
+use super::{time, Envelope, EventKind, ValidationError, JSON_CONTENT_TYPE, SPEC_VERSION};
 use crate::limits::{
     KINESIS_MAX_PARTITION_KEY_CHARS as MAX_PARTITION_KEY_CHARS, MAX_ATTRIBUTE_CHARS,
     MAX_EVENT_BYTES, MAX_TYPE_CHARS,
@@ -36,8 +37,15 @@ pub(super) enum Defaults {
 /// The envelope as it sits in the JSON, every attribute still raw so that a wrong type can be
 /// reported with the attribute's name (serde's own messages do not name the field). Unknown
 /// attributes (extensions herald does not know) are ignored.
-#[derive(Deserialize)]
 pub(super) struct Wire<'a> {
+    spans: Spans<'a>,
+    /// `data`'s raw JSON.
+    pub(super) data: Option<&'a str>,
+}
+
+/// The serde_json reading of [`Wire`], for what the one-pass scanner leaves to it.
+#[derive(Deserialize)]
+struct SerdeWire<'a> {
     #[serde(borrow)]
     specversion: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -67,7 +75,30 @@ pub(super) struct Wire<'a> {
     #[serde(borrow)]
     partitionkey: Option<&'a RawValue>,
     #[serde(borrow)]
-    pub(super) data: Option<&'a RawValue>,
+    data: Option<&'a RawValue>,
+}
+
+impl<'a> SerdeWire<'a> {
+    fn spans(self) -> Spans<'a> {
+        let get = |raw: Option<&'a RawValue>| raw.map(RawValue::get);
+        Spans {
+            specversion: get(self.specversion),
+            id: get(self.id),
+            source: get(self.source),
+            event_type: get(self.event_type),
+            subject: get(self.subject),
+            time: get(self.time),
+            datacontenttype: get(self.datacontenttype),
+            dataschema: get(self.dataschema),
+            kind: get(self.kind),
+            schemaversion: get(self.schemaversion),
+            correlationid: get(self.correlationid),
+            causationid: get(self.causationid),
+            aggregateversion: get(self.aggregateversion),
+            partitionkey: get(self.partitionkey),
+            data: get(self.data),
+        }
+    }
 }
 
 impl<'a> Wire<'a> {
@@ -76,52 +107,68 @@ impl<'a> Wire<'a> {
     }
 
     pub(super) fn from_text(text: &'a str) -> Result<Self, ValidationError> {
-        serde_json::from_str(text).map_err(|e| {
-            ValidationError::NotJson(if e.classify() == serde_json::error::Category::Data {
-                format!("expected an object of CloudEvents attributes ({e})")
-            } else {
-                e.to_string()
-            })
+        // The common case in one pass; serde_json for the rest, and for its errors.
+        let spans = match scan::attributes(text) {
+            Some(spans) => spans,
+            None => serde_json::from_str::<SerdeWire>(text)
+                .map_err(|e| {
+                    ValidationError::NotJson(if e.classify() == serde_json::error::Category::Data {
+                        format!("expected an object of CloudEvents attributes ({e})")
+                    } else {
+                        e.to_string()
+                    })
+                })?
+                .spans(),
+        };
+        Ok(Wire {
+            data: spans.data,
+            spans,
         })
     }
 
-    fn get(&self, field: &'static str) -> Option<&'a RawValue> {
+    /// The raw JSON of an attribute herald reads, unless it is absent or `null`. Matched on
+    /// the name the caller gives (a constant: the match folds away when inlined).
+    #[inline(always)]
+    fn get(&self, field: &'static str) -> Option<&'a str> {
+        let s = &self.spans;
         let raw = match field {
-            "specversion" => self.specversion,
-            "id" => self.id,
-            "source" => self.source,
-            "type" => self.event_type,
-            "subject" => self.subject,
-            "time" => self.time,
-            "datacontenttype" => self.datacontenttype,
-            "dataschema" => self.dataschema,
-            "kind" => self.kind,
-            "schemaversion" => self.schemaversion,
-            "correlationid" => self.correlationid,
-            "causationid" => self.causationid,
-            "aggregateversion" => self.aggregateversion,
-            "partitionkey" => self.partitionkey,
+            "specversion" => s.specversion,
+            "id" => s.id,
+            "source" => s.source,
+            "type" => s.event_type,
+            "subject" => s.subject,
+            "time" => s.time,
+            "datacontenttype" => s.datacontenttype,
+            "dataschema" => s.dataschema,
+            "kind" => s.kind,
+            "schemaversion" => s.schemaversion,
+            "correlationid" => s.correlationid,
+            "causationid" => s.causationid,
+            "aggregateversion" => s.aggregateversion,
+            "partitionkey" => s.partitionkey,
             _ => None,
         };
-        raw.filter(|raw| raw.get() != "null")
+        raw.filter(|raw| *raw != "null")
     }
 
+    #[inline(always)]
     fn string(&self, field: &'static str) -> Result<Option<Cow<'a, str>>, ValidationError> {
         let Some(raw) = self.get(field) else {
             return Ok(None);
         };
-        // Borrow when the string has no escapes; decode into an owned string when it does.
-        if let Ok(s) = serde_json::from_str::<&'a str>(raw.get()) {
-            return Ok(Some(Cow::Borrowed(s)));
+        // Borrow when the string has no escapes (the raw value is valid JSON: a quoted run
+        // without a backslash is the string itself); decode into an owned string when it does.
+        if let Some(plain) = raw
+            .strip_prefix('"')
+            .and_then(|r| r.strip_suffix('"'))
+            .filter(|r| !r.contains('\\'))
+        {
+            return Ok(Some(Cow::Borrowed(plain)));
         }
-        serde_json::from_str::<String>(raw.get())
-            .map(|s| Some(Cow::Owned(s)))
-            .map_err(|_| ValidationError::WrongType {
-                field,
-                expected: "a string",
-            })
+        unescaped(field, raw).map(Some)
     }
 
+    #[inline(always)]
     fn required(&self, field: &'static str, limit: usize) -> Result<Cow<'a, str>, ValidationError> {
         let value = self
             .string(field)?
@@ -176,12 +223,11 @@ impl<'a> Wire<'a> {
             .transpose()?;
 
         let time = match self.string("time")? {
-            Some(t) => DateTime::parse_from_rfc3339(&t)
+            Some(t) => time::parse_rfc3339(&t)
                 .map_err(|e| ValidationError::Invalid {
                     field: "time",
                     reason: format!("must be an RFC 3339 timestamp ({e})"),
                 })?
-                .with_timezone(&Utc)
                 .trunc_subsecs(3),
             // Milliseconds, as the envelope is written: an event reads back as it was accepted.
             None if lenient => Utc::now().trunc_subsecs(3),
@@ -222,8 +268,8 @@ impl<'a> Wire<'a> {
         }
 
         let schemaversion = match self.get("schemaversion") {
-            Some(raw) => match serde_json::from_str::<u64>(raw.get()) {
-                Ok(v) if (1..=u64::from(u32::MAX)).contains(&v) => v as u32,
+            Some(raw) => match whole_number(raw) {
+                Some(v) if (1..=u64::from(u32::MAX)).contains(&v) => v as u32,
                 _ => {
                     return Err(ValidationError::WrongType {
                         field: "schemaversion",
@@ -253,8 +299,8 @@ impl<'a> Wire<'a> {
             .map(|c| bounded("causationid", c, MAX_ATTRIBUTE_CHARS))
             .transpose()?;
         let aggregateversion = match self.get("aggregateversion") {
-            Some(raw) => match serde_json::from_str::<u64>(raw.get()) {
-                Ok(v) if v >= 1 => Some(v),
+            Some(raw) => match whole_number(raw) {
+                Some(v) if v >= 1 => Some(v),
                 _ => {
                     return Err(ValidationError::WrongType {
                         field: "aggregateversion",
@@ -291,6 +337,30 @@ impl<'a> Wire<'a> {
             partitionkey,
         })
     }
+}
+
+/// A string with escapes, decoded; or the error for a value that is not a string.
+#[cold]
+#[inline(never)]
+fn unescaped<'a>(field: &'static str, raw: &str) -> Result<Cow<'a, str>, ValidationError> {
+    serde_json::from_str::<String>(raw)
+        .map(Cow::Owned)
+        .map_err(|_| ValidationError::WrongType {
+            field,
+            expected: "a string",
+        })
+}
+
+/// A JSON value that is a whole number that fits in a `u64`, as serde_json reads one.
+fn whole_number(raw: &str) -> Option<u64> {
+    // Plain digits (valid JSON: no leading zero) short of overflow: read them here.
+    if (1..=19).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(
+            raw.bytes()
+                .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0')),
+        );
+    }
+    serde_json::from_str::<u64>(raw).ok()
 }
 
 pub(super) fn utf8(bytes: &[u8]) -> Result<&str, ValidationError> {
@@ -460,5 +530,51 @@ mod tests {
         assert_eq!(parse(&value).unwrap_err().field(), "subject");
         value["kind"] = json!("system");
         assert!(parse(&value).is_ok());
+    }
+
+    /// Random edits of envelopes (and of JSON around them): wherever the one-pass scanner
+    /// answers, serde_json accepts the text and finds the same attributes.
+    #[test]
+    fn the_scanner_answers_only_as_serde_json_would() {
+        let bases = [
+            serde_json::to_string(&signed_up()).unwrap(),
+            serde_json::to_string_pretty(&signed_up()).unwrap(),
+            r#"{"id":"a\"b","data":{"k":[1,-2.5e-3,true,false,null,"\u00e9\n",{}]},"x":[]}"#
+                .to_string(),
+        ];
+        let alphabet = b"{}[]:,\"\\ \n\t0123456789-+.eEtrufalsn/uidatype\x01";
+        let mut rng = 0x2545f4914f6cdd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as usize
+        };
+        let mut answered = 0;
+        for round in 0..200_000 {
+            let mut text = bases[round % bases.len()].clone().into_bytes();
+            for _ in 0..1 + next() % 3 {
+                let at = next() % (text.len() + 1);
+                let byte = alphabet[next() % alphabet.len()];
+                match next() % 3 {
+                    0 if at < text.len() => text[at] = byte,
+                    1 if at < text.len() => {
+                        text.remove(at);
+                    }
+                    _ => text.insert(at, byte),
+                }
+            }
+            let Ok(text) = String::from_utf8(text) else {
+                continue;
+            };
+            if let Some(spans) = scan::attributes(&text) {
+                answered += 1;
+                let serde = serde_json::from_str::<SerdeWire>(&text)
+                    .unwrap_or_else(|e| panic!("serde_json rejects {text}: {e}"))
+                    .spans();
+                assert_eq!(spans, serde, "{text}");
+            }
+        }
+        assert!(answered > 10_000, "{answered}");
     }
 }

@@ -1,6 +1,8 @@
 //! What the router needs: the SNS message attributes of an event ([`RoutingAttributes`]) and
 //! [`validate_record`], which validates a stream record without building an owned [`Envelope`].
 
+use std::borrow::Cow;
+
 use super::parse::{check_size, utf8, Defaults, Header, Wire};
 use super::{Envelope, EventKind, ValidationError};
 
@@ -67,6 +69,25 @@ impl<'a> EnvelopeView<'a> {
     pub fn source(&self) -> &str {
         &self.header.source
     }
+    /// The routing attributes for as long as the record lives: `None` when one of them was
+    /// escaped in the JSON (then only [`EnvelopeView::routing_attributes`] has its text).
+    pub fn record_routing_attributes(&self) -> Option<RoutingAttributes<'a>> {
+        let header = &self.header;
+        match (&header.event_type, &header.source, &header.correlationid) {
+            (Cow::Borrowed(event_type), Cow::Borrowed(source), Cow::Borrowed(correlation_id)) => {
+                Some(RoutingAttributes {
+                    event_type,
+                    kind: header.kind,
+                    source,
+                    schema_version: header.schemaversion,
+                    correlation_id,
+                    aggregate_version: header.aggregateversion,
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// The routing attributes for SNS.
     pub fn routing_attributes(&self) -> RoutingAttributes<'_> {
         RoutingAttributes {

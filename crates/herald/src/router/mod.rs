@@ -27,6 +27,7 @@ mod overdue;
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures::stream::{self, StreamExt};
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::backoff::Backoff;
@@ -37,33 +38,32 @@ use crate::envelope::validate_record;
 use crate::errors::ErrorClass;
 use crate::limits::{SNS_MAX_BATCH_ENTRIES, SNS_MAX_PAYLOAD_BYTES};
 
-pub use batch::{KinesisBatch, KinesisBatchData, KinesisBatchRecord, KinesisRecords, RecordRef};
-pub use bus::{message_attributes, BusError, BusMessage, BusOutcome, EventBus, MessageAttribute};
+pub use batch::{KinesisBatch, KinesisRecords, RecordRef};
+pub use bus::{
+    bus_attributes, message_attributes, BusAttribute, BusError, BusMessage, BusOutcome, EventBus,
+    MessageAttribute,
+};
 pub use overdue::give_up_after;
 
 /// Log one routed batch: its counts and the shard and sequence range it covered — the line
 /// `herald trace` finds a record's router hop by.
 pub fn log_batch(batch: &KinesisBatch, summary: &RouteSummary) {
-    let records = &batch.records;
-    let shard = records
-        .first()
-        .and_then(|r| r.event_id.as_deref())
+    let (first, last) = (
+        batch.get(0),
+        batch.len().checked_sub(1).and_then(|i| batch.get(i)),
+    );
+    let shard = first
+        .and_then(|r| r.event_id)
         .and_then(|id| id.split(':').next())
         .unwrap_or_default();
     tracing::info!(
-        records = records.len(),
+        records = batch.len(),
         published = summary.published,
         dead_lettered = summary.dead_lettered,
         failed = summary.failed,
         shardId = shard,
-        firstSequence = records
-            .first()
-            .map(|r| r.kinesis.sequence_number.as_str())
-            .unwrap_or_default(),
-        lastSequence = records
-            .last()
-            .map(|r| r.kinesis.sequence_number.as_str())
-            .unwrap_or_default(),
+        firstSequence = first.map(|r| r.sequence_number).unwrap_or_default(),
+        lastSequence = last.map(|r| r.sequence_number).unwrap_or_default(),
         "batch routed"
     );
 }
@@ -162,14 +162,24 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
                 Ok(view)
             });
             match checked {
-                Ok(view) => messages.push((
-                    i,
-                    BusMessage {
-                        id: format!("r{i}"),
-                        body: view.text().to_string(),
-                        attributes: message_attributes(view.routing_attributes()),
-                    },
-                )),
+                Ok(view) => {
+                    let attributes = match view.record_routing_attributes() {
+                        Some(routing) => bus_attributes(routing),
+                        // An attribute the JSON escaped: its decoded text lives in the view.
+                        None => bus_attributes(view.routing_attributes())
+                            .into_iter()
+                            .map(BusAttribute::into_owned)
+                            .collect(),
+                    };
+                    messages.push((
+                        i,
+                        BusMessage {
+                            id: format!("r{i}"),
+                            body: Cow::Borrowed(view.text()),
+                            attributes,
+                        },
+                    ))
+                }
                 Err(err) => {
                     tracing::warn!(
                         sequence_number = %record.sequence_number,
@@ -282,11 +292,12 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
         (response, summary)
     }
 
-    async fn publish_with_retry(&self, chunk: Vec<(usize, BusMessage)>) -> Vec<(usize, Fate)> {
+    async fn publish_with_retry(&self, chunk: Vec<(usize, BusMessage<'_>)>) -> Vec<(usize, Fate)> {
         let deadline = Deadline::current();
         let margin = self.config.deadline_margin;
         let mut fates = Vec::with_capacity(chunk.len());
-        let (mut indexes, mut entries): (Vec<usize>, Vec<BusMessage>) = chunk.into_iter().unzip();
+        let (mut indexes, mut entries): (Vec<usize>, Vec<BusMessage<'_>>) =
+            chunk.into_iter().unzip();
         let mut attempt = 0;
         while !entries.is_empty() {
             attempt += 1;
@@ -384,9 +395,9 @@ fn failed_all(n: usize, code: &str, message: &str) -> Vec<BusOutcome> {
 }
 
 /// Split messages into `PublishBatch` requests of at most 10 entries and 256 KiB.
-fn chunk_messages(messages: Vec<(usize, BusMessage)>) -> Vec<Vec<(usize, BusMessage)>> {
+fn chunk_messages(messages: Vec<(usize, BusMessage<'_>)>) -> Vec<Vec<(usize, BusMessage<'_>)>> {
     let mut chunks = Vec::new();
-    let mut current: Vec<(usize, BusMessage)> = Vec::new();
+    let mut current: Vec<(usize, BusMessage<'_>)> = Vec::new();
     let mut bytes = 0;
     for (i, message) in messages {
         let size = message.size();

@@ -9,16 +9,22 @@ use std::time::Duration;
 
 #[derive(Default)]
 struct RecordingBus {
-    requests: Mutex<Vec<Vec<BusMessage>>>,
+    requests: Mutex<Vec<Vec<BusMessage<'static>>>>,
     throttle_first: bool,
     throttle_always: Option<String>,
 }
 
 impl EventBus for RecordingBus {
-    async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+    async fn publish_batch(&self, entries: &[BusMessage<'_>]) -> Result<Vec<BusOutcome>, BusError> {
         let first = {
             let mut requests = self.requests.lock().unwrap();
-            requests.push(entries.to_vec());
+            requests.push(
+                entries
+                    .iter()
+                    .cloned()
+                    .map(BusMessage::into_owned)
+                    .collect(),
+            );
             requests.len() == 1
         };
         Ok(entries
@@ -188,7 +194,7 @@ impl ScriptedBus {
 }
 
 impl EventBus for ScriptedBus {
-    async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+    async fn publish_batch(&self, entries: &[BusMessage<'_>]) -> Result<Vec<BusOutcome>, BusError> {
         let first = {
             let mut requests = self.requests.lock().unwrap();
             requests.push(entries.iter().map(|e| e.id.clone()).collect());
@@ -280,7 +286,7 @@ async fn past_the_deadline_nothing_is_sent_and_every_record_is_reported() {
 struct HungBus;
 
 impl EventBus for HungBus {
-    async fn publish_batch(&self, _: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+    async fn publish_batch(&self, _: &[BusMessage<'_>]) -> Result<Vec<BusOutcome>, BusError> {
         std::future::pending().await
     }
 }
@@ -350,7 +356,10 @@ async fn a_record_that_cannot_be_published_before_lambda_gives_up_is_dead_letter
     // SNS keeps failing r1 and r2 (an outage); r1 reached the stream 56 minutes ago, r2 just now.
     struct Outage;
     impl EventBus for Outage {
-        async fn publish_batch(&self, entries: &[BusMessage]) -> Result<Vec<BusOutcome>, BusError> {
+        async fn publish_batch(
+            &self,
+            entries: &[BusMessage<'_>],
+        ) -> Result<Vec<BusOutcome>, BusError> {
             Ok(entries
                 .iter()
                 .map(|e| match e.id.as_str() {
@@ -415,4 +424,20 @@ fn the_router_gives_up_before_its_mapping_does() {
         give_up_after(Duration::from_secs(60)),
         Duration::from_secs(30)
     );
+}
+
+#[tokio::test]
+async fn escaped_attributes_are_published_decoded_and_the_body_unchanged() {
+    let router = Router::with_config(RecordingBus::default(), Letters::default(), fast());
+    let text = String::from_utf8(envelope(1))
+        .unwrap()
+        .replace("\"herald/test\"", "\"herald\\/test\"");
+    let (response, summary) = router.route(&batch(vec![record(0, text.as_bytes())])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(summary.published, 1);
+    let requests = router.bus.requests.lock().unwrap();
+    let message = &requests[0][0];
+    assert_eq!(message.body, text);
+    let source = message.attributes.iter().find(|a| a.name == "source");
+    assert_eq!(source.map(|a| a.value.as_ref()), Some("herald/test"));
 }
