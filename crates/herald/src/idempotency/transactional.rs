@@ -120,6 +120,8 @@ impl Idempotency {
                         .into());
                     }
                     conflict = Some(Conflict { index });
+                    // For cost models: an effect that failed its condition and was decided again.
+                    crate::metrics::count("ConditionFailures", 1);
                     continue;
                 }
                 Ok(CommitOutcome::Collision(err)) => err,

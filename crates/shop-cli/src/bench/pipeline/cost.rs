@@ -157,17 +157,39 @@ fn write_units<'a>(functions: impl Iterator<Item = &'a Metrics>) -> f64 {
         .sum()
 }
 
+/// What one subscriber did in a run, for pricing it in another design.
+struct Deliveries {
+    /// Effect writes of the events applied (one per item per event, before any summing).
+    effects: f64,
+    /// Events applied.
+    applied: f64,
+    /// Duplicates skipped.
+    duplicates: f64,
+    /// Effects that failed their condition (a sold-out SKU) and were decided again.
+    conflicts: f64,
+}
+
+/// Write units of a failed effect in a design without transactions: the writes before the
+/// failing one, the failing conditional write itself, and undoing what went before — one line
+/// reserved, the next sold out, the first released: three.
+const FAILED_EFFECT_WRITES: f64 = 3.0;
+
 /// The subscribers' DynamoDB in another design: for each subscriber (a function reporting
-/// `EffectWrites`), its measured write units and requests are replaced by `units(effects,
-/// applied, duplicates)`; the rest of the pipeline stays as measured.
-fn redesigned(run: &PipelineRun, units: fn(f64, f64, f64) -> f64) -> (f64, f64) {
+/// `EffectWrites`), its measured write units and requests are replaced by `units(...)`; the rest
+/// of the pipeline stays as measured.
+fn redesigned(run: &PipelineRun, units: fn(&Deliveries) -> f64) -> (f64, f64) {
     let events = run.load.sent.max(1) as f64;
     let (mut wru, mut requests) = (0.0, 0.0);
     for metrics in run.metrics.values() {
         let get = |key: &str| metrics.get(key).copied().unwrap_or(0.0);
         let one = std::iter::once(metrics);
         if metrics.contains_key("EffectWrites") {
-            let writes = units(get("EffectWrites"), get("EventsOut"), get("Duplicates"));
+            let writes = units(&Deliveries {
+                effects: get("EffectWrites"),
+                applied: get("EventsOut"),
+                duplicates: get("Duplicates"),
+                conflicts: get("ConditionFailures"),
+            });
             wru += writes;
             requests += writes;
         } else {
@@ -180,11 +202,12 @@ fn redesigned(run: &PipelineRun, units: fn(f64, f64, f64) -> f64) -> (f64, f64) 
 
 /// Powertools for Lambda's idempotency design on herald's batching: per delivery a claim
 /// (`PutItem`) and a result (`UpdateItem`) beside the effect's own writes, one unit each; a
-/// duplicate costs one failed conditional write.
+/// duplicate costs one failed conditional write; an effect that fails its condition costs what
+/// it wrote before failing and undoing that ([`FAILED_EFFECT_WRITES`]).
 pub fn powertools_units(run: &PipelineRun) -> Units {
     let mut units = herald_units(run);
-    let (wru, requests) = redesigned(run, |effects, applied, duplicates| {
-        effects + 2.0 * applied + duplicates
+    let (wru, requests) = redesigned(run, |d| {
+        d.effects + 2.0 * d.applied + d.duplicates + FAILED_EFFECT_WRITES * d.conflicts
     });
     units.dynamodb_wru = wru;
     units.dynamodb_requests = requests;
@@ -205,7 +228,7 @@ pub fn naive_units(run: &PipelineRun) -> Units {
 /// unit per effect write per event, nothing for a duplicate: at-most-once with no record).
 pub fn floor_units(run: &PipelineRun) -> Units {
     let mut units = herald_units(run);
-    let (wru, requests) = redesigned(run, |effects, _, _| effects);
+    let (wru, requests) = redesigned(run, |d| d.effects);
     units.dynamodb_wru = wru;
     units.dynamodb_requests = requests;
     units
