@@ -157,20 +157,31 @@ def resharding_as_on_aws():
 def cheaper_requests():
     """Measured under load (`shop bench pipeline`, cProfile around the handler): a fifth of moto's
     time went to finding the service of each request, which lists moto's package directory on
-    disk every time; and SQS spent more than a third of it reading the clock, through a datetime
+    disk every time, and more to listing the response class's methods (`inspect.getmembers`) to
+    find the action's; and SQS spent more than a third of it reading the clock, through a datetime
     round trip, once per message for every message in a queue, several times per request
     (visibility and delay checks, the approximate counts behind every attribute lookup, and a
     retention check per message received that computes all of the queue's attributes three
-    times). The module list is read once, the clock is `time.time()`, and the retention check
-    reads the one attribute it needs. Answers are unchanged."""
+    times). The module list and each response class's methods are read once, the clock is
+    `time.time()`, and the retention check reads the one attribute it needs. Answers are
+    unchanged."""
+    import functools
     import time
 
     from moto import backends
-    from moto.core import utils
+    from moto.core import responses, utils
     from moto.sqs import models
 
     modules = tuple(backends.list_of_moto_modules())
     backends.list_of_moto_modules = lambda: modules
+
+    all_method_names = responses.method_names_from_class
+
+    @functools.lru_cache(maxsize=None)
+    def method_names_from_class(cls):
+        return frozenset(all_method_names(cls))
+
+    responses.method_names_from_class = method_names_from_class
 
     def unix_time(dt=None):
         return time.time() if dt is None else utils.unix_time(dt)
