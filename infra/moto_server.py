@@ -30,9 +30,14 @@ from moto.moto_server.werkzeug_app import (
 # `long_polls_wait_unlocked`).
 SERIAL = threading.Lock()
 
+# The connection of the request this thread handles (a long poll checks that its client is
+# still there).
+CURRENT = threading.local()
+
 
 def serialized(app):
     def handle(environ, start_response):
+        CURRENT.socket = environ.get("werkzeug.socket")
         with SERIAL:
             # Materialise the body inside the lock: the response is computed lazily otherwise.
             return list(app(environ, start_response))
@@ -207,8 +212,24 @@ def long_polls_wait_unlocked():
     for could never be sent. The wait releases the lock (it has changed nothing yet: moto waits
     only when it found nothing to return), and moto scans the queue again under the lock. It
     wakes at once for a new message and every tenth of a second otherwise, so a message whose
-    visibility timeout ends is received as soon as a short poll would have."""
+    visibility timeout ends is received as soon as a short poll would have.
+
+    A poll whose client has gone (a runner stopped mid-poll) ends there: otherwise it would still
+    take the next message, and hide it from every consumer for its visibility timeout."""
+    import socket
+
     from moto.sqs import models
+
+    def client_gone():
+        connection = getattr(CURRENT, "socket", None)
+        if connection is None:
+            return False
+        try:
+            return connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
 
     def wait_for_messages(self, timeout):
         SERIAL.release()
@@ -217,6 +238,8 @@ def long_polls_wait_unlocked():
                 self._messages_lock.wait_for(lambda: self.messages, timeout=min(timeout, 0.1))
         finally:
             SERIAL.acquire()
+        if client_gone():
+            raise ConnectionAbortedError("the long poll's client has gone")
 
     models.Queue.wait_for_messages = wait_for_messages
 
