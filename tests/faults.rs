@@ -22,7 +22,7 @@ use herald_local::faults::{FaultKind, FaultPlan, FaultProxy};
 /// do not sleep long: `attempts` in all.
 async fn through(spec: &str, attempts: u32) -> (FaultProxy, SdkConfig) {
     let endpoint = common::endpoint().await;
-    let proxy = FaultProxy::start(FaultPlan::parse(spec).unwrap(), &endpoint.url)
+    let proxy = FaultProxy::start(FaultPlan::parse(spec).unwrap(), endpoint)
         .await
         .unwrap();
     let aws = endpoint

@@ -364,7 +364,16 @@ async fn after_a_reshard_the_child_shards_are_read_after_their_parent_in_key_ord
 async fn failing_proxy(target: &'static str, failures: usize) -> (Endpoint, Arc<AtomicUsize>) {
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    let upstream = common::endpoint().await.url.clone();
+    // The target's service goes through the proxy, the others straight to the emulator (which
+    // may run each service in a process of its own).
+    let endpoint = common::endpoint().await;
+    let service = if target.starts_with("Kinesis") {
+        "Kinesis"
+    } else {
+        "SQS"
+    };
+    let variable = herald::aws::ServiceEndpoints::variable(service);
+    let upstream = endpoint.url_for(&variable).to_string();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let failed = Arc::new(AtomicUsize::new(0));
@@ -434,7 +443,12 @@ async fn failing_proxy(target: &'static str, failures: usize) -> (Endpoint, Arc<
             });
         }
     });
-    (Endpoint::external(url), failed)
+    let mut services = endpoint.services().clone();
+    services.insert(variable, url);
+    (
+        Endpoint::external(endpoint.url.clone()).with_services(services),
+        failed,
+    )
 }
 
 /// A shard whose `GetShardIterator` fails is retried until it is read: it is never counted as

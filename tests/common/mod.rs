@@ -1,6 +1,7 @@
 //! The test harness: one way to pick the AWS endpoint for every AWS-touching test.
 //!
-//! 1. `AWS_ENDPOINT_URL` when set (CI starts moto and sets it; point it at LocalStack or anything
+//! 1. `AWS_ENDPOINT_URL` when set, with any `AWS_ENDPOINT_URL_<SERVICE>` beside it (scripts/test
+//!    starts moto and sets them; point `AWS_ENDPOINT_URL` at LocalStack or anything
 //!    compatible to run the same tests there);
 //! 2. else, when a Docker engine answers and the `localstack` feature is on, a LocalStack container
 //!    through testcontainers (pinned image `localstack/localstack:4.5`, `LOCALSTACK_AUTH_TOKEN`
@@ -29,8 +30,8 @@ pub fn root() -> PathBuf {
 pub async fn endpoint() -> &'static Endpoint {
     ENDPOINT
         .get_or_init(|| async {
-            if let Some(url) = std::env::var("AWS_ENDPOINT_URL").ok().filter(|u| !u.is_empty()) {
-                return Endpoint::external(url);
+            if let Some(endpoint) = Endpoint::from_env() {
+                return endpoint;
             }
             if docker_answers() {
                 #[cfg(feature = "localstack")]

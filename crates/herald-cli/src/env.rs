@@ -2,7 +2,6 @@
 //! `cargo lambda watch --env-file`).
 
 use anyhow::Result;
-use herald_local::Endpoint;
 
 use crate::common::load_stack;
 
@@ -10,7 +9,7 @@ use crate::common::load_stack;
 pub fn env(function: &str, stack: &str) -> Result<()> {
     let stack = load_stack(stack)?;
     let spec = stack.function(function)?;
-    let endpoint = Endpoint::external(stack.endpoint.clone());
+    let endpoint = stack.aws_endpoint();
     for (key, value) in spec
         .environment
         .iter()

@@ -70,7 +70,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
         stack.alarms.len()
     );
     println!("console     {console}");
-    println!("\nIn another terminal:\n  export AWS_ENDPOINT_URL={}\n  target/debug/herald send events/producer/direct-invoke.json\n\nCtrl-C stops everything.\n", endpoint.url);
+    let exports: String = std::iter::once(("AWS_ENDPOINT_URL", endpoint.url.as_str()))
+        .chain(endpoint.services().iter())
+        .map(|(variable, url)| format!("  export {variable}={url}\n"))
+        .collect();
+    println!("\nIn another terminal:\n{exports}  target/debug/herald send events/producer/direct-invoke.json\n\nCtrl-C stops everything.\n");
     tokio::signal::ctrl_c().await?;
     println!("stopping");
     if let Some(report) = pipeline.fault_report() {

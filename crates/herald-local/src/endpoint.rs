@@ -1,15 +1,18 @@
 //! Which AWS endpoint to use, and SDK configuration for it.
 //!
-//! `AWS_ENDPOINT_URL` wins (moto, LocalStack, anything API-compatible). Without it, herald starts
-//! moto server from the project's own virtualenv ([`crate::moto`]).
+//! `AWS_ENDPOINT_URL` wins (moto, LocalStack, anything API-compatible), with the SDK's
+//! per-service `AWS_ENDPOINT_URL_<SERVICE>` variables over it when set. Without it, herald starts
+//! moto from the project's own virtualenv ([`crate::moto`]): one process per group of services
+//! that work together, so that the emulator uses more than one core.
 
 use std::path::Path;
 
 use anyhow::Result;
 use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
+use herald::aws::ServiceEndpoints;
 
-use crate::moto::MotoServer;
+use crate::moto::MotoCluster;
 
 /// Region used when none is configured.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -17,41 +20,56 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// An endpoint, and the emulator behind it when herald started one (stopped on drop).
 #[derive(Debug)]
 pub struct Endpoint {
-    /// The URL all clients use.
+    /// The URL clients use, unless their service has one of its own ([`Endpoint::services`]).
     pub url: String,
     /// The region.
     pub region: String,
-    moto: Option<MotoServer>,
+    services: ServiceEndpoints,
+    moto: Option<MotoCluster>,
 }
 
 impl Endpoint {
-    /// `AWS_ENDPOINT_URL` if set, else a new moto server from `<root>/.venv` on `port` (a free
-    /// one when `None`).
+    /// `AWS_ENDPOINT_URL` (and any `AWS_ENDPOINT_URL_<SERVICE>`) if set, else a new moto from
+    /// `<root>/.venv`, its shared process on `port` (a free one when `None`).
     pub async fn from_env_or_moto(root: &Path, port: Option<u16>) -> Result<Endpoint> {
-        match std::env::var("AWS_ENDPOINT_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-        {
-            Some(url) => Ok(Endpoint::external(url)),
+        match Endpoint::from_env() {
+            Some(endpoint) => Ok(endpoint),
             None => Endpoint::moto(root, port).await,
         }
     }
 
-    /// An endpoint someone else runs.
+    /// `AWS_ENDPOINT_URL`, with the `AWS_ENDPOINT_URL_<SERVICE>` variables set beside it; none
+    /// when it is not set.
+    pub fn from_env() -> Option<Endpoint> {
+        let url = std::env::var("AWS_ENDPOINT_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        Some(Endpoint::external(url).with_services(ServiceEndpoints::from_env()))
+    }
+
+    /// An endpoint someone else runs: every service at `url`.
     pub fn external(url: impl Into<String>) -> Endpoint {
         Endpoint {
             url: url.into(),
             region: region(),
+            services: ServiceEndpoints::default(),
             moto: None,
         }
     }
 
-    /// Start moto from `<root>/.venv` on `port` (a free one when `None`).
+    /// The same endpoint, with these services at URLs of their own.
+    pub fn with_services(mut self, services: ServiceEndpoints) -> Endpoint {
+        self.services = services;
+        self
+    }
+
+    /// Start moto from `<root>/.venv`, its shared process on `port` (a free one when `None`).
     pub async fn moto(root: &Path, port: Option<u16>) -> Result<Endpoint> {
-        let moto = MotoServer::start(root, port).await?;
+        let moto = MotoCluster::start(root, port).await?;
         Ok(Endpoint {
             url: moto.url(),
             region: region(),
+            services: moto.services(),
             moto: Some(moto),
         })
     }
@@ -61,17 +79,25 @@ impl Endpoint {
         Endpoint {
             url: self.url.clone(),
             region: self.region.clone(),
+            services: self.services.clone(),
             moto: None,
         }
     }
 
-    /// The same endpoint reached through a proxy at `url` (the [fault proxy](crate::faults)).
+    /// The same endpoint reached through a proxy at `url` (the [fault proxy](crate::faults)):
+    /// every service goes to the proxy, which forwards each to where it belongs.
     pub fn through(&self, url: &str) -> Endpoint {
-        Endpoint {
-            url: url.to_string(),
-            region: self.region.clone(),
-            moto: None,
-        }
+        Endpoint::external(url)
+    }
+
+    /// The services with a URL of their own.
+    pub fn services(&self) -> &ServiceEndpoints {
+        &self.services
+    }
+
+    /// The URL for a service's `AWS_ENDPOINT_URL_<SERVICE>` variable: its own, else the shared one.
+    pub fn url_for(&self, variable: &str) -> &str {
+        self.services.get(variable).unwrap_or(&self.url)
     }
 
     /// Whether herald started the emulator itself.
@@ -79,21 +105,27 @@ impl Endpoint {
         self.moto.is_some()
     }
 
-    /// `http://… (moto, started by herald)` or `http://… (AWS_ENDPOINT_URL)`.
+    /// `http://… (moto, started by herald)` or `http://… (AWS_ENDPOINT_URL)`, and the services
+    /// elsewhere.
     pub fn describe(&self) -> String {
         let origin = if self.is_embedded() {
             "moto, started by herald"
         } else {
             "AWS_ENDPOINT_URL"
         };
-        format!("{} ({origin})", self.url)
+        let mut text = format!("{} ({origin})", self.url);
+        for (variable, url) in self.services.iter() {
+            let service = variable
+                .trim_start_matches("AWS_ENDPOINT_URL_")
+                .to_lowercase();
+            text.push_str(&format!(", {service} at {url}"));
+        }
+        text
     }
 
     /// SDK configuration for this endpoint (dummy credentials unless real ones are set).
     pub async fn sdk_config(&self) -> SdkConfig {
-        let mut loader = herald::aws::config_loader()
-            .endpoint_url(&self.url)
-            .region(Region::new(self.region.clone()));
+        let mut loader = herald::aws::config_loader().region(Region::new(self.region.clone()));
         if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
             loader = loader.credentials_provider(Credentials::new(
                 "test",
@@ -103,7 +135,15 @@ impl Endpoint {
                 "herald-local",
             ));
         }
-        loader.load().await
+        // Not the loader's `endpoint_url`: a client ignores per-service endpoints when the shared
+        // one was set in code.
+        loader
+            .load()
+            .await
+            .into_builder()
+            .endpoint_url(&self.url)
+            .service_config(self.services.clone())
+            .build()
     }
 
     /// Environment variables that point a child process (a function) at this endpoint.
@@ -117,11 +157,38 @@ impl Endpoint {
             ("AWS_ACCESS_KEY_ID".to_string(), key),
             ("AWS_SECRET_ACCESS_KEY".to_string(), secret),
         ];
+        env.extend(
+            self.services
+                .iter()
+                .map(|(variable, url)| (variable.to_string(), url.to_string())),
+        );
         if let Ok(token) = std::env::var("AWS_SESSION_TOKEN") {
             env.push(("AWS_SESSION_TOKEN".to_string(), token));
         }
         env
     }
+}
+
+/// The per-service endpoints an SDK configuration holds (for the services herald's functions
+/// use), to hand on to a process started from it.
+pub fn services_of(aws: &SdkConfig) -> ServiceEndpoints {
+    use aws_types::service_config::ServiceConfigKey;
+    let mut services = ServiceEndpoints::default();
+    let Some(config) = aws.service_config() else {
+        return services;
+    };
+    let ids = crate::moto::SERVICE_GROUPS.iter().flat_map(|g| g.iter());
+    for id in ids.chain(["S3"].iter()) {
+        let key = ServiceConfigKey::builder()
+            .service_id(id)
+            .env("AWS_ENDPOINT_URL")
+            .profile("endpoint_url")
+            .build();
+        if let Some(url) = key.ok().and_then(|key| config.load_config(key)) {
+            services.insert(ServiceEndpoints::variable(id), url);
+        }
+    }
+    services
 }
 
 fn region() -> String {

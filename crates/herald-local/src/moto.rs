@@ -15,6 +15,59 @@ pub struct MotoServer {
     child: Child,
 }
 
+/// The services that get a moto process of their own, each group with what must share its
+/// process: moto delivers SNS messages to SQS queues in process, and a table's stream is read
+/// from the table's backend. Everything else (S3, STS, ...) shares the first process. moto
+/// answers a request at a time per process (see `infra/moto_server.py`), in one Python thread:
+/// apart, these services are served side by side, on as many cores as there are. (scripts/moto
+/// starts the same groups.)
+pub const SERVICE_GROUPS: &[&[&str]] = &[
+    &["DynamoDB", "DynamoDB Streams"],
+    &["Kinesis"],
+    &["SNS", "SQS"],
+];
+
+/// moto as herald runs it: a shared process and one per [`SERVICE_GROUPS`] group; stopped on
+/// drop.
+#[derive(Debug)]
+pub struct MotoCluster {
+    shared: MotoServer,
+    groups: Vec<(&'static [&'static str], MotoServer)>,
+}
+
+impl MotoCluster {
+    /// Start every process (the shared one on `port`, or a free one) and wait until they answer.
+    pub async fn start(root: &Path, port: Option<u16>) -> Result<MotoCluster> {
+        let (shared, groups) = futures::future::try_join(
+            MotoServer::start(root, port),
+            futures::future::try_join_all(SERVICE_GROUPS.iter().map(|group| async move {
+                Ok::<_, anyhow::Error>((*group, MotoServer::start(root, None).await?))
+            })),
+        )
+        .await?;
+        Ok(MotoCluster { shared, groups })
+    }
+
+    /// The shared process's URL (`AWS_ENDPOINT_URL`).
+    pub fn url(&self) -> String {
+        self.shared.url()
+    }
+
+    /// Each grouped service's `AWS_ENDPOINT_URL_<SERVICE>` and its process's URL.
+    pub fn services(&self) -> herald::aws::ServiceEndpoints {
+        let mut services = herald::aws::ServiceEndpoints::default();
+        for (group, server) in &self.groups {
+            for service in group.iter() {
+                services.insert(
+                    herald::aws::ServiceEndpoints::variable(service),
+                    server.url(),
+                );
+            }
+        }
+        services
+    }
+}
+
 /// The project's Python (the virtualenv `scripts/bootstrap` creates).
 pub fn venv_python(root: &Path) -> PathBuf {
     root.join(".venv/bin/python")

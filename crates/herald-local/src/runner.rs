@@ -111,7 +111,7 @@ struct Injected {
 }
 
 impl Injected {
-    async fn start(plan: Option<&FaultPlan>, upstream: &str) -> Result<Injected> {
+    async fn start(plan: Option<&FaultPlan>, upstream: &Endpoint) -> Result<Injected> {
         let Some(plan) = plan.filter(|p| !p.is_empty()) else {
             return Ok(Injected::default());
         };
@@ -139,7 +139,7 @@ impl LocalPipeline {
             Some(dir) => Checkpoints::open(Checkpoints::path(dir, &stack.name), options.fresh)?,
             None => Checkpoints::in_memory(),
         };
-        let faults = Injected::start(options.faults.as_ref(), &endpoint.url).await?;
+        let faults = Injected::start(options.faults.as_ref(), endpoint).await?;
         Self::start_with(stack, endpoint, options, Arc::new(checkpoints), faults).await
     }
 

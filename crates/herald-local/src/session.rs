@@ -55,7 +55,12 @@ impl UpOptions {
 pub async fn up(endpoint: &Endpoint, mut options: UpOptions) -> Result<LocalPipeline> {
     let template = Template::load(&options.template)?;
     let aws = endpoint.sdk_config().await;
-    let stack = provision(&template, &options.stack, &aws, &endpoint.url).await?;
+    let mut stack = provision(&template, &options.stack, &aws, &endpoint.url).await?;
+    stack.service_endpoints = endpoint
+        .services()
+        .iter()
+        .map(|(variable, url)| (variable.to_string(), url.to_string()))
+        .collect();
     let mut names: Vec<String> = stack.functions.iter().map(|f| f.binary.clone()).collect();
     names.sort();
     names.dedup();

@@ -27,7 +27,9 @@ pub fn config_loader() -> aws_config::ConfigLoader {
 
 /// The SDK configuration of a Lambda function, from the variables Lambda sets: `AWS_REGION`
 /// and the role's credentials in `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
-/// `AWS_SESSION_TOKEN` (plus `AWS_ENDPOINT_URL` for an emulator).
+/// `AWS_SESSION_TOKEN` (plus, for an emulator, `AWS_ENDPOINT_URL` and the per-service
+/// `AWS_ENDPOINT_URL_<SERVICE>` that win over it, as the SDK's own loader reads them; see
+/// [`ServiceEndpoints`]).
 ///
 /// Not the SDK's default chain: a function never needs profiles, SSO, web identity or IMDS, and
 /// leaving them out keeps ~0.5 MB of code out of every binary and the profile files off the
@@ -57,7 +59,70 @@ pub fn function_config() -> Result<SdkConfig, MissingEnv> {
     if let Ok(url) = env("AWS_ENDPOINT_URL") {
         config = config.endpoint_url(url);
     }
-    Ok(config.build())
+    Ok(config.service_config(ServiceEndpoints::from_env()).build())
+}
+
+/// Endpoints per service, by the SDK's variable names (`AWS_ENDPOINT_URL_DYNAMODB`,
+/// `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`, `AWS_ENDPOINT_URL_SQS`, ...: `AWS_ENDPOINT_URL_` and the
+/// service id in capitals, spaces as underscores). A client of a service named here goes to its
+/// URL; the others to the SDK configuration's `endpoint_url` (or AWS). Locally, this lets each
+/// emulated service run in a process of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceEndpoints(std::collections::BTreeMap<String, String>);
+
+impl ServiceEndpoints {
+    /// The `AWS_ENDPOINT_URL_<SERVICE>` variables set in this process's environment.
+    pub fn from_env() -> ServiceEndpoints {
+        ServiceEndpoints(
+            std::env::vars()
+                .filter(|(name, value)| {
+                    name.starts_with(ENDPOINT_VARIABLE_PREFIX) && !value.is_empty()
+                })
+                .collect(),
+        )
+    }
+
+    /// `AWS_ENDPOINT_URL_<SERVICE>` for a service id (`DynamoDB Streams` →
+    /// `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`).
+    pub fn variable(service_id: &str) -> String {
+        format!(
+            "{ENDPOINT_VARIABLE_PREFIX}{}",
+            service_id.to_uppercase().replace([' ', '-'], "_")
+        )
+    }
+
+    /// Send the service's clients (its variable, as [`ServiceEndpoints::variable`] names it) to
+    /// `url`.
+    pub fn insert(&mut self, variable: impl Into<String>, url: impl Into<String>) {
+        self.0.insert(variable.into(), url.into());
+    }
+
+    /// The URL for a service's variable, if it has one of its own.
+    pub fn get(&self, variable: &str) -> Option<&str> {
+        self.0.get(variable).map(String::as_str)
+    }
+
+    /// (variable, URL) pairs, to pass on to a child process's environment.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// Whether no service has an endpoint of its own.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+const ENDPOINT_VARIABLE_PREFIX: &str = "AWS_ENDPOINT_URL_";
+
+impl aws_types::service_config::LoadServiceConfig for ServiceEndpoints {
+    fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        // The SDK asks for each setting by its variable's stem; endpoints are all this knows.
+        (key.env() == "AWS_ENDPOINT_URL")
+            .then(|| self.get(&Self::variable(key.service_id())))
+            .flatten()
+            .map(str::to_string)
+    }
 }
 
 fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
@@ -249,6 +314,39 @@ pub fn error_text<E: std::error::Error + 'static>(err: &E) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_with_an_endpoint_of_its_own_goes_there_and_the_others_to_the_shared_one() {
+        let mut endpoints = ServiceEndpoints::default();
+        endpoints.insert(
+            ServiceEndpoints::variable("DynamoDB Streams"),
+            "http://127.0.0.1:2",
+        );
+        endpoints.insert(ServiceEndpoints::variable("SQS"), "http://127.0.0.1:3");
+        assert_eq!(
+            ServiceEndpoints::variable("DynamoDB Streams"),
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS"
+        );
+        use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
+        // What an SDK client asks when it is built from an SdkConfig (its service id, the
+        // variable's stem, the profile key).
+        let ask = |service| {
+            endpoints.load_config(
+                ServiceConfigKey::builder()
+                    .service_id(service)
+                    .env("AWS_ENDPOINT_URL")
+                    .profile("endpoint_url")
+                    .build()
+                    .expect("every field is set"),
+            )
+        };
+        assert_eq!(ask("SQS").as_deref(), Some("http://127.0.0.1:3"));
+        assert_eq!(
+            ask("DynamoDB Streams").as_deref(),
+            Some("http://127.0.0.1:2")
+        );
+        assert_eq!(ask("Kinesis"), None);
+    }
 
     #[test]
     fn throttling_is_told_apart_from_a_bad_request() {

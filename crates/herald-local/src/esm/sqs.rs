@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -12,6 +12,20 @@ use tokio::sync::watch;
 use super::Context;
 use crate::runtime::FunctionPool;
 use crate::stack::SqsMapping;
+
+/// How long a poller's `ReceiveMessage` waits for a message on an empty queue (long polling,
+/// as Lambda's pollers do): an idle queue costs a request per wait rather than one per
+/// [`super::PollSettings::idle_poll`], and a message sent meanwhile is received at once.
+pub const LONG_POLL_SECONDS: i32 = 5;
+
+/// herald's timeouts, with a long poll's wait added to what one attempt may take.
+fn long_poll_timeouts() -> aws_config::timeout::TimeoutConfig {
+    let attempt = herald::aws::ATTEMPT_TIMEOUT + Duration::from_secs(LONG_POLL_SECONDS as u64);
+    herald::aws::timeouts()
+        .to_builder()
+        .operation_attempt_timeout(attempt)
+        .build()
+}
 
 /// Run an SQS mapping with `concurrency` pollers until `stop` turns true.
 pub async fn run_sqs(
@@ -48,13 +62,21 @@ async fn poll_sqs(
         while messages.len() < mapping.batch_size && !*stop.borrow() {
             let want =
                 (mapping.batch_size - messages.len()).min(herald::limits::SQS_MAX_RECEIVE) as i32;
+            // Waiting for a batch's first message, long poll; once a batch has begun, short polls
+            // fill it until its window ends.
+            let waiting = messages.is_empty();
             let received = ctx
                 .sqs
                 .receive_message()
                 .queue_url(&mapping.queue_url)
                 .max_number_of_messages(want)
+                .wait_time_seconds(if waiting { LONG_POLL_SECONDS } else { 0 })
                 .message_system_attribute_names(MessageSystemAttributeName::All)
                 .message_attribute_names("All")
+                .customize()
+                .config_override(
+                    aws_sdk_sqs::config::Builder::default().timeout_config(long_poll_timeouts()),
+                )
                 .send()
                 .await;
             match received {
@@ -71,7 +93,7 @@ async fn poll_sqs(
                     {
                         break;
                     }
-                    if empty {
+                    if empty && !waiting {
                         tokio::time::sleep(ctx.settings.idle_poll).await;
                     }
                 }

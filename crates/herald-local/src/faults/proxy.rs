@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::answer::{self, AwsFault, Protocol};
 use super::spec::{FaultKind, FaultPlan, Trigger, SERVICES};
+use crate::endpoint::Endpoint;
 
 /// A running fault proxy. Dropping it stops it.
 pub struct FaultProxy {
@@ -32,7 +33,7 @@ impl fmt::Debug for FaultProxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FaultProxy")
             .field("url", &self.url)
-            .field("upstream", &self.state.upstream)
+            .field("upstream", &self.state.upstream.url)
             .finish_non_exhaustive()
     }
 }
@@ -45,7 +46,8 @@ impl Drop for FaultProxy {
 
 struct State {
     plan: FaultPlan,
-    upstream: String,
+    /// Where each service's requests go.
+    upstream: Endpoint,
     client: Client<HttpConnector, Full<Bytes>>,
     started: Instant,
     /// Requests seen per (service, operation): the sequence number each decision is drawn from.
@@ -129,15 +131,16 @@ struct Target {
 }
 
 impl FaultProxy {
-    /// Listen on a free loopback port and forward to `upstream` (`http://127.0.0.1:5000`).
-    pub async fn start(plan: FaultPlan, upstream: &str) -> Result<FaultProxy> {
+    /// Listen on a free loopback port and forward each request to where `upstream` sends its
+    /// service.
+    pub async fn start(plan: FaultPlan, upstream: &Endpoint) -> Result<FaultProxy> {
         let listener = TcpListener::bind(("127.0.0.1", 0))
             .await
             .map_err(|e| anyhow!("fault proxy: {e}"))?;
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(State {
             plan,
-            upstream: upstream.trim_end_matches('/').to_string(),
+            upstream: upstream.shared(),
             client: Client::builder(TokioExecutor::new()).build_http(),
             started: Instant::now(),
             sequence: Mutex::new(HashMap::new()),
@@ -380,9 +383,13 @@ impl State {
             .path_and_query()
             .map(|p| p.as_str())
             .unwrap_or("/");
+        let upstream = match endpoint_variable(&parts.headers) {
+            Some(variable) => self.upstream.url_for(&variable),
+            None => &self.upstream.url,
+        };
         let mut builder = Request::builder()
             .method(parts.method)
-            .uri(format!("{}{path}", self.upstream));
+            .uri(format!("{}{path}", upstream.trim_end_matches('/')));
         for (name, value) in &parts.headers {
             if name != http::header::HOST {
                 builder = builder.header(name, value);
@@ -412,6 +419,26 @@ impl State {
             .body(Full::new(body))
             .map_err(|e| Dropped(e.to_string()))
     }
+}
+
+/// The `AWS_ENDPOINT_URL_<SERVICE>` variable that configures a request's service: from its SigV4
+/// scope (DynamoDB Streams signs as `dynamodb`; its target tells it apart).
+fn endpoint_variable(headers: &HeaderMap) -> Option<String> {
+    let scope = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|auth| auth.split("Credential=").nth(1))
+        .and_then(|credential| credential.split(['/', ',']).nth(3))?;
+    let streams = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("DynamoDBStreams"));
+    let service = if scope == "dynamodb" && streams {
+        "DynamoDB Streams"
+    } else {
+        scope
+    };
+    Some(herald::aws::ServiceEndpoints::variable(service))
 }
 
 /// The service and operation of a request: `X-Amz-Target` for the JSON protocols, `Action=` in

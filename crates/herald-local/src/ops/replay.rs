@@ -112,7 +112,9 @@ impl<'a> RouterProcess<'a> {
         let pool = FunctionPool::new(
             function.clone(),
             binary,
-            Endpoint::external(endpoint).child_env(),
+            Endpoint::external(endpoint)
+                .with_services(crate::endpoint::services_of(aws))
+                .child_env(),
             1,
             logs.clone(),
             Arc::new(AtomicUsize::new(0)),

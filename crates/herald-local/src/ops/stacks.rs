@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 
-use crate::endpoint::Endpoint;
 use crate::stack::Stack;
 
 /// Where `herald local up` records the stack it runs (`<root>/.herald/stack-<name>.json`), for
@@ -24,8 +23,6 @@ pub fn running_stack(root: &Path, name: &str) -> Result<Stack> {
 /// The running stack `name` under `root` and an SDK configuration for the endpoint it lives on.
 pub async fn connect(root: &Path, name: &str) -> Result<(Stack, SdkConfig)> {
     let stack = running_stack(root, name)?;
-    let aws = Endpoint::external(stack.endpoint.clone())
-        .sdk_config()
-        .await;
+    let aws = stack.aws_endpoint().sdk_config().await;
     Ok((stack, aws))
 }

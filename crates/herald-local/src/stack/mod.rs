@@ -81,6 +81,10 @@ pub struct Stack {
     pub account: String,
     /// Endpoint URL.
     pub endpoint: String,
+    /// Services at URLs of their own, by `AWS_ENDPOINT_URL_<SERVICE>` (see
+    /// [`crate::Endpoint::services`]).
+    #[serde(default)]
+    pub service_endpoints: BTreeMap<String, String>,
     /// Resources by logical id.
     pub resources: BTreeMap<String, Physical>,
     /// Functions to run.
@@ -208,6 +212,17 @@ impl Names for Resolver<'_> {
     }
 }
 
+impl Stack {
+    /// The endpoint the stack lives on (every service where it was provisioned).
+    pub fn aws_endpoint(&self) -> crate::Endpoint {
+        let mut services = herald::aws::ServiceEndpoints::default();
+        for (variable, url) in &self.service_endpoints {
+            services.insert(variable.clone(), url.clone());
+        }
+        crate::Endpoint::external(self.endpoint.clone()).with_services(services)
+    }
+}
+
 /// Create (or find) every resource of `template` on the endpoint `aws` points at.
 pub async fn provision(
     template: &Template,
@@ -241,6 +256,7 @@ pub async fn provision(
         region,
         account,
         endpoint: endpoint.to_string(),
+        service_endpoints: BTreeMap::new(),
         resources: BTreeMap::new(),
         functions: Vec::new(),
         mappings: Vec::new(),
