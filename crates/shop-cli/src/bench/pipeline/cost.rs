@@ -203,7 +203,7 @@ fn redesigned(run: &PipelineRun, units: fn(&Deliveries) -> f64) -> (f64, f64) {
 /// Powertools for Lambda's idempotency design on herald's batching: per delivery a claim
 /// (`PutItem`) and a result (`UpdateItem`) beside the effect's own writes, one unit each; a
 /// duplicate costs one failed conditional write; an effect that fails its condition costs what
-/// it wrote before failing and undoing that ([`FAILED_EFFECT_WRITES`]).
+/// it wrote before failing and undoing that (`FAILED_EFFECT_WRITES`).
 pub fn powertools_units(run: &PipelineRun) -> Units {
     let mut units = herald_units(run);
     let (wru, requests) = redesigned(run, |d| {
