@@ -28,7 +28,6 @@ use super::error::PersistenceError;
 use super::item_locks::item_key;
 use super::record::{now_ms, IdempotencyRecord, RecordStatus};
 use super::store::BatchCommitOutcome;
-use super::transactional::DEADLINE_RESERVE;
 use super::{Conflict, Decision, Executed, Idempotency, IdempotencyError};
 use crate::envelope::Envelope;
 use crate::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
@@ -256,19 +255,10 @@ impl Idempotency {
                 }
             };
             contended += 1;
-            let backoff = &self.config.conflict_backoff;
-            let delay = backoff.delay(contended);
-            let fits = deadline.is_none_or(|deadline| {
-                deadline
-                    .duration_since(SystemTime::now())
-                    .is_ok_and(|left| left > delay + DEADLINE_RESERVE)
-            });
-            if contended >= backoff.max_attempts || !fits {
+            if !self.back_off(contended, deadline).await {
                 tracing::warn!(error = %refused, attempts = contended, "batch commit still contended");
                 return false;
             }
-            crate::metrics::count("TransactionRetries", 1);
-            tokio::time::sleep(delay).await;
         }
         true
     }

@@ -19,7 +19,7 @@ const MAX_DECISIONS: u32 = 4;
 
 /// Time kept free before the invocation's deadline: one more commit, publishing follow-ups and
 /// answering the batch must still fit after the last backoff.
-pub(super) const DEADLINE_RESERVE: Duration = Duration::from_secs(1);
+const DEADLINE_RESERVE: Duration = Duration::from_secs(1);
 
 impl Idempotency {
     /// **Transactional mode.** `decide` returns the effect's writes and the result; they are
@@ -131,14 +131,7 @@ impl Idempotency {
             // Contention or throttling: nothing was written; the same decision may go through
             // a moment later.
             contended += 1;
-            let backoff = &self.config.conflict_backoff;
-            let delay = backoff.delay(contended);
-            let fits = deadline.is_none_or(|deadline| {
-                deadline
-                    .duration_since(SystemTime::now())
-                    .is_ok_and(|left| left > delay + DEADLINE_RESERVE)
-            });
-            if contended >= backoff.max_attempts || !fits {
+            if !self.back_off(contended, deadline).await {
                 tracing::warn!(
                     key = %key,
                     attempts = contended,
@@ -146,9 +139,27 @@ impl Idempotency {
                 );
                 return Err(refused.into());
             }
-            crate::metrics::count("TransactionRetries", 1);
-            tokio::time::sleep(delay).await;
         }
+    }
+
+    /// After the `contended`-th refused commit (a collision or throttling), wait with
+    /// [`IdempotencyConfig::conflict_backoff`](super::IdempotencyConfig::conflict_backoff) and
+    /// say `true`; or say `false` at once when the attempts are used up or the wait would not
+    /// leave [`DEADLINE_RESERVE`] before `deadline`.
+    pub(super) async fn back_off(&self, contended: u32, deadline: Option<SystemTime>) -> bool {
+        let backoff = &self.config.conflict_backoff;
+        let delay = backoff.delay(contended);
+        let fits = deadline.is_none_or(|deadline| {
+            deadline
+                .duration_since(SystemTime::now())
+                .is_ok_and(|left| left > delay + DEADLINE_RESERVE)
+        });
+        if contended >= backoff.max_attempts || !fits {
+            return false;
+        }
+        crate::metrics::count("TransactionRetries", 1);
+        tokio::time::sleep(delay).await;
+        true
     }
 }
 
