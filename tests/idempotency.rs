@@ -481,9 +481,21 @@ async fn a_duplicate_costs_one_request_in_any_mode() {
 }
 
 /// The batch path on DynamoDB: one transaction for a batch, the stock deltas summed, and a
-/// redelivered batch answered in one more request from the records DynamoDB returns.
+/// redelivered batch's duplicates found by reading its records ahead (`BatchGetItem`), so that
+/// only the new event goes in a transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_commits_in_one_request_and_its_redelivery_costs_one_more() {
+async fn a_batch_commits_in_one_transaction_and_its_redelivery_writes_only_what_is_new() {
+    batch_on_dynamodb(true).await;
+}
+
+/// The same without the read ahead: the duplicates come back with the refused transaction's
+/// cancellation reasons, and the new event commits in a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_read_ahead_a_redelivered_batch_is_told_by_its_refused_transaction() {
+    batch_on_dynamodb(false).await;
+}
+
+async fn batch_on_dynamodb(look_ahead: bool) {
     let aws = common::aws().await;
     let counter = herald::aws::RequestCounter::default();
     let client = aws_sdk_dynamodb::Client::from_conf(
@@ -504,6 +516,7 @@ async fn a_batch_commits_in_one_request_and_its_redelivery_costs_one_more() {
     // No cache: the redelivery must be told by DynamoDB, as in another process.
     let mut config = IdempotencyConfig::new(records, "test");
     config.cache_capacity = 0;
+    config.look_ahead = look_ahead;
     let idempotency = Idempotency::new(client.clone(), config);
     let take = |quantity: i64| {
         Delta::new(&stock, "sku", AttributeValue::S("apple".into()))
@@ -551,16 +564,19 @@ async fn a_batch_commits_in_one_request_and_its_redelivery_costs_one_more() {
             .all(|r| matches!(r, Some(Ok(Executed::Ran(_))))),
         "{first:?}"
     );
+    let counts = counter.counts();
     assert_eq!(
-        counter.total(),
-        1,
-        "one transaction: {:?}",
-        counter.counts()
+        counts.get("DynamoDB.TransactWriteItems"),
+        Some(&1),
+        "one transaction: {counts:?}"
     );
+    let reads = counts.get("DynamoDB.BatchGetItem").copied().unwrap_or(0);
+    assert_eq!(reads, u64::from(look_ahead), "{counts:?}");
+    assert_eq!(counter.total(), 1 + reads, "{counts:?}");
     assert_eq!(available().await, 5);
 
-    // The same events again, with a new one among them: the duplicates come back with the
-    // refusal, the new one commits in a second transaction.
+    // The same events again, with a new one among them: the duplicates are found by the read
+    // ahead (or come back with a refused transaction), the new one commits.
     let mut again = batch.clone();
     again.insert(1, event("b4", 2));
     let refs: Vec<&Envelope> = again.iter().collect();
@@ -574,7 +590,18 @@ async fn a_batch_commits_in_one_request_and_its_redelivery_costs_one_more() {
         .count();
     assert_eq!(replayed, 3, "{second:?}");
     assert!(matches!(&second[1], Some(Ok(Executed::Ran(r))) if r == "took 2"));
-    assert_eq!(counter.total(), 2, "{:?}", counter.counts());
+    let counts = counter.counts();
+    let transactions = if look_ahead { 1 } else { 2 };
+    assert_eq!(
+        counts.get("DynamoDB.TransactWriteItems"),
+        Some(&transactions),
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.get("DynamoDB.BatchGetItem#items").copied().unwrap_or(0),
+        if look_ahead { 4 } else { 0 },
+        "every record of the batch read at once: {counts:?}"
+    );
     assert_eq!(available().await, 3, "each event took its units once");
 
     // Four units asked of three: the summed condition fails, and the events go one by one.

@@ -390,6 +390,23 @@ impl RequestCounter {
     }
 }
 
+/// The items a DynamoDB request names, for operations billed per item: a transaction's actions,
+/// a batch read's keys.
+fn request_items(operation: &str, body: &serde_json::Value) -> Option<usize> {
+    match operation {
+        "DynamoDB.TransactWriteItems" => body["TransactItems"].as_array().map(Vec::len),
+        "DynamoDB.BatchGetItem" => Some(
+            body["RequestItems"]
+                .as_object()?
+                .values()
+                .filter_map(|table| table["Keys"].as_array())
+                .map(Vec::len)
+                .sum(),
+        ),
+        _ => None,
+    }
+}
+
 impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter {
     fn name(&self) -> &'static str {
         "herald::RequestCounter"
@@ -405,16 +422,17 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter 
             .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
             .map(|m| format!("{}.{}", m.service(), m.name()))
             .unwrap_or_else(|| "unknown".into());
-        // A transaction's cost is per item (2 write units each): count its items too; and every
-        // write's units, from the size of what it writes.
+        // A transaction's cost is per item (2 write units each), a batch read's per key (half a
+        // read unit each, eventually consistent): count them too; and every write's units, from
+        // the size of what it writes.
         let body = operation
             .starts_with("DynamoDB.")
             .then(|| context.request().body().bytes())
             .flatten()
             .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok());
-        let items = (operation == "DynamoDB.TransactWriteItems")
-            .then(|| body.as_ref()?["TransactItems"].as_array().map(Vec::len))
-            .flatten();
+        let items = body
+            .as_ref()
+            .and_then(|body| request_items(&operation, body));
         let units = body
             .as_ref()
             .and_then(|body| crate::write_units::of_request(&operation, body));

@@ -27,6 +27,8 @@ pub const SQS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// DynamoDB `TransactWriteItems`: at most this many actions per transaction.
 pub const DYNAMODB_MAX_TRANSACT_ITEMS: usize = 100;
+/// DynamoDB `BatchGetItem`: at most this many keys per request.
+pub const DYNAMODB_MAX_BATCH_GET_KEYS: usize = 100;
 
 /// Room left for SNS message attributes when an envelope is published (herald sets at most
 /// [`SNS_MAX_MESSAGE_ATTRIBUTES`] attributes whose values are bounded by [`MAX_ATTRIBUTE_CHARS`]).

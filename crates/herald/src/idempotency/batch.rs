@@ -13,8 +13,15 @@
 //! The caller runs what is left one by one, in order, afterwards: so an aggregate's events are
 //! still applied in order. When a decision fails, when contention outlasts the backoff, or on any
 //! other error DynamoDB gives the whole transaction, that event and every later one are left to
-//! it. A record that blocks the commit is a duplicate: it is answered from the stored record and
-//! the rest committed without it.
+//! it.
+//!
+//! Duplicates stay out of the transaction where they can be known beforehand, since one would
+//! cancel it for every event: the batch's records are read first (one eventually consistent
+//! `BatchGetItem`, [`IdempotencyConfig::look_ahead`]), and an event seen earlier in the same
+//! batch is answered by that one. A record the read missed still blocks the commit: it is
+//! answered from the record DynamoDB returns with the refusal and the rest committed without it.
+//!
+//! [`IdempotencyConfig::look_ahead`]: super::IdempotencyConfig::look_ahead
 
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
@@ -46,6 +53,36 @@ struct Ready<T> {
     json: String,
 }
 
+/// An event whose key came earlier in the same batch: a duplicate of that one.
+struct Repeat {
+    index: usize,
+    /// The index of the key's first event.
+    first: usize,
+    key: String,
+    hash: String,
+    first_hash: String,
+}
+
+impl Repeat {
+    /// The first event's answer, as this one's record check would give it once the first is
+    /// stored; `None` (the single-event path) when the batch did not store the first.
+    fn answer<T: Clone, E>(
+        &self,
+        settled: &BatchResults<T, E>,
+    ) -> Option<Result<Executed<T>, IdempotencyError<E>>> {
+        let (Executed::Ran(result) | Executed::Replayed(result)) =
+            settled[self.first].as_ref()?.as_ref().ok()?;
+        if !self.hash.is_empty() && !self.first_hash.is_empty() && self.hash != self.first_hash {
+            return Some(Err(IdempotencyError::PayloadMismatch {
+                key: self.key.clone(),
+                stored: self.first_hash.clone(),
+                received: self.hash.clone(),
+            }));
+        }
+        Some(Ok(Executed::Replayed(result.clone())))
+    }
+}
+
 /// Per event: settled by the batch, or `None` (left to the single-event path).
 pub type BatchResults<T, E> = Vec<Option<Result<Executed<T>, IdempotencyError<E>>>>;
 
@@ -70,7 +107,8 @@ impl Idempotency {
         F: FnMut(&Envelope, Option<Conflict>) -> Result<Decision<T>, E>,
     {
         let mut settled: BatchResults<T, E> = events.iter().map(|_| None).collect();
-        let ready = self.prepare(events, &mut decide, &mut settled);
+        let (ready, repeats) = self.prepare(events, &mut decide, &mut settled);
+        let ready = self.look_ahead(ready, &mut settled).await;
         // Aggregates (partition keys) with an event left to the single-event path: their later
         // events must wait for it.
         let mut deferred = HashSet::new();
@@ -85,23 +123,29 @@ impl Idempotency {
             }
             start = end;
         }
+        for repeat in repeats {
+            settled[repeat.index] = repeat.answer(&settled);
+        }
         settled
     }
 
     /// Decide each event up to the first that cannot join a batch; duplicates the cache knows
-    /// are settled on the way.
+    /// are settled on the way, and an event seen earlier in the batch waits for that one's
+    /// answer (a [`Repeat`]).
     fn prepare<T, E, F>(
         &self,
         events: &[&Envelope],
         decide: &mut F,
         settled: &mut BatchResults<T, E>,
-    ) -> Vec<Ready<T>>
+    ) -> (Vec<Ready<T>>, Vec<Repeat>)
     where
         T: Serialize + DeserializeOwned + Clone,
         F: FnMut(&Envelope, Option<Conflict>) -> Result<Decision<T>, E>,
     {
         let mut ready = Vec::new();
-        let mut keys = HashSet::new();
+        let mut repeats = Vec::new();
+        // Each key's first event in the batch, with its payload hash.
+        let mut firsts: HashMap<String, (usize, String)> = HashMap::new();
         let now = now_ms();
         for (index, event) in events.iter().enumerate() {
             let key = self.key_of(event);
@@ -117,10 +161,18 @@ impl Idempotency {
                 }
                 Ok(None) => {}
             }
-            // The same event twice in one batch: the second must see the first's record.
-            if !keys.insert(key.clone()) {
-                break;
+            // The same event twice in one batch: the second is answered by the first.
+            if let Some((first, first_hash)) = firsts.get(&key) {
+                repeats.push(Repeat {
+                    index,
+                    first: *first,
+                    key,
+                    hash,
+                    first_hash: first_hash.clone(),
+                });
+                continue;
             }
+            firsts.insert(key.clone(), (index, hash.clone()));
             let Ok(decision) = decide(event, None) else {
                 break;
             };
@@ -145,7 +197,52 @@ impl Idempotency {
                 json,
             });
         }
+        (ready, repeats)
+    }
+
+    /// Read the records of `ready` before committing ([`IdempotencyConfig::look_ahead`]), and
+    /// settle the duplicates found: they stay out of the transaction, which they would cancel.
+    /// A record the read misses (stale, or unprocessed) still blocks the commit, as before.
+    ///
+    /// [`IdempotencyConfig::look_ahead`]: super::IdempotencyConfig::look_ahead
+    async fn look_ahead<T, E>(
+        &self,
+        ready: Vec<Ready<T>>,
+        settled: &mut BatchResults<T, E>,
+    ) -> Vec<Ready<T>>
+    where
+        T: DeserializeOwned,
+    {
+        if !self.config.look_ahead || ready.is_empty() {
+            return ready;
+        }
+        let keys: Vec<String> = ready.iter().map(|m| m.record.key.clone()).collect();
+        let found = match self.store.get_many(&keys).await {
+            Ok(found) => found,
+            Err(err) => {
+                tracing::debug!(error = %err, "reading the batch's records failed; the commit will tell");
+                return ready;
+            }
+        };
+        let now = now_ms();
         ready
+            .into_iter()
+            .filter(|member| {
+                let key = &member.record.key;
+                let Some(old) = found.get(key).filter(|old| old.blocks_claim(now)) else {
+                    return true;
+                };
+                // What the commit would have answered; anything else it settles itself.
+                match self.existing::<T, E>(key, &member.hash, old) {
+                    Ok(result) => settled[member.index] = Some(Ok(Executed::Replayed(result))),
+                    Err(err @ IdempotencyError::PayloadMismatch { .. }) => {
+                        settled[member.index] = Some(Err(err))
+                    }
+                    Err(_) => return true,
+                }
+                false
+            })
+            .collect()
     }
 
     /// Commit one chunk, taking duplicates out as they show up, and leaving to the single-event

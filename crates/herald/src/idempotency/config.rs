@@ -63,6 +63,14 @@ pub struct IdempotencyConfig {
     pub in_progress_wait: Duration,
     /// COMPLETED results kept in memory (0 = no cache). Default 0.
     pub cache_capacity: usize,
+    /// Read a batch's records before committing it
+    /// ([`Idempotency::run_transactional_batch`](super::Idempotency::run_transactional_batch)),
+    /// and leave the duplicates found out of its transaction. Default `true`: the read is an
+    /// eventually consistent `BatchGetItem`, half a read unit per event (a twentieth of what
+    /// the record's transaction item costs), while a duplicate caught only by the commit
+    /// cancels the whole transaction, which is then sent again without it. `false` saves the
+    /// read's round trip when redeliveries are rare.
+    pub look_ahead: bool,
     /// Retries of a transaction that collided with another one (`TransactionConflict`) or was
     /// throttled, within the invocation's deadline. Default: up to 100 attempts, waits drawn from
     /// `[0, min(400 ms, 25 ms × 2^n)]` (full jitter): the cap is about what ten writers of one hot
@@ -84,6 +92,7 @@ impl IdempotencyConfig {
             key: Arc::new(Envelope::identity),
             in_progress_wait: Duration::from_secs(2),
             cache_capacity: 0,
+            look_ahead: true,
             conflict_backoff: Backoff {
                 max_attempts: 100,
                 base: Duration::from_millis(25),
@@ -104,6 +113,7 @@ impl fmt::Debug for IdempotencyConfig {
             .field("payload_hash", &self.payload_hash)
             .field("in_progress_wait", &self.in_progress_wait)
             .field("cache_capacity", &self.cache_capacity)
+            .field("look_ahead", &self.look_ahead)
             .finish_non_exhaustive()
     }
 }

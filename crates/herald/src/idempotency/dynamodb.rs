@@ -1,6 +1,7 @@
 //! [`DynamoDbStore`]: records in a DynamoDB table, one request per store call (conditional
-//! `PutItem` claims and completions, `DeleteItem` releases, consistent `GetItem`, and one
-//! `TransactWriteItems` for a record with its effects).
+//! `PutItem` claims and completions, `DeleteItem` releases, consistent `GetItem`, one
+//! `TransactWriteItems` for records with their effects, and an eventually consistent
+//! `BatchGetItem` to read a batch's records ahead of its commit).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,7 +10,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 use futures::future::BoxFuture;
@@ -139,6 +140,45 @@ impl DynamoDbStore {
             .map_err(sdk_error)
     }
 
+    /// The records at `keys`, eventually consistent (half a read unit each: a record is far
+    /// under 4 KB), 100 keys per `BatchGetItem`. Keys DynamoDB leaves unprocessed are not read
+    /// again: the commit that follows catches their duplicates anyway.
+    async fn batch_get(
+        &self,
+        keys: &[String],
+    ) -> Result<HashMap<String, IdempotencyRecord>, PersistenceError> {
+        let mut found = HashMap::new();
+        for chunk in keys.chunks(crate::limits::DYNAMODB_MAX_BATCH_GET_KEYS) {
+            let keys = chunk
+                .iter()
+                .map(|key| HashMap::from([(attr::KEY.to_string(), AttributeValue::S(key.clone()))]))
+                .collect();
+            let wanted = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(false)
+                .build()
+                .map_err(|e| PersistenceError::new(e.to_string()).with_source(e))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table_name, wanted)
+                .send()
+                .await
+                .map_err(sdk_error)?;
+            let items = out
+                .responses
+                .and_then(|mut tables| tables.remove(&self.table_name))
+                .unwrap_or_default();
+            for item in items {
+                if let Some(key) = string(&item, attr::KEY) {
+                    let record = from_item(&key, &item);
+                    found.insert(key, record);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn transact(
         &self,
         record: &IdempotencyRecord,
@@ -256,6 +296,13 @@ impl IdempotencyStore for DynamoDbStore {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<IdempotencyRecord>, PersistenceError>> {
         self.get_record(key).boxed()
+    }
+
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, IdempotencyRecord>, PersistenceError>> {
+        self.batch_get(keys).boxed()
     }
 
     fn commit<'a>(

@@ -35,6 +35,8 @@ struct State {
     refusals: std::collections::VecDeque<bool>,
     commits: usize,
     batches: usize,
+    /// Reads ahead of a batch commit ([`IdempotencyStore::get_many`]).
+    reads: usize,
 }
 
 impl fmt::Debug for InMemoryStore {
@@ -79,6 +81,11 @@ impl InMemoryStore {
     /// Batch commits that went through.
     pub fn batch_commits(&self) -> usize {
         self.state().batches
+    }
+
+    /// Reads of several records at once, ahead of a batch commit, so far.
+    pub fn reads_ahead(&self) -> usize {
+        self.state().reads
     }
 
     /// Commit attempts so far (refused ones included).
@@ -190,6 +197,19 @@ impl IdempotencyStore for InMemoryStore {
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<IdempotencyRecord>, PersistenceError>> {
         future::ready(Ok(self.record(key))).boxed()
+    }
+
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, IdempotencyRecord>, PersistenceError>> {
+        let mut state = self.state();
+        state.reads += 1;
+        let found = keys
+            .iter()
+            .filter_map(|key| Some((key.clone(), state.records.get(key)?.clone())))
+            .collect();
+        future::ready(Ok(found)).boxed()
     }
 
     fn commit<'a>(

@@ -5,8 +5,11 @@
 //! replay, a live claim to wait for, a payload mismatch, a lapsed claim) is decided by the modes,
 //! so every store behaves the same.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::types::TransactWriteItem;
-use futures::future::BoxFuture;
+use futures::future::{self, BoxFuture};
+use futures::FutureExt;
 
 use super::error::PersistenceError;
 use super::record::IdempotencyRecord;
@@ -43,6 +46,18 @@ pub trait IdempotencyStore: Send + Sync {
         &'a self,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<IdempotencyRecord>, PersistenceError>>;
+
+    /// The records at `keys` that can be found cheaply, read ahead of a batch commit so that
+    /// known duplicates stay out of its transaction. A read may be stale (eventually
+    /// consistent) and may leave keys out: the commit's own conditions still catch every
+    /// duplicate, this only spares the failed attempt. By default nothing is read.
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, IdempotencyRecord>, PersistenceError>> {
+        let _ = keys;
+        future::ready(Ok(HashMap::new())).boxed()
+    }
 
     /// Atomically put `record` (COMPLETED) and apply `effects`, all or nothing. The record goes
     /// in only if no stored record [blocks the claim](IdempotencyRecord::blocks_claim) at

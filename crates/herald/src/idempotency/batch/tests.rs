@@ -3,7 +3,9 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 
 use super::super::fixtures::{config, event, in_memory};
-use super::super::{Conflict, Decision, Delta, Executed, Idempotency, InMemoryStore};
+use super::super::{
+    Conflict, Decision, Delta, Executed, Idempotency, IdempotencyError, InMemoryStore,
+};
 use crate::backoff::Backoff;
 use crate::envelope::Envelope;
 
@@ -82,8 +84,29 @@ async fn a_batch_commits_in_one_transaction_with_its_counters_summed() {
             "each event has its record"
         );
     }
-    // Redelivered to another process (no cache): every one a duplicate, nothing written again.
+    // Redelivered to another process (no cache): every one a duplicate, nothing written again,
+    // and no transaction sent: the records read ahead told all five.
     let again = uncached(&store)
+        .run_transactional_batch(&refs, None, count)
+        .await;
+    assert_eq!(replayed(&again), 5);
+    assert_eq!(store.committed_writes().len(), 1);
+    assert_eq!(store.commit_attempts(), 1, "no transaction for duplicates");
+    assert_eq!(store.reads_ahead(), 2, "one read per batch");
+}
+
+#[tokio::test]
+async fn without_the_read_ahead_one_refused_transaction_tells_the_duplicates() {
+    let mut config = config();
+    config.look_ahead = false;
+    config.cache_capacity = 0;
+    let (store, idempotency) = in_memory(config);
+    let events = events(5);
+    let refs: Vec<&Envelope> = events.iter().collect();
+    idempotency
+        .run_transactional_batch(&refs, None, count)
+        .await;
+    let again = idempotency
         .run_transactional_batch(&refs, None, count)
         .await;
     assert_eq!(replayed(&again), 5);
@@ -91,8 +114,9 @@ async fn a_batch_commits_in_one_transaction_with_its_counters_summed() {
     assert_eq!(
         store.commit_attempts(),
         2,
-        "one refused transaction told all five"
+        "the refusal returned all five records"
     );
+    assert_eq!(store.reads_ahead(), 0);
 }
 
 #[tokio::test]
@@ -117,6 +141,11 @@ async fn a_duplicate_in_the_batch_is_answered_from_its_record_and_the_rest_commi
         store.batch_commits(),
         2,
         "the earlier delivery's, then the other three"
+    );
+    assert_eq!(
+        store.commit_attempts(),
+        2,
+        "the duplicate never joined a transaction"
     );
     let total: i64 = store
         .committed_writes()
@@ -238,16 +267,57 @@ async fn a_collision_is_retried_and_then_commits() {
 }
 
 #[tokio::test]
-async fn the_same_event_twice_in_a_batch_leaves_the_second_to_the_single_path() {
+async fn the_same_event_twice_in_a_batch_is_answered_by_the_first() {
     let (store, idempotency) = in_memory(config());
+    let first = event("evt-1", 1);
+    let again = event("evt-1", 1);
+    let other = event("evt-2", 2);
+    let forged = event("evt-1", 7);
+    let results = idempotency
+        .run_transactional_batch(&[&first, &again, &other, &forged], None, count)
+        .await;
+    assert!(matches!(results[0], Some(Ok(Executed::Ran(_)))));
+    assert!(
+        matches!(&results[1], Some(Ok(Executed::Replayed(r))) if r == "counted evt-1"),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Some(Ok(Executed::Ran(_)))),
+        "the events after a repeat still join the batch"
+    );
+    assert!(
+        matches!(
+            results[3],
+            Some(Err(IdempotencyError::PayloadMismatch { .. }))
+        ),
+        "same id, other payload: {:?}",
+        results[3]
+    );
+    assert_eq!(store.commit_attempts(), 1);
+    let values = store.committed_writes()[0]
+        .update()
+        .unwrap()
+        .expression_attribute_values()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        values[":a0"],
+        AttributeValue::N("2".into()),
+        "evt-1 counted once"
+    );
+}
+
+#[tokio::test]
+async fn a_repeat_of_an_event_left_to_the_single_path_goes_there_too() {
+    let (store, idempotency) = in_memory(config());
+    store.set_condition_oracle(|_| false);
     let first = event("evt-1", 1);
     let again = event("evt-1", 1);
     let results = idempotency
         .run_transactional_batch(&[&first, &again], None, count)
         .await;
-    assert!(matches!(results[0], Some(Ok(Executed::Ran(_)))));
-    assert!(results[1].is_none());
-    assert_eq!(store.committed_writes().len(), 1);
+    assert!(results.iter().all(Option::is_none), "{results:?}");
 }
 
 #[tokio::test]
