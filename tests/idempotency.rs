@@ -598,7 +598,10 @@ async fn batch_on_dynamodb(look_ahead: bool) {
         "{counts:?}"
     );
     assert_eq!(
-        counts.get("DynamoDB.BatchGetItem#items").copied().unwrap_or(0),
+        counts
+            .get("DynamoDB.BatchGetItem#items")
+            .copied()
+            .unwrap_or(0),
         if look_ahead { 4 } else { 0 },
         "every record of the batch read at once: {counts:?}"
     );
@@ -619,6 +622,46 @@ async fn batch_on_dynamodb(look_ahead: bool) {
     }
     assert_eq!(results, ["took 2", "refused"]);
     assert_eq!(available().await, 1);
+
+    // DynamoDB returned the apple's level with the refusal: once the last one is taken, a batch
+    // asking for more is refused in one transaction that proves the shelf empty.
+    for (id, quantity) in [("b7", 2), ("b8", 1)] {
+        let e = event(id, quantity);
+        let settled = idempotency
+            .run_transactional_batch(&[&e], None, decide)
+            .await
+            .pop()
+            .flatten();
+        if settled.is_none() {
+            idempotency
+                .run_transactional(&e, |c| decide(&e, c))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(available().await, 0);
+    let empty: Vec<Envelope> = [("b9", 1), ("b10", 3)]
+        .iter()
+        .map(|(id, quantity)| event(id, *quantity))
+        .collect();
+    let refs: Vec<&Envelope> = empty.iter().collect();
+    counter.reset();
+    let fifth = idempotency
+        .run_transactional_batch(&refs, None, decide)
+        .await;
+    assert!(
+        fifth
+            .iter()
+            .all(|r| matches!(r, Some(Ok(Executed::Ran(r))) if r == "refused")),
+        "{fifth:?}"
+    );
+    let counts = counter.counts();
+    assert_eq!(
+        counts.get("DynamoDB.TransactWriteItems"),
+        Some(&1),
+        "{counts:?}"
+    );
+    assert_eq!(available().await, 0);
 }
 
 mod interleavings {

@@ -34,10 +34,14 @@ use super::delta::{merge, Delta};
 use super::error::PersistenceError;
 use super::item_locks::item_key;
 use super::record::{now_ms, IdempotencyRecord, RecordStatus};
+use super::short_items::Level;
 use super::store::BatchCommitOutcome;
 use super::{Conflict, Decision, Executed, Idempotency, IdempotencyError};
 use crate::envelope::Envelope;
 use crate::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
+
+/// Decisions asked for one event: the first, and one more per delta its item's level refused.
+const MAX_DECISIONS: u32 = 4;
 
 /// One event ready to commit.
 struct Ready<T> {
@@ -49,6 +53,9 @@ struct Ready<T> {
     hash: String,
     writes: Vec<TransactWriteItem>,
     deltas: Vec<Delta>,
+    /// Deltas the item's last known level could not cover, so the handler decided again as if
+    /// they had failed: the transaction must prove them short (bounds, see [`summed`]).
+    refused: Vec<Delta>,
     result: T,
     json: String,
 }
@@ -146,6 +153,8 @@ impl Idempotency {
         let mut repeats = Vec::new();
         // Each key's first event in the batch, with its payload hash.
         let mut firsts: HashMap<String, (usize, String)> = HashMap::new();
+        // Items found short by earlier batches, at their level as this batch takes from them.
+        let mut levels: HashMap<String, Option<Level>> = HashMap::new();
         let now = now_ms();
         for (index, event) in events.iter().enumerate() {
             let key = self.key_of(event);
@@ -176,6 +185,11 @@ impl Idempotency {
             let Ok(decision) = decide(event, None) else {
                 break;
             };
+            let Some((decision, refused)) =
+                self.within_levels(event, decision, decide, &mut levels)
+            else {
+                break;
+            };
             if decision.len() >= DYNAMODB_MAX_TRANSACT_ITEMS {
                 break;
             }
@@ -193,11 +207,61 @@ impl Idempotency {
                 hash,
                 writes: decision.writes,
                 deltas: decision.deltas,
+                refused,
                 result: decision.result,
                 json,
             });
         }
         (ready, repeats)
+    }
+
+    /// `decision`, or the one the handler makes when told that a delta of it failed, for every
+    /// delta an item's known level cannot cover ([`ShortItems::level`]); the levels then take
+    /// what the final decision takes. Returns the decision and the deltas it was refused, or
+    /// `None` when the handler fails or keeps being refused (the batch stops there).
+    fn within_levels<T, E, F>(
+        &self,
+        event: &Envelope,
+        mut decision: Decision<T>,
+        decide: &mut F,
+        levels: &mut HashMap<String, Option<Level>>,
+    ) -> Option<(Decision<T>, Vec<Delta>)>
+    where
+        F: FnMut(&Envelope, Option<Conflict>) -> Result<Decision<T>, E>,
+    {
+        let mut refused = Vec::new();
+        let mut decisions = 1;
+        loop {
+            let short = decision.deltas.iter().position(|delta| {
+                let item = delta.item();
+                let level = levels
+                    .entry(item.clone())
+                    .or_insert_with(|| self.short_items.level(&item));
+                level.as_ref().is_some_and(|level| delta.short_at(level))
+            });
+            let Some(position) = short else {
+                break;
+            };
+            if decisions >= MAX_DECISIONS {
+                return None;
+            }
+            refused.push(decision.deltas[position].clone());
+            // As if the write had failed: the index in `Decision::effects`.
+            let conflict = Conflict {
+                index: decision.writes.len() + position,
+            };
+            crate::metrics::count("ConditionFailures", 1);
+            decision = decide(event, Some(conflict)).ok()?;
+            decisions += 1;
+        }
+        for delta in &decision.deltas {
+            if let Some(Some(level)) = levels.get_mut(&delta.item()) {
+                for (attribute, have) in level.iter_mut() {
+                    *have = have.saturating_add(delta.amount(attribute));
+                }
+            }
+        }
+        Some((decision, refused))
     }
 
     /// Read the records of `ready` before committing ([`IdempotencyConfig::look_ahead`]), and
@@ -259,8 +323,8 @@ impl Idempotency {
     where
         T: Serialize + DeserializeOwned + Clone,
     {
-        // Events changing an item a recent batch found short (a sold-out SKU) go alone at once,
-        // instead of failing the whole batch again first.
+        // Events changing an item a recent batch found short (a sold-out SKU) with no level to
+        // go by go alone at once, instead of failing the whole batch again first.
         let mut members: Vec<&Ready<T>> = Vec::new();
         for member in chunk {
             let short = member
@@ -290,6 +354,10 @@ impl Idempotency {
                         .map(|m| m.writes.len() + m.deltas.len())
                         .sum();
                     crate::metrics::count("EffectWrites", writes);
+                    for delta in merge(members.iter().flat_map(|m| m.deltas.iter())) {
+                        self.short_items
+                            .committed(&delta.item(), |attribute| delta.amount(attribute));
+                    }
                     for member in &members {
                         self.remember(&member.record.key, &member.hash, &member.json);
                         settled[member.index] = Some(Ok(Executed::Ran(member.result.clone())));
@@ -324,9 +392,12 @@ impl Idempotency {
                 }
                 // Whose effect failed: those events go alone (the handler decides again knowing
                 // which write), and so do the later events of their aggregates.
-                Ok(BatchCommitOutcome::EffectFailed(Some(index))) => {
+                Ok(BatchCommitOutcome::EffectFailed {
+                    index: Some(index),
+                    item: found,
+                }) => {
                     if let Some(item) = summed_item(&members, index) {
-                        self.short_items.mark(item);
+                        self.short_items.mark(item, found.as_ref());
                     }
                     let culprits = touching(&members, index);
                     if culprits.is_empty() {
@@ -343,7 +414,7 @@ impl Idempotency {
                     });
                     continue;
                 }
-                Ok(BatchCommitOutcome::EffectFailed(None)) => return false,
+                Ok(BatchCommitOutcome::EffectFailed { index: None, .. }) => return false,
                 Ok(BatchCommitOutcome::Collision(err)) => err,
                 Err(err) if err.is_throttling() => err,
                 Err(err) => {
@@ -398,7 +469,13 @@ fn chunk_end<T>(ready: &[Ready<T>], start: usize) -> usize {
             .iter()
             .filter_map(|w| item_key(w).or_else(|| put_key(w, &keys)))
             .collect();
-        let deltas: Vec<String> = member.deltas.iter().map(Delta::item).collect();
+        // A refusal is proven on its item: one more summed slot there.
+        let deltas: Vec<String> = member
+            .deltas
+            .iter()
+            .chain(&member.refused)
+            .map(Delta::item)
+            .collect();
         let clash = items
             .iter()
             .any(|item| written.contains(item) || summed.contains(item))
@@ -456,7 +533,7 @@ fn put_key(write: &TransactWriteItem, keys: &HashMap<String, Vec<String>>) -> Op
 }
 
 /// The members whose effect is the chunk's effect at `index` (in [`effects_of`]'s order): the
-/// owner of a plain write, or every member changing a summed delta's item.
+/// owner of a plain write, or every member changing (or refused) a summed delta's item.
 fn touching<T>(members: &[&Ready<T>], index: usize) -> Vec<usize> {
     let writes: Vec<usize> = members
         .iter()
@@ -466,14 +543,13 @@ fn touching<T>(members: &[&Ready<T>], index: usize) -> Vec<usize> {
     if let Some(owner) = writes.get(index) {
         return vec![*owner];
     }
-    let merged = merge(members.iter().flat_map(|m| m.deltas.iter()));
-    let Some(item) = merged.get(index - writes.len()).map(Delta::item) else {
+    let Some(item) = summed(members).get(index - writes.len()).map(Delta::item) else {
         return Vec::new();
     };
     members
         .iter()
         .enumerate()
-        .filter(|(_, m)| m.deltas.iter().any(|d| d.item() == item))
+        .filter(|(_, m)| m.deltas.iter().chain(&m.refused).any(|d| d.item() == item))
         .map(|(i, _)| i)
         .collect()
 }
@@ -481,17 +557,60 @@ fn touching<T>(members: &[&Ready<T>], index: usize) -> Vec<usize> {
 /// The item of the summed delta at `index` of the chunk's effects (`None` for a plain write).
 fn summed_item<T>(members: &[&Ready<T>], index: usize) -> Option<String> {
     let writes: usize = members.iter().map(|m| m.writes.len()).sum();
-    let merged = merge(members.iter().flat_map(|m| m.deltas.iter()));
-    merged.get(index.checked_sub(writes)?).map(Delta::item)
+    summed(members)
+        .get(index.checked_sub(writes)?)
+        .map(Delta::item)
 }
 
-/// The chunk's effects: every write as it is, then the deltas summed per item.
+/// The chunk's deltas summed per item, in the order items first appear, with the bounds that
+/// prove its refusals: a member refused `amount` of a guarded attribute after the chunk's
+/// earlier members took `taken` of it was rightly refused if the item had less than
+/// `-(amount + taken)` — so the item must be under that when the transaction commits, or
+/// nothing does. An item with refusals and nothing to add gets a condition check.
+fn summed<T>(members: &[&Ready<T>]) -> Vec<Delta> {
+    let mut merged = merge(members.iter().flat_map(|m| m.deltas.iter()));
+    let mut taken: HashMap<String, HashMap<String, i64>> = HashMap::new();
+    for member in members {
+        for refusal in &member.refused {
+            let item = refusal.item();
+            let position = match merged.iter().position(|d| d.item() == item) {
+                Some(position) => position,
+                None => {
+                    merged.push(refusal.check_only());
+                    merged.len() - 1
+                }
+            };
+            for attribute in refusal.guarded() {
+                let before = taken
+                    .get(&item)
+                    .and_then(|t| t.get(attribute))
+                    .copied()
+                    .unwrap_or(0);
+                let bound = refusal
+                    .amount(attribute)
+                    .saturating_add(before)
+                    .saturating_neg();
+                merged[position].bound_below(attribute, bound);
+            }
+        }
+        for delta in &member.deltas {
+            let sums = taken.entry(delta.item()).or_default();
+            for attribute in delta.guarded() {
+                let sum = sums.entry(attribute.clone()).or_default();
+                *sum = sum.saturating_add(delta.amount(attribute));
+            }
+        }
+    }
+    merged
+}
+
+/// The chunk's effects: every write as it is, then the deltas summed per item ([`summed`]).
 fn effects_of<T>(members: &[&Ready<T>]) -> Result<Vec<TransactWriteItem>, PersistenceError> {
     let mut effects: Vec<TransactWriteItem> = members
         .iter()
         .flat_map(|m| m.writes.iter().cloned())
         .collect();
-    for delta in merge(members.iter().flat_map(|m| m.deltas.iter())) {
+    for delta in summed(members) {
         effects.push(delta.to_write()?);
     }
     Ok(effects)

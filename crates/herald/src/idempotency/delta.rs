@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 
 use super::error::PersistenceError;
 
@@ -20,6 +22,9 @@ pub struct Delta {
     key: BTreeMap<String, AttributeValue>,
     adds: BTreeMap<String, i64>,
     never_negative: Vec<String>,
+    /// Exclusive upper bounds the item's attributes must be under when written: what proves
+    /// the refusals a batch decided from the item's last known level (see `batch`).
+    below: BTreeMap<String, i64>,
 }
 
 impl Delta {
@@ -31,6 +36,7 @@ impl Delta {
             key: BTreeMap::from([(name.into(), value)]),
             adds: BTreeMap::new(),
             never_negative: Vec::new(),
+            below: BTreeMap::new(),
         }
     }
 
@@ -67,6 +73,39 @@ impl Delta {
         self.adds.get(attribute).copied().unwrap_or(0)
     }
 
+    /// The attributes kept from going below zero.
+    pub(super) fn guarded(&self) -> &[String] {
+        &self.never_negative
+    }
+
+    /// Whether this delta would take its one guarded attribute below zero on an item at
+    /// `level`; `false` when that cannot be told (no level known, or several guards).
+    pub(super) fn short_at(&self, level: &BTreeMap<String, i64>) -> bool {
+        let [attribute] = self.never_negative.as_slice() else {
+            return false;
+        };
+        level
+            .get(attribute)
+            .is_some_and(|have| have.saturating_add(self.amount(attribute)) < 0)
+    }
+
+    /// Require `attribute` to be under `bound` when written (the tighter bound wins).
+    pub(super) fn bound_below(&mut self, attribute: &str, bound: i64) {
+        let entry = self.below.entry(attribute.to_string()).or_insert(bound);
+        *entry = (*entry).min(bound);
+    }
+
+    /// The same item with nothing to add: a condition check once bounds are put on it.
+    pub(super) fn check_only(&self) -> Delta {
+        Delta {
+            table: self.table.clone(),
+            key: self.key.clone(),
+            adds: BTreeMap::new(),
+            never_negative: Vec::new(),
+            below: BTreeMap::new(),
+        }
+    }
+
     /// The key's attribute names, sorted.
     pub(super) fn key_names(&self) -> Vec<String> {
         self.key.keys().cloned().collect()
@@ -91,46 +130,71 @@ impl Delta {
                 self.never_negative.push(attribute.clone());
             }
         }
+        for (attribute, bound) in &other.below {
+            self.bound_below(attribute, *bound);
+        }
     }
 
     /// The write: one `ADD` per attribute, conditional on the guarded attributes covering what
-    /// is taken from them.
+    /// is taken from them (and on the bounds). A failed condition returns the item (`ALL_OLD`),
+    /// so herald learns how much it has left. With nothing to add and bounds, a condition check.
     pub fn to_write(&self) -> Result<TransactWriteItem, PersistenceError> {
-        let mut update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(self.key.clone().into_iter().collect()));
+        let mut names = std::collections::HashMap::new();
+        let mut values = std::collections::HashMap::new();
         let mut adds = Vec::new();
         let mut conditions = Vec::new();
         for (i, (attribute, amount)) in self.adds.iter().enumerate() {
-            update = update
-                .expression_attribute_names(format!("#a{i}"), attribute)
-                .expression_attribute_values(
-                    format!(":a{i}"),
-                    AttributeValue::N(amount.to_string()),
-                );
+            names.insert(format!("#a{i}"), attribute.clone());
+            values.insert(format!(":a{i}"), AttributeValue::N(amount.to_string()));
             adds.push(format!("#a{i} :a{i}"));
             if self.never_negative.contains(attribute) {
                 // `x + amount >= 0`, written as `x >= -amount` (expressions have no unary minus).
-                update = update.expression_attribute_values(
+                values.insert(
                     format!(":min{i}"),
                     AttributeValue::N(amount.saturating_neg().max(0).to_string()),
                 );
                 conditions.push(format!("#a{i} >= :min{i}"));
             }
         }
+        for (i, (attribute, bound)) in self.below.iter().enumerate() {
+            names.insert(format!("#b{i}"), attribute.clone());
+            values.insert(format!(":b{i}"), AttributeValue::N(bound.to_string()));
+            conditions.push(format!("#b{i} < :b{i}"));
+        }
+        let condition = (!conditions.is_empty()).then(|| conditions.join(" AND "));
+        let built = |e: aws_sdk_dynamodb::error::BuildError| {
+            PersistenceError::new(e.to_string()).with_source(e)
+        };
         if adds.is_empty() {
-            return Err(PersistenceError::new(format!(
-                "a delta on {} adds nothing",
-                self.item()
-            )));
+            let Some(condition) = condition else {
+                return Err(PersistenceError::new(format!(
+                    "a delta on {} adds nothing",
+                    self.item()
+                )));
+            };
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(self.key.clone().into_iter().collect()))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(built)?;
+            return Ok(TransactWriteItem::builder().condition_check(check).build());
         }
-        update = update.update_expression(format!("ADD {}", adds.join(", ")));
-        if !conditions.is_empty() {
-            update = update.condition_expression(conditions.join(" AND "));
-        }
-        let update = update
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(self.key.clone().into_iter().collect()))
+            .update_expression(format!("ADD {}", adds.join(", ")))
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
-            .map_err(|e| PersistenceError::new(e.to_string()).with_source(e))?;
+            .map_err(built)?;
         Ok(TransactWriteItem::builder().update(update).build())
     }
 }

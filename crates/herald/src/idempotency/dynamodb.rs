@@ -196,10 +196,12 @@ impl DynamoDbStore {
                 }
                 // Without reasons, the one record's condition is the likelier culprit: the
                 // caller reads the record, and finding none reports the failure.
-                BatchCommitOutcome::EffectFailed(None) => CommitOutcome::RecordExists(None),
-                BatchCommitOutcome::EffectFailed(Some(index)) => {
-                    CommitOutcome::EffectFailed { index }
+                BatchCommitOutcome::EffectFailed { index: None, .. } => {
+                    CommitOutcome::RecordExists(None)
                 }
+                BatchCommitOutcome::EffectFailed {
+                    index: Some(index), ..
+                } => CommitOutcome::EffectFailed { index },
                 BatchCommitOutcome::Collision(err) => CommitOutcome::Collision(err),
             },
         )
@@ -245,7 +247,9 @@ impl DynamoDbStore {
                         .map(|(i, item)| (i, item.map(|item| from_item(&records[i].key, &item))))
                         .collect(),
                 )),
-                Some(Cancelled::Effect(index)) => Ok(BatchCommitOutcome::EffectFailed(index)),
+                Some(Cancelled::Effect(index, item)) => {
+                    Ok(BatchCommitOutcome::EffectFailed { index, item })
+                }
                 Some(Cancelled::Collision) => Ok(BatchCommitOutcome::Collision(
                     PersistenceError::new(error_text(&err))
                         .with_throttling(true)
@@ -403,8 +407,9 @@ enum Cancelled {
     /// These records' conditions failed (index into the records): duplicates (or live claims).
     /// Each carries the old item when DynamoDB returned it.
     RecordsExist(Vec<(usize, Option<HashMap<String, AttributeValue>>)>),
-    /// An effect's condition failed: its index (into the effects) when the reasons tell.
-    Effect(Option<usize>),
+    /// An effect's condition failed: its index (into the effects) when the reasons tell, and the
+    /// item as it was when DynamoDB returned it.
+    Effect(Option<usize>, Option<HashMap<String, AttributeValue>>),
     /// Another transaction touched the same items.
     Collision,
 }
@@ -428,7 +433,10 @@ fn cancellation(err: &SdkError<TransactWriteItemsError>, records: usize) -> Opti
         return Some(Cancelled::RecordsExist(blocked));
     }
     if let Some(i) = (records..reasons.len()).find(failed) {
-        return Some(Cancelled::Effect(Some(i - records)));
+        return Some(Cancelled::Effect(
+            Some(i - records),
+            reasons[i].item().cloned(),
+        ));
     }
     if reasons
         .iter()
@@ -442,7 +450,7 @@ fn cancellation(err: &SdkError<TransactWriteItemsError>, records: usize) -> Opti
             .message()
             .is_some_and(|m| m.contains("ConditionalCheckFailed"))
     {
-        return Some(Cancelled::Effect(None));
+        return Some(Cancelled::Effect(None, None));
     }
     None
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use aws_sdk_dynamodb::types::TransactWriteItem;
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use futures::future::{self, BoxFuture};
 use futures::FutureExt;
 
@@ -19,12 +19,17 @@ use super::store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyS
 /// Whether an effect write's condition holds.
 type Oracle = Arc<dyn Fn(&TransactWriteItem) -> bool + Send + Sync>;
 
+/// The item a failed effect write found, as DynamoDB returns it with `ALL_OLD`.
+type ItemOracle =
+    Arc<dyn Fn(&TransactWriteItem) -> Option<HashMap<String, AttributeValue>> + Send + Sync>;
+
 /// Records in memory. Clones share the records, the committed writes and the oracle, so a test
 /// keeps one clone to look inside while [`Idempotency`](super::Idempotency) uses another.
 #[derive(Clone, Default)]
 pub struct InMemoryStore {
     state: Arc<Mutex<State>>,
     oracle: Arc<Mutex<Option<Oracle>>>,
+    items: Arc<Mutex<Option<ItemOracle>>>,
 }
 
 #[derive(Default)]
@@ -63,6 +68,27 @@ impl InMemoryStore {
         oracle: impl Fn(&TransactWriteItem) -> bool + Send + Sync + 'static,
     ) {
         *self.oracle.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(oracle));
+    }
+
+    /// Return `item(write)` with a batch commit's failed effect, as DynamoDB returns the item a
+    /// failed condition found (say, a stock item's `available`). By default nothing is returned.
+    pub fn set_failed_item(
+        &self,
+        item: impl Fn(&TransactWriteItem) -> Option<HashMap<String, AttributeValue>>
+            + Send
+            + Sync
+            + 'static,
+    ) {
+        *self.items.lock().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(item));
+    }
+
+    fn failed_item(&self, write: &TransactWriteItem) -> Option<HashMap<String, AttributeValue>> {
+        let item = self
+            .items
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        item.and_then(|item| item(write))
     }
 
     /// Every effect write of every successful commit, in commit order: what handlers wrote.
@@ -259,6 +285,8 @@ impl IdempotencyStore for InMemoryStore {
             return future::ready(Err(err)).boxed();
         }
         let failed = self.failed_effect(&effects);
+        // Outside the store's lock too: the oracle may look at the store.
+        let failed_item = failed.and_then(|i| self.failed_item(&effects[i]));
         let mut state = self.state();
         state.commits += 1;
         if let Some(refused) = Self::refusal(&mut state) {
@@ -274,7 +302,10 @@ impl IdempotencyStore for InMemoryStore {
         let outcome = if !blocked.is_empty() {
             BatchCommitOutcome::RecordsExist(blocked)
         } else if let Some(index) = failed {
-            BatchCommitOutcome::EffectFailed(Some(index))
+            BatchCommitOutcome::EffectFailed {
+                index: Some(index),
+                item: failed_item,
+            }
         } else {
             for record in records {
                 state.records.insert(record.key.clone(), record.clone());

@@ -115,8 +115,15 @@ pub enum BatchCommitOutcome {
     /// These records (index into `records`) blocked the commit, each with the stored record
     /// when the store returned it: duplicates, to take out before committing the rest.
     RecordsExist(Vec<(usize, Option<IdempotencyRecord>)>),
-    /// An effect failed its condition (`Some(index)` into `effects` when the store can tell).
-    EffectFailed(Option<usize>),
+    /// An effect failed its condition.
+    EffectFailed {
+        /// Index into `effects`, when the store can tell.
+        index: Option<usize>,
+        /// The item as it was when the condition failed, when the store returned it (DynamoDB
+        /// does for writes that ask for `ALL_OLD`, as [`Delta`](super::Delta)s do): how much a
+        /// short item has left.
+        item: Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+    },
     /// The transaction collided with another one; trying again may succeed.
     Collision(PersistenceError),
 }

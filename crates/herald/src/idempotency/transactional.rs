@@ -93,6 +93,10 @@ impl Idempotency {
             let refused = match committed {
                 Ok(CommitOutcome::Committed) => {
                     crate::metrics::count("EffectWrites", writes_count);
+                    for delta in &decision.deltas {
+                        self.short_items
+                            .committed(&delta.item(), |attribute| delta.amount(attribute));
+                    }
                     self.remember(&key, &hash, &json);
                     return Ok(Executed::Ran(result));
                 }

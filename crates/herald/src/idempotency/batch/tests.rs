@@ -1,3 +1,6 @@
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
@@ -467,4 +470,120 @@ async fn an_item_found_short_sends_the_next_batches_events_alone_at_once() {
     assert!(results[0].is_none(), "the pear's order goes alone");
     assert!(matches!(&results[1], Some(Ok(Executed::Ran(_)))));
     assert_eq!(store.commit_attempts(), 3, "no failed batch this time");
+}
+
+/// A stock of apples at `level` as DynamoDB would judge the batch's writes on it: the summed
+/// take (`>= :min0`), the bounds that prove refusals (`< :b0`), and the item returned when a
+/// condition fails.
+fn apples_at(store: &InMemoryStore, level: Arc<AtomicI64>) {
+    let n = |v: Option<&AttributeValue>| v.map(|v| v.as_n().unwrap().parse::<i64>().unwrap());
+    let judged = level.clone();
+    store.set_condition_oracle(move |write| {
+        let have = judged.load(Ordering::SeqCst);
+        let values = match (write.update(), write.condition_check()) {
+            (Some(u), _) if u.table_name() == "stock" => u.expression_attribute_values(),
+            (_, Some(c)) => c.expression_attribute_values(),
+            _ => return true,
+        };
+        let values = values.unwrap();
+        have >= n(values.get(":min0")).unwrap_or(i64::MIN)
+            && have < n(values.get(":b0")).unwrap_or(i64::MAX)
+    });
+    store.set_failed_item(move |_| {
+        let have = level.load(Ordering::SeqCst);
+        Some(HashMap::from([(
+            "available".to_string(),
+            AttributeValue::N(have.to_string()),
+        )]))
+    });
+}
+
+/// Take the apples the event asks for (`data.n`); refused, take none.
+fn take_apples(event: &Envelope, conflict: Option<Conflict>) -> Result<Decision<String>, String> {
+    let n = i64::from(event.data().unwrap()["n"].as_u64().unwrap() as u32);
+    Ok(match conflict {
+        None => Decision {
+            writes: Vec::new(),
+            deltas: vec![
+                Delta::new("stock", "sku", AttributeValue::S("apple".into()))
+                    .add("available", -n)
+                    .never_negative("available"),
+            ],
+            result: format!("took {n}"),
+        },
+        Some(_) => Decision {
+            writes: Vec::new(),
+            deltas: Vec::new(),
+            result: "refused".to_string(),
+        },
+    })
+}
+
+fn answers(results: &super::BatchResults<String, String>) -> Vec<String> {
+    results
+        .iter()
+        .map(|r| match r {
+            Some(Ok(e)) => e.clone().into_inner(),
+            Some(Err(e)) => format!("error {e}"),
+            None => "alone".to_string(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_short_items_level_refuses_in_the_batch_and_the_transaction_proves_it() {
+    let (store, idempotency) = in_memory(config());
+    let level = Arc::new(AtomicI64::new(1));
+    apples_at(&store, level.clone());
+    let batch = |ids: &[(&str, u32)]| -> Vec<Envelope> {
+        ids.iter().map(|(id, n)| event(id, *n)).collect()
+    };
+    let run = |events: Vec<Envelope>| {
+        let idempotency = &idempotency;
+        async move {
+            let refs: Vec<&Envelope> = events.iter().collect();
+            idempotency
+                .run_transactional_batch(&refs, None, take_apples)
+                .await
+        }
+    };
+
+    // Three asked of one: the summed take fails, and DynamoDB says one is left.
+    let first = run(batch(&[("e0", 2), ("e1", 1)])).await;
+    assert_eq!(answers(&first), ["alone", "alone"]);
+
+    // Knowing the level, the next batch refuses what it cannot cover, in order, and commits at
+    // once: one apple for e3, a bound proving e2 and e4 short.
+    let attempts = store.commit_attempts();
+    let second = run(batch(&[("e2", 2), ("e3", 1), ("e4", 5)])).await;
+    assert_eq!(answers(&second), ["refused", "took 1", "refused"]);
+    assert_eq!(store.commit_attempts(), attempts + 1, "no failed attempt");
+    let writes = store.committed_writes();
+    let update = writes.last().unwrap().update().unwrap();
+    assert_eq!(
+        update.condition_expression(),
+        Some("#a0 >= :min0 AND #b0 < :b0")
+    );
+    let values = update.expression_attribute_values().unwrap();
+    assert_eq!(values[":a0"], AttributeValue::N("-1".into()));
+    assert_eq!(
+        values[":b0"],
+        AttributeValue::N("2".into()),
+        "e2 was short only if fewer than 2 were there"
+    );
+
+    // Sold out (the level took e3's apple): nothing to take, a condition check proves it.
+    level.store(0, Ordering::SeqCst);
+    let third = run(batch(&[("e5", 1)])).await;
+    assert_eq!(answers(&third), ["refused"]);
+    let check = store.committed_writes().last().unwrap().clone();
+    assert!(check.condition_check().is_some(), "{check:?}");
+
+    // Restocked behind herald's back: the bound fails, the event goes alone to be decided
+    // again, and the new level lets the next batch take.
+    level.store(100, Ordering::SeqCst);
+    let fourth = run(batch(&[("e6", 2)])).await;
+    assert_eq!(answers(&fourth), ["alone"]);
+    let fifth = run(batch(&[("e7", 2)])).await;
+    assert_eq!(answers(&fifth), ["took 2"]);
 }
