@@ -48,8 +48,8 @@ use crate::publisher::{Publisher, StoreChanges};
 use crate::router::{KinesisBatch, Router, RouterConfig};
 use crate::schema::Upcasters;
 use crate::subscriber::{
-    Claimed, ClaimedHandler, Keyed, KeyedHandler, RecordHandler, SqsSubscriber, SubscriberConfig,
-    Transactional, TransactionalHandler,
+    Claimed, ClaimedHandler, ErasedHandler, Keyed, KeyedHandler, RecordHandler, SqsSubscriber,
+    SubscriberConfig, Transactional, TransactionalHandler,
 };
 use crate::unique_letters::{DynamoDbLetterLedger, UniqueDeadLetters};
 use crate::window::{WindowEvent, WindowProcessor, WindowedAggregation};
@@ -304,6 +304,12 @@ impl Herald {
     /// Run any [`RecordHandler`] as an SQS subscriber with herald's dead letters, follow-up
     /// emitter, upcasters and partial batch responses.
     pub async fn run_subscriber<H: RecordHandler>(self, handler: H) -> Result<(), Error> {
+        self.serve_subscriber(ErasedHandler::new(handler)).await
+    }
+
+    /// [`Herald::run_subscriber`] for any handler: one copy of the subscriber's batch machinery
+    /// and runtime in the binary, however many handlers it runs.
+    async fn serve_subscriber(self, handler: ErasedHandler<'_>) -> Result<(), Error> {
         // Subscribers that emit nothing get no STREAM_NAME (nor the IAM right to write to it).
         let stream = std::env::var("STREAM_NAME").unwrap_or_default();
         let subscriber = SqsSubscriber::new(

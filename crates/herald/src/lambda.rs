@@ -19,6 +19,7 @@
 //! ```
 
 use std::future::Future;
+use std::pin::Pin;
 
 use lambda_runtime::service_fn;
 use serde::de::DeserializeOwned;
@@ -39,15 +40,33 @@ where
 {
     // Handler futures are boxed: the SDK's nested futures are otherwise too deep for rustc's
     // layout query.
+    let handler = move |event: LambdaEvent<E>| -> HandlerFuture<'_, R> { Box::pin(handler(event)) };
+    serve_dyn(function, &handler).await
+}
+
+/// One invocation's work, boxed.
+type HandlerFuture<'a, R> = Pin<Box<dyn Future<Output = Result<R, Error>> + 'a>>;
+
+/// The runtime and its layers behind a `dyn` handler: compiled once per event and response type
+/// (at most five in herald) rather than once per handler, so a binary running many functions (the shop's
+/// runs thirteen) carries lambda_runtime's invocation loop, its layers and their drop glue once
+/// per type. One more allocation per invocation (the deadline's scope), none per event.
+async fn serve_dyn<'a, E, R>(
+    function: &'static str,
+    handler: &'a dyn Fn(LambdaEvent<E>) -> HandlerFuture<'a, R>,
+) -> Result<(), Error>
+where
+    E: DeserializeOwned,
+    R: Serialize,
+{
     // Each invocation runs with its deadline as `Deadline::current()`, which every retry loop
     // in herald respects.
-    let boxed = move |event: LambdaEvent<E>| {
-        let deadline = crate::deadline::Deadline::at_system_time(event.context.deadline());
-        Box::pin(deadline.scope(handler(event)))
-    };
     lambda_runtime::Runtime::new(lambda_runtime::tower::Layer::layer(
         &MetricsLayer::new(function),
-        service_fn(boxed),
+        service_fn(move |event: LambdaEvent<E>| {
+            let deadline = crate::deadline::Deadline::at_system_time(event.context.deadline());
+            Box::pin(deadline.scope(handler(event)))
+        }),
     ))
     .layer(lambda_runtime::layers::TracingLayer::new())
     .run()

@@ -263,3 +263,78 @@ pub trait RecordHandler: Send + Sync {
         async move { unsettled }
     }
 }
+
+/// A [`RecordHandler`]'s futures, boxed.
+type Boxed<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`RecordHandler`] as a trait object: its futures boxed.
+trait DynRecordHandler: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn process<'a>(
+        &'a self,
+        event: &'a Envelope,
+        deadline: SystemTime,
+    ) -> Boxed<'a, Result<Delivery, RecordError>>;
+    fn process_batch<'a>(
+        &'a self,
+        events: &'a [&'a Envelope],
+        deadline: SystemTime,
+    ) -> Boxed<'a, Vec<Option<Result<Delivery, RecordError>>>>;
+}
+
+impl<H: RecordHandler> DynRecordHandler for H {
+    fn name(&self) -> &'static str {
+        RecordHandler::name(self)
+    }
+
+    fn process<'a>(
+        &'a self,
+        event: &'a Envelope,
+        deadline: SystemTime,
+    ) -> Boxed<'a, Result<Delivery, RecordError>> {
+        Box::pin(RecordHandler::process(self, event, deadline))
+    }
+
+    fn process_batch<'a>(
+        &'a self,
+        events: &'a [&'a Envelope],
+        deadline: SystemTime,
+    ) -> Boxed<'a, Vec<Option<Result<Delivery, RecordError>>>> {
+        Box::pin(RecordHandler::process_batch(self, events, deadline))
+    }
+}
+
+/// Any [`RecordHandler`] behind one type, so that the subscriber's batch machinery (the SQS
+/// batch, its groups, follow-ups, dead letters, the Lambda runtime under it) is compiled once
+/// rather than once per handler: a binary running many subscribers (the shop's runs eight)
+/// carries one copy. Costs one allocation per event processed (and per batch), next to the
+/// network calls every event makes.
+pub(crate) struct ErasedHandler<'h>(Box<dyn DynRecordHandler + 'h>);
+
+impl<'h> ErasedHandler<'h> {
+    pub(crate) fn new(handler: impl RecordHandler + 'h) -> Self {
+        ErasedHandler(Box::new(handler))
+    }
+}
+
+impl RecordHandler for ErasedHandler<'_> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    async fn process(
+        &self,
+        event: &Envelope,
+        deadline: SystemTime,
+    ) -> Result<Delivery, RecordError> {
+        self.0.process(event, deadline).await
+    }
+
+    async fn process_batch(
+        &self,
+        events: &[&Envelope],
+        deadline: SystemTime,
+    ) -> Vec<Option<Result<Delivery, RecordError>>> {
+        self.0.process_batch(events, deadline).await
+    }
+}
