@@ -190,7 +190,8 @@ impl Idempotency {
             else {
                 break;
             };
-            if decision.len() >= DYNAMODB_MAX_TRANSACT_ITEMS {
+            // The record, the writes, and a slot per item a refusal is proven on.
+            if decision.len() + refused.len() >= DYNAMODB_MAX_TRANSACT_ITEMS {
                 break;
             }
             let Ok(json) = serde_json::to_string(&decision.result) else {
@@ -250,7 +251,6 @@ impl Idempotency {
             let conflict = Conflict {
                 index: decision.writes.len() + position,
             };
-            crate::metrics::count("ConditionFailures", 1);
             decision = decide(event, Some(conflict)).ok()?;
             decisions += 1;
         }
@@ -327,10 +327,11 @@ impl Idempotency {
         // go by go alone at once, instead of failing the whole batch again first.
         let mut members: Vec<&Ready<T>> = Vec::new();
         for member in chunk {
-            let short = member
-                .deltas
-                .iter()
-                .any(|d| self.short_items.is_short(&d.item()));
+            let short = member.deltas.iter().any(|d| {
+                self.short_items
+                    .is_short(&d.item())
+                    .is_some_and(|level| !level.is_some_and(|level| d.judged_at(&level)))
+            });
             if short || deferred.contains(&member.aggregate) {
                 deferred.insert(member.aggregate.clone());
             } else {
@@ -354,6 +355,12 @@ impl Idempotency {
                         .map(|m| m.writes.len() + m.deltas.len())
                         .sum();
                     crate::metrics::count("EffectWrites", writes);
+                    // For cost models: the refusals proven by this commit (each an effect that
+                    // failed its condition, decided again).
+                    let refusals: usize = members.iter().map(|m| m.refused.len()).sum();
+                    if refusals > 0 {
+                        crate::metrics::count("ConditionFailures", refusals);
+                    }
                     for delta in merge(members.iter().flat_map(|m| m.deltas.iter())) {
                         self.short_items
                             .committed(&delta.item(), |attribute| delta.amount(attribute));
@@ -513,7 +520,7 @@ fn key_names<T>(ready: &[Ready<T>]) -> HashMap<String, Vec<String>> {
                 note(c.table_name(), c.key().keys().cloned().collect());
             }
         }
-        for delta in &member.deltas {
+        for delta in member.deltas.iter().chain(&member.refused) {
             note(delta.table(), delta.key_names());
         }
     }
@@ -569,7 +576,9 @@ fn summed_item<T>(members: &[&Ready<T>], index: usize) -> Option<String> {
 /// nothing does. An item with refusals and nothing to add gets a condition check.
 fn summed<T>(members: &[&Ready<T>]) -> Vec<Delta> {
     let mut merged = merge(members.iter().flat_map(|m| m.deltas.iter()));
-    let mut taken: HashMap<String, HashMap<String, i64>> = HashMap::new();
+    // Every delta the chunk's earlier members apply, per item (guarded or not: a release adds
+    // to what a later refusal was judged against).
+    let mut earlier: HashMap<String, Vec<&Delta>> = HashMap::new();
     for member in members {
         for refusal in &member.refused {
             let item = refusal.item();
@@ -581,11 +590,11 @@ fn summed<T>(members: &[&Ready<T>]) -> Vec<Delta> {
                 }
             };
             for attribute in refusal.guarded() {
-                let before = taken
-                    .get(&item)
-                    .and_then(|t| t.get(attribute))
-                    .copied()
-                    .unwrap_or(0);
+                let before = earlier.get(&item).map_or(0, |deltas| {
+                    deltas
+                        .iter()
+                        .fold(0i64, |sum, d| sum.saturating_add(d.amount(attribute)))
+                });
                 let bound = refusal
                     .amount(attribute)
                     .saturating_add(before)
@@ -594,11 +603,7 @@ fn summed<T>(members: &[&Ready<T>]) -> Vec<Delta> {
             }
         }
         for delta in &member.deltas {
-            let sums = taken.entry(delta.item()).or_default();
-            for attribute in delta.guarded() {
-                let sum = sums.entry(attribute.clone()).or_default();
-                *sum = sum.saturating_add(delta.amount(attribute));
-            }
+            earlier.entry(delta.item()).or_default().push(delta);
         }
     }
     merged

@@ -89,6 +89,16 @@ impl Delta {
             .is_some_and(|have| have.saturating_add(self.amount(attribute)) < 0)
     }
 
+    /// Whether [`Delta::short_at`] can judge this delta at `level`: nothing guarded, or one
+    /// guarded attribute whose level is known.
+    pub(super) fn judged_at(&self, level: &BTreeMap<String, i64>) -> bool {
+        match self.never_negative.as_slice() {
+            [] => true,
+            [attribute] => level.contains_key(attribute),
+            _ => false,
+        }
+    }
+
     /// Require `attribute` to be under `bound` when written (the tighter bound wins).
     pub(super) fn bound_below(&mut self, attribute: &str, bound: i64) {
         let entry = self.below.entry(attribute.to_string()).or_insert(bound);

@@ -40,11 +40,13 @@ impl ShortItems {
         seen.insert(item, (Instant::now(), level));
     }
 
-    /// Whether `item` was found short in the last few seconds with no level to go by.
-    pub(super) fn is_short(&self, item: &str) -> bool {
+    /// Whether `item` was found short in the last few seconds: `Some` with its level when
+    /// DynamoDB returned it.
+    pub(super) fn is_short(&self, item: &str) -> Option<Option<Level>> {
         self.lock()
             .get(item)
-            .is_some_and(|(at, level)| at.elapsed() < SHORT_FOR && level.is_none())
+            .filter(|(at, _)| at.elapsed() < SHORT_FOR)
+            .map(|(_, level)| level.clone())
     }
 
     /// The level of `item`, found short in the last few seconds.

@@ -587,3 +587,41 @@ async fn a_short_items_level_refuses_in_the_batch_and_the_transaction_proves_it(
     let fifth = run(batch(&[("e7", 2)])).await;
     assert_eq!(answers(&fifth), ["took 2"]);
 }
+
+#[tokio::test]
+async fn a_refusals_bound_counts_what_earlier_events_gave_back() {
+    let (store, idempotency) = in_memory(config());
+    apples_at(&store, Arc::new(AtomicI64::new(0)));
+    // Sold out: the first batch learns the level (0).
+    let first = event("e0", 1);
+    idempotency
+        .run_transactional_batch(&[&first], None, take_apples)
+        .await;
+    // A cancellation gives one back, then an order wants two: refused, rightly only if fewer
+    // than one was there before the batch (0 + 1 < 2).
+    let give_back = event("back-1", 0);
+    let order = event("e1", 2);
+    let results = idempotency
+        .run_transactional_batch(&[&give_back, &order], None, |event, conflict| {
+            if event.id().starts_with("back") {
+                return Ok(Decision {
+                    writes: Vec::new(),
+                    deltas: vec![
+                        Delta::new("stock", "sku", AttributeValue::S("apple".into()))
+                            .add("available", 1),
+                    ],
+                    result: "gave back 1".to_string(),
+                });
+            }
+            take_apples(event, conflict)
+        })
+        .await;
+    assert_eq!(answers(&results), ["gave back 1", "refused"]);
+    let writes = store.committed_writes();
+    let update = writes.last().unwrap().update().unwrap();
+    assert_eq!(update.condition_expression(), Some("#b0 < :b0"));
+    assert_eq!(
+        update.expression_attribute_values().unwrap()[":b0"],
+        AttributeValue::N("1".into())
+    );
+}
