@@ -480,6 +480,43 @@ async fn a_duplicate_costs_one_request_in_any_mode() {
     assert_eq!(counter.total(), 1, "no read: {:?}", counter.counts());
 }
 
+/// Keyed mode at the shop's payment ledger: a cancellation that overtook the charge marks the
+/// key; the charge that finds the mark declines now, and its redelivery is told it declined before
+/// (a duplicate, not a second decision).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_after_a_cancellation_declines_once_and_its_redelivery_is_a_duplicate() {
+    use shop::payment::{Charge, ChargeRequest, LedgerGateway, PaymentGateway, RefundRequest};
+    let client = aws_sdk_dynamodb::Client::new(&common::aws().await);
+    let ledger = LedgerGateway::new(client.clone(), table(&client, "paymentId").await);
+    let order = common::unique("order");
+    let refund = RefundRequest {
+        idempotency_key: format!("charge#{order}"),
+        order_id: order.clone(),
+        reason: "customer changed their mind".into(),
+    };
+    assert!(
+        ledger.refund(&refund).await.unwrap().now,
+        "the key is marked"
+    );
+    let charge = ChargeRequest {
+        idempotency_key: refund.idempotency_key.clone(),
+        order_id: order,
+        amount: 4200,
+        currency: "EUR".into(),
+        token: "tok_visa".into(),
+    };
+    let first = ledger.charge(&charge).await.unwrap();
+    assert!(first.now, "the first charge to find the mark declines now");
+    assert!(
+        matches!(first.value, Charge::Declined { .. }),
+        "{:?}",
+        first.value
+    );
+    let again = ledger.charge(&charge).await.unwrap();
+    assert!(!again.now, "its redelivery declined before");
+    assert_eq!(again.value, first.value, "the same answer");
+}
+
 /// The batch path on DynamoDB: one transaction for a batch, the stock deltas summed, and a
 /// redelivered batch's duplicates found by reading its records ahead (`BatchGetItem`), so that
 /// only the new event goes in a transaction.

@@ -229,10 +229,40 @@ impl PaymentGateway for LedgerGateway {
         };
         // Something is under this key already: the answer it records, no second charge.
         if text(&old, "status") == "cancelled" {
-            // Decided now (the refund only marked the key): the decline is this request's.
-            return Ok(Answer::now(Charge::Declined {
+            // The refund only marked the key: the first charge to find the mark declines now
+            // (and notes it on the mark), a redelivery of it finds the note.
+            let first = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("paymentId", s(&payment_id))
+                .update_expression("SET declinedAt = :at")
+                .condition_expression("#s = :cancelled AND attribute_not_exists(declinedAt)")
+                .expression_attribute_names("#s", "status")
+                .expression_attribute_values(":cancelled", s("cancelled"))
+                .expression_attribute_values(
+                    ":at",
+                    s(&Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+                )
+                .send()
+                .await;
+            let now = match first {
+                Ok(_) => true,
+                Err(SdkError::ServiceError(e))
+                    if e.err().is_conditional_check_failed_exception() =>
+                {
+                    false
+                }
+                Err(err) => return Err(AwsError::new(err).into()),
+            };
+            let declined = Charge::Declined {
                 reason: "the order was cancelled before it was charged".into(),
-            }));
+            };
+            return Ok(if now {
+                Answer::now(declined)
+            } else {
+                Answer::before(declined)
+            });
         }
         let amount = old.get("amount").and_then(|v| v.as_n().ok());
         if amount != Some(&request.amount.to_string()) || text(&old, "currency") != request.currency
