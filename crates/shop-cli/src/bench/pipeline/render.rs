@@ -24,12 +24,12 @@ pub fn render(runs: &[PipelineRun], emulator: &EmulatorSpeed) -> String {
     );
     let _ = writeln!(
         out,
-        "| run | events sent | asked rate | throughput | p50 | p99 | max | settled |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+        "| run | events sent | asked rate | drained (completions/s) | p50 | p99 | max | settled |\n|---|---:|---:|---:|---:|---:|---:|---:|"
     );
     for run in runs {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0}/s | {:.1} events/s | {} | {} | {} | {:.1} s |",
+            "| {} | {} | {:.0}/s | {:.1}/s | {} | {} | {} | {:.1} s |",
             run.label,
             run.load.sent,
             run.load.rate(),
