@@ -34,7 +34,7 @@ use super::delta::{merge, Delta};
 use super::error::PersistenceError;
 use super::item_locks::item_key;
 use super::record::{now_ms, IdempotencyRecord, RecordStatus};
-use super::short_items::Level;
+use super::short_items::{apply, Level};
 use super::store::BatchCommitOutcome;
 use super::{Conflict, Decision, Executed, Idempotency, IdempotencyError};
 use crate::envelope::Envelope;
@@ -256,9 +256,7 @@ impl Idempotency {
         }
         for delta in &decision.deltas {
             if let Some(Some(level)) = levels.get_mut(&delta.item()) {
-                for (attribute, have) in level.iter_mut() {
-                    *have = have.saturating_add(delta.amount(attribute));
-                }
+                apply(level, delta);
             }
         }
         Some((decision, refused))
@@ -323,8 +321,9 @@ impl Idempotency {
     where
         T: Serialize + DeserializeOwned + Clone,
     {
-        // Events changing an item a recent batch found short (a sold-out SKU) with no level to
-        // go by go alone at once, instead of failing the whole batch again first.
+        // Events changing an item a recent batch found short (a sold-out SKU) whose level cannot
+        // judge their delta go alone at once, instead of failing the whole batch again first.
+        // (Those it can judge were decided against it in `prepare`.)
         let mut members: Vec<&Ready<T>> = Vec::new();
         for member in chunk {
             let short = member.deltas.iter().any(|d| {
@@ -342,7 +341,10 @@ impl Idempotency {
         while !members.is_empty() {
             let records: Vec<IdempotencyRecord> =
                 members.iter().map(|m| m.record.clone()).collect();
-            let Ok(effects) = effects_of(&members) else {
+            // The chunk's deltas, summed once per attempt: the effects, the levels to keep, and
+            // which events a failed condition belongs to all read them.
+            let deltas = summed(&members);
+            let Ok(effects) = effects_of(&members, &deltas) else {
                 return false;
             };
             let held = self.item_locks.lock(&effects).await;
@@ -361,9 +363,8 @@ impl Idempotency {
                     if refusals > 0 {
                         crate::metrics::count("ConditionFailures", refusals);
                     }
-                    for delta in merge(members.iter().flat_map(|m| m.deltas.iter())) {
-                        self.short_items
-                            .committed(&delta.item(), |attribute| delta.amount(attribute));
+                    for delta in &deltas {
+                        self.short_items.committed(delta);
                     }
                     for member in &members {
                         self.remember(&member.record.key, &member.hash, &member.json);
@@ -403,10 +404,10 @@ impl Idempotency {
                     index: Some(index),
                     item: found,
                 }) => {
-                    if let Some(item) = summed_item(&members, index) {
+                    if let Some(item) = summed_item(&members, &deltas, index) {
                         self.short_items.mark(item, found.as_ref());
                     }
-                    let culprits = touching(&members, index);
+                    let culprits = touching(&members, &deltas, index);
                     if culprits.is_empty() {
                         return false;
                     }
@@ -541,7 +542,7 @@ fn put_key(write: &TransactWriteItem, keys: &HashMap<String, Vec<String>>) -> Op
 
 /// The members whose effect is the chunk's effect at `index` (in [`effects_of`]'s order): the
 /// owner of a plain write, or every member changing (or refused) a summed delta's item.
-fn touching<T>(members: &[&Ready<T>], index: usize) -> Vec<usize> {
+fn touching<T>(members: &[&Ready<T>], deltas: &[Delta], index: usize) -> Vec<usize> {
     let writes: Vec<usize> = members
         .iter()
         .enumerate()
@@ -550,7 +551,7 @@ fn touching<T>(members: &[&Ready<T>], index: usize) -> Vec<usize> {
     if let Some(owner) = writes.get(index) {
         return vec![*owner];
     }
-    let Some(item) = summed(members).get(index - writes.len()).map(Delta::item) else {
+    let Some(item) = deltas.get(index - writes.len()).map(Delta::item) else {
         return Vec::new();
     };
     members
@@ -562,11 +563,9 @@ fn touching<T>(members: &[&Ready<T>], index: usize) -> Vec<usize> {
 }
 
 /// The item of the summed delta at `index` of the chunk's effects (`None` for a plain write).
-fn summed_item<T>(members: &[&Ready<T>], index: usize) -> Option<String> {
+fn summed_item<T>(members: &[&Ready<T>], deltas: &[Delta], index: usize) -> Option<String> {
     let writes: usize = members.iter().map(|m| m.writes.len()).sum();
-    summed(members)
-        .get(index.checked_sub(writes)?)
-        .map(Delta::item)
+    deltas.get(index.checked_sub(writes)?).map(Delta::item)
 }
 
 /// The chunk's deltas summed per item, in the order items first appear, with the bounds that
@@ -609,13 +608,16 @@ fn summed<T>(members: &[&Ready<T>]) -> Vec<Delta> {
     merged
 }
 
-/// The chunk's effects: every write as it is, then the deltas summed per item ([`summed`]).
-fn effects_of<T>(members: &[&Ready<T>]) -> Result<Vec<TransactWriteItem>, PersistenceError> {
+/// The chunk's effects: every write as it is, then its `deltas` ([`summed`]).
+fn effects_of<T>(
+    members: &[&Ready<T>],
+    deltas: &[Delta],
+) -> Result<Vec<TransactWriteItem>, PersistenceError> {
     let mut effects: Vec<TransactWriteItem> = members
         .iter()
         .flat_map(|m| m.writes.iter().cloned())
         .collect();
-    for delta in summed(members) {
+    for delta in deltas {
         effects.push(delta.to_write()?);
     }
     Ok(effects)

@@ -13,12 +13,21 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use super::delta::Delta;
+
 /// How long an item stays short: long enough to spare the next batches, short enough that
 /// restocked items are batched again soon.
 const SHORT_FOR: Duration = Duration::from_secs(5);
 
 /// An item's numeric attributes as last seen.
 pub(super) type Level = BTreeMap<String, i64>;
+
+/// `level` after `delta` (every attribute it adds to, guarded or not).
+pub(super) fn apply(level: &mut Level, delta: &Delta) {
+    for (attribute, value) in level.iter_mut() {
+        *value = value.saturating_add(delta.amount(attribute));
+    }
+}
 
 /// Items recently found short: when, and their level when it is known.
 #[derive(Default)]
@@ -51,18 +60,13 @@ impl ShortItems {
 
     /// The level of `item`, found short in the last few seconds.
     pub(super) fn level(&self, item: &str) -> Option<Level> {
-        self.lock()
-            .get(item)
-            .filter(|(at, _)| at.elapsed() < SHORT_FOR)
-            .and_then(|(_, level)| level.clone())
+        self.is_short(item).flatten()
     }
 
-    /// A batch committed `adds` on `item`: keep its level current.
-    pub(super) fn committed(&self, item: &str, adds: impl Fn(&str) -> i64) {
-        if let Some((_, Some(level))) = self.lock().get_mut(item) {
-            for (attribute, value) in level.iter_mut() {
-                *value = value.saturating_add(adds(attribute));
-            }
+    /// `delta` was committed: keep its item's level current.
+    pub(super) fn committed(&self, delta: &Delta) {
+        if let Some((_, Some(level))) = self.lock().get_mut(&delta.item()) {
+            apply(level, delta);
         }
     }
 

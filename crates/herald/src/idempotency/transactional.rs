@@ -94,8 +94,7 @@ impl Idempotency {
                 Ok(CommitOutcome::Committed) => {
                     crate::metrics::count("EffectWrites", writes_count);
                     for delta in &decision.deltas {
-                        self.short_items
-                            .committed(&delta.item(), |attribute| delta.amount(attribute));
+                        self.short_items.committed(delta);
                     }
                     self.remember(&key, &hash, &json);
                     return Ok(Executed::Ran(result));
