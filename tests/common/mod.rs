@@ -171,3 +171,35 @@ pub async fn number_attribute(
         })
         .unwrap_or(0)
 }
+
+/// Wait until `state` holds, polling every 100 ms; panic naming `what` after `timeout` (a
+/// generous bound for the slowest machine, never a guess at how long the work takes).
+pub async fn wait_until<F, Fut>(what: &str, timeout: std::time::Duration, mut state: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = std::time::Instant::now();
+    while !state().await {
+        assert!(started.elapsed() < timeout, "waited {timeout:?} for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A test that cannot run on this machine (a tool is missing): never a silent pass. Under
+/// scripts/test (which sets `HERALD_SKIP_LOG`) the test is recorded and listed as skipped in the
+/// run's summary, then returns; anywhere else it fails with `reason`, since a plain `cargo test`
+/// has no way to report a skip.
+pub fn skip(test: &str, reason: &str) {
+    let Some(log) = std::env::var_os("HERALD_SKIP_LOG") else {
+        panic!("{test} cannot run here: {reason} (scripts/test reports this as skipped)");
+    };
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open HERALD_SKIP_LOG");
+    writeln!(file, "{test}: {reason}").expect("write HERALD_SKIP_LOG");
+    eprintln!("SKIPPED {test}: {reason}");
+}

@@ -528,8 +528,16 @@ impl LocalPipeline {
             .unwrap_or_default();
         if let Some(kills) = &self.faults.kills {
             report.killed = kills.killed();
+            report.invocations = kills.invocations();
         }
         Some(report)
+    }
+
+    /// The fault proxy in front of the emulator (`None` when the plan answers no request). Its
+    /// [`FaultProxy::begin_outage`] takes an operation down until the caller ends it; like every
+    /// injected fault, it outlives a [`LocalPipeline::restart`].
+    pub fn fault_proxy(&self) -> Option<&FaultProxy> {
+        self.faults.proxy.as_deref()
     }
 
     /// Batches sent to on-failure destinations so far.

@@ -291,7 +291,18 @@ impl Instance {
         let outcome = loop {
             tokio::select! {
                 biased;
-                reply = &mut reply_rx => break reply.ok(),
+                reply = &mut reply_rx => {
+                    // A kill decided for this invocation happens even when the function answers
+                    // before its moment: the process dies with its work done and its answer lost.
+                    if let Some((_, kills)) = kill {
+                        let at = started.elapsed();
+                        self.logs.note(self.spec.label(), &format!("{request_id} killed as it answered, after {at:?} (fault injection)"));
+                        self.abandon(&request_id).await;
+                        kills.note(self.spec.label());
+                        return Err(FunctionError::Killed(at));
+                    }
+                    break reply.ok();
+                }
                 _ = &mut kill_at, if kill.is_some() => {
                     if let Some((at, kills)) = kill {
                         self.logs.note(self.spec.label(), &format!("{request_id} killed after {at:?} (fault injection)"));

@@ -22,20 +22,25 @@
 //! | `latency=20ms@10%` | 20 ms more on 10 % of requests (`latency=20ms`: on all) |
 //! | `drop=1%` | the connection closed with no answer, half before the request reaches the emulator, half after it was applied |
 //! | `outage=sns:PublishBatch@20s+30s` | that operation answers 503 `ServiceUnavailable` from 20 s after start, for 30 s |
-//! | `kill=3%` | the runner kills the function's process at a random moment of 3 % of invocations (`kill:inventory=10%`: one function's) |
+//! | `kill=3%` | the runner kills the function's process during 3 % of invocations, at a random moment or as it answers (`kill:inventory=10%`: one function's) |
 //! | `seed=7` | the decisions' seed (default 0) |
 //!
 //! Any share-based part can be scoped: `throttle:dynamodb=10%`, `5xx:sns:PublishBatch=50%`.
-//! Decisions are drawn per operation from the seed and the request's sequence number, so the same
-//! spec and seed inject the same faults into the same sequence of requests to each operation.
+//! A share is a count, not a chance: each run of about `1 / share` requests in a rule's scope
+//! (per service) gets exactly one fault, at a place drawn from the seed, so after `n` requests at
+//! least [`guaranteed`]`(share, n)` were hit on any machine, fast or slow. A test asserts the
+//! faults it planned from the plan, never from luck. Outages a test must overlap with something
+//! else are begun and ended by the test ([`FaultProxy::begin_outage`]).
 //! [`FaultProxy::report`] counts what was injected per kind and service.
 
 mod answer;
 mod kills;
 mod proxy;
 mod spec;
+mod spread;
 
 pub use answer::{AwsFault, Protocol};
 pub use kills::Kills;
 pub use proxy::{FaultProxy, FaultReport};
 pub use spec::{FaultKind, FaultPlan, KillRule, Outage, Rule, Scope, SpecError, Trigger, SERVICES};
+pub use spread::guaranteed;

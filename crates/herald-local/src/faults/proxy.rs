@@ -1,7 +1,7 @@
 //! [`FaultProxy`]: an HTTP proxy in front of the emulator that forwards every request and answers
 //! a chosen share of them the way AWS does when it hurts.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::answer::{self, AwsFault, Protocol};
 use super::spec::{FaultKind, FaultPlan, Trigger, SERVICES};
+use super::spread::Tally;
 use crate::endpoint::Endpoint;
 
 /// A running fault proxy. Dropping it stops it.
@@ -55,6 +56,10 @@ struct State {
     report: Mutex<FaultReport>,
     /// Items (table + key) of the `TransactWriteItems` in flight, for `conflict=contention`.
     in_flight: Mutex<HashMap<String, usize>>,
+    /// Requests counted per (rule, service), for the share-based rules.
+    tallies: Mutex<HashMap<(usize, String), Tally>>,
+    /// Operations down until ended ([`FaultProxy::begin_outage`]).
+    outages: Mutex<BTreeSet<(String, String)>>,
 }
 
 /// What the proxy did: requests seen and faults injected, per service.
@@ -62,11 +67,15 @@ struct State {
 pub struct FaultReport {
     /// Requests seen per service (`other` for anything that is not Kinesis, DynamoDB, SNS, SQS).
     pub requests: BTreeMap<String, u64>,
+    /// Requests seen per operation, as `service:Operation` (`dynamodb:TransactWriteItems`).
+    pub operations: BTreeMap<String, u64>,
     /// Faults injected per (kind, service).
     pub injected: BTreeMap<(FaultKind, String), u64>,
     /// Function processes killed mid-invocation, per function label (`kill=…`; filled in by
     /// the runner, which does the killing).
     pub killed: BTreeMap<String, u64>,
+    /// Invocations per function label while kill rules applied (what `kill=…` shares count).
+    pub invocations: BTreeMap<String, u64>,
 }
 
 impl FaultReport {
@@ -113,8 +122,9 @@ impl fmt::Display for FaultReport {
                 .collect();
             writeln!(
                 f,
-                "  processes killed mid-invocation: {} ({})",
+                "  processes killed mid-invocation: {} of {} invocations ({})",
                 self.killed.values().sum::<u64>(),
+                self.invocations.values().sum::<u64>(),
                 killed.join(", ")
             )?;
         }
@@ -146,6 +156,8 @@ impl FaultProxy {
             sequence: Mutex::new(HashMap::new()),
             report: Mutex::new(FaultReport::default()),
             in_flight: Mutex::new(HashMap::new()),
+            tallies: Mutex::new(HashMap::new()),
+            outages: Mutex::new(BTreeSet::new()),
         });
         let task = tokio::spawn(serve(listener, state.clone()));
         Ok(FaultProxy { url, state, task })
@@ -159,6 +171,34 @@ impl FaultProxy {
     /// The plan it follows.
     pub fn plan(&self) -> &FaultPlan {
         &self.state.plan
+    }
+
+    /// Take `service`'s `operation` down now: it answers 503 `ServiceUnavailable` until
+    /// [`FaultProxy::end_outage`]. For a test that must overlap an outage with something else
+    /// (a restart, a burst) by construction rather than by timing; a spec's
+    /// `outage=…@start+duration` is the timed form.
+    pub fn begin_outage(&self, service: &str, operation: &str) -> Result<()> {
+        if !SERVICES.contains(&service) {
+            return Err(anyhow!(
+                "unknown service `{service}`; one of {}",
+                SERVICES.join(", ")
+            ));
+        }
+        self.state
+            .outages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((service.to_string(), operation.to_string()));
+        Ok(())
+    }
+
+    /// End an outage begun with [`FaultProxy::begin_outage`].
+    pub fn end_outage(&self, service: &str, operation: &str) {
+        self.state
+            .outages
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(service.to_string(), operation.to_string()));
     }
 
     /// Requests seen and faults injected so far.
@@ -215,6 +255,7 @@ impl State {
             return self.forward(parts, body).await;
         };
         self.note_request(&target.service);
+        self.note_operation(&target);
         let verdict = self.decide(&target, &body).await;
         let request_id = uuid::Uuid::new_v4().to_string();
         match verdict {
@@ -256,56 +297,94 @@ impl State {
 
     /// Which rule, if any, answers this request (latency rules add their delay and go on).
     async fn decide(&self, target: &Target, body: &[u8]) -> Verdict {
+        if self.in_outage(target) {
+            self.note_fault(FaultKind::Outage, &target.service);
+            return Verdict::Answer(answer::unavailable_fault());
+        }
+        let n = self.next_sequence(target);
+        // Every rule in scope counts the request (its share is a count, see `spread`); the
+        // first that hits answers it, and the others that hit take the next request instead.
+        let mut verdict = Verdict::Forward;
+        let mut delay = Duration::ZERO;
+        for (i, rule) in self.plan.rules.iter().enumerate() {
+            let Trigger::Share(share) = rule.trigger else {
+                continue;
+            };
+            let applies = rule.scope.matches(&target.service, &target.operation)
+                && match rule.kind {
+                    FaultKind::Conflict => target.operation == "TransactWriteItems",
+                    FaultKind::Kms => target.service == "kinesis",
+                    _ => true,
+                };
+            if !applies || !self.tally(i, &target.service, |t, key| t.next(share, key)) {
+                continue;
+            }
+            if rule.kind == FaultKind::Latency {
+                self.note_fault(rule.kind, &target.service);
+                delay += rule.delay;
+                continue;
+            }
+            if !matches!(verdict, Verdict::Forward) {
+                self.tally(i, &target.service, |t, _| t.owe());
+                continue;
+            }
+            self.note_fault(rule.kind, &target.service);
+            // Which of a kind's answers (and which side of a drop) varies per request.
+            let variant = draw(self.plan.seed, target, n, i as u64) >> 40;
+            verdict = match rule.kind {
+                FaultKind::Throttle => Verdict::Answer(answer::throttle(&target.service, variant)),
+                FaultKind::Kms => Verdict::Answer(answer::kms_throttle()),
+                FaultKind::ServerError => {
+                    Verdict::Answer(answer::server_error(&target.service, variant))
+                }
+                FaultKind::Conflict => {
+                    let items = transact_items(body).len();
+                    let index = (variant % items.max(1) as u64) as usize;
+                    Verdict::Answer(answer::transaction_conflict(items, index))
+                }
+                FaultKind::Drop if variant.is_multiple_of(2) => Verdict::DropBefore,
+                FaultKind::Drop => Verdict::DropAfter,
+                FaultKind::Latency | FaultKind::Outage | FaultKind::Kill => Verdict::Forward,
+            };
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        verdict
+    }
+
+    /// Whether the request's operation is down: a timed outage of the plan, or one begun with
+    /// [`FaultProxy::begin_outage`] and not yet ended.
+    fn in_outage(&self, target: &Target) -> bool {
         let elapsed = self.started.elapsed();
-        let in_outage = self.plan.outages.iter().any(|o| {
+        let timed = self.plan.outages.iter().any(|o| {
             o.service == target.service
                 && o.operation == target.operation
                 && elapsed >= o.start
                 && elapsed < o.start + o.duration
         });
-        if in_outage {
-            self.note_fault(FaultKind::Outage, &target.service);
-            return Verdict::Answer(answer::unavailable_fault());
-        }
-        let n = self.next_sequence(target);
-        for (i, rule) in self.plan.rules.iter().enumerate() {
-            let Trigger::Share(share) = rule.trigger else {
-                continue;
-            };
-            if !rule.scope.matches(&target.service, &target.operation) {
-                continue;
-            }
-            let applies = match rule.kind {
-                FaultKind::Conflict => target.operation == "TransactWriteItems",
-                FaultKind::Kms => target.service == "kinesis",
-                _ => true,
-            };
-            let roll = draw(self.plan.seed, target, n, i as u64);
-            if !applies || unit(roll) >= share {
-                continue;
-            }
-            self.note_fault(rule.kind, &target.service);
-            let variant = roll >> 40;
-            match rule.kind {
-                FaultKind::Latency => tokio::time::sleep(rule.delay).await,
-                FaultKind::Throttle => {
-                    return Verdict::Answer(answer::throttle(&target.service, variant))
-                }
-                FaultKind::Kms => return Verdict::Answer(answer::kms_throttle()),
-                FaultKind::ServerError => {
-                    return Verdict::Answer(answer::server_error(&target.service, variant))
-                }
-                FaultKind::Conflict => {
-                    let items = transact_items(body).len();
-                    let index = (variant % items.max(1) as u64) as usize;
-                    return Verdict::Answer(answer::transaction_conflict(items, index));
-                }
-                FaultKind::Drop if variant.is_multiple_of(2) => return Verdict::DropBefore,
-                FaultKind::Drop => return Verdict::DropAfter,
-                FaultKind::Outage | FaultKind::Kill => {}
-            }
-        }
-        Verdict::Forward
+        timed
+            || self
+                .outages
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains(&(target.service.clone(), target.operation.clone()))
+    }
+
+    /// Rule `rule`'s count of the requests in its scope on `service`.
+    fn tally<T>(&self, rule: usize, service: &str, f: impl FnOnce(&mut Tally, u64) -> T) -> T {
+        let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        let key = draw(
+            self.plan.seed,
+            &Target {
+                service: service.to_string(),
+                operation: String::new(),
+                protocol: Protocol::Json,
+            },
+            0,
+            rule as u64,
+        );
+        f(tallies.entry((rule, service.to_string())).or_default(), key)
     }
 
     /// For `conflict=contention`: the item keys of a `TransactWriteItems` in scope (none when
@@ -361,6 +440,15 @@ impl State {
     fn note_request(&self, service: &str) {
         if let Ok(mut report) = self.report.lock() {
             *report.requests.entry(service.to_string()).or_default() += 1;
+        }
+    }
+
+    fn note_operation(&self, target: &Target) {
+        if let Ok(mut report) = self.report.lock() {
+            *report
+                .operations
+                .entry(format!("{}:{}", target.service, target.operation))
+                .or_default() += 1;
         }
     }
 
