@@ -90,7 +90,15 @@ async fn a_dead_letter_alarm_fires_when_its_queue_fills_and_clears_after_a_redri
     assert!(why("PaymentThrottlesAlarm").contains("instead of throttling"));
     assert!(why("StockTableThrottlesAlarm").contains("never throttles"));
     assert!(why("ProducerRejectedRateAlarm").contains("metric math"));
-    assert_eq!(evaluated.len() + not_evaluated.len(), 51);
+    let template = herald_local::Template::load(&common::root().join("template.yaml")).unwrap();
+    assert_eq!(
+        evaluated.len() + not_evaluated.len(),
+        template.of_kind("AWS::CloudWatch::Alarm").count(),
+        "every alarm either evaluated or listed with why"
+    );
+    // The new ones (issue 24, item 1) the runner cannot observe say why.
+    assert!(why("RouterStoppedAlarm").contains("metric math"));
+    assert!(!why("InventoryQueueAgeAlarm").is_empty());
 
     // A poison record on the stream: the router parks it in its DLQ, and the alarm fires.
     let router_alarm = format!("{}-router-dead-letters", stack.name);
@@ -150,4 +158,93 @@ async fn a_dead_letter_alarm_fires_when_its_queue_fills_and_clears_after_a_redri
         .unwrap();
     assert_eq!(router.state, State::Alarm);
     pipeline.stop().await;
+}
+
+/// A reference `!Ref X` / `!GetAtt X.attr` in the template's long form: the logical id.
+fn referenced(value: &serde_json::Value) -> Option<String> {
+    value
+        .get("Ref")
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .or_else(|| {
+            value
+                .get("Fn::GetAtt")
+                .and_then(|v| v.get(0))
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+}
+
+/// Issue 24, item 1: alarms that see a stopped pipeline. On the template before, a reader whose
+/// mapping stopped was seen by nothing (the stream-wide iterator age is kept fresh by the other
+/// readers; a mapping that never invokes reports no IteratorAge), queues kept SQS's 4-day default
+/// and nothing watched their oldest message, Firehose went unwatched, and the order service's
+/// 5xx answers (handled, so no Lambda error) were seen by nothing.
+#[test]
+fn every_reader_queue_archive_and_the_order_service_have_an_alarm_that_sees_them_stop() {
+    let template = herald_local::Template::load(&common::root().join("template.yaml")).unwrap();
+    let alarms: Vec<&serde_json::Value> = template
+        .of_kind("AWS::CloudWatch::Alarm")
+        .map(|(_, r)| &r.properties)
+        .collect();
+    let metric_of = |alarm: &serde_json::Value, namespace: &str, name: &str| -> Vec<String> {
+        let mut stats: Vec<&serde_json::Value> = vec![alarm];
+        if let Some(metrics) = alarm.get("Metrics").and_then(|m| m.as_array()) {
+            stats.extend(
+                metrics
+                    .iter()
+                    .filter_map(|m| m.pointer("/MetricStat/Metric")),
+            );
+        }
+        stats
+            .into_iter()
+            .filter(|m| m["Namespace"] == namespace && m["MetricName"] == name)
+            .flat_map(|m| m["Dimensions"].as_array().cloned().unwrap_or_default())
+            .filter_map(|d| referenced(&d["Value"]))
+            .collect()
+    };
+    let watched = |namespace: &str, name: &str| -> Vec<String> {
+        alarms
+            .iter()
+            .flat_map(|a| metric_of(a, namespace, name))
+            .collect()
+    };
+    // Each stream reader: its invocations in a metric-math alarm.
+    let invocations = watched("AWS/Lambda", "Invocations");
+    for (id, mapping) in template.of_kind("AWS::Lambda::EventSourceMapping") {
+        let source = referenced(&mapping.properties["EventSourceArn"]).unwrap_or_default();
+        let kind = template
+            .resources
+            .iter()
+            .find(|(i, _)| *i == source)
+            .map(|(_, r)| r.kind.as_str())
+            .unwrap_or_default();
+        if kind == "AWS::SQS::Queue" {
+            continue;
+        }
+        let function = referenced(&mapping.properties["FunctionName"]).unwrap();
+        assert!(
+            invocations.contains(&function),
+            "{id}: nothing alarms when {function} stops reading {source}"
+        );
+    }
+    // Each queue: the age of its oldest message; a queue with a redrive policy keeps its
+    // messages as long as SQS allows, not its 4-day default.
+    let ages = watched("AWS/SQS", "ApproximateAgeOfOldestMessage");
+    for (id, queue) in template.of_kind("AWS::SQS::Queue") {
+        assert!(
+            ages.contains(&id.to_string()),
+            "{id}: no oldest-message alarm"
+        );
+        assert!(
+            queue.properties.get("MessageRetentionPeriod").is_some(),
+            "{id}: retention left to SQS's 4-day default"
+        );
+    }
+    // The archive's delivery, and the order service's 5xx answers.
+    for (id, _) in template.of_kind("AWS::KinesisFirehose::DeliveryStream") {
+        assert!(watched("AWS/Firehose", "DeliveryToS3.DataFreshness").contains(&id.to_string()));
+        assert!(watched("AWS/Firehose", "DeliveryToS3.Success").contains(&id.to_string()));
+    }
+    assert!(watched("AWS/Lambda", "Url5xxCount").contains(&"OrderServiceFunction".to_string()));
 }

@@ -10,6 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use herald::Envelope;
 use herald_local::archive::{self, Query};
 use herald_local::http::request;
 use herald_local::inspect::{put_raw, scan};
@@ -54,9 +55,8 @@ async fn settle(pipeline: &herald_local::LocalPipeline) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_is_archived_once_and_a_backfill_reaches_one_subscriber_only() {
     let pipeline = common::pipeline("archive", |o| {
-        o.stack
-            .parameters
-            .insert("ArchiveBufferSeconds".into(), "2".into());
+        // The template keeps Firehose's 60 s floor; the local Firehose may flush sooner.
+        o.runner.archive_buffer = Some(Duration::from_secs(2));
     })
     .await;
     let stack = pipeline.stack().clone();
@@ -142,6 +142,7 @@ async fn every_event_is_archived_once_and_a_backfill_reaches_one_subscriber_only
             ..Query::default()
         },
         &Target::Subscriber("analytics".into()),
+        herald_local::ops::Expired::Refuse,
         |_| {},
     )
     .await
@@ -150,6 +151,35 @@ async fn every_event_is_archived_once_and_a_backfill_reaches_one_subscriber_only
         (done.read, done.sent, done.filtered_out),
         (8, 6, 2),
         "{done:?}"
+    );
+    // Issue 24, item 7: events older than the stack keeps idempotency records are refused as a
+    // whole, before anything is sent (the code before replayed any age: effects applied twice).
+    let ancient = Envelope::builder("job_failed", "herald/scheduler")
+        .kind(herald::EventKind::System)
+        .time(chrono::Utc::now() - chrono::Duration::days(30))
+        .data(json!({"job": "export-old", "error": "timed out", "attempt": 1}))
+        .build()
+        .unwrap();
+    let archived = herald_local::archive::Archived {
+        raw: ancient.to_json_bytes(),
+        event: ancient,
+        object: "events/type=job_failed/old.gz".into(),
+    };
+    let refused = herald_local::ops::replay_events(
+        &aws,
+        &stack,
+        &bin_dir,
+        std::slice::from_ref(&archived),
+        &Target::Subscriber("ops".into()),
+        herald_local::ops::Expired::Refuse,
+        |_| {},
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("1 of the 1 events") && refused.contains("--resend-expired"),
+        "{refused}"
     );
     settle(&pipeline).await;
     let after = pipeline.tallies();
@@ -187,9 +217,8 @@ async fn a_read_model_rebuilt_from_the_archive_equals_the_incremental_one() {
     let port = free_port().unwrap();
     let pipeline = common::pipeline("archive-view", |o| {
         o.runner.url_port = Some(port);
-        o.stack
-            .parameters
-            .insert("ArchiveBufferSeconds".into(), "2".into());
+        // The template keeps Firehose's 60 s floor; the local Firehose may flush sooner.
+        o.runner.archive_buffer = Some(Duration::from_secs(2));
     })
     .await;
     let stack = pipeline.stack().clone();

@@ -560,6 +560,7 @@ async fn a_clients_bad_next_token_or_customer_id_is_a_400_naming_it() {
         query: next.into_iter().map(|n| ("next".to_string(), n)).collect(),
         headers: Default::default(),
         body: Vec::new(),
+        principal: None,
     };
     let token = |sk: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk);
     let cases = [

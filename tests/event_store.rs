@@ -269,6 +269,7 @@ async fn an_oversized_order_field_is_a_400_naming_it_and_accepted_orders_can_be_
         query: Default::default(),
         headers: Default::default(),
         body: body.to_string().into_bytes(),
+        principal: None,
     };
     let mut order = placed("order-big");
     // Just under the event limit before the store's stamp: what used to be accepted.

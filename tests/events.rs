@@ -67,9 +67,9 @@ async fn every_sample_event_is_accepted_by_its_function() {
         .await
         .unwrap();
     assert_eq!(
-        folded["state"]["customer-13"]["orderIds"]
-            .as_array()
-            .map(Vec::len),
+        folded["state"]["customer-13"]["orders"]
+            .as_object()
+            .map(|orders| orders.len()),
         Some(6),
         "{folded}"
     );

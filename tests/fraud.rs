@@ -333,3 +333,60 @@ async fn a_burst_is_compensated_exactly_once_and_a_quiet_customer_is_left_alone(
     println!("fraud detector processes killed: {killed}");
     pipeline.stop().await;
 }
+
+/// Issue 24, item 6: `herald dlq redrive` or a replay puts an hour of one customer's orders back
+/// on the stream at once, so they reach the detector in one window. Judged by arrival that was
+/// twelve orders in one window, over the limit of three, and compensation cancelled and refunded
+/// legitimate orders (the code before: one `fraud_suspected` naming all twelve). Judged by the
+/// time each order says it was placed, it is one order every five minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_hour_of_orders_put_back_on_the_stream_at_once_is_not_fraud() {
+    let pipeline = common::pipeline("fraud-redrive", |o| {
+        o.stack
+            .parameters
+            .insert("FraudWindowSeconds".into(), WINDOW.as_secs().to_string());
+        o.stack
+            .parameters
+            .insert("FraudMaxOrders".into(), "3".into());
+    })
+    .await;
+    let stack = pipeline.stack().clone();
+    let kinesis = aws_sdk_kinesis::Client::new(&common::aws().await);
+    let stream = stack.reference("EventStream").unwrap().to_string();
+    let run = common::unique("carol");
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    for n in 0..12 {
+        let order_id = format!("{run}-{n:02}");
+        // As the order service wrote them: keyed by customer, so one shard judges them all.
+        let event = Envelope::builder("order_placed", "herald/orders")
+            .id(format!("evt-{order_id}"))
+            .subject(order_id.clone())
+            .partition_key(run.clone())
+            .aggregate_version(1)
+            .schema_version(2)
+            .time(hour_ago + chrono::Duration::minutes(5 * n))
+            .data(order(&order_id, &run, "SKU-CABLE", 1299))
+            .build()
+            .unwrap();
+        kinesis
+            .put_record()
+            .stream_name(&stream)
+            .partition_key(&run)
+            .data(aws_sdk_kinesis::primitives::Blob::new(
+                event.to_json_bytes(),
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+    pipeline
+        .wait_windows_closed(Duration::from_millis(1500), Duration::from_secs(240))
+        .await
+        .unwrap();
+    let records = stream_records(&kinesis, &stream).await;
+    let announced = events_of(&records, "fraud_suspected");
+    assert!(announced.is_empty(), "{announced:?}");
+    let folded = pipeline.tallies().get("fraud").cloned().unwrap_or_default();
+    println!("fraud detector: {folded:?}");
+    pipeline.stop().await;
+}

@@ -277,7 +277,8 @@ async fn a_dlq_redrive_returns_every_message_once_and_a_second_finds_nothing() {
         ops::Redriven {
             moved: 6,
             duplicates: 0,
-            failed: vec![]
+            failed: vec![],
+            expired: 0,
         }
     );
     assert_eq!(progress.lock().unwrap().last(), Some(&(6, 6)));
@@ -332,5 +333,50 @@ async fn replaying_the_stream_repeats_no_effect() {
         12,
         "each replayed order was recognised as a duplicate"
     );
+    pipeline.stop().await;
+}
+
+/// Issue 24, item 7: an event older than the stack keeps idempotency records (15 days) may have
+/// lost them where it was applied, and herald's dead letters are new messages with a fresh
+/// 14-day clock: a redrive of such a letter would apply its effects again. It is left in the
+/// queue, with why, unless the operator resends it on purpose (`--resend-expired`). (The code
+/// before sent it back like any other.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_leaves_letters_older_than_the_idempotency_records_unless_told_otherwise() {
+    let pipeline = common::pipeline("expired", |_| {}).await;
+    let stack = pipeline.stack().clone();
+    let aws = common::aws().await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+    let mut dlq = ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
+    assert_eq!(dlq.horizon.ttl.as_secs(), 1_296_000, "the stack's 15 days");
+    let old = |id: &str, days: i64| {
+        let fresh = envelope(id);
+        let mut value: serde_json::Value = serde_json::from_str(&fresh.to_json()).unwrap();
+        value["time"] = serde_json::json!((chrono::Utc::now() - chrono::Duration::days(days))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        value.to_string()
+    };
+    for (id, days) in [("expired-old", 20), ("expired-recent", 3)] {
+        sqs.send_message()
+            .queue_url(&dlq.url)
+            .message_body(old(id, days))
+            .send()
+            .await
+            .unwrap();
+    }
+    let report = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    assert_eq!((report.moved, report.expired), (1, 1), "{report:?}");
+    assert!(
+        report.failed[0].contains("20 days ago") && report.failed[0].contains("--resend-expired"),
+        "{report:?}"
+    );
+    let left = ops::letters(&aws, &dlq.url).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].body.contains("expired-old"));
+
+    dlq.horizon.expired = ops::Expired::Resend;
+    let report = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    assert_eq!((report.moved, report.expired), (1, 0), "{report:?}");
+    assert!(ops::letters(&aws, &dlq.url).await.unwrap().is_empty());
     pipeline.stop().await;
 }

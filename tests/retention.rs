@@ -128,3 +128,45 @@ fn every_override_in_samconfig_is_one_cloudformation_accepts() {
             .unwrap_or_else(|e| panic!("samconfig.toml: {e}"));
     }
 }
+
+/// Firehose refuses a buffer interval under 60 s with dynamic partitioning (the archive
+/// partitions by type), so a deploy with `ArchiveBufferSeconds=0` failed on AWS while the local
+/// runner played it (issue 24, item 10). The parameter keeps Firehose's floor, and the local
+/// runner refuses a template that goes below it, by name.
+#[tokio::test]
+async fn the_archive_buffer_keeps_firehoses_floor_for_dynamic_partitioning() {
+    let template = Template::load(&common::root().join("template.yaml")).unwrap();
+    for value in ["0", "1", "59"] {
+        let err = template
+            .check_parameter("ArchiveBufferSeconds", value)
+            .unwrap_err();
+        assert!(err.to_string().contains("MinValue 60"), "{err}");
+    }
+    template
+        .check_parameter("ArchiveBufferSeconds", "60")
+        .unwrap();
+    // A template that writes a shorter interval itself is refused when provisioned, by name.
+    let text = std::fs::read_to_string(common::root().join("template.yaml"))
+        .unwrap()
+        .replace(
+            "IntervalInSeconds: !Ref ArchiveBufferSeconds",
+            "IntervalInSeconds: 10",
+        );
+    let dir = std::env::temp_dir().join(common::unique("buffer-floor"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("template.yaml"), text).unwrap();
+    let template = Template::load(&dir.join("template.yaml")).unwrap();
+    let options = herald_local::StackOptions {
+        name: common::unique("floor"),
+        ..Default::default()
+    };
+    let endpoint = common::endpoint().await;
+    let err = herald_local::provision(&template, &options, &common::aws().await, &endpoint.url)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("at least 60 with dynamic partitioning"),
+        "{err:#}"
+    );
+}

@@ -239,7 +239,9 @@ async fn the_public_producer_takes_only_what_clients_may_submit() {
                   "currency": "EUR", "paymentToken": "t"}},
         order(&future_id, "order-9"),
     ]);
-    let report = api::submit(&producer, submissions, None).await.unwrap();
+    let report = api::submit(&producer, submissions, api::Submitter::default())
+        .await
+        .unwrap();
     let results = serde_json::to_value(&report.results).unwrap();
     let field = |i: usize| {
         results[i]["error"]["field"]

@@ -25,6 +25,9 @@ pub async fn dlq(command: DlqCommand, stack: &str) -> Result<()> {
                     Some(ops::Source::StreamRange { logical_id, .. }) => {
                         format!("stream {logical_id} (on-failure records)")
                     }
+                    Some(ops::Source::Store(route)) => {
+                        format!("event store {} (republished)", route.table_logical_id)
+                    }
                     None => "unknown".into(),
                 };
                 println!(
@@ -55,8 +58,14 @@ pub async fn dlq(command: DlqCommand, stack: &str) -> Result<()> {
                 );
             }
         }
-        DlqCommand::Redrive { queue } => {
-            let queue = ops::find_dead_letter_queue(&stack, &queue)?;
+        DlqCommand::Redrive {
+            queue,
+            resend_expired,
+        } => {
+            let mut queue = ops::find_dead_letter_queue(&stack, &queue)?;
+            if resend_expired {
+                queue.horizon.expired = ops::Expired::Resend;
+            }
             let bar = progress_bar("redriving");
             let report = ops::redrive(&aws, &queue, |done, total| {
                 bar.set_length(total as u64);

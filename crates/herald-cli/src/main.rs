@@ -7,6 +7,7 @@ mod env;
 mod invoke;
 mod local;
 mod replay;
+mod republish;
 mod schema;
 mod send;
 mod trace;
@@ -81,6 +82,29 @@ enum Command {
         /// Stack started by `herald local up`.
         #[arg(long, default_value = "herald")]
         stack: String,
+        /// Replay events older than the stack keeps idempotency records too, knowing a
+        /// subscriber that applied them may apply them again (refused otherwise).
+        #[arg(long)]
+        resend_expired: bool,
+    },
+    /// Publish again the events the event store appended since a point in time (by their
+    /// `time`): the way back when the publisher could not publish them before the store's stream
+    /// dropped them (24 h). Each keeps its id, so what was published already is a duplicate
+    /// downstream.
+    Republish {
+        /// RFC 3339 timestamp (`2026-11-26T10:00:00Z`).
+        #[arg(long)]
+        since: String,
+        /// Only events before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Stack started by `herald local up`.
+        #[arg(long, default_value = "herald")]
+        stack: String,
+        /// Republish events older than the stack keeps idempotency records too, knowing a
+        /// subscriber that applied them may apply them again (refused otherwise).
+        #[arg(long)]
+        resend_expired: bool,
     },
     /// Follow one business transaction through every hop, from the stack's logs.
     Trace {
@@ -112,10 +136,16 @@ enum DlqCommand {
         /// Queue: logical id or a unique part of it (`inventory`, `router`).
         queue: String,
     },
-    /// Send every message back to its source (deleting each only after it was sent).
+    /// Send every message back to its source (deleting each only after it was sent). A letter
+    /// whose event happened longer ago than the stack keeps idempotency records is left in the
+    /// queue, with why: sent again, its effects could be applied twice.
     Redrive {
         /// Queue: logical id or a unique part of it.
         queue: String,
+        /// Send letters past the idempotency records' horizon too, knowing a subscriber that
+        /// applied their events may apply them again.
+        #[arg(long)]
+        resend_expired: bool,
     },
 }
 
@@ -226,6 +256,12 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Send(args) => send::send(args).await,
         Command::Env { function, stack } => env::env(&function, &stack),
         Command::Dlq { command, stack } => dlq::dlq(command, &stack).await,
+        Command::Republish {
+            since,
+            until,
+            stack,
+            resend_expired,
+        } => republish::republish(&since, until.as_deref(), &stack, resend_expired).await,
         Command::Replay {
             from,
             to,
@@ -233,6 +269,7 @@ async fn dispatch(command: Command) -> Result<()> {
             to_subscriber,
             source,
             stack,
+            resend_expired,
         } => {
             replay::replay(replay::Request {
                 from: &from,
@@ -241,6 +278,7 @@ async fn dispatch(command: Command) -> Result<()> {
                 to_subscriber,
                 source: &source,
                 stack: &stack,
+                resend_expired,
             })
             .await
         }

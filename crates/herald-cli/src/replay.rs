@@ -24,9 +24,11 @@ pub struct Request<'a> {
     pub source: &'a str,
     /// The stack.
     pub stack: &'a str,
+    /// Replay events past the idempotency records' horizon too.
+    pub resend_expired: bool,
 }
 
-fn timestamp(flag: &str, text: &str) -> Result<DateTime<Utc>> {
+pub(crate) fn timestamp(flag: &str, text: &str) -> Result<DateTime<Utc>> {
     Ok(DateTime::parse_from_rfc3339(text)
         .with_context(|| {
             format!("{flag} {text}: expected an RFC 3339 timestamp like 2026-11-26T10:00:00Z")
@@ -88,11 +90,22 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
         );
         return Ok(());
     }
+    let expired = if request.resend_expired {
+        herald_local::ops::Expired::Resend
+    } else {
+        herald_local::ops::Expired::Refuse
+    };
     let done = if source == "archive" {
-        herald_local::ops::replay_archive(&aws, &stack, &bin_dir, &query, &target, progress).await?
+        herald_local::ops::replay_archive(
+            &aws, &stack, &bin_dir, &query, &target, expired, progress,
+        )
+        .await?
     } else {
         let events = herald_local::ops::stream_events(&aws, &stack, &query).await?;
-        herald_local::ops::replay_events(&aws, &stack, &bin_dir, &events, &target, progress).await?
+        herald_local::ops::replay_events(
+            &aws, &stack, &bin_dir, &events, &target, expired, progress,
+        )
+        .await?
     };
     bar.finish_and_clear();
     let whence = if source == "archive" {

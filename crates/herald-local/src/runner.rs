@@ -59,6 +59,10 @@ pub struct RunnerOptions {
     /// Faults to inject between every function and poller and the emulator (see
     /// [`crate::faults`]). Default none: requests go straight to the emulator.
     pub faults: Option<FaultPlan>,
+    /// The local Firehose's buffer interval, in place of the template's `IntervalInSeconds`
+    /// (which Firehose keeps at 60 s or more with dynamic partitioning: long for a test).
+    /// Default none: the template's.
+    pub archive_buffer: Option<Duration>,
 }
 
 impl RunnerOptions {
@@ -76,6 +80,7 @@ impl RunnerOptions {
             fresh: false,
             alarms: AlarmSettings::default(),
             faults: None,
+            archive_buffer: None,
         }
     }
 }
@@ -248,7 +253,10 @@ impl LocalPipeline {
                 activity: activity.clone(),
                 idle_poll: options.poll.idle_poll * 2,
             };
-            for delivery in stack.deliveries.iter().cloned() {
+            for mut delivery in stack.deliveries.iter().cloned() {
+                if let Some(interval) = options.archive_buffer {
+                    delivery.buffer_interval = interval;
+                }
                 let firehose = firehose.clone();
                 let stop_rx = stop_rx.clone();
                 tasks.push(tokio::spawn(async move {

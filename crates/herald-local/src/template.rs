@@ -161,9 +161,27 @@ impl Template {
     pub fn creation_order(&self) -> Result<Vec<String>> {
         let ids: BTreeSet<&str> = self.resources.iter().map(|(id, _)| id.as_str()).collect();
         let mut deps: HashMap<&str, BTreeSet<String>> = HashMap::new();
+        let functions: Vec<&str> = self
+            .of_kind("AWS::Serverless::Function")
+            .map(|(id, _)| id)
+            .collect();
         for (id, resource) in &self.resources {
             let mut refs = BTreeSet::new();
             references(&resource.properties, &mut refs);
+            // What SAM makes of a function (its role `<Function>Role`, the implicit HTTP or REST
+            // API) exists once the function (or every function) is made.
+            let implicit: Vec<String> = refs
+                .iter()
+                .filter(|r| !ids.contains(r.as_str()))
+                .flat_map(|r| match r.strip_suffix("Role") {
+                    Some(function) if functions.contains(&function) => vec![function.to_string()],
+                    _ if r == "ServerlessHttpApi" || r == "ServerlessRestApi" => {
+                        functions.iter().map(|f| f.to_string()).collect()
+                    }
+                    _ => Vec::new(),
+                })
+                .collect();
+            refs.extend(implicit);
             refs.retain(|r| ids.contains(r.as_str()) && r != id);
             deps.insert(id.as_str(), refs);
         }

@@ -24,6 +24,7 @@
 //! | `RECORD_MAX_AGE_SECONDS` | router | its mapping's `MaximumRecordAgeInSeconds`: records it still cannot publish are dead-lettered whole a margin before (default 3600; -1: never) |
 //! | `IDEMPOTENCY_TABLE` | subscribers, router, publisher, projectors | idempotency records; the ledger that sends each record's dead letter once |
 //! | `MAX_RECEIVE_COUNT` | subscribers | the queue's `maxReceiveCount` (last-receive dead-lettering) |
+//! | `RETRY_BASE_SECONDS`, `RETRY_CAP_SECONDS`, `RETRY_BUDGET_SECONDS` | subscribers | a failed message's backoff and the retry budget ([`crate::subscriber::RetryPolicy`]; defaults 10, 900, 86 400) |
 //! | `IDEMPOTENCY_TTL_SECONDS` | every function with `IDEMPOTENCY_TABLE` | how long COMPLETED records and ledger entries are kept (default 15 days, longer than any DLQ keeps a message) |
 //! | `EVENT_STORE_TABLE` | command services | the event store |
 //! | `SNAPSHOT_EVERY` | command services | snapshot aggregates every N versions (default: none) |
@@ -34,7 +35,7 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::Value;
 
-use crate::adapters::{KinesisStream, SnsBus, SqsDeadLetters};
+use crate::adapters::{KinesisStream, SnsBus, SqsDeadLetters, SqsRedelivery};
 use crate::aws::{env, MissingEnv};
 use crate::catalog::EventCatalog;
 use crate::event_store::DynamoDbEventStore;
@@ -48,8 +49,8 @@ use crate::publisher::{Publisher, StoreChanges};
 use crate::router::{KinesisBatch, Router, RouterConfig};
 use crate::schema::Upcasters;
 use crate::subscriber::{
-    Claimed, ClaimedHandler, ErasedHandler, Keyed, KeyedHandler, RecordHandler, SqsSubscriber,
-    SubscriberConfig, Transactional, TransactionalHandler,
+    Claimed, ClaimedHandler, ErasedHandler, Keyed, KeyedHandler, RecordHandler, RetryPolicy,
+    SqsSubscriber, SubscriberConfig, Transactional, TransactionalHandler,
 };
 use crate::unique_letters::{DynamoDbLetterLedger, UniqueDeadLetters};
 use crate::window::{WindowEvent, WindowProcessor, WindowedAggregation};
@@ -317,7 +318,10 @@ impl Herald {
             self.dead_letters(&env("DEAD_LETTER_QUEUE_URL")?)?,
             Producer::new(KinesisStream::new(crate::aws::kinesis(&self.aws), stream)),
             self.subscriber_config()?,
-        );
+        )
+        .with_redelivery(std::sync::Arc::new(SqsRedelivery::new(crate::aws::sqs(
+            &self.aws,
+        ))));
         let subscriber = &subscriber;
         serve(
             subscriber.name(),
@@ -332,6 +336,16 @@ impl Herald {
                     summary.failed,
                 );
                 count("Duplicates", summary.duplicates);
+                // Every message failed because AWS could not serve it: fail the invocation, so
+                // Lambda's Errors metric and the function's alarm see the outage (each message
+                // is already postponed with its backoff; Lambda returns them all to the queue).
+                if summary.outage(event.payload.records.len()) {
+                    return Err(Error::from(format!(
+                        "all {} messages failed because AWS could not serve them: {}",
+                        event.payload.records.len(),
+                        summary.unavailable_reason.as_deref().unwrap_or_default()
+                    )));
+                }
                 Ok::<_, Error>(response)
             },
         )
@@ -347,9 +361,23 @@ impl Herald {
                 })?),
                 Err(_) => None,
             };
+        let defaults = RetryPolicy::default();
+        let seconds = |name: &str, default: Duration| -> Result<Duration, Error> {
+            match env(name) {
+                Ok(n) => Ok(Duration::from_secs(n.parse().map_err(|_| {
+                    format!("{name} is \"{n}\"; expected whole seconds")
+                })?)),
+                Err(_) => Ok(default),
+            }
+        };
         Ok(SubscriberConfig {
             max_receive_count,
             upcasters: self.upcasters.clone(),
+            retry: RetryPolicy {
+                base: seconds("RETRY_BASE_SECONDS", defaults.base)?,
+                cap: seconds("RETRY_CAP_SECONDS", defaults.cap)?,
+                budget: seconds("RETRY_BUDGET_SECONDS", defaults.budget)?,
+            },
         })
     }
 

@@ -23,6 +23,10 @@ pub struct HttpRequest {
     pub headers: HashMap<String, String>,
     /// The body, base64-decoded when the request says it is encoded.
     pub body: Vec<u8>,
+    /// The caller as AWS authenticated it: the IAM principal's ARN of a SigV4-signed request
+    /// (`requestContext.authorizer.iam.userArn`, Function URLs with `AWS_IAM` and IAM-authorized
+    /// HTTP APIs) or a JWT authorizer's `sub`; `None` for an unauthenticated request.
+    pub principal: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +48,20 @@ struct Wire {
 #[derive(Deserialize)]
 struct WireContext {
     http: WireHttp,
+    #[serde(default)]
+    authorizer: Option<Value>,
+}
+
+impl WireContext {
+    fn principal(&self) -> Option<String> {
+        let authorizer = self.authorizer.as_ref()?;
+        authorizer
+            .pointer("/iam/userArn")
+            .or_else(|| authorizer.pointer("/jwt/claims/sub"))
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+    }
 }
 
 #[derive(Deserialize)]
@@ -85,7 +103,9 @@ impl HttpRequest {
                 (percent_decode(name, true), percent_decode(value, true))
             })
             .collect();
+        let principal = wire.request_context.principal();
         Ok(HttpRequest {
+            principal,
             method: wire.request_context.http.method.to_ascii_uppercase(),
             path: wire
                 .raw_path

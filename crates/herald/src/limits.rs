@@ -42,3 +42,8 @@ pub const MAX_EVENT_BYTES: usize = SNS_MAX_PAYLOAD_BYTES - SNS_ATTRIBUTE_ALLOWAN
 pub const MAX_ATTRIBUTE_CHARS: usize = 256;
 /// Longest event `type`; types are also SNS filter-policy values, so they stay short.
 pub const MAX_TYPE_CHARS: usize = 128;
+
+/// How far ahead of the producer's clock a submitted event's `time` may be (seconds): an event
+/// says when it happened, so only clock skew puts it in the future. Windows and retention are
+/// reckoned from `time`; one from next year would hold a window open for a year.
+pub const MAX_TIME_AHEAD_SECONDS: i64 = 15 * 60;

@@ -195,6 +195,11 @@ impl<P: Projection> RecordHandler for Projector<P> {
                     reason: format!("{err} (permanent: retrying cannot help)"),
                 })
             }
+            // The read model's store failed for a while (throttling, an outage, access).
+            Err(ProjectionError::Persistence(err)) => Err(RecordError::Unavailable {
+                class: err.class(),
+                reason: format!("read model: {err}"),
+            }),
             Err(err) => Err(RecordError::Retry(err.to_string())),
         }
     }

@@ -15,7 +15,7 @@ use herald::EventStore;
 use serde::Serialize;
 
 use crate::commands::OrderCommands;
-use crate::events::{types, FraudSuspected};
+use crate::events::{sources, types, FraudSuspected};
 use crate::order::CommandError;
 
 /// What became of the orders an announcement named.
@@ -67,6 +67,18 @@ impl<S: EventStore> ClaimedHandler for CancelSuspectOrders<S> {
     }
 
     async fn handle(&self, event: &Envelope) -> Result<Outcome, HandlerError> {
+        // Only the fraud detector's suspicions cancel orders (the router already refuses the
+        // type from any other source; this keeps a stray one from cancelling anything).
+        if event.source() != sources::FRAUD {
+            return Err(HandlerError::Poison {
+                field: "source".into(),
+                reason: format!(
+                    "is \"{}\"; only {}'s fraud_suspected cancels orders",
+                    event.source(),
+                    sources::FRAUD
+                ),
+            });
+        }
         let suspected: FraudSuspected = event.data_as()?;
         let reason = Self::reason(&suspected);
         let mut done = Compensated::default();
@@ -176,5 +188,35 @@ mod tests {
                 "{cancelled:?}"
             );
         }
+    }
+
+    /// Issue 24, item 9: only the fraud detector's suspicions cancel orders (the code before
+    /// cancelled whatever a `fraud_suspected` from any source named).
+    #[tokio::test]
+    async fn a_fraud_suspected_from_another_source_cancels_nothing() {
+        let handler = CancelSuspectOrders::new(InMemoryEventStore::new());
+        handler
+            .commands
+            .place_order(order("o-1"), None)
+            .await
+            .unwrap();
+        let mut forged: serde_json::Value =
+            serde_json::from_str(&suspected(&["o-1"]).to_json()).unwrap();
+        forged["source"] = serde_json::json!("herald/inventory");
+        let forged = Envelope::parse(forged.to_string().as_bytes()).unwrap();
+        let err = handler.handle(&forged).await.unwrap_err();
+        assert!(
+            matches!(&err, HandlerError::Poison { field, .. } if field == "source"),
+            "{err:?}"
+        );
+        let order: Order = handler
+            .commands
+            .service()
+            .store()
+            .load("o-1")
+            .await
+            .unwrap()
+            .state;
+        assert_eq!(order.status, OrderStatus::Placed);
     }
 }

@@ -153,6 +153,17 @@ impl OrderPlaced {
             1,
             MAX_CUSTOMER_ID_CHARS,
         )?;
+        // The customer id is the order's partition key: a control character there is one SQS
+        // and SNS refuse (and no customer id has one).
+        if let Some(bad) = self.customer.id.chars().find(|c| c.is_control()) {
+            return invalid(
+                "data.customer.id",
+                format!(
+                    "contains U+{:04X}; control characters are not allowed",
+                    u32::from(bad)
+                ),
+            );
+        }
         bounded(
             "data.customer.email",
             &self.customer.email,

@@ -46,6 +46,16 @@ pub fn catalog() -> EventCatalog {
         .with(types::FRAUD_SUSPECTED, EventKind::Business, 1..=1)
         .with(types::PAYMENT_REFUNDED, EventKind::Business, 1..=1)
         .with(types::METRIC_SAMPLED, EventKind::Data, 1..=1)
+        // Who announces what: the router dead-letters a type from any other source.
+        .produced_by(types::ORDER_PLACED, &[sources::ORDERS])
+        .produced_by(types::ORDER_CANCELLED, &[sources::ORDERS])
+        .produced_by(types::STOCK_RESERVATION_FAILED, &[sources::INVENTORY])
+        .produced_by(types::PAYMENT_SUCCEEDED, &[sources::PAYMENT])
+        .produced_by(types::PAYMENT_FAILED, &[sources::PAYMENT])
+        .produced_by(types::PAYMENT_REFUNDED, &[sources::PAYMENT])
+        .produced_by(types::JOB_FAILED, &[SCHEDULER_SOURCE])
+        .produced_by(types::FRAUD_SUSPECTED, &[sources::FRAUD])
+        .produced_by(types::METRIC_SAMPLED, &[sources::DEVICES])
 }
 
 /// The released JSON Schemas (`events/schemas/<type>/v<N>.json`), embedded in the binary: the

@@ -63,6 +63,7 @@ fn request(method: &str, path: &str, body: Vec<u8>) -> HttpRequest {
         query: Default::default(),
         headers: Default::default(),
         body,
+        principal: None,
     }
 }
 

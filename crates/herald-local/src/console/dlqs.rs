@@ -56,6 +56,7 @@ pub async fn list(state: &ConsoleState) -> Result<Vec<Dlq>> {
                 Source::Queue { logical_id, .. } => logical_id.clone(),
                 Source::Stream { logical_id, .. } => logical_id.clone(),
                 Source::StreamRange { logical_id, .. } => format!("{logical_id} (stream range)"),
+                Source::Store(route) => format!("{} (republished)", route.table_logical_id),
             }),
             id: queue.logical_id,
             letters: letters

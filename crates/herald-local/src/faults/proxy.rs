@@ -173,8 +173,8 @@ impl FaultProxy {
         &self.state.plan
     }
 
-    /// Take `service`'s `operation` down now: it answers 503 `ServiceUnavailable` until
-    /// [`FaultProxy::end_outage`]. For a test that must overlap an outage with something else
+    /// Take `service`'s `operation` (`*`: every operation of the service) down now: it answers
+    /// 503 `ServiceUnavailable` until [`FaultProxy::end_outage`]. For a test that must overlap an outage with something else
     /// (a restart, a burst) by construction rather than by timing; a spec's
     /// `outage=…@start+duration` is the timed form.
     pub fn begin_outage(&self, service: &str, operation: &str) -> Result<()> {
@@ -363,12 +363,10 @@ impl State {
                 && elapsed >= o.start
                 && elapsed < o.start + o.duration
         });
+        let begun = self.outages.lock().unwrap_or_else(|e| e.into_inner());
         timed
-            || self
-                .outages
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&(target.service.clone(), target.operation.clone()))
+            || begun.contains(&(target.service.clone(), target.operation.clone()))
+            || begun.contains(&(target.service.clone(), "*".to_string()))
     }
 
     /// Rule `rule`'s count of the requests in its scope on `service`.

@@ -13,6 +13,7 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use serde_json::Value;
 
+use super::expiry::{Expired, Horizon};
 use super::filter_policy;
 use super::replay::{failed_records, replay_function, Routed, RouterProcess};
 use crate::archive::{self, Archived, Query};
@@ -52,11 +53,13 @@ pub async fn replay_archive(
     bin_dir: &Path,
     query: &Query,
     target: &Target,
+    expired: Expired,
     progress: impl Fn(usize),
 ) -> Result<Backfilled> {
     let (delivery, root) = archive::archive_of(stack)?;
     let read = archive::read(&crate::s3::client(aws), &delivery.bucket, &root, query).await?;
-    let mut done = replay_events(aws, stack, bin_dir, &read.events, target, progress).await?;
+    let mut done =
+        replay_events(aws, stack, bin_dir, &read.events, target, expired, progress).await?;
     done.objects = read.objects;
     done.unreadable = read.unreadable;
     Ok(done)
@@ -137,8 +140,29 @@ pub async fn replay_events(
     bin_dir: &Path,
     events: &[Archived],
     target: &Target,
+    expired: Expired,
     progress: impl Fn(usize),
 ) -> Result<Backfilled> {
+    // Events older than the stack's idempotency records: refused as a whole, before anything
+    // is sent (see `expiry`), unless the operator resends them on purpose.
+    let horizon = Horizon::of(stack, expired);
+    let old: Vec<&Archived> = events
+        .iter()
+        .filter(|e| horizon.check(e.event.time()).is_err())
+        .collect();
+    if let Some(first) = old.first() {
+        bail!(
+            "{} of the {} events happened before {}: {} (the first: {}); replay from a later \
+             time, or pass --resend-expired",
+            old.len(),
+            events.len(),
+            horizon
+                .oldest(chrono::Utc::now())
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            horizon.check(first.event.time()).unwrap_err(),
+            first.event.id()
+        );
+    }
     let mut done = Backfilled {
         read: events.len(),
         ..Backfilled::default()

@@ -23,6 +23,10 @@ pub enum Source {
     /// A stream whose event source mapping sent Lambda's on-failure records here: the records
     /// they describe (shard, sequence range) are read from the stream and put back onto it.
     StreamRange { logical_id: String, name: String },
+    /// An event store's DynamoDB stream whose publisher's mapping gave up on a batch (its records
+    /// expired): the events appended in the span the on-failure record describes are read from
+    /// the store and put on the event stream again ([`super::republish`]).
+    Store(super::StoreRoute),
 }
 
 /// A dead-letter queue of the stack.
@@ -34,6 +38,9 @@ pub struct DeadLetterQueue {
     pub url: String,
     /// Where its messages go back to (none when herald cannot tell).
     pub source: Option<Source>,
+    /// How old an event may be to go back ([`super::Horizon`]): the stack's idempotency TTL,
+    /// older ones refused unless `expired` says [`super::Expired::Resend`].
+    pub horizon: super::Horizon,
 }
 
 /// Every queue of the stack that holds dead letters: redrive targets, on-failure destinations,
@@ -49,6 +56,7 @@ pub fn dead_letter_queues(stack: &Stack) -> Vec<DeadLetterQueue> {
             .map(|(id, _)| id.to_string())
             .unwrap_or_default()
     };
+    let stores = super::republish::stores(stack);
     let mut out = Vec::new();
     for (id, queue) in &queues {
         let arn = arn_of(queue);
@@ -76,11 +84,24 @@ pub fn dead_letter_queues(stack: &Stack) -> Vec<DeadLetterQueue> {
                 url: source.reference.clone(),
             })
         } else if let Some(mapping) = on_failure_of {
-            // DynamoDB stream ranges expire with the stream; their events are in the table.
-            (mapping.source == StreamSource::Kinesis).then(|| Source::StreamRange {
-                logical_id: stream_id(&mapping.stream_arn),
-                name: stream_name(&mapping.stream_arn),
-            })
+            match mapping.source {
+                StreamSource::Kinesis => Some(Source::StreamRange {
+                    logical_id: stream_id(&mapping.stream_arn),
+                    name: stream_name(&mapping.stream_arn),
+                }),
+                // DynamoDB stream ranges expire with the stream; their events are in the table.
+                StreamSource::DynamoDb => stores
+                    .iter()
+                    .find(|route| {
+                        stack
+                            .resources
+                            .get(&route.table_logical_id)
+                            .and_then(|t| t.attributes.get("StreamArn"))
+                            == Some(&mapping.stream_arn)
+                    })
+                    .cloned()
+                    .map(Source::Store),
+            }
         } else {
             lettered_from
                 .filter(|mapping| mapping.source == StreamSource::Kinesis)
@@ -98,6 +119,7 @@ pub fn dead_letter_queues(stack: &Stack) -> Vec<DeadLetterQueue> {
                 logical_id: id.to_string(),
                 url: queue.reference.clone(),
                 source,
+                horizon: super::Horizon::of(stack, super::Expired::Refuse),
             });
         }
     }

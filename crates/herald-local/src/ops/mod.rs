@@ -4,9 +4,11 @@
 
 mod backfill;
 mod dlq;
+mod expiry;
 mod filter_policy;
 pub(crate) mod redrive;
 mod replay;
+mod republish;
 mod stacks;
 
 pub use backfill::{
@@ -16,7 +18,11 @@ pub use backfill::{
 pub use dlq::{
     dead_letter_queues, find_dead_letter_queue, letters, DeadLetterQueue, Letter, Source,
 };
+pub use expiry::{Expired, Horizon, RESEND_MARGIN};
 pub use filter_policy::matches as filter_policy_matches;
 pub use redrive::{redrive, sequence_after, Redriven};
 pub use replay::{replay, replay_function, Replayed, Routed};
+pub use republish::{
+    failure_span, republish, store_route, stores, Republished, StoreRoute, ARRIVAL_MARGIN,
+};
 pub use stacks::{connect, running_stack, state_file};

@@ -22,6 +22,9 @@ pub struct Redriven {
     pub duplicates: usize,
     /// Messages that could not be sent back (left in the DLQ), with why.
     pub failed: Vec<String>,
+    /// Of those, the ones refused because their event is past the stack's idempotency horizon
+    /// ([`super::Horizon`]): sent again, their effects could be applied twice.
+    pub expired: usize,
 }
 
 /// Send every message of `queue` back to its source, deleting each only after it was sent.
@@ -92,10 +95,30 @@ pub async fn redrive(
                 progress(done, total.max(done));
                 continue;
             }
-            let sent = match &source {
-                Source::Queue { url, .. } => send_back(&sqs, url, &message).await,
-                Source::Stream { name, .. } => put_back(&kinesis, name, &message).await,
-                Source::StreamRange { name, .. } => copy_range(&kinesis, name, &message).await,
+            // An event older than its idempotency records stays (see `expiry`); a stream range
+            // holds records the stream still keeps, within a day.
+            let expired = match &source {
+                Source::Queue { .. } | Source::Stream { .. } => letter_record(&message)
+                    .ok()
+                    .and_then(|record| queue.horizon.check_record(&record).err()),
+                Source::Store(_) => {
+                    super::republish::failure_span(message.body.as_deref().unwrap_or_default())
+                        .ok()
+                        .and_then(|(from, _)| queue.horizon.check(from).err())
+                }
+                Source::StreamRange { .. } => None,
+            };
+            let sent = match (&source, expired) {
+                (_, Some(why)) => {
+                    report.expired += 1;
+                    Err(anyhow!(why))
+                }
+                (Source::Queue { url, .. }, None) => send_back(&sqs, url, &message).await,
+                (Source::Stream { name, .. }, None) => put_back(&kinesis, name, &message).await,
+                (Source::StreamRange { name, .. }, None) => {
+                    copy_range(&kinesis, name, &message).await
+                }
+                (Source::Store(route), None) => republish_span(aws, route, &message).await,
             };
             match sent {
                 Ok(()) => {
@@ -175,6 +198,18 @@ async fn approximate_count(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<usize
         .next()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
+}
+
+/// The events an on-failure record of the store's stream describes, published again from the
+/// store.
+async fn republish_span(
+    aws: &SdkConfig,
+    route: &super::StoreRoute,
+    message: &aws_sdk_sqs::types::Message,
+) -> Result<()> {
+    let (from, to) = super::republish::failure_span(message.body.as_deref().unwrap_or_default())?;
+    super::republish::republish(aws, route, from, Some(to)).await?;
+    Ok(())
 }
 
 /// Back to the queue it came from, with its own message attributes (not herald's dead-letter ones).

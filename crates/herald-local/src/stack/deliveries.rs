@@ -13,6 +13,9 @@ use serde_json::Value;
 use super::{arn, physical_name, prop, prop_num, Physical, Stack};
 use crate::template::scalar;
 
+/// The shortest buffer interval Firehose takes with dynamic partitioning on (seconds).
+pub const MIN_DYNAMIC_BUFFER_SECONDS: u64 = 60;
+
 /// A delivery stream the runner plays: the stream it reads, where and how it writes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliverySpec {
@@ -114,6 +117,21 @@ pub(super) fn delivery_stream(
                 String::new()
             }
         });
+    let buffer_interval = prop_num::<u64>(&hints, "IntervalInSeconds")?.unwrap_or(300);
+    let dynamic = destination
+        .get("DynamicPartitioningConfiguration")
+        .and_then(|c| c.get("Enabled"))
+        .map(scalar)
+        .as_deref()
+        == Some("true");
+    if dynamic && buffer_interval < MIN_DYNAMIC_BUFFER_SECONDS {
+        // Firehose refuses this at deploy time; refused here too, rather than shown working.
+        bail!(
+            "{id}: BufferingHints.IntervalInSeconds is {buffer_interval}; Firehose takes at least \
+             {MIN_DYNAMIC_BUFFER_SECONDS} with dynamic partitioning (for a faster local archive, \
+             set the runner's archive_buffer instead)"
+        );
+    }
     stack.deliveries.push(DeliverySpec {
         logical_id: id.into(),
         name,
@@ -124,9 +142,7 @@ pub(super) fn delivery_stream(
             .get("ErrorOutputPrefix")
             .map(scalar)
             .unwrap_or_else(|| "errors/".into()),
-        buffer_interval: Duration::from_secs(
-            prop_num::<u64>(&hints, "IntervalInSeconds")?.unwrap_or(300),
-        ),
+        buffer_interval: Duration::from_secs(buffer_interval),
         buffer_bytes: prop_num::<usize>(&hints, "SizeInMBs")?.unwrap_or(5) * 1024 * 1024,
         gzip: destination.get("CompressionFormat").map(scalar).as_deref() == Some("GZIP"),
         partition_keys,

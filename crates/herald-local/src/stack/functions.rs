@@ -149,6 +149,27 @@ pub(super) fn function(
         url,
         arn: function_arn.clone(),
     });
+    // SAM gives a function without a `Role` one of its own, `<Function>Role`, which the template
+    // may name (a topic policy that lets only the router publish): known locally too.
+    if properties.get("Role").is_none() {
+        let role = format!("{id}Role");
+        let role_name = format!("{}-{role}", stack.name);
+        stack
+            .resources
+            .entry(role.clone())
+            .or_insert_with(|| Physical {
+                kind: "AWS::IAM::Role".into(),
+                reference: role_name.clone(),
+                attributes: BTreeMap::from([(
+                    "Arn".into(),
+                    format!("arn:aws:iam::{}:role/{role_name}", stack.account),
+                )]),
+            });
+        stack.skipped.insert(
+            role,
+            "the function's IAM role (SAM's; permissions apply on AWS only)".into(),
+        );
+    }
     Ok(Physical {
         kind: kind.into(),
         reference: name,

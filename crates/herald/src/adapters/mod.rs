@@ -6,4 +6,4 @@ mod sqs;
 
 pub use kinesis::KinesisStream;
 pub use sns::SnsBus;
-pub use sqs::SqsDeadLetters;
+pub use sqs::{SqsDeadLetters, SqsRedelivery};

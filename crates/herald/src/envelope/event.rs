@@ -38,6 +38,31 @@ pub struct Envelope {
     pub(super) data: Option<Value>,
 }
 
+/// serde_json's compact form with U+FFFE and U+FFFF escaped (JSON allows both forms; SQS and
+/// SNS take only the escaped one).
+struct SqsSafe;
+
+impl serde_json::ser::Formatter for SqsSafe {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        // Both start with the byte 0xEF, which is rare: the common fragment goes out whole.
+        if !fragment.as_bytes().contains(&0xEF) {
+            return writer.write_all(fragment.as_bytes());
+        }
+        let mut rest = fragment;
+        while let Some(at) = rest.find(['\u{FFFE}', '\u{FFFF}']) {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(writer, "\\u{:04x}", u32::from(c))?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+}
+
 fn serialize_time<S: Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
@@ -170,14 +195,20 @@ impl Envelope {
         format!("{}#{}", self.source, self.id)
     }
 
-    /// Structured-mode JSON.
+    /// Structured-mode JSON (U+FFFE and U+FFFF escaped, see [`Envelope::to_json_bytes`]).
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("an envelope always serializes")
+        String::from_utf8(self.to_json_bytes()).expect("serde_json writes UTF-8")
     }
 
-    /// Structured-mode JSON bytes.
+    /// Structured-mode JSON bytes. The two characters JSON may carry raw but SQS and SNS refuse
+    /// in a message, U+FFFE and U+FFFF, are written escaped (`\ufffe`), so any event herald
+    /// writes reaches every queue; control characters are escaped by JSON itself.
     pub fn to_json_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("an envelope always serializes")
+        let mut out = Vec::with_capacity(512);
+        let mut serializer = serde_json::Serializer::with_formatter(&mut out, SqsSafe);
+        self.serialize(&mut serializer)
+            .expect("an envelope always serializes");
+        out
     }
 
     fn encoded_len(&self) -> usize {

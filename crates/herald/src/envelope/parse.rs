@@ -13,7 +13,7 @@ use super::scan::{self, Spans};
 use super::{time, Envelope, EventKind, ValidationError, JSON_CONTENT_TYPE, SPEC_VERSION};
 use crate::limits::{
     KINESIS_MAX_PARTITION_KEY_CHARS as MAX_PARTITION_KEY_CHARS, MAX_ATTRIBUTE_CHARS,
-    MAX_EVENT_BYTES, MAX_TYPE_CHARS,
+    MAX_EVENT_BYTES, MAX_TIME_AHEAD_SECONDS, MAX_TYPE_CHARS,
 };
 
 /// Rejects an event larger than the pipeline can carry.
@@ -233,6 +233,25 @@ impl<'a> Wire<'a> {
             None if lenient => Utc::now().trunc_subsecs(3),
             None => return Err(ValidationError::Missing { field: "time" }),
         };
+        if time < DateTime::UNIX_EPOCH {
+            return Err(ValidationError::Invalid {
+                field: "time",
+                reason: "is before 1970-01-01T00:00:00Z; TTLs and windows count seconds from it"
+                    .into(),
+            });
+        }
+        // A submission's clock is the producer's; what is already on the stream keeps its time.
+        if lenient && time > Utc::now() + chrono::Duration::seconds(MAX_TIME_AHEAD_SECONDS) {
+            return Err(ValidationError::Invalid {
+                field: "time",
+                reason: format!(
+                    "is {}, more than {} minutes ahead of the producer's clock; an event's time is \
+                     when it happened",
+                    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    MAX_TIME_AHEAD_SECONDS / 60
+                ),
+            });
+        }
 
         match self.string("datacontenttype")? {
             None => {}
@@ -387,7 +406,34 @@ fn bounded<'a>(
             });
         }
     }
+    if let Some((at, bad)) = refused_character(&value) {
+        return Err(ValidationError::Invalid {
+            field,
+            reason: format!(
+                "contains U+{:04X} at character {at}; SQS and SNS refuse control characters (but tab, \
+                 line feed and carriage return) and U+FFFE / U+FFFF",
+                u32::from(bad)
+            ),
+        });
+    }
     Ok(value)
+}
+
+/// The first character SQS refuses in a message (its body and attributes take only `#x9 | #xA |
+/// #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF`; a Rust string holds no surrogate), with
+/// its position in characters. moto accepts every character; SQS answers
+/// `InvalidMessageContents`, and an SNS delivery to a queue is then lost.
+pub(crate) fn refused_character(text: &str) -> Option<(usize, char)> {
+    // Only a C0 control or the bytes of U+FFFE / U+FFFF (EF BF BE, EF BF BF) can be refused.
+    let suspect = text
+        .bytes()
+        .any(|b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0xEF);
+    if !suspect {
+        return None;
+    }
+    text.chars().enumerate().find(|(_, c)| {
+        (*c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    })
 }
 
 /// The attributes, borrowed from the JSON where no escape forced a copy.
@@ -576,5 +622,71 @@ mod tests {
             }
         }
         assert!(answered > 10_000, "{answered}");
+    }
+
+    // Issue 24, item 10: what moto accepts and AWS does not.
+
+    #[test]
+    fn an_attribute_with_a_character_sqs_refuses_is_named() {
+        for (field, value) in [
+            ("correlationid", "corr\u{7}bell"),
+            ("id", "evt-\u{FFFF}"),
+            ("subject", "user-\u{FFFE}"),
+            ("causationid", "a\u{0}b"),
+            ("partitionkey", "k\u{1b}[31m"),
+        ] {
+            let mut event = signed_up();
+            event[field] = json!(value);
+            let err = parse(&event).unwrap_err();
+            assert_eq!(err.field(), field, "{err}");
+            assert!(err.to_string().contains("SQS"), "{err}");
+            // A submission is refused the same way, before it reaches the stream.
+            let err = Envelope::parse_submission(&event).unwrap_err();
+            assert_eq!(err.field(), field, "{err}");
+        }
+        // Tab, line feed and carriage return are characters SQS takes.
+        let mut event = signed_up();
+        event["subject"] = json!("line one\nline\ttwo\r");
+        assert!(parse(&event).is_ok());
+        assert_eq!(refused_character("ok \u{FFFD} \u{10000}"), None);
+        assert_eq!(refused_character("ab\u{FFFF}"), Some((2, '\u{FFFF}')));
+    }
+
+    #[test]
+    fn time_before_1970_or_far_ahead_of_the_producer_is_named() {
+        let mut event = signed_up();
+        event["time"] = json!("1969-12-31T23:59:59Z");
+        let err = parse(&event).unwrap_err();
+        assert_eq!(err.field(), "time", "{err}");
+        assert!(err.to_string().contains("1970"), "{err}");
+
+        let ahead = Utc::now() + chrono::Duration::days(400);
+        event["time"] = json!(ahead.to_rfc3339());
+        let err = Envelope::parse_submission(&event).unwrap_err();
+        assert_eq!(err.field(), "time", "{err}");
+        assert!(err.to_string().contains("15 minutes ahead"), "{err}");
+        // Already on the stream: the time is the producer's business, and stays.
+        assert!(parse(&event).is_ok());
+        // Clock skew within the bound is fine.
+        event["time"] = json!((Utc::now() + chrono::Duration::minutes(5)).to_rfc3339());
+        assert!(Envelope::parse_submission(&event).is_ok());
+    }
+
+    #[test]
+    fn data_with_noncharacters_is_written_escaped_and_reads_back_the_same() {
+        let mut event = signed_up();
+        event["data"] = json!({"note": "a\u{FFFF}b\u{FFFE}", "\u{FFFF}key": 1});
+        let envelope = parse(&event).unwrap();
+        let bytes = envelope.to_json_bytes();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert_eq!(refused_character(text), None, "{text}");
+        assert!(text.contains(r"a\uffffb\ufffe"), "{text}");
+        assert_eq!(Envelope::parse(&bytes).unwrap(), envelope);
+        assert_eq!(envelope.to_json().as_bytes(), &bytes[..]);
+        // A record written raw by someone else is refused by the router's reading, naming `data`.
+        let raw = serde_json::to_vec(&event).unwrap();
+        let err = crate::envelope::validate_record(&raw).err().unwrap();
+        assert_eq!(err.field(), "data", "{err}");
+        assert!(err.to_string().contains("U+FFFF"), "{err}");
     }
 }

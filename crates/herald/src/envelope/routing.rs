@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::parse::{check_size, utf8, Defaults, Header, Wire};
+use super::parse::{check_size, refused_character, utf8, Defaults, Header, Wire};
 use super::{Envelope, EventKind, ValidationError};
 
 impl Envelope {
@@ -46,6 +46,21 @@ pub fn validate_record(bytes: &[u8]) -> Result<EnvelopeView<'_>, ValidationError
     let text = utf8(bytes)?;
     let wire = Wire::from_text(text)?;
     let header = wire.header(Defaults::None)?;
+    // The record is published as it is: raw U+FFFE / U+FFFF (herald's writers escape them) would
+    // be refused by SNS and SQS. The attributes were checked above; what is left is `data`.
+    if text.as_bytes().contains(&0xEF) {
+        if let Some((at, bad)) = refused_character(text) {
+            return Err(ValidationError::Invalid {
+                field: "data",
+                reason: format!(
+                    "contains U+{:04X} unescaped at character {at}, which SNS and SQS refuse \
+                     (herald's producers write it as \\u{:04x})",
+                    u32::from(bad),
+                    u32::from(bad)
+                ),
+            });
+        }
+    }
     Ok(EnvelopeView { header, text })
 }
 

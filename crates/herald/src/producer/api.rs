@@ -25,6 +25,18 @@ const IDEMPOTENCY_KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_bytes([
 /// Most events one request may carry.
 pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
 
+/// Who sent a submission, as far as the ids of its events depend on it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Submitter<'a> {
+    /// The request's `Idempotency-Key` header. A retry with the same key gives the request's
+    /// id-less events the same ids, so the retry is a duplicate downstream. Default: none.
+    pub idempotency_key: Option<&'a str>,
+    /// The caller as AWS authenticated it (an IAM principal's ARN; [`HttpRequest::principal`]).
+    /// A key is the caller's own: ids derive from the principal and each event's `source` too,
+    /// so two clients that happen to pick the same key never share an id. Default: none.
+    pub principal: Option<&'a str>,
+}
+
 /// What happened to one submitted event.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
@@ -126,7 +138,7 @@ pub async fn handle<S: EventStream>(producer: &Producer<S>, payload: Value) -> V
         let response = handle_http(producer, payload).await;
         serde_json::to_value(response).expect("responses serialize")
     } else {
-        match submit(producer, payload, None).await {
+        match submit(producer, payload, Submitter::default()).await {
             Ok(report) => serde_json::to_value(report).expect("reports serialize"),
             Err(err) => json!({ "error": err.to_string() }),
         }
@@ -147,8 +159,11 @@ async fn handle_http<S: EventStream>(producer: &Producer<S>, payload: Value) -> 
     };
     // A client retry with the same Idempotency-Key gives its id-less events the same ids, so
     // the retry is a duplicate downstream rather than a second sign-up.
-    let key = request.header("idempotency-key");
-    match submit(producer, value, key).await {
+    let submitter = Submitter {
+        idempotency_key: request.header("idempotency-key"),
+        principal: request.principal.as_deref(),
+    };
+    match submit(producer, value, submitter).await {
         Ok(report) => {
             let invalid_only = report.results.iter().all(|r| match r {
                 EventResult::Rejected { error, .. } => error.field != "stream",
@@ -165,15 +180,16 @@ fn error_response(status: u16, err: &RequestError) -> HttpResponse {
 }
 
 /// Validate every event in `body` and write the valid ones. Events without an `id` get one:
-/// derived from `idempotency_key` and their position when a key is given (so a retried request
-/// yields the same ids), a new UUIDv7 otherwise. Under a [`SubmissionPolicy`] only the types and
+/// derived from the submitter's idempotency key, principal and the event's `source` and position
+/// when a key is given (so a retried request yields the same ids, and no other caller's), a new
+/// UUIDv7 otherwise. Under a [`SubmissionPolicy`] only the types and
 /// sources it allows pass, `data` must meet its schema, and a client's `id` is replaced by one
 /// derived from it ([`SubmissionPolicy::event_id`]); the correlation id follows when the client
 /// left it to default to the id.
 pub async fn submit<S: EventStream>(
     producer: &Producer<S>,
     body: Value,
-    idempotency_key: Option<&str>,
+    submitter: Submitter<'_>,
 ) -> Result<SubmitReport, RequestError> {
     let mut items = match body {
         Value::Array(items) => items,
@@ -203,13 +219,19 @@ pub async fn submit<S: EventStream>(
         .iter()
         .map(|item| item.get("id").and_then(Value::as_str).map(str::to_string))
         .collect();
-    if let Some(key) = idempotency_key {
+    if let Some(key) = submitter.idempotency_key {
+        let principal = submitter.principal.unwrap_or_default();
         for (index, item) in items.iter_mut().enumerate() {
             if let Value::Object(fields) = item {
+                let source = fields
+                    .get("source")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
                 fields.entry("id").or_insert_with(|| {
                     let id = uuid::Uuid::new_v5(
                         &IDEMPOTENCY_KEY_NAMESPACE,
-                        format!("{key}/{index}").as_bytes(),
+                        format!("{principal}\n{source}\n{key}/{index}").as_bytes(),
                     );
                     Value::String(id.to_string())
                 });
@@ -268,15 +290,33 @@ pub async fn submit<S: EventStream>(
                 shard_id: accepted.shard_id,
                 sequence_number: accepted.sequence_number,
             },
-            Err(err) => EventResult::Rejected {
-                index,
-                id: Some(envelope.id().to_string()),
-                error: RejectionReason {
-                    field: "stream".into(),
-                    message: err.to_string(),
-                    retryable: err.is_retryable(),
-                },
-            },
+            Err(err) => {
+                // The id a resend must carry to be the same event downstream: the client's own
+                // (herald derives its id from it again), else the one herald gave it.
+                let resend = resend_advice(
+                    client_ids[index].as_deref(),
+                    envelope.id(),
+                    policy.is_some(),
+                    submitter.idempotency_key.is_some(),
+                );
+                EventResult::Rejected {
+                    index,
+                    id: Some(
+                        client_ids[index]
+                            .clone()
+                            .unwrap_or_else(|| envelope.id().to_string()),
+                    ),
+                    error: RejectionReason {
+                        field: "stream".into(),
+                        message: if err.is_retryable() {
+                            format!("{err} ({resend})")
+                        } else {
+                            err.to_string()
+                        },
+                        retryable: err.is_retryable(),
+                    },
+                }
+            }
         });
     }
     let results: Vec<EventResult> = results
@@ -292,6 +332,21 @@ pub async fn submit<S: EventStream>(
         rejected: results.len() - accepted,
         results,
     })
+}
+
+/// How to send an event again so that it is the same event downstream, should the first write
+/// have landed unconfirmed.
+fn resend_advice(client_id: Option<&str>, id: &str, policy: bool, keyed: bool) -> String {
+    match client_id {
+        Some(client_id) => format!("to resend it, send it with the same id, \"{client_id}\""),
+        None if keyed => "to resend it, send the same request with the same Idempotency-Key".into(),
+        // The internal producer takes ids as given: herald's own id is the event's.
+        None if !policy => format!("to resend it, send it with the id herald gave it, \"{id}\""),
+        None => format!(
+            "it may have been written as {id}, and a resend without an id is a new event: give \
+             events an id or the request an Idempotency-Key"
+        ),
+    }
 }
 
 fn rejected(index: usize, id: Option<&Value>, err: &ValidationError) -> EventResult {
@@ -363,9 +418,13 @@ mod tests {
         let producer = Producer::new(OkStream);
         let mut forged = signup("f");
         forged["aggregateversion"] = json!(999);
-        let report = submit(&producer, json!([forged, signup("g")]), None)
-            .await
-            .unwrap();
+        let report = submit(
+            &producer,
+            json!([forged, signup("g")]),
+            Submitter::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!(report.accepted, 1);
         let EventResult::Rejected { error, .. } = &report.results[0] else {
             panic!("{:?}", report.results[0]);
@@ -447,7 +506,7 @@ mod tests {
         let producer = Producer::with_config(OkStream, config);
         let mut ids = Vec::new();
         for _ in 0..2 {
-            let report = submit(&producer, json!([signup("client-7")]), None)
+            let report = submit(&producer, json!([signup("client-7")]), Submitter::default())
                 .await
                 .unwrap();
             let EventResult::Accepted { id, client_id, .. } = &report.results[0] else {
@@ -464,7 +523,9 @@ mod tests {
         // Without an id the client has nothing to collide with: herald's own id, no clientId.
         let mut anonymous = signup("x");
         anonymous.as_object_mut().unwrap().remove("id");
-        let report = submit(&producer, anonymous, None).await.unwrap();
+        let report = submit(&producer, anonymous, Submitter::default())
+            .await
+            .unwrap();
         assert!(matches!(
             &report.results[0],
             EventResult::Accepted {
@@ -482,6 +543,114 @@ mod tests {
         assert_eq!(
             report["error"],
             "1001 events in one request; the limit is 1000"
+        );
+    }
+
+    /// A stream whose writes land but whose answers are lost (a dropped connection after Kinesis
+    /// stored the records): it keeps every id it was asked to write and answers with throttling.
+    #[derive(Clone, Default)]
+    struct LandsUnanswered(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl EventStream for LandsUnanswered {
+        async fn put_records(
+            &self,
+            records: &[StreamRecord],
+        ) -> Result<Vec<PutOutcome>, StreamError> {
+            let mut written = self.0.lock().unwrap();
+            for record in records {
+                let event: Value = serde_json::from_slice(&record.data).unwrap();
+                written.push(event["id"].as_str().unwrap().to_string());
+            }
+            Ok(records
+                .iter()
+                .map(|_| PutOutcome::Failed {
+                    code: "ProvisionedThroughputExceededException".into(),
+                    message: "Rate exceeded for shard".into(),
+                })
+                .collect())
+        }
+    }
+
+    /// Issue 24, item 3: a retryable rejection tells the client how to send the event again, and
+    /// following that advice after a write that landed unanswered gives the same event id, which
+    /// every subscriber then skips as a duplicate (before: the id in the answer was herald's
+    /// derived one, which a resend derived again into a third id: the effect twice).
+    #[tokio::test]
+    async fn following_the_resend_advice_after_an_unanswered_write_is_the_same_event() {
+        let fast = crate::backoff::Backoff {
+            max_attempts: 2,
+            base: std::time::Duration::from_millis(1),
+            cap: std::time::Duration::from_millis(1),
+        };
+        let config = || crate::producer::ProducerConfig {
+            submissions: Some(SubmissionPolicy::new().allow("user_signed_up", &["herald/test"])),
+            backoff: fast,
+            ..Default::default()
+        };
+        let stream = LandsUnanswered::default();
+        let written = stream.0.clone();
+        let producer = Producer::with_config(stream.clone(), config());
+        let mut event = signup("client-9");
+        let report = submit(&producer, json!([event.clone()]), Submitter::default())
+            .await
+            .unwrap();
+        let EventResult::Rejected { id, error, .. } = &report.results[0] else {
+            panic!("{:?}", report.results[0]);
+        };
+        assert!(error.retryable, "{error:?}");
+        assert!(error.message.contains("same id"), "{}", error.message);
+        // The client follows the advice: the same event, with the id the answer names.
+        event["id"] = json!(id.clone().unwrap());
+        let report = submit(&producer, json!([event]), Submitter::default())
+            .await
+            .unwrap();
+        assert_eq!(report.rejected, 1);
+        let mut ids = written.lock().unwrap().clone();
+        ids.dedup();
+        assert_eq!(
+            ids,
+            [SubmissionPolicy::event_id("herald/test", "client-9")],
+            "every write, first and resent, carries one id"
+        );
+    }
+
+    /// Issue 24, item 4: an `Idempotency-Key` belongs to its caller. Two clients (two sources, or
+    /// two IAM principals deployed) that pick the same key get different ids for their id-less
+    /// events (before: the same ids, so the second client's events were dead-lettered downstream
+    /// as payload mismatches of the first's); one caller's retry still gets its own ids back.
+    #[tokio::test]
+    async fn an_idempotency_key_is_scoped_to_its_caller() {
+        let producer = Producer::new(OkStream);
+        let id_for = |source: &str, principal: Option<&'static str>| {
+            let producer = &producer;
+            let event = json!([{"type": "user_signed_up", "source": source, "subject": "o"}]);
+            async move {
+                let mut request = http("POST", &event.to_string());
+                request["headers"]["Idempotency-Key"] = json!("retry-1");
+                if let Some(arn) = principal {
+                    request["requestContext"]["authorizer"] = json!({"iam": {"userArn": arn}});
+                }
+                let response = handle(producer, request).await;
+                serde_json::from_str::<Value>(response["body"].as_str().unwrap()).unwrap()
+                    ["results"][0]["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            }
+        };
+        let storefront = id_for("shop/storefront", None).await;
+        assert_eq!(storefront, id_for("shop/storefront", None).await, "a retry");
+        assert_ne!(
+            storefront,
+            id_for("shop/mobile", None).await,
+            "another source"
+        );
+        let alice = id_for("shop/storefront", Some("arn:aws:iam::1:user/alice")).await;
+        let bob = id_for("shop/storefront", Some("arn:aws:iam::1:user/bob")).await;
+        assert_ne!(alice, bob, "another principal");
+        assert_eq!(
+            alice,
+            id_for("shop/storefront", Some("arn:aws:iam::1:user/alice")).await
         );
     }
 }

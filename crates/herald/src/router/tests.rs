@@ -441,3 +441,41 @@ async fn escaped_attributes_are_published_decoded_and_the_body_unchanged() {
     let source = message.attributes.iter().find(|a| a.name == "source");
     assert_eq!(source.map(|a| a.value.as_ref()), Some("herald/test"));
 }
+
+/// Issue 24, item 9: a type from a source its catalog entry does not name as a producer is the
+/// router's poison, dead-lettered naming `source` (before: any role that may write to the
+/// stream could announce any type, and every subscriber acted on it).
+#[tokio::test]
+async fn a_type_from_a_source_that_does_not_produce_it_is_dead_lettered() {
+    let catalog = crate::EventCatalog::new()
+        .with("user_signed_up", crate::EventKind::Business, 1..=1)
+        .produced_by("user_signed_up", &["herald/users"]);
+    let config = RouterConfig {
+        catalog: Some(catalog),
+        ..fast()
+    };
+    let router = Router::with_config(RecordingBus::default(), Letters::default(), config);
+    let from = |source: &str| {
+        Envelope::builder("user_signed_up", source)
+            .subject("user-1")
+            .build()
+            .unwrap()
+            .to_json_bytes()
+    };
+    let records = vec![
+        record(1, &from("herald/users")),
+        record(2, &from("herald/test")),
+    ];
+    let (response, summary) = router.route(&batch(records)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!((summary.published, summary.dead_lettered), (1, 1));
+    let letters = router.dead_letters.0.lock().unwrap();
+    assert_eq!(letters[0].field.as_deref(), Some("source"));
+    assert!(
+        letters[0]
+            .reason
+            .contains("does not produce user_signed_up"),
+        "{}",
+        letters[0].reason
+    );
+}

@@ -19,6 +19,7 @@
 //! deduplicates the repeat.
 
 mod idempotent;
+pub mod retry;
 mod sqs;
 
 use std::future::Future;
@@ -28,9 +29,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::envelope::{Envelope, ValidationError};
+use crate::errors::ErrorClass;
 use crate::idempotency::{Conflict, Decision, IdempotencyError};
 
 pub use idempotent::{Claimed, Keyed, Transactional};
+pub use retry::{Postponed, Redelivery, RetryPolicy};
 pub use sqs::{decode, BatchSummary, SqsSubscriber, SubscriberConfig};
 
 /// What a handler did with one event; stored with the idempotency record.
@@ -80,21 +83,39 @@ pub enum HandlerError {
         /// Why.
         reason: String,
     },
-    /// Something transient (a throttled write, a gateway timeout): let the queue redeliver.
+    /// Not now (what the event needs is not there yet, a partner's gateway timed out): let the
+    /// queue redeliver it, with backoff, for up to the subscriber's retry budget
+    /// ([`RetryPolicy::budget`]); then it is dead-lettered with this reason.
     #[error("{0}")]
     Retry(String),
+    /// An AWS request failed in a way only time or an operator fixes: throttling, a 5xx, an
+    /// outage ([`ErrorClass::Transient`]), or access denied, a disabled key, a missing resource
+    /// ([`ErrorClass::Configuration`]). Redelivered with backoff for as long as the queue keeps
+    /// it; never dead-lettered for it before the queue's last receive. `?` on an
+    /// [`AwsError`](crate::aws::AwsError) gives this (or `Poison` for a request AWS refuses as
+    /// invalid).
+    #[error("{reason}")]
+    Unavailable {
+        /// Transient or configuration.
+        class: ErrorClass,
+        /// What AWS answered.
+        reason: String,
+    },
 }
 
 impl From<crate::aws::AwsError> for HandlerError {
     /// A failed AWS request in a handler: poison when the request can never succeed
-    /// ([`crate::errors::ErrorClass::Permanent`], e.g. a `ValidationException`), else retried.
+    /// ([`ErrorClass::Permanent`], e.g. a `ValidationException`), else unavailable.
     fn from(err: crate::aws::AwsError) -> Self {
         match err.class() {
-            crate::errors::ErrorClass::Permanent => HandlerError::Poison {
+            ErrorClass::Permanent => HandlerError::Poison {
                 field: "event".into(),
                 reason: format!("{err} (permanent: retrying cannot help)"),
             },
-            _ => HandlerError::Retry(err.to_string()),
+            class => HandlerError::Unavailable {
+                class,
+                reason: err.to_string(),
+            },
         }
     }
 }
@@ -201,9 +222,18 @@ pub enum RecordError {
         /// Why.
         reason: String,
     },
-    /// Report it for redelivery.
+    /// Report it for redelivery, with backoff, within the retry budget (see [`retry`]).
     #[error("{0}")]
     Retry(String),
+    /// AWS could not serve it (transient or configuration): report it for redelivery, with
+    /// backoff, for as long as the queue keeps it (see [`retry`]).
+    #[error("{reason}")]
+    Unavailable {
+        /// Transient or configuration.
+        class: ErrorClass,
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl From<HandlerError> for RecordError {
@@ -211,6 +241,9 @@ impl From<HandlerError> for RecordError {
         match err {
             HandlerError::Poison { field, reason } => RecordError::Poison { field, reason },
             HandlerError::Retry(reason) => RecordError::Retry(reason),
+            HandlerError::Unavailable { class, reason } => {
+                RecordError::Unavailable { class, reason }
+            }
         }
     }
 }
@@ -224,15 +257,21 @@ impl From<IdempotencyError<HandlerError>> for RecordError {
                 reason: err.to_string(),
             },
             // DynamoDB refused the write as invalid: every redelivery would fail alike.
-            IdempotencyError::Persistence(ref e)
-                if e.class() == crate::errors::ErrorClass::Permanent =>
-            {
+            IdempotencyError::Persistence(ref e) if e.class() == ErrorClass::Permanent => {
                 RecordError::Poison {
                     field: "event".into(),
                     reason: format!("{err} (permanent: retrying cannot help)"),
                 }
             }
-            other => RecordError::Retry(other.to_string()),
+            IdempotencyError::Persistence(ref e) => RecordError::Unavailable {
+                class: e.class(),
+                reason: err.to_string(),
+            },
+            // Another invocation holds the event: it is being applied; look again later.
+            IdempotencyError::AlreadyInProgress { .. } => RecordError::Unavailable {
+                class: ErrorClass::Transient,
+                reason: err.to_string(),
+            },
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -11,6 +11,7 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use super::retry::{Postponed, Redelivery, RetryPolicy};
 use super::{Delivery, RecordError, RecordHandler};
 use crate::batch;
 use crate::dead_letter::{DeadLetter, DeadLetters};
@@ -27,6 +28,8 @@ pub struct SubscriberConfig {
     pub max_receive_count: Option<u32>,
     /// Upcasters applied to every event before the handler sees it. Default: none.
     pub upcasters: Upcasters,
+    /// Backoff and budget of failed messages ([`super::retry`]). Default: [`RetryPolicy::default`].
+    pub retry: RetryPolicy,
 }
 
 impl Default for SubscriberConfig {
@@ -34,6 +37,7 @@ impl Default for SubscriberConfig {
         SubscriberConfig {
             max_receive_count: None,
             upcasters: Upcasters::new(),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -51,6 +55,21 @@ pub struct BatchSummary {
     pub dead_lettered: usize,
     /// Messages reported for redelivery.
     pub failed: usize,
+    /// Of those, messages AWS could not serve ([`RecordError::Unavailable`]). When every message
+    /// of a batch is one, the invocation fails as a whole, so Lambda's `Errors` metric (and its
+    /// alarm) sees the outage: see [`BatchSummary::outage`].
+    pub unavailable: usize,
+    /// The first unavailability's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable_reason: Option<String>,
+}
+
+impl BatchSummary {
+    /// Every message of a batch of `messages` failed because AWS could not serve it: report the
+    /// invocation as failed (the messages' redelivery is set up already).
+    pub fn outage(&self, messages: usize) -> bool {
+        messages > 0 && self.unavailable == messages
+    }
 }
 
 /// The SQS-facing subscriber.
@@ -59,6 +78,7 @@ pub struct SqsSubscriber<H, D, S> {
     dead_letters: D,
     emitter: Producer<S>,
     config: SubscriberConfig,
+    redelivery: Option<Arc<dyn Redelivery>>,
 }
 
 enum Fate {
@@ -79,7 +99,15 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
             dead_letters,
             emitter,
             config,
+            redelivery: None,
         }
+    }
+
+    /// Bring failed messages back with backoff ([`super::retry`]) through `redelivery`. Without
+    /// one, a failed message comes back when the queue's visibility timeout says.
+    pub fn with_redelivery(mut self, redelivery: Arc<dyn Redelivery>) -> Self {
+        self.redelivery = Some(redelivery);
+        self
     }
 
     /// The subscriber's name.
@@ -128,12 +156,14 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
                     reason: err.to_string(),
                 }),
             };
-            let retry = match &fate {
-                Fate::Failed(RecordError::Retry(reason)) if !self.last_chance(message) => {
-                    Some(reason.clone())
-                }
-                _ => None,
-            };
+            // A message coming back stops its group here; one herald gives up on does not.
+            let retry =
+                match &fate {
+                    Fate::Failed(
+                        err @ (RecordError::Retry(_) | RecordError::Unavailable { .. }),
+                    ) if !self.gives_up(message, err) => Some(err.to_string()),
+                    _ => None,
+                };
             lock(&fates)[i] = Some(fate);
             retry.map_or(Ok(()), Err)
         })
@@ -148,7 +178,12 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
         // message of the group as failed too, as FIFO ordering requires; their effects are
         // stored, so the redelivery answers them as duplicates (and publishes again).
         let mut failed_groups = std::collections::HashSet::new();
+        let mut postponed = Vec::new();
         for (i, (message, fate)) in event.records.iter().zip(fates).enumerate() {
+            let unavailable = match &fate {
+                Some(Fate::Failed(RecordError::Unavailable { reason, .. })) => Some(reason.clone()),
+                _ => None,
+            };
             // Each line about an event is logged in its span (it names the event).
             let span = match &envelopes[i] {
                 Ok(envelope) => crate::telemetry::event_span(envelope),
@@ -171,9 +206,23 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
                 if let Some(key) = key {
                     failed_groups.insert(key);
                 }
+                if let Some(reason) = unavailable {
+                    summary.unavailable += 1;
+                    summary.unavailable_reason.get_or_insert(reason);
+                }
+                if let (Some(arn), Some(handle)) =
+                    (&message.event_source_arn, &message.receipt_handle)
+                {
+                    postponed.push(Postponed {
+                        queue_arn: arn.clone(),
+                        receipt_handle: handle.clone(),
+                        delay: self.config.retry.delay(receive_count(message)),
+                    });
+                }
             }
         }
         summary.failed = response.batch_item_failures.len();
+        self.postpone(&postponed).await;
         tracing::info!(
             subscriber = self.handler.name(),
             messages = event.records.len(),
@@ -282,7 +331,11 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
                         reason: format!("a follow-up event can never be published: {reasons}"),
                     }
                 } else {
-                    RecordError::Retry(format!("could not publish follow-up events: {reasons}"))
+                    // The stream throttled, failed or did not answer in time.
+                    RecordError::Unavailable {
+                        class: crate::errors::ErrorClass::Transient,
+                        reason: format!("could not publish follow-up events: {reasons}"),
+                    }
                 },
             ));
         }
@@ -293,6 +346,41 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
         self.config
             .max_receive_count
             .is_some_and(|max| receive_count(message) >= max)
+    }
+
+    /// Whether herald dead-letters this failure now rather than let the message come back: a
+    /// handler's retry past its budget, or anything on the queue's last receive (SQS would move
+    /// it without a reason). AWS's failures have no budget of their own.
+    fn gives_up(&self, message: &SqsMessage, err: &RecordError) -> bool {
+        match err {
+            RecordError::Poison { .. } => true,
+            RecordError::Retry(_) => {
+                self.last_chance(message)
+                    || sent_ms(message)
+                        .is_some_and(|sent| self.config.retry.exhausted(sent, SystemTime::now()))
+            }
+            RecordError::Unavailable { .. } => self.last_chance(message),
+        }
+    }
+
+    /// Set the failed messages' visibility to their backoff delay. A message whose change fails
+    /// comes back when the queue's visibility timeout ends: sooner, nothing lost.
+    async fn postpone(&self, postponed: &[Postponed]) {
+        let Some(redelivery) = &self.redelivery else {
+            return;
+        };
+        if postponed.is_empty() {
+            return;
+        }
+        for (message, result) in postponed.iter().zip(redelivery.postpone(postponed).await) {
+            if let Err(err) = result {
+                tracing::warn!(
+                    delay_s = message.delay.as_secs(),
+                    error = %err,
+                    "could not postpone a failed message; it comes back after the queue's visibility timeout"
+                );
+            }
+        }
     }
 
     /// One message to its end: done, dead-lettered (`Ok`), or to be redelivered (`Err`).
@@ -325,15 +413,24 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
             Fate::Failed(RecordError::Poison { field, reason }) => {
                 self.letter(message, &reason).with_field(field)
             }
-            Fate::Failed(RecordError::Retry(reason)) if self.last_chance(message) => {
+            Fate::Failed(err) if self.gives_up(message, &err) => {
+                let age = sent_ms(message)
+                    .map(|sent| {
+                        let now = SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| d.as_millis() as u64)
+                            .unwrap_or(0);
+                        format!(" over {} s", now.saturating_sub(sent) / 1000)
+                    })
+                    .unwrap_or_default();
                 let reason = format!(
-                    "gave up after {} receives: {reason}",
+                    "gave up after {} receives{age}: {err}",
                     receive_count(message)
                 );
                 self.letter(message, &reason)
             }
-            Fate::Failed(RecordError::Retry(reason)) => {
-                tracing::warn!(message_id = ?message.message_id, %reason, "reporting for redelivery");
+            Fate::Failed(err) => {
+                tracing::warn!(message_id = ?message.message_id, reason = %err, "reporting for redelivery");
                 return Err(());
             }
         };
@@ -379,6 +476,14 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
 /// A lock whose holder cannot have panicked midway (nothing in it panics): take it regardless.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// When SQS took the message (`SentTimestamp`, epoch milliseconds).
+fn sent_ms(message: &SqsMessage) -> Option<u64> {
+    message
+        .attributes
+        .get("SentTimestamp")
+        .and_then(|t| t.parse().ok())
 }
 
 fn receive_count(message: &SqsMessage) -> u32 {

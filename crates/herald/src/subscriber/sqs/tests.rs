@@ -8,7 +8,8 @@ use crate::subscriber::Outcome;
 use std::sync::Mutex;
 
 /// Behaves by event type: `boom` panics, `flaky` asks for a retry, `bad` is poison,
-/// `echo` emits a follow-up; everything else is applied.
+/// `echo` emits a follow-up, `throttled` and `denied` fail as AWS does (transient and
+/// configuration); everything else is applied.
 struct Scripted;
 impl RecordHandler for Scripted {
     fn name(&self) -> &'static str {
@@ -22,6 +23,14 @@ impl RecordHandler for Scripted {
         match event.event_type() {
             "boom" => panic!("handler bug"),
             "flaky" => Err(RecordError::Retry("throttled".into())),
+            "throttled" => Err(RecordError::Unavailable {
+                class: crate::errors::ErrorClass::Transient,
+                reason: "ProvisionedThroughputExceededException: slow down".into(),
+            }),
+            "denied" => Err(RecordError::Unavailable {
+                class: crate::errors::ErrorClass::Configuration,
+                reason: "AccessDeniedException: not allowed".into(),
+            }),
             "bad" => Err(RecordError::Poison {
                 field: "data".into(),
                 reason: "is wrong".into(),
@@ -310,4 +319,129 @@ fn sns_notifications_are_unwrapped() {
     let wrapped = serde_json::json!({"Type": "Notification", "MessageId": "m", "Message": envelope.to_json()});
     let decoded = decode(&raw_message("m", &wrapped.to_string(), 1)).unwrap();
     assert_eq!(decoded, envelope);
+}
+
+/// Records what it was asked to postpone.
+#[derive(Default)]
+struct Postponements(Mutex<Vec<Postponed>>);
+
+impl Redelivery for Postponements {
+    fn postpone<'a>(
+        &'a self,
+        messages: &'a [Postponed],
+    ) -> crate::subscriber::retry::Postponing<'a> {
+        self.0.lock().unwrap().extend_from_slice(messages);
+        Box::pin(async move { messages.iter().map(|_| Ok(())).collect() })
+    }
+}
+
+fn queued(mut message: SqsMessage, seconds_ago: u64) -> SqsMessage {
+    let now = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    message.attributes.insert(
+        "SentTimestamp".into(),
+        (now - seconds_ago * 1000).to_string(),
+    );
+    message.event_source_arn = Some("arn:aws:sqs:us-east-1:123456789012:q".into());
+    message.receipt_handle = Some(format!("rh-{}", message.message_id.clone().unwrap()));
+    message
+}
+
+/// Issue 24, item 2: a failure AWS caused (throttling, an outage, access denied) is never given
+/// up on by herald before the queue's last receive, however long it lasts; it comes back with
+/// exponential backoff. The code before dead-lettered any failure on the receive the queue
+/// allowed last (5 receives × 60 s: about five minutes of a DynamoDB or KMS outage).
+#[tokio::test]
+async fn aws_failures_come_back_with_backoff_and_are_not_dead_lettered_before_the_last_receive() {
+    let postponed = Arc::new(Postponements::default());
+    let patient = subscriber(false, Some(500)).with_redelivery(postponed.clone());
+    let event = batch(vec![
+        // A day in the queue, 200 receives: still retried.
+        queued(message("a", "throttled", "x", 200), 86_400),
+        queued(message("b", "denied", "y", 3), 600),
+    ]);
+    let (response, summary) = patient.handle(&event, SystemTime::now()).await;
+    assert_eq!(failed(&response), ["a", "b"]);
+    assert_eq!(summary.dead_lettered, 0);
+    assert!(patient.dead_letters.0.lock().unwrap().is_empty());
+    let postponed = postponed.0.lock().unwrap().clone();
+    let delays: Vec<u64> = postponed.iter().map(|p| p.delay.as_secs()).collect();
+    assert!((450..=900).contains(&delays[0]), "at the cap: {delays:?}");
+    assert!((20..=40).contains(&delays[1]), "third receive: {delays:?}");
+    assert_eq!(postponed[1].receipt_handle, "rh-b");
+    // Every message unavailable: the invocation fails, so Lambda's Errors alarm sees it.
+    assert!(summary.outage(2), "{summary:?}");
+
+    // On the queue's last receive herald dead-letters it with the reason, rather than SQS
+    // moving it without one.
+    let last = subscriber(false, Some(500));
+    let (response, _) = last
+        .handle(
+            &batch(vec![queued(message("c", "throttled", "z", 500), 60)]),
+            SystemTime::now(),
+        )
+        .await;
+    assert!(failed(&response).is_empty());
+    let letters = last.dead_letters.0.lock().unwrap();
+    assert!(
+        letters[0].reason.contains("gave up after 500 receives")
+            && letters[0].reason.contains("ProvisionedThroughputExceeded"),
+        "{}",
+        letters[0].reason
+    );
+}
+
+/// A handler's own "retry later" has a budget in time, not in receives: within it the message
+/// comes back (with backoff), past it it is dead-lettered with its reason and its age.
+#[tokio::test]
+async fn a_handlers_retry_is_dead_lettered_once_its_budget_in_time_is_spent() {
+    let mut subscriber = subscriber(false, Some(500));
+    subscriber.config.retry.budget = std::time::Duration::from_secs(3600);
+    let event = batch(vec![
+        queued(message("young", "flaky", "x", 40), 1800),
+        queued(message("old", "flaky", "y", 4), 7200),
+        queued(message("fine", "ok", "z", 1), 7200),
+    ]);
+    let (response, summary) = subscriber.handle(&event, SystemTime::now()).await;
+    assert_eq!(failed(&response), ["young"]);
+    assert_eq!((summary.dead_lettered, summary.applied), (1, 1));
+    assert!(!summary.outage(3));
+    let letters = subscriber.dead_letters.0.lock().unwrap();
+    assert!(
+        letters[0]
+            .reason
+            .contains("gave up after 4 receives over 7200 s: throttled"),
+        "{}",
+        letters[0].reason
+    );
+}
+
+/// A store that cannot be reached is AWS's failure (`Unavailable`), whatever the handler.
+#[test]
+fn idempotency_store_failures_are_unavailable_not_retries_with_a_budget() {
+    let throttled = crate::idempotency::PersistenceError::new("TransactWriteItems: slow down")
+        .with_throttling(true);
+    let err: RecordError =
+        crate::idempotency::IdempotencyError::<crate::subscriber::HandlerError>::Persistence(
+            throttled,
+        )
+        .into();
+    assert!(
+        matches!(
+            err,
+            RecordError::Unavailable {
+                class: crate::errors::ErrorClass::Transient,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err: RecordError = crate::subscriber::HandlerError::from(crate::aws::AwsError::with_code(
+        "AccessDeniedException",
+        "not allowed",
+    ))
+    .into();
+    assert!(matches!(err, RecordError::Unavailable { .. }), "{err:?}");
 }
