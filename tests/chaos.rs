@@ -4,9 +4,9 @@
 //! - throttling and 5xx on ≥ 5 % of the requests to every service (Kinesis, DynamoDB, SNS, SQS),
 //!   transaction conflicts, KMS throttling and 1 % dropped connections on top (half of them after
 //!   the emulator applied the request, so the caller cannot tell);
-//! - function processes killed at a random moment of 5 % of their invocations, 40 % of the
-//!   producer's (Lambda's `Runtime.ExitError`: a batch half done, its SQS messages back after the
-//!   visibility timeout, a client's request answered 502);
+//! - function processes killed at a random moment of 5 % of their invocations, 10 % of the order
+//!   service's and 40 % of the producer's (Lambda's `Runtime.ExitError`: a batch half done, its
+//!   SQS messages back after the visibility timeout, a client's request answered 502);
 //! - SNS `PublishBatch` down for at least 30 s, from after the first half of the traffic;
 //! - the runner itself restarted once during that outage, with the router's batches failing.
 //!
@@ -42,6 +42,8 @@ const OUTAGE: Duration = Duration::from_secs(30);
 const THROTTLE: f64 = 0.03;
 /// The share of the producer's invocations killed.
 const PRODUCER_KILLS: f64 = 0.4;
+/// The share of the order service's invocations killed (one per `POST /orders`).
+const ORDER_KILLS: f64 = 0.1;
 /// The share of every other function's invocations killed.
 const KILLS: f64 = 0.05;
 /// How long publishing may take to reach the outage, on the slowest machine (a state awaited).
@@ -50,26 +52,38 @@ const OUTAGE_HIT: Duration = Duration::from_secs(300);
 fn plan(seed: u64) -> FaultPlan {
     let extra = std::env::var("CHAOS_EXTRA").unwrap_or_default();
     FaultPlan::parse(&format!(
-        "throttle={}%,5xx=3%,5xx:sns=4%,conflict=3%,kms=1%,drop=1%,kill:producer={}%,kill={}%,seed={seed},{extra}",
+        "throttle={}%,5xx=3%,5xx:sns=4%,conflict=3%,kms=1%,drop=1%,kill:producer={}%,kill:orders={}%,kill={}%,seed={seed},{extra}",
         THROTTLE * 100.0,
         PRODUCER_KILLS * 100.0,
+        ORDER_KILLS * 100.0,
         KILLS * 100.0,
     ))
     .unwrap()
 }
 
-/// The traffic's requests split in two, to send before and after the restart.
+/// The traffic's orders and requests split in two, to send before and after the restart.
 fn halves(traffic: &Traffic) -> (Traffic, Traffic) {
-    let middle = traffic.requests.len() / 2;
+    let (orders, requests) = (traffic.order_posts.len() / 2, traffic.requests.len() / 2);
     let first = Traffic {
-        requests: traffic.requests[..middle].to_vec(),
+        order_posts: traffic.order_posts[..orders].to_vec(),
+        requests: traffic.requests[..requests].to_vec(),
         ..Traffic::default()
     };
     let second = Traffic {
-        requests: traffic.requests[middle..].to_vec(),
+        order_posts: traffic.order_posts[orders..].to_vec(),
+        requests: traffic.requests[requests..].to_vec(),
         ..Traffic::default()
     };
     (first, second)
+}
+
+/// The share of `function`'s invocations the plan kills.
+fn kill_share(function: &str) -> f64 {
+    match function {
+        "producer" => PRODUCER_KILLS,
+        "orders" => ORDER_KILLS,
+        _ => KILLS,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,24 +109,26 @@ async fn every_effect_happens_exactly_once_through_faults_kills_an_outage_and_a_
         system_events: 4,
         malformed: true,
         seed,
-        per_request: 25,
+        per_request: 5,
         data_events: 20,
     }
     .generate(&catalog);
-    let url = stack.function_url("producer").unwrap();
+    let endpoints = workload::Endpoints::of(&stack).unwrap();
     let (first, second) = halves(&traffic);
-    // Each request is one invocation of the producer at least: the plan kills some of them.
-    let planned_kills = guaranteed(PRODUCER_KILLS, traffic.requests.len() as u64);
+    // Each order placed is one invocation of the order service at least, each request one of
+    // the producer: the plan kills some of them, and their clients must send them again.
+    let planned_kills = guaranteed(ORDER_KILLS, traffic.order_posts.len() as u64)
+        + guaranteed(PRODUCER_KILLS, traffic.requests.len() as u64);
     assert!(planned_kills >= 3, "the traffic is too small for the plan");
 
     let started = Instant::now();
-    let mut sent = workload::send(&url, &first).await.unwrap();
+    let mut sent = workload::send(&endpoints, &first).await.unwrap();
     // SNS goes down, the second half arrives and the router's batches fail to publish; the
     // runner restarts while they do, and only then does SNS come back.
     let proxy = pipeline.fault_proxy().expect("the plan answers requests");
     proxy.begin_outage("sns", "PublishBatch").unwrap();
     let outage_began = Instant::now();
-    sent.add(workload::send(&url, &second).await.unwrap());
+    sent.add(workload::send(&endpoints, &second).await.unwrap());
     common::wait_until(
         "the router's publishing hits the outage",
         OUTAGE_HIT,
@@ -194,25 +210,24 @@ async fn every_effect_happens_exactly_once_through_faults_kills_an_outage_and_a_
         );
     }
     for (function, invoked) in &report.invocations {
-        let share = if function == "producer" {
-            PRODUCER_KILLS
-        } else {
-            KILLS
-        };
+        let share = kill_share(function);
         let killed = report.killed.get(function).copied().unwrap_or(0);
         assert!(
             killed >= guaranteed(share, *invoked),
             "{function}: {killed} of {invoked} invocations killed, {share} planned\n{report}"
         );
     }
-    let producer_kills = report.killed.get("producer").copied().unwrap_or(0);
+    let client_kills: u64 = ["orders", "producer"]
+        .iter()
+        .map(|f| report.killed.get(*f).copied().unwrap_or(0))
+        .sum();
     assert!(
-        producer_kills >= planned_kills,
-        "the producer was killed as planned: {producer_kills} (planned {planned_kills})\n{report}"
+        client_kills >= planned_kills,
+        "the order service and the producer were killed as planned: {client_kills} (planned {planned_kills})\n{report}"
     );
     assert!(
-        sent.resent_requests as u64 >= producer_kills,
-        "the client sent every request whose answer was lost again: {} of {producer_kills}",
+        sent.resent_requests as u64 >= client_kills,
+        "the client sent every request whose answer was lost again: {} of {client_kills}",
         sent.resent_requests
     );
     assert!(outage_lasted >= OUTAGE);

@@ -161,13 +161,15 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
     let inventory_in = "tr[data-fn=InventoryFunction] td.events_in";
     let before = count(&text_when(&client, inventory_in, |_| true).await);
 
-    // Orders sent: the inventory's count moves on the page.
-    let producer = stack.function_url("producer").unwrap();
+    // Orders placed: the inventory's count moves on the page.
+    let orders = format!(
+        "{}/orders",
+        stack.function_url("orders").unwrap().trim_end_matches('/')
+    );
     for i in 0..3 {
-        let (status, body) = post_json(&producer, &order(&common::unique(&format!("seen-{i}"))))
-            .await
-            .unwrap();
-        assert!(status < 300, "{status} {body}");
+        let placed = order(&common::unique(&format!("seen-{i}")));
+        let (status, body) = post_json(&orders, &placed["data"]).await.unwrap();
+        assert_eq!(status, 201, "{body}");
     }
     let after = count(&text_when(&client, inventory_in, |t| count(t) >= before + 3.0).await);
     assert!(after >= before + 3.0);

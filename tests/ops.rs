@@ -31,6 +31,17 @@ fn order(id: &str) -> Value {
     })
 }
 
+/// A failed job, as the scheduler submits it to the producer.
+fn job(id: &str) -> Value {
+    json!({
+        "id": id,
+        "type": types::JOB_FAILED,
+        "source": shop::SCHEDULER_SOURCE,
+        "kind": "system",
+        "data": {"job": format!("export-{id}"), "error": "upstream timed out", "attempt": 1}
+    })
+}
+
 fn envelope(id: &str) -> Envelope {
     Envelope::parse_submission(&order(id)).unwrap()
 }
@@ -42,8 +53,8 @@ async fn settle(pipeline: &herald_local::LocalPipeline) {
         .unwrap();
 }
 
-/// Malformed input of every kind, at every door: the producer answers each with the attribute
-/// and the reason; whatever reaches the stream or a queue some other way ends in a DLQ with its
+/// Malformed input of every kind, at every door: the producer and the order service answer each
+/// with the attribute and the reason; whatever reaches the stream or a queue some other way ends in a DLQ with its
 /// reason. Sent = processed + rejected + dead-lettered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_lost() {
@@ -52,27 +63,44 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
     let stack = pipeline.stack().clone();
     let aws = common::aws().await;
     let url = stack.function_url("producer").unwrap();
+    let orders = format!(
+        "{}/orders",
+        stack.function_url("orders").unwrap().trim_end_matches('/')
+    );
 
-    // 1. At the producer's HTTP door.
-    let mut bad_version = order("bad-version");
+    // 1. At the order service's HTTP door: two orders placed, one refused naming its field.
+    for id in ["good-1", "good-2"] {
+        let (status, answer) = post_json(&orders, &order(id)["data"]).await.unwrap();
+        assert_eq!(status, 201, "{answer}");
+    }
+    let mut wrong_total = order("wrong-total")["data"].clone();
+    wrong_total["total"] = json!(1);
+    let (status, answer) = post_json(&orders, &wrong_total).await.unwrap();
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["field"], "data.total", "{answer}");
+
+    // 2. At the producer's HTTP door.
+    let mut bad_version = job("bad-version");
     bad_version["schemaversion"] = json!(7);
-    let mut wrong_type = order("wrong-type");
+    let mut wrong_type = job("wrong-type");
     wrong_type["id"] = json!(5);
-    let mut missing = order("missing");
+    let mut missing = job("missing");
     missing.as_object_mut().unwrap().remove("type");
-    let mut oversize = order("oversize");
+    let mut oversize = job("oversize");
     oversize["data"]["note"] = json!("x".repeat(300 * 1024));
-    let mut unknown = order("unknown");
+    let mut unknown = job("unknown");
     unknown["type"] = json!("gizmo_exploded");
     let submissions = [
-        (order("good-1"), None),
+        (job("good-1"), None),
         (missing, Some("type")),
         (wrong_type, Some("id")),
         (oversize, Some("event")),
         (unknown, Some("type")),
         (bad_version, Some("schemaversion")),
         (json!(42), Some("event")),
-        (order("good-2"), None),
+        // Only the order service announces an order.
+        (order("client-order"), Some("type")),
+        (job("good-2"), None),
     ];
     let body = Value::Array(submissions.iter().map(|(e, _)| e.clone()).collect());
     let (status, report) = post_json(&url, &body).await.unwrap();
@@ -100,7 +128,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
         "{report}"
     );
 
-    // 2. Straight onto the stream, skipping the producer.
+    // 3. Straight onto the stream, skipping the producer.
     let mut unknown_version = envelope("raw-version").to_json();
     unknown_version = unknown_version.replace("\"schemaversion\":1", "\"schemaversion\":9");
     let raw: Vec<(Vec<u8>, &str)> = vec![
@@ -130,7 +158,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
     .await
     .unwrap();
 
-    // 3. Straight into a subscriber's queue, skipping the router.
+    // 4. Straight into a subscriber's queue, skipping the router.
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let wrong_data = Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
         .subject("order-x")
@@ -203,12 +231,12 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
     // Nothing lost: every record on the stream was published or dead-lettered; every queue
     // message was applied or dead-lettered.
     let tallies = pipeline.tallies();
-    // On the stream: 2 orders accepted by the producer, the raw records, and one
+    // On the stream: 2 orders placed, 2 jobs accepted by the producer, the raw records, and one
     // payment_succeeded for each of the 3 good orders.
     let router = &tallies["router"];
     assert_eq!(
         router["published"] + router["dead_lettered"],
-        2 + raw.len() as i64 + 3,
+        2 + 2 + raw.len() as i64 + 3,
         "{router:?}"
     );
     assert_eq!(router["dead_lettered"], expected_poison.len() as i64);
@@ -227,7 +255,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
         .chain(effects.emails_per_order.values())
         .all(|n| *n == 1));
     println!(
-        "gauntlet: producer {} submissions ({} accepted, {} rejected by name) + 2 unreadable requests (400); \
+        "gauntlet: order service 3 orders (2 placed, 1 refused by name); producer {} submissions ({} accepted, {} rejected by name) + 2 unreadable requests (400); \
          stream {} raw records ({} processed, {} dead-lettered); queue {} messages ({} dead-lettered); \
          duplicated effects 0",
         submissions.len(),
@@ -305,9 +333,16 @@ async fn replaying_the_stream_repeats_no_effect() {
     let stack = pipeline.stack().clone();
     let aws = common::aws().await;
     let started = chrono::Utc::now() - chrono::Duration::seconds(5);
-    let url = stack.function_url("producer").unwrap();
-    let orders: Vec<Value> = (0..12).map(|i| order(&format!("replay-{i}"))).collect();
-    post_json(&url, &Value::Array(orders)).await.unwrap();
+    let orders = format!(
+        "{}/orders",
+        stack.function_url("orders").unwrap().trim_end_matches('/')
+    );
+    for i in 0..12 {
+        let (status, answer) = post_json(&orders, &order(&format!("replay-{i}"))["data"])
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{answer}");
+    }
     settle(&pipeline).await;
     let before = effects(&stack, &aws).await.unwrap();
     let duplicates_before: i64 = pipeline.tallies()["inventory"]["duplicates"];

@@ -7,7 +7,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use herald_local::http::post_json;
+use herald::adapters::KinesisStream;
+use herald::producer::Producer;
+use herald::Envelope;
 use herald_local::moto::free_port;
 use herald_local::schemas;
 use serde_json::json;
@@ -65,8 +67,8 @@ async fn a_stored_v1_order_is_upcast_and_processed_by_current_consumers() {
     let port = free_port().unwrap();
     let pipeline = common::pipeline("upcast", |o| o.runner.url_port = Some(port)).await;
     let stack = pipeline.stack().clone();
-    let url = stack.function_url("producer").unwrap();
-    // A v1 order, as written before `currency` existed.
+    let aws = common::aws().await;
+    // A v1 order, as the order service announced it before `currency` existed.
     let v1 = json!({
         "id": "legacy-1",
         "type": "order_placed",
@@ -83,13 +85,20 @@ async fn a_stored_v1_order_is_upcast_and_processed_by_current_consumers() {
     });
     let set = schemas::load(&common::root().join("events/schemas")).unwrap();
     schemas::validate_event(&set, &v1).unwrap();
-    let (status, report) = post_json(&url, &v1).await.unwrap();
-    assert_eq!(status, 202, "{report}");
+    // On the stream as the publisher wrote it then (a replay or a redrive brings such events).
+    let stream = KinesisStream::new(
+        aws_sdk_kinesis::Client::new(&aws),
+        stack.reference("EventStream").unwrap(),
+    );
+    let results = Producer::new(stream)
+        .publish(&[Envelope::parse_submission(&v1).unwrap()])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
     pipeline
         .wait_idle(Duration::from_millis(800), Duration::from_secs(120))
         .await
         .unwrap();
-    let effects = effects(&stack, &common::aws().await).await.unwrap();
+    let effects = effects(&stack, &aws).await.unwrap();
     assert_eq!(
         effects.inventory_outcomes.values().collect::<Vec<_>>(),
         ["reserved"]

@@ -186,10 +186,14 @@ async fn a_thousand_events_of_one_aggregate_take_two_requests_and_stay_in_order(
 
 /// Issue 11, scenario 5: the shop's public producer (wired as `functions/shop` wires it) used to
 /// accept any catalog type from any source with any id, and `data` unchecked — a client could
-/// announce `payment_succeeded`, pre-submit the id of an order event the order service would
-/// emit later, or send `order_placed` with `data: {}` (202, then dead-lettered downstream).
-/// Now: only the types and sources clients may submit, `data` valid under the released schema
-/// (the error names the JSON pointer and the rule), and client ids namespaced.
+/// announce `payment_succeeded`, or send an event with `data: {}` (202, then dead-lettered
+/// downstream). Now: only the types and sources clients may submit, `data` valid under the
+/// released schema (the error names the JSON pointer and the rule), and client ids namespaced.
+///
+/// Issue 24, item 5: a client could still submit `order_placed` (from `herald/orders`) with a
+/// future order's id and a declining token: the real order's charge shared its payment key and
+/// came back "declined". Orders now come only from the order service; a client's well-formed
+/// order is refused by type. (The code before accepted it: 202.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_producer_takes_only_what_clients_may_submit() {
     use herald::producer::{api, ProducerConfig, SubmissionPolicy};
@@ -216,28 +220,25 @@ async fn the_public_producer_takes_only_what_clients_may_submit() {
             ..ProducerConfig::default()
         },
     );
-    let order = |id: &str, order_id: &str| {
-        json!({
-            "id": id, "type": types::ORDER_PLACED, "source": sources::ORDERS, "subject": order_id,
-            "schemaversion": 2,
-            "data": {"orderId": order_id, "customer": {"id": "c-1", "email": "c1@example.com"},
-                     "items": [{"sku": "SKU-CABLE", "quantity": 1, "unitPrice": 1299}],
-                     "total": 1299, "currency": "EUR", "paymentToken": "tok_visa"}
-        })
-    };
-    // The deterministic id the order service will give order-9's order_placed.
+    let job = |id: &str, source: &str, data: Value| json!({"id": id, "type": types::JOB_FAILED, "source": source, "kind": "system", "data": data});
+    // The id the order service will give order-9's order_placed, and a declining card.
     let future_id = order_event_id(types::ORDER_PLACED, "order-9");
+    let future_order = json!({
+        "id": future_id, "type": types::ORDER_PLACED, "source": sources::ORDERS,
+        "subject": "order-9", "partitionkey": "c-1", "schemaversion": 2,
+        "data": {"orderId": "order-9", "customer": {"id": "c-1", "email": "c1@example.com"},
+                 "items": [{"sku": "SKU-CABLE", "quantity": 1, "unitPrice": 1299}],
+                 "total": 1299, "currency": "EUR", "paymentToken": "tok_declined"}
+    });
     let submissions = json!([
         {"type": "payment_succeeded", "source": sources::PAYMENT, "subject": "order-1",
          "data": {"orderId": "order-1", "paymentId": "p", "amount": 1, "currency": "EUR",
                   "customer": {"id": "c", "email": "c@example.com"}}},
-        {"type": "order_placed", "source": "herald/rogue", "subject": "o", "schemaversion": 2, "data": {}},
-        {"type": "order_placed", "source": sources::ORDERS, "subject": "o", "schemaversion": 2, "data": {}},
-        {"type": "order_placed", "source": sources::ORDERS, "subject": "o", "schemaversion": 2,
-         "data": {"orderId": "o", "customer": {"id": "c", "email": "c@example.com"},
-                  "items": [{"sku": "S", "quantity": "2", "unitPrice": 1}], "total": 2,
-                  "currency": "EUR", "paymentToken": "t"}},
-        order(&future_id, "order-9"),
+        job("j-1", "herald/rogue", json!({"job": "export", "error": "e"})),
+        job("j-2", shop::SCHEDULER_SOURCE, json!({})),
+        job("j-3", shop::SCHEDULER_SOURCE, json!({"job": "export", "error": "e", "attempt": "3"})),
+        future_order,
+        job("job-1", shop::SCHEDULER_SOURCE, json!({"job": "export", "error": "e", "attempt": 3})),
     ]);
     let report = api::submit(&producer, submissions, api::Submitter::default())
         .await
@@ -263,30 +264,33 @@ async fn the_public_producer_takes_only_what_clients_may_submit() {
     );
     assert_eq!(field(1), "source", "{results}");
     assert_eq!(field(2), "data", "{results}");
-    assert!(
-        message(2).contains("`orderId` is required"),
-        "{}",
-        message(2)
-    );
-    assert_eq!(field(3), "data/items/0/quantity", "{results}");
+    assert!(message(2).contains("`job` is required"), "{}", message(2));
+    assert_eq!(field(3), "data/attempt", "{results}");
     assert!(
         message(3).contains("expected integer, got string"),
         "{}",
         message(3)
     );
+    // The order service alone announces an order, however well formed a client's is.
+    assert_eq!(field(4), "type", "{results}");
+    assert!(
+        message(4).contains("clients may not submit"),
+        "{}",
+        message(4)
+    );
 
-    // The pre-submitted id is not the id written: the order service's event keeps its own.
-    assert_eq!(results[4]["status"], "accepted", "{results}");
-    let written = results[4]["id"].as_str().unwrap();
-    assert_ne!(written, future_id);
+    // A client's id is not the id written: herald namespaces it by source.
+    assert_eq!(results[5]["status"], "accepted", "{results}");
+    let written = results[5]["id"].as_str().unwrap();
+    assert_ne!(written, "job-1");
     assert_eq!(
         written,
-        SubmissionPolicy::event_id(sources::ORDERS, &future_id)
+        SubmissionPolicy::event_id(shop::SCHEDULER_SOURCE, "job-1")
     );
-    assert_eq!(results[4]["clientId"], Value::String(future_id.clone()));
+    assert_eq!(results[5]["clientId"], Value::String("job-1".into()));
     assert_eq!(report.accepted, 1);
 
-    // What reached the stream: that one order, under herald's id — nothing else.
+    // What reached the stream: that one event, under herald's id — nothing else.
     let shard = kinesis
         .list_shards()
         .stream_name(&name)

@@ -1,5 +1,6 @@
-//! `shop load`: realistic order traffic at a steady rate into a running stack's producer, for
-//! watching the pipeline under load and for the end-to-end benchmark.
+//! `shop load`: realistic order traffic at a steady rate into a running stack's order service
+//! (`POST /orders`, where the shop's orders come in), for watching the pipeline under load and
+//! for the end-to-end benchmark.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,14 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use herald_local::binaries;
 use herald_local::http::post_json;
-use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::common::progress_bar;
 use crate::demo::workload::{self, Product, Workload};
 
-/// `shop load`: `rate` events per second for `duration` (`30s`, `2m`, or seconds) into the
-/// producer of the running stack `stack`, with a live progress bar and a summary.
+/// `shop load`: `rate` orders per second for `duration` (`30s`, `2m`, or seconds) into the order
+/// service of the running stack `stack`, with a live progress bar and a summary.
 pub async fn command(rate: f64, duration: &str, duplicates: f64, stack: &str) -> Result<()> {
     if !(rate > 0.0 && rate <= 100_000.0) {
         bail!("--rate {rate}: must be more than 0 and at most 100000 events/s");
@@ -23,7 +23,7 @@ pub async fn command(rate: f64, duration: &str, duplicates: f64, stack: &str) ->
         bail!("--duplicates {duplicates}: must be between 0 and 1");
     }
     let root = binaries::project_root();
-    let url = herald_local::ops::running_stack(&root, stack)?.function_url("producer")?;
+    let url = herald_local::ops::running_stack(&root, stack)?.function_url("orders")?;
     let catalog = workload::catalog(&root.join("infra/seed"))?;
     let options = LoadOptions {
         rate,
@@ -39,7 +39,7 @@ pub async fn command(rate: f64, duration: &str, duplicates: f64, stack: &str) ->
     .await?;
     bar.finish();
     println!(
-        "sent        {} events ({} orders, {} retries) in {:.1?}: {:.1} events/s (asked {rate})",
+        "sent        {} orders ({} distinct, {} retries) in {:.1?}: {:.1} orders/s (asked {rate})",
         summary.sent,
         summary.orders,
         summary.sent.saturating_sub(summary.orders),
@@ -47,7 +47,7 @@ pub async fn command(rate: f64, duration: &str, duplicates: f64, stack: &str) ->
         summary.rate()
     );
     println!(
-        "producer    accepted {}, rejected {}, failed requests {}",
+        "orders      placed {}, refused {}, failed requests {}",
         summary.accepted, summary.rejected, summary.failed_requests
     );
     println!(
@@ -85,14 +85,12 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 /// What to send.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Events per second to aim for. Default 50.
+    /// Orders per second to aim for. Default 50.
     pub rate: f64,
     /// How long to send. Default 30 s.
     pub duration: Duration,
-    /// Share of orders sent a second time (client retries). Default 0.1.
+    /// Share of orders placed a second time (client retries). Default 0.1.
     pub duplicates: f64,
-    /// Events per HTTP request. Default 10.
-    pub per_request: usize,
     /// Requests in flight at most. Default 16.
     pub concurrency: usize,
     /// Traffic seed (order ids derive from it: use a new one per run on a shared stack).
@@ -105,7 +103,6 @@ impl Default for LoadOptions {
             rate: 50.0,
             duration: Duration::from_secs(30),
             duplicates: 0.1,
-            per_request: 10,
             concurrency: 16,
             seed: rand::random(),
         }
@@ -115,11 +112,11 @@ impl Default for LoadOptions {
 /// Where a run is.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadProgress {
-    /// Events sent so far.
+    /// Orders sent so far.
     pub sent: usize,
-    /// Events planned.
+    /// Orders planned.
     pub planned: usize,
-    /// Events the producer accepted.
+    /// Orders the order service placed (or had placed before: a retry).
     pub accepted: usize,
 }
 
@@ -128,11 +125,11 @@ pub struct LoadProgress {
 pub struct LoadSummary {
     /// Distinct orders.
     pub orders: usize,
-    /// Events sent (orders + duplicates).
+    /// Orders sent (distinct + retries).
     pub sent: usize,
-    /// Accepted by the producer.
+    /// Placed by the order service (`201`, or `200` for a retry).
     pub accepted: usize,
-    /// Not accepted: rejected by the producer, or in a request that failed outright.
+    /// Not placed: refused by the order service, or in a request that failed outright.
     pub rejected: usize,
     /// Requests that failed outright.
     pub failed_requests: usize,
@@ -143,7 +140,7 @@ pub struct LoadSummary {
 }
 
 impl LoadSummary {
-    /// Achieved events per second.
+    /// Achieved orders per second.
     pub fn rate(&self) -> f64 {
         self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -165,7 +162,8 @@ pub fn quantile(samples: &[Duration], q: f64) -> Duration {
     sorted[rank - 1]
 }
 
-/// Send `options.rate` events per second for `options.duration` to the producer at `url`.
+/// Place `options.rate` orders per second for `options.duration` with the order service at
+/// `url` (its Function URL), one `POST /orders` each.
 pub async fn run(
     url: &str,
     catalog: &[Product],
@@ -185,15 +183,15 @@ pub async fn run(
         system_events: 0,
         malformed: false,
         seed: options.seed,
-        per_request: options.per_request.max(1),
+        per_request: 1,
         data_events: 0,
     }
     .generate(catalog);
-    let planned: usize = traffic.requests.iter().map(Vec::len).sum();
-    let interval =
-        Duration::from_secs_f64(options.per_request.max(1) as f64 / options.rate.max(0.001));
+    let planned = traffic.order_posts.len();
+    let interval = Duration::from_secs_f64(1.0 / options.rate.max(0.001));
+    let url = format!("{}/orders", url.trim_end_matches('/'));
     let permits = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    // (events in the request, accepted, latency when the request got an answer)
+    // (orders in the request, placed, latency when the request got an answer)
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(usize, usize, Option<Duration>)>();
     let mut summary = LoadSummary {
         orders,
@@ -214,22 +212,18 @@ pub async fn run(
     };
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for (i, request) in traffic.requests.iter().enumerate() {
+    for (i, order) in traffic.order_posts.iter().enumerate() {
         tokio::time::sleep_until((started + interval * i as u32).into()).await;
         let permit = permits.clone().acquire_owned().await?;
-        let url = url.to_string();
-        let body = Value::Array(request.clone());
-        let count = request.len();
+        let url = url.clone();
+        let body = order.clone();
         let tx = tx.clone();
         tasks.spawn(async move {
             let sent_at = Instant::now();
             let answer = post_json(&url, &body).await;
             let latency = sent_at.elapsed();
-            let accepted = match &answer {
-                Ok((_, report)) => report["accepted"].as_u64().unwrap_or(0) as usize,
-                Err(_) => 0,
-            };
-            let _ = tx.send((count, accepted, answer.is_ok().then_some(latency)));
+            let placed = matches!(answer, Ok((200 | 201, _)));
+            let _ = tx.send((1, usize::from(placed), answer.is_ok().then_some(latency)));
             drop(permit);
         });
         while let Ok(done) = rx.try_recv() {

@@ -47,10 +47,10 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
-    /// Send realistic order traffic to a running stack at a steady rate, with a live progress
-    /// bar and a summary.
+    /// Place realistic orders with a running stack's order service at a steady rate, with a
+    /// live progress bar and a summary.
     Load {
-        /// Events per second.
+        /// Orders per second.
         #[arg(long, default_value_t = 50.0)]
         rate: f64,
         /// How long: `30s`, `2m`, or seconds.
@@ -93,7 +93,8 @@ enum BenchCommand {
         /// Events per pipeline run.
         #[arg(long, default_value_t = 300)]
         events: usize,
-        /// Events per second sent to the producer (a rate the local pipeline keeps up with).
+        /// Orders per second placed with the order service (a rate the local pipeline keeps up
+        /// with).
         #[arg(long, default_value_t = 10.0)]
         rate: f64,
     },

@@ -29,10 +29,10 @@ pub mod orders_view;
 pub mod payment;
 
 use herald::producer::SubmissionPolicy;
-use herald::{Envelope, EventCatalog, EventKind, Upcasters, ValidationError};
+use herald::{EventCatalog, EventKind, Upcasters};
 use serde_json::Value;
 
-use events::{sources, types, OrderPlaced};
+use events::{sources, types};
 
 /// The shop's event types, their kinds and schema versions (`events/schemas/<type>/v<N>.json`).
 pub fn catalog() -> EventCatalog {
@@ -121,48 +121,21 @@ pub const SCHEMAS: [(&str, u32, &str); 11] = [
 /// The source of system events from the shop's scheduled jobs (a producer client).
 pub const SCHEDULER_SOURCE: &str = "herald/scheduler";
 
-/// What the shop's clients may submit to the public producer: orders (from the storefront,
-/// source `herald/orders`), failed background jobs (from the scheduler) and metric samples (data
-/// events from the shop's devices, `herald/devices`, many per request). Everything else —
-/// payments, reservations, cancellations — comes only from the shop's own services. `data` must
-/// meet the released schema, and an order the shop's own rules too ([`OrderPlaced::validate`]:
-/// field limits, the total adding up), with its `subject` the order's id.
+/// What the shop's clients may submit to the public producer: failed background jobs (from the
+/// scheduler) and metric samples (data events from the shop's devices, `herald/devices`, many
+/// per request), each `data` meeting its released schema.
+///
+/// Orders are not among them: the order service alone announces `order_placed`, after its
+/// aggregate accepted the order (`POST /orders`). One id space (the store refuses a second order
+/// with an order's id), an aggregate compensation can cancel, and the customer as partition key
+/// on every order; a client's own `order_placed` could take a future order's id, and its payment
+/// key with it. Payments, reservations and cancellations come only from the shop's services.
 pub fn submissions() -> SubmissionPolicy {
     SubmissionPolicy::new()
-        .allow(types::ORDER_PLACED, &[sources::ORDERS])
         .allow(types::JOB_FAILED, &[SCHEDULER_SOURCE])
         .allow(types::METRIC_SAMPLED, &[sources::DEVICES])
         .schemas(SCHEMAS)
         .expect("the embedded schemas are JSON (a unit test reads each)")
-        .check(types::ORDER_PLACED, check_order_placed)
-}
-
-/// The rules of an order its schema cannot say: what the order service checks too.
-fn check_order_placed(event: &Envelope) -> Result<(), ValidationError> {
-    let event = upcasters().upcast(event.clone())?;
-    let order: OrderPlaced = event.data_as()?;
-    order::validate_order_id(&order.order_id).map_err(|err| match err {
-        ValidationError::TooLong { limit, actual, .. } => ValidationError::TooLong {
-            field: "data.orderId",
-            limit,
-            actual,
-        },
-        ValidationError::Invalid { reason, .. } => ValidationError::Invalid {
-            field: "data.orderId",
-            reason,
-        },
-        other => other,
-    })?;
-    if event.subject() != Some(order.order_id.as_str()) {
-        return Err(ValidationError::Invalid {
-            field: "subject",
-            reason: format!(
-                "must be the order's id \"{}\" (the order is the aggregate)",
-                order.order_id
-            ),
-        });
-    }
-    order.validate()
 }
 
 /// How the shop reads old versions: `order_placed` v1 had no `currency` (every shop sold in
@@ -193,6 +166,7 @@ fn order_cancelled_v1_to_v2(data: Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use herald::Envelope;
     use serde_json::json;
 
     use super::*;
@@ -226,27 +200,39 @@ mod tests {
         let _ = submissions();
     }
 
-    fn submitted(event_type: &str, source: &str, data: Value) -> Envelope {
-        Envelope::builder(event_type, source)
+    fn order() -> Envelope {
+        Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
             .subject("o-1")
+            .partition_key("c-1")
             .schema_version(2)
+            .data(
+                json!({"orderId": "o-1", "customer": {"id": "c-1", "email": "a@example.com"},
+                   "items": [{"sku": "SKU-1", "quantity": 2, "unitPrice": 100}],
+                   "total": 200, "currency": "EUR", "paymentToken": "tok_visa"}),
+            )
+            .build()
+            .unwrap()
+    }
+
+    fn job_failed(source: &str, data: Value) -> Envelope {
+        Envelope::builder(types::JOB_FAILED, source)
+            .kind(EventKind::System)
             .data(data)
             .build()
             .unwrap()
     }
 
-    fn order() -> Value {
-        json!({"orderId": "o-1", "customer": {"id": "c-1", "email": "a@example.com"},
-               "items": [{"sku": "SKU-1", "quantity": 2, "unitPrice": 100}],
-               "total": 200, "currency": "EUR", "paymentToken": "tok_visa"})
-    }
-
     #[test]
-    fn clients_submit_orders_and_nothing_internal() {
+    fn clients_submit_what_they_own_and_never_an_order() {
         let policy = submissions();
+        let job = json!({"job": "nightly-export", "error": "upstream timed out", "attempt": 3});
         assert!(policy
-            .admit(&submitted(types::ORDER_PLACED, sources::ORDERS, order()))
+            .admit(&job_failed(SCHEDULER_SOURCE, job.clone()))
             .is_ok());
+        // An order only from the order service, even well formed and from its source.
+        let err = policy.admit(&order()).unwrap_err();
+        assert_eq!(err.field(), "type");
+        assert!(err.to_string().contains("clients may not submit"), "{err}");
         let paid = Envelope::builder(types::PAYMENT_SUCCEEDED, sources::PAYMENT)
             .subject("o-1")
             .data(json!({}))
@@ -254,46 +240,23 @@ mod tests {
             .unwrap();
         assert_eq!(policy.admit(&paid).unwrap_err().field(), "type");
         let err = policy
-            .admit(&submitted(types::ORDER_PLACED, sources::PAYMENT, order()))
+            .admit(&job_failed(sources::PAYMENT, job))
             .unwrap_err();
         assert_eq!(err.field(), "source");
     }
 
     #[test]
-    fn an_order_is_checked_by_schema_then_by_the_shops_rules() {
+    fn a_submission_is_checked_against_its_schema() {
         let policy = submissions();
         let err = policy
-            .admit(&submitted(types::ORDER_PLACED, sources::ORDERS, json!({})))
+            .admit(&job_failed(SCHEDULER_SOURCE, json!({})))
             .unwrap_err();
         assert_eq!(err.location(), "data");
-        assert!(err.to_string().contains("`orderId` is required"), "{err}");
-        let mut bad = order();
-        bad["items"][0]["quantity"] = json!("two");
+        let mut bad = json!({"job": "nightly-export", "error": "upstream timed out", "attempt": 3});
+        bad["attempt"] = json!("three");
         let err = policy
-            .admit(&submitted(types::ORDER_PLACED, sources::ORDERS, bad))
+            .admit(&job_failed(SCHEDULER_SOURCE, bad))
             .unwrap_err();
-        assert_eq!(err.location(), "data/items/0/quantity");
-        let mut long = order();
-        long["items"][0]["sku"] = json!("S".repeat(65));
-        let err = policy
-            .admit(&submitted(types::ORDER_PLACED, sources::ORDERS, long))
-            .unwrap_err();
-        assert_eq!(err.field(), "data.items.sku");
-        let mut wrong_total = order();
-        wrong_total["total"] = json!(1);
-        let err = policy
-            .admit(&submitted(
-                types::ORDER_PLACED,
-                sources::ORDERS,
-                wrong_total,
-            ))
-            .unwrap_err();
-        assert_eq!(err.field(), "data.total");
-        let mut other = order();
-        other["orderId"] = json!("o-2");
-        let err = policy
-            .admit(&submitted(types::ORDER_PLACED, sources::ORDERS, other))
-            .unwrap_err();
-        assert_eq!(err.field(), "subject");
+        assert_eq!(err.location(), "data/attempt");
     }
 }

@@ -66,7 +66,7 @@ impl fmt::Display for Audit {
     }
 }
 
-/// Judge a run: `catalog` as seeded, the `traffic` sent, what the producer answered (`sent`),
+/// Judge a run: `catalog` as seeded, the `traffic` sent, what the services answered (`sent`),
 /// and the `effects` read back once the pipeline settled.
 pub fn audit(catalog: &[Product], traffic: &Traffic, sent: &Sent, effects: &Effects) -> Audit {
     let mut audit = Audit {
@@ -107,13 +107,14 @@ pub fn audit(catalog: &[Product], traffic: &Traffic, sent: &Sent, effects: &Effe
     audit
 }
 
-/// Every valid submission accepted; every invalid one rejected, naming its attribute.
+/// Every order placed (retries answered as placed before), every valid submission accepted;
+/// every invalid one rejected, naming its attribute.
 fn producer_answers(traffic: &Traffic, sent: &Sent, audit: &mut Audit) {
     let valid =
         traffic.orders.len() + traffic.duplicates + traffic.system_events + traffic.data_events;
     if sent.accepted != valid {
         audit.problems.push(format!(
-            "the producer accepted {} of {valid} valid submissions",
+            "the order service and the producer accepted {} of {valid} orders and valid submissions",
             sent.accepted
         ));
     }
@@ -305,12 +306,9 @@ fn distinct(letters: &[DeadLetterView]) -> usize {
     identities.len() + letters.iter().filter(|l| l.identity.is_none()).count()
 }
 
-/// The id herald gives an order: derived from its source and the client's id.
+/// The id of an order's `order_placed`: the order service derives it from the order's id.
 fn event_id(order: &Value) -> String {
-    herald::producer::SubmissionPolicy::event_id(
-        order["source"].as_str().unwrap_or_default(),
-        order["id"].as_str().unwrap_or_default(),
-    )
+    order["id"].as_str().unwrap_or_default().to_string()
 }
 
 /// Count an effect seen `actual` times against `expected`; false when they differ.

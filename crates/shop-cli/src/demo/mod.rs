@@ -82,9 +82,9 @@ pub async fn run(args: DemoOptions) -> Result<()> {
         ..Workload::default()
     };
     let traffic = workload.generate(&workload::catalog(&root.join("infra/seed"))?);
-    let url = stack.function_url("producer")?;
+    let endpoints = workload::Endpoints::of(&stack)?;
     let send_started = Instant::now();
-    let sent = workload::send(&url, &traffic).await?;
+    let sent = workload::send(&endpoints, &traffic).await?;
     let aws = endpoint.sdk_config().await;
     herald_local::inspect::put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
@@ -93,7 +93,7 @@ pub async fn run(args: DemoOptions) -> Result<()> {
     )
     .await?;
     println!(
-        "sent        {} submissions over HTTP in {:.1?}; waiting for every subscriber…",
+        "sent        {} orders and submissions over HTTP in {:.1?}; waiting for every subscriber…",
         sent.submitted,
         send_started.elapsed()
     );

@@ -118,11 +118,11 @@ pub fn render(
 ) -> String {
     let mut out = String::new();
     let t = |f: &str, k: &str| tallies.get(f).and_then(|m| m.get(k)).copied().unwrap_or(0);
-    let _ = writeln!(out, "sent        {} submissions in {} HTTP requests: {} orders, {} repeated (client retries), {} system events, {} data events (metric samples), {} invalid; {} raw records straight onto the stream",
-        sent.submitted, traffic.requests.len(), traffic.orders.len(), traffic.duplicates, traffic.system_events, traffic.data_events, traffic.invalid.len(), traffic.raw_records.len());
+    let _ = writeln!(out, "sent        {} orders placed with the order service ({} of them again: client retries); {} system events, {} data events (metric samples) and {} invalid submissions to the producer in {} HTTP requests; {} raw records straight onto the stream",
+        traffic.order_posts.len(), traffic.duplicates, traffic.system_events, traffic.data_events, traffic.invalid.len(), traffic.requests.len(), traffic.raw_records.len());
     let _ = writeln!(
         out,
-        "producer    accepted {}, rejected {} (each with the attribute named)",
+        "answered    accepted {}, rejected {} (each with the attribute named)",
         sent.accepted,
         sent.rejected.len()
     );

@@ -1,6 +1,7 @@
-//! The demo's traffic: orders over the shop's catalog (`infra/seed/StockTable.json`), client
-//! retries, system events, and submissions and raw records the pipeline must refuse; and what the
-//! producer answered when it was sent. `shop load` and the benchmarks generate theirs here too.
+//! The demo's traffic: orders placed with the order service over the shop's catalog
+//! (`infra/seed/StockTable.json`), client retries, system and data events for the producer, and
+//! submissions and raw records the pipeline must refuse; and what the services answered when it
+//! was sent. `shop load` and the benchmarks generate theirs here too.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -11,7 +12,11 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use herald::adapters::KinesisStream;
+use herald::producer::Producer;
+use herald::Envelope;
 use herald_local::http::post_json;
+use herald_local::Stack;
 use shop::events::{sources, types};
 
 /// A product in `infra/seed/StockTable.json`.
@@ -40,14 +45,15 @@ pub fn catalog(seed_dir: &Path) -> Result<Vec<Product>> {
 pub struct Workload {
     /// Distinct orders.
     pub orders: usize,
-    /// Share of orders sent a second time (same event id: a client retry).
+    /// Share of orders placed a second time (the same `POST /orders`: a client retry).
     pub duplicate_ratio: f64,
     /// Every n-th order pays with a card that is declined.
     pub declined_every: usize,
     /// `job_failed` system events.
     pub system_events: usize,
-    /// Include submissions the producer must reject, and raw records a misbehaving writer puts
-    /// straight onto the stream (they must end in the router's DLQ).
+    /// Include submissions the producer must reject (a client's own `order_placed` among them),
+    /// and raw records a misbehaving writer puts straight onto the stream (they must end in the
+    /// router's DLQ).
     pub malformed: bool,
     /// Random seed (ids and choices are reproducible per seed).
     pub seed: u64,
@@ -76,11 +82,13 @@ impl Default for Workload {
 /// The generated traffic.
 #[derive(Clone, Debug, Default)]
 pub struct Traffic {
+    /// `POST /orders` bodies for the order service, in sending order (retries included).
+    pub order_posts: Vec<Value>,
     /// Producer requests (each a JSON array of submissions), in sending order.
     pub requests: Vec<Vec<Value>>,
-    /// Distinct valid orders.
+    /// Distinct valid orders: the `order_placed` events the order service announces for them.
     pub orders: Vec<Value>,
-    /// Submissions that repeat an earlier event.
+    /// Orders placed a second time.
     pub duplicates: usize,
     /// Submissions the producer must reject, with the attribute it must name.
     pub invalid: Vec<(Value, &'static str)>,
@@ -123,11 +131,11 @@ impl Workload {
             traffic.declined += usize::from(declined);
             let customer = i % customers + 1;
             let event = json!({
-                "id": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, format!("{}/{order_id}", self.seed).as_bytes()).to_string(),
+                // What the order service announces: its id, its source, the customer's shard.
+                "id": shop::order::order_event_id(types::ORDER_PLACED, &order_id),
                 "type": types::ORDER_PLACED,
                 "source": sources::ORDERS,
                 "subject": order_id,
-                // A customer's orders on one shard, as the order service keys them.
                 "partitionkey": format!("customer-{customer}"),
                 "schemaversion": 2,
                 "data": {
@@ -139,49 +147,46 @@ impl Workload {
                     "paymentToken": if declined { "tok_declined" } else { "tok_visa" },
                 }
             });
-            traffic.orders.push(event.clone());
-            stream.push(event);
+            traffic.order_posts.push(event["data"].clone());
+            traffic.orders.push(event);
         }
         for i in 0..self.system_events {
-            stream.push(json!({
-                "type": types::JOB_FAILED,
-                "source": "herald/scheduler",
-                "kind": "system",
-                "id": format!("job-failed-{:x}-{i}", self.seed),
-                "data": {"job": format!("nightly-export-{i}"), "error": "upstream timed out", "attempt": 3}
-            }));
+            stream.push(job_failed(self.seed, i));
         }
         traffic.system_events = self.system_events;
-        // Client retries: the same events again, later in the stream.
+        // Client retries: the same orders placed again, later.
         let duplicates = ((self.orders as f64) * self.duplicate_ratio).round() as usize;
         for _ in 0..duplicates {
-            let original = traffic.orders[rng.random_range(0..traffic.orders.len())].clone();
-            let at = rng.random_range(stream.len() / 2..=stream.len());
-            stream.insert(at, original);
+            let original =
+                traffic.orders[rng.random_range(0..traffic.orders.len())]["data"].clone();
+            let posts = traffic.order_posts.len();
+            let at = rng.random_range(posts / 2..=posts);
+            traffic.order_posts.insert(at, original);
         }
         traffic.duplicates = duplicates;
         if self.malformed {
-            let order = traffic.orders.first().cloned().unwrap_or(json!({}));
-            let mut without_source = order.clone();
+            let job = job_failed(self.seed, usize::MAX);
+            let mut without_source = job.clone();
             without_source.as_object_mut().map(|o| o.remove("source"));
-            let mut bad_type = order.clone();
-            bad_type["type"] = json!("order placed!");
+            without_source["id"] = json!("no-source");
+            let mut bad_type = job.clone();
+            bad_type["type"] = json!("job failed!");
             bad_type["id"] = json!("bad-type");
-            let mut bad_kind = order.clone();
+            let mut bad_kind = job.clone();
             bad_kind["kind"] = json!("gossip");
             bad_kind["id"] = json!("bad-kind");
-            let mut oversize = order.clone();
+            let mut oversize = job;
             oversize["id"] = json!("oversize");
             oversize["data"]["note"] = json!("x".repeat(300 * 1024));
-            let mut no_subject = order;
-            no_subject.as_object_mut().map(|o| o.remove("subject"));
-            no_subject["id"] = json!("no-subject");
+            // A client announcing an order itself: only the order service does.
+            let mut client_order = traffic.orders.first().cloned().unwrap_or(json!({}));
+            client_order["id"] = json!("client-order");
             traffic.invalid = vec![
                 (without_source, "source"),
                 (bad_type, "type"),
                 (bad_kind, "kind"),
                 (oversize, "event"),
-                (no_subject, "subject"),
+                (client_order, "type"),
             ];
             for (i, (event, _)) in traffic.invalid.iter().enumerate() {
                 let at = (i * 7 + 3).min(stream.len());
@@ -225,12 +230,76 @@ impl Workload {
     }
 }
 
-/// What the producer answered over a run.
+/// A failed nightly job, as the scheduler reports it.
+fn job_failed(seed: u64, i: usize) -> Value {
+    json!({
+        "type": types::JOB_FAILED,
+        "source": shop::SCHEDULER_SOURCE,
+        "kind": "system",
+        "id": format!("job-failed-{seed:x}-{i}"),
+        "data": {"job": format!("nightly-export-{i}"), "error": "upstream timed out", "attempt": 3}
+    })
+}
+
+impl Traffic {
+    /// The orders as the order service announces them (what its publisher writes to the stream).
+    pub fn order_events(&self) -> Result<Vec<Envelope>> {
+        self.orders
+            .iter()
+            .map(|order| {
+                Envelope::builder(types::ORDER_PLACED, sources::ORDERS)
+                    .id(order["id"].as_str().unwrap_or_default())
+                    .subject(order["subject"].as_str().unwrap_or_default())
+                    .partition_key(order["partitionkey"].as_str().unwrap_or_default())
+                    .schema_version(2)
+                    .data(order["data"].clone())
+                    .build()
+                    .map_err(|err| anyhow!("order {}: {err}", order["id"]))
+            })
+            .collect()
+    }
+
+    /// Put the orders straight onto the event stream, as the order service's publisher does,
+    /// for a run that must not depend on the order service (an outage of the store it writes).
+    pub async fn announce_orders(&self, aws: &aws_config::SdkConfig, stream: &str) -> Result<()> {
+        let producer = Producer::new(KinesisStream::new(
+            aws_sdk_kinesis::Client::new(aws),
+            stream,
+        ));
+        let events = self.order_events()?;
+        for (event, result) in events.iter().zip(producer.publish(&events).await) {
+            result.map_err(|err| anyhow!("announcing {}: {err}", event.id()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a client sends: the producer's and the order service's Function URLs.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    /// The producer's Function URL.
+    pub producer: String,
+    /// The order service's Function URL (`POST {orders}/orders`).
+    pub orders: String,
+}
+
+impl Endpoints {
+    /// The Function URLs of `stack`.
+    pub fn of(stack: &Stack) -> Result<Self> {
+        Ok(Endpoints {
+            producer: stack.function_url("producer")?,
+            orders: stack.function_url("orders")?,
+        })
+    }
+}
+
+/// What the order service and the producer answered over a run.
 #[derive(Clone, Debug, Default)]
 pub struct Sent {
-    /// Submissions sent.
+    /// Orders placed and submissions sent.
     pub submitted: usize,
-    /// Accepted by the producer.
+    /// Orders the order service took (`201`, or `200` for a repeated order) and submissions the
+    /// producer accepted.
     pub accepted: usize,
     /// Rejected, with the attribute named.
     pub rejected: Vec<(Option<String>, String, String)>,
@@ -261,17 +330,63 @@ impl Sent {
 /// How often a client sends one event before it gives up (on the last answer).
 pub const CLIENT_ATTEMPTS: u32 = 12;
 
-/// Send every request of `traffic` to the producer's Function URL, as a careful client does: a
-/// request without an answer is sent again, and so is every event answered `retryable`, with
-/// the same ids (the pipeline writes an event once however often it is accepted), with backoff,
-/// up to [`CLIENT_ATTEMPTS`] times.
-pub async fn send(url: &str, traffic: &Traffic) -> Result<Sent> {
+/// Place every order of `traffic` with the order service, then send every producer request, as a
+/// careful client does: a request without an answer (or a 5xx) is sent again, and so is every
+/// event answered `retryable`, unchanged (an order is placed once however often it is posted, an
+/// event written once however often it is accepted), with backoff, up to [`CLIENT_ATTEMPTS`]
+/// times.
+pub async fn send(to: &Endpoints, traffic: &Traffic) -> Result<Sent> {
     let mut sent = Sent::default();
+    let orders = format!("{}/orders", to.orders.trim_end_matches('/'));
+    for order in &traffic.order_posts {
+        sent.submitted += 1;
+        place(&orders, order, &mut sent).await?;
+    }
     for request in &traffic.requests {
         sent.submitted += request.len();
-        send_one(url, request.clone(), &mut sent).await?;
+        send_one(&to.producer, request.clone(), &mut sent).await?;
     }
     Ok(sent)
+}
+
+async fn place(url: &str, order: &Value, sent: &mut Sent) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let last = attempt >= CLIENT_ATTEMPTS;
+        let backoff = std::time::Duration::from_millis(100 * 2u64.pow(attempt.min(5)));
+        match post_json(url, order).await {
+            Ok((status, report)) => {
+                *sent.statuses.entry(status).or_default() += 1;
+                match status {
+                    // Placed, or placed before (the same order again: the store kept the first).
+                    200 | 201 => {
+                        sent.accepted += 1;
+                        return Ok(());
+                    }
+                    // The store throttled or was down, or the function died answering.
+                    429 | 500.. if !last => {}
+                    _ => {
+                        sent.rejected.push((
+                            order["orderId"].as_str().map(str::to_string),
+                            report["error"]["field"]
+                                .as_str()
+                                .unwrap_or_default()
+                                .to_string(),
+                            report["error"]["message"]
+                                .as_str()
+                                .map_or_else(|| report.to_string(), str::to_string),
+                        ));
+                        return Ok(());
+                    }
+                }
+            }
+            Err(_) if !last => {}
+            Err(err) => return Err(err),
+        }
+        sent.resent_requests += 1;
+        tokio::time::sleep(backoff).await;
+    }
 }
 
 async fn send_one(url: &str, mut events: Vec<Value>, sent: &mut Sent) -> Result<()> {
@@ -340,32 +455,64 @@ mod tests {
         let traffic = workload.generate(&products());
         assert_eq!(traffic.orders.len(), 60);
         assert_eq!(traffic.duplicates, 9);
+        assert_eq!(traffic.order_posts.len(), 60 + 9);
         assert_eq!(traffic.declined, 6);
         assert_eq!(traffic.invalid.len(), 5);
         assert_eq!(traffic.raw_records.len(), 4);
         let submitted: usize = traffic.requests.iter().map(Vec::len).sum();
-        assert_eq!(submitted, 60 + 9 + 3 + 5 + 40);
+        assert_eq!(submitted, 3 + 5 + 40);
         assert_eq!(traffic.data_events, 40);
         assert_eq!(
             traffic.requests.len(),
-            4 + 1,
+            1 + 1,
             "the 40 samples in one request"
         );
         let again = workload.generate(&products());
         assert_eq!(again.requests, traffic.requests);
+        assert_eq!(again.order_posts, traffic.order_posts);
     }
 
     #[test]
-    fn every_order_is_a_valid_submission_of_the_shop() {
+    fn every_order_is_one_the_order_service_takes_and_announces() {
         let traffic = Workload {
             malformed: false,
             ..Workload::default()
         }
         .generate(&products());
-        let catalog = shop::catalog();
-        for order in &traffic.orders {
-            let event = herald::Envelope::parse_submission(order).unwrap();
-            assert!(catalog.get(event.event_type()).is_some());
+        let events = traffic.order_events().unwrap();
+        for (order, event) in traffic.orders.iter().zip(&events) {
+            let placed: shop::events::OrderPlaced =
+                serde_json::from_value(order["data"].clone()).unwrap();
+            placed.validate().unwrap();
+            shop::order::validate_order_id(&placed.order_id).unwrap();
+            assert_eq!(
+                event.id(),
+                shop::order::order_event_id(types::ORDER_PLACED, &placed.order_id)
+            );
+            assert!(event.partition_key().starts_with("customer-"));
+        }
+        // Clients submit what they own; the producer's policy admits every valid submission.
+        let policy = shop::submissions();
+        for request in &traffic.requests {
+            for submission in request {
+                let event = Envelope::parse_submission(submission).unwrap();
+                policy.admit(&event).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn the_invalid_submissions_are_refused_naming_their_attribute() {
+        let traffic = Workload::default().generate(&products());
+        let policy = shop::submissions();
+        for (submission, field) in &traffic.invalid {
+            let refused = Envelope::parse_submission(submission)
+                .and_then(|event| policy.admit(&event).map(|()| event));
+            match refused {
+                Err(err) => assert_eq!(err.field(), *field, "{submission}"),
+                // Too big for a record: the producer measures it, not the policy.
+                Ok(_) => assert_eq!(*field, "event"),
+            }
         }
     }
 }

@@ -49,8 +49,8 @@ pub const SQS_MAPPING_MAX_CONCURRENCY: f64 = 1_000.0;
 pub const SNS_PUBLISH_BATCH_SECONDS: f64 = 0.015;
 /// See [`SNS_PUBLISH_BATCH_SECONDS`].
 pub const SUBSCRIBER_BATCH_SECONDS: f64 = 0.040;
-/// One producer invocation: validate a request and one `PutRecords`.
-pub const PRODUCER_REQUEST_SECONDS: f64 = 0.030;
+/// One order-service invocation: load the order's aggregate, one transaction to the store.
+pub const ORDER_REQUEST_SECONDS: f64 = 0.030;
 
 /// Seconds in an average month (365.25 / 12 days).
 pub const SECONDS_PER_MONTH: f64 = 2_629_800.0;

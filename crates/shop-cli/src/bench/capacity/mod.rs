@@ -20,7 +20,6 @@ use serde_json::Value;
 
 use super::pipeline::{self, herald_units, PipelineRun};
 use crate::demo::workload::{self, Workload};
-use crate::load::LoadOptions;
 use model::{HotItem, Profile, Settings, Sizing, Wall, WallKind};
 
 /// The rates the table sizes for.
@@ -42,7 +41,8 @@ pub async fn table(events: usize, rate: f64, release: bool) -> Result<String> {
     let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
     let run = pipeline::run(&root, &endpoint, release, "capacity", rate, events, 0.0).await?;
     let template = Template::load(&root.join("template.yaml"))?;
-    let settings = settings(&template, LoadOptions::default().per_request as f64)?;
+    // Orders come in one per `POST /orders`, to the order service.
+    let settings = settings(&template, 1.0)?;
     let profile = profile(&run, &root)?;
     Ok(render(&profile, &settings, &run))
 }
@@ -61,6 +61,11 @@ pub fn settings(template: &Template, events_per_request: f64) -> Result<Settings
         .find(|(id, _)| *id == "RouterStreamMapping")
         .map(|(_, r)| r.properties.clone())
         .context("the template's RouterStreamMapping")?;
+    let publisher = template
+        .of_kind("AWS::Lambda::EventSourceMapping")
+        .find(|(id, _)| *id == "PublisherStreamMapping")
+        .map(|(_, r)| r.properties.clone())
+        .context("the template's PublisherStreamMapping")?;
     Ok(Settings {
         shards: parameter("StreamShards")?,
         parallelization: router
@@ -68,6 +73,7 @@ pub fn settings(template: &Template, events_per_request: f64) -> Result<Settings
             .and_then(number)
             .unwrap_or(1.0),
         router_batch: router.get("BatchSize").and_then(number).unwrap_or(100.0),
+        publisher_batch: publisher.get("BatchSize").and_then(number).unwrap_or(100.0),
         subscriber_batch: parameter("SubscriberBatchSize")?,
         subscriber_concurrency: parameter("SubscriberConcurrency")?,
         public_concurrency: parameter("PublicConcurrency")?,
@@ -234,7 +240,7 @@ pub fn render(profile: &Profile, settings: &Settings, run: &PipelineRun) -> Stri
     );
     let _ = writeln!(
         out,
-        "| events/s | shards | subscriber concurrency | producer concurrency | Lambda concurrency | idempotency WRU/s | busiest item WCU/s | first wall | $ per month |"
+        "| events/s | shards | subscriber concurrency | public concurrency | Lambda concurrency | idempotency WRU/s | busiest item WCU/s | first wall | $ per month |"
     );
     let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---|---:|");
     for rate in RATES {
@@ -256,11 +262,11 @@ pub fn render(profile: &Profile, settings: &Settings, run: &PipelineRun) -> Stri
     let deliveries: f64 = profile.deliveries.values().sum();
     for (what, model, measured) in [
         (
-            // The producer's request, and one per batch of the subscribers that emit follow-ups
-            // (payment for every order; inventory when it refuses, counted as always: an upper
-            // bound).
+            // The publisher's request per batch of the store's stream, and one per batch of the
+            // subscribers that emit follow-ups (payment for every order; inventory when it
+            // refuses, counted as always: an upper bound).
             "Kinesis PutRecords",
-            1.0 / settings.events_per_request
+            1.0 / settings.publisher_batch
                 + ["payment", "inventory"]
                     .iter()
                     .filter_map(|s| profile.deliveries.get(*s))

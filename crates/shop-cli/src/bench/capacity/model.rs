@@ -80,12 +80,15 @@ pub struct Settings {
     pub subscriber_batch: f64,
     /// `SubscriberConcurrency` (each subscriber mapping's `MaximumConcurrency`).
     pub subscriber_concurrency: f64,
-    /// `PublicConcurrency` (the producer's reserved concurrency).
+    /// `PublicConcurrency` (the reserved concurrency of the producer, the order service and the
+    /// queries).
     pub public_concurrency: f64,
     /// `ApiRateLimit`: HTTP API requests per second per route.
     pub api_rate_limit: f64,
-    /// Events a client puts in one producer request.
+    /// Orders a client places in one request (one per `POST /orders`).
     pub events_per_request: f64,
+    /// The publisher mapping's `BatchSize` (store stream records per `PutRecords`).
+    pub publisher_batch: f64,
     /// Readers of the event stream sharing each shard's 2 MB/s out: the router's and the fraud
     /// detector's mappings, the archive's Firehose.
     pub stream_consumers: f64,
@@ -167,18 +170,18 @@ pub fn walls(profile: &Profile, settings: &Settings) -> Vec<Wall> {
         },
         Wall {
             name: format!(
-                "producer: {} concurrent × {} events per request / {:.0} ms",
+                "order service: {} concurrent × {} orders per request / {:.0} ms",
                 settings.public_concurrency,
                 settings.events_per_request,
-                PRODUCER_REQUEST_SECONDS * 1e3
+                ORDER_REQUEST_SECONDS * 1e3
             ),
             max_rate: settings.public_concurrency * settings.events_per_request
-                / PRODUCER_REQUEST_SECONDS,
+                / ORDER_REQUEST_SECONDS,
             kind: WallKind::Setting("PublicConcurrency"),
         },
         Wall {
             name: format!(
-                "HTTP API: {} requests/s × {} events per request",
+                "HTTP API: {} requests/s × {} orders per request",
                 settings.api_rate_limit, settings.events_per_request
             ),
             max_rate: settings.api_rate_limit * settings.events_per_request,
@@ -237,16 +240,16 @@ pub fn walls(profile: &Profile, settings: &Settings) -> Vec<Wall> {
     walls
 }
 
-/// Concurrent executions per submitted event per second (producer and subscribers; the router
+/// Concurrent executions per order per second (the order service and subscribers; the router
 /// and publisher run a fixed number per shard).
 fn concurrency_per_event(profile: &Profile, settings: &Settings) -> f64 {
-    let producer = PRODUCER_REQUEST_SECONDS / settings.events_per_request.max(1.0);
+    let orders = ORDER_REQUEST_SECONDS / settings.events_per_request.max(1.0);
     let subscribers: f64 = profile
         .deliveries
         .values()
         .map(|d| d / settings.subscriber_batch * batch_seconds(settings.subscriber_batch))
         .sum();
-    producer + subscribers
+    orders + subscribers
 }
 
 /// What one rate needs with the template sized for it.
@@ -303,14 +306,14 @@ pub fn size(profile: &Profile, defaults: &Settings, rate: f64) -> Sizing {
     let busiest = profile.deliveries.values().copied().fold(0.0, f64::max) * rate;
     let pollers = need(busiest / (subscriber_batch / batch_seconds(subscriber_batch)));
     let requests_per_second = rate / defaults.events_per_request.max(1.0);
-    let producers = need(requests_per_second * PRODUCER_REQUEST_SECONDS);
+    let order_services = need(requests_per_second * ORDER_REQUEST_SECONDS);
     let settings = Settings {
         shards: defaults.shards.max(shards),
         subscriber_concurrency: defaults
             .subscriber_concurrency
             .max(pollers)
             .min(SQS_MAPPING_MAX_CONCURRENCY),
-        public_concurrency: defaults.public_concurrency.max(producers),
+        public_concurrency: defaults.public_concurrency.max(order_services),
         api_rate_limit: defaults.api_rate_limit.max(need(requests_per_second)),
         subscriber_batch,
         ..defaults.clone()
@@ -382,7 +385,8 @@ mod tests {
             subscriber_concurrency: 10.0,
             public_concurrency: 20.0,
             api_rate_limit: 200.0,
-            events_per_request: 10.0,
+            events_per_request: 1.0,
+            publisher_batch: 100.0,
             stream_consumers: 3.0,
         }
     }
@@ -407,9 +411,18 @@ mod tests {
         // Ten pollers × 10 messages / 40 ms = 2 500 messages/s; 2.4 per event.
         assert!((wall("analytics: 10 concurrent") - 2500.0 / 2.4).abs() < 1e-6);
         assert!(walls.windows(2).all(|w| w[0].max_rate <= w[1].max_rate));
+        // One order per `POST /orders`: the API's 200 requests/s come first, then the order
+        // service's 20 concurrent executions of 30 ms (667 orders/s), then the shards.
+        assert_eq!(wall("HTTP API"), 200.0);
+        assert!((wall("order service") - 20.0 / 0.030).abs() < 1e-6);
+        let kinds: Vec<WallKind> = walls.iter().take(3).map(|w| w.kind).collect();
         assert_eq!(
-            walls[0].kind,
-            WallKind::Setting("StreamShards"),
+            kinds,
+            [
+                WallKind::Setting("ApiRateLimit"),
+                WallKind::Setting("PublicConcurrency"),
+                WallKind::Setting("StreamShards")
+            ],
             "{walls:?}"
         );
     }

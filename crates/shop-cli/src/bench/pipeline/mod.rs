@@ -1,8 +1,8 @@
-//! The local pipeline end to end (`shop bench pipeline`): order traffic into the producer at a
-//! steady rate, every hop run by the local runner against the emulator; then, from the functions'
-//! own output,
-//! - throughput and per-transaction latency (producer's write to the stream → the transaction's
-//!   last effect, follow-ups included), from the log lines `herald trace` reads;
+//! The local pipeline end to end (`shop bench pipeline`): orders placed with the order service
+//! at a steady rate (the only way orders come in), every hop run by the local runner against the
+//! emulator; then, from the functions' own output,
+//! - throughput and per-transaction latency (the order's write to the event store → the
+//!   transaction's last effect, follow-ups included), from the log lines `herald trace` reads;
 //! - AWS requests per submitted event for every function, from their EMF documents (an SDK
 //!   interceptor counts each request), plus the SQS requests of the event source mappings;
 //! - what those requests cost per million events under a small price model, next to a naive
@@ -120,7 +120,7 @@ pub async fn run(
     let pipeline = herald_local::up(endpoint, options).await?;
     pipeline.warm().await?;
     let stack = pipeline.stack().clone();
-    let url = stack.function_url("producer")?;
+    let url = stack.function_url("orders")?;
     let catalog = workload::catalog(&root.join("infra/seed"))?;
     let started = Instant::now();
     let summary = load::run(
@@ -147,8 +147,9 @@ pub async fn run(
     let mut latencies = Vec::new();
     let mut ends = Vec::new();
     for trace in &traces {
-        // Producer accept (the first write to the stream) → the last effect applied. A client
-        // retry's duplicate-skipped hops come whenever the client retried: not pipeline latency.
+        // The order accepted (its write to the store, or a first write to the stream) → the last
+        // effect applied. A client retry's duplicate-skipped hops come whenever the client
+        // retried: not pipeline latency.
         let hops = || trace.events.iter().flat_map(|e| e.hops.iter());
         let start = hops()
             .filter(|h| h.kind == "stream" || h.kind == "store")

@@ -20,7 +20,7 @@ pub fn render(runs: &[PipelineRun], emulator: &EmulatorSpeed) -> String {
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
     let _ = writeln!(
         out,
-        "end to end (local runner + moto): producer's write to the stream → a transaction's last effect\n"
+        "end to end (local runner + moto): an order's write to the event store → a transaction's last effect\n"
     );
     let _ = writeln!(
         out,
