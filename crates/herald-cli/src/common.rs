@@ -2,9 +2,9 @@
 //! stack, options for bringing one up, and progress bars.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, Context, Result};
 use herald_local::{binaries, Stack, StackOptions, UpOptions};
 use serde_json::Value;
 
@@ -22,15 +22,29 @@ pub fn read_input(source: &str) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{source} is not JSON"))
 }
 
+/// The project herald runs in: the nearest directory up from here with `template.yaml` and
+/// `Cargo.toml`, or an error that says so (never the directory herald was built in).
+pub fn project() -> Result<PathBuf> {
+    binaries::find_project_root().ok_or_else(|| {
+        let here = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|_| "the current directory".into());
+        anyhow!(
+            "no herald project here: neither {here} nor any directory above it holds both \
+             template.yaml and Cargo.toml; run herald inside your project"
+        )
+    })
+}
+
 /// The stack `herald local up` started under the name `name`.
 pub fn load_stack(name: &str) -> Result<Stack> {
-    herald_local::ops::running_stack(&binaries::project_root(), name)
+    herald_local::ops::running_stack(&project()?, name)
 }
 
 /// The stack `herald local up` started under the name `name`, and an SDK configuration for the
 /// endpoint it lives on.
 pub async fn stack_and_aws(name: &str) -> Result<(Stack, aws_config::SdkConfig)> {
-    herald_local::ops::connect(&binaries::project_root(), name).await
+    herald_local::ops::connect(&project()?, name).await
 }
 
 /// How to bring the template up: the common flags, and the Function URL server's port (9000

@@ -1,7 +1,7 @@
 //! `herald invoke`: invoke one function once with an event and print its response.
 
 use anyhow::{bail, Result};
-use herald_local::{binaries, Endpoint};
+use herald_local::Endpoint;
 
 use crate::common::{read_input, up_options};
 use crate::InvokeArgs;
@@ -9,7 +9,7 @@ use crate::InvokeArgs;
 /// Bring the stack up without its mappings, invoke the function, stop.
 pub async fn invoke(args: InvokeArgs) -> Result<()> {
     let payload = read_input(&args.event)?;
-    let root = binaries::project_root();
+    let root = crate::common::project()?;
     let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
     let mut options = up_options(&root, &args.common, None);
     options.quiet_build = true;

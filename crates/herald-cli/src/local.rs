@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use herald_local::faults::FaultPlan;
-use herald_local::{binaries, Endpoint};
+use herald_local::Endpoint;
 
 use crate::common::up_options;
 use crate::UpArgs;
@@ -11,7 +11,7 @@ use crate::UpArgs;
 /// Bring the stack up, record it for the other commands, and wait for Ctrl-C.
 pub async fn up(args: UpArgs) -> Result<()> {
     let faults = args.faults.as_deref().map(FaultPlan::parse).transpose()?;
-    let root = binaries::project_root();
+    let root = crate::common::project()?;
     let endpoint = Endpoint::from_env_or_moto(&root, Some(args.moto_port)).await?;
     println!("endpoint    {}", endpoint.describe());
     let mut options = up_options(&root, &args.common, Some(args.url_port));

@@ -6,6 +6,7 @@ mod dlq;
 mod env;
 mod invoke;
 mod local;
+mod output;
 mod replay;
 mod republish;
 mod schema;
@@ -17,15 +18,22 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use output::Output;
+
 #[derive(Parser)]
 #[command(
     name = "herald",
     version,
-    about = "herald: an event-driven pipeline you deploy with SAM and run on your laptop"
+    about = "herald: an event-driven pipeline you deploy with SAM and run on your laptop",
+    after_help = output::EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// `text` (readable) or `json` (one document on stdout, stable field names) for what `dlq`,
+    /// `send`, `trace`, `replay` and `republish` print.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
 }
 
 #[derive(Subcommand)]
@@ -240,28 +248,30 @@ struct SendArgs {
 #[tokio::main]
 async fn main() {
     herald_local::init_cli_logging();
-    if let Err(err) = dispatch(Cli::parse().command).await {
+    let cli = Cli::parse();
+    let result = dispatch(cli.command, cli.output).await;
+    if let Err(err) = &result {
         eprintln!("herald: {err:#}");
-        std::process::exit(1);
     }
+    std::process::exit(output::exit_code(&result));
 }
 
-async fn dispatch(command: Command) -> Result<()> {
+async fn dispatch(command: Command, output: Output) -> Result<()> {
     match command {
         Command::Local {
             command: LocalCommand::Up(args),
         } => local::up(args).await,
         Command::Console(args) => local::up(args).await,
         Command::Invoke(args) => invoke::invoke(args).await,
-        Command::Send(args) => send::send(args).await,
+        Command::Send(args) => send::send(args, output).await,
         Command::Env { function, stack } => env::env(&function, &stack),
-        Command::Dlq { command, stack } => dlq::dlq(command, &stack).await,
+        Command::Dlq { command, stack } => dlq::dlq(command, &stack, output).await,
         Command::Republish {
             since,
             until,
             stack,
             resend_expired,
-        } => republish::republish(&since, until.as_deref(), &stack, resend_expired).await,
+        } => republish::republish(&since, until.as_deref(), &stack, resend_expired, output).await,
         Command::Replay {
             from,
             to,
@@ -279,6 +289,7 @@ async fn dispatch(command: Command) -> Result<()> {
                 source: &source,
                 stack: &stack,
                 resend_expired,
+                output,
             })
             .await
         }
@@ -287,7 +298,7 @@ async fn dispatch(command: Command) -> Result<()> {
             stack,
             format,
             logs,
-        } => trace::trace(&id, &stack, &format, logs),
+        } => trace::trace(&id, &stack, &format, logs, output),
         Command::Schema {
             command: SchemaCommand::Check { dir, update },
         } => schema::schema_check(&dir, update),

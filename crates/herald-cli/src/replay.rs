@@ -9,6 +9,7 @@ use herald_local::binaries;
 use herald_local::ops::Target;
 
 use crate::common::stack_and_aws;
+use crate::output::{print_json, Output};
 
 /// What to replay.
 pub struct Request<'a> {
@@ -26,6 +27,8 @@ pub struct Request<'a> {
     pub stack: &'a str,
     /// Replay events past the idempotency records' horizon too.
     pub resend_expired: bool,
+    /// Text or JSON.
+    pub output: Output,
 }
 
 pub(crate) fn timestamp(flag: &str, text: &str) -> Result<DateTime<Utc>> {
@@ -62,12 +65,15 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
     // The stack's own router function does the routing: build it as `herald invoke` would.
     let (router, _) = herald_local::ops::replay_function(&stack)?;
     let bin_dir = binaries::build(
-        &binaries::project_root(),
+        &crate::common::project()?,
         std::slice::from_ref(&router.binary),
         false,
         true,
     )?;
     let bar = indicatif::ProgressBar::new_spinner();
+    if request.output.is_json() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let progress = |n: usize| {
         bar.set_message(format!("{n} events replayed"));
         bar.tick();
@@ -82,6 +88,17 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
     if plain_stream {
         let replayed = herald_local::ops::replay(&aws, &stack, &bin_dir, from, progress).await?;
         bar.finish_and_clear();
+        if request.output.is_json() {
+            print_json(&serde_json::json!({
+                "source": "stream",
+                "target": "router",
+                "read": replayed.read,
+                "sent": replayed.read,
+                "batches": replayed.batches,
+                "routed": routed_json(replayed.routed),
+            }));
+            return Ok(());
+        }
         println!(
             "replayed {} records from the stream since {from} in {} batches: {}",
             replayed.read,
@@ -108,6 +125,22 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
         .await?
     };
     bar.finish_and_clear();
+    if request.output.is_json() {
+        print_json(&serde_json::json!({
+            "source": source,
+            "target": match &target {
+                Target::Subscriber(name) => name.as_str(),
+                Target::Router => "router",
+            },
+            "read": done.read,
+            "sent": done.sent,
+            "filteredOut": done.filtered_out,
+            "archiveObjects": done.objects,
+            "unreadable": done.unreadable,
+            "routed": routed_json(done.routed),
+        }));
+        return Ok(());
+    }
     let whence = if source == "archive" {
         format!("the archive ({} objects)", done.objects)
     } else {
@@ -131,6 +164,14 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `{"published", "deadLettered"}`, or null when the router reported no metrics.
+fn routed_json(routed: Option<herald_local::ops::Routed>) -> serde_json::Value {
+    match routed {
+        Some(r) => serde_json::json!({"published": r.published, "deadLettered": r.dead_lettered}),
+        None => serde_json::Value::Null,
+    }
 }
 
 fn routed(routed: Option<herald_local::ops::Routed>) -> String {

@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 use herald_local::ops::{self, Expired, Horizon};
 
 use crate::common::stack_and_aws;
+use crate::output::{print_json, Output};
 use crate::replay::timestamp;
 
 /// Republish the events appended in `[since, until)`.
@@ -13,6 +14,7 @@ pub async fn republish(
     until: Option<&str>,
     stack: &str,
     resend_expired: bool,
+    output: Output,
 ) -> Result<()> {
     let since = timestamp("--since", since)?;
     let until = until.map(|u| timestamp("--until", u)).transpose()?;
@@ -30,6 +32,17 @@ pub async fn republish(
     }
     let route = ops::store_route(&stack)?;
     let done = ops::republish(&aws, &route, since, until).await?;
+    if output.is_json() {
+        print_json(&serde_json::json!({
+            "table": route.table_logical_id,
+            "stream": route.stream,
+            "scanned": done.scanned,
+            "inSpan": done.in_span,
+            "published": done.published,
+            "unreadable": done.unreadable,
+        }));
+        return Ok(());
+    }
     println!(
         "republished {} of the {} events in {} onto {} ({} appended in the span; {} items not events)",
         done.published, done.scanned, route.table_logical_id, route.stream, done.in_span, done.unreadable

@@ -4,12 +4,11 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use herald_local::binaries;
 
 /// Check the schemas in `dir`; with `update`, record them as released when the check passes.
 pub fn schema_check(dir: &Path, update: bool) -> Result<()> {
     use herald_local::schemas;
-    let root = binaries::project_root();
+    let root = crate::common::project()?;
     let dir = root.join(dir);
     let current = schemas::load(&dir)?;
     let released = schemas::load_lock(&dir)?;

@@ -8,17 +8,25 @@ use anyhow::{bail, Context, Result};
 /// The project root: the nearest ancestor of the current directory holding `template.yaml` and
 /// `Cargo.toml`, or the workspace this crate was built in.
 pub fn project_root() -> PathBuf {
-    if let Ok(dir) = std::env::current_dir() {
-        for candidate in dir.ancestors() {
-            if candidate.join("template.yaml").exists() && candidate.join("Cargo.toml").exists() {
-                return candidate.to_path_buf();
-            }
-        }
+    if let Some(root) = find_project_root() {
+        return root;
     }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
         .unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// The project around the current directory: the nearest ancestor holding both `template.yaml`
+/// and `Cargo.toml`; none outside a project (the `herald` command then says so rather than
+/// falling back to where it was built).
+pub fn find_project_root() -> Option<PathBuf> {
+    let dir = std::env::current_dir().ok()?;
+    dir.ancestors()
+        .find(|candidate| {
+            candidate.join("template.yaml").exists() && candidate.join("Cargo.toml").exists()
+        })
+        .map(Path::to_path_buf)
 }
 
 /// Cargo's target directory for the project (`CARGO_TARGET_DIR` or `<root>/target`).
