@@ -25,4 +25,4 @@ pub use replay::{replay, replay_function, Replayed, Routed};
 pub use republish::{
     failure_span, republish, store_route, stores, Republished, StoreRoute, ARRIVAL_MARGIN,
 };
-pub use stacks::{connect, running_stack, state_file};
+pub use stacks::{connect, deployed_stack, running_stack, state_file};

@@ -1,5 +1,5 @@
-//! Finding a running stack: the state file `herald local up` writes, the stack it records, and an
-//! SDK configuration for the endpoint it lives on.
+//! Finding a stack by name: one `herald local up` started (the state file it writes), or one
+//! CloudFormation created (`sam deploy`), and an SDK configuration for where it lives.
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 
 use crate::stack::Stack;
+use crate::template::Template;
 
 /// Where `herald local up` records the stack it runs (`<root>/.herald/stack-<name>.json`), for
 /// the commands that work on a running stack.
@@ -20,9 +21,42 @@ pub fn running_stack(root: &Path, name: &str) -> Result<Stack> {
         .with_context(|| format!("no local stack {name}: start one with `herald local up`"))
 }
 
-/// The running stack `name` under `root` and an SDK configuration for the endpoint it lives on.
+/// The stack `name` and an SDK configuration for the endpoint it lives on: the local stack of
+/// that name when `herald local up` started one under `root`, else the CloudFormation stack of
+/// that name ([`deployed_stack`]).
 pub async fn connect(root: &Path, name: &str) -> Result<(Stack, SdkConfig)> {
-    let stack = running_stack(root, name)?;
-    let aws = stack.aws_endpoint().sdk_config().await;
+    if state_file(root, name).exists() {
+        let stack = running_stack(root, name)?;
+        let aws = stack.aws_endpoint().sdk_config().await;
+        return Ok((stack, aws));
+    }
+    deployed_stack(root, name).await.with_context(|| {
+        format!(
+            "no stack {name}: no local one (start one with `herald local up`), and none \
+             CloudFormation knows in this account and region"
+        )
+    })
+}
+
+/// The CloudFormation stack `name` (`sam deploy --stack-name`), its resources found through
+/// CloudFormation and its wiring read from `<root>/template.yaml`, the template it was
+/// deployed from. AWS as the SDK finds it (credentials, region), or the emulator at
+/// `AWS_ENDPOINT_URL`.
+pub async fn deployed_stack(root: &Path, name: &str) -> Result<(Stack, SdkConfig)> {
+    let (aws, endpoint) = match crate::Endpoint::from_env() {
+        Some(endpoint) => (endpoint.sdk_config().await, endpoint),
+        None => (
+            herald::aws::sdk_config().await,
+            crate::Endpoint::external(String::new()),
+        ),
+    };
+    let template = Template::load(&root.join("template.yaml"))?;
+    let mut stack =
+        crate::stack::from_cloudformation(&template, name, &aws, endpoint.url_for("")).await?;
+    for (variable, url) in endpoint.services().iter() {
+        stack
+            .service_endpoints
+            .insert(variable.to_string(), url.to_string());
+    }
     Ok((stack, aws))
 }

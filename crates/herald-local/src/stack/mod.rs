@@ -14,6 +14,7 @@
 // property helpers they share.
 mod buckets;
 mod deliveries;
+mod deployed;
 mod functions;
 mod mappings;
 mod queues;
@@ -22,6 +23,7 @@ mod tables;
 mod topics;
 
 pub use deliveries::DeliverySpec;
+pub use deployed::from_cloudformation;
 pub use functions::FunctionSpec;
 pub use mappings::{MappingSpec, SqsMapping, StartingPosition, StreamMapping, StreamSource};
 pub use queues::DEAD_LETTER_TARGET;
@@ -457,26 +459,7 @@ async fn create(
                 ]),
             })
         }
-        "AWS::CloudWatch::Alarm" => match crate::alarms::read(stack, id, properties) {
-            Ok(alarm) => {
-                let name = alarm.name.clone();
-                stack.alarms.push(alarm);
-                Ok(Physical {
-                    kind: kind.into(),
-                    attributes: BTreeMap::from([(
-                        "Arn".into(),
-                        arn(stack, "cloudwatch", format!("alarm:{name}")),
-                    )]),
-                    reference: name,
-                })
-            }
-            Err(why) => Ok(not_local(
-                stack,
-                id,
-                kind,
-                format!("CloudWatch alarm not evaluated locally: {why}"),
-            )),
-        },
+        "AWS::CloudWatch::Alarm" => Ok(alarms_of(stack, id, kind, properties)),
         "AWS::CloudWatch::Dashboard" => Ok(not_local(
             stack,
             id,
@@ -502,6 +485,30 @@ async fn create(
             Ok(physical)
         }
         other => Ok(not_local(stack, id, kind, other.into())),
+    }
+}
+
+/// An alarm the local runner evaluates (or, when it cannot, a skipped resource saying why).
+fn alarms_of(stack: &mut Stack, id: &str, kind: &str, properties: &Value) -> Physical {
+    match crate::alarms::read(stack, id, properties) {
+        Ok(alarm) => {
+            let name = alarm.name.clone();
+            stack.alarms.push(alarm);
+            Physical {
+                kind: kind.into(),
+                attributes: BTreeMap::from([(
+                    "Arn".into(),
+                    arn(stack, "cloudwatch", format!("alarm:{name}")),
+                )]),
+                reference: name,
+            }
+        }
+        Err(why) => not_local(
+            stack,
+            id,
+            kind,
+            format!("CloudWatch alarm not evaluated locally: {why}"),
+        ),
     }
 }
 

@@ -1,0 +1,247 @@
+//! A stack CloudFormation created (`sam deploy`): every resource found by name through
+//! `ListStackResources` (CloudFormation's names carry random suffixes; none is derived from a
+//! logical id here), and the wiring — which queue dead-letters into which, which function a
+//! mapping feeds — read from the template, resolved against those names. The result is the same
+//! [`Stack`] the local runner provisions, so `herald dlq` and the other commands work on either.
+
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_config::SdkConfig;
+use serde_json::Value;
+
+use super::{
+    alarms_of, deliveries, functions, mappings, not_local, prop, Physical, Resolver, Stack,
+    StackOptions, DEAD_LETTER_TARGET,
+};
+use crate::template::{resolve, scalar, Template};
+
+/// The CloudFormation stack `name`, with `template` (the template it was deployed from) for its
+/// wiring. `endpoint` is what the stack records as its endpoint (empty on AWS itself).
+pub async fn from_cloudformation(
+    template: &Template,
+    name: &str,
+    aws: &SdkConfig,
+    endpoint: &str,
+) -> Result<Stack> {
+    let cfn = aws_sdk_cloudformation::Client::new(aws);
+    let described = cfn
+        .describe_stacks()
+        .stack_name(name)
+        .send()
+        .await
+        .map_err(|err| {
+            anyhow!(
+                "no CloudFormation stack {name} ({})",
+                herald::aws::error_text(&err)
+            )
+        })?;
+    let Some(found) = described.stacks().first() else {
+        bail!("no CloudFormation stack {name}");
+    };
+    let status = found.stack_status().map(|s| s.as_str()).unwrap_or_default();
+    if status.ends_with("_IN_PROGRESS") && status.starts_with("CREATE") || status.contains("FAILED")
+    {
+        bail!("CloudFormation stack {name} is {status}");
+    }
+    // arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>
+    let stack_id = found.stack_id().unwrap_or_default().to_string();
+    let mut arn_parts = stack_id.split(':');
+    let region = arn_parts.nth(3).unwrap_or("us-east-1").to_string();
+    let account = arn_parts.next().unwrap_or("123456789012").to_string();
+    let mut parameters = template.parameters.clone();
+    for parameter in found.parameters() {
+        if let (Some(key), Some(value)) = (parameter.parameter_key(), parameter.parameter_value()) {
+            parameters.insert(key.to_string(), Value::String(value.to_string()));
+        }
+    }
+    let outputs: BTreeMap<String, String> = found
+        .outputs()
+        .iter()
+        .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
+        .collect();
+
+    // Logical id → physical id, as CloudFormation created them.
+    let mut deployed: BTreeMap<String, String> = BTreeMap::new();
+    let mut pages = cfn
+        .list_stack_resources()
+        .stack_name(name)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| anyhow!(herald::aws::error_text(&err)))?;
+        for summary in page.stack_resource_summaries() {
+            if let (Some(id), Some(physical)) = (
+                summary.logical_resource_id(),
+                summary.physical_resource_id(),
+            ) {
+                deployed.insert(id.to_string(), physical.to_string());
+            }
+        }
+    }
+
+    let mut stack = Stack {
+        name: name.to_string(),
+        region,
+        account,
+        endpoint: endpoint.to_string(),
+        service_endpoints: BTreeMap::new(),
+        resources: BTreeMap::new(),
+        functions: Vec::new(),
+        mappings: Vec::new(),
+        deliveries: Vec::new(),
+        outputs,
+        skipped: BTreeMap::new(),
+        alarms: Vec::new(),
+    };
+    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    let options = StackOptions {
+        name: name.to_string(),
+        ..StackOptions::default()
+    };
+    let by_id: BTreeMap<&str, &crate::template::Resource> = template
+        .resources
+        .iter()
+        .map(|(id, r)| (id.as_str(), r))
+        .collect();
+    for id in template.creation_order()? {
+        let resource = by_id[id.as_str()];
+        let resolved = resolve(
+            &resource.properties,
+            &Resolver {
+                stack: &stack,
+                parameters: &parameters,
+            },
+        );
+        let mut properties = match resolved {
+            Ok(properties) => properties,
+            // What the commands never read (a dashboard's body) need not resolve; what refers
+            // to it then fails by name.
+            Err(err) => {
+                let mut physical = not_local(
+                    &mut stack,
+                    &id,
+                    &resource.kind,
+                    format!("not resolved: {err:#}"),
+                );
+                if let Some(found) = deployed.get(&id) {
+                    physical.reference = found.clone();
+                }
+                stack.resources.insert(id.clone(), physical);
+                continue;
+            }
+        };
+        let physical = match (resource.kind.as_str(), deployed.get(&id)) {
+            ("AWS::Serverless::Function", Some(found)) => {
+                // CloudFormation's name for it, where the local runner would make one up.
+                if let Value::Object(props) = &mut properties {
+                    props.insert("FunctionName".into(), Value::String(found.clone()));
+                }
+                functions::function(
+                    &mut stack,
+                    &id,
+                    &resource.kind,
+                    &properties,
+                    &resource.metadata,
+                    &options,
+                )?
+            }
+            ("AWS::Lambda::EventSourceMapping", _) => {
+                mappings::event_source_mapping(&mut stack, &id, &resource.kind, &properties)?
+            }
+            ("AWS::KinesisFirehose::DeliveryStream", _) => {
+                deliveries::delivery_stream(&mut stack, &id, &resource.kind, &properties)?
+            }
+            ("AWS::CloudWatch::Alarm", _) => {
+                alarms_of(&mut stack, &id, &resource.kind, &properties)
+            }
+            (kind, Some(found)) => existing(&dynamodb, &stack, kind, found, &properties)
+                .await
+                .with_context(|| format!("reading {id} ({kind}, {found})"))?,
+            (kind, None) => not_local(
+                &mut stack,
+                &id,
+                kind,
+                "not in the CloudFormation stack".into(),
+            ),
+        };
+        stack.resources.insert(id.clone(), physical);
+    }
+    Ok(stack)
+}
+
+/// What `Ref` and `Fn::GetAtt` give for a resource CloudFormation created as `physical`.
+async fn existing(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    stack: &Stack,
+    kind: &str,
+    physical: &str,
+    properties: &Value,
+) -> Result<Physical> {
+    let arn = |service: &str, resource: String| super::arn(stack, service, resource);
+    let mut attributes = BTreeMap::new();
+    match kind {
+        "AWS::SQS::Queue" => {
+            // `Ref` is the queue's URL; its name is the URL's last segment.
+            let name = physical.rsplit('/').next().unwrap_or(physical).to_string();
+            attributes.insert("Arn".into(), arn("sqs", name.clone()));
+            attributes.insert("QueueName".into(), name);
+            attributes.insert("QueueUrl".into(), physical.to_string());
+            if let Some(target) =
+                prop(properties, "RedrivePolicy").and_then(|r| r.get("deadLetterTargetArn"))
+            {
+                attributes.insert(DEAD_LETTER_TARGET.into(), scalar(target));
+            }
+        }
+        "AWS::Kinesis::Stream" => {
+            attributes.insert("Arn".into(), arn("kinesis", format!("stream/{physical}")));
+        }
+        "AWS::DynamoDB::Table" => {
+            attributes.insert("Arn".into(), arn("dynamodb", format!("table/{physical}")));
+            if prop(properties, "StreamSpecification").is_some() {
+                let table = dynamodb
+                    .describe_table()
+                    .table_name(physical)
+                    .send()
+                    .await
+                    .map_err(|err| anyhow!(herald::aws::error_text(&err)))?;
+                if let Some(stream) = table.table().and_then(|t| t.latest_stream_arn()) {
+                    attributes.insert("StreamArn".into(), stream.to_string());
+                }
+            }
+        }
+        "AWS::SNS::Topic" => {
+            attributes.insert("TopicArn".into(), physical.to_string());
+            let name = physical.rsplit(':').next().unwrap_or(physical);
+            attributes.insert("TopicName".into(), name.to_string());
+        }
+        "AWS::S3::Bucket" => {
+            attributes.insert("Arn".into(), format!("arn:aws:s3:::{physical}"));
+        }
+        "AWS::KMS::Key" => {
+            attributes.insert("Arn".into(), arn("kms", format!("key/{physical}")));
+            attributes.insert("KeyId".into(), physical.to_string());
+        }
+        "AWS::Logs::LogGroup" => {
+            attributes.insert("Arn".into(), arn("logs", format!("log-group:{physical}:*")));
+        }
+        "AWS::KinesisFirehose::DeliveryStream" => {
+            attributes.insert(
+                "Arn".into(),
+                arn("firehose", format!("deliverystream/{physical}")),
+            );
+        }
+        "AWS::IAM::Role" => {
+            attributes.insert(
+                "Arn".into(),
+                format!("arn:aws:iam::{}:role/{physical}", stack.account),
+            );
+        }
+        _ => {}
+    }
+    Ok(Physical {
+        kind: kind.to_string(),
+        reference: physical.to_string(),
+        attributes,
+    })
+}

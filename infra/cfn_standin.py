@@ -1,0 +1,108 @@
+"""A deployed stack without AWS: the SAM template, translated as `sam deploy` would, created as a
+CloudFormation stack on the emulator, so its resources get CloudFormation's names (random
+suffixes: `prod-EventStream-644FO86FPE14`) that no code can derive from a logical id.
+
+moto's CloudFormation ignores the SAM transform, so aws-sam-translator (the library SAM itself
+uses) translates it here first. Two differences from AWS, both said when the stack is created:
+each function's code is a placeholder zip in a bucket of the emulator (nothing runs it; the local
+runner plays Lambda), and the Function URLs (`AWS::Lambda::Url`, which moto's CloudFormation does
+not support) are left out together with what refers to them.
+
+Usage: python infra/cfn_standin.py --endpoint http://127.0.0.1:5050 --stack prod [--template t.yaml]
+Prints the stack's status and resource count; exits non-zero when the stack was not created.
+"""
+
+import argparse
+import io
+import json
+import os
+import sys
+import zipfile
+
+import boto3
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+CODE_BUCKET = "herald-standin-code"
+
+
+class NoManagedPolicies:
+    """aws-sam-translator asks for the account's managed policies; none are needed here."""
+
+    def load(self):
+        return {}
+
+
+def refers_to(value, ids):
+    text = json.dumps(value)
+    return any(f'"{i}"' in text or f'"{i}.' in text for i in ids)
+
+
+def without(template, kind):
+    """The template without resources of `kind` and everything that refers to them."""
+    removed = {k for k, v in template["Resources"].items() if v["Type"] == kind}
+    grew = True
+    while grew:
+        grew = False
+        for key, value in template["Resources"].items():
+            if key not in removed and refers_to(value, removed):
+                removed.add(key)
+                grew = True
+    for key in removed:
+        template["Resources"].pop(key)
+    for key, value in list(template.get("Outputs", {}).items()):
+        if refers_to(value, removed):
+            template["Outputs"].pop(key)
+    return sorted(removed)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--template", default="template.yaml")
+    args = parser.parse_args()
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    session = dict(
+        endpoint_url=args.endpoint,
+        region_name=os.environ["AWS_DEFAULT_REGION"],
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "test"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
+    )
+    with open(args.template) as f:
+        template = yaml_parse(f.read())
+
+    s3 = boto3.client("s3", **session)
+    s3.create_bucket(Bucket=CODE_BUCKET)
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\nexit 1\n")
+    s3.put_object(Bucket=CODE_BUCKET, Key="bootstrap.zip", Body=code.getvalue())
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = f"s3://{CODE_BUCKET}/bootstrap.zip"
+
+    translated = transform(template, {}, NoManagedPolicies())
+    left_out = without(translated, "AWS::Lambda::Url")
+    cloudformation = boto3.client("cloudformation", **session)
+    cloudformation.create_stack(
+        StackName=args.stack,
+        TemplateBody=json.dumps(translated),
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    stack = cloudformation.describe_stacks(StackName=args.stack)["Stacks"][0]
+    count = 0
+    for page in cloudformation.get_paginator("list_stack_resources").paginate(
+        StackName=args.stack
+    ):
+        count += len(page["StackResourceSummaries"])
+    print(
+        f"{args.stack}: {stack['StackStatus']}, {count} resources "
+        f"(left out, unsupported by the emulator's CloudFormation: {', '.join(left_out)})"
+    )
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
