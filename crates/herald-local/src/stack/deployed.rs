@@ -40,9 +40,14 @@ pub async fn from_cloudformation(
         bail!("no CloudFormation stack {name}");
     };
     let status = found.stack_status().map(|s| s.as_str()).unwrap_or_default();
-    if status.ends_with("_IN_PROGRESS") && status.starts_with("CREATE") || status.contains("FAILED")
+    // Stacks whose resources are not (or no longer) there; an update in progress or rolled back
+    // still has them, and is what an operator most needs to look into.
+    if matches!(
+        status,
+        "CREATE_IN_PROGRESS" | "CREATE_FAILED" | "ROLLBACK_IN_PROGRESS" | "ROLLBACK_COMPLETE"
+    ) || status.starts_with("DELETE_")
     {
-        bail!("CloudFormation stack {name} is {status}");
+        bail!("CloudFormation stack {name} is {status}: it has no resources to work on");
     }
     // arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>
     let stack_id = found.stack_id().unwrap_or_default().to_string();
