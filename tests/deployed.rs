@@ -212,18 +212,29 @@ async fn dlq_commands_find_a_cloudformation_stack_by_name() {
         .unwrap()
         .contains(order.id()));
 
-    let redrive = json_of(&herald(
-        &endpoint,
-        &[
-            "dlq",
-            "redrive",
-            "inventory",
-            "--stack",
-            &stack,
-            "--output",
-            "json",
-        ],
-    ));
+    // The endpoint as flags this time, the way an operator points at one.
+    let mut redrive = Command::new(common::bin_dir().join("herald"));
+    for (variable, _) in std::env::vars() {
+        if variable.starts_with("AWS_ENDPOINT_URL") {
+            redrive.env_remove(variable);
+        }
+    }
+    let redrive = json_of(
+        &redrive
+            .args([
+                "dlq",
+                "redrive",
+                "inventory",
+                "--stack",
+                &stack,
+                "--output",
+                "json",
+            ])
+            .args(["--endpoint-url", &endpoint, "--region", "us-east-1"])
+            .current_dir(common::root())
+            .output()
+            .unwrap(),
+    );
     assert_eq!(
         (redrive["sentBack"].as_u64(), redrive["left"].as_u64()),
         (Some(1), Some(0))

@@ -34,6 +34,16 @@ struct Cli {
     /// `send`, `trace`, `replay` and `republish` print.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// The AWS endpoint every command talks to (an emulator: `http://127.0.0.1:5050`); sets
+    /// `AWS_ENDPOINT_URL`. Default: the variable's value, else AWS itself.
+    #[arg(long, global = true)]
+    endpoint_url: Option<String>,
+    /// The AWS region (sets `AWS_REGION`). Default: the SDK's (`AWS_REGION`, the profile).
+    #[arg(long, global = true)]
+    region: Option<String>,
+    /// The named profile for credentials and region (sets `AWS_PROFILE`).
+    #[arg(long, global = true)]
+    profile: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -245,11 +255,28 @@ struct SendArgs {
     stack: String,
 }
 
-#[tokio::main]
-async fn main() {
-    herald_local::init_cli_logging();
+fn main() {
     let cli = Cli::parse();
-    let result = dispatch(cli.command, cli.output).await;
+    // Before any thread exists: the SDK and the functions herald starts read these.
+    for (variable, value) in [
+        ("AWS_ENDPOINT_URL", &cli.endpoint_url),
+        ("AWS_REGION", &cli.region),
+        ("AWS_PROFILE", &cli.profile),
+    ] {
+        if let Some(value) = value {
+            std::env::set_var(variable, value);
+        }
+    }
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                herald_local::init_cli_logging();
+                dispatch(cli.command, cli.output).await
+            })
+        });
     if let Err(err) = &result {
         eprintln!("herald: {err:#}");
     }
