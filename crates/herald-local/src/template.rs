@@ -201,6 +201,23 @@ impl Template {
         }
         Ok(order)
     }
+
+    /// The resources themselves, in [`Template::creation_order`].
+    pub fn in_creation_order(&self) -> Result<Vec<(String, &Resource)>> {
+        let by_id: HashMap<&str, &Resource> = self
+            .resources
+            .iter()
+            .map(|(id, r)| (id.as_str(), r))
+            .collect();
+        Ok(self
+            .creation_order()?
+            .into_iter()
+            .map(|id| {
+                let resource = by_id[id.as_str()];
+                (id, resource)
+            })
+            .collect())
+    }
 }
 
 /// SAM `Globals.Function` under a function's own properties (the function's values win; maps

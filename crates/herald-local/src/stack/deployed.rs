@@ -85,32 +85,14 @@ pub async fn from_cloudformation(
         }
     }
 
-    let mut stack = Stack {
-        name: name.to_string(),
-        region,
-        account,
-        endpoint: endpoint.to_string(),
-        service_endpoints: BTreeMap::new(),
-        resources: BTreeMap::new(),
-        functions: Vec::new(),
-        mappings: Vec::new(),
-        deliveries: Vec::new(),
-        outputs,
-        skipped: BTreeMap::new(),
-        alarms: Vec::new(),
-    };
+    let mut stack = Stack::empty(name, region, account, endpoint);
+    stack.outputs = outputs;
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
     let options = StackOptions {
         name: name.to_string(),
         ..StackOptions::default()
     };
-    let by_id: BTreeMap<&str, &crate::template::Resource> = template
-        .resources
-        .iter()
-        .map(|(id, r)| (id.as_str(), r))
-        .collect();
-    for id in template.creation_order()? {
-        let resource = by_id[id.as_str()];
+    for (id, resource) in template.in_creation_order()? {
         let resolved = resolve(
             &resource.properties,
             &Resolver {

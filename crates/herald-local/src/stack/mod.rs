@@ -215,6 +215,24 @@ impl Names for Resolver<'_> {
 }
 
 impl Stack {
+    /// A stack of no resources yet, named `name`, in `region` of `account`, at `endpoint`.
+    fn empty(name: &str, region: String, account: String, endpoint: &str) -> Stack {
+        Stack {
+            name: name.to_string(),
+            region,
+            account,
+            endpoint: endpoint.to_string(),
+            service_endpoints: BTreeMap::new(),
+            resources: BTreeMap::new(),
+            functions: Vec::new(),
+            mappings: Vec::new(),
+            deliveries: Vec::new(),
+            outputs: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+            alarms: Vec::new(),
+        }
+    }
+
     /// The endpoint the stack lives on (every service where it was provisioned).
     pub fn aws_endpoint(&self) -> crate::Endpoint {
         let mut services = herald::aws::ServiceEndpoints::default();
@@ -253,29 +271,9 @@ pub async fn provision(
         template.check_parameter(name, value)?;
         parameters.insert(name.clone(), Value::String(value.clone()));
     }
-    let mut stack = Stack {
-        name: options.name.clone(),
-        region,
-        account,
-        endpoint: endpoint.to_string(),
-        service_endpoints: BTreeMap::new(),
-        resources: BTreeMap::new(),
-        functions: Vec::new(),
-        mappings: Vec::new(),
-        deliveries: Vec::new(),
-        outputs: BTreeMap::new(),
-        skipped: BTreeMap::new(),
-        alarms: Vec::new(),
-    };
+    let mut stack = Stack::empty(&options.name, region, account, endpoint);
     let clients = Clients::new(aws);
-    let by_id: BTreeMap<&str, &crate::template::Resource> = template
-        .resources
-        .iter()
-        .map(|(id, r)| (id.as_str(), r))
-        .collect();
-
-    for id in template.creation_order()? {
-        let resource = by_id[id.as_str()];
+    for (id, resource) in template.in_creation_order()? {
         let properties = resolve(
             &resource.properties,
             &Resolver {
