@@ -7,13 +7,15 @@ request handling (connections are still accepted concurrently).
 
 It also makes TransactWriteItems cost what the transaction touches rather than what its tables
 hold (see `item_level_rollback`), reshards Kinesis streams as AWS does (see
-`resharding_as_on_aws`), and takes out per-request costs that grow with the load rather than with
-the work (see `cheaper_requests`).
+`resharding_as_on_aws`), takes out per-request costs that grow with the load rather than with
+the work (see `cheaper_requests`), and gives its CloudFormation the resources a deployed herald
+stack has and moto's leaves out (see `cloudformation_as_on_aws`).
 
 Usage: python infra/moto_server.py [-H host] [-p port]
 """
 
 import argparse
+import json
 import signal
 import sys
 import threading
@@ -244,6 +246,213 @@ def long_polls_wait_unlocked():
     models.Queue.wait_for_messages = wait_for_messages
 
 
+def cloudformation_as_on_aws():
+    """moto's CloudFormation leaves out CloudWatch alarms, SNS subscriptions and Firehose delivery
+    streams (a stack it creates has none), and creates DynamoDB tables without the TTL or point-in-time recovery their
+    properties ask for. AWS creates all of them, and a deployed stack's health (`herald doctor`)
+    and fan-out depend on them: this adds the three resource types and applies the two table
+    settings, through the same backends moto's own APIs use."""
+    from moto.cloudformation import parsing
+    from moto.cloudwatch import models as cloudwatch
+    from moto.core.common_models import CloudFormationModel
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.table import Table
+    from moto.firehose.models import firehose_backends
+    from moto.sns.models import sns_backends
+
+    # A dimension whose value refers to what moto cannot create (the HTTP API) resolves to nothing.
+    def dimensions(items):
+        return [cloudwatch.Dimension(name=d["Name"], value=d.get("Value", "")) for d in items or []]
+
+    def queries(metrics):
+        out = []
+        for metric in metrics or []:
+            stat = metric.get("MetricStat")
+            metric_stat = None
+            if stat:
+                metric_stat = cloudwatch.MetricStat(
+                    metric=cloudwatch.Metric(
+                        metric_name=stat["Metric"].get("MetricName"),
+                        namespace=stat["Metric"].get("Namespace"),
+                        dimensions=dimensions(stat["Metric"].get("Dimensions")),
+                    ),
+                    period=stat.get("Period"),
+                    stat=stat.get("Stat"),
+                    unit=stat.get("Unit"),
+                )
+            out.append(
+                cloudwatch.MetricDataQuery(
+                    query_id=metric.get("Id"),
+                    label=metric.get("Label"),
+                    period=metric.get("Period"),
+                    return_data=metric.get("ReturnData"),
+                    expression=metric.get("Expression"),
+                    metric_stat=metric_stat,
+                )
+            )
+        return out or None
+
+    class StackAlarm(CloudFormationModel):
+        # moto files every model under the service its module names.
+        __module__ = "moto.cloudwatch.models"
+
+        def __init__(self, name):
+            self.name = name
+
+        @staticmethod
+        def cloudformation_name_type():
+            return "AlarmName"
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::CloudWatch::Alarm"
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        ):
+            p = cloudformation_json["Properties"]
+            cloudwatch.cloudwatch_backends[account_id][region_name].put_metric_alarm(
+                name=resource_name,
+                namespace=p.get("Namespace"),
+                metric_name=p.get("MetricName"),
+                metric_data_queries=queries(p.get("Metrics")),
+                comparison_operator=p.get("ComparisonOperator"),
+                evaluation_periods=p.get("EvaluationPeriods"),
+                datapoints_to_alarm=p.get("DatapointsToAlarm"),
+                period=p.get("Period"),
+                threshold=p.get("Threshold"),
+                statistic=p.get("Statistic"),
+                extended_statistic=p.get("ExtendedStatistic"),
+                description=p.get("AlarmDescription"),
+                dimensions=[
+                    {"Name": d["Name"], "Value": d.get("Value", "")} for d in p.get("Dimensions") or []
+                ],
+                alarm_actions=p.get("AlarmActions") or [],
+                ok_actions=p.get("OKActions") or [],
+                insufficient_data_actions=p.get("InsufficientDataActions") or [],
+                unit=p.get("Unit"),
+                actions_enabled=p.get("ActionsEnabled", True),
+                treat_missing_data=p.get("TreatMissingData"),
+            )
+            return cls(resource_name)
+
+        @classmethod
+        def delete_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name
+        ):
+            cloudwatch.cloudwatch_backends[account_id][region_name].delete_alarms([resource_name])
+
+        @property
+        def physical_resource_id(self):
+            return self.name
+
+    class StackSubscription(CloudFormationModel):
+        __module__ = "moto.sns.models"
+
+        def __init__(self, arn):
+            self.arn = arn
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::SNS::Subscription"
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        ):
+            p = cloudformation_json["Properties"]
+            sns = sns_backends[account_id][region_name]
+            subscription = sns.subscribe(p["TopicArn"], p["Endpoint"], p["Protocol"])
+            for name in ("FilterPolicy", "FilterPolicyScope", "RawMessageDelivery", "RedrivePolicy"):
+                if name in p:
+                    value = p[name]
+                    if isinstance(value, (dict, list)):
+                        value = json.dumps(value)
+                    elif isinstance(value, bool):
+                        value = "true" if value else "false"
+                    sns.set_subscription_attributes(subscription.arn, name, value)
+            return cls(subscription.arn)
+
+        @classmethod
+        def delete_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name
+        ):
+            sns_backends[account_id][region_name].unsubscribe(resource_name)
+
+        @property
+        def physical_resource_id(self):
+            return self.arn
+
+    class StackDeliveryStream(CloudFormationModel):
+        __module__ = "moto.firehose.models"
+
+        def __init__(self, name):
+            self.name = name
+
+        @staticmethod
+        def cloudformation_name_type():
+            return "DeliveryStreamName"
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::KinesisFirehose::DeliveryStream"
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        ):
+            p = cloudformation_json["Properties"]
+            firehose_backends[account_id][region_name].create_delivery_stream(
+                region=region_name,
+                delivery_stream_name=resource_name,
+                delivery_stream_type=p.get("DeliveryStreamType", "DirectPut"),
+                kinesis_stream_source_configuration=p.get("KinesisStreamSourceConfiguration"),
+                delivery_stream_encryption_configuration_input=None,
+                s3_destination_configuration=p.get("S3DestinationConfiguration"),
+                extended_s3_destination_configuration=p.get("ExtendedS3DestinationConfiguration"),
+                redshift_destination_configuration=None,
+                elasticsearch_destination_configuration=None,
+                splunk_destination_configuration=None,
+                http_endpoint_destination_configuration=None,
+                snowflake_destination_configuration=None,
+                iceberg_destination_configuration=None,
+                tags=p.get("Tags") or [],
+            )
+            return cls(resource_name)
+
+        @classmethod
+        def delete_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name
+        ):
+            firehose_backends[account_id][region_name].delete_delivery_stream(resource_name)
+
+        @property
+        def physical_resource_id(self):
+            return self.name
+
+    create_table = Table.create_from_cloudformation_json.__func__
+
+    def create_table_as_on_aws(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+        table = create_table(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        p = cloudformation_json["Properties"]
+        backend = dynamodb_backends[account_id][region_name]
+        ttl = p.get("TimeToLiveSpecification")
+        if ttl and str(ttl.get("Enabled")).lower() == "true":
+            backend.update_time_to_live(
+                table.name, {"Enabled": True, "AttributeName": ttl["AttributeName"]}
+            )
+        pitr = p.get("PointInTimeRecoverySpecification")
+        if pitr and str(pitr.get("PointInTimeRecoveryEnabled")).lower() == "true":
+            backend.update_continuous_backups(table.name, {"PointInTimeRecoveryEnabled": True})
+        return table
+
+    Table.create_from_cloudformation_json = classmethod(create_table_as_on_aws)
+    parsing.get_model_list.cache_clear()
+    parsing.get_model_map.cache_clear()
+    parsing.get_name_type_map.cache_clear()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -254,6 +463,7 @@ def main():
     resharding_as_on_aws()
     cheaper_requests()
     long_polls_wait_unlocked()
+    cloudformation_as_on_aws()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=MotoRequestHandler)
 

@@ -179,6 +179,46 @@ async fn dlq_send_and_trace_answer_in_json_with_their_exit_codes() {
     assert!(!letter["reason"].as_str().unwrap().is_empty());
     assert!(letter["receives"].as_u64().is_some() && letter["messageId"].is_string());
 
+    // doctor on the local stack: the letter is its one problem (exit 2); what the runner plays
+    // instead of AWS is skipped, saying so; the tables have what the template asks for.
+    let doctor = herald(&root, &["doctor", "--stack", &name, "--output", "json"]);
+    assert_eq!(doctor.status.code(), Some(2), "{doctor:?}");
+    let doctor: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert_eq!(
+        (doctor["deployed"].as_bool(), doctor["healthy"].as_bool()),
+        (Some(false), Some(false))
+    );
+    let findings = doctor["findings"].as_array().unwrap();
+    let problems: Vec<&Value> = findings
+        .iter()
+        .filter(|f| f["status"] == "problem")
+        .collect();
+    assert_eq!(problems.len(), 1, "{doctor}");
+    assert_eq!(
+        (&problems[0]["check"], &problems[0]["resource"]),
+        (&json!("deadLetters"), &json!("RouterDeadLetterQueue"))
+    );
+    assert_eq!(
+        problems[0]["fix"],
+        format!("herald dlq show RouterDeadLetterQueue --stack {name}").as_str()
+    );
+    for check in ["mapping", "iteratorAge", "alarm", "archive"] {
+        assert!(
+            findings
+                .iter()
+                .any(|f| f["check"] == check && f["status"] == "skipped"),
+            "{check} skipped locally: {doctor}"
+        );
+    }
+    for check in ["ttl", "pointInTimeRecovery"] {
+        assert!(
+            findings
+                .iter()
+                .any(|f| f["check"] == check && f["status"] == "ok"),
+            "{check}: {doctor}"
+        );
+    }
+
     // trace: the accepted sample's journey, as JSON.
     let trace = herald(
         &root,

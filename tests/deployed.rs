@@ -113,36 +113,137 @@ async fn queue_url(sqs: &aws_sdk_sqs::Client, stack: &str, logical_id: &str) -> 
     urls[0].clone()
 }
 
+/// A CloudFormation stack of the project's template on its own moto, as `sam deploy` would leave
+/// it (resources under CloudFormation's names).
+struct Deployed {
+    _moto: Moto,
+    endpoint: String,
+    stack: String,
+    aws: aws_config::SdkConfig,
+}
+
+impl Deployed {
+    /// The stack, or `None` (reported as skipped) when the machine cannot play CloudFormation.
+    async fn create(test: &str) -> Option<Deployed> {
+        if let Err(why) = can_play_cloudformation() {
+            common::skip(test, &why);
+            return None;
+        }
+        let (moto, endpoint) = moto();
+        let stack = common::unique("prod");
+        let created = Command::new(python())
+            .args([
+                "infra/cfn_standin.py",
+                "--endpoint",
+                &endpoint,
+                "--stack",
+                &stack,
+            ])
+            .current_dir(common::root())
+            .output()
+            .unwrap();
+        assert!(
+            created.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let aws = herald_local::Endpoint::external(endpoint.clone())
+            .sdk_config()
+            .await;
+        Some(Deployed {
+            _moto: moto,
+            endpoint,
+            stack,
+            aws,
+        })
+    }
+
+    /// `herald <args> --stack <this stack>` against its endpoint.
+    fn herald(&self, args: &[&str]) -> Output {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--stack", &self.stack]);
+        herald(&self.endpoint, &all)
+    }
+
+    /// `herald doctor --output json`: its exit code and report.
+    fn doctor(&self) -> (Option<i32>, Value) {
+        let out = self.herald(&["doctor", "--output", "json"]);
+        let report = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+            panic!(
+                "doctor printed no JSON ({err}): {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code(), report)
+    }
+
+    /// The physical id CloudFormation gave `logical_id` (asked of CloudFormation here, not
+    /// through herald's own reader).
+    async fn physical(&self, logical_id: &str) -> String {
+        aws_sdk_cloudformation::Client::new(&self.aws)
+            .list_stack_resources()
+            .stack_name(&self.stack)
+            .send()
+            .await
+            .unwrap()
+            .stack_resource_summaries()
+            .iter()
+            .find(|r| r.logical_resource_id() == Some(logical_id))
+            .and_then(|r| r.physical_resource_id())
+            .unwrap_or_else(|| panic!("{logical_id} is not in the stack"))
+            .to_string()
+    }
+}
+
+/// The findings of `check` about `resource`.
+fn findings<'a>(report: &'a Value, check: &str, resource: &str) -> Vec<&'a Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == check && f["resource"] == resource)
+        .collect()
+}
+
+/// The findings that are not ok, as `check resource` strings.
+fn unhealthy(report: &Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] != "ok")
+        .map(|f| format!("{} {}: {}", f["check"], f["resource"], f["detail"]))
+        .collect()
+}
+
+/// Doctor finds exactly one problem, `check` on `resource`, and says which command fixes it.
+fn assert_one_problem(report: &Value, code: Option<i32>, check: &str, resource: &str, fix: &str) {
+    assert_eq!(code, Some(2), "doctor exits 2 on a problem: {report}");
+    assert_eq!(report["healthy"], false);
+    let wrong = unhealthy(report);
+    assert_eq!(wrong.len(), 1, "one finding, {check} {resource}: {wrong:?}");
+    let found = findings(report, check, resource);
+    assert_eq!(found.len(), 1, "{report}");
+    assert_eq!(found[0]["status"], "problem");
+    let command = found[0]["fix"].as_str().unwrap_or_default();
+    assert!(
+        command.contains(fix),
+        "fix {command:?} should contain {fix:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dlq_commands_find_a_cloudformation_stack_by_name() {
-    const TEST: &str = "deployed::dlq_commands_find_a_cloudformation_stack_by_name";
-    if let Err(why) = can_play_cloudformation() {
-        return common::skip(TEST, &why);
-    }
-    let (_moto, endpoint) = moto();
-    let stack = common::unique("prod");
-    let created = Command::new(python())
-        .args([
-            "infra/cfn_standin.py",
-            "--endpoint",
-            &endpoint,
-            "--stack",
-            &stack,
-        ])
-        .current_dir(common::root())
-        .output()
-        .unwrap();
-    assert!(
-        created.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&created.stdout),
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let aws = herald_local::Endpoint::external(endpoint.clone())
-        .sdk_config()
-        .await;
-    let sqs = aws_sdk_sqs::Client::new(&aws);
-    let dlq = queue_url(&sqs, &stack, "InventoryDeadLetterQueue").await;
+    let Some(deployed) =
+        Deployed::create("deployed::dlq_commands_find_a_cloudformation_stack_by_name").await
+    else {
+        return;
+    };
+    let (endpoint, stack, aws) = (&deployed.endpoint, &deployed.stack, &deployed.aws);
+    let sqs = aws_sdk_sqs::Client::new(aws);
+    let dlq = queue_url(&sqs, stack, "InventoryDeadLetterQueue").await;
     assert!(
         !dlq.ends_with(&format!("{stack}-InventoryDeadLetterQueue")),
         "CloudFormation's name has a random suffix: {dlq}"
@@ -174,8 +275,8 @@ async fn dlq_commands_find_a_cloudformation_stack_by_name() {
         .unwrap();
 
     let list = json_of(&herald(
-        &endpoint,
-        &["dlq", "list", "--stack", &stack, "--output", "json"],
+        endpoint,
+        &["dlq", "list", "--stack", stack, "--output", "json"],
     ));
     let inventory = list["queues"]
         .as_array()
@@ -195,13 +296,13 @@ async fn dlq_commands_find_a_cloudformation_stack_by_name() {
     assert_eq!(list["queues"].as_array().unwrap().len(), 12, "{list}");
 
     let show = json_of(&herald(
-        &endpoint,
+        endpoint,
         &[
             "dlq",
             "show",
             "inventory",
             "--stack",
-            &stack,
+            stack,
             "--output",
             "json",
         ],
@@ -226,11 +327,11 @@ async fn dlq_commands_find_a_cloudformation_stack_by_name() {
                 "redrive",
                 "inventory",
                 "--stack",
-                &stack,
+                stack,
                 "--output",
                 "json",
             ])
-            .args(["--endpoint-url", &endpoint, "--region", "us-east-1"])
+            .args(["--endpoint-url", endpoint, "--region", "us-east-1"])
             .current_dir(common::root())
             .output()
             .unwrap(),
@@ -240,7 +341,7 @@ async fn dlq_commands_find_a_cloudformation_stack_by_name() {
         (Some(1), Some(0))
     );
     // Back in the queue CloudFormation named, where the deployed inventory function reads.
-    let queue = queue_url(&sqs, &stack, "InventoryQueue").await;
+    let queue = queue_url(&sqs, stack, "InventoryQueue").await;
     let back = sqs
         .receive_message()
         .queue_url(&queue)
@@ -254,11 +355,170 @@ async fn dlq_commands_find_a_cloudformation_stack_by_name() {
     assert!(back[0].body().unwrap_or_default().contains(order.id()));
 
     // A name CloudFormation does not know: failed, saying so.
-    let missing = herald(&endpoint, &["dlq", "list", "--stack", "no-such-stack"]);
+    let missing = herald(endpoint, &["dlq", "list", "--stack", "no-such-stack"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&missing.stderr).contains("no stack no-such-stack"),
         "{}",
         String::from_utf8_lossy(&missing.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_says_a_fresh_deployed_stack_is_healthy() {
+    let Some(deployed) =
+        Deployed::create("deployed::doctor_says_a_fresh_deployed_stack_is_healthy").await
+    else {
+        return;
+    };
+    let (code, report) = deployed.doctor();
+    assert_eq!(code, Some(0), "{:?}", unhealthy(&report));
+    assert_eq!(report["healthy"], true);
+    assert_eq!(report["deployed"], true);
+    assert!(unhealthy(&report).is_empty(), "{:?}", unhealthy(&report));
+    let count = |check: &str| {
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == check)
+            .count()
+    };
+    // Everything the template declares was looked at, under CloudFormation's names.
+    assert_eq!(count("mapping"), 10);
+    assert_eq!(count("deadLetters"), 12);
+    assert_eq!(count("iteratorAge"), 3, "the three stream readers");
+    assert_eq!(count("ttl"), 1, "the idempotency table");
+    assert_eq!(count("pointInTimeRecovery"), 6);
+    assert_eq!(count("archive"), 1);
+    assert!(count("alarm") >= 70, "{}", count("alarm"));
+    let router = &findings(&report, "mapping", "RouterStreamMapping")[0];
+    assert_eq!(
+        router["physical"],
+        deployed.physical("RouterStreamMapping").await
+    );
+
+    // The text form says the same, a line per finding.
+    let text = deployed.herald(&["doctor"]);
+    assert_eq!(text.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("0 problems, 0 warnings"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_finds_a_disabled_mapping() {
+    let Some(deployed) = Deployed::create("deployed::doctor_finds_a_disabled_mapping").await else {
+        return;
+    };
+    let uuid = deployed.physical("InventoryQueueMapping").await;
+    aws_sdk_lambda::Client::new(&deployed.aws)
+        .update_event_source_mapping()
+        .uuid(&uuid)
+        .enabled(false)
+        .send()
+        .await
+        .unwrap();
+    let (code, report) = deployed.doctor();
+    assert_one_problem(
+        &report,
+        code,
+        "mapping",
+        "InventoryQueueMapping",
+        &format!("aws lambda update-event-source-mapping --uuid {uuid} --enabled"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_finds_a_dead_letter() {
+    let Some(deployed) = Deployed::create("deployed::doctor_finds_a_dead_letter").await else {
+        return;
+    };
+    let sqs = aws_sdk_sqs::Client::new(&deployed.aws);
+    let dlq = queue_url(&sqs, &deployed.stack, "PaymentDeadLetterQueue").await;
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body("{}")
+        .send()
+        .await
+        .unwrap();
+    let (code, report) = deployed.doctor();
+    assert_one_problem(
+        &report,
+        code,
+        "deadLetters",
+        "PaymentDeadLetterQueue",
+        &format!(
+            "herald dlq show PaymentDeadLetterQueue --stack {}",
+            deployed.stack
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_finds_ttl_off_on_the_idempotency_table() {
+    let Some(deployed) =
+        Deployed::create("deployed::doctor_finds_ttl_off_on_the_idempotency_table").await
+    else {
+        return;
+    };
+    let table = deployed.physical("IdempotencyTable").await;
+    aws_sdk_dynamodb::Client::new(&deployed.aws)
+        .update_time_to_live()
+        .table_name(&table)
+        .time_to_live_specification(
+            aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+                .attribute_name("expiresAt")
+                .enabled(false)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (code, report) = deployed.doctor();
+    assert_one_problem(
+        &report,
+        code,
+        "ttl",
+        "IdempotencyTable",
+        &format!("aws dynamodb update-time-to-live --table-name {table}"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_finds_an_alarm_in_alarm() {
+    let Some(deployed) = Deployed::create("deployed::doctor_finds_an_alarm_in_alarm").await else {
+        return;
+    };
+    // CloudWatch on the emulator evaluates no alarm: set as AWS sets it when a letter arrives.
+    let alarm = deployed.physical("InventoryDeadLetterQueueAlarm").await;
+    aws_sdk_cloudwatch::Client::new(&deployed.aws)
+        .set_alarm_state()
+        .alarm_name(&alarm)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("Threshold Crossed: 1 datapoint [1.0] was greater than the threshold (0.0)")
+        .send()
+        .await
+        .unwrap();
+    let (code, report) = deployed.doctor();
+    assert_one_problem(
+        &report,
+        code,
+        "alarm",
+        "InventoryDeadLetterQueueAlarm",
+        // What it watches, and the command for it.
+        &format!(
+            "herald dlq show InventoryDeadLetterQueue --stack {}",
+            deployed.stack
+        ),
+    );
+    let found = &findings(&report, "alarm", "InventoryDeadLetterQueueAlarm")[0];
+    assert_eq!(found["physical"], alarm);
+    assert!(
+        found["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Threshold Crossed"),
+        "{found}"
     );
 }

@@ -3,6 +3,7 @@
 
 mod common;
 mod dlq;
+mod doctor;
 mod env;
 mod invoke;
 mod local;
@@ -31,7 +32,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// `text` (readable) or `json` (one document on stdout, stable field names) for what `dlq`,
-    /// `send`, `trace`, `replay` and `republish` print.
+    /// `send`, `trace`, `replay`, `republish` and `doctor` print.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
     /// The AWS endpoint every command talks to (an emulator: `http://127.0.0.1:5050`); sets
@@ -137,6 +138,17 @@ enum Command {
         /// The log directory (default `.herald/logs/<stack>`).
         #[arg(long)]
         logs: Option<PathBuf>,
+    },
+    /// Whether a stack is healthy, and what to do when it is not: event source mappings enabled
+    /// and processing, dead-letter and failure queues empty, stream readers keeping up, alarms
+    /// not in ALARM, TTL and point-in-time recovery where the template asks for them, the archive
+    /// delivering. Each finding names the resource and the command that inspects or fixes it;
+    /// exits 2 when something is wrong.
+    Doctor {
+        /// Stack: one CloudFormation deployed (`sam deploy --stack-name`), or one `herald local
+        /// up` started.
+        #[arg(long, default_value = "herald")]
+        stack: String,
     },
     /// Event schemas (`events/schemas`).
     Schema {
@@ -256,6 +268,12 @@ struct SendArgs {
 }
 
 fn main() {
+    // `herald dlq list | head`: end quietly when the reader goes, as Unix tools do, instead of
+    // failing to print.
+    // SAFETY: before any thread exists; restoring a signal's default action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // Before any thread exists: the SDK and the functions herald starts read these.
     for (variable, value) in [
@@ -326,6 +344,7 @@ async fn dispatch(command: Command, output: Output) -> Result<()> {
             format,
             logs,
         } => trace::trace(&id, &stack, &format, logs, output),
+        Command::Doctor { stack } => doctor::doctor(&stack, output).await,
         Command::Schema {
             command: SchemaCommand::Check { dir, update },
         } => schema::schema_check(&dir, update),

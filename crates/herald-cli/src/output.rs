@@ -47,8 +47,8 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  done
   1  failed: bad arguments, no project or stack found, an AWS or emulator error
-  2  done, but something was refused or left behind: `send` with a rejected event, `dlq redrive`
-     with letters it could not send back";
+  2  done, but something was refused, left behind or found wrong: `send` with a rejected event,
+     `dlq redrive` with letters it could not send back, `doctor` with a problem";
 
 /// The exit code of a command's result.
 pub fn exit_code(result: &anyhow::Result<()>) -> i32 {

@@ -87,6 +87,10 @@ pub async fn from_cloudformation(
 
     let mut stack = Stack::empty(name, region, account, endpoint);
     stack.outputs = outputs;
+    stack.deployment = Some(super::Deployment {
+        stack_id: stack_id.clone(),
+        status: status.to_string(),
+    });
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
     let options = StackOptions {
         name: name.to_string(),
@@ -118,21 +122,27 @@ pub async fn from_cloudformation(
                 continue;
             }
         };
+        // CloudFormation's name for what the readers below would otherwise name themselves.
+        let name_property = match resource.kind.as_str() {
+            "AWS::Serverless::Function" => Some("FunctionName"),
+            "AWS::CloudWatch::Alarm" => Some("AlarmName"),
+            "AWS::KinesisFirehose::DeliveryStream" => Some("DeliveryStreamName"),
+            _ => None,
+        };
+        if let (Some(property), Some(found), Value::Object(props)) =
+            (name_property, deployed.get(&id), &mut properties)
+        {
+            props.insert(property.into(), Value::String(found.clone()));
+        }
         let physical = match (resource.kind.as_str(), deployed.get(&id)) {
-            ("AWS::Serverless::Function", Some(found)) => {
-                // CloudFormation's name for it, where the local runner would make one up.
-                if let Value::Object(props) = &mut properties {
-                    props.insert("FunctionName".into(), Value::String(found.clone()));
-                }
-                functions::function(
-                    &mut stack,
-                    &id,
-                    &resource.kind,
-                    &properties,
-                    &resource.metadata,
-                    &options,
-                )?
-            }
+            ("AWS::Serverless::Function", Some(_)) => functions::function(
+                &mut stack,
+                &id,
+                &resource.kind,
+                &properties,
+                &resource.metadata,
+                &options,
+            )?,
             ("AWS::Lambda::EventSourceMapping", _) => {
                 mappings::event_source_mapping(&mut stack, &id, &resource.kind, &properties)?
             }
@@ -152,6 +162,12 @@ pub async fn from_cloudformation(
                 "not in the CloudFormation stack".into(),
             ),
         };
+        let mut physical = physical;
+        // `Ref` is what CloudFormation created, also where the readers above fell back to a
+        // name of their own (an alarm they could not read).
+        if let Some(found) = deployed.get(&id) {
+            physical.reference = found.clone();
+        }
         stack.resources.insert(id.clone(), physical);
     }
     Ok(stack)

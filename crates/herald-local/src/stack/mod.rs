@@ -104,6 +104,19 @@ pub struct Stack {
     /// The CloudWatch alarms the local runner evaluates (see [`crate::alarms`]).
     #[serde(default)]
     pub alarms: Vec<AlarmDefinition>,
+    /// What CloudFormation says of the stack when it deployed it; none for a stack `herald local
+    /// up` provisioned (whose mappings, alarms and delivery streams the runner plays).
+    #[serde(default)]
+    pub deployment: Option<Deployment>,
+}
+
+/// A stack CloudFormation created: its id and status when it was read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The stack's ARN.
+    pub stack_id: String,
+    /// `StackStatus` (`CREATE_COMPLETE`, `UPDATE_ROLLBACK_COMPLETE`, ...).
+    pub status: String,
 }
 
 impl Stack {
@@ -230,6 +243,7 @@ impl Stack {
             outputs: BTreeMap::new(),
             skipped: BTreeMap::new(),
             alarms: Vec::new(),
+            deployment: None,
         }
     }
 

@@ -39,8 +39,9 @@ async fn create_table(
     p: &Value,
 ) -> Result<Option<String>> {
     use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ProvisionedThroughput,
-        ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType,
+        PointInTimeRecoverySpecification, ProvisionedThroughput, ScalarAttributeType,
+        StreamSpecification, StreamViewType, TimeToLiveSpecification,
     };
     let mut request = client.create_table().table_name(name);
     for def in prop(p, "AttributeDefinitions")
@@ -134,6 +135,25 @@ async fn create_table(
                 .await
                 .map_err(|e| anyhow!(herald::aws::error_text(&e)))?;
         }
+    }
+    // As CloudFormation does, so `herald doctor` finds what the template asks for.
+    if prop(p, "PointInTimeRecoverySpecification")
+        .and_then(|spec| spec.get("PointInTimeRecoveryEnabled"))
+        .map(scalar)
+        .as_deref()
+        == Some("true")
+    {
+        client
+            .update_continuous_backups()
+            .table_name(name)
+            .point_in_time_recovery_specification(
+                PointInTimeRecoverySpecification::builder()
+                    .point_in_time_recovery_enabled(true)
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| anyhow!(herald::aws::error_text(&e)))?;
     }
     Ok(stream_arn)
 }

@@ -1,0 +1,122 @@
+//! Event source mappings: each one the template declares exists, is enabled, and last processed
+//! without a problem. A disabled mapping stops its function reading: the stream or queue fills
+//! while nothing fails.
+
+use anyhow::Result;
+use aws_config::SdkConfig;
+use aws_sdk_lambda::types::EventSourceMappingConfiguration;
+use herald_local::stack::MappingSpec;
+use herald_local::Stack;
+
+use super::{aws_error, played_locally, Check, Finding, Status};
+
+pub(super) async fn check(stack: &Stack, aws: &SdkConfig) -> Vec<Finding> {
+    if stack.deployment.is_none() {
+        return vec![played_locally(Check::Mapping, "event source mappings")];
+    }
+    let lambda = aws_sdk_lambda::Client::new(aws);
+    let mut findings = Vec::new();
+    for function in &stack.functions {
+        let expected: Vec<&MappingSpec> = stack
+            .mappings
+            .iter()
+            .filter(|m| m.function() == function.logical_id)
+            .collect();
+        if expected.is_empty() {
+            continue;
+        }
+        let deployed = match list(&lambda, &function.name).await {
+            Ok(deployed) => deployed,
+            Err(err) => {
+                findings.push(Finding::unreadable(
+                    Check::Mapping,
+                    &function.logical_id,
+                    &function.name,
+                    &err,
+                ));
+                continue;
+            }
+        };
+        for mapping in expected {
+            let (logical_id, source) = match mapping {
+                MappingSpec::Stream(m) => (&m.logical_id, &m.stream_arn),
+                MappingSpec::Sqs(m) => (&m.logical_id, &m.queue_arn),
+            };
+            let found = deployed
+                .iter()
+                .find(|d| d.event_source_arn() == Some(source.as_str()));
+            findings.push(match found {
+                Some(found) => judge(logical_id, &function.name, found),
+                None => Finding::new(
+                    Check::Mapping,
+                    Status::Problem,
+                    logical_id,
+                    "",
+                    format!(
+                        "{} has no event source mapping from {source}: it reads nothing from it",
+                        function.name
+                    ),
+                )
+                .fix(format!("sam deploy --stack-name {}", stack.name)),
+            });
+        }
+    }
+    findings
+}
+
+fn judge(logical_id: &str, function: &str, mapping: &EventSourceMappingConfiguration) -> Finding {
+    let uuid = mapping.uuid().unwrap_or_default();
+    let state = mapping.state().unwrap_or("unknown");
+    let last = mapping.last_processing_result().unwrap_or("no result yet");
+    let finding = |status, detail| Finding::new(Check::Mapping, status, logical_id, uuid, detail);
+    match state {
+        "Enabled" if last.starts_with("PROBLEM") => finding(
+            Status::Problem,
+            format!("enabled into {function}, but its last batch: {last}"),
+        )
+        .fix(format!("aws logs tail /aws/lambda/{function} --since 1h")),
+        "Enabled" => finding(
+            Status::Ok,
+            format!("enabled into {function}; last result: {last}"),
+        ),
+        "Disabled" | "Disabling" => {
+            let why = mapping
+                .state_transition_reason()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            finding(
+                Status::Problem,
+                format!("{state}{why}: {function} reads nothing while its source fills"),
+            )
+            .fix(format!(
+                "aws lambda update-event-source-mapping --uuid {uuid} --enabled"
+            ))
+        }
+        other => finding(
+            Status::Warning,
+            format!("{other}: a change to the mapping is being applied"),
+        ),
+    }
+}
+
+async fn list(
+    lambda: &aws_sdk_lambda::Client,
+    function: &str,
+) -> Result<Vec<EventSourceMappingConfiguration>> {
+    let mut found = Vec::new();
+    let mut marker = None;
+    loop {
+        let page = lambda
+            .list_event_source_mappings()
+            .function_name(function)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(aws_error)?;
+        found.extend(page.event_source_mappings().iter().cloned());
+        marker = page.next_marker().map(str::to_string);
+        if marker.is_none() {
+            return Ok(found);
+        }
+    }
+}
