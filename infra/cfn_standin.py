@@ -3,10 +3,10 @@ CloudFormation stack on the emulator, so its resources get CloudFormation's name
 suffixes: `prod-EventStream-644FO86FPE14`) that no code can derive from a logical id.
 
 moto's CloudFormation ignores the SAM transform, so aws-sam-translator (the library SAM itself
-uses) translates it here first. Two differences from AWS, both said when the stack is created:
-each function's code is a placeholder zip in a bucket of the emulator (nothing runs it; the local
-runner plays Lambda), and the Function URLs (`AWS::Lambda::Url`, which moto's CloudFormation does
-not support) are left out together with what refers to them.
+uses) translates it here first. One difference from AWS: each function's code is a placeholder zip
+in a bucket of the emulator (nothing runs it; the local runner plays Lambda, and nothing answers at
+a Function URL's address). What moto's CloudFormation leaves out and AWS creates (alarms, SNS
+subscriptions, delivery streams, Function URLs, table TTL and PITR) `infra/moto_server.py` adds.
 
 Usage: python infra/cfn_standin.py --endpoint http://127.0.0.1:5050 --stack prod [--template t.yaml]
 Prints the stack's status and resource count; exits non-zero when the stack was not created.
@@ -31,29 +31,6 @@ class NoManagedPolicies:
 
     def load(self):
         return {}
-
-
-def refers_to(value, ids):
-    text = json.dumps(value)
-    return any(f'"{i}"' in text or f'"{i}.' in text for i in ids)
-
-
-def without(template, kind):
-    """The template without resources of `kind` and everything that refers to them."""
-    removed = {k for k, v in template["Resources"].items() if v["Type"] == kind}
-    grew = True
-    while grew:
-        grew = False
-        for key, value in template["Resources"].items():
-            if key not in removed and refers_to(value, removed):
-                removed.add(key)
-                grew = True
-    for key in removed:
-        template["Resources"].pop(key)
-    for key, value in list(template.get("Outputs", {}).items()):
-        if refers_to(value, removed):
-            template["Outputs"].pop(key)
-    return sorted(removed)
 
 
 def main():
@@ -83,7 +60,6 @@ def main():
             resource["Properties"]["CodeUri"] = f"s3://{CODE_BUCKET}/bootstrap.zip"
 
     translated = transform(template, {}, NoManagedPolicies())
-    left_out = without(translated, "AWS::Lambda::Url")
     cloudformation = boto3.client("cloudformation", **session)
     cloudformation.create_stack(
         StackName=args.stack,
@@ -96,10 +72,7 @@ def main():
         StackName=args.stack
     ):
         count += len(page["StackResourceSummaries"])
-    print(
-        f"{args.stack}: {stack['StackStatus']}, {count} resources "
-        f"(left out, unsupported by the emulator's CloudFormation: {', '.join(left_out)})"
-    )
+    print(f"{args.stack}: {stack['StackStatus']}, {count} resources")
     if stack["StackStatus"] != "CREATE_COMPLETE":
         sys.exit(1)
 

@@ -247,16 +247,17 @@ def long_polls_wait_unlocked():
 
 
 def cloudformation_as_on_aws():
-    """moto's CloudFormation leaves out CloudWatch alarms, SNS subscriptions and Firehose delivery
-    streams (a stack it creates has none), and creates DynamoDB tables without the TTL or point-in-time recovery their
+    """moto's CloudFormation leaves out CloudWatch alarms, SNS subscriptions, Firehose delivery
+    streams and Lambda Function URLs (a stack it creates has none), and creates DynamoDB tables without the TTL or point-in-time recovery their
     properties ask for. AWS creates all of them, and a deployed stack's health (`herald doctor`)
-    and fan-out depend on them: this adds the three resource types and applies the two table
+    and fan-out depend on them: this adds the four resource types and applies the two table
     settings, through the same backends moto's own APIs use."""
     from moto.cloudformation import parsing
     from moto.cloudwatch import models as cloudwatch
     from moto.core.common_models import CloudFormationModel
     from moto.dynamodb.models import dynamodb_backends
     from moto.dynamodb.models.table import Table
+    from moto.awslambda.models import lambda_backends
     from moto.firehose.models import firehose_backends
     from moto.sns.models import sns_backends
 
@@ -430,6 +431,39 @@ def cloudformation_as_on_aws():
         @property
         def physical_resource_id(self):
             return self.name
+
+    class StackFunctionUrl(CloudFormationModel):
+        __module__ = "moto.awslambda.models"
+
+        def __init__(self, function_arn, url):
+            self.function_arn = function_arn
+            self.url = url
+
+        @staticmethod
+        def cloudformation_type():
+            return "AWS::Lambda::Url"
+
+        @classmethod
+        def has_cfn_attr(cls, attr):
+            return attr in ("FunctionArn", "FunctionUrl")
+
+        def get_cfn_attribute(self, attribute_name):
+            return self.url if attribute_name == "FunctionUrl" else self.function_arn
+
+        @classmethod
+        def create_from_cloudformation_json(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        ):
+            p = cloudformation_json["Properties"]
+            config = lambda_backends[account_id][region_name].create_function_url_config(
+                p["TargetFunctionArn"], {k: v for k, v in p.items() if k != "TargetFunctionArn"}
+            )
+            return cls(config.function.function_arn, config.url)
+
+        @property
+        def physical_resource_id(self):
+            # `Ref` of a Function URL is the function's ARN.
+            return self.function_arn
 
     create_table = Table.create_from_cloudformation_json.__func__
 

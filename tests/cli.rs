@@ -219,7 +219,9 @@ async fn dlq_send_and_trace_answer_in_json_with_their_exit_codes() {
         );
     }
 
-    // trace: the accepted sample's journey, as JSON.
+    // trace: the accepted sample's journey, as JSON, from the functions' CloudWatch Logs
+    // groups (every line logged so far sent there).
+    pipeline.flush_logs().await;
     let trace = herald(
         &root,
         &["trace", &sample_id, "--stack", &name, "--output", "json"],

@@ -522,3 +522,395 @@ async fn doctor_finds_an_alarm_in_alarm() {
         "{found}"
     );
 }
+
+/// The README's "Operate it" walkthrough on a deployed stack, command by command: an alarm
+/// fires, `doctor` says what is wrong and what to run, `dlq show` gives the reason, the cause is
+/// fixed, `dlq redrive` sends the letter back, the deployed function applies it, and `trace`
+/// follows it in the stack's CloudWatch Logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operate_a_deployed_stack_as_the_readme_walks_it() {
+    let Some(deployed) =
+        Deployed::create("deployed::operate_a_deployed_stack_as_the_readme_walks_it").await
+    else {
+        return;
+    };
+    let stack = &deployed.stack;
+    let sqs = aws_sdk_sqs::Client::new(&deployed.aws);
+
+    // What happened before the operator looked: the inventory gave up on an order (SQS moved it
+    // to the DLQ after its last receive) and CloudWatch set the DLQ's alarm (the emulator's
+    // CloudWatch evaluates no alarm, so the test sets it as AWS would).
+    let order = Envelope::builder("order_placed", "herald/orders")
+        .subject("order-walk")
+        .partition_key("customer-7")
+        .schema_version(2)
+        .data(json!({"orderId": "order-walk", "customer": {"id": "customer-7", "email": "w@example.com"},
+                     "items": [{"sku": "SKU-CABLE", "quantity": 1, "unitPrice": 1299}],
+                     "total": 1299, "currency": "EUR", "paymentToken": "tok_visa"}))
+        .build()
+        .unwrap();
+    let dlq = queue_url(&sqs, stack, "InventoryDeadLetterQueue").await;
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body(order.to_json())
+        .message_attributes(
+            "herald.reason",
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("stock table throttled past the retry budget")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let alarm = deployed.physical("InventoryDeadLetterQueueAlarm").await;
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&deployed.aws);
+    let set_alarm = |state: aws_sdk_cloudwatch::types::StateValue| {
+        cloudwatch
+            .set_alarm_state()
+            .alarm_name(&alarm)
+            .state_value(state)
+            .state_reason("set by the test, as CloudWatch would")
+            .send()
+    };
+    set_alarm(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .await
+        .unwrap();
+
+    // 1. herald doctor --stack prod: two problems, both pointing at `herald dlq show`.
+    let (code, report) = deployed.doctor();
+    assert_eq!(code, Some(2), "{:?}", unhealthy(&report));
+    let show_command = format!("herald dlq show InventoryDeadLetterQueue --stack {stack}");
+    for (check, resource) in [
+        ("alarm", "InventoryDeadLetterQueueAlarm"),
+        ("deadLetters", "InventoryDeadLetterQueue"),
+    ] {
+        let found = findings(&report, check, resource);
+        assert_eq!(found[0]["status"], "problem", "{}", found[0]);
+        assert_eq!(found[0]["fix"], show_command.as_str());
+    }
+    assert_eq!(unhealthy(&report).len(), 2, "{:?}", unhealthy(&report));
+
+    // 2. herald dlq show inventory --stack prod: the reason.
+    let show = json_of(&deployed.herald(&["dlq", "show", "inventory", "--output", "json"]));
+    assert_eq!(
+        show["messages"][0]["reason"],
+        "stock table throttled past the retry budget"
+    );
+
+    // 3. The cause is fixed, and the deployed functions run (played here by the local runner
+    //    on the stack CloudFormation created, with its names; their output goes to the stack's
+    //    log groups as Lambda's does).
+    let template = herald_local::Template::load(&common::root().join("template.yaml")).unwrap();
+    let mut resolved = herald_local::stack::from_cloudformation(
+        &template,
+        stack,
+        &deployed.aws,
+        &deployed.endpoint,
+    )
+    .await
+    .unwrap();
+    resolved.service_endpoints.clear();
+    let mut options = herald_local::RunnerOptions::new(common::bin_dir());
+    options.url_port = None;
+    let pipeline = herald_local::LocalPipeline::start(
+        resolved,
+        &herald_local::Endpoint::external(deployed.endpoint.clone()),
+        options,
+    )
+    .await
+    .unwrap();
+
+    // 4. herald dlq redrive inventory --stack prod: back in the queue the inventory reads.
+    let redrive = json_of(&deployed.herald(&["dlq", "redrive", "inventory", "--output", "json"]));
+    assert_eq!(redrive["sentBack"], 1, "{redrive}");
+    pipeline
+        .wait_idle(Duration::from_millis(1500), Duration::from_secs(120))
+        .await
+        .unwrap();
+    pipeline.flush_logs().await;
+
+    // 5. herald trace <order id> --stack prod: the inventory applied it, from CloudWatch Logs.
+    let trace = json_of(&deployed.herald(&["trace", order.id(), "--output", "json"]));
+    let events = trace["events"].as_array().unwrap();
+    let hops_of = |id: &str| {
+        events
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap_or_else(|| panic!("{id} in {trace}"))["hops"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        hops_of(order.id())
+            .iter()
+            .any(|h| h["function"] == "inventory" && h["kind"] == "applied"),
+        "{trace}"
+    );
+    // Its follow-up (no stock in a fresh stack) went through the deployed stream, router and
+    // topic subscriptions to a subscriber, each hop in the stack's logs.
+    let follow_up = events
+        .iter()
+        .find(|e| e["causationId"] == order.id())
+        .unwrap_or_else(|| panic!("a follow-up in {trace}"));
+    let kinds: Vec<&str> = follow_up["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"stream") && kinds.contains(&"topic") && kinds.contains(&"applied"),
+        "{trace}"
+    );
+
+    // And the stack is healthy again once CloudWatch sees the empty queue.
+    set_alarm(aws_sdk_cloudwatch::types::StateValue::Ok)
+        .await
+        .unwrap();
+    let (code, report) = deployed.doctor();
+    assert_eq!(code, Some(0), "{:?}", unhealthy(&report));
+    pipeline.stop().await;
+}
+
+/// What a Function URL with `AuthType: AWS_IAM` does with a request, played by a stand-in that
+/// checks SigV4 with the crate AWS's SDKs sign with: the signature is computed again from the
+/// request as received, with the caller's secret, and must match. Answers like the producer
+/// (200 with a report) when it does, 403 when it does not.
+mod signature_checker {
+    use std::net::SocketAddr;
+    use std::sync::{Arc, Mutex};
+    use std::time::SystemTime;
+
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Incoming;
+    use serde_json::json;
+
+    pub const ACCESS_KEY: &str = "AKIDHERALDSENDTEST";
+    pub const SECRET: &str = "herald-send-test-secret";
+
+    /// Each request's verdict: (signed correctly, the service and region it was signed for).
+    pub type Verdicts = Arc<Mutex<Vec<(bool, String)>>>;
+
+    pub async fn start() -> (String, Verdicts) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let address: SocketAddr = listener.local_addr().unwrap();
+        let verdicts: Verdicts = Arc::default();
+        let kept = verdicts.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let verdicts = kept.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |request| {
+                        let verdicts = verdicts.clone();
+                        async move {
+                            Ok::<_, std::convert::Infallible>(answer(request, &verdicts).await)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (format!("http://{address}/"), verdicts)
+    }
+
+    async fn answer(
+        request: hyper::Request<Incoming>,
+        verdicts: &Verdicts,
+    ) -> hyper::Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        let scope = scope(&parts.headers);
+        let valid = verify(&parts, &body);
+        verdicts.lock().unwrap().push((valid, scope));
+        let (status, answer) = if valid {
+            let events: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let n = events
+                .as_array()
+                .or_else(|| events["events"].as_array())
+                .map_or(1, Vec::len);
+            (200, json!({"accepted": n, "rejected": 0, "results": []}))
+        } else {
+            (
+                403,
+                json!({"message": "The request signature we calculated does not match the signature you provided."}),
+            )
+        };
+        hyper::Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(answer.to_string())))
+            .unwrap()
+    }
+
+    /// `<date>/<region>/<service>/aws4_request` of the Authorization header.
+    fn scope(headers: &http::HeaderMap) -> String {
+        let auth = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        auth.split("Credential=")
+            .nth(1)
+            .and_then(|c| c.split(',').next())
+            .and_then(|c| c.split_once('/'))
+            .map(|(_, scope)| scope.to_string())
+            .unwrap_or_default()
+    }
+
+    fn verify(parts: &http::request::Parts, body: &[u8]) -> bool {
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let (Some(authorization), Some(date)) = (header("authorization"), header("x-amz-date"))
+        else {
+            return false;
+        };
+        let Ok(time) = chrono::NaiveDateTime::parse_from_str(date, "%Y%m%dT%H%M%SZ") else {
+            return false;
+        };
+        let time: SystemTime = time.and_utc().into();
+        let scope = scope(&parts.headers);
+        let mut scope = scope.split('/');
+        let (Some(_), Some(region), Some(service)) = (scope.next(), scope.next(), scope.next())
+        else {
+            return false;
+        };
+        let identity =
+            aws_credential_types::Credentials::new(ACCESS_KEY, SECRET, None, None, "test").into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(region)
+            .name(service)
+            .time(time)
+            .settings(SigningSettings::default())
+            .build()
+            .unwrap()
+            .into();
+        let host = header("host").unwrap_or_default();
+        let uri = format!("http://{host}{}", parts.uri);
+        // The request as signed, as AWS reads it: the headers the signature names
+        // (`SignedHeaders`), without those signing itself adds.
+        let signed_headers: Vec<&str> = authorization
+            .split("SignedHeaders=")
+            .nth(1)
+            .and_then(|h| h.split(',').next())
+            .map(|h| h.split(';').collect())
+            .unwrap_or_default();
+        let headers: Vec<(&str, &str)> = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| {
+                signed_headers.contains(&name.as_str())
+                    && !matches!(name.as_str(), "x-amz-date" | "x-amz-security-token")
+            })
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+            .collect();
+        let Ok(signable) = SignableRequest::new(
+            parts.method.as_str(),
+            uri,
+            headers.into_iter(),
+            SignableBody::Bytes(body),
+        ) else {
+            return false;
+        };
+        let Ok(signed) = sign(signable, &params) else {
+            return false;
+        };
+        let (instructions, _) = signed.into_parts();
+        let expected = instructions
+            .headers()
+            .find(|(name, _)| *name == "authorization")
+            .map(|(_, value)| value.to_string());
+        expected.as_deref() == Some(authorization)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_signs_for_a_deployed_function_url() {
+    let Some(deployed) = Deployed::create("deployed::send_signs_for_a_deployed_function_url").await
+    else {
+        return;
+    };
+    // --stack: the producer's Function URL as AWS gave it, signed because its AuthType is AWS_IAM.
+    let lambda = aws_sdk_lambda::Client::new(&deployed.aws);
+    let producer = deployed.physical("ProducerFunction").await;
+    let url = lambda
+        .get_function_url_config()
+        .function_name(&producer)
+        .send()
+        .await
+        .unwrap()
+        .function_url()
+        .to_string();
+    let plan = json_of(&deployed.herald(&[
+        "send",
+        "events/producer/direct-invoke.json",
+        "--dry-run",
+        "--output",
+        "json",
+    ]));
+    assert_eq!(plan["url"], url.as_str(), "{plan}");
+    assert!(url.contains(".lambda-url.us-east-1.on.aws"), "{url}");
+    assert_eq!(plan["signing"], "SigV4 (lambda)");
+    assert_eq!(plan["events"], 2);
+
+    // The signature, checked by a stand-in that verifies it.
+    let (checker, verdicts) = signature_checker::start().await;
+    let send = |secret: &str, sign: &str| {
+        let mut command = Command::new(common::bin_dir().join("herald"));
+        command
+            .env("AWS_ACCESS_KEY_ID", signature_checker::ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .args([
+                "send",
+                "events/producer/direct-invoke.json",
+                "--url",
+                &checker,
+            ])
+            .args(["--sign", sign, "--region", "eu-west-1", "--output", "json"])
+            .current_dir(common::root())
+            .output()
+            .unwrap()
+    };
+    let signed = send(signature_checker::SECRET, "lambda");
+    assert_eq!(json_of(&signed)["accepted"], 2);
+    assert_eq!(
+        verdicts
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .map(|(ok, scope)| (ok, scope.split_once('/').map(|(_, s)| s.to_string()))),
+        Some((true, Some("eu-west-1/lambda/aws4_request".to_string())))
+    );
+    // A wrong secret, or no signature: refused, and herald fails saying what it got.
+    for (secret, sign) in [
+        ("not-the-secret", "lambda"),
+        (signature_checker::SECRET, "none"),
+    ] {
+        let refused = send(secret, sign);
+        assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("answered 403"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+    }
+    let verdicts = verdicts.lock().unwrap();
+    assert_eq!(
+        verdicts.iter().map(|(ok, _)| *ok).collect::<Vec<_>>(),
+        vec![true, false, false]
+    );
+}

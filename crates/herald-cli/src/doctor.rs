@@ -22,29 +22,42 @@ pub async fn doctor(stack: &str, output: Output) -> Result<()> {
             None => "herald local up".to_string(),
         };
         println!("stack {} ({origin})", report.stack);
+        // What is wrong (or not checked) line by line; what is well, counted per check.
+        let mut healthy: Vec<(String, usize)> = Vec::new();
         for finding in &report.findings {
+            let check = serde_json::to_value(finding.check)?
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let mark = match finding.status {
-                Status::Ok => "ok  ",
+                Status::Ok => {
+                    match healthy.iter_mut().find(|(c, _)| *c == check) {
+                        Some((_, n)) => *n += 1,
+                        None => healthy.push((check, 1)),
+                    }
+                    continue;
+                }
                 Status::Skipped => "--  ",
                 Status::Warning => "WARN",
                 Status::Problem => "FAIL",
             };
-            let check = serde_json::to_value(finding.check)?;
             println!(
-                "{mark} {:<20} {:<32} {}",
-                check.as_str().unwrap_or_default(),
-                finding.resource,
-                finding.detail
+                "{mark} {check:<20} {:<32} {}",
+                finding.resource, finding.detail
             );
             if let Some(fix) = &finding.fix {
                 println!("     {:<20} {:<32} → {fix}", "", "");
             }
         }
+        let healthy: Vec<String> = healthy
+            .iter()
+            .map(|(check, n)| format!("{check} {n}"))
+            .collect();
+        println!("ok   {}", healthy.join(", "));
         println!(
-            "{} problems, {} warnings, {} checked",
+            "{} problems, {} warnings",
             report.problems(),
-            report.warnings(),
-            report.findings.len()
+            report.warnings()
         );
     }
     if report.problems() > 0 {

@@ -125,17 +125,23 @@ enum Command {
         #[arg(long)]
         resend_expired: bool,
     },
-    /// Follow one business transaction through every hop, from the stack's logs.
+    /// Follow one business transaction through every hop, from the stack's logs: its functions'
+    /// CloudWatch Logs groups (where Lambda writes a deployed stack's, and `herald local up` a
+    /// local one's), or a directory of log files.
     Trace {
         /// An event id or a correlation id.
         id: String,
-        /// Stack whose logs to read (`herald local up` writes them).
+        /// Stack whose logs to read: deployed (`sam deploy --stack-name`) or local.
         #[arg(long, default_value = "herald")]
         stack: String,
         /// `tree` (indented, with timings) or `mermaid` (a sequence diagram).
         #[arg(long, default_value = "tree")]
         format: String,
-        /// The log directory (default `.herald/logs/<stack>`).
+        /// How far back to search CloudWatch Logs: `90m`, `24h`, `7d`.
+        #[arg(long, default_value = "24h")]
+        since: String,
+        /// Read log files here instead (`<function>.log`, as `herald local up` keeps them under
+        /// `.herald/logs/<stack>`).
         #[arg(long)]
         logs: Option<PathBuf>,
     },
@@ -259,12 +265,22 @@ struct InvokeArgs {
 struct SendArgs {
     /// Events: one event, an array, or {"events": [...]}; a file or `-`.
     events: String,
-    /// The producer URL (default: the local stack's Function URL).
+    /// The producer URL (default: the stack's producer Function URL).
     #[arg(long)]
     url: Option<String>,
-    /// Stack whose producer to use.
+    /// Stack whose producer to use: deployed (its Function URL, signed when its `AuthType` is
+    /// `AWS_IAM`) or local.
     #[arg(long, default_value = "herald")]
     stack: String,
+    /// How to sign: `auto` (a deployed Function URL with `AWS_IAM`, or by the host of `--url`:
+    /// `*.lambda-url.*` for `lambda`, `*.execute-api.*` for `execute-api`), `lambda`,
+    /// `execute-api` or `none`. Signed with the SDK's credentials (`--profile`, the
+    /// environment, ...) for `--region`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "lambda", "execute-api", "none"])]
+    sign: String,
+    /// Print where the events would go and how they would be signed, and send nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 fn main() {
@@ -342,8 +358,9 @@ async fn dispatch(command: Command, output: Output) -> Result<()> {
             id,
             stack,
             format,
+            since,
             logs,
-        } => trace::trace(&id, &stack, &format, logs, output),
+        } => trace::trace(&id, &stack, &format, &since, logs, output).await,
         Command::Doctor { stack } => doctor::doctor(&stack, output).await,
         Command::Schema {
             command: SchemaCommand::Check { dir, update },

@@ -1,38 +1,63 @@
-//! `herald trace`: follow one business transaction through every hop, from the stack's logs.
+//! `herald trace`: follow one business transaction through every hop, from the stack's logs
+//! (CloudWatch Logs, or log files).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Result};
 use herald_local::trace::Trace;
 use serde_json::{json, Value};
 
+use crate::common::stack_and_aws;
 use crate::output::{print_json, Output};
 
 /// Print the transaction of `id` (an event id or a correlation id) as a tree, a Mermaid sequence
-/// diagram, or JSON, from `logs` (default `.herald/logs/<stack>`).
-pub fn trace(
+/// diagram, or JSON: from the stack's CloudWatch Logs of the last `since`, or from the log files
+/// in `logs`.
+pub async fn trace(
     id: &str,
     stack: &str,
     format: &str,
+    since: &str,
     logs: Option<PathBuf>,
     output: Output,
 ) -> Result<()> {
     use herald_local::trace;
-    let dir = match logs {
-        Some(dir) => dir,
-        None => crate::common::project()?.join(".herald/logs").join(stack),
+    if !matches!(format, "tree" | "mermaid") {
+        bail!("--format {format}: expected tree or mermaid");
+    }
+    let found = match logs {
+        Some(dir) => trace::trace(&dir, id)?,
+        None => {
+            let since = duration(since)?;
+            let (stack, aws) = stack_and_aws(stack).await?;
+            herald_ops::trace::trace(&stack, &aws, id, since).await?
+        }
     };
-    let found = trace::trace(&dir, id)?;
     if output.is_json() {
         print_json(&trace_json(&found));
-        return Ok(());
-    }
-    match format {
-        "tree" => print!("{}", trace::render_tree(&found)),
-        "mermaid" => print!("{}", trace::render_mermaid(&found)),
-        other => bail!("--format {other}: expected tree or mermaid"),
+    } else if format == "mermaid" {
+        print!("{}", trace::render_mermaid(&found));
+    } else {
+        print!("{}", trace::render_tree(&found));
     }
     Ok(())
+}
+
+/// `90m`, `24h`, `7d`, `30s`.
+fn duration(text: &str) -> Result<Duration> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => bail!("--since {text}: a number with s, m, h or d (90m, 24h, 7d)"),
+    };
+    let number: u64 = number.parse().map_err(|_| {
+        anyhow::anyhow!("--since {text}: a number with s, m, h or d (90m, 24h, 7d)")
+    })?;
+    Ok(Duration::from_secs(number * seconds))
 }
 
 /// `{"correlationId", "events": [{"id", "type", "causationId", "hops": [{"time", "function",
@@ -63,4 +88,21 @@ fn trace_json(trace: &Trace) -> Value {
         })
         .collect();
     json!({ "correlationId": trace.correlation_id, "events": events })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+    use std::time::Duration;
+
+    #[test]
+    fn since_takes_seconds_minutes_hours_and_days() {
+        assert_eq!(duration("90m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(duration("30s").unwrap(), Duration::from_secs(30));
+        for bad in ["", "h", "24", "1w", "-1h"] {
+            let err = duration(bad).unwrap_err().to_string();
+            assert!(err.contains("--since"), "{bad}: {err}");
+        }
+    }
 }

@@ -9,9 +9,11 @@ use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
+
+use crate::log_shipping::Shipper;
 
 /// Messages whose numeric fields are tallied.
 pub const TALLIED: [&str; 3] = ["batch done", "batch routed", "batch published"];
@@ -23,6 +25,7 @@ pub struct Logs {
     files: Mutex<BTreeMap<String, File>>,
     tallies: Mutex<BTreeMap<String, BTreeMap<String, i64>>>,
     metrics: Mutex<BTreeMap<String, BTreeMap<String, f64>>>,
+    shipper: Option<Arc<Shipper>>,
 }
 
 impl Logs {
@@ -37,7 +40,19 @@ impl Logs {
             files: Mutex::new(BTreeMap::new()),
             tallies: Mutex::new(BTreeMap::new()),
             metrics: Mutex::new(BTreeMap::new()),
+            shipper: None,
         }
+    }
+
+    /// Also send every line to CloudWatch Logs through `shipper`.
+    pub fn shipping_to(mut self, shipper: Arc<Shipper>) -> Self {
+        self.shipper = Some(shipper);
+        self
+    }
+
+    /// Where lines are sent to CloudWatch Logs, if anywhere.
+    pub fn shipper(&self) -> Option<&Arc<Shipper>> {
+        self.shipper.as_ref()
     }
 
     /// One line of output from `label` (`inventory`, `inventory#1`).
@@ -62,6 +77,19 @@ impl Logs {
             .starts_with('{')
             .then(|| serde_json::from_str(line).ok())
             .flatten();
+        if let Some(shipper) = &self.shipper {
+            let emf = matches!(&parsed, Some(Value::Object(f)) if f.contains_key("_aws"));
+            // EMF documents become metrics (summed here); what a trace reads are the lines.
+            if !emf {
+                let timestamp = parsed
+                    .as_ref()
+                    .and_then(|p| p.get("timestamp"))
+                    .and_then(Value::as_str)
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.timestamp_millis());
+                shipper.keep(function, line, timestamp);
+            }
+        }
         if let Some(Value::Object(fields)) = &parsed {
             if fields.contains_key("_aws") {
                 self.add_metrics(function, fields);

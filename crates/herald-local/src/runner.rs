@@ -25,6 +25,7 @@ use crate::alarms::{self, AlarmBoard, AlarmSettings};
 use crate::endpoint::Endpoint;
 use crate::esm::{self, Activity, Checkpoints, Context, PollSettings};
 use crate::faults::{FaultPlan, FaultProxy, FaultReport, Kills};
+use crate::log_shipping::Shipper;
 use crate::logs::Logs;
 use crate::runtime::{FunctionError, FunctionPool};
 use crate::stack::{MappingSpec, Stack};
@@ -40,6 +41,10 @@ pub struct RunnerOptions {
     pub echo_logs: bool,
     /// Keep raw function output here (one file per function).
     pub log_dir: Option<PathBuf>,
+    /// Send function output to the emulator's CloudWatch Logs too, under each function's log
+    /// group, as Lambda does (see [`crate::log_shipping`]): `herald trace` reads it there.
+    /// Default true.
+    pub cloudwatch_logs: bool,
     /// Port of the Function URL server (must match the stack's `function_url_base`); none = no server.
     pub url_port: Option<u16>,
     /// Play the event source mappings. Default true; false runs functions for direct invokes only.
@@ -73,6 +78,7 @@ impl RunnerOptions {
             concurrency: 2,
             echo_logs: false,
             log_dir: None,
+            cloudwatch_logs: true,
             url_port: None,
             mappings: true,
             poll: PollSettings::default(),
@@ -165,7 +171,23 @@ impl LocalPipeline {
         let endpoint = proxied.as_ref().unwrap_or(direct);
         let aws = endpoint.sdk_config().await;
         let stack = Arc::new(stack);
-        let logs = Arc::new(Logs::new(options.echo_logs, options.log_dir.clone()));
+        let mut logs = Logs::new(options.echo_logs, options.log_dir.clone());
+        let mut tasks = Vec::new();
+        let (stop, stop_rx) = watch::channel(false);
+        if options.cloudwatch_logs {
+            let groups = stack
+                .functions
+                .iter()
+                .map(|f| (f.label().to_string(), f.log_group.clone()))
+                .collect();
+            let shipper = Arc::new(Shipper::new(
+                aws_sdk_cloudwatchlogs::Client::new(&direct.sdk_config().await),
+                groups,
+            ));
+            tasks.push(tokio::spawn(shipper.clone().run(stop_rx.clone())));
+            logs = logs.shipping_to(shipper);
+        }
+        let logs = Arc::new(logs);
         let activity = Arc::new(Activity::default());
         let mut pools = BTreeMap::new();
         for function in &stack.functions {
@@ -188,7 +210,6 @@ impl LocalPipeline {
             .with_kills(faults.kills.clone());
             pools.insert(function.logical_id.clone(), Arc::new(pool));
         }
-        let (stop, stop_rx) = watch::channel(false);
         let ctx = Context {
             stack: stack.clone(),
             kinesis: aws_sdk_kinesis::Client::new(&aws),
@@ -200,7 +221,6 @@ impl LocalPipeline {
             settings: options.poll.clone(),
             checkpoints: checkpoints.clone(),
         };
-        let mut tasks = Vec::new();
         let mut watched_queues = Vec::new();
         if options.mappings {
             for mapping in stack.mappings.iter().cloned() {
@@ -554,18 +574,27 @@ impl LocalPipeline {
     }
 
     /// Stop polling, stop every process.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         for task in &self.tasks {
             task.abort();
         }
         // Wait for the tasks to end: nothing of this run saves a checkpoint or holds the
         // Function URL port once this returns.
-        for task in self.tasks {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
         for pool in self.pools.values() {
             pool.stop().await;
+        }
+        self.flush_logs().await;
+    }
+
+    /// Send the functions' output so far to CloudWatch Logs now (it goes about once a second),
+    /// so that what reads it there (`herald trace`) sees every line logged before this call.
+    pub async fn flush_logs(&self) {
+        if let Some(shipper) = self.logs.shipper() {
+            shipper.flush().await;
         }
     }
 }

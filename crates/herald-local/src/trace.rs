@@ -88,7 +88,7 @@ impl Trace {
 
 /// Read every function's log in `dir` (`<function>.log`, JSON lines).
 fn read_lines(dir: &Path) -> Result<Vec<Line>> {
-    let mut lines = Vec::new();
+    let mut raw = Vec::new();
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("no logs at {}", dir.display()))?;
     for entry in entries.flatten() {
@@ -102,26 +102,36 @@ fn read_lines(dir: &Path) -> Result<Vec<Line>> {
             .unwrap_or_default()
             .to_string();
         let text = std::fs::read_to_string(&path)?;
-        for raw in text.lines() {
-            let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(raw) else {
-                continue;
-            };
-            let Some(time) = fields
-                .get("timestamp")
-                .and_then(Value::as_str)
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            else {
-                continue;
-            };
-            lines.push(Line {
-                function: function.clone(),
-                time: time.with_timezone(&Utc),
-                fields,
-            });
-        }
+        raw.extend(
+            text.lines()
+                .map(|line| (function.clone(), line.to_string())),
+        );
+    }
+    Ok(parse_lines(raw))
+}
+
+/// The JSON lines among `(function, line)` pairs, in time order.
+fn parse_lines(raw: impl IntoIterator<Item = (String, String)>) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for (function, raw) in raw {
+        let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(&raw) else {
+            continue;
+        };
+        let Some(time) = fields
+            .get("timestamp")
+            .and_then(Value::as_str)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        else {
+            continue;
+        };
+        lines.push(Line {
+            function,
+            time: time.with_timezone(&Utc),
+            fields,
+        });
     }
     lines.sort_by_key(|l| l.time);
-    Ok(lines)
+    lines
 }
 
 /// Kinesis sequence numbers are decimal strings of any length: compare them as numbers.
@@ -131,7 +141,32 @@ fn sequence_key(sequence: &str) -> (usize, &str) {
 
 /// Trace `id` (an event id or a correlation id) through the logs in `dir`.
 pub fn trace(dir: &Path, id: &str) -> Result<Trace> {
-    let lines = read_lines(dir)?;
+    trace_in(read_lines(dir)?, id, &dir.display().to_string())
+}
+
+/// Trace `id` through log lines read from anywhere (CloudWatch Logs): `(function, line)` pairs,
+/// the function by its short name (`producer`). `place` names where they came from, for the
+/// error when none mentions `id`.
+pub fn trace_lines(
+    lines: impl IntoIterator<Item = (String, String)>,
+    id: &str,
+    place: &str,
+) -> Result<Trace> {
+    trace_in(parse_lines(lines), id, place)
+}
+
+/// The correlation id of `id` among `(function, line)` pairs: the correlation id of the event
+/// `id` names, else `id` itself (it is one).
+pub fn correlation_of(lines: impl IntoIterator<Item = (String, String)>, id: &str) -> String {
+    parse_lines(lines)
+        .iter()
+        .find(|l| l.text("eventId") == id)
+        .map(|l| l.text("correlationId").to_string())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| id.to_string())
+}
+
+fn trace_in(lines: Vec<Line>, id: &str, place: &str) -> Result<Trace> {
     let correlation_id = lines
         .iter()
         .find(|l| l.text("eventId") == id)
@@ -149,8 +184,7 @@ pub fn trace(dir: &Path, id: &str) -> Result<Trace> {
     let trace = build(correlation_id, &mine, &routed);
     if trace.events.is_empty() {
         bail!(
-            "no log line mentions {id} in {} (is it an event id or correlation id of this stack?)",
-            dir.display()
+            "no log line mentions {id} in {place} (is it an event id or correlation id of this stack?)"
         );
     }
     Ok(trace)

@@ -170,7 +170,42 @@ pub async fn from_cloudformation(
         }
         stack.resources.insert(id.clone(), physical);
     }
+    function_urls(&mut stack, aws).await;
     Ok(stack)
+}
+
+/// A Function URL's address is AWS's to give (`https://<id>.lambda-url.<region>.on.aws`): read it
+/// for every function whose template has a `FunctionUrlConfig`; none when it has none deployed.
+async fn function_urls(stack: &mut Stack, aws: &SdkConfig) {
+    let lambda = aws_sdk_lambda::Client::new(aws);
+    for index in 0..stack.functions.len() {
+        if stack.functions[index].url.is_none() {
+            continue;
+        }
+        let name = stack.functions[index].name.clone();
+        let config = lambda
+            .get_function_url_config()
+            .function_name(&name)
+            .send()
+            .await;
+        let function = &mut stack.functions[index];
+        function.url = config.ok().map(|config| {
+            function.url_auth_type = Some(config.auth_type().as_str().to_string());
+            config.function_url().to_string()
+        });
+        let url_resource = format!("{}Url", function.logical_id);
+        let url = function.url.clone();
+        if let Some(resource) = stack.resources.get_mut(&url_resource) {
+            match url {
+                Some(url) => {
+                    resource.attributes.insert("FunctionUrl".into(), url);
+                }
+                None => {
+                    resource.attributes.remove("FunctionUrl");
+                }
+            }
+        }
+    }
 }
 
 /// What `Ref` and `Fn::GetAtt` give for a resource CloudFormation created as `physical`.

@@ -31,8 +31,16 @@ pub struct FunctionSpec {
     pub log_format: String,
     /// `LoggingConfig.ApplicationLogLevel`.
     pub log_level: Option<String>,
-    /// Local Function URL, when the function has a `FunctionUrlConfig`.
+    /// The CloudWatch Logs group its output goes to: `LoggingConfig.LogGroup`, else Lambda's
+    /// `/aws/lambda/<name>`.
+    #[serde(default)]
+    pub log_group: String,
+    /// Local Function URL, when the function has a `FunctionUrlConfig` (a deployed stack's: the
+    /// URL AWS gave it).
     pub url: Option<String>,
+    /// `FunctionUrlConfig.AuthType`: `AWS_IAM` (callers sign with SigV4) or `NONE`.
+    #[serde(default)]
+    pub url_auth_type: Option<String>,
     /// ARN.
     pub arn: String,
 }
@@ -146,7 +154,14 @@ pub(super) fn function(
         log_level: logging
             .and_then(|l| l.get("ApplicationLogLevel"))
             .map(scalar),
+        log_group: logging
+            .and_then(|l| l.get("LogGroup"))
+            .map(scalar)
+            .unwrap_or_else(|| format!("/aws/lambda/{name}")),
         url,
+        url_auth_type: prop(properties, "FunctionUrlConfig")
+            .and_then(|c| c.get("AuthType"))
+            .map(scalar),
         arn: function_arn.clone(),
     });
     // SAM gives a function without a `Role` one of its own, `<Function>Role`, which the template

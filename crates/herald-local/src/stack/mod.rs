@@ -483,7 +483,7 @@ async fn create(
                 stack,
                 id,
                 kind,
-                "log group (local logs are under .herald/logs/<stack>/)".into(),
+                "log group (the runner creates it when its function first logs, as Lambda would; retention applies on AWS only)".into(),
             );
             // What a policy naming the group resolves to.
             let name = prop(properties, "LogGroupName")

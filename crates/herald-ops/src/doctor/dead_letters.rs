@@ -26,7 +26,10 @@ pub(super) async fn check(stack: &Stack, aws: &SdkConfig) -> Vec<Finding> {
                 Status::Problem,
                 &queue.logical_id,
                 &name,
-                format!("{messages} messages: events that did not take effect"),
+                format!(
+                    "{messages} message{}: events that did not take effect",
+                    if messages == 1 { "" } else { "s" }
+                ),
             )
             .fix(format!(
                 "herald dlq show {} --stack {}",

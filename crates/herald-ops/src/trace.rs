@@ -1,0 +1,116 @@
+//! A business transaction's log lines from CloudWatch Logs: each function's log group (as
+//! Lambda writes it, and as the local runner writes it too), searched with `FilterLogEvents`
+//! for the id, then for its correlation id, then for the router's batch lines over the
+//! transaction's span (they say which batch carried which stream record, and carry no
+//! correlation id of their own).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use aws_config::SdkConfig;
+use herald_local::trace::{self as lines, Trace};
+use herald_local::Stack;
+
+/// How long after the transaction's last line a router batch may still carry it.
+const ROUTED_WITHIN: Duration = Duration::from_secs(10 * 60);
+
+/// Trace `id` (an event id or a correlation id) in the stack's logs of the last `since`.
+pub async fn trace(stack: &Stack, aws: &SdkConfig, id: &str, since: Duration) -> Result<Trace> {
+    let logs = aws_sdk_cloudwatchlogs::Client::new(aws);
+    let groups: Vec<(String, String)> = stack
+        .functions
+        .iter()
+        .map(|f| (f.label().to_string(), f.log_group.clone()))
+        .collect();
+    let now = chrono::Utc::now().timestamp_millis();
+    let start = now - since.as_millis() as i64;
+    let mut found = search(&logs, &groups, id, start, None).await?;
+    let correlation = lines::correlation_of(plain(&found), id);
+    if correlation != id {
+        found = search(&logs, &groups, &correlation, start, None).await?;
+    }
+    if let (Some(first), Some(last)) = (
+        found.iter().map(|l| l.time).min(),
+        found.iter().map(|l| l.time).max(),
+    ) {
+        let routed = search(
+            &logs,
+            &groups,
+            "batch routed",
+            first - 60_000,
+            Some(last + ROUTED_WITHIN.as_millis() as i64),
+        )
+        .await?;
+        found.extend(routed);
+    }
+    lines::trace_lines(
+        plain(&found),
+        id,
+        &format!(
+            "the CloudWatch Logs of stack {} (last {since:?})",
+            stack.name
+        ),
+    )
+}
+
+/// One log event, by function.
+struct Found {
+    function: String,
+    time: i64,
+    message: String,
+}
+
+fn plain(found: &[Found]) -> Vec<(String, String)> {
+    found
+        .iter()
+        .map(|f| (f.function.clone(), f.message.clone()))
+        .collect()
+}
+
+/// Every event in `groups` whose message holds `phrase`, between `start` and `end` (ms).
+async fn search(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    groups: &[(String, String)],
+    phrase: &str,
+    start: i64,
+    end: Option<i64>,
+) -> Result<Vec<Found>> {
+    let mut found = Vec::new();
+    for (function, group) in groups {
+        let mut token = None;
+        loop {
+            let page = logs
+                .filter_log_events()
+                .log_group_name(group)
+                // A quoted term: the exact phrase, punctuation and all.
+                .filter_pattern(format!("\"{phrase}\""))
+                .start_time(start)
+                .set_end_time(end)
+                .set_next_token(token)
+                .send()
+                .await;
+            let page = match page {
+                Ok(page) => page,
+                // A function that never logged has no group yet.
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                {
+                    break
+                }
+                Err(err) => anyhow::bail!("reading {group}: {}", herald::aws::error_text(&err)),
+            };
+            found.extend(page.events().iter().map(|event| Found {
+                function: function.clone(),
+                time: event.timestamp().unwrap_or_default(),
+                message: event.message().unwrap_or_default().to_string(),
+            }));
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(found)
+}
