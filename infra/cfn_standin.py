@@ -1,12 +1,13 @@
-"""A deployed stack without AWS: the SAM template, translated as `sam deploy` would, created as a
-CloudFormation stack on the emulator, so its resources get CloudFormation's names (random
-suffixes: `prod-EventStream-644FO86FPE14`) that no code can derive from a logical id.
+"""A deployed stack without AWS: the SAM template, packaged as `sam deploy` packages it (each
+function's `CodeUri` an object in S3) and created as a CloudFormation stack on the emulator, so its
+resources get CloudFormation's names (random suffixes: `prod-EventStream-644FO86FPE14`) that no
+code can derive from a logical id.
 
-moto's CloudFormation ignores the SAM transform, so aws-sam-translator (the library SAM itself
-uses) translates it here first. One difference from AWS: each function's code is a placeholder zip
-in a bucket of the emulator (nothing runs it; the local runner plays Lambda, and nothing answers at
-a Function URL's address). What moto's CloudFormation leaves out and AWS creates (alarms, SNS
-subscriptions, delivery streams, Function URLs, table TTL and PITR) `infra/moto_server.py` adds.
+The emulator's CloudFormation (`infra/moto_server.py`) runs the SAM transform as AWS's does, keeps
+the template as sent for `GetTemplate`, and creates what moto's leaves out and AWS creates (alarms,
+SNS subscriptions, delivery streams, Function URLs, table TTL and PITR). One difference from AWS:
+the code is a placeholder zip (nothing runs it; the local runner plays Lambda, and nothing answers
+at a Function URL's address).
 
 Usage: python infra/cfn_standin.py --endpoint http://127.0.0.1:5050 --stack prod [--template t.yaml]
 Prints the stack's status and resource count; exits non-zero when the stack was not created.
@@ -20,17 +21,9 @@ import sys
 import zipfile
 
 import boto3
-from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
 CODE_BUCKET = "herald-standin-code"
-
-
-class NoManagedPolicies:
-    """aws-sam-translator asks for the account's managed policies; none are needed here."""
-
-    def load(self):
-        return {}
 
 
 def main():
@@ -59,11 +52,10 @@ def main():
         if resource["Type"] == "AWS::Serverless::Function":
             resource["Properties"]["CodeUri"] = f"s3://{CODE_BUCKET}/bootstrap.zip"
 
-    translated = transform(template, {}, NoManagedPolicies())
     cloudformation = boto3.client("cloudformation", **session)
     cloudformation.create_stack(
         StackName=args.stack,
-        TemplateBody=json.dumps(translated),
+        TemplateBody=json.dumps(template),
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
     stack = cloudformation.describe_stacks(StackName=args.stack)["Stacks"][0]

@@ -9,13 +9,15 @@ It also makes TransactWriteItems cost what the transaction touches rather than w
 hold (see `item_level_rollback`), reshards Kinesis streams as AWS does (see
 `resharding_as_on_aws`), takes out per-request costs that grow with the load rather than with
 the work (see `cheaper_requests`), and gives its CloudFormation the resources a deployed herald
-stack has and moto's leaves out (see `cloudformation_as_on_aws`).
+stack has and moto's leaves out (see `cloudformation_as_on_aws`) and the SAM transform
+CloudFormation runs itself (see `sam_transform_as_on_aws`).
 
 Usage: python infra/moto_server.py [-H host] [-p port]
 """
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -487,6 +489,56 @@ def cloudformation_as_on_aws():
     parsing.get_name_type_map.cache_clear()
 
 
+class NoManagedPolicies:
+    """aws-sam-translator asks for the account's managed policies; none are needed here."""
+
+    def load(self):
+        return {}
+
+
+def sam_transform_as_on_aws():
+    """CloudFormation runs the SAM transform itself: `sam deploy` sends the template as written
+    (`Transform: AWS::Serverless-2016-10-31`), and `GetTemplate` gives it back as it was (stage
+    `Original`, the default) or transformed (`Processed`). moto ignores transforms; this runs the
+    translator SAM itself uses (aws-sam-translator, pinned in infra/requirements.txt) where
+    CloudFormation would, and keeps both."""
+    from moto.cloudformation import models, responses
+    from moto.core.responses import ActionResult
+
+    originals = {}  # stack id -> the template as sent
+    create_stack = models.CloudFormationBackend.create_stack
+
+    def create_stack_as_on_aws(self, name, template, parameters, *args, **kwargs):
+        from samtranslator.yaml_helper import yaml_parse
+
+        body = yaml_parse(template) if isinstance(template, str) else template
+        transforms = body.get("Transform") if isinstance(body, dict) else None
+        if transforms == "AWS::Serverless-2016-10-31" or (
+            isinstance(transforms, list) and "AWS::Serverless-2016-10-31" in transforms
+        ):
+            from samtranslator.translator.transform import transform
+
+            # The translator reads the region from the environment, as SAM's own runs do.
+            os.environ["AWS_DEFAULT_REGION"] = self.region_name
+            processed = json.dumps(transform(body, dict(parameters or {}), NoManagedPolicies()))
+            stack = create_stack(self, name, processed, parameters, *args, **kwargs)
+            originals[stack.stack_id] = template
+            return stack
+        return create_stack(self, name, template, parameters, *args, **kwargs)
+
+    models.CloudFormationBackend.create_stack = create_stack_as_on_aws
+    get_template = responses.CloudFormationResponse.get_template
+
+    def get_template_as_on_aws(self):
+        stage = self._get_param("TemplateStage") or "Original"
+        stack = self.cloudformation_backend.get_stack(self._get_param("StackName"))
+        if stage == "Original" and stack.stack_id in originals:
+            return ActionResult({"TemplateBody": originals[stack.stack_id]})
+        return get_template(self)
+
+    responses.CloudFormationResponse.get_template = get_template_as_on_aws
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -498,6 +550,7 @@ def main():
     cheaper_requests()
     long_polls_wait_unlocked()
     cloudformation_as_on_aws()
+    sam_transform_as_on_aws()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=MotoRequestHandler)
 

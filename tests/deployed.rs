@@ -1,10 +1,12 @@
-//! A deployed stack, found by name through CloudFormation (issue 25, first step). There is no
-//! AWS account here, so CloudFormation on the emulator plays the deployed stack:
-//! `infra/cfn_standin.py` translates template.yaml as `sam deploy` does and creates it, and its
-//! resources get CloudFormation's names (`<stack>-InventoryDeadLetterQueue-8KA3VOYWBVF4`), which
-//! no code can derive from a logical id. `herald dlq list / show / redrive --stack <name>` then
-//! work on it as on a local stack. The emulator runs as one process here: moto's CloudFormation
-//! creates resources in its own process, where every service must answer.
+//! Operating a deployed stack, found by name through CloudFormation. There is no AWS account
+//! here, so CloudFormation on the emulator plays the deployed stack: `infra/cfn_standin.py`
+//! packages template.yaml as `sam deploy` does and creates it (the emulator runs the SAM transform
+//! and keeps the template, as AWS does), and its resources get CloudFormation's names
+//! (`<stack>-InventoryDeadLetterQueue-8KA3VOYWBVF4`), which no code can derive from a logical id.
+//! `herald doctor`, `dlq`, `trace` and `send --stack <name>` then work on it; the README's
+//! "Operate it" walkthrough runs here command by command. The emulator runs as one process per
+//! test: moto's CloudFormation creates resources in its own process, where every service must
+//! answer.
 
 mod common;
 
@@ -74,6 +76,11 @@ fn moto() -> (Moto, String) {
 
 /// `herald` against the emulator at `endpoint` only (no per-service endpoints).
 fn herald(endpoint: &str, args: &[&str]) -> Output {
+    herald_in(&common::root(), endpoint, args)
+}
+
+/// `herald` run in `dir`, against the emulator at `endpoint` only.
+fn herald_in(dir: &std::path::Path, endpoint: &str, args: &[&str]) -> Output {
     let mut command = Command::new(common::bin_dir().join("herald"));
     for (variable, _) in std::env::vars() {
         if variable.starts_with("AWS_ENDPOINT_URL_") {
@@ -83,7 +90,7 @@ fn herald(endpoint: &str, args: &[&str]) -> Output {
     command
         .env("AWS_ENDPOINT_URL", endpoint)
         .args(args)
-        .current_dir(common::root())
+        .current_dir(dir)
         .output()
         .unwrap()
 }
@@ -398,8 +405,16 @@ async fn doctor_says_a_fresh_deployed_stack_is_healthy() {
         deployed.physical("RouterStreamMapping").await
     );
 
-    // The text form says the same, a line per finding.
-    let text = deployed.herald(&["doctor"]);
+    // The text form says the same; and it needs no checkout: run from a directory that is no
+    // herald project, the wiring comes from the template CloudFormation keeps (GetTemplate).
+    let elsewhere = std::env::temp_dir().join(common::unique("no-project"));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let text = herald_in(
+        &elsewhere,
+        &deployed.endpoint,
+        &["doctor", "--stack", &deployed.stack],
+    );
+    let _ = std::fs::remove_dir_all(&elsewhere);
     assert_eq!(text.status.code(), Some(0));
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("0 problems, 0 warnings"), "{text}");
@@ -602,15 +617,10 @@ async fn operate_a_deployed_stack_as_the_readme_walks_it() {
     // 3. The cause is fixed, and the deployed functions run (played here by the local runner
     //    on the stack CloudFormation created, with its names; their output goes to the stack's
     //    log groups as Lambda's does).
-    let template = herald_local::Template::load(&common::root().join("template.yaml")).unwrap();
-    let mut resolved = herald_local::stack::from_cloudformation(
-        &template,
-        stack,
-        &deployed.aws,
-        &deployed.endpoint,
-    )
-    .await
-    .unwrap();
+    let mut resolved =
+        herald_local::stack::from_cloudformation(stack, &deployed.aws, &deployed.endpoint)
+            .await
+            .unwrap();
     resolved.service_endpoints.clear();
     let mut options = herald_local::RunnerOptions::new(common::bin_dir());
     options.url_port = None;

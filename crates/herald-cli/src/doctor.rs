@@ -9,8 +9,12 @@ use crate::output::{print_json, Output, Refused};
 
 /// Examine the stack `stack` and print what was found.
 pub async fn doctor(stack: &str, output: Output) -> Result<()> {
-    let template = Template::load(&project()?.join("template.yaml"))?;
     let (stack, aws) = stack_and_aws(stack).await?;
+    // What the stack asks of its tables: as deployed, or as this project's template says.
+    let template = match &stack.deployment {
+        Some(_) => herald_local::stack::deployed_template(&aws, &stack.name).await?,
+        None => Template::load(&project()?.join("template.yaml"))?,
+    };
     let report = doctor::examine(&stack, &template, &aws).await?;
     if output.is_json() {
         let mut value = serde_json::to_value(&report)?;

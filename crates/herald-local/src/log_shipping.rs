@@ -3,7 +3,7 @@
 //! start. So `herald trace` reads a local stack's logs where it reads a deployed one's.
 //!
 //! Lines are buffered and sent about once a second, a `PutLogEvents` per function (at most
-//! [`MAX_EVENTS`] events or [`MAX_BYTES`] each, AWS's limits), straight to the emulator: a fault
+//! 10,000 events or 1 MB each, AWS's limits), straight to the emulator: a fault
 //! plan between the functions and AWS does not reach Lambda's own log delivery.
 
 use std::collections::BTreeMap;

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 
 use crate::stack::Stack;
-use crate::template::Template;
 
 /// Where `herald local up` records the stack it runs (`<root>/.herald/stack-<name>.json`), for
 /// the commands that work on a running stack.
@@ -22,27 +21,34 @@ pub fn running_stack(root: &Path, name: &str) -> Result<Stack> {
 }
 
 /// The stack `name` and an SDK configuration for the endpoint it lives on: the local stack of
-/// that name when `herald local up` started one under `root`, else the CloudFormation stack of
-/// that name ([`deployed_stack`]).
-pub async fn connect(root: &Path, name: &str) -> Result<(Stack, SdkConfig)> {
-    if state_file(root, name).exists() {
-        let stack = running_stack(root, name)?;
-        let aws = stack.aws_endpoint().sdk_config().await;
-        return Ok((stack, aws));
+/// that name when `herald local up` started one under `root` (the project, when there is one),
+/// else the CloudFormation stack of that name ([`deployed_stack`]).
+pub async fn connect(root: Option<&Path>, name: &str) -> Result<(Stack, SdkConfig)> {
+    if let Some(root) = root {
+        if state_file(root, name).exists() {
+            let stack = running_stack(root, name)?;
+            let aws = stack.aws_endpoint().sdk_config().await;
+            return Ok((stack, aws));
+        }
     }
-    deployed_stack(root, name).await.with_context(|| {
-        format!(
+    deployed_stack(name).await.with_context(|| match root {
+        Some(_) => format!(
             "no stack {name}: no local one (start one with `herald local up`), and none \
              CloudFormation knows in this account and region"
-        )
+        ),
+        None => format!(
+            "no stack {name}: none CloudFormation knows in this account and region, and no \
+             herald project here for a local one (a directory holding template.yaml and \
+             Cargo.toml, where `herald local up` keeps its stacks)"
+        ),
     })
 }
 
-/// The CloudFormation stack `name` (`sam deploy --stack-name`), its resources found through
-/// CloudFormation and its wiring read from `<root>/template.yaml`, the template it was
-/// deployed from. AWS as the SDK finds it (credentials, region), or the emulator at
-/// `AWS_ENDPOINT_URL`.
-pub async fn deployed_stack(root: &Path, name: &str) -> Result<(Stack, SdkConfig)> {
+/// The CloudFormation stack `name` (`sam deploy --stack-name`): its resources found through
+/// CloudFormation, its wiring read from the template it was deployed from (`GetTemplate`), so
+/// no project or checkout is needed. AWS as the SDK finds it (credentials, region), or the
+/// emulator at `AWS_ENDPOINT_URL`.
+pub async fn deployed_stack(name: &str) -> Result<(Stack, SdkConfig)> {
     let (aws, endpoint) = match crate::Endpoint::from_env() {
         Some(endpoint) => (endpoint.sdk_config().await, endpoint),
         None => (
@@ -50,9 +56,7 @@ pub async fn deployed_stack(root: &Path, name: &str) -> Result<(Stack, SdkConfig
             crate::Endpoint::external(String::new()),
         ),
     };
-    let template = Template::load(&root.join("template.yaml"))?;
-    let mut stack =
-        crate::stack::from_cloudformation(&template, name, &aws, endpoint.url_for("")).await?;
+    let mut stack = crate::stack::from_cloudformation(name, &aws, endpoint.url_for("")).await?;
     for (variable, url) in endpoint.services().iter() {
         stack
             .service_endpoints

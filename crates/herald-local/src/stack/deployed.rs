@@ -1,7 +1,8 @@
 //! A stack CloudFormation created (`sam deploy`): every resource found by name through
 //! `ListStackResources` (CloudFormation's names carry random suffixes; none is derived from a
 //! logical id here), and the wiring — which queue dead-letters into which, which function a
-//! mapping feeds — read from the template, resolved against those names. The result is the same
+//! mapping feeds — read from the template it was deployed from (`GetTemplate`, as sent: the SAM
+//! template), resolved against those names. The result is the same
 //! [`Stack`] the local runner provisions, so `herald dlq` and the other commands work on either.
 
 use std::collections::BTreeMap;
@@ -16,14 +17,29 @@ use super::{
 };
 use crate::template::{resolve, scalar, Template};
 
-/// The CloudFormation stack `name`, with `template` (the template it was deployed from) for its
-/// wiring. `endpoint` is what the stack records as its endpoint (empty on AWS itself).
-pub async fn from_cloudformation(
-    template: &Template,
-    name: &str,
-    aws: &SdkConfig,
-    endpoint: &str,
-) -> Result<Stack> {
+/// The template the CloudFormation stack `name` was deployed from, as it was sent (`GetTemplate`,
+/// stage `Original`: for `sam deploy`, the SAM template with its code in S3).
+pub async fn deployed_template(aws: &SdkConfig, name: &str) -> Result<Template> {
+    let body = aws_sdk_cloudformation::Client::new(aws)
+        .get_template()
+        .stack_name(name)
+        .template_stage(aws_sdk_cloudformation::types::TemplateStage::Original)
+        .send()
+        .await
+        .map_err(|err| {
+            anyhow!(
+                "no CloudFormation stack {name} ({})",
+                herald::aws::error_text(&err)
+            )
+        })?
+        .template_body
+        .ok_or_else(|| anyhow!("CloudFormation gave no template for stack {name}"))?;
+    Template::parse(&body).with_context(|| format!("the template of stack {name}"))
+}
+
+/// The CloudFormation stack `name`, its wiring read from the template it was deployed from.
+/// `endpoint` is what the stack records as its endpoint (empty on AWS itself).
+pub async fn from_cloudformation(name: &str, aws: &SdkConfig, endpoint: &str) -> Result<Stack> {
     let cfn = aws_sdk_cloudformation::Client::new(aws);
     let described = cfn
         .describe_stacks()
@@ -49,6 +65,7 @@ pub async fn from_cloudformation(
     {
         bail!("CloudFormation stack {name} is {status}: it has no resources to work on");
     }
+    let template = &deployed_template(aws, name).await?;
     // arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>
     let stack_id = found.stack_id().unwrap_or_default().to_string();
     let mut arn_parts = stack_id.split(':');

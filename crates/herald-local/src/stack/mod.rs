@@ -23,7 +23,7 @@ mod tables;
 mod topics;
 
 pub use deliveries::DeliverySpec;
-pub use deployed::from_cloudformation;
+pub use deployed::{deployed_template, from_cloudformation};
 pub use functions::FunctionSpec;
 pub use mappings::{MappingSpec, SqsMapping, StartingPosition, StreamMapping, StreamSource};
 pub use queues::DEAD_LETTER_TARGET;
