@@ -152,7 +152,7 @@ async fn every_event_is_archived_once_and_a_backfill_reaches_one_subscriber_only
     let done = herald_local::ops::replay_archive(
         &aws,
         &stack,
-        &bin_dir,
+        Some(&bin_dir),
         &Query {
             types: vec!["order_placed".into(), "job_failed".into()],
             ..Query::default()
@@ -184,7 +184,7 @@ async fn every_event_is_archived_once_and_a_backfill_reaches_one_subscriber_only
     let refused = herald_local::ops::replay_events(
         &aws,
         &stack,
-        &bin_dir,
+        Some(&bin_dir),
         std::slice::from_ref(&archived),
         &Target::Subscriber("ops".into()),
         herald_local::ops::Expired::Refuse,

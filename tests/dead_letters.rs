@@ -351,7 +351,7 @@ async fn poison_delivered_twice_is_dead_lettered_once() {
     let router_dlq = stack.reference("RouterDeadLetterQueue").unwrap();
     assert_eq!(messages(&sqs, router_dlq).await.len(), 1);
 
-    let replayed = ops::replay(&aws, &stack, &common::bin_dir(), started, |_| {})
+    let replayed = ops::replay(&aws, &stack, Some(&common::bin_dir()), started, |_| {})
         .await
         .unwrap();
     assert_eq!(replayed.read, 1, "{replayed:?}");

@@ -924,3 +924,115 @@ async fn send_signs_for_a_deployed_function_url() {
         vec![true, false, false]
     );
 }
+
+/// `herald replay --stack` on a deployed stack: the stream re-read and sent through the deployed
+/// router (Lambda's `Invoke`), whose publishes reach subscribers that skip what they applied. The
+/// runner plays the stack's functions and answers `Invoke` for them, as `sam local
+/// start-lambda` does; `AWS_ENDPOINT_URL_LAMBDA` points herald there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_goes_through_the_deployed_router() {
+    let Some(deployed) =
+        Deployed::create("deployed::replay_goes_through_the_deployed_router").await
+    else {
+        return;
+    };
+    let stack = &deployed.stack;
+    let mut resolved =
+        herald_local::stack::from_cloudformation(stack, &deployed.aws, &deployed.endpoint)
+            .await
+            .unwrap();
+    resolved.service_endpoints.clear();
+    let mut options = herald_local::RunnerOptions::new(common::bin_dir());
+    options.url_port = None;
+    options.lambda_port = Some(0);
+    let pipeline = herald_local::LocalPipeline::start(
+        resolved,
+        &herald_local::Endpoint::external(deployed.endpoint.clone()),
+        options,
+    )
+    .await
+    .unwrap();
+    let lambda = pipeline.lambda_endpoint().unwrap().to_string();
+
+    // One order on the deployed stream, routed and applied once.
+    let from = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let order = Envelope::builder("order_placed", "herald/orders")
+        .subject("order-replay")
+        .partition_key("customer-9")
+        .schema_version(2)
+        .data(json!({"orderId": "order-replay", "customer": {"id": "customer-9", "email": "r@example.com"},
+                     "items": [{"sku": "SKU-CABLE", "quantity": 1, "unitPrice": 1299}],
+                     "total": 1299, "currency": "EUR", "paymentToken": "tok_visa"}))
+        .build()
+        .unwrap();
+    aws_sdk_kinesis::Client::new(&deployed.aws)
+        .put_record()
+        .stream_name(deployed.physical("EventStream").await)
+        .partition_key("customer-9")
+        .data(aws_sdk_kinesis::primitives::Blob::new(order.to_json()))
+        .send()
+        .await
+        .unwrap();
+    let tally = |function: &str, key: &str| {
+        pipeline
+            .tallies()
+            .get(function)
+            .and_then(|t| t.get(key).copied())
+            .unwrap_or(0)
+    };
+    common::wait_until(
+        "the order applied by the inventory",
+        Duration::from_secs(120),
+        || async { tally("inventory", "applied") >= 1 },
+    )
+    .await;
+    pipeline
+        .wait_idle(Duration::from_millis(1500), Duration::from_secs(120))
+        .await
+        .unwrap();
+    let published = tally("router", "published");
+
+    let mut command = Command::new(common::bin_dir().join("herald"));
+    for (variable, _) in std::env::vars() {
+        if variable.starts_with("AWS_ENDPOINT_URL_") {
+            command.env_remove(variable);
+        }
+    }
+    let replay = json_of(
+        &command
+            .env("AWS_ENDPOINT_URL", &deployed.endpoint)
+            .env("AWS_ENDPOINT_URL_LAMBDA", &lambda)
+            .args(["replay", "--from", &from.to_rfc3339(), "--source", "stream"])
+            .args(["--stack", stack, "--output", "json"])
+            .current_dir(common::root())
+            .output()
+            .unwrap(),
+    );
+    // The order and its follow-ups (the inventory's answer, ...): everything on the stream since.
+    let read = replay["read"].as_i64().unwrap();
+    assert!(
+        read >= 1 && replay["batches"].as_u64() >= Some(1),
+        "{replay}"
+    );
+    assert_eq!(replay["target"], "router");
+    // Through the deployed router (invoked, not run here), on to the subscribers, which skip it.
+    common::wait_until(
+        "the replayed order skipped as a duplicate",
+        Duration::from_secs(120),
+        || async { tally("inventory", "duplicates") >= 1 },
+    )
+    .await;
+    common::wait_until(
+        "the router publishing the replay",
+        Duration::from_secs(60),
+        || async { tally("router", "published") >= published + read },
+    )
+    .await;
+    assert_eq!(tally("router", "published"), published + read);
+    assert_eq!(
+        tally("inventory", "applied"),
+        1,
+        "applied once, whatever the replays"
+    );
+    pipeline.stop().await;
+}

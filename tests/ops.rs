@@ -347,7 +347,7 @@ async fn replaying_the_stream_repeats_no_effect() {
     let before = effects(&stack, &aws).await.unwrap();
     let duplicates_before: i64 = pipeline.tallies()["inventory"]["duplicates"];
 
-    let replayed = ops::replay(&aws, &stack, &common::bin_dir(), started, |_| {})
+    let replayed = ops::replay(&aws, &stack, Some(&common::bin_dir()), started, |_| {})
         .await
         .unwrap();
     assert!(

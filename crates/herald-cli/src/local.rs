@@ -32,6 +32,7 @@ pub async fn up(args: UpArgs) -> Result<()> {
     options.runner.log_dir = Some(root.join(".herald/logs").join(&args.common.stack));
     options.runner.fresh = args.fresh;
     options.runner.faults = faults;
+    options.runner.lambda_port = args.lambda_port;
     let mut pipeline = herald_local::up(&endpoint, options).await?;
     pipeline.warm().await?;
     let console = pipeline
@@ -50,6 +51,9 @@ pub async fn up(args: UpArgs) -> Result<()> {
         if let Some(url) = &function.url {
             println!("url         {} → {}", url, function.label());
         }
+    }
+    if let Some(lambda) = pipeline.lambda_endpoint() {
+        println!("lambda      {lambda} (Invoke: AWS_ENDPOINT_URL_LAMBDA={lambda})");
     }
     if let Some(spec) = &args.faults {
         println!("faults      {spec} (functions and pollers go through the fault proxy)");

@@ -239,6 +239,11 @@ struct UpArgs {
     /// `Period` (60 s or 300 s), to see alarms fire and clear quickly. Default: the template's.
     #[arg(long)]
     alarm_period: Option<f64>,
+    /// Serve Lambda's Invoke API for the functions on this port (0: any free port), as `sam local
+    /// start-lambda` does: `aws lambda invoke --endpoint-url http://127.0.0.1:<port>`, or
+    /// `AWS_ENDPOINT_URL_LAMBDA` for whatever invokes them.
+    #[arg(long)]
+    lambda_port: Option<u16>,
     /// Port of the console, the local web page to watch the pipeline in (0: any free port).
     #[arg(long, default_value_t = 9001)]
     console_port: u16,

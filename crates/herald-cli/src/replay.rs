@@ -62,14 +62,19 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
         Some(name) => Target::Subscriber(name.clone()),
         None => Target::Router,
     };
-    // The stack's own router function does the routing: build it as `herald invoke` would.
+    // The stack's own router function does the routing: a deployed stack's through Lambda; a
+    // local one's built here as `herald invoke` would.
     let (router, _) = herald_local::ops::replay_function(&stack)?;
-    let bin_dir = binaries::build(
-        &crate::common::project()?,
-        std::slice::from_ref(&router.binary),
-        false,
-        true,
-    )?;
+    let bin_dir = match stack.deployment {
+        Some(_) => None,
+        None => Some(binaries::build(
+            &crate::common::project()?,
+            std::slice::from_ref(&router.binary),
+            false,
+            true,
+        )?),
+    };
+    let bin_dir = bin_dir.as_deref();
     let bar = indicatif::ProgressBar::new_spinner();
     if request.output.is_json() {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
@@ -86,7 +91,7 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
     let plain_stream =
         source == "stream" && target == Target::Router && to.is_none() && request.types.is_empty();
     if plain_stream {
-        let replayed = herald_local::ops::replay(&aws, &stack, &bin_dir, from, progress).await?;
+        let replayed = herald_local::ops::replay(&aws, &stack, bin_dir, from, progress).await?;
         bar.finish_and_clear();
         if request.output.is_json() {
             print_json(&serde_json::json!({
@@ -113,16 +118,12 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
         herald_local::ops::Expired::Refuse
     };
     let done = if source == "archive" {
-        herald_local::ops::replay_archive(
-            &aws, &stack, &bin_dir, &query, &target, expired, progress,
-        )
-        .await?
+        herald_local::ops::replay_archive(&aws, &stack, bin_dir, &query, &target, expired, progress)
+            .await?
     } else {
         let events = herald_local::ops::stream_events(&aws, &stack, &query).await?;
-        herald_local::ops::replay_events(
-            &aws, &stack, &bin_dir, &events, &target, expired, progress,
-        )
-        .await?
+        herald_local::ops::replay_events(&aws, &stack, bin_dir, &events, &target, expired, progress)
+            .await?
     };
     bar.finish_and_clear();
     if request.output.is_json() {

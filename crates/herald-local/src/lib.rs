@@ -22,6 +22,7 @@ pub mod faults;
 pub mod firehose;
 pub mod http;
 pub mod inspect;
+pub mod lambda_api;
 pub mod log_shipping;
 pub mod logs;
 pub mod moto;

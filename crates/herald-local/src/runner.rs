@@ -47,6 +47,9 @@ pub struct RunnerOptions {
     pub cloudwatch_logs: bool,
     /// Port of the Function URL server (must match the stack's `function_url_base`); none = no server.
     pub url_port: Option<u16>,
+    /// Port of Lambda's `Invoke` API for the functions the runner plays (0: any free port; see
+    /// [`crate::lambda_api`] and [`LocalPipeline::lambda_endpoint`]); none = not served.
+    pub lambda_port: Option<u16>,
     /// Play the event source mappings. Default true; false runs functions for direct invokes only.
     pub mappings: bool,
     /// Poll settings.
@@ -80,6 +83,7 @@ impl RunnerOptions {
             log_dir: None,
             cloudwatch_logs: true,
             url_port: None,
+            lambda_port: None,
             mappings: true,
             poll: PollSettings::default(),
             state_dir: None,
@@ -109,6 +113,7 @@ pub struct LocalPipeline {
     aws: aws_config::SdkConfig,
     log_dir: Option<PathBuf>,
     faults: Injected,
+    lambda_endpoint: Option<String>,
 }
 
 /// The faults injected into a run; they outlive a [`LocalPipeline::restart`] (they are AWS's
@@ -290,6 +295,26 @@ impl LocalPipeline {
                 }));
             }
         }
+        let mut lambda_endpoint = None;
+        if let Some(port) = options.lambda_port {
+            let listener = TcpListener::bind(("127.0.0.1", port))
+                .await
+                .map_err(|e| anyhow!("Lambda API port {port}: {e}"))?;
+            lambda_endpoint = Some(format!("http://{}", listener.local_addr()?));
+            // Each function under every name Invoke takes: physical name, ARN, logical id.
+            let mut by_name = BTreeMap::new();
+            for function in &stack.functions {
+                if let Some(pool) = pools.get(&function.logical_id) {
+                    for name in [&function.name, &function.arn, &function.logical_id] {
+                        by_name.insert(name.clone(), pool.clone());
+                    }
+                }
+            }
+            tasks.push(tokio::spawn(crate::lambda_api::serve(
+                listener,
+                Arc::new(by_name),
+            )));
+        }
         if let Some(port) = options.url_port {
             let listener = TcpListener::bind(("127.0.0.1", port))
                 .await
@@ -349,7 +374,14 @@ impl LocalPipeline {
             alarms: board,
             aws,
             faults,
+            lambda_endpoint,
         })
+    }
+
+    /// Where Lambda's `Invoke` API answers for the functions this runner plays
+    /// (`RunnerOptions::lambda_port`), for `AWS_ENDPOINT_URL_LAMBDA`.
+    pub fn lambda_endpoint(&self) -> Option<&str> {
+        self.lambda_endpoint.as_deref()
     }
 
     /// Stop the runner and start it again on the same stack (no provisioning, no seeding), as a

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::expiry::{Expired, Horizon};
 use super::filter_policy;
-use super::replay::{failed_records, replay_function, Routed, RouterProcess};
+use super::replay::{failed_records, replay_function, Routed, Router};
 use crate::archive::{self, Archived, Query};
 use crate::stack::{MappingSpec, Stack};
 
@@ -46,11 +46,11 @@ pub struct Backfilled {
 }
 
 /// Read `query` from the stack's archive and send it to `target`. The router runs as a Lambda
-/// process from `bin_dir` (as for a stream replay).
+/// process from `bin_dir`, or a deployed stack's own (as for a stream replay).
 pub async fn replay_archive(
     aws: &SdkConfig,
     stack: &Stack,
-    bin_dir: &Path,
+    bin_dir: Option<&Path>,
     query: &Query,
     target: &Target,
     expired: Expired,
@@ -137,7 +137,7 @@ pub async fn stream_events(aws: &SdkConfig, stack: &Stack, query: &Query) -> Res
 pub async fn replay_events(
     aws: &SdkConfig,
     stack: &Stack,
-    bin_dir: &Path,
+    bin_dir: Option<&Path>,
     events: &[Archived],
     target: &Target,
     expired: Expired,
@@ -299,12 +299,12 @@ async fn send_batch(
 async fn to_router(
     aws: &SdkConfig,
     stack: &Stack,
-    bin_dir: &Path,
+    bin_dir: Option<&Path>,
     events: &[Archived],
     progress: impl Fn(usize),
 ) -> Result<(usize, Option<Routed>)> {
-    let router = RouterProcess::start(aws, stack, bin_dir)?;
-    let (mapping, pool) = (router.mapping, &router.pool);
+    let router = Router::start(aws, stack, bin_dir)?;
+    let mapping = router.mapping;
     let mut sent = 0;
     let result = async {
         for (n, chunk) in events.chunks(mapping.batch_size.max(1)).enumerate() {
@@ -327,10 +327,10 @@ async fn to_router(
                     record
                 })
                 .collect();
-            let response = pool
+            let response = router
                 .invoke(&serde_json::to_value(&event)?)
                 .await
-                .map_err(|err| anyhow!("the router failed on a batch from the archive: {err}; run it again"))?;
+                .map_err(|err| anyhow!("the router failed on a batch from the archive: {err:#}; run it again"))?;
             let failed = failed_records(&response, chunk.len());
             if failed > 0 {
                 bail!("the router could not publish part of the replay ({failed} events); run it again");

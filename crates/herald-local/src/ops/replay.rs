@@ -1,5 +1,6 @@
-//! Replay: the stack's stream re-read from a point in time and sent through its router function,
-//! run as a local Lambda process, with what the router reported from its metrics.
+//! Replay: the stack's stream re-read from a point in time and sent through its router function:
+//! a deployed stack's own (Lambda `Invoke`), or a local one's run as a Lambda process, with what
+//! it reported from its metrics.
 
 use std::path::Path;
 use std::sync::atomic::AtomicUsize;
@@ -68,37 +69,55 @@ pub fn replay_function(stack: &Stack) -> Result<(&FunctionSpec, &StreamMapping)>
 }
 
 /// Re-read the stream from `from` and send every record through the stack's router function
-/// again (safe: subscribers are idempotent). The router runs as a Lambda process from `bin_dir`
-/// with its stack environment and gets the batches Lambda would give it; it is stopped at the
-/// end. `progress(records so far)` is called per batch.
+/// again (safe: subscribers are idempotent), in the batches Lambda would give it: a deployed
+/// stack's router through Lambda's `Invoke`; a local stack's run as a Lambda process from
+/// `bin_dir`, with its stack environment, stopped at the end. `progress(records so far)` is
+/// called per batch.
 pub async fn replay(
     aws: &SdkConfig,
     stack: &Stack,
-    bin_dir: &Path,
+    bin_dir: Option<&Path>,
     from: DateTime<Utc>,
     progress: impl Fn(usize),
 ) -> Result<Replayed> {
-    let router = RouterProcess::start(aws, stack, bin_dir)?;
-    let sent = send_stream(aws, stack, router.mapping, &router.pool, from, progress).await;
+    let router = Router::start(aws, stack, bin_dir)?;
+    let sent = send_stream(aws, stack, &router, from, progress).await;
     let routed = router.stop().await;
     let mut replayed = sent?;
     replayed.routed = routed;
     Ok(replayed)
 }
 
-/// The stack's router function run once as a local Lambda process, for a replay: quiet (what it
-/// did is read from its metrics, failures come back as errors), talking to the endpoint the
-/// records are read from.
-pub(super) struct RouterProcess<'a> {
+/// The stack's router function for a replay: the deployed one, invoked through Lambda; or, for a
+/// local stack, run once as a local Lambda process, quiet (what it did is read from its metrics,
+/// failures come back as errors), talking to the endpoint the records are read from.
+pub(super) struct Router<'a> {
     pub(super) function: &'a FunctionSpec,
     pub(super) mapping: &'a StreamMapping,
-    pub(super) pool: FunctionPool,
-    logs: Arc<Logs>,
+    runs: Runs,
 }
 
-impl<'a> RouterProcess<'a> {
-    pub(super) fn start(aws: &SdkConfig, stack: &'a Stack, bin_dir: &Path) -> Result<Self> {
+enum Runs {
+    Deployed(aws_sdk_lambda::Client),
+    Process {
+        pool: Box<FunctionPool>,
+        logs: Arc<Logs>,
+    },
+}
+
+impl<'a> Router<'a> {
+    pub(super) fn start(aws: &SdkConfig, stack: &'a Stack, bin_dir: Option<&Path>) -> Result<Self> {
         let (function, mapping) = replay_function(stack)?;
+        if stack.deployment.is_some() {
+            return Ok(Router {
+                function,
+                mapping,
+                runs: Runs::Deployed(aws_sdk_lambda::Client::new(aws)),
+            });
+        }
+        let Some(bin_dir) = bin_dir else {
+            bail!("a local stack's router runs from its binary: no binary directory given");
+        };
         let binary = bin_dir.join(&function.binary);
         if !binary.exists() {
             bail!(
@@ -119,28 +138,68 @@ impl<'a> RouterProcess<'a> {
             logs.clone(),
             Arc::new(AtomicUsize::new(0)),
         );
-        Ok(RouterProcess {
+        Ok(Router {
             function,
             mapping,
-            pool,
-            logs,
+            runs: Runs::Process {
+                pool: Box::new(pool),
+                logs,
+            },
         })
     }
 
-    /// Stop it and read what it reported (stopping also reads what the process wrote last, so
-    /// the metrics are complete after it).
-    pub(super) async fn stop(self) -> Option<Routed> {
-        self.pool.stop().await;
-        self.logs
-            .metrics()
-            .get(self.function.label())
-            .map(|metrics| {
-                let count = |name: &str| metrics.get(name).copied().unwrap_or(0.0) as usize;
-                Routed {
-                    published: count("EventsOut"),
-                    dead_lettered: count("DeadLettered"),
+    /// One batch through the router; its response.
+    pub(super) async fn invoke(&self, event: &Value) -> Result<Value> {
+        let label = self.function.label();
+        match &self.runs {
+            Runs::Process { pool, .. } => pool
+                .invoke(event)
+                .await
+                .map_err(|err| anyhow!("{label}: {err}")),
+            Runs::Deployed(lambda) => {
+                let answer = lambda
+                    .invoke()
+                    .function_name(&self.function.name)
+                    .payload(aws_smithy_types::Blob::new(serde_json::to_vec(event)?))
+                    .send()
+                    .await
+                    .map_err(|err| {
+                        anyhow!(
+                            "invoking {}: {}",
+                            self.function.name,
+                            herald::aws::error_text(&err)
+                        )
+                    })?;
+                let payload = answer
+                    .payload()
+                    .map(|p| p.as_ref().to_vec())
+                    .unwrap_or_default();
+                if let Some(kind) = answer.function_error() {
+                    bail!(
+                        "{} failed ({kind}): {}",
+                        self.function.name,
+                        String::from_utf8_lossy(&payload)
+                    );
                 }
-            })
+                Ok(serde_json::from_slice(&payload).unwrap_or(Value::Null))
+            }
+        }
+    }
+
+    /// Stop it and read what it reported: a local process's metrics (stopping also reads what it
+    /// wrote last); none for a deployed router (its metrics are in CloudWatch).
+    pub(super) async fn stop(self) -> Option<Routed> {
+        let Runs::Process { pool, logs } = self.runs else {
+            return None;
+        };
+        pool.stop().await;
+        logs.metrics().get(self.function.label()).map(|metrics| {
+            let count = |name: &str| metrics.get(name).copied().unwrap_or(0.0) as usize;
+            Routed {
+                published: count("EventsOut"),
+                dead_lettered: count("DeadLettered"),
+            }
+        })
     }
 }
 
@@ -154,16 +213,15 @@ pub(super) fn failed_records(response: &Value, records: usize) -> usize {
     }
 }
 
-/// Every record of the mapping's stream from `from`, to `pool` in batches of the mapping's size.
+/// Every record of the router's stream from `from`, to the router in batches of its mapping's size.
 async fn send_stream(
     aws: &SdkConfig,
     stack: &Stack,
-    mapping: &StreamMapping,
-    pool: &FunctionPool,
+    router: &Router<'_>,
     from: DateTime<Utc>,
     progress: impl Fn(usize),
 ) -> Result<Replayed> {
-    let label = pool.spec().label();
+    let mapping = router.mapping;
     let kinesis = aws_sdk_kinesis::Client::new(aws);
     let shards = kinesis
         .list_shards()
@@ -200,11 +258,11 @@ async fn send_stream(
             }
             let records = out.records.len();
             let event = kinesis_event(stack, mapping, shard.shard_id(), out.records);
-            let response = pool
+            let response = router
                 .invoke(&serde_json::to_value(&event)?)
                 .await
                 .map_err(|err| {
-                    anyhow!("{label} failed on a batch of {records} records: {err}; run it again")
+                    anyhow!("failed on a batch of {records} records: {err:#}; run it again")
                 })?;
             let failed = failed_records(&response, records);
             if failed > 0 {
