@@ -320,6 +320,67 @@ async fn dlq_commands_find_a_cloudformation_stack_by_name() {
         .unwrap()
         .contains(order.id()));
 
+    // A second letter; a dry run says both would go back and sends nothing, `--max 1` sends one.
+    let second = Envelope::builder("order_placed", "herald/orders")
+        .subject("order-d2")
+        .partition_key("customer-2")
+        .schema_version(2)
+        .data(json!({"orderId": "order-d2", "customer": {"id": "customer-2", "email": "d@example.com"},
+                     "items": [{"sku": "SKU-CABLE", "quantity": 2, "unitPrice": 1299}],
+                     "total": 2598, "currency": "EUR", "paymentToken": "tok_visa"}))
+        .build()
+        .unwrap();
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body(second.to_json())
+        .send()
+        .await
+        .unwrap();
+    let redrive_json = |extra: &[&str]| {
+        let mut args = vec![
+            "dlq",
+            "redrive",
+            "inventory",
+            "--stack",
+            stack,
+            "--output",
+            "json",
+        ];
+        args.extend(extra);
+        json_of(&herald(endpoint, &args))
+    };
+    let depth = || {
+        let list = json_of(&herald(
+            endpoint,
+            &["dlq", "list", "--stack", stack, "--output", "json"],
+        ));
+        list["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["queue"] == "InventoryDeadLetterQueue")
+            .map(|q| q["messages"].as_u64().unwrap())
+            .unwrap()
+    };
+    let dry = redrive_json(&["--dry-run"]);
+    assert_eq!(
+        (
+            dry["dryRun"].as_bool(),
+            dry["sentBack"].as_u64(),
+            dry["left"].as_u64()
+        ),
+        (Some(true), Some(2), Some(0)),
+        "{dry}"
+    );
+    assert_eq!(depth(), 2, "a dry run leaves every letter");
+    let one = redrive_json(&["--max", "1"]);
+    assert_eq!(
+        (one["sentBack"].as_u64(), one["remaining"].as_u64()),
+        (Some(1), Some(1)),
+        "{one}"
+    );
+    assert_eq!(depth(), 1);
+
     // The endpoint as flags this time, the way an operator points at one.
     let mut redrive = Command::new(common::bin_dir().join("herald"));
     for (variable, _) in std::env::vars() {
@@ -347,19 +408,33 @@ async fn dlq_commands_find_a_cloudformation_stack_by_name() {
         (redrive["sentBack"].as_u64(), redrive["left"].as_u64()),
         (Some(1), Some(0))
     );
-    // Back in the queue CloudFormation named, where the deployed inventory function reads.
+    // Both back in the queue CloudFormation named, where the deployed inventory function reads.
     let queue = queue_url(&sqs, stack, "InventoryQueue").await;
-    let back = sqs
-        .receive_message()
-        .queue_url(&queue)
-        .wait_time_seconds(5)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
-    assert_eq!(back.len(), 1);
-    assert!(back[0].body().unwrap_or_default().contains(order.id()));
+    let mut back = Vec::new();
+    let started = Instant::now();
+    while back.len() < 2 && started.elapsed() < Duration::from_secs(30) {
+        back.extend(
+            sqs.receive_message()
+                .queue_url(&queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(2)
+                .send()
+                .await
+                .unwrap()
+                .messages
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(back.len(), 2);
+    for sent in [&order, &second] {
+        assert!(
+            back.iter()
+                .any(|m| m.body().unwrap_or_default().contains(sent.id())),
+            "{} back",
+            sent.id()
+        );
+    }
+    assert_eq!(depth(), 0);
 
     // A name CloudFormation does not know: failed, saying so.
     let missing = herald(endpoint, &["dlq", "list", "--stack", "no-such-stack"]);

@@ -307,6 +307,7 @@ async fn a_dlq_redrive_returns_every_message_once_and_a_second_finds_nothing() {
             duplicates: 0,
             failed: vec![],
             expired: 0,
+            remaining: 0,
         }
     );
     assert_eq!(progress.lock().unwrap().last(), Some(&(6, 6)));

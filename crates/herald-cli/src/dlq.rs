@@ -90,6 +90,8 @@ pub async fn dlq(command: DlqCommand, stack: &str, output: Output) -> Result<()>
         DlqCommand::Redrive {
             queue,
             resend_expired,
+            max,
+            dry_run,
         } => {
             let mut queue = ops::find_dead_letter_queue(&stack, &queue)?;
             if resend_expired {
@@ -99,7 +101,8 @@ pub async fn dlq(command: DlqCommand, stack: &str, output: Output) -> Result<()>
             if output.is_json() {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
             }
-            let report = ops::redrive(&aws, &queue, |done, total| {
+            let options = ops::RedriveOptions { max, dry_run };
+            let report = ops::redrive_with(&aws, &queue, &options, |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             })
@@ -108,12 +111,24 @@ pub async fn dlq(command: DlqCommand, stack: &str, output: Output) -> Result<()>
             if output.is_json() {
                 print_json(&json!({
                     "queue": queue.logical_id,
+                    "dryRun": dry_run,
                     "sentBack": report.moved,
                     "duplicatesDeleted": report.duplicates,
                     "left": report.failed.len(),
                     "expired": report.expired,
                     "notSent": report.failed,
+                    "remaining": report.remaining,
                 }));
+            } else if dry_run {
+                println!(
+                    "{}: {} messages would be sent back, {} would stay (dry run: nothing sent)",
+                    queue.logical_id,
+                    report.moved,
+                    report.failed.len()
+                );
+                for failure in &report.failed {
+                    println!("  would stay: {failure}");
+                }
             } else {
                 println!(
                     "{}: {} messages sent back, {} left",
@@ -121,6 +136,13 @@ pub async fn dlq(command: DlqCommand, stack: &str, output: Output) -> Result<()>
                     report.moved,
                     report.failed.len()
                 );
+                if report.remaining > 0 {
+                    println!(
+                        "  {} more stay for a later redrive (--max {})",
+                        report.remaining,
+                        max.unwrap_or_default()
+                    );
+                }
                 if report.duplicates > 0 {
                     println!(
                         "  {} copies of a letter already sent back deleted (a SendMessage retried after its answer was lost)",

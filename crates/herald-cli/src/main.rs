@@ -182,6 +182,12 @@ enum DlqCommand {
         /// applied their events may apply them again.
         #[arg(long)]
         resend_expired: bool,
+        /// Send back at most this many letters; the rest stay for a later redrive.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Send nothing, delete nothing: say what would be sent back and what would stay.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -20,7 +20,7 @@ pub use dlq::{
 };
 pub use expiry::{Expired, Horizon, RESEND_MARGIN};
 pub use filter_policy::matches as filter_policy_matches;
-pub use redrive::{redrive, sequence_after, Redriven};
+pub use redrive::{redrive, redrive_with, sequence_after, RedriveOptions, Redriven};
 pub use replay::{replay, replay_function, Replayed, Routed};
 pub use republish::{
     failure_span, republish, store_route, stores, Republished, StoreRoute, ARRIVAL_MARGIN,

@@ -25,6 +25,18 @@ pub struct Redriven {
     /// Of those, the ones refused because their event is past the stack's idempotency horizon
     /// ([`super::Horizon`]): sent again, their effects could be applied twice.
     pub expired: usize,
+    /// Letters received past [`RedriveOptions::max`] and left for a later redrive.
+    pub remaining: usize,
+}
+
+/// How much of a queue a redrive sends back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedriveOptions {
+    /// Send back at most this many letters (the rest stay, for a later redrive). Default: all.
+    pub max: Option<usize>,
+    /// Send nothing and delete nothing: report what a redrive would send back and what it would
+    /// leave (and why). Default false.
+    pub dry_run: bool,
 }
 
 /// Send every message of `queue` back to its source, deleting each only after it was sent.
@@ -32,6 +44,17 @@ pub struct Redriven {
 pub async fn redrive(
     aws: &SdkConfig,
     queue: &DeadLetterQueue,
+    progress: impl Fn(usize, usize),
+) -> Result<Redriven> {
+    redrive_with(aws, queue, &RedriveOptions::default(), progress).await
+}
+
+/// [`redrive`], at most `options.max` letters, or only as a dry run (`options.dry_run`: what would
+/// be sent back is counted in [`Redriven::moved`], and every letter stays in the queue).
+pub async fn redrive_with(
+    aws: &SdkConfig,
+    queue: &DeadLetterQueue,
+    options: &RedriveOptions,
     progress: impl Fn(usize, usize),
 ) -> Result<Redriven> {
     let source = queue.source.clone().ok_or_else(|| {
@@ -52,6 +75,8 @@ pub async fn redrive(
     let mut kept = Vec::new();
     // The records sent back so far: a second copy of one letter is not sent again.
     let mut redriven = std::collections::HashSet::new();
+    // Letters received and left alone (past `max`, or a dry run): visible again at the end.
+    let mut untouched = Vec::new();
     loop {
         let received = sqs
             .receive_message()
@@ -82,14 +107,27 @@ pub async fn redrive(
         if old.is_empty() {
             break;
         }
-        for message in old {
+        let mut old = old.into_iter();
+        while let Some(message) = old.next() {
+            if options.max.is_some_and(|max| report.moved >= max) {
+                // Enough: this letter and the rest of the batch stay for a later redrive.
+                let before = untouched.len();
+                untouched.push(message.receipt_handle.unwrap_or_default());
+                untouched.extend(old.by_ref().map(|m| m.receipt_handle.unwrap_or_default()));
+                report.remaining += untouched.len() - before;
+                break;
+            }
             let identity = identity(&message);
             if identity.as_ref().is_some_and(|i| redriven.contains(i)) {
-                sqs.delete_message()
-                    .queue_url(&queue.url)
-                    .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
-                    .send()
-                    .await?;
+                if options.dry_run {
+                    untouched.push(message.receipt_handle.clone().unwrap_or_default());
+                } else {
+                    sqs.delete_message()
+                        .queue_url(&queue.url)
+                        .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+                        .send()
+                        .await?;
+                }
                 report.duplicates += 1;
                 let done = report.moved + report.failed.len() + report.duplicates;
                 progress(done, total.max(done));
@@ -113,6 +151,7 @@ pub async fn redrive(
                     report.expired += 1;
                     Err(anyhow!(why))
                 }
+                (_, None) if options.dry_run => Ok(()),
                 (Source::Queue { url, .. }, None) => send_back(&sqs, url, &message).await,
                 (Source::Stream { name, .. }, None) => put_back(&kinesis, name, &message).await,
                 (Source::StreamRange { name, .. }, None) => {
@@ -123,11 +162,15 @@ pub async fn redrive(
             match sent {
                 Ok(()) => {
                     redriven.extend(identity);
-                    sqs.delete_message()
-                        .queue_url(&queue.url)
-                        .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
-                        .send()
-                        .await?;
+                    if options.dry_run {
+                        untouched.push(message.receipt_handle.clone().unwrap_or_default());
+                    } else {
+                        sqs.delete_message()
+                            .queue_url(&queue.url)
+                            .receipt_handle(message.receipt_handle.clone().unwrap_or_default())
+                            .send()
+                            .await?;
+                    }
                     report.moved += 1;
                 }
                 Err(err) => {
@@ -143,11 +186,24 @@ pub async fn redrive(
             let done = report.moved + report.failed.len() + report.duplicates;
             progress(done, total.max(done));
         }
+        if options.max.is_some_and(|max| report.moved >= max) {
+            // What the queue still holds beyond this batch stays too.
+            report.remaining += approximate_count(&sqs, &queue.url).await?;
+            break;
+        }
+    }
+    for receipt_handle in untouched {
+        sqs.change_message_visibility()
+            .queue_url(&queue.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(0)
+            .send()
+            .await?;
     }
     let mut settled = Vec::new();
     for (receipt_handle, identity, failure) in kept {
         // A copy that failed while another copy of the same letter went back is done with.
-        if identity.is_some_and(|i| redriven.contains(&i)) {
+        if !options.dry_run && identity.is_some_and(|i| redriven.contains(&i)) {
             sqs.delete_message()
                 .queue_url(&queue.url)
                 .receipt_handle(receipt_handle)
