@@ -129,6 +129,9 @@ pub async fn dlq(command: DlqCommand, stack: &str, output: Output) -> Result<()>
                 for failure in &report.failed {
                     println!("  would stay: {failure}");
                 }
+                if report.remaining > 0 {
+                    println!("  {} more not looked at (--max)", report.remaining);
+                }
             } else {
                 println!(
                     "{}: {} messages sent back, {} left",

@@ -46,18 +46,16 @@ pub async fn trace(
 
 /// `90m`, `24h`, `7d`, `30s`.
 fn duration(text: &str) -> Result<Duration> {
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => bail!("--since {text}: a number with s, m, h or d (90m, 24h, 7d)"),
-    };
-    let number: u64 = number.parse().map_err(|_| {
-        anyhow::anyhow!("--since {text}: a number with s, m, h or d (90m, 24h, 7d)")
-    })?;
-    Ok(Duration::from_secs(number * seconds))
+    let wrong = || anyhow::anyhow!("--since {text}: a number with s, m, h or d (90m, 24h, 7d)");
+    let (number, seconds) = [("s", 1), ("m", 60), ("h", 3600), ("d", 86_400)]
+        .into_iter()
+        .find_map(|(unit, seconds)| Some((text.strip_suffix(unit)?, seconds)))
+        .ok_or_else(wrong)?;
+    let number: u64 = number.parse().map_err(|_| wrong())?;
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(wrong)
 }
 
 /// `{"correlationId", "events": [{"id", "type", "causationId", "hops": [{"time", "function",
@@ -100,7 +98,7 @@ mod tests {
         assert_eq!(duration("90m").unwrap(), Duration::from_secs(5400));
         assert_eq!(duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
         assert_eq!(duration("30s").unwrap(), Duration::from_secs(30));
-        for bad in ["", "h", "24", "1w", "-1h"] {
+        for bad in ["", "h", "24", "1w", "-1h", "5é", "18446744073709551615d"] {
             let err = duration(bad).unwrap_err().to_string();
             assert!(err.contains("--since"), "{bad}: {err}");
         }

@@ -1,7 +1,9 @@
 //! Lambda's `Invoke` API, served by the runner for the functions it plays (what `sam local
 //! start-lambda` is to SAM): `POST /2015-03-31/functions/{name}/invocations` runs the function
 //! (by physical name, ARN or logical id) with the request's payload and answers as Lambda does —
-//! 200 with the response, or 200 with `X-Amz-Function-Error: Unhandled` and the error. Point an
+//! 200 with the response, or 200 with `X-Amz-Function-Error: Unhandled` and the error.
+//! `GET /2021-10-31/functions/{name}/url` (`GetFunctionUrlConfig`) answers too, with the URL the
+//! runner knows for the function; anything else is Lambda's `ResourceNotFoundException`. Point an
 //! SDK at it with `AWS_ENDPOINT_URL_LAMBDA`: then what invokes a deployed function (`herald
 //! replay` into the router) reaches the local one.
 
@@ -47,31 +49,38 @@ async fn invoke(
     functions: &BTreeMap<String, Arc<FunctionPool>>,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path().to_string();
+    if let Some(name) = path
+        .strip_prefix("/2021-10-31/functions/")
+        .and_then(|rest| rest.strip_suffix("/url"))
+        .map(percent_decode)
+    {
+        return url_config(functions.get(&name).map(|pool| pool.spec()), &name);
+    }
     let name = path
         .strip_prefix("/2015-03-31/functions/")
         .and_then(|rest| rest.strip_suffix("/invocations"))
         .map(percent_decode);
     let Some(name) = name else {
-        return answer(
-            StatusCode::NOT_FOUND,
-            None,
-            json!({"Type": "User", "message": format!("only Invoke is served here, not {path}")}),
-        );
+        return not_found(format!(
+            "only Invoke and GetFunctionUrlConfig are served here, not {path}"
+        ));
     };
     let Some(pool) = functions.get(&name) else {
-        return answer(
-            StatusCode::NOT_FOUND,
-            None,
-            json!({"Type": "User", "message": format!("Function not found: {name}")}),
-        );
+        return not_found(format!("Function not found: {name}"));
     };
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = match request.into_body().collect().await {
+        Ok(body) => body.to_bytes(),
+        // A request cut off is not an empty payload: nothing is invoked.
+        Err(err) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                None,
+                json!({"Type": "User", "Message": format!("the request body could not be read: {err}")}),
+            )
+        }
+    };
     let payload: Value = if body.is_empty() {
+        // Lambda's own default payload.
         json!({})
     } else {
         match serde_json::from_slice(&body) {
@@ -80,7 +89,7 @@ async fn invoke(
                 return answer(
                     StatusCode::BAD_REQUEST,
                     None,
-                    json!({"Type": "User", "message": format!("Could not parse request body into json: {err}")}),
+                    json!({"Type": "User", "Message": format!("Could not parse request body into json: {err}")}),
                 )
             }
         }
@@ -93,6 +102,40 @@ async fn invoke(
             json!({"errorType": "Runtime.Error", "errorMessage": err.to_string()}),
         ),
     }
+}
+
+/// `GetFunctionUrlConfig`: the function's URL as the runner knows it.
+fn url_config(function: Option<&crate::stack::FunctionSpec>, name: &str) -> Response<Full<Bytes>> {
+    let Some((function, url)) = function.and_then(|f| Some((f, f.url.as_ref()?))) else {
+        return not_found(format!(
+            "The resource you requested does not exist: {name}'s URL"
+        ));
+    };
+    let created = "2026-01-01T00:00:00.000+0000";
+    answer(
+        StatusCode::OK,
+        None,
+        json!({
+            "FunctionUrl": url,
+            "FunctionArn": function.arn,
+            "AuthType": function.url_auth_type.as_deref().unwrap_or("NONE"),
+            "CreationTime": created,
+            "LastModifiedTime": created,
+            "InvokeMode": "BUFFERED",
+        }),
+    )
+}
+
+/// Lambda's `ResourceNotFoundException`, as the SDK reads it (the error type in a header).
+fn not_found(message: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::NOT_FOUND)
+        .header("content-type", "application/json")
+        .header("x-amzn-errortype", "ResourceNotFoundException")
+        .body(Full::new(Bytes::from(
+            json!({"Type": "User", "Message": message}).to_string(),
+        )))
+        .unwrap_or_default()
 }
 
 fn answer(status: StatusCode, function_error: Option<&str>, body: Value) -> Response<Full<Bytes>> {

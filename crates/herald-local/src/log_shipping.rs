@@ -17,6 +17,8 @@ use tokio::sync::watch;
 const MAX_EVENTS: usize = 10_000;
 /// Bytes per `PutLogEvents`: each event's UTF-8 size plus 26 (AWS's limit is 1,048,576).
 const MAX_BYTES: usize = 1_000_000;
+/// Bytes of one event's message (AWS's limit: 256 KB with the 26 bytes of overhead).
+const MAX_MESSAGE: usize = 256 * 1024 - 26;
 /// How often buffered lines are sent.
 const EVERY: Duration = Duration::from_secs(1);
 
@@ -51,9 +53,16 @@ impl Shipper {
     /// Keep one line of `function` (its label) to send, timed by its own `timestamp` field when
     /// it has one.
     pub fn keep(&self, function: &str, line: &str, timestamp: Option<i64>) {
-        if !self.groups.contains_key(function) {
+        // CloudWatch Logs refuses an empty message (and with it the whole batch)...
+        if !self.groups.contains_key(function) || line.is_empty() {
             return;
         }
+        // ... and one over 256 KB: cut at a character boundary.
+        let mut end = line.len().min(MAX_MESSAGE);
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        let line = &line[..end];
         let time = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         let Ok(event) = InputLogEvent::builder()
             .timestamp(time)

@@ -33,9 +33,18 @@ pub async fn trace(stack: &Stack, aws: &SdkConfig, id: &str, since: Duration) ->
         found.iter().map(|l| l.time).min(),
         found.iter().map(|l| l.time).max(),
     ) {
+        // From the router's group (every group when herald cannot tell which function routes).
+        let router = herald_local::ops::replay_function(stack)
+            .map(|(f, _)| f.label().to_string())
+            .ok();
+        let router_groups: Vec<(String, String)> = groups
+            .iter()
+            .filter(|(label, _)| router.as_deref().is_none_or(|r| r == label))
+            .cloned()
+            .collect();
         let routed = search(
             &logs,
-            &groups,
+            &router_groups,
             "batch routed",
             first - 60_000,
             Some(last + ROUTED_WITHIN.as_millis() as i64),

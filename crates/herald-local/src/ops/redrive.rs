@@ -151,7 +151,7 @@ pub async fn redrive_with(
                     report.expired += 1;
                     Err(anyhow!(why))
                 }
-                (_, None) if options.dry_run => Ok(()),
+                (source, None) if options.dry_run => would_go_back(source, &message),
                 (Source::Queue { url, .. }, None) => send_back(&sqs, url, &message).await,
                 (Source::Stream { name, .. }, None) => put_back(&kinesis, name, &message).await,
                 (Source::StreamRange { name, .. }, None) => {
@@ -265,6 +265,35 @@ async fn republish_span(
 ) -> Result<()> {
     let (from, to) = super::republish::failure_span(message.body.as_deref().unwrap_or_default())?;
     super::republish::republish(aws, route, from, Some(to)).await?;
+    Ok(())
+}
+
+/// Whether a letter could go back, checked as the redrive checks it, without sending (a dry run):
+/// what it carries can be read back into what its source takes. (A stream range the stream no
+/// longer holds shows only when it is copied.)
+fn would_go_back(source: &Source, message: &aws_sdk_sqs::types::Message) -> Result<()> {
+    let body = message.body.as_deref().unwrap_or_default();
+    match source {
+        Source::Queue { .. } => {
+            String::from_utf8(letter_record(message)?)
+                .context("the dead letter's record is not UTF-8; it cannot go back to a queue")?;
+        }
+        Source::Stream { .. } => {
+            let attribute = |name: &str| {
+                message
+                    .message_attributes()
+                    .and_then(|a| a.get(name))
+                    .and_then(|v| v.string_value.clone())
+            };
+            stream_record(body, attribute, message.message_id.as_deref())?;
+        }
+        Source::StreamRange { .. } => {
+            batch_range(body)?;
+        }
+        Source::Store(_) => {
+            super::republish::failure_span(body)?;
+        }
+    }
     Ok(())
 }
 

@@ -187,26 +187,41 @@ pub async fn from_cloudformation(name: &str, aws: &SdkConfig, endpoint: &str) ->
         }
         stack.resources.insert(id.clone(), physical);
     }
-    function_urls(&mut stack, aws).await;
+    function_urls(&mut stack, aws).await?;
     Ok(stack)
 }
 
 /// A Function URL's address is AWS's to give (`https://<id>.lambda-url.<region>.on.aws`): read it
 /// for every function whose template has a `FunctionUrlConfig`; none when it has none deployed.
-async fn function_urls(stack: &mut Stack, aws: &SdkConfig) {
+async fn function_urls(stack: &mut Stack, aws: &SdkConfig) -> Result<()> {
     let lambda = aws_sdk_lambda::Client::new(aws);
     for index in 0..stack.functions.len() {
         if stack.functions[index].url.is_none() {
             continue;
         }
         let name = stack.functions[index].name.clone();
-        let config = lambda
+        // None deployed is an answer; anything else (throttled, denied) is an error to say.
+        let config = match lambda
             .get_function_url_config()
             .function_name(&name)
             .send()
-            .await;
+            .await
+        {
+            Ok(config) => Some(config),
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                None
+            }
+            Err(err) => bail!(
+                "reading {name}'s Function URL: {}",
+                herald::aws::error_text(&err)
+            ),
+        };
         let function = &mut stack.functions[index];
-        function.url = config.ok().map(|config| {
+        function.url = config.map(|config| {
             function.url_auth_type = Some(config.auth_type().as_str().to_string());
             config.function_url().to_string()
         });
@@ -223,6 +238,7 @@ async fn function_urls(stack: &mut Stack, aws: &SdkConfig) {
             }
         }
     }
+    Ok(())
 }
 
 /// What `Ref` and `Fn::GetAtt` give for a resource CloudFormation created as `physical`.

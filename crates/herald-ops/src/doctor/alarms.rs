@@ -26,30 +26,34 @@ pub(super) async fn check(stack: &Stack, aws: &SdkConfig) -> Vec<Finding> {
         .collect();
     let cloudwatch = aws_sdk_cloudwatch::Client::new(aws);
     let mut found = BTreeMap::new();
+    // A batch that cannot be read is said so, alarm by alarm; the others are still judged.
+    let mut unreadable: BTreeMap<&str, Finding> = BTreeMap::new();
     for names in declared.chunks(NAMES_PER_CALL) {
         match describe(&cloudwatch, names.iter().map(|(_, name)| *name)).await {
             Ok(alarms) => found.extend(alarms),
             Err(err) => {
-                return names
-                    .iter()
-                    .map(|(id, name)| Finding::unreadable(Check::Alarm, id, name, &err))
-                    .collect()
+                for (id, name) in names {
+                    unreadable.insert(name, Finding::unreadable(Check::Alarm, id, name, &err));
+                }
             }
         }
     }
     declared
         .iter()
-        .map(|(id, name)| match found.get(*name) {
-            None => Finding::new(
-                Check::Alarm,
-                Status::Problem,
-                id,
-                name,
-                "not in CloudWatch: nothing watches what it should".into(),
-            )
-            .fix(format!("sam deploy --stack-name {}", stack.name)),
-            Some(alarm) => judge(stack, id, name, alarm),
-        })
+        .map(
+            |(id, name)| match (unreadable.remove(*name), found.get(*name)) {
+                (Some(finding), _) => finding,
+                (None, None) => Finding::new(
+                    Check::Alarm,
+                    Status::Problem,
+                    id,
+                    name,
+                    "not in CloudWatch: nothing watches what it should".into(),
+                )
+                .fix(format!("sam deploy --stack-name {}", stack.name)),
+                (None, Some(alarm)) => judge(stack, id, name, alarm),
+            },
+        )
         .collect()
 }
 
@@ -107,7 +111,7 @@ fn inspect(stack: &Stack, name: &str, alarm: &MetricAlarm) -> String {
         .iter()
         .find(|f| watched.contains(&f.name.as_str()))
     {
-        return format!("aws logs tail /aws/lambda/{} --since 1h", function.name);
+        return format!("aws logs tail {} --since 1h", function.log_group);
     }
     format!(
         "aws cloudwatch describe-alarm-history --alarm-name {name} --history-item-type StateUpdate"

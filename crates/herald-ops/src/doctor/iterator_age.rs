@@ -48,13 +48,7 @@ pub(super) async fn check(stack: &Stack, aws: &SdkConfig) -> Vec<Finding> {
                 "no readings in the last 15 minutes (nothing to read)".into(),
             ),
             Ok(Some(age)) => {
-                let status = if age > FAR_BEHIND {
-                    Status::Problem
-                } else if age > BEHIND {
-                    Status::Warning
-                } else {
-                    Status::Ok
-                };
+                let status = status_of(age);
                 let finding = Finding::new(
                     Check::IteratorAge,
                     status,
@@ -65,10 +59,7 @@ pub(super) async fn check(stack: &Stack, aws: &SdkConfig) -> Vec<Finding> {
                 if status == Status::Ok {
                     finding
                 } else {
-                    finding.fix(format!(
-                        "aws logs tail /aws/lambda/{} --since 1h",
-                        function.name
-                    ))
+                    finding.fix(format!("aws logs tail {} --since 1h", function.log_group))
                 }
             }
             Err(err) => Finding::unreadable(
@@ -116,6 +107,17 @@ async fn oldest(
         .map(|ms| Duration::from_millis(ms.max(0.0) as u64)))
 }
 
+/// How a reader that far behind stands.
+fn status_of(age: Duration) -> Status {
+    if age > FAR_BEHIND {
+        Status::Problem
+    } else if age > BEHIND {
+        Status::Warning
+    } else {
+        Status::Ok
+    }
+}
+
 fn human(age: Duration) -> String {
     let seconds = age.as_secs();
     if seconds >= 3600 {
@@ -124,5 +126,22 @@ fn human(age: Duration) -> String {
         format!("{}m{:02}s", seconds / 60, seconds % 60)
     } else {
         format!("{:.1}s", age.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minute_behind_is_a_warning_an_hour_a_problem() {
+        let secs = Duration::from_secs;
+        assert_eq!(status_of(secs(0)), Status::Ok);
+        assert_eq!(status_of(secs(60)), Status::Ok);
+        assert_eq!(status_of(secs(61)), Status::Warning);
+        assert_eq!(status_of(secs(3600)), Status::Warning);
+        assert_eq!(status_of(secs(3601)), Status::Problem);
+        assert_eq!(human(secs(3725)), "1h02m");
+        assert_eq!(human(secs(75)), "1m15s");
     }
 }

@@ -46,7 +46,7 @@ pub(super) async fn check(stack: &Stack, aws: &SdkConfig) -> Vec<Finding> {
                 .iter()
                 .find(|d| d.event_source_arn() == Some(source.as_str()));
             findings.push(match found {
-                Some(found) => judge(logical_id, &function.name, found),
+                Some(found) => judge(logical_id, &function.name, &function.log_group, found),
                 None => Finding::new(
                     Check::Mapping,
                     Status::Problem,
@@ -64,7 +64,12 @@ pub(super) async fn check(stack: &Stack, aws: &SdkConfig) -> Vec<Finding> {
     findings
 }
 
-fn judge(logical_id: &str, function: &str, mapping: &EventSourceMappingConfiguration) -> Finding {
+fn judge(
+    logical_id: &str,
+    function: &str,
+    log_group: &str,
+    mapping: &EventSourceMappingConfiguration,
+) -> Finding {
     let uuid = mapping.uuid().unwrap_or_default();
     let state = mapping.state().unwrap_or("unknown");
     let last = mapping.last_processing_result().unwrap_or("no result yet");
@@ -74,7 +79,7 @@ fn judge(logical_id: &str, function: &str, mapping: &EventSourceMappingConfigura
             Status::Problem,
             format!("enabled into {function}, but its last batch: {last}"),
         )
-        .fix(format!("aws logs tail /aws/lambda/{function} --since 1h")),
+        .fix(format!("aws logs tail {log_group} --since 1h")),
         "Enabled" => finding(
             Status::Ok,
             format!("enabled into {function}; last result: {last}"),
@@ -118,5 +123,45 @@ async fn list(
         if marker.is_none() {
             return Ok(found);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(state: &str, last: Option<&str>) -> EventSourceMappingConfiguration {
+        EventSourceMappingConfiguration::builder()
+            .uuid("u-1")
+            .state(state)
+            .set_last_processing_result(last.map(str::to_string))
+            .build()
+    }
+
+    #[test]
+    fn each_state_and_last_result_is_judged_with_its_fix() {
+        let judged = |state, last| {
+            judge(
+                "RouterStreamMapping",
+                "prod-Router",
+                "/aws/lambda/prod-Router",
+                &mapping(state, last),
+            )
+        };
+        let ok = judged("Enabled", Some("OK"));
+        assert_eq!((ok.status, ok.fix), (Status::Ok, None));
+        let failing = judged("Enabled", Some("PROBLEM: Function call failed"));
+        assert_eq!(failing.status, Status::Problem);
+        assert_eq!(
+            failing.fix.as_deref(),
+            Some("aws logs tail /aws/lambda/prod-Router --since 1h")
+        );
+        let disabled = judged("Disabled", None);
+        assert_eq!(disabled.status, Status::Problem);
+        assert_eq!(
+            disabled.fix.as_deref(),
+            Some("aws lambda update-event-source-mapping --uuid u-1 --enabled")
+        );
+        assert_eq!(judged("Updating", None).status, Status::Warning);
     }
 }

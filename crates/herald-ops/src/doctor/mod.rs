@@ -89,11 +89,12 @@ impl Finding {
         self
     }
 
-    /// A check that could not read what it looks at (permissions, a missing resource).
+    /// A check that could not read what it looks at (permissions, a missing resource): a
+    /// problem, since nothing then says the resource is healthy.
     fn unreadable(check: Check, resource: &str, physical: &str, err: &anyhow::Error) -> Self {
         Finding::new(
             check,
-            Status::Warning,
+            Status::Problem,
             resource,
             physical,
             format!("could not be read: {err:#}"),
