@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use herald::Envelope;
 use herald_local::alarms::{AlarmBoard, State};
-use herald_local::inspect::put_raw;
-use herald_local::ops;
+use herald_ops::inspect::put_raw;
 use serde_json::json;
 use shop::events::{sources, types};
 
@@ -120,7 +119,7 @@ async fn a_dead_letter_alarm_fires_when_its_queue_fills_and_clears_after_a_redri
 
     // An order the inventory gave up on earlier, moved to its DLQ by the redrive policy.
     let inventory_alarm = format!("{}-inventory-dead-letters", stack.name);
-    let dlq = ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
+    let dlq = herald_ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
     aws_sdk_sqs::Client::new(&aws)
         .send_message()
         .queue_url(&dlq.url)
@@ -142,7 +141,7 @@ async fn a_dead_letter_alarm_fires_when_its_queue_fills_and_clears_after_a_redri
     assert_eq!(status.state, State::Alarm);
 
     // The redrive sends it back; the inventory applies it; the queue is empty: OK, once.
-    let redriven = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    let redriven = herald_ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
     assert_eq!(redriven.moved, 1);
     let lines = printed_until(&board, &inventory_alarm, "OK").await;
     assert_eq!(

@@ -13,9 +13,9 @@ use std::time::Duration;
 use herald::Envelope;
 use herald_local::archive::{self, Query};
 use herald_local::http::request;
-use herald_local::inspect::{put_raw, scan};
 use herald_local::moto::free_port;
-use herald_local::ops::Target;
+use herald_ops::inspect::{put_raw, scan};
+use herald_ops::Target;
 use serde_json::{json, Value};
 
 /// A `POST /orders` body.
@@ -149,7 +149,7 @@ async fn every_event_is_archived_once_and_a_backfill_reaches_one_subscriber_only
     // duplicates: it applied them already); no other subscriber sees them again.
     let before = pipeline.tallies();
     let bin_dir = common::bin_dir();
-    let done = herald_local::ops::replay_archive(
+    let done = herald_ops::replay_archive(
         &aws,
         &stack,
         Some(&bin_dir),
@@ -158,7 +158,7 @@ async fn every_event_is_archived_once_and_a_backfill_reaches_one_subscriber_only
             ..Query::default()
         },
         &Target::Subscriber("analytics".into()),
-        herald_local::ops::Expired::Refuse,
+        herald_ops::Expired::Refuse,
         |_| {},
     )
     .await
@@ -181,13 +181,13 @@ async fn every_event_is_archived_once_and_a_backfill_reaches_one_subscriber_only
         event: ancient,
         object: "events/type=job_failed/old.gz".into(),
     };
-    let refused = herald_local::ops::replay_events(
+    let refused = herald_ops::replay_events(
         &aws,
         &stack,
         Some(&bin_dir),
         std::slice::from_ref(&archived),
         &Target::Subscriber("ops".into()),
-        herald_local::ops::Expired::Refuse,
+        herald_ops::Expired::Refuse,
         |_| {},
     )
     .await

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use herald_local::inspect::put_raw;
 use herald_local::moto::free_port;
+use herald_ops::inspect::put_raw;
 use serde_json::{json, Value};
 
 fn herald(dir: &Path, args: &[&str]) -> Output {
@@ -72,7 +72,7 @@ async fn dlq_send_and_trace_answer_in_json_with_their_exit_codes() {
     let stack = pipeline.stack().clone();
     // What `herald local up` records, so the command finds the stack by name.
     stack
-        .save(&herald_local::ops::state_file(&root, &stack.name))
+        .save(&herald_ops::state_file(&root, &stack.name))
         .unwrap();
     let aws = common::aws().await;
 
@@ -245,6 +245,6 @@ async fn dlq_send_and_trace_answer_in_json_with_their_exit_codes() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("herald local up"));
 
     pipeline.stop().await;
-    let _ = std::fs::remove_file(herald_local::ops::state_file(&root, &name));
+    let _ = std::fs::remove_file(herald_ops::state_file(&root, &name));
     let _ = std::fs::remove_dir_all(&logs);
 }

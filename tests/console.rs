@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use herald::Envelope;
 use herald_local::http::post_json;
-use herald_local::inspect::put_raw;
 use herald_local::moto::free_port;
-use herald_local::ops;
+use herald_ops::inspect::put_raw;
 use serde_json::{json, Value};
 use shop::events::{sources, types};
 
@@ -143,8 +142,7 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
         o.runner.alarms.print = false;
     })
     .await;
-    let console = pipeline
-        .serve_console(0, common::root().join("events"))
+    let console = herald_ops::console::serve_local(&mut pipeline, 0, common::root().join("events"))
         .await
         .unwrap();
     let stack = pipeline.stack().clone();
@@ -184,7 +182,7 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
     .unwrap();
     // An order the inventory gave up on earlier, parked in its DLQ by the redrive policy.
     let parked = common::unique("parked");
-    let dlq = ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
+    let dlq = herald_ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
     aws_sdk_sqs::Client::new(&aws)
         .send_message()
         .queue_url(&dlq.url)
@@ -231,7 +229,10 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
         .wait_idle(Duration::from_millis(500), Duration::from_secs(120))
         .await
         .unwrap();
-    assert!(ops::letters(&aws, &dlq.url).await.unwrap().is_empty());
+    assert!(herald_ops::letters(&aws, &dlq.url)
+        .await
+        .unwrap()
+        .is_empty());
     client.goto(&format!("{console}#pipeline")).await.unwrap();
     text_when(&client, inventory_in, |t| count(t) >= after + 1.0).await;
 

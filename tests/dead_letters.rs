@@ -8,8 +8,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::Message;
 use herald::dead_letter::{attr, decode_body, sqs_accepts_text, DecodeError};
 use herald::limits::SQS_MAX_MESSAGE_BYTES;
-use herald_local::inspect::put_raw;
-use herald_local::ops;
+use herald_ops::inspect::put_raw;
 use sha2::{Digest, Sha256};
 
 async fn settle(pipeline: &herald_local::LocalPipeline) {
@@ -150,8 +149,8 @@ async fn poison_sqs_cannot_carry_is_encoded_or_cut_and_redrives_as_it_was() {
 
     // Redrive: the two whole records go back onto the stream as they were (and, poison still,
     // come back as letters holding the same records); the cut one stays, with why.
-    let dlq = ops::find_dead_letter_queue(&stack, "RouterDeadLetterQueue").unwrap();
-    let redriven = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    let dlq = herald_ops::find_dead_letter_queue(&stack, "RouterDeadLetterQueue").unwrap();
+    let redriven = herald_ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
     assert_eq!(redriven.moved, 2, "{redriven:?}");
     assert_eq!(redriven.failed.len(), 1, "{redriven:?}");
     assert!(
@@ -313,8 +312,8 @@ async fn an_outage_longer_than_the_retries_dead_letters_the_records_whole_and_re
         }
         request.send().await.unwrap();
     }
-    let dlq = ops::find_dead_letter_queue(&stack, "RouterDeadLetterQueue").unwrap();
-    let redriven = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    let dlq = herald_ops::find_dead_letter_queue(&stack, "RouterDeadLetterQueue").unwrap();
+    let redriven = herald_ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
     assert_eq!(redriven.moved, records.len(), "{redriven:?}");
     settle(&pipeline).await;
     let effects = shop_cli::demo::report::effects(&stack, &aws).await.unwrap();
@@ -351,7 +350,7 @@ async fn poison_delivered_twice_is_dead_lettered_once() {
     let router_dlq = stack.reference("RouterDeadLetterQueue").unwrap();
     assert_eq!(messages(&sqs, router_dlq).await.len(), 1);
 
-    let replayed = ops::replay(&aws, &stack, Some(&common::bin_dir()), started, |_| {})
+    let replayed = herald_ops::replay(&aws, &stack, Some(&common::bin_dir()), started, |_| {})
         .await
         .unwrap();
     assert_eq!(replayed.read, 1, "{replayed:?}");
@@ -437,8 +436,8 @@ async fn two_copies_of_one_letter_are_redriven_once() {
     }
     assert_eq!(messages(&sqs, dlq_url).await.len(), 3);
 
-    let dlq = ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
-    let report = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    let dlq = herald_ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
+    let report = herald_ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
     assert_eq!((report.moved, report.duplicates), (2, 1), "{report:?}");
     assert!(messages(&sqs, dlq_url).await.is_empty());
     let back = messages(&sqs, stack.reference("InventoryQueue").unwrap()).await;

@@ -692,10 +692,9 @@ async fn operate_a_deployed_stack_as_the_readme_walks_it() {
     // 3. The cause is fixed, and the deployed functions run (played here by the local runner
     //    on the stack CloudFormation created, with its names; their output goes to the stack's
     //    log groups as Lambda's does).
-    let mut resolved =
-        herald_local::stack::from_cloudformation(stack, &deployed.aws, &deployed.endpoint)
-            .await
-            .unwrap();
+    let mut resolved = herald_ops::from_cloudformation(stack, &deployed.aws, &deployed.endpoint)
+        .await
+        .unwrap();
     resolved.service_endpoints.clear();
     let mut options = herald_local::RunnerOptions::new(common::bin_dir());
     options.url_port = None;
@@ -1012,10 +1011,9 @@ async fn replay_goes_through_the_deployed_router() {
         return;
     };
     let stack = &deployed.stack;
-    let mut resolved =
-        herald_local::stack::from_cloudformation(stack, &deployed.aws, &deployed.endpoint)
-            .await
-            .unwrap();
+    let mut resolved = herald_ops::from_cloudformation(stack, &deployed.aws, &deployed.endpoint)
+        .await
+        .unwrap();
     resolved.service_endpoints.clear();
     let mut options = herald_local::RunnerOptions::new(common::bin_dir());
     options.url_port = None;
@@ -1110,4 +1108,273 @@ async fn replay_goes_through_the_deployed_router() {
         "applied once, whatever the replays"
     );
     pipeline.stop().await;
+}
+
+/// `herald console --deployed --stack <name>`: the page's API on a CloudFormation stack, read
+/// from CloudWatch and the stack's queues and logs. Lambda publishes its metrics and writes its
+/// logs as the functions run; no function runs on the emulator, so the test puts what Lambda
+/// would (`AWS/Lambda` counts, herald's EMF counts, a producer's log line).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_watches_a_deployed_stack() {
+    use herald_local::http::{get_json, post_json};
+    use std::io::BufRead;
+
+    let Some(deployed) = Deployed::create("deployed::the_console_watches_a_deployed_stack").await
+    else {
+        return;
+    };
+    let stack = herald_ops::from_cloudformation(&deployed.stack, &deployed.aws, &deployed.endpoint)
+        .await
+        .unwrap();
+    let producer = stack.function("ProducerFunction").unwrap().clone();
+
+    // Lambda's and herald's metrics for the producer: 3 invocations, 1 error, 7 events in.
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&deployed.aws);
+    let datum = |name: &str, dimension: &str, value: &str, amount: f64| {
+        aws_sdk_cloudwatch::types::MetricDatum::builder()
+            .metric_name(name)
+            .dimensions(
+                aws_sdk_cloudwatch::types::Dimension::builder()
+                    .name(dimension)
+                    .value(value)
+                    .build(),
+            )
+            .value(amount)
+            .timestamp(aws_smithy_types::DateTime::from_secs(
+                chrono::Utc::now().timestamp() - 60,
+            ))
+            .build()
+    };
+    for (namespace, datum) in [
+        (
+            "AWS/Lambda",
+            datum("Invocations", "FunctionName", &producer.name, 2.0),
+        ),
+        (
+            "AWS/Lambda",
+            datum("Invocations", "FunctionName", &producer.name, 1.0),
+        ),
+        (
+            "AWS/Lambda",
+            datum("Errors", "FunctionName", &producer.name, 1.0),
+        ),
+        (
+            "herald",
+            datum("EventsIn", "function", producer.label(), 7.0),
+        ),
+    ] {
+        cloudwatch
+            .put_metric_data()
+            .namespace(namespace)
+            .metric_data(datum)
+            .send()
+            .await
+            .unwrap();
+    }
+    // An alarm in ALARM, as AWS sets it when a letter arrives.
+    let alarm = deployed.physical("PaymentDeadLetterQueueAlarm").await;
+    cloudwatch
+        .set_alarm_state()
+        .alarm_name(&alarm)
+        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+        .state_reason("Threshold Crossed: 1 datapoint [1.0] was greater than the threshold (0.0)")
+        .send()
+        .await
+        .unwrap();
+    // A dead letter, and a producer's line in its log group.
+    let sqs = aws_sdk_sqs::Client::new(&deployed.aws);
+    let dlq = queue_url(&sqs, &deployed.stack, "PaymentDeadLetterQueue").await;
+    let source = queue_url(&sqs, &deployed.stack, "PaymentQueue").await;
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body(r#"{"Message": "{}"}"#)
+        .send()
+        .await
+        .unwrap();
+    let correlation = common::unique("c");
+    let logs = aws_sdk_cloudwatchlogs::Client::new(&deployed.aws);
+    let _ = logs
+        .create_log_group()
+        .log_group_name(&producer.log_group)
+        .send()
+        .await;
+    logs.create_log_stream()
+        .log_group_name(&producer.log_group)
+        .log_stream_name("2026/12/05/[$LATEST]test")
+        .send()
+        .await
+        .unwrap();
+    let line = json!({
+        "timestamp": chrono::Utc::now().to_rfc3339(),
+        "level": "INFO",
+        "message": "written to stream",
+        "eventId": "e-console-1",
+        "eventType": "order_placed",
+        "correlationId": correlation,
+        "shardId": "shardId-000000000000",
+        "sequenceNumber": "1",
+    });
+    logs.put_log_events()
+        .log_group_name(&producer.log_group)
+        .log_stream_name("2026/12/05/[$LATEST]test")
+        .log_events(
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(chrono::Utc::now().timestamp_millis())
+                .message(line.to_string())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // herald console --deployed --stack <name> --console-port 0
+    let mut command = Command::new(common::bin_dir().join("herald"));
+    for (variable, _) in std::env::vars() {
+        if variable.starts_with("AWS_ENDPOINT_URL_") {
+            command.env_remove(variable);
+        }
+    }
+    let mut console = command
+        .env("AWS_ENDPOINT_URL", &deployed.endpoint)
+        .args(["console", "--deployed", "--stack", &deployed.stack])
+        .args(["--console-port", "0"])
+        .current_dir(common::root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = console.stdout.take().unwrap();
+    // The URL from its output, which is read to the end (a closed pipe would end the console).
+    let (found, url) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut found = Some(found);
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.strip_prefix("console") {
+                let url = url
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                if let Some(found) = found.take() {
+                    let _ = found.send(url);
+                }
+            }
+        }
+    });
+    let url = url.await.ok();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut console = Kill(console);
+    let Some(url) = url else {
+        let mut err = String::new();
+        use std::io::Read;
+        let _ = console.0.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("herald console printed no URL: {err}");
+    };
+    let api = |path: &str| format!("{url}api/{path}");
+
+    // The flow is the deployed template's.
+    let (status, flow) = get_json(&api("flow")).await.unwrap();
+    assert_eq!(status, 200, "{flow}");
+    assert!(
+        flow.to_string().contains("PaymentDeadLetterQueue"),
+        "{flow}"
+    );
+
+    // Counts from CloudWatch, depths from the queues.
+    let (status, stats) = get_json(&api("stats")).await.unwrap();
+    assert_eq!(status, 200, "{stats}");
+    let counted = &stats["functions"]["ProducerFunction"];
+    assert_eq!(counted["invocations"], 3, "{stats}");
+    assert_eq!(counted["errors"], 1, "{stats}");
+    assert_eq!(counted["events_in"], 7.0, "{stats}");
+    assert_eq!(stats["functions"]["RouterFunction"]["invocations"], 0);
+    assert_eq!(
+        stats["queues"]["PaymentDeadLetterQueue"]["visible"], 1,
+        "{stats}"
+    );
+
+    // The alarm as CloudWatch has it, its change first.
+    let (status, alarms) = get_json(&api("alarms")).await.unwrap();
+    assert_eq!(status, 200, "{alarms}");
+    let firing: Vec<&Value> = alarms["evaluated"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "ALARM")
+        .collect();
+    assert_eq!(firing.len(), 1, "{alarms}");
+    assert_eq!(firing[0]["logical_id"], "PaymentDeadLetterQueueAlarm");
+    assert_eq!(firing[0]["name"], alarm.as_str());
+    assert!(
+        firing[0]["watches"]
+            .as_str()
+            .unwrap()
+            .contains(dlq.rsplit('/').next().unwrap()),
+        "{}",
+        firing[0]
+    );
+    assert_eq!(alarms["changes"][0]["name"], alarm.as_str(), "{alarms}");
+    assert_eq!(alarms["not_evaluated"], json!([]), "{alarms}");
+
+    // The transaction from the producer's log group.
+    let (status, traces) = get_json(&api("traces")).await.unwrap();
+    assert_eq!(status, 200, "{traces}");
+    assert!(
+        traces
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["correlation_id"] == correlation.as_str()),
+        "{traces}"
+    );
+    let (status, one) = get_json(&api(&format!("traces/{correlation}")))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["hops"][0]["function"], producer.label(), "{one}");
+
+    // The dead letter, and a redrive that sends it back to the subscriber's queue.
+    let (status, dlqs) = get_json(&api("dlqs")).await.unwrap();
+    assert_eq!(status, 200, "{dlqs}");
+    let payment = dlqs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["id"] == "PaymentDeadLetterQueue")
+        .unwrap_or_else(|| panic!("{dlqs}"));
+    assert_eq!(payment["redrives_to"], "PaymentQueue");
+    assert_eq!(payment["letters"].as_array().unwrap().len(), 1, "{payment}");
+    let (status, redriven) = post_json(&api("dlqs/PaymentDeadLetterQueue/redrive"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{redriven}");
+    assert_eq!(redriven["moved"], 1, "{redriven}");
+    let back = sqs
+        .receive_message()
+        .queue_url(&source)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        back.messages().len(),
+        1,
+        "the letter is back in PaymentQueue"
+    );
+    let (_, stats) = get_json(&api("stats")).await.unwrap();
+    assert_eq!(
+        stats["queues"]["PaymentDeadLetterQueue"]["visible"], 0,
+        "{stats}"
+    );
+    drop(console);
 }

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use herald_local::inspect::peek;
 use herald_local::LocalPipeline;
+use herald_ops::inspect::peek;
 use serde_json::{json, Value};
 
 /// The probe's table, stream or queue, and function, plus `mapping` as the mapping's properties.
@@ -151,7 +151,7 @@ impl Probe {
     }
 
     async fn invocations(&self) -> Vec<Invocation> {
-        let items = herald_local::inspect::scan(&self.dynamodb, &self.table)
+        let items = herald_ops::inspect::scan(&self.dynamodb, &self.table)
             .await
             .unwrap();
         let mut out: Vec<Invocation> = items
@@ -185,7 +185,7 @@ impl Probe {
 
     /// The windows' final invocations, by window start.
     async fn closed_windows(&self) -> Vec<Closed> {
-        let items = herald_local::inspect::scan(&self.dynamodb, &self.table)
+        let items = herald_ops::inspect::scan(&self.dynamodb, &self.table)
             .await
             .unwrap();
         let mut out: Vec<Closed> = items

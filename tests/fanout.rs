@@ -10,7 +10,7 @@ use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use herald::adapters::{SnsBus, SqsDeadLetters};
 use herald::router::Router;
 use herald::{Envelope, EventKind};
-use herald_local::inspect::peek;
+use herald_ops::inspect::peek;
 
 fn record(seq: usize, data: Vec<u8>) -> KinesisEventRecord {
     let mut record = KinesisEventRecord::default();

@@ -16,8 +16,8 @@ use herald::event_store::{DynamoDbEventStore, EventStore};
 use herald::Envelope;
 use herald_local::faults::FaultPlan;
 use herald_local::http::request;
-use herald_local::inspect::scan;
 use herald_local::moto::free_port;
+use herald_ops::inspect::scan;
 use serde_json::Value;
 use shop::events::{Customer, FraudSuspected, LineItem, OrderPlaced};
 use shop::order::{Order, OrderStatus};
@@ -321,7 +321,7 @@ async fn a_burst_is_compensated_exactly_once_and_a_quiet_customer_is_left_alone(
         "OpsDeadLetterQueue",
         "FraudStreamFailureQueue",
     ] {
-        let letters = herald_local::inspect::peek(&sqs, stack.reference(queue).unwrap())
+        let letters = herald_ops::inspect::peek(&sqs, stack.reference(queue).unwrap())
             .await
             .unwrap();
         assert!(letters.is_empty(), "{queue}: {letters:?}");

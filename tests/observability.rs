@@ -150,7 +150,7 @@ async fn logs_carry_request_and_event_ids_emf_is_valid_and_trace_follows_an_orde
     // herald trace: an order through the order service's store, the publisher, the stream, the
     // topic, its subscribers and the follow-up its payment emitted.
     let order_id = traffic.orders[0]["id"].as_str().unwrap();
-    let trace = herald_local::trace::trace(&log_dir, order_id).unwrap();
+    let trace = herald_ops::trace::from_files(&log_dir, order_id).unwrap();
     let first = &trace.events[0];
     assert_eq!(first.id, order_id);
     let hops: Vec<(&str, &str)> = first
@@ -174,9 +174,9 @@ async fn logs_carry_request_and_event_ids_emf_is_valid_and_trace_follows_an_orde
         .find(|e| e.causation_id == order_id)
         .expect("the payment's follow-up is in the trace");
     assert!(follow_up.hops.iter().any(|h| h.function == "analytics"));
-    let tree = herald_local::trace::render_tree(&trace);
+    let tree = herald_ops::trace::render_tree(&trace);
     assert!(tree.contains(order_id) && tree.contains("└─ "), "{tree}");
-    let mermaid = herald_local::trace::render_mermaid(&trace);
+    let mermaid = herald_ops::trace::render_mermaid(&trace);
     assert!(mermaid.contains("orders->>store"), "{mermaid}");
     assert!(mermaid.contains("publisher->>stream"), "{mermaid}");
     let _ = std::fs::remove_dir_all(&log_dir);

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use herald::Envelope;
 use herald_local::http::{post, post_json};
-use herald_local::inspect::put_raw;
 use herald_local::moto::free_port;
-use herald_local::ops;
+use herald_ops::inspect::put_raw;
 use serde_json::{json, Value};
 use shop::events::{sources, types};
 use shop_cli::demo::report::effects;
@@ -185,9 +184,10 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
     }
     settle(&pipeline).await;
 
-    let router_letters = ops::letters(&aws, stack.reference("RouterDeadLetterQueue").unwrap())
-        .await
-        .unwrap();
+    let router_letters =
+        herald_ops::letters(&aws, stack.reference("RouterDeadLetterQueue").unwrap())
+            .await
+            .unwrap();
     let expected_poison: Vec<&str> = raw
         .iter()
         .filter(|(_, f)| !f.is_empty())
@@ -213,7 +213,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
         );
     }
     let inventory_letters =
-        ops::letters(&aws, stack.reference("InventoryDeadLetterQueue").unwrap())
+        herald_ops::letters(&aws, stack.reference("InventoryDeadLetterQueue").unwrap())
             .await
             .unwrap();
     assert_eq!(
@@ -276,10 +276,10 @@ async fn a_dlq_redrive_returns_every_message_once_and_a_second_finds_nothing() {
     let stack = pipeline.stack().clone();
     let aws = common::aws().await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let dlq = ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
+    let dlq = herald_ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
     assert_eq!(
         dlq.source,
-        Some(ops::Source::Queue {
+        Some(herald_ops::Source::Queue {
             logical_id: "InventoryQueue".into(),
             url: stack.reference("InventoryQueue").unwrap().into()
         })
@@ -295,14 +295,14 @@ async fn a_dlq_redrive_returns_every_message_once_and_a_second_finds_nothing() {
             .unwrap();
     }
     let progress = std::sync::Mutex::new(Vec::new());
-    let first = ops::redrive(&aws, &dlq, |done, total| {
+    let first = herald_ops::redrive(&aws, &dlq, |done, total| {
         progress.lock().unwrap().push((done, total))
     })
     .await
     .unwrap();
     assert_eq!(
         first,
-        ops::Redriven {
+        herald_ops::Redriven {
             moved: 6,
             duplicates: 0,
             failed: vec![],
@@ -311,7 +311,7 @@ async fn a_dlq_redrive_returns_every_message_once_and_a_second_finds_nothing() {
         }
     );
     assert_eq!(progress.lock().unwrap().last(), Some(&(6, 6)));
-    let second = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    let second = herald_ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
     assert_eq!(second.moved, 0);
     settle(&pipeline).await;
     let effects = effects(&stack, &aws).await.unwrap();
@@ -323,7 +323,10 @@ async fn a_dlq_redrive_returns_every_message_once_and_a_second_finds_nothing() {
             "{id}"
         );
     }
-    assert!(ops::letters(&aws, &dlq.url).await.unwrap().is_empty());
+    assert!(herald_ops::letters(&aws, &dlq.url)
+        .await
+        .unwrap()
+        .is_empty());
     pipeline.stop().await;
 }
 
@@ -348,7 +351,7 @@ async fn replaying_the_stream_repeats_no_effect() {
     let before = effects(&stack, &aws).await.unwrap();
     let duplicates_before: i64 = pipeline.tallies()["inventory"]["duplicates"];
 
-    let replayed = ops::replay(&aws, &stack, Some(&common::bin_dir()), started, |_| {})
+    let replayed = herald_ops::replay(&aws, &stack, Some(&common::bin_dir()), started, |_| {})
         .await
         .unwrap();
     assert!(
@@ -383,7 +386,7 @@ async fn a_redrive_leaves_letters_older_than_the_idempotency_records_unless_told
     let stack = pipeline.stack().clone();
     let aws = common::aws().await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let mut dlq = ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
+    let mut dlq = herald_ops::find_dead_letter_queue(&stack, "InventoryDeadLetterQueue").unwrap();
     assert_eq!(dlq.horizon.ttl.as_secs(), 1_296_000, "the stack's 15 days");
     let old = |id: &str, days: i64| {
         let fresh = envelope(id);
@@ -400,19 +403,22 @@ async fn a_redrive_leaves_letters_older_than_the_idempotency_records_unless_told
             .await
             .unwrap();
     }
-    let report = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    let report = herald_ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
     assert_eq!((report.moved, report.expired), (1, 1), "{report:?}");
     assert!(
         report.failed[0].contains("20 days ago") && report.failed[0].contains("--resend-expired"),
         "{report:?}"
     );
-    let left = ops::letters(&aws, &dlq.url).await.unwrap();
+    let left = herald_ops::letters(&aws, &dlq.url).await.unwrap();
     assert_eq!(left.len(), 1);
     assert!(left[0].body.contains("expired-old"));
 
-    dlq.horizon.expired = ops::Expired::Resend;
-    let report = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    dlq.horizon.expired = herald_ops::Expired::Resend;
+    let report = herald_ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
     assert_eq!((report.moved, report.expired), (1, 0), "{report:?}");
-    assert!(ops::letters(&aws, &dlq.url).await.unwrap().is_empty());
+    assert!(herald_ops::letters(&aws, &dlq.url)
+        .await
+        .unwrap()
+        .is_empty());
     pipeline.stop().await;
 }

@@ -9,8 +9,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use herald_local::inspect::put_raw;
 use herald_local::moto::free_port;
+use herald_ops::inspect::put_raw;
 use shop_cli::demo::audit::audit;
 use shop_cli::demo::report::{effects, render};
 use shop_cli::demo::workload::{self, Workload};

@@ -15,7 +15,6 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use herald::Envelope;
 use herald_local::http::request;
 use herald_local::moto::free_port;
-use herald_local::ops;
 use serde_json::json;
 use shop::events::{Customer, LineItem, OrderPlaced};
 use shop_cli::demo::report::effects;
@@ -118,18 +117,20 @@ async fn the_stores_events_are_published_again_from_the_store_by_span_and_apply_
     assert_eq!(on_stream(&kinesis, &stream, &ids).await, [1, 1, 1]);
 
     // `herald republish --since`: the span's events again, each once more.
-    let route = ops::store_route(&stack).unwrap();
+    let route = herald_ops::store_route(&stack).unwrap();
     assert_eq!(route.table_logical_id, "EventStoreTable");
-    let done = ops::republish(&aws, &route, since, None).await.unwrap();
+    let done = herald_ops::republish(&aws, &route, since, None)
+        .await
+        .unwrap();
     assert_eq!(done.published, done.in_span);
     assert!(done.in_span >= 3, "{done:?}");
     assert_eq!(on_stream(&kinesis, &stream, &ids).await, [2, 2, 2]);
 
     // The publisher's mapping gave up on a batch (its records aged out): the on-failure record
     // in the failure queue names the span, and a redrive publishes it again from the store.
-    let dlq = ops::find_dead_letter_queue(&stack, "StoreStreamFailureQueue").unwrap();
+    let dlq = herald_ops::find_dead_letter_queue(&stack, "StoreStreamFailureQueue").unwrap();
     assert!(
-        matches!(&dlq.source, Some(ops::Source::Store(r)) if r.table_logical_id == "EventStoreTable"),
+        matches!(&dlq.source, Some(herald_ops::Source::Store(r)) if r.table_logical_id == "EventStoreTable"),
         "{:?}",
         dlq.source
     );
@@ -150,7 +151,7 @@ async fn the_stores_events_are_published_again_from_the_store_by_span_and_apply_
         .send()
         .await
         .unwrap();
-    let redriven = ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
+    let redriven = herald_ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
     assert_eq!(
         (redriven.moved, redriven.failed.len()),
         (1, 0),

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_local::http::request;
-use herald_local::inspect::{peek, scan};
 use herald_local::moto::free_port;
 use herald_local::{Endpoint, LocalPipeline, UpOptions};
+use herald_ops::inspect::{peek, scan};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use herald::Envelope;
 use herald_local::http::request;
-use herald_local::inspect::{peek, put_raw, scan};
 use herald_local::moto::free_port;
+use herald_ops::inspect::{peek, put_raw, scan};
 use serde_json::{json, Value};
 
 const SOURCE: &str = "signups/web";

@@ -38,13 +38,13 @@ pub fn project() -> Result<PathBuf> {
 
 /// The stack `herald local up` started under the name `name`.
 pub fn load_stack(name: &str) -> Result<Stack> {
-    herald_local::ops::running_stack(&project()?, name)
+    herald_ops::running_stack(&project()?, name)
 }
 
 /// The stack `name` — one `herald local up` started in this project, else the CloudFormation
 /// stack of that name (no project needed) — and an SDK configuration for where it lives.
 pub async fn stack_and_aws(name: &str) -> Result<(Stack, aws_config::SdkConfig)> {
-    herald_local::ops::connect(binaries::find_project_root().as_deref(), name).await
+    herald_ops::connect(binaries::find_project_root().as_deref(), name).await
 }
 
 /// How to bring the template up: the common flags, and the Function URL server's port (9000

@@ -2,7 +2,6 @@
 //! send them back where they came from.
 
 use anyhow::Result;
-use herald_local::ops;
 use serde_json::{json, Value};
 
 use crate::common::{progress_bar, stack_and_aws};
@@ -15,8 +14,8 @@ pub async fn dlq(command: DlqCommand, stack: &str, output: Output) -> Result<()>
     match command {
         DlqCommand::List => {
             let mut queues = Vec::new();
-            for queue in ops::dead_letter_queues(&stack) {
-                let letters = ops::letters(&aws, &queue.url).await?;
+            for queue in herald_ops::dead_letter_queues(&stack) {
+                let letters = herald_ops::letters(&aws, &queue.url).await?;
                 queues.push((queue, letters));
             }
             if output.is_json() {
@@ -51,8 +50,8 @@ pub async fn dlq(command: DlqCommand, stack: &str, output: Output) -> Result<()>
             }
         }
         DlqCommand::Show { queue } => {
-            let queue = ops::find_dead_letter_queue(&stack, &queue)?;
-            let letters = ops::letters(&aws, &queue.url).await?;
+            let queue = herald_ops::find_dead_letter_queue(&stack, &queue)?;
+            let letters = herald_ops::letters(&aws, &queue.url).await?;
             if output.is_json() {
                 let messages: Vec<Value> = letters
                     .iter()
@@ -93,16 +92,16 @@ pub async fn dlq(command: DlqCommand, stack: &str, output: Output) -> Result<()>
             max,
             dry_run,
         } => {
-            let mut queue = ops::find_dead_letter_queue(&stack, &queue)?;
+            let mut queue = herald_ops::find_dead_letter_queue(&stack, &queue)?;
             if resend_expired {
-                queue.horizon.expired = ops::Expired::Resend;
+                queue.horizon.expired = herald_ops::Expired::Resend;
             }
             let bar = progress_bar("redriving");
             if output.is_json() {
                 bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
             }
-            let options = ops::RedriveOptions { max, dry_run };
-            let report = ops::redrive_with(&aws, &queue, &options, |done, total| {
+            let options = herald_ops::RedriveOptions { max, dry_run };
+            let report = herald_ops::redrive_with(&aws, &queue, &options, |done, total| {
                 bar.set_length(total as u64);
                 bar.set_position(done as u64);
             })
@@ -169,14 +168,14 @@ pub async fn dlq(command: DlqCommand, stack: &str, output: Output) -> Result<()>
     Ok(())
 }
 
-fn source_text(source: Option<&ops::Source>) -> String {
+fn source_text(source: Option<&herald_ops::Source>) -> String {
     match source {
-        Some(ops::Source::Queue { logical_id, .. }) => format!("queue {logical_id}"),
-        Some(ops::Source::Stream { logical_id, .. }) => format!("stream {logical_id}"),
-        Some(ops::Source::StreamRange { logical_id, .. }) => {
+        Some(herald_ops::Source::Queue { logical_id, .. }) => format!("queue {logical_id}"),
+        Some(herald_ops::Source::Stream { logical_id, .. }) => format!("stream {logical_id}"),
+        Some(herald_ops::Source::StreamRange { logical_id, .. }) => {
             format!("stream {logical_id} (on-failure records)")
         }
-        Some(ops::Source::Store(route)) => {
+        Some(herald_ops::Source::Store(route)) => {
             format!("event store {} (republished)", route.table_logical_id)
         }
         None => "unknown".into(),
@@ -185,18 +184,18 @@ fn source_text(source: Option<&ops::Source>) -> String {
 
 /// `{"kind": "queue" | "stream" | "streamRange" | "eventStore", "logicalId": ...}`, or null when
 /// herald cannot tell where the letters came from.
-fn source_json(source: Option<&ops::Source>) -> Value {
+fn source_json(source: Option<&herald_ops::Source>) -> Value {
     match source {
-        Some(ops::Source::Queue { logical_id, .. }) => {
+        Some(herald_ops::Source::Queue { logical_id, .. }) => {
             json!({"kind": "queue", "logicalId": logical_id})
         }
-        Some(ops::Source::Stream { logical_id, .. }) => {
+        Some(herald_ops::Source::Stream { logical_id, .. }) => {
             json!({"kind": "stream", "logicalId": logical_id})
         }
-        Some(ops::Source::StreamRange { logical_id, .. }) => {
+        Some(herald_ops::Source::StreamRange { logical_id, .. }) => {
             json!({"kind": "streamRange", "logicalId": logical_id})
         }
-        Some(ops::Source::Store(route)) => {
+        Some(herald_ops::Source::Store(route)) => {
             json!({"kind": "eventStore", "logicalId": route.table_logical_id})
         }
         None => Value::Null,

@@ -12,7 +12,7 @@ pub async fn doctor(stack: &str, output: Output) -> Result<()> {
     let (stack, aws) = stack_and_aws(stack).await?;
     // What the stack asks of its tables: as deployed, or as this project's template says.
     let template = match &stack.deployment {
-        Some(_) => herald_local::stack::deployed_template(&aws, &stack.name).await?,
+        Some(_) => herald_ops::deployed_template(&aws, &stack.name).await?,
         None => Template::load(&project()?.join("template.yaml"))?,
     };
     let report = doctor::examine(&stack, &template, &aws).await?;

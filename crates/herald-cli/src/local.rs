@@ -35,11 +35,11 @@ pub async fn up(args: UpArgs) -> Result<()> {
     options.runner.lambda_port = args.lambda_port;
     let mut pipeline = herald_local::up(&endpoint, options).await?;
     pipeline.warm().await?;
-    let console = pipeline
-        .serve_console(args.console_port, root.join("events"))
-        .await?;
+    let console =
+        herald_ops::console::serve_local(&mut pipeline, args.console_port, root.join("events"))
+            .await?;
     let stack = pipeline.stack();
-    stack.save(&herald_local::ops::state_file(&root, &stack.name))?;
+    stack.save(&herald_ops::state_file(&root, &stack.name))?;
     println!(
         "stack       {} ({} resources, {} functions, {} event source mappings)",
         stack.name,

@@ -2,6 +2,7 @@
 //! definitions and dispatch only; each command lives in its module.
 
 mod common;
+mod console;
 mod dlq;
 mod doctor;
 mod env;
@@ -55,8 +56,10 @@ enum Command {
         command: LocalCommand,
     },
     /// The same as `local up`, named for what you open: the runner with its console (the web page
-    /// to watch the pipeline in, http://127.0.0.1:9001/ by default).
-    Console(UpArgs),
+    /// to watch the pipeline in, http://127.0.0.1:9001/ by default). With `--deployed`, the
+    /// console of the CloudFormation stack `--stack` instead: its counts and alarms from
+    /// CloudWatch, its dead letters with redrive, traces from its logs.
+    Console(ConsoleArgs),
     /// Invoke one function once with an event file and print its response.
     Invoke(InvokeArgs),
     /// Send events (a file or `-` for stdin) to the producer's Function URL.
@@ -263,6 +266,16 @@ struct UpArgs {
 }
 
 #[derive(Args)]
+struct ConsoleArgs {
+    #[command(flatten)]
+    up: UpArgs,
+    /// Watch the CloudFormation stack `--stack` deployed (`sam deploy --stack-name`) instead of
+    /// starting the pipeline here.
+    #[arg(long)]
+    deployed: bool,
+}
+
+#[derive(Args)]
 struct InvokeArgs {
     #[command(flatten)]
     common: Common,
@@ -333,7 +346,10 @@ async fn dispatch(command: Command, output: Output) -> Result<()> {
         Command::Local {
             command: LocalCommand::Up(args),
         } => local::up(args).await,
-        Command::Console(args) => local::up(args).await,
+        Command::Console(args) if args.deployed => {
+            console::deployed(&args.up.common.stack, args.up.console_port).await
+        }
+        Command::Console(args) => local::up(args.up).await,
         Command::Invoke(args) => invoke::invoke(args).await,
         Command::Send(args) => send::send(args, output).await,
         Command::Env { function, stack } => env::env(&function, &stack),

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use herald_local::archive::Query;
 use herald_local::binaries;
-use herald_local::ops::Target;
+use herald_ops::Target;
 
 use crate::common::stack_and_aws;
 use crate::output::{print_json, Output};
@@ -49,7 +49,7 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
     let (stack, aws) = stack_and_aws(request.stack).await?;
     let source = match request.source {
         "auto" => {
-            let hours = herald_local::ops::stream_retention_hours(&aws, &stack).await?;
+            let hours = herald_ops::stream_retention_hours(&aws, &stack).await?;
             if Utc::now() - chrono::Duration::hours(hours) > from {
                 "archive"
             } else {
@@ -64,7 +64,7 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
     };
     // The stack's own router function does the routing: a deployed stack's through Lambda; a
     // local one's built here as `herald invoke` would.
-    let (router, _) = herald_local::ops::replay_function(&stack)?;
+    let (router, _) = herald_ops::replay_function(&stack)?;
     let bin_dir = match stack.deployment {
         Some(_) => None,
         None => Some(binaries::build(
@@ -91,7 +91,7 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
     let plain_stream =
         source == "stream" && target == Target::Router && to.is_none() && request.types.is_empty();
     if plain_stream {
-        let replayed = herald_local::ops::replay(&aws, &stack, bin_dir, from, progress).await?;
+        let replayed = herald_ops::replay(&aws, &stack, bin_dir, from, progress).await?;
         bar.finish_and_clear();
         if request.output.is_json() {
             print_json(&serde_json::json!({
@@ -113,16 +113,16 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
         return Ok(());
     }
     let expired = if request.resend_expired {
-        herald_local::ops::Expired::Resend
+        herald_ops::Expired::Resend
     } else {
-        herald_local::ops::Expired::Refuse
+        herald_ops::Expired::Refuse
     };
     let done = if source == "archive" {
-        herald_local::ops::replay_archive(&aws, &stack, bin_dir, &query, &target, expired, progress)
+        herald_ops::replay_archive(&aws, &stack, bin_dir, &query, &target, expired, progress)
             .await?
     } else {
-        let events = herald_local::ops::stream_events(&aws, &stack, &query).await?;
-        herald_local::ops::replay_events(&aws, &stack, bin_dir, &events, &target, expired, progress)
+        let events = herald_ops::stream_events(&aws, &stack, &query).await?;
+        herald_ops::replay_events(&aws, &stack, bin_dir, &events, &target, expired, progress)
             .await?
     };
     bar.finish_and_clear();
@@ -168,14 +168,14 @@ pub async fn replay(request: Request<'_>) -> Result<()> {
 }
 
 /// `{"published", "deadLettered"}`, or null when the router reported no metrics.
-fn routed_json(routed: Option<herald_local::ops::Routed>) -> serde_json::Value {
+fn routed_json(routed: Option<herald_ops::Routed>) -> serde_json::Value {
     match routed {
         Some(r) => serde_json::json!({"published": r.published, "deadLettered": r.dead_lettered}),
         None => serde_json::Value::Null,
     }
 }
 
-fn routed(routed: Option<herald_local::ops::Routed>) -> String {
+fn routed(routed: Option<herald_ops::Routed>) -> String {
     match routed {
         Some(r) => format!(
             "{} published, {} dead-lettered",

@@ -1,8 +1,8 @@
 //! `herald republish`: the event store's events since a point in time onto the event stream again
-//! (see `herald_local::ops::republish`).
+//! (see `herald_ops::republish`).
 
 use anyhow::{bail, Result};
-use herald_local::ops::{self, Expired, Horizon};
+use herald_ops::{Expired, Horizon};
 
 use crate::common::stack_and_aws;
 use crate::output::{print_json, Output};
@@ -30,8 +30,8 @@ pub async fn republish(
     if let Err(why) = Horizon::of(&stack, expired).check(since) {
         bail!("--since {since}: {why}");
     }
-    let route = ops::store_route(&stack)?;
-    let done = ops::republish(&aws, &route, since, until).await?;
+    let route = herald_ops::store_route(&stack)?;
+    let done = herald_ops::republish(&aws, &route, since, until).await?;
     if output.is_json() {
         print_json(&serde_json::json!({
             "table": route.table_logical_id,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use herald_local::trace::Trace;
+use herald_ops::trace::Trace;
 use serde_json::{json, Value};
 
 use crate::common::stack_and_aws;
@@ -22,16 +22,16 @@ pub async fn trace(
     logs: Option<PathBuf>,
     output: Output,
 ) -> Result<()> {
-    use herald_local::trace;
+    use herald_ops::trace;
     if !matches!(format, "tree" | "mermaid") {
         bail!("--format {format}: expected tree or mermaid");
     }
     let found = match logs {
-        Some(dir) => trace::trace(&dir, id)?,
+        Some(dir) => trace::from_files(&dir, id)?,
         None => {
             let since = duration(since)?;
             let (stack, aws) = stack_and_aws(stack).await?;
-            herald_ops::trace::trace(&stack, &aws, id, since).await?
+            trace::from_cloudwatch(&stack, &aws, id, since).await?
         }
     };
     if output.is_json() {

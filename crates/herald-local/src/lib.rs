@@ -8,25 +8,22 @@
 //! ```
 //!
 //! It knows no application: whatever the template holds runs. [`http`] talks to its Function
-//! URLs, [`alarms`] evaluates the template's alarms, [`console`] serves a page to watch it all in, [`inspect`] reads its tables and queues back, [`ops`] works on a running stack (dead
-//! letters, redrive, replay from the stream or the [`archive`]), [`trace`] follows a transaction
-//! through its logs.
+//! URLs, [`alarms`] evaluates the template's alarms, [`log_shipping`] writes its functions' lines
+//! to CloudWatch Logs as Lambda does, and [`lambda_api`] answers Lambda's Invoke API for them.
+//! Operating a stack — this one or one CloudFormation deployed — is `herald-ops`'s.
 
 pub mod alarms;
 pub mod archive;
 pub mod binaries;
-pub mod console;
 pub mod endpoint;
 pub mod esm;
 pub mod faults;
 pub mod firehose;
 pub mod http;
-pub mod inspect;
 pub mod lambda_api;
 pub mod log_shipping;
 pub mod logs;
 pub mod moto;
-pub mod ops;
 pub mod runner;
 pub mod runtime;
 pub mod s3;
@@ -35,7 +32,6 @@ pub mod seed;
 pub mod session;
 pub mod stack;
 pub mod template;
-pub mod trace;
 
 pub use endpoint::Endpoint;
 pub use runner::{LocalPipeline, RunnerOptions};

@@ -95,6 +95,21 @@ impl RunnerOptions {
     }
 }
 
+/// The running pipeline's parts a view reads (see [`LocalPipeline::watch`]).
+#[derive(Clone)]
+pub struct Watch {
+    /// The stack.
+    pub stack: Arc<Stack>,
+    /// The functions, by logical id.
+    pub pools: BTreeMap<String, Arc<FunctionPool>>,
+    /// The functions' output (metrics, tallies).
+    pub logs: Arc<Logs>,
+    /// The template's alarms as the runner evaluates them.
+    pub alarms: Arc<AlarmBoard>,
+    /// The functions' raw logs, when kept in files.
+    pub log_dir: Option<PathBuf>,
+}
+
 /// A running local pipeline. Call [`LocalPipeline::stop`] to end it.
 pub struct LocalPipeline {
     stack: Arc<Stack>,
@@ -553,25 +568,25 @@ impl LocalPipeline {
         &self.alarms
     }
 
-    /// Serve the console (see [`crate::console`]) on 127.0.0.1:`port` (0: any free port) until
-    /// the pipeline stops; `events_dir` holds the schemas and samples for the catalog. Returns its
-    /// URL.
-    pub async fn serve_console(&mut self, port: u16, events_dir: PathBuf) -> Result<String> {
-        let (listener, address) = crate::console::bind(port).await?;
-        let state = crate::console::ConsoleState {
+    /// What a view of the running pipeline reads (herald-ops' console): its parts, shared.
+    pub fn watch(&self) -> Watch {
+        Watch {
             stack: self.stack.clone(),
             pools: self.pools.clone(),
             logs: self.logs.clone(),
             alarms: self.alarms.clone(),
-            aws: self.aws.clone(),
             log_dir: self.log_dir.clone(),
-            events_dir,
-        };
-        self.tasks.push(tokio::spawn(crate::console::serve(
-            listener,
-            Arc::new(state),
-        )));
-        Ok(format!("http://{address}/"))
+        }
+    }
+
+    /// The SDK configuration the pipeline's functions and mappings use.
+    pub fn aws(&self) -> &aws_config::SdkConfig {
+        &self.aws
+    }
+
+    /// Keep `task` (a view serving the pipeline) running until the pipeline stops.
+    pub fn keep(&mut self, task: JoinHandle<()>) {
+        self.tasks.push(task);
     }
 
     /// What was injected so far, across restarts: the proxy's faults and the processes killed

@@ -23,7 +23,7 @@ pub async fn command(rate: f64, duration: &str, duplicates: f64, stack: &str) ->
         bail!("--duplicates {duplicates}: must be between 0 and 1");
     }
     let root = binaries::project_root();
-    let url = herald_local::ops::running_stack(&root, stack)?.function_url("orders")?;
+    let url = herald_ops::running_stack(&root, stack)?.function_url("orders")?;
     let catalog = workload::catalog(&root.join("infra/seed"))?;
     let options = LoadOptions {
         rate,

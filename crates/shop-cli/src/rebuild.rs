@@ -16,7 +16,7 @@ pub async fn command(name: &str, stack: &str, from_archive: bool) -> Result<()> 
     if name != NAME {
         bail!("no projection {name}; the projections are: {NAME}");
     }
-    let (stack, aws) = herald_local::ops::connect(Some(&binaries::project_root()), stack).await?;
+    let (stack, aws) = herald_ops::connect(Some(&binaries::project_root()), stack).await?;
     if from_archive {
         let started = Instant::now();
         let applied = rebuild_orders_view_from_archive(&stack, &aws).await?;

@@ -14,7 +14,6 @@
 // property helpers they share.
 mod buckets;
 mod deliveries;
-mod deployed;
 mod functions;
 mod mappings;
 mod queues;
@@ -23,7 +22,6 @@ mod tables;
 mod topics;
 
 pub use deliveries::DeliverySpec;
-pub use deployed::{deployed_template, from_cloudformation};
 pub use functions::FunctionSpec;
 pub use mappings::{MappingSpec, SqsMapping, StartingPosition, StreamMapping, StreamSource};
 pub use queues::DEAD_LETTER_TARGET;
@@ -228,8 +226,9 @@ impl Names for Resolver<'_> {
 }
 
 impl Stack {
-    /// A stack of no resources yet, named `name`, in `region` of `account`, at `endpoint`.
-    fn empty(name: &str, region: String, account: String, endpoint: &str) -> Stack {
+    /// A stack of no resources yet, named `name`, in `region` of `account`, at `endpoint`: the
+    /// start of one read from somewhere else (CloudFormation), filled with [`Stack::describe`].
+    pub fn empty(name: &str, region: String, account: String, endpoint: &str) -> Stack {
         Stack {
             name: name.to_string(),
             region,
@@ -254,6 +253,65 @@ impl Stack {
             services.insert(variable.clone(), url.clone());
         }
         crate::Endpoint::external(self.endpoint.clone()).with_services(services)
+    }
+}
+
+/// Reading a stack whose resources exist already (CloudFormation created them): the same model
+/// as one provisioned here, built from the template's resources one at a time, in creation order.
+impl Stack {
+    /// `properties` with every `Ref`, `Fn::GetAtt`, `Fn::Sub` ... resolved against the resources
+    /// described so far, the pseudo parameters and `parameters`.
+    pub fn resolve(
+        &self,
+        properties: &Value,
+        parameters: &BTreeMap<String, Value>,
+    ) -> Result<Value> {
+        resolve(
+            properties,
+            &Resolver {
+                stack: self,
+                parameters,
+            },
+        )
+    }
+
+    /// What the model reads from the template alone — a function, an event source mapping, a
+    /// Firehose delivery stream, an alarm — added to the stack; none for other kinds, whose
+    /// `Ref` and attributes the caller reads where they live.
+    pub fn describe(
+        &mut self,
+        id: &str,
+        kind: &str,
+        properties: &Value,
+        metadata: &Value,
+    ) -> Result<Option<Physical>> {
+        let options = StackOptions {
+            name: self.name.clone(),
+            ..StackOptions::default()
+        };
+        Ok(Some(match kind {
+            "AWS::Serverless::Function" => {
+                functions::function(self, id, kind, properties, metadata, &options)?
+            }
+            "AWS::Lambda::EventSourceMapping" => {
+                mappings::event_source_mapping(self, id, kind, properties)?
+            }
+            "AWS::KinesisFirehose::DeliveryStream" => {
+                deliveries::delivery_stream(self, id, kind, properties)?
+            }
+            "AWS::CloudWatch::Alarm" => alarms_of(self, id, kind, properties),
+            _ => return Ok(None),
+        }))
+    }
+
+    /// A resource the model has nothing of, listed in [`Stack::skipped`] with `why`.
+    pub fn skip(&mut self, id: &str, kind: &str, why: String) -> Physical {
+        not_local(self, id, kind, why)
+    }
+
+    /// `arn:aws:<service>:<region>:<account>:<resource>` in this stack.
+    pub fn arn(&self, service: &str, resource: String) -> String {
+        arn(self, service, resource)
     }
 }
 

@@ -3,15 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::types::MetricAlarm;
-use herald_local::{ops, Stack};
+use herald_local::Stack;
 
-use super::{aws_error, played_locally, Check, Finding, Status};
-
-/// `DescribeAlarms` takes at most this many names.
-const NAMES_PER_CALL: usize = 100;
+use super::{played_locally, Check, Finding, Status};
+use crate::cloudwatch::{describe, NAMES_PER_CALL};
 
 pub(super) async fn check(stack: &Stack, aws: &SdkConfig) -> Vec<Finding> {
     if stack.deployment.is_none() {
@@ -97,7 +94,7 @@ fn inspect(stack: &Stack, name: &str, alarm: &MetricAlarm) -> String {
             watched.extend(metric.dimensions().iter().filter_map(|d| d.value()));
         }
     }
-    for queue in ops::dead_letter_queues(stack) {
+    for queue in crate::dead_letter_queues(stack) {
         let queue_name = queue.url.rsplit('/').next().unwrap_or_default();
         if watched.contains(&queue_name) {
             return format!(
@@ -116,24 +113,4 @@ fn inspect(stack: &Stack, name: &str, alarm: &MetricAlarm) -> String {
     format!(
         "aws cloudwatch describe-alarm-history --alarm-name {name} --history-item-type StateUpdate"
     )
-}
-
-async fn describe(
-    cloudwatch: &aws_sdk_cloudwatch::Client,
-    names: impl Iterator<Item = &str>,
-) -> Result<BTreeMap<String, MetricAlarm>> {
-    let mut request = cloudwatch.describe_alarms();
-    for name in names {
-        request = request.alarm_names(name);
-    }
-    let mut found = BTreeMap::new();
-    let mut pages = request.into_paginator().send();
-    while let Some(page) = pages.next().await {
-        for alarm in page.map_err(aws_error)?.metric_alarms() {
-            if let Some(name) = alarm.alarm_name() {
-                found.insert(name.to_string(), alarm.clone());
-            }
-        }
-    }
-    Ok(found)
 }

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
-use herald_local::ops;
+
 use herald_local::Stack;
 
 use super::{aws_error, Check, Finding, Status};
@@ -11,7 +11,7 @@ use super::{aws_error, Check, Finding, Status};
 pub(super) async fn check(stack: &Stack, aws: &SdkConfig) -> Vec<Finding> {
     let sqs = aws_sdk_sqs::Client::new(aws);
     let mut findings = Vec::new();
-    for queue in ops::dead_letter_queues(stack) {
+    for queue in crate::dead_letter_queues(stack) {
         let name = queue.url.rsplit('/').next().unwrap_or_default().to_string();
         let finding = match depth(&sqs, &queue.url).await {
             Ok(0) => Finding::new(

@@ -130,7 +130,7 @@ impl Report {
     }
 }
 
-/// Examine `stack` (found with [`herald_local::ops::connect`]) against `template`, the template
+/// Examine `stack` (found with [`crate::connect`]) against `template`, the template
 /// it was deployed from (for what it asks of its tables).
 pub async fn examine(stack: &Stack, template: &Template, aws: &SdkConfig) -> Result<Report> {
     let mut findings = Vec::new();

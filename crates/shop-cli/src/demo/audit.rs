@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use herald_local::inspect::DeadLetterView;
+use herald_ops::inspect::DeadLetterView;
 
 use super::report::Effects;
 use super::workload::{Product, Sent, Traffic};

@@ -64,7 +64,7 @@ pub async fn run(args: DemoOptions) -> Result<()> {
     options.runner.alarms.print = false;
     let mut pipeline = herald_local::up(&endpoint, options).await?;
     pipeline.warm().await?;
-    let console = pipeline.serve_console(0, root.join("events")).await?;
+    let console = herald_ops::console::serve_local(&mut pipeline, 0, root.join("events")).await?;
     let stack = pipeline.stack().clone();
     println!(
         "stack       {} up after {:.1?}: {} functions, {} mappings",
@@ -86,7 +86,7 @@ pub async fn run(args: DemoOptions) -> Result<()> {
     let send_started = Instant::now();
     let sent = workload::send(&endpoints, &traffic).await?;
     let aws = endpoint.sdk_config().await;
-    herald_local::inspect::put_raw(
+    herald_ops::inspect::put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
         stack.reference("EventStream")?,
         &traffic.raw_records,
@@ -114,12 +114,12 @@ pub async fn run(args: DemoOptions) -> Result<()> {
         .wait_idle(Duration::from_millis(1500), Duration::from_secs(120))
         .await?;
     let log_dir = root.join(".herald/logs").join(&stack.name);
-    let trace = herald_local::trace::trace(&log_dir, &lifecycle.placed_event_id)?;
+    let trace = herald_ops::trace::from_files(&log_dir, &lifecycle.placed_event_id)?;
     println!(
         "herald trace {} --stack {}\n{}",
         lifecycle.placed_event_id,
         stack.name,
-        herald_local::trace::render_tree(&trace)
+        herald_ops::trace::render_tree(&trace)
     );
     println!(
         "logs        {}",

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use serde_json::Value;
 
-use herald_local::inspect::{peek, scan, DeadLetterView};
 use herald_local::Stack;
+use herald_ops::inspect::{peek, scan, DeadLetterView};
 
 use super::workload::{Sent, Traffic};
 

@@ -143,7 +143,7 @@ pub async fn run(
     let poller = pipeline.poller_requests();
     pipeline.stop().await;
 
-    let traces = herald_local::trace::all(&log_dir)?;
+    let traces = herald_ops::trace::all(&log_dir)?;
     let mut latencies = Vec::new();
     let mut ends = Vec::new();
     for trace in &traces {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use herald::dead_letter::attr as dl;
 
-use crate::seed::from_item;
+use herald_local::seed::from_item;
 
 /// Every item of a table as plain JSON.
 pub async fn scan(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Result<Vec<Value>> {
@@ -70,7 +70,7 @@ pub async fn peek(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<Vec<DeadLetter
                 body: m.body.clone().unwrap_or_default(),
                 reason: attr(dl::REASON).unwrap_or_else(|| "(moved by the redrive policy)".into()),
                 stage: attr(dl::STAGE).unwrap_or_default(),
-                identity: crate::ops::redrive::identity(&m),
+                identity: crate::redrive::identity(&m),
             });
         }
         if new == 0 {

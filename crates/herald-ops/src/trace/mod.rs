@@ -2,8 +2,8 @@
 //!
 //! Every function logs JSON lines carrying the ids of the event they are about (`eventId`,
 //! `eventType`, `correlationId`, `causationId`; see `herald::telemetry`). Given an event id or a
-//! correlation id, the transaction's lines are gathered from the stack's log directory and
-//! arranged as a tree of events (a follow-up under the event that caused it), each with its hops:
+//! correlation id, the transaction's lines are gathered — from the stack's CloudWatch Logs
+//! ([`from_cloudwatch`]) or from log files ([`from_files`]) — and arranged as a tree of events (a follow-up under the event that caused it), each with its hops:
 //! appended to the event store, written to the stream (shard, sequence), routed to the topic (the
 //! router's batch covering that sequence), and each subscriber's outcome (applied, duplicate
 //! skipped, failed, dead-lettered), with times relative to the transaction's first line.
@@ -15,6 +15,10 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+
+mod cloudwatch;
+
+pub use cloudwatch::{recent as recent_from_cloudwatch, trace as from_cloudwatch};
 
 /// One log line, as read.
 #[derive(Clone, Debug)]
@@ -140,7 +144,7 @@ fn sequence_key(sequence: &str) -> (usize, &str) {
 }
 
 /// Trace `id` (an event id or a correlation id) through the logs in `dir`.
-pub fn trace(dir: &Path, id: &str) -> Result<Trace> {
+pub fn from_files(dir: &Path, id: &str) -> Result<Trace> {
     trace_in(read_lines(dir)?, id, &dir.display().to_string())
 }
 
@@ -192,7 +196,16 @@ fn trace_in(lines: Vec<Line>, id: &str, place: &str) -> Result<Trace> {
 
 /// Every transaction in the logs of `dir`, by correlation id.
 pub fn all(dir: &Path) -> Result<Vec<Trace>> {
-    let lines = read_lines(dir)?;
+    Ok(transactions(read_lines(dir)?))
+}
+
+/// Every transaction among log lines read from anywhere: `(function, line)` pairs, as for
+/// [`trace_lines`].
+pub fn all_lines(lines: impl IntoIterator<Item = (String, String)>) -> Vec<Trace> {
+    transactions(parse_lines(lines))
+}
+
+fn transactions(lines: Vec<Line>) -> Vec<Trace> {
     let routed: Vec<&Line> = lines
         .iter()
         .filter(|l| l.text("message") == "batch routed")
@@ -204,11 +217,11 @@ pub fn all(dir: &Path) -> Result<Vec<Trace>> {
             by_correlation.entry(correlation).or_default().push(line);
         }
     }
-    Ok(by_correlation
+    by_correlation
         .into_iter()
         .map(|(id, lines)| build(id.to_string(), &lines, &routed))
         .filter(|t| !t.events.is_empty())
-        .collect())
+        .collect()
 }
 
 fn build(correlation_id: String, lines: &[&Line], routed: &[&Line]) -> Trace {
@@ -450,7 +463,7 @@ mod tests {
         unrelated["correlationId"] = "c-2".into();
         write(&dir, "unrelated", &[at(5, unrelated, "processed")]);
 
-        let trace = trace(&dir, "e-2").unwrap();
+        let trace = from_files(&dir, "e-2").unwrap();
         assert_eq!(trace.correlation_id, "c-1");
         assert_eq!(trace.events.len(), 2);
         let kinds: Vec<&str> = trace.events[0]
@@ -474,6 +487,6 @@ mod tests {
     }
 
     fn trace_err(dir: &Path) -> bool {
-        super::trace(dir, "nobody").is_err()
+        from_files(dir, "nobody").is_err()
     }
 }

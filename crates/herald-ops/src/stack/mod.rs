@@ -6,7 +6,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use aws_config::SdkConfig;
 
-use crate::stack::Stack;
+use herald_local::stack::Stack;
+
+mod deployed;
+
+pub use deployed::{deployed_template, from_cloudformation};
 
 /// Where `herald local up` records the stack it runs (`<root>/.herald/stack-<name>.json`), for
 /// the commands that work on a running stack.
@@ -49,14 +53,14 @@ pub async fn connect(root: Option<&Path>, name: &str) -> Result<(Stack, SdkConfi
 /// no project or checkout is needed. AWS as the SDK finds it (credentials, region), or the
 /// emulator at `AWS_ENDPOINT_URL`.
 pub async fn deployed_stack(name: &str) -> Result<(Stack, SdkConfig)> {
-    let (aws, endpoint) = match crate::Endpoint::from_env() {
+    let (aws, endpoint) = match herald_local::Endpoint::from_env() {
         Some(endpoint) => (endpoint.sdk_config().await, endpoint),
         None => (
             herald::aws::sdk_config().await,
-            crate::Endpoint::external(String::new()),
+            herald_local::Endpoint::external(String::new()),
         ),
     };
-    let mut stack = crate::stack::from_cloudformation(name, &aws, endpoint.url_for("")).await?;
+    let mut stack = deployed::from_cloudformation(name, &aws, endpoint.url_for("")).await?;
     for (variable, url) in endpoint.services().iter() {
         stack
             .service_endpoints

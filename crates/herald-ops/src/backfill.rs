@@ -1,5 +1,5 @@
 //! Replay from the archive: events older than the stream keeps, read back from S3
-//! ([`crate::archive`]), sent either through the stack's router function (every subscriber, as
+//! ([`herald_local::archive`]), sent either through the stack's router function (every subscriber, as
 //! the stream would) or straight into one subscriber's queue. The second is how a new consumer
 //! backfills its history: it gets what its subscription's filter policy lets through, with the
 //! attributes SNS would have put on it, and no other queue sees the events again (they would skip
@@ -13,11 +13,11 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use serde_json::Value;
 
-use super::expiry::{Expired, Horizon};
-use super::filter_policy;
-use super::replay::{failed_records, replay_function, Routed, Router};
-use crate::archive::{self, Archived, Query};
-use crate::stack::{MappingSpec, Stack};
+use crate::expiry::{Expired, Horizon};
+use crate::filter_policy;
+use crate::replay::{failed_records, replay_function, Routed, Router};
+use herald_local::archive::{self, Archived, Query};
+use herald_local::stack::{MappingSpec, Stack};
 
 /// Where archived events go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +57,13 @@ pub async fn replay_archive(
     progress: impl Fn(usize),
 ) -> Result<Backfilled> {
     let (delivery, root) = archive::archive_of(stack)?;
-    let read = archive::read(&crate::s3::client(aws), &delivery.bucket, &root, query).await?;
+    let read = archive::read(
+        &herald_local::s3::client(aws),
+        &delivery.bucket,
+        &root,
+        query,
+    )
+    .await?;
     let mut done =
         replay_events(aws, stack, bin_dir, &read.events, target, expired, progress).await?;
     done.objects = read.objects;

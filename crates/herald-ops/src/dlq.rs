@@ -11,7 +11,7 @@ use chrono::Utc;
 use herald::dead_letter::attr;
 use serde_json::Value;
 
-use crate::stack::{MappingSpec, Stack, StreamSource, DEAD_LETTER_TARGET};
+use herald_local::stack::{MappingSpec, Stack, StreamSource, DEAD_LETTER_TARGET};
 
 /// Where a dead-letter queue's messages go back to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,8 +25,8 @@ pub enum Source {
     StreamRange { logical_id: String, name: String },
     /// An event store's DynamoDB stream whose publisher's mapping gave up on a batch (its records
     /// expired): the events appended in the span the on-failure record describes are read from
-    /// the store and put on the event stream again ([`super::republish`]).
-    Store(super::StoreRoute),
+    /// the store and put on the event stream again ([`crate::republish`]).
+    Store(crate::StoreRoute),
 }
 
 /// A dead-letter queue of the stack.
@@ -38,16 +38,18 @@ pub struct DeadLetterQueue {
     pub url: String,
     /// Where its messages go back to (none when herald cannot tell).
     pub source: Option<Source>,
-    /// How old an event may be to go back ([`super::Horizon`]): the stack's idempotency TTL,
-    /// older ones refused unless `expired` says [`super::Expired::Resend`].
-    pub horizon: super::Horizon,
+    /// How old an event may be to go back ([`crate::Horizon`]): the stack's idempotency TTL,
+    /// older ones refused unless `expired` says [`crate::Expired::Resend`].
+    pub horizon: crate::Horizon,
 }
 
 /// Every queue of the stack that holds dead letters: redrive targets, on-failure destinations,
 /// and the queues functions dead-letter poison to.
 pub fn dead_letter_queues(stack: &Stack) -> Vec<DeadLetterQueue> {
-    let queues: Vec<(&str, &crate::stack::Physical)> = stack.of_kind("AWS::SQS::Queue").collect();
-    let arn_of = |p: &crate::stack::Physical| p.attributes.get("Arn").cloned().unwrap_or_default();
+    let queues: Vec<(&str, &herald_local::stack::Physical)> =
+        stack.of_kind("AWS::SQS::Queue").collect();
+    let arn_of =
+        |p: &herald_local::stack::Physical| p.attributes.get("Arn").cloned().unwrap_or_default();
     let stream_name = |arn: &str| arn.rsplit('/').next().unwrap_or_default().to_string();
     let stream_id = |arn: &str| {
         stack
@@ -56,7 +58,7 @@ pub fn dead_letter_queues(stack: &Stack) -> Vec<DeadLetterQueue> {
             .map(|(id, _)| id.to_string())
             .unwrap_or_default()
     };
-    let stores = super::republish::stores(stack);
+    let stores = crate::republish::stores(stack);
     let mut out = Vec::new();
     for (id, queue) in &queues {
         let arn = arn_of(queue);
@@ -119,7 +121,7 @@ pub fn dead_letter_queues(stack: &Stack) -> Vec<DeadLetterQueue> {
                 logical_id: id.to_string(),
                 url: queue.reference.clone(),
                 source,
-                horizon: super::Horizon::of(stack, super::Expired::Refuse),
+                horizon: crate::Horizon::of(stack, crate::Expired::Refuse),
             });
         }
     }

@@ -1,10 +1,13 @@
-//! One business transaction's trace (herald's [`crate::trace`], from the functions' logs) as a
-//! timeline and as the steps of a sequence diagram, and the latest transactions to pick from.
+//! One business transaction's trace (herald's [`crate::trace`], from the functions' logs: the
+//! runner's log files, or a deployed stack's CloudWatch Logs) as a timeline and as the steps of a
+//! sequence diagram, and the latest transactions to pick from.
 
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 
-use super::{ConsoleState, NotFound};
+use std::time::Duration;
+
+use super::{ConsoleState, NotFound, Pipeline};
 use crate::trace::{self, Trace};
 
 /// A transaction in the list.
@@ -61,16 +64,31 @@ pub struct TraceView {
     pub mermaid: String,
 }
 
+/// How far back a deployed stack's logs are read for the latest transactions.
+const RECENT: Duration = Duration::from_secs(15 * 60);
+/// How far back a deployed stack's logs are searched for one transaction.
+const SEARCHED: Duration = Duration::from_secs(24 * 3600);
+/// Lines read per function for the latest transactions.
+const RECENT_LINES: usize = 5_000;
+
 fn log_dir(state: &ConsoleState) -> Result<&std::path::Path> {
-    state
-        .log_dir
-        .as_deref()
-        .ok_or_else(|| anyhow!("the runner keeps no logs (start it with a log directory)"))
+    match &state.pipeline {
+        Pipeline::Local(watch) => watch
+            .log_dir
+            .as_deref()
+            .ok_or_else(|| anyhow!("the runner keeps no logs (start it with a log directory)")),
+        Pipeline::Deployed => Err(anyhow!("a deployed stack keeps no log files")),
+    }
 }
 
 /// The 20 latest transactions, newest first.
-pub fn recent(state: &ConsoleState) -> Result<Vec<Summary>> {
-    let mut all = trace::all(log_dir(state)?).unwrap_or_default();
+pub async fn recent(state: &ConsoleState) -> Result<Vec<Summary>> {
+    let mut all = match state.pipeline {
+        Pipeline::Local(_) => trace::all(log_dir(state)?).unwrap_or_default(),
+        Pipeline::Deployed => {
+            trace::recent_from_cloudwatch(&state.stack, &state.aws, RECENT, RECENT_LINES).await?
+        }
+    };
     all.sort_by_key(|t| std::cmp::Reverse(t.started()));
     Ok(all
         .iter()
@@ -89,8 +107,12 @@ pub fn recent(state: &ConsoleState) -> Result<Vec<Summary>> {
 }
 
 /// The transaction of `id` (an event id or a correlation id).
-pub fn one(state: &ConsoleState, id: &str) -> Result<TraceView> {
-    let found = trace::trace(log_dir(state)?, id).map_err(|e| NotFound(format!("{e:#}")))?;
+pub async fn one(state: &ConsoleState, id: &str) -> Result<TraceView> {
+    let found = match state.pipeline {
+        Pipeline::Local(_) => trace::from_files(log_dir(state)?, id),
+        Pipeline::Deployed => trace::from_cloudwatch(&state.stack, &state.aws, id, SEARCHED).await,
+    }
+    .map_err(|e| NotFound(format!("{e:#}")))?;
     Ok(view(&found))
 }
 

@@ -21,7 +21,7 @@ use herald::event_store::{attr, is_snapshot_key};
 use herald::producer::Producer;
 use herald::Envelope;
 
-use crate::stack::{MappingSpec, Stack, StreamSource};
+use herald_local::stack::{MappingSpec, Stack, StreamSource};
 
 /// Arrival times of an on-failure record are approximate: the span read is widened by this.
 pub const ARRIVAL_MARGIN: chrono::Duration = chrono::Duration::minutes(5);

@@ -11,11 +11,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use aws_config::SdkConfig;
 use serde_json::Value;
 
-use super::{
-    alarms_of, deliveries, functions, mappings, not_local, prop, Physical, Resolver, Stack,
-    StackOptions, DEAD_LETTER_TARGET,
-};
-use crate::template::{resolve, scalar, Template};
+use herald_local::stack::{Deployment, Physical, Stack, DEAD_LETTER_TARGET};
+use herald_local::template::{scalar, Template};
 
 /// The template the CloudFormation stack `name` was deployed from, as it was sent (`GetTemplate`,
 /// stage `Original`: for `sam deploy`, the SAM template with its code in S3).
@@ -104,34 +101,20 @@ pub async fn from_cloudformation(name: &str, aws: &SdkConfig, endpoint: &str) ->
 
     let mut stack = Stack::empty(name, region, account, endpoint);
     stack.outputs = outputs;
-    stack.deployment = Some(super::Deployment {
+    stack.deployment = Some(Deployment {
         stack_id: stack_id.clone(),
         status: status.to_string(),
     });
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
-    let options = StackOptions {
-        name: name.to_string(),
-        ..StackOptions::default()
-    };
     for (id, resource) in template.in_creation_order()? {
-        let resolved = resolve(
-            &resource.properties,
-            &Resolver {
-                stack: &stack,
-                parameters: &parameters,
-            },
-        );
+        let resolved = stack.resolve(&resource.properties, &parameters);
         let mut properties = match resolved {
             Ok(properties) => properties,
             // What the commands never read (a dashboard's body) need not resolve; what refers
             // to it then fails by name.
             Err(err) => {
-                let mut physical = not_local(
-                    &mut stack,
-                    &id,
-                    &resource.kind,
-                    format!("not resolved: {err:#}"),
-                );
+                let mut physical =
+                    stack.skip(&id, &resource.kind, format!("not resolved: {err:#}"));
                 if let Some(found) = deployed.get(&id) {
                     physical.reference = found.clone();
                 }
@@ -151,31 +134,21 @@ pub async fn from_cloudformation(name: &str, aws: &SdkConfig, endpoint: &str) ->
         {
             props.insert(property.into(), Value::String(found.clone()));
         }
-        let physical = match (resource.kind.as_str(), deployed.get(&id)) {
-            ("AWS::Serverless::Function", Some(_)) => functions::function(
-                &mut stack,
+        let described = match (resource.kind.as_str(), deployed.get(&id)) {
+            // A function the template has but CloudFormation did not create (a condition).
+            ("AWS::Serverless::Function", None) => None,
+            (kind, _) => stack
+                .describe(&id, kind, &properties, &resource.metadata)
+                .with_context(|| format!("reading {id} ({kind})"))?,
+        };
+        let physical = match (described, deployed.get(&id)) {
+            (Some(physical), _) => physical,
+            (None, Some(found)) => existing(&dynamodb, &stack, &resource.kind, found, &properties)
+                .await
+                .with_context(|| format!("reading {id} ({}, {found})", resource.kind))?,
+            (None, None) => stack.skip(
                 &id,
                 &resource.kind,
-                &properties,
-                &resource.metadata,
-                &options,
-            )?,
-            ("AWS::Lambda::EventSourceMapping", _) => {
-                mappings::event_source_mapping(&mut stack, &id, &resource.kind, &properties)?
-            }
-            ("AWS::KinesisFirehose::DeliveryStream", _) => {
-                deliveries::delivery_stream(&mut stack, &id, &resource.kind, &properties)?
-            }
-            ("AWS::CloudWatch::Alarm", _) => {
-                alarms_of(&mut stack, &id, &resource.kind, &properties)
-            }
-            (kind, Some(found)) => existing(&dynamodb, &stack, kind, found, &properties)
-                .await
-                .with_context(|| format!("reading {id} ({kind}, {found})"))?,
-            (kind, None) => not_local(
-                &mut stack,
-                &id,
-                kind,
                 "not in the CloudFormation stack".into(),
             ),
         };
@@ -249,7 +222,7 @@ async fn existing(
     physical: &str,
     properties: &Value,
 ) -> Result<Physical> {
-    let arn = |service: &str, resource: String| super::arn(stack, service, resource);
+    let arn = |service: &str, resource: String| stack.arn(service, resource);
     let mut attributes = BTreeMap::new();
     match kind {
         "AWS::SQS::Queue" => {
@@ -258,8 +231,9 @@ async fn existing(
             attributes.insert("Arn".into(), arn("sqs", name.clone()));
             attributes.insert("QueueName".into(), name);
             attributes.insert("QueueUrl".into(), physical.to_string());
-            if let Some(target) =
-                prop(properties, "RedrivePolicy").and_then(|r| r.get("deadLetterTargetArn"))
+            if let Some(target) = properties
+                .get("RedrivePolicy")
+                .and_then(|r| r.get("deadLetterTargetArn"))
             {
                 attributes.insert(DEAD_LETTER_TARGET.into(), scalar(target));
             }
@@ -269,7 +243,10 @@ async fn existing(
         }
         "AWS::DynamoDB::Table" => {
             attributes.insert("Arn".into(), arn("dynamodb", format!("table/{physical}")));
-            if prop(properties, "StreamSpecification").is_some() {
+            if properties
+                .get("StreamSpecification")
+                .is_some_and(|v| !v.is_null())
+            {
                 let table = dynamodb
                     .describe_table()
                     .table_name(physical)

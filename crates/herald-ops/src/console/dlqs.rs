@@ -1,11 +1,11 @@
 //! Every dead-letter queue with its messages and their reasons, and redriving one (herald's
-//! [`crate::ops::redrive`]: each message back where it came from).
+//! [`crate::redrive`]: each message back where it came from).
 
 use anyhow::Result;
 use serde::Serialize;
 
 use super::{ConsoleState, NotFound};
-use crate::ops::{self, Source};
+use crate::Source;
 
 /// A dead-letter queue on the page.
 #[derive(Clone, Debug, Serialize)]
@@ -49,8 +49,8 @@ pub struct Redrive {
 /// Every dead-letter queue of the stack, with its letters.
 pub async fn list(state: &ConsoleState) -> Result<Vec<Dlq>> {
     let mut out = Vec::new();
-    for queue in ops::dead_letter_queues(&state.stack) {
-        let letters = ops::letters(&state.aws, &queue.url).await?;
+    for queue in crate::dead_letter_queues(&state.stack) {
+        let letters = crate::letters(&state.aws, &queue.url).await?;
         out.push(Dlq {
             redrives_to: queue.source.as_ref().map(|s| match s {
                 Source::Queue { logical_id, .. } => logical_id.clone(),
@@ -77,11 +77,11 @@ pub async fn list(state: &ConsoleState) -> Result<Vec<Dlq>> {
 
 /// Redrive the dead-letter queue with logical id `id`.
 pub async fn redrive(state: &ConsoleState, id: &str) -> Result<Redrive> {
-    let queue = ops::dead_letter_queues(&state.stack)
+    let queue = crate::dead_letter_queues(&state.stack)
         .into_iter()
         .find(|q| q.logical_id == id)
         .ok_or_else(|| NotFound(format!("no dead-letter queue {id}")))?;
-    let done = ops::redrive(&state.aws, &queue, |_, _| {}).await?;
+    let done = crate::redrive(&state.aws, &queue, |_, _| {}).await?;
     Ok(Redrive {
         id: id.to_string(),
         moved: done.moved,

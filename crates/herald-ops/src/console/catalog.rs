@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::flow::filter_label;
 use super::ConsoleState;
-use crate::schemas;
-use crate::stack::{MappingSpec, Stack};
+use herald_local::schemas;
+use herald_local::stack::{MappingSpec, Stack};
 
 /// One event type.
 #[derive(Clone, Debug, Serialize)]
@@ -61,8 +61,12 @@ pub struct Sample {
 
 /// The catalog.
 pub fn catalog(state: &ConsoleState) -> Result<Vec<EventType>> {
-    let set = schemas::load(&state.events_dir.join("schemas"))?;
-    let samples = schemas::sample_events(&state.events_dir).unwrap_or_default();
+    // A deployed stack watched from outside a project: no schemas to show.
+    let Some(events_dir) = &state.events_dir else {
+        return Ok(Vec::new());
+    };
+    let set = schemas::load(&events_dir.join("schemas"))?;
+    let samples = schemas::sample_events(events_dir).unwrap_or_default();
     let mut by_type: BTreeMap<String, Vec<Version>> = BTreeMap::new();
     for ((name, version), schema) in set {
         by_type

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::stack::Stack;
+use herald_local::stack::Stack;
 
 /// herald's default record TTL when the stack says none (15 days).
 const DEFAULT_TTL: Duration = herald::idempotency::DEFAULT_RECORD_TTL;

@@ -10,7 +10,7 @@ use chrono::Utc;
 use herald::dead_letter::attr;
 use serde_json::Value;
 
-use super::dlq::{DeadLetterQueue, Source};
+use crate::dlq::{DeadLetterQueue, Source};
 
 /// What a redrive did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct Redriven {
     /// Messages that could not be sent back (left in the DLQ), with why.
     pub failed: Vec<String>,
     /// Of those, the ones refused because their event is past the stack's idempotency horizon
-    /// ([`super::Horizon`]): sent again, their effects could be applied twice.
+    /// ([`crate::Horizon`]): sent again, their effects could be applied twice.
     pub expired: usize,
     /// Letters received past [`RedriveOptions::max`] and left for a later redrive.
     pub remaining: usize,
@@ -140,7 +140,7 @@ pub async fn redrive_with(
                     .ok()
                     .and_then(|record| queue.horizon.check_record(&record).err()),
                 Source::Store(_) => {
-                    super::republish::failure_span(message.body.as_deref().unwrap_or_default())
+                    crate::republish::failure_span(message.body.as_deref().unwrap_or_default())
                         .ok()
                         .and_then(|(from, _)| queue.horizon.check(from).err())
                 }
@@ -260,11 +260,11 @@ async fn approximate_count(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<usize
 /// store.
 async fn republish_span(
     aws: &SdkConfig,
-    route: &super::StoreRoute,
+    route: &crate::StoreRoute,
     message: &aws_sdk_sqs::types::Message,
 ) -> Result<()> {
-    let (from, to) = super::republish::failure_span(message.body.as_deref().unwrap_or_default())?;
-    super::republish::republish(aws, route, from, Some(to)).await?;
+    let (from, to) = crate::republish::failure_span(message.body.as_deref().unwrap_or_default())?;
+    crate::republish::republish(aws, route, from, Some(to)).await?;
     Ok(())
 }
 
@@ -291,7 +291,7 @@ fn would_go_back(source: &Source, message: &aws_sdk_sqs::types::Message) -> Resu
             batch_range(body)?;
         }
         Source::Store(_) => {
-            super::republish::failure_span(body)?;
+            crate::republish::failure_span(body)?;
         }
     }
     Ok(())

@@ -13,10 +13,10 @@ use aws_sdk_kinesis::types::ShardIteratorType;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::endpoint::Endpoint;
-use crate::logs::Logs;
-use crate::runtime::FunctionPool;
-use crate::stack::{FunctionSpec, MappingSpec, Stack, StreamMapping, StreamSource};
+use herald_local::endpoint::Endpoint;
+use herald_local::logs::Logs;
+use herald_local::runtime::FunctionPool;
+use herald_local::stack::{FunctionSpec, MappingSpec, Stack, StreamMapping, StreamSource};
 
 /// What a replay did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -132,7 +132,7 @@ impl<'a> Router<'a> {
             function.clone(),
             binary,
             Endpoint::external(endpoint)
-                .with_services(crate::endpoint::services_of(aws))
+                .with_services(herald_local::endpoint::services_of(aws))
                 .child_env(),
             1,
             logs.clone(),

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::ops::dead_letter_queues;
-use crate::stack::{MappingSpec, Stack, DEAD_LETTER_TARGET};
+use crate::dead_letter_queues;
+use herald_local::stack::{MappingSpec, Stack, DEAD_LETTER_TARGET};
 
 /// A resource on the page.
 #[derive(Clone, Debug, Serialize)]

@@ -1,6 +1,10 @@
-//! `herald console`: a local web page, served by the runner, to watch the pipeline in — the flow
-//! drawn from the template with live counts per hop, the alarms, every dead-letter queue with its
-//! messages and a redrive button, one transaction's trace, and the event catalog.
+//! `herald console`: a web page on this machine to watch a pipeline in — the flow drawn from the
+//! template with live counts per hop, the alarms, every dead-letter queue with its messages and a
+//! redrive button, one transaction's trace, and the event catalog.
+//!
+//! It watches a pipeline the local runner plays ([`serve_local`]: counts, alarms and logs from the
+//! runner itself) or one CloudFormation deployed ([`serve_deployed`]: CloudWatch's metrics of the
+//! last hour, its alarms and its logs). Either way it only reads, but for a redrive.
 //!
 //! The page is plain HTML, CSS and JavaScript compiled into the binary (no build step); it reads
 //! the JSON API below, one module per concern:
@@ -9,7 +13,7 @@
 //! |---|---|
 //! | `GET /api/flow` | [`flow`]: the resources and how events move between them |
 //! | `GET /api/stats` | [`stats`]: counts per function and queue |
-//! | `GET /api/alarms` | [`alarms`]: the local alarms' states |
+//! | `GET /api/alarms` | [`alarms`]: the alarms' states |
 //! | `GET /api/dlqs`, `POST /api/dlqs/<id>/redrive` | [`dlqs`] |
 //! | `GET /api/traces`, `GET /api/traces/<id>` | [`traces`] |
 //! | `GET /api/catalog` | [`catalog`]: event types from `events/schemas` |
@@ -21,7 +25,6 @@ pub mod flow;
 pub mod stats;
 pub mod traces;
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,35 +40,75 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::alarms::AlarmBoard;
-use crate::logs::Logs;
-use crate::runtime::FunctionPool;
-use crate::stack::Stack;
+use herald_local::runner::Watch;
+use herald_local::{LocalPipeline, Stack};
 
 const INDEX: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/style.css");
 
-/// What the console reads: the running pipeline's parts.
+/// What the console reads.
 pub struct ConsoleState {
     /// The stack.
     pub stack: Arc<Stack>,
-    /// The functions, by logical id.
-    pub pools: BTreeMap<String, Arc<FunctionPool>>,
-    /// The functions' output (metrics, tallies).
-    pub logs: Arc<Logs>,
-    /// The local alarms.
-    pub alarms: Arc<AlarmBoard>,
-    /// SDK configuration for the emulator.
+    /// SDK configuration for where the stack lives.
     pub aws: SdkConfig,
-    /// The functions' raw logs (for traces); none: traces are not available.
-    pub log_dir: Option<PathBuf>,
-    /// The project's `events/` directory (schemas and samples).
-    pub events_dir: PathBuf,
+    /// The project's `events/` directory (schemas and samples for the catalog); none: no catalog.
+    pub events_dir: Option<PathBuf>,
+    /// Where counts, alarms and traces come from.
+    pub pipeline: Pipeline,
+}
+
+/// Where the console's counts, alarms and traces come from.
+pub enum Pipeline {
+    /// The local runner playing the stack: straight from it.
+    Local(Watch),
+    /// A stack CloudFormation deployed: CloudWatch metrics and alarms, CloudWatch Logs.
+    Deployed,
+}
+
+/// Serve the console for a pipeline the local runner plays, on 127.0.0.1:`port` (0: any free
+/// port), until the pipeline stops; `events_dir` holds the schemas and samples for the catalog.
+/// Returns its URL.
+pub async fn serve_local(
+    pipeline: &mut LocalPipeline,
+    port: u16,
+    events_dir: PathBuf,
+) -> anyhow::Result<String> {
+    let (listener, address) = bind(port).await?;
+    let watch = pipeline.watch();
+    let state = ConsoleState {
+        stack: watch.stack.clone(),
+        aws: pipeline.aws().clone(),
+        events_dir: Some(events_dir),
+        pipeline: Pipeline::Local(watch),
+    };
+    pipeline.keep(tokio::spawn(serve(listener, Arc::new(state))));
+    Ok(format!("http://{address}/"))
+}
+
+/// Serve the console for a deployed stack on 127.0.0.1:`port` (0: any free port) until the
+/// returned task is aborted; `events_dir` (the project's, when there is one) for the catalog.
+/// Returns its URL and the task.
+pub async fn serve_deployed(
+    stack: Stack,
+    aws: SdkConfig,
+    port: u16,
+    events_dir: Option<PathBuf>,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let (listener, address) = bind(port).await?;
+    let state = ConsoleState {
+        stack: Arc::new(stack),
+        aws,
+        events_dir,
+        pipeline: Pipeline::Deployed,
+    };
+    let task = tokio::spawn(serve(listener, Arc::new(state)));
+    Ok((format!("http://{address}/"), task))
 }
 
 /// Serve the console on `listener` until the task is aborted.
-pub async fn serve(listener: TcpListener, state: Arc<ConsoleState>) {
+async fn serve(listener: TcpListener, state: Arc<ConsoleState>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -84,7 +127,7 @@ pub async fn serve(listener: TcpListener, state: Arc<ConsoleState>) {
 }
 
 /// Bind `port` on 127.0.0.1 (0: any free port).
-pub async fn bind(port: u16) -> anyhow::Result<(TcpListener, SocketAddr)> {
+async fn bind(port: u16) -> anyhow::Result<(TcpListener, SocketAddr)> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| anyhow::anyhow!("console port {port}: {e}"))?;
@@ -102,11 +145,11 @@ async fn route(request: Request<Incoming>, state: &ConsoleState) -> Response<Ful
         (&Method::GET, ["style.css"]) => asset(STYLE, "text/css; charset=utf-8"),
         (&Method::GET, ["api", "flow"]) => reply(Ok(flow::flow(&state.stack))),
         (&Method::GET, ["api", "stats"]) => reply(stats::stats(state).await),
-        (&Method::GET, ["api", "alarms"]) => reply(Ok(alarms::alarms(&state.alarms))),
+        (&Method::GET, ["api", "alarms"]) => reply(alarms::alarms(state).await),
         (&Method::GET, ["api", "dlqs"]) => reply(dlqs::list(state).await),
         (&Method::POST, ["api", "dlqs", id, "redrive"]) => reply(dlqs::redrive(state, id).await),
-        (&Method::GET, ["api", "traces"]) => reply(traces::recent(state)),
-        (&Method::GET, ["api", "traces", id]) => reply(traces::one(state, id)),
+        (&Method::GET, ["api", "traces"]) => reply(traces::recent(state).await),
+        (&Method::GET, ["api", "traces", id]) => reply(traces::one(state, id).await),
         (&Method::GET, ["api", "catalog"]) => reply(catalog::catalog(state)),
         _ => json_response(
             StatusCode::NOT_FOUND,
