@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use herald::Envelope;
 use serde_json::{json, Value};
 
-/// One moto process for every service, stopped when dropped.
-struct Moto(Child);
+/// A process (moto for every service, a console), stopped when dropped.
+struct Running(Child);
 
-impl Drop for Moto {
+impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -48,7 +48,7 @@ fn can_play_cloudformation() -> Result<(), String> {
     }
 }
 
-fn moto() -> (Moto, String) {
+fn moto() -> (Running, String) {
     let port = herald_local::moto::free_port().unwrap();
     let child = Command::new(python())
         .args([
@@ -71,7 +71,7 @@ fn moto() -> (Moto, String) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    (Moto(child), format!("http://127.0.0.1:{port}"))
+    (Running(child), format!("http://127.0.0.1:{port}"))
 }
 
 /// `herald` against the emulator at `endpoint` only (no per-service endpoints).
@@ -81,18 +81,19 @@ fn herald(endpoint: &str, args: &[&str]) -> Output {
 
 /// `herald` run in `dir`, against the emulator at `endpoint` only.
 fn herald_in(dir: &std::path::Path, endpoint: &str, args: &[&str]) -> Output {
+    herald_command(dir, endpoint).args(args).output().unwrap()
+}
+
+/// The `herald` command in `dir`, set for the emulator at `endpoint` only.
+fn herald_command(dir: &std::path::Path, endpoint: &str) -> Command {
     let mut command = Command::new(common::bin_dir().join("herald"));
     for (variable, _) in std::env::vars() {
         if variable.starts_with("AWS_ENDPOINT_URL_") {
             command.env_remove(variable);
         }
     }
+    command.env("AWS_ENDPOINT_URL", endpoint).current_dir(dir);
     command
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
 }
 
 fn json_of(out: &Output) -> Value {
@@ -123,7 +124,7 @@ async fn queue_url(sqs: &aws_sdk_sqs::Client, stack: &str, logical_id: &str) -> 
 /// A CloudFormation stack of the project's template on its own moto, as `sam deploy` would leave
 /// it (resources under CloudFormation's names).
 struct Deployed {
-    _moto: Moto,
+    _moto: Running,
     endpoint: String,
     stack: String,
     aws: aws_config::SdkConfig,
@@ -184,6 +185,23 @@ impl Deployed {
             )
         });
         (out.status.code(), report)
+    }
+
+    /// Put the alarm `logical_id` in ALARM, as AWS does when a letter arrives (CloudWatch on the
+    /// emulator evaluates no alarm); its physical name.
+    async fn fire_alarm(&self, logical_id: &str) -> String {
+        let alarm = self.physical(logical_id).await;
+        aws_sdk_cloudwatch::Client::new(&self.aws)
+            .set_alarm_state()
+            .alarm_name(&alarm)
+            .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+            .state_reason(
+                "Threshold Crossed: 1 datapoint [1.0] was greater than the threshold (0.0)",
+            )
+            .send()
+            .await
+            .unwrap();
+        alarm
     }
 
     /// The physical id CloudFormation gave `logical_id` (asked of CloudFormation here, not
@@ -580,16 +598,7 @@ async fn doctor_finds_an_alarm_in_alarm() {
     let Some(deployed) = Deployed::create("deployed::doctor_finds_an_alarm_in_alarm").await else {
         return;
     };
-    // CloudWatch on the emulator evaluates no alarm: set as AWS sets it when a letter arrives.
-    let alarm = deployed.physical("InventoryDeadLetterQueueAlarm").await;
-    aws_sdk_cloudwatch::Client::new(&deployed.aws)
-        .set_alarm_state()
-        .alarm_name(&alarm)
-        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
-        .state_reason("Threshold Crossed: 1 datapoint [1.0] was greater than the threshold (0.0)")
-        .send()
-        .await
-        .unwrap();
+    let alarm = deployed.fire_alarm("InventoryDeadLetterQueueAlarm").await;
     let (code, report) = deployed.doctor();
     assert_one_problem(
         &report,
@@ -1171,16 +1180,7 @@ async fn the_console_watches_a_deployed_stack() {
             .await
             .unwrap();
     }
-    // An alarm in ALARM, as AWS sets it when a letter arrives.
-    let alarm = deployed.physical("PaymentDeadLetterQueueAlarm").await;
-    cloudwatch
-        .set_alarm_state()
-        .alarm_name(&alarm)
-        .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
-        .state_reason("Threshold Crossed: 1 datapoint [1.0] was greater than the threshold (0.0)")
-        .send()
-        .await
-        .unwrap();
+    let alarm = deployed.fire_alarm("PaymentDeadLetterQueueAlarm").await;
     // A dead letter, and a producer's line in its log group.
     let sqs = aws_sdk_sqs::Client::new(&deployed.aws);
     let dlq = queue_url(&sqs, &deployed.stack, "PaymentDeadLetterQueue").await;
@@ -1229,17 +1229,9 @@ async fn the_console_watches_a_deployed_stack() {
         .unwrap();
 
     // herald console --deployed --stack <name> --console-port 0
-    let mut command = Command::new(common::bin_dir().join("herald"));
-    for (variable, _) in std::env::vars() {
-        if variable.starts_with("AWS_ENDPOINT_URL_") {
-            command.env_remove(variable);
-        }
-    }
-    let mut console = command
-        .env("AWS_ENDPOINT_URL", &deployed.endpoint)
+    let mut console = herald_command(&common::root(), &deployed.endpoint)
         .args(["console", "--deployed", "--stack", &deployed.stack])
         .args(["--console-port", "0"])
-        .current_dir(common::root())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1266,14 +1258,7 @@ async fn the_console_watches_a_deployed_stack() {
         }
     });
     let url = url.await.ok();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut console = Kill(console);
+    let mut console = Running(console);
     let Some(url) = url else {
         let mut err = String::new();
         use std::io::Read;
