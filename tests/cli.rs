@@ -42,6 +42,62 @@ fn the_help_documents_the_exit_codes() {
     assert!(help.contains("--output"), "{help}");
 }
 
+/// `herald env --explain` is the environment contract a newcomer writes a template from: per
+/// kind of function, what it reads, required or with its default — anywhere, project or not.
+#[test]
+fn env_explain_lists_what_each_kind_of_function_reads() {
+    let nowhere = std::env::temp_dir().join(common::unique("explain"));
+    std::fs::create_dir_all(&nowhere).unwrap();
+    let out = herald(&nowhere, &["env", "--explain", "--output", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    let contract = json_of(&out);
+    let role = |name: &str| -> Vec<(String, bool)> {
+        contract["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["role"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {contract}"))["variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["name"].as_str().unwrap().to_string(),
+                    v["required"] == true,
+                )
+            })
+            .collect()
+    };
+    let router = role("router");
+    assert!(router.contains(&("TOPIC_ARN".into(), true)), "{router:?}");
+    assert!(
+        router.contains(&("DEAD_LETTER_QUEUE_URL".into(), true)),
+        "{router:?}"
+    );
+    assert!(
+        router.contains(&("RECORD_MAX_AGE_SECONDS".into(), false)),
+        "{router:?}"
+    );
+    // A keyed subscriber's IDEMPOTENCY_TABLE is optional (its dead-letter ledger), a
+    // transactional one's required.
+    let keyed = role("subscriber (keyed)");
+    assert!(
+        keyed.contains(&("IDEMPOTENCY_TABLE".into(), false)),
+        "{keyed:?}"
+    );
+    let transactional = role("subscriber (transactional, claimed)");
+    assert!(transactional.contains(&("IDEMPOTENCY_TABLE".into(), true)));
+    assert_eq!(role("producer"), [("STREAM_NAME".to_string(), true)]);
+    let text = herald(&nowhere, &["env", "--explain"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("TOPIC_ARN") && text.contains("required"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&nowhere);
+}
+
 #[test]
 fn outside_a_project_it_says_so_and_fails() {
     let nowhere = std::env::temp_dir().join(common::unique("no-project"));

@@ -69,7 +69,11 @@ pub async fn dlq(command: DlqCommand, stack: &str, output: Output) -> Result<()>
                 print_json(&json!({ "queue": queue.logical_id, "messages": messages }));
                 return Ok(());
             }
-            println!("{} ({} messages)", queue.logical_id, letters.len());
+            println!(
+                "{} ({} messages; reading is a receive, so each count includes this read)",
+                queue.logical_id,
+                letters.len()
+            );
             for letter in letters {
                 let body: String = letter.body.chars().take(120).collect();
                 println!(

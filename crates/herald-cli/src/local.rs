@@ -12,6 +12,10 @@ use crate::UpArgs;
 pub async fn up(args: UpArgs) -> Result<()> {
     let faults = args.faults.as_deref().map(FaultPlan::parse).transpose()?;
     let root = crate::common::project()?;
+    println!(
+        "project     {} (the nearest directory holding template.yaml and Cargo.toml)",
+        root.display()
+    );
     let endpoint = Endpoint::from_env_or_moto(&root, Some(args.moto_port)).await?;
     println!("endpoint    {}", endpoint.describe());
     let mut options = up_options(&root, &args.common, Some(args.url_port));

@@ -65,10 +65,17 @@ enum Command {
     /// Send events (a file or `-` for stdin) to the producer's Function URL.
     Send(SendArgs),
     /// Print a function's environment in a running local stack (KEY=VALUE lines), for
-    /// `cargo lambda watch --env-file`.
+    /// `cargo lambda watch --env-file`; or, with `--explain`, the variables each kind of function
+    /// needs.
     Env {
         /// Function: logical id or binary name.
-        function: String,
+        #[arg(required_unless_present = "explain")]
+        function: Option<String>,
+        /// Instead: every variable each kind of function reads (producer, router, subscribers,
+        /// ...), whether it is required, its default and what it means; herald's own contract,
+        /// the one its code reads.
+        #[arg(long, conflicts_with = "function")]
+        explain: bool,
         /// Stack started by `herald local up`.
         #[arg(long, default_value = "herald")]
         stack: String,
@@ -170,7 +177,9 @@ enum Command {
 enum DlqCommand {
     /// Every dead-letter queue with its message count, oldest message and source.
     List,
-    /// A queue's messages with their reasons and ages.
+    /// A queue's messages with their reasons and ages. Reading is a receive (SQS has no peek):
+    /// each message's receive count goes up by one per `show` or `list`. Nothing moves, since a
+    /// dead-letter queue has no redrive policy of its own; the messages stay visible.
     Show {
         /// Queue: logical id or a unique part of it (`inventory`, `router`).
         queue: String,
@@ -197,7 +206,7 @@ enum DlqCommand {
 #[derive(Subcommand)]
 enum SchemaCommand {
     /// Fail when a released schema changed in a way that is not backward compatible, or a sample
-    /// event does not match its schema.
+    /// event does not match its schema (the samples `events/samples.yaml` declares).
     Check {
         /// The schema directory.
         #[arg(long, default_value = "events/schemas")]
@@ -352,7 +361,17 @@ async fn dispatch(command: Command, output: Output) -> Result<()> {
         Command::Console(args) => local::up(args.up).await,
         Command::Invoke(args) => invoke::invoke(args).await,
         Command::Send(args) => send::send(args, output).await,
-        Command::Env { function, stack } => env::env(&function, &stack),
+        Command::Env {
+            function,
+            explain,
+            stack,
+        } => match function {
+            Some(function) if !explain => env::env(&function, &stack),
+            _ => {
+                env::explain(output);
+                Ok(())
+            }
+        },
         Command::Dlq { command, stack } => dlq::dlq(command, &stack, output).await,
         Command::Republish {
             since,

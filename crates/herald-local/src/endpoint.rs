@@ -29,8 +29,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// `AWS_ENDPOINT_URL` (and any `AWS_ENDPOINT_URL_<SERVICE>`) if set, else a new moto from
-    /// `<root>/.venv`, its shared process on `port` (a free one when `None`).
+    /// `AWS_ENDPOINT_URL` (and any `AWS_ENDPOINT_URL_<SERVICE>`) if set, else a new moto
+    /// ([`Endpoint::moto`]), its shared process on `port` (a free one when `None`).
     pub async fn from_env_or_moto(root: &Path, port: Option<u16>) -> Result<Endpoint> {
         match Endpoint::from_env() {
             Some(endpoint) => Ok(endpoint),
@@ -63,7 +63,8 @@ impl Endpoint {
         self
     }
 
-    /// Start moto from `<root>/.venv`, its shared process on `port` (a free one when `None`).
+    /// Start moto (the project's `.venv`, else herald's own: [`crate::moto::Installation`]),
+    /// its shared process on `port` (a free one when `None`).
     pub async fn moto(root: &Path, port: Option<u16>) -> Result<Endpoint> {
         let moto = MotoCluster::start(root, port).await?;
         Ok(Endpoint {

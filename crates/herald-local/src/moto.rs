@@ -1,4 +1,7 @@
-//! moto server, started from the project's virtualenv (`scripts/bootstrap` installs it there).
+//! moto server: from the project's virtualenv when it has one (`scripts/bootstrap` installs it
+//! there), else from herald's own, installed on first use under the user's cache directory from
+//! the requirements herald pins (`infra/requirements.txt`), so `herald local up` works in any
+//! project.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -38,10 +41,12 @@ pub struct MotoCluster {
 impl MotoCluster {
     /// Start every process (the shared one on `port`, or a free one) and wait until they answer.
     pub async fn start(root: &Path, port: Option<u16>) -> Result<MotoCluster> {
+        let moto = Installation::find_or_install(root)?;
+        let moto = &moto;
         let (shared, groups) = futures::future::try_join(
-            MotoServer::start(root, port),
+            MotoServer::start_from(moto, port),
             futures::future::try_join_all(SERVICE_GROUPS.iter().map(|group| async move {
-                Ok::<_, anyhow::Error>((*group, MotoServer::start(root, None).await?))
+                Ok::<_, anyhow::Error>((*group, MotoServer::start_from(moto, None).await?))
             })),
         )
         .await?;
@@ -68,31 +73,154 @@ impl MotoCluster {
     }
 }
 
-/// The project's Python (the virtualenv `scripts/bootstrap` creates).
-pub fn venv_python(root: &Path) -> PathBuf {
-    root.join(".venv/bin/python")
+/// The pinned requirements and the launcher, built into herald so that a project of its own
+/// needs neither.
+const REQUIREMENTS: &str = include_str!("../../../infra/requirements.txt");
+const LAUNCHER: &str = include_str!("../../../infra/moto_server.py");
+
+/// A moto to start: a Python with moto installed and herald's launcher, which serialises
+/// requests (see the script for why).
+#[derive(Clone, Debug)]
+pub struct Installation {
+    /// The Python of the virtualenv moto is installed in.
+    pub python: PathBuf,
+    /// herald's launcher.
+    pub launcher: PathBuf,
 }
 
-/// herald's moto launcher, which serialises requests (see the script for why).
-pub fn launcher(root: &Path) -> PathBuf {
-    root.join("infra/moto_server.py")
+impl Installation {
+    /// The project's (`<root>/.venv` with moto, and `<root>/infra/moto_server.py`), else
+    /// herald's own under [`cache_dir`], installed now if it is not there yet (once per
+    /// version of the requirements and launcher; it takes a pip install, about a minute).
+    pub fn find_or_install(root: &Path) -> Result<Installation> {
+        let project = Installation {
+            python: root.join(".venv/bin/python"),
+            launcher: root.join("infra/moto_server.py"),
+        };
+        if project.python.exists()
+            && root.join(".venv/bin/moto_server").exists()
+            && project.launcher.exists()
+        {
+            return Ok(project);
+        }
+        Installation::managed()
+    }
+
+    /// herald's own moto under [`cache_dir`], installed if missing.
+    pub fn managed() -> Result<Installation> {
+        let dir = managed_dir()?;
+        let installed = Installation {
+            python: dir.join("bin/python"),
+            launcher: dir.join("moto_server.py"),
+        };
+        if installed.python.exists() && installed.launcher.exists() {
+            return Ok(installed);
+        }
+        install(&dir)?;
+        Ok(installed)
+    }
+}
+
+/// Where herald keeps what it installs for itself: `HERALD_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/herald`, else `~/.cache/herald`.
+pub fn cache_dir() -> Result<PathBuf> {
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = var("HERALD_CACHE_DIR") {
+        return Ok(dir);
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME") {
+        return Ok(dir.join("herald"));
+    }
+    var("HOME")
+        .map(|home| home.join(".cache/herald"))
+        .ok_or_else(|| anyhow!("no cache directory: set HERALD_CACHE_DIR (or HOME)"))
+}
+
+/// This herald's moto environment: one per version of the requirements and the launcher.
+fn managed_dir() -> Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{REQUIREMENTS}\0{LAUNCHER}").as_bytes());
+    Ok(cache_dir()?.join(format!("moto-{}", &hex::encode(digest)[..12])))
+}
+
+/// Create the virtualenv in a directory of its own and move it into place when it is complete,
+/// so a half-finished install (or two at once) never looks installed.
+fn install(dir: &Path) -> Result<()> {
+    let python = std::env::var("HERALD_PYTHON").unwrap_or_else(|_| "python3".into());
+    let parent = dir.parent().context("the cache directory has no parent")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    let building = parent.join(format!(
+        ".{}-{}",
+        dir.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&building);
+    eprintln!(
+        "installing the emulator (moto, pinned) into {} — once, about a minute",
+        dir.display()
+    );
+    let run = |program: &Path, args: &[&str]| -> Result<()> {
+        let status = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| {
+                format!(
+                    "running {} (set HERALD_PYTHON to a Python 3.9+)",
+                    program.display()
+                )
+            })?;
+        if !status.success() {
+            bail!("{} {} failed ({status})", program.display(), args.join(" "));
+        }
+        Ok(())
+    };
+    let venv = building.display().to_string();
+    run(Path::new(&python), &["-m", "venv", &venv])?;
+    std::fs::write(building.join("requirements.txt"), REQUIREMENTS)?;
+    std::fs::write(building.join("moto_server.py"), LAUNCHER)?;
+    let requirements = building.join("requirements.txt").display().to_string();
+    run(
+        &building.join("bin/pip"),
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            &requirements,
+        ],
+    )?;
+    // Only `bin/python` is used, never the scripts whose first line names the build path: the
+    // virtualenv works where it is moved to. Moved whole, it appears complete or not at all.
+    if let Err(err) = std::fs::rename(&building, dir) {
+        let _ = std::fs::remove_dir_all(&building);
+        if !dir.join("moto_server.py").exists() {
+            return Err(err).with_context(|| format!("moving the emulator to {}", dir.display()));
+        }
+    }
+    Ok(())
 }
 
 impl MotoServer {
-    /// Start moto on `port` (or a free port) and wait until it answers.
+    /// Start moto on `port` (or a free port) and wait until it answers: the project's, or
+    /// herald's own ([`Installation::find_or_install`]).
     pub async fn start(root: &Path, port: Option<u16>) -> Result<MotoServer> {
-        let python = venv_python(root);
-        if !python.exists() || !root.join(".venv/bin/moto_server").exists() {
-            bail!(
-                "moto is not installed in {}; run scripts/bootstrap (or set AWS_ENDPOINT_URL to an emulator you run)",
-                root.join(".venv").display()
-            );
-        }
+        MotoServer::start_from(&Installation::find_or_install(root)?, port).await
+    }
+
+    /// Start `moto` on `port` (or a free port) and wait until it answers.
+    pub async fn start_from(moto: &Installation, port: Option<u16>) -> Result<MotoServer> {
+        let python = moto.python.clone();
         let port = match port {
             Some(p) => p,
             None => free_port()?,
         };
-        let script = launcher(root);
+        let script = moto.launcher.clone();
         let child = spawn_tied(Spawn {
             program: python.clone(),
             args: vec![

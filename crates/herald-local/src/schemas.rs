@@ -296,64 +296,96 @@ fn show(value: Option<&Value>) -> String {
     value.map(Value::to_string).unwrap_or_else(|| "none".into())
 }
 
-/// The events inside the sample files under `events/` (direct-invoke payloads, Function URL
-/// bodies, Kinesis records, SQS messages), with the file each came from. Records that are not
-/// JSON objects with a `type` (the deliberately malformed ones) are skipped.
+/// The file in `events/` that declares the samples: a YAML list under `samples:` of files and
+/// directories (every `.json` file in it, recursively), relative to `events/`. A JSON file not
+/// listed (a malformed request kept for a test, say) is not a sample.
+pub const SAMPLES_FILE: &str = "samples.yaml";
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SampleList {
+    samples: Vec<String>,
+}
+
+/// The events in the samples `events/samples.yaml` declares, each with its file (relative to
+/// `events_dir`): those a request, a Kinesis or an SQS sample carries. None when the project
+/// declares none (no `samples.yaml`); an error names a listed path that does not exist.
 pub fn sample_events(events_dir: &Path) -> Result<Vec<(String, Value)>> {
-    let mut out = Vec::new();
-    let mut stack = vec![events_dir.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                if path.file_name().is_some_and(|n| n != "schemas") {
-                    stack.push(path);
-                }
-                continue;
-            }
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            let file = path
-                .strip_prefix(events_dir)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
-            let sample: Value = serde_json::from_slice(&std::fs::read(&path)?)
-                .with_context(|| format!("{} is not JSON", path.display()))?;
-            let mut candidates: Vec<Value> = Vec::new();
-            if let Some(events) = sample.get("events").and_then(Value::as_array) {
-                candidates.extend(events.iter().cloned());
-            }
-            if let Some(body) = sample.get("body").and_then(Value::as_str) {
-                candidates.extend(serde_json::from_str::<Value>(body).ok());
-            }
-            for record in sample
-                .get("Records")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(data) = record.pointer("/kinesis/data").and_then(Value::as_str) {
-                    use base64::Engine;
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(data)
-                        .unwrap_or_default();
-                    candidates.extend(serde_json::from_slice::<Value>(&bytes).ok());
-                }
-                if let Some(body) = record.get("body").and_then(Value::as_str) {
-                    candidates.extend(serde_json::from_str::<Value>(body).ok());
-                }
-            }
-            out.extend(
-                candidates
-                    .into_iter()
-                    .filter(|c| c.get("type").is_some())
-                    .map(|c| (file.clone(), c)),
-            );
+    let manifest = events_dir.join(SAMPLES_FILE);
+    if !manifest.exists() {
+        return Ok(Vec::new());
+    }
+    let list: SampleList = serde_yaml::from_slice(&std::fs::read(&manifest)?)
+        .with_context(|| format!("{} is not a list under `samples:`", manifest.display()))?;
+    let mut files = Vec::new();
+    for entry in &list.samples {
+        let path = events_dir.join(entry);
+        if path.is_dir() {
+            json_files(&path, &mut files)?;
+        } else if path.is_file() {
+            files.push(path);
+        } else {
+            bail!("{}: `{entry}` does not exist", manifest.display());
         }
     }
+    files.sort();
+    files.dedup();
+    let mut out = Vec::new();
+    for path in files {
+        let file = path
+            .strip_prefix(events_dir)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let sample: Value = serde_json::from_slice(&std::fs::read(&path)?)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        out.extend(events_in(&sample).into_iter().map(|c| (file.clone(), c)));
+    }
     Ok(out)
+}
+
+/// Every `.json` file under `dir`.
+fn json_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            json_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "json") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The events a sample carries: a request's `events` or `body`, a Kinesis record's `data`, an
+/// SQS record's `body`; only those with a `type`.
+fn events_in(sample: &Value) -> Vec<Value> {
+    let mut candidates: Vec<Value> = Vec::new();
+    if let Some(events) = sample.get("events").and_then(Value::as_array) {
+        candidates.extend(events.iter().cloned());
+    }
+    if let Some(body) = sample.get("body").and_then(Value::as_str) {
+        candidates.extend(serde_json::from_str::<Value>(body).ok());
+    }
+    for record in sample
+        .get("Records")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(data) = record.pointer("/kinesis/data").and_then(Value::as_str) {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap_or_default();
+            candidates.extend(serde_json::from_slice::<Value>(&bytes).ok());
+        }
+        if let Some(body) = record.get("body").and_then(Value::as_str) {
+            candidates.extend(serde_json::from_str::<Value>(body).ok());
+        }
+    }
+    candidates.retain(|c| c.get("type").is_some());
+    candidates
 }
 
 /// Validate one event's `data` against the schema of its type and version.
@@ -389,6 +421,46 @@ mod tests {
                 "state": {"enum": ["open", "closed"]}
             }
         })
+    }
+
+    #[test]
+    fn only_declared_files_are_samples() {
+        let dir = std::env::temp_dir().join(format!("herald-samples-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("producer/nested")).unwrap();
+        std::fs::create_dir_all(dir.join("tests")).unwrap();
+        let event = |t: &str| json!({"events": [{"type": t, "data": {}}]}).to_string();
+        std::fs::write(dir.join("producer/a.json"), event("a")).unwrap();
+        std::fs::write(dir.join("producer/nested/b.json"), event("b")).unwrap();
+        std::fs::write(dir.join("producer/notes.txt"), "not a sample").unwrap();
+        std::fs::write(dir.join("tests/malformed.json"), "{ not json").unwrap();
+        std::fs::write(dir.join("c.json"), event("c")).unwrap();
+        // Nothing declared: no samples.
+        assert!(sample_events(&dir).unwrap().is_empty());
+        std::fs::write(
+            dir.join(SAMPLES_FILE),
+            "samples:\n  - producer\n  - c.json\n",
+        )
+        .unwrap();
+        let types: Vec<(String, String)> = sample_events(&dir)
+            .unwrap()
+            .into_iter()
+            .map(|(file, e)| (file, e["type"].as_str().unwrap().to_string()))
+            .collect();
+        let expected = [
+            ("c.json", "c"),
+            ("producer/a.json", "a"),
+            ("producer/nested/b.json", "b"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(f, t)| (f.to_string(), t.to_string()))
+            .collect();
+        assert_eq!(types, expected);
+        std::fs::write(dir.join(SAMPLES_FILE), "samples:\n  - gone.json\n").unwrap();
+        let err = sample_events(&dir).unwrap_err().to_string();
+        assert!(err.contains("`gone.json` does not exist"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -164,11 +164,16 @@ pub struct Letter {
     pub stage: Option<String>,
     /// Time since it was first sent.
     pub age: Duration,
-    /// How many times it was received.
+    /// How many times it was received, this read included: SQS has no peek, so reading a
+    /// message is a receive.
     pub receives: u64,
 }
 
-/// Read every message of a queue without removing it (visibility timeout 0).
+/// Read every message of a queue without removing it or hiding it (visibility timeout 0).
+///
+/// SQS has no peek: each message read is a receive and its receive count goes up by one. On a
+/// dead-letter queue that moves nothing (it has no redrive policy of its own); a queue that had
+/// one would move a letter on after enough reads.
 pub async fn letters(aws: &SdkConfig, url: &str) -> Result<Vec<Letter>> {
     let sqs = aws_sdk_sqs::Client::new(aws);
     let mut seen = HashMap::new();

@@ -14,20 +14,8 @@
 //! }
 //! ```
 //!
-//! The rest of the wiring comes from the environment template.yaml sets:
-//!
-//! | variable | used by | meaning |
-//! |---|---|---|
-//! | `STREAM_NAME` | producer, publisher, subscribers that emit | the Kinesis stream events are written to |
-//! | `TOPIC_ARN` | router | the SNS topic events fan out through |
-//! | `DEAD_LETTER_QUEUE_URL` | router, publisher, subscribers | where poison goes, with its reason |
-//! | `RECORD_MAX_AGE_SECONDS` | router | its mapping's `MaximumRecordAgeInSeconds`: records it still cannot publish are dead-lettered whole a margin before (default 3600; -1: never) |
-//! | `IDEMPOTENCY_TABLE` | subscribers, router, publisher, projectors | idempotency records; the ledger that sends each record's dead letter once |
-//! | `MAX_RECEIVE_COUNT` | subscribers | the queue's `maxReceiveCount` (last-receive dead-lettering) |
-//! | `RETRY_BASE_SECONDS`, `RETRY_CAP_SECONDS`, `RETRY_BUDGET_SECONDS` | subscribers | a failed message's backoff and the retry budget ([`crate::subscriber::RetryPolicy`]; defaults 10, 900, 86 400) |
-//! | `IDEMPOTENCY_TTL_SECONDS` | every function with `IDEMPOTENCY_TABLE` | how long COMPLETED records and ledger entries are kept (default 15 days, longer than any DLQ keeps a message) |
-//! | `EVENT_STORE_TABLE` | command services | the event store |
-//! | `SNAPSHOT_EVERY` | command services | snapshot aggregates every N versions (default: none) |
+//! The rest of the wiring comes from the environment template.yaml sets: which variables each
+//! `run_*` reads is [`crate::environment`]'s contract (`herald env --explain` prints it).
 
 use std::time::Duration;
 
@@ -36,8 +24,9 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::Value;
 
 use crate::adapters::{KinesisStream, SnsBus, SqsDeadLetters, SqsRedelivery};
-use crate::aws::{env, MissingEnv};
+use crate::aws::MissingEnv;
 use crate::catalog::EventCatalog;
+use crate::environment::{self as vars, Environment};
 use crate::event_store::DynamoDbEventStore;
 use crate::http::{serve_payload, HttpService};
 use crate::idempotency::{Idempotency, IdempotencyConfig};
@@ -63,6 +52,7 @@ pub struct Herald {
     catalog: Option<EventCatalog>,
     submissions: Option<SubmissionPolicy>,
     upcasters: Upcasters,
+    env: Environment,
 }
 
 impl Herald {
@@ -81,7 +71,15 @@ impl Herald {
             catalog: None,
             submissions: None,
             upcasters: Upcasters::new(),
+            env: Environment::process(),
         }
+    }
+
+    /// Read the wiring's variables from `env` instead of the process's environment (a test's
+    /// own values, say). Default: the process's.
+    pub fn environment(mut self, env: Environment) -> Self {
+        self.env = env;
+        self
     }
 
     /// The event types the producer accepts and the router routes; without one, any valid
@@ -115,7 +113,10 @@ impl Herald {
     /// submission policy.
     pub fn producer(&self) -> Result<Producer<KinesisStream>, MissingEnv> {
         Ok(Producer::with_config(
-            KinesisStream::new(crate::aws::kinesis(&self.aws), env("STREAM_NAME")?),
+            KinesisStream::new(
+                crate::aws::kinesis(&self.aws),
+                self.env.required(&vars::STREAM_NAME)?,
+            ),
             ProducerConfig {
                 catalog: self.catalog.clone(),
                 submissions: self.submissions.clone(),
@@ -136,10 +137,10 @@ impl Herald {
             catalog: self.catalog.clone(),
             ..RouterConfig::default()
         };
-        if let Ok(age) = env("RECORD_MAX_AGE_SECONDS") {
-            let age: i64 = age.parse().map_err(|_| {
-                format!("RECORD_MAX_AGE_SECONDS is \"{age}\"; expected whole seconds or -1")
-            })?;
+        let age = self
+            .env
+            .parsed::<i64>(&vars::RECORD_MAX_AGE_SECONDS, "whole seconds or -1")?;
+        if let Some(age) = age {
             config.give_up_after = u64::try_from(age)
                 .ok()
                 .map(|age| crate::router::give_up_after(Duration::from_secs(age)));
@@ -154,13 +155,16 @@ impl Herald {
     /// The event store in `EVENT_STORE_TABLE`, snapshots every `SNAPSHOT_EVERY` versions, with
     /// the upcasters.
     pub fn event_store(&self) -> Result<DynamoDbEventStore, Error> {
-        let mut store =
-            DynamoDbEventStore::new(crate::aws::dynamodb(&self.aws), env("EVENT_STORE_TABLE")?)
-                .with_upcasters(self.upcasters.clone());
-        if let Ok(every) = env("SNAPSHOT_EVERY") {
-            store = store.with_snapshots_every(every.parse().map_err(|_| {
-                format!("SNAPSHOT_EVERY is \"{every}\"; expected a whole number of versions")
-            })?);
+        let mut store = DynamoDbEventStore::new(
+            crate::aws::dynamodb(&self.aws),
+            self.env.required(&vars::EVENT_STORE_TABLE)?,
+        )
+        .with_upcasters(self.upcasters.clone());
+        let every = self
+            .env
+            .parsed(&vars::SNAPSHOT_EVERY, "a whole number of versions")?;
+        if let Some(every) = every {
+            store = store.with_snapshots_every(every);
         }
         Ok(store)
     }
@@ -178,7 +182,10 @@ impl Herald {
     /// Run the router function: Kinesis in, SNS (`TOPIC_ARN`) out, poison to
     /// `DEAD_LETTER_QUEUE_URL`.
     pub async fn run_router(self) -> Result<(), Error> {
-        let router = self.router(&env("TOPIC_ARN")?, &env("DEAD_LETTER_QUEUE_URL")?)?;
+        let router = self.router(
+            &self.env.required(&vars::TOPIC_ARN)?,
+            &self.env.required(&vars::DEAD_LETTER_QUEUE_URL)?,
+        )?;
         let router = &router;
         serve(
             "router",
@@ -199,13 +206,7 @@ impl Herald {
 
     /// Run the publisher: the event store's DynamoDB stream in, Kinesis (`STREAM_NAME`) out.
     pub async fn run_publisher(self) -> Result<(), Error> {
-        let publisher = Publisher::new(
-            Producer::new(KinesisStream::new(
-                crate::aws::kinesis(&self.aws),
-                env("STREAM_NAME")?,
-            )),
-            self.dead_letters(&env("DEAD_LETTER_QUEUE_URL")?)?,
-        );
+        let publisher = self.publisher()?;
         let publisher = &publisher;
         serve(
             "publisher",
@@ -229,6 +230,17 @@ impl Herald {
             },
         )
         .await
+    }
+
+    /// The publisher on `STREAM_NAME`, poison to `DEAD_LETTER_QUEUE_URL`.
+    fn publisher(&self) -> Result<Publisher<KinesisStream, AppDeadLetters>, Error> {
+        Ok(Publisher::new(
+            Producer::new(KinesisStream::new(
+                crate::aws::kinesis(&self.aws),
+                self.env.required(&vars::STREAM_NAME)?,
+            )),
+            self.dead_letters(&self.env.required(&vars::DEAD_LETTER_QUEUE_URL)?)?,
+        ))
     }
 
     /// Run an HTTP function (commands, queries): Function URL / API Gateway requests and
@@ -311,17 +323,11 @@ impl Herald {
     /// [`Herald::run_subscriber`] for any handler: one copy of the subscriber's batch machinery
     /// and runtime in the binary, however many handlers it runs.
     async fn serve_subscriber(self, handler: ErasedHandler<'_>) -> Result<(), Error> {
-        // Subscribers that emit nothing get no STREAM_NAME (nor the IAM right to write to it).
-        let stream = std::env::var("STREAM_NAME").unwrap_or_default();
-        let subscriber = SqsSubscriber::new(
-            handler,
-            self.dead_letters(&env("DEAD_LETTER_QUEUE_URL")?)?,
-            Producer::new(KinesisStream::new(crate::aws::kinesis(&self.aws), stream)),
-            self.subscriber_config()?,
-        )
-        .with_redelivery(std::sync::Arc::new(SqsRedelivery::new(crate::aws::sqs(
-            &self.aws,
-        ))));
+        let (dead_letters, emitter, config) = self.subscriber_parts()?;
+        let subscriber = SqsSubscriber::new(handler, dead_letters, emitter, config)
+            .with_redelivery(std::sync::Arc::new(SqsRedelivery::new(crate::aws::sqs(
+                &self.aws,
+            ))));
         let subscriber = &subscriber;
         serve(
             subscriber.name(),
@@ -352,45 +358,45 @@ impl Herald {
         .await
     }
 
-    /// `MAX_RECEIVE_COUNT` and the upcasters into the subscriber settings.
-    fn subscriber_config(&self) -> Result<SubscriberConfig, Error> {
-        let max_receive_count =
-            match env("MAX_RECEIVE_COUNT") {
-                Ok(n) => Some(n.parse().map_err(|_| {
-                    format!("MAX_RECEIVE_COUNT is \"{n}\"; expected a whole number")
-                })?),
-                Err(_) => None,
-            };
+    /// What every subscriber reads from its environment: its dead letters, its emitter on
+    /// `STREAM_NAME` (subscribers that emit nothing get none, nor the IAM right to write to
+    /// it), `MAX_RECEIVE_COUNT`, the retry policy and the upcasters.
+    fn subscriber_parts(
+        &self,
+    ) -> Result<(AppDeadLetters, Producer<KinesisStream>, SubscriberConfig), Error> {
+        let dead_letters = self.dead_letters(&self.env.required(&vars::DEAD_LETTER_QUEUE_URL)?)?;
+        let stream = self.env.optional(&vars::STREAM_NAME).unwrap_or_default();
+        let emitter = Producer::new(KinesisStream::new(crate::aws::kinesis(&self.aws), stream));
+        let max_receive_count = self
+            .env
+            .parsed(&vars::MAX_RECEIVE_COUNT, "a whole number")?;
         let defaults = RetryPolicy::default();
-        let seconds = |name: &str, default: Duration| -> Result<Duration, Error> {
-            match env(name) {
-                Ok(n) => Ok(Duration::from_secs(n.parse().map_err(|_| {
-                    format!("{name} is \"{n}\"; expected whole seconds")
-                })?)),
-                Err(_) => Ok(default),
-            }
+        let seconds = |variable, default: Duration| -> Result<Duration, Error> {
+            let seconds = self.env.parsed(variable, "whole seconds")?;
+            Ok(seconds.map_or(default, Duration::from_secs))
         };
-        Ok(SubscriberConfig {
+        let config = SubscriberConfig {
             max_receive_count,
             upcasters: self.upcasters.clone(),
             retry: RetryPolicy {
-                base: seconds("RETRY_BASE_SECONDS", defaults.base)?,
-                cap: seconds("RETRY_CAP_SECONDS", defaults.cap)?,
-                budget: seconds("RETRY_BUDGET_SECONDS", defaults.budget)?,
+                base: seconds(&vars::RETRY_BASE_SECONDS, defaults.base)?,
+                cap: seconds(&vars::RETRY_CAP_SECONDS, defaults.cap)?,
+                budget: seconds(&vars::RETRY_BUDGET_SECONDS, defaults.budget)?,
             },
-        })
+        };
+        Ok((dead_letters, emitter, config))
     }
 
     /// Dead letters to `queue_url`, each record's once when the function has an
     /// `IDEMPOTENCY_TABLE` to keep the ledger in (see [`crate::unique_letters`]).
     fn dead_letters(&self, queue_url: &str) -> Result<AppDeadLetters, Error> {
-        let ledger = match std::env::var("IDEMPOTENCY_TABLE") {
-            Ok(table) if !table.is_empty() => Some(DynamoDbLetterLedger::new(
+        let ledger = match self.env.optional(&vars::IDEMPOTENCY_TABLE) {
+            Some(table) => Some(DynamoDbLetterLedger::new(
                 crate::aws::dynamodb(&self.aws),
                 table,
-                record_ttl()?,
+                self.record_ttl()?,
             )),
-            _ => None,
+            None => None,
         };
         Ok(UniqueDeadLetters::new(
             SqsDeadLetters::new(crate::aws::sqs(&self.aws), queue_url),
@@ -400,22 +406,163 @@ impl Herald {
 
     /// Idempotency records in `IDEMPOTENCY_TABLE` under the subscriber's name.
     fn idempotency(&self, name: &str) -> Result<Idempotency, Error> {
-        let mut config = IdempotencyConfig::new(env("IDEMPOTENCY_TABLE")?, name);
-        config.record_ttl = record_ttl()?;
+        let mut config = IdempotencyConfig::new(self.env.required(&vars::IDEMPOTENCY_TABLE)?, name);
+        config.record_ttl = self.record_ttl()?;
         config.cache_capacity = 1024;
         Ok(Idempotency::new(crate::aws::dynamodb(&self.aws), config))
+    }
+
+    /// `IDEMPOTENCY_TTL_SECONDS`, or [`DEFAULT_RECORD_TTL`](crate::idempotency::DEFAULT_RECORD_TTL).
+    fn record_ttl(&self) -> Result<Duration, Error> {
+        let ttl = self
+            .env
+            .parsed(&vars::IDEMPOTENCY_TTL_SECONDS, "whole seconds")?;
+        Ok(ttl.map_or(crate::idempotency::DEFAULT_RECORD_TTL, Duration::from_secs))
     }
 }
 
 /// The dead letters every function sends: to its SQS queue, once per record.
 pub type AppDeadLetters = UniqueDeadLetters<SqsDeadLetters, Option<DynamoDbLetterLedger>>;
 
-/// `IDEMPOTENCY_TTL_SECONDS`, or [`DEFAULT_RECORD_TTL`](crate::idempotency::DEFAULT_RECORD_TTL).
-fn record_ttl() -> Result<Duration, Error> {
-    match env("IDEMPOTENCY_TTL_SECONDS") {
-        Ok(ttl) => Ok(Duration::from_secs(ttl.parse().map_err(|_| {
-            format!("IDEMPOTENCY_TTL_SECONDS is \"{ttl}\"; expected whole seconds")
-        })?)),
-        Err(_) => Ok(crate::idempotency::DEFAULT_RECORD_TTL),
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::environment::{Role, ALL};
+
+    /// A function of `role` wired from an environment holding `present` (example values).
+    fn wire(role: Role, present: &BTreeSet<&'static str>) -> (Result<(), Error>, Environment) {
+        let values: Vec<(&'static str, &'static str)> = ALL
+            .iter()
+            .filter(|v| present.contains(v.name))
+            .map(|v| (v.name, v.example))
+            .collect();
+        let env = Environment::from_fn(move |name| {
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        });
+        let aws = SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let herald = Herald::with_config(aws).environment(env.clone());
+        // What each `run_*` builds before it serves.
+        let built: Result<(), Error> = match role {
+            Role::Producer => herald.producer().map(drop).map_err(Error::from),
+            Role::Router => herald
+                .env
+                .required(&vars::TOPIC_ARN)
+                .map_err(Error::from)
+                .and_then(|topic| {
+                    let queue = herald.env.required(&vars::DEAD_LETTER_QUEUE_URL)?;
+                    herald.router(&topic, &queue).map(drop)
+                }),
+            Role::Publisher => herald.publisher().map(drop),
+            Role::Subscriber => herald
+                .idempotency("wired")
+                .and_then(|_| herald.subscriber_parts().map(drop)),
+            Role::KeyedSubscriber | Role::Projector => herald.subscriber_parts().map(drop),
+            Role::Windowed | Role::Http => Ok(()),
+            Role::EventStore => herald.event_store().map(drop),
+        };
+        (built, env)
+    }
+
+    #[test]
+    fn every_role_reads_exactly_the_variables_it_declares() {
+        for role in Role::ALL {
+            let declared: BTreeSet<&'static str> = role
+                .requirements()
+                .iter()
+                .map(|r| r.variable.name)
+                .collect();
+            let (built, env) = wire(role, &declared);
+            assert!(built.is_ok(), "{role:?}: {:?}", built.err());
+            assert_eq!(
+                env.read(),
+                declared,
+                "{role:?} reads other variables than it declares"
+            );
+            for requirement in role.requirements().iter().filter(|r| r.required) {
+                let mut without = declared.clone();
+                without.remove(requirement.variable.name);
+                let (built, _) = wire(role, &without);
+                let err = built
+                    .expect_err("a required variable is missing")
+                    .to_string();
+                assert!(
+                    err.contains(requirement.variable.name),
+                    "{role:?} without {}: {err}",
+                    requirement.variable.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_unreadable_value_names_the_variable_and_what_was_expected() {
+        let env = Environment::from_fn(|name| (name == "MAX_RECEIVE_COUNT").then(|| "five".into()));
+        let err = env
+            .parsed::<u32>(&vars::MAX_RECEIVE_COUNT, "a whole number")
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "MAX_RECEIVE_COUNT is \"five\"; expected a whole number"
+        );
+    }
+
+    /// Nothing in herald reads a variable by name outside the contract (the AWS ones Lambda
+    /// sets aside), so the contract is the whole list.
+    #[test]
+    fn no_variable_is_read_around_the_contract() {
+        let lambda_sets = [
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_ENDPOINT_URL",
+            "AWS_LAMBDA_LOG_LEVEL",
+            "AWS_LAMBDA_LOG_FORMAT",
+            "AWS_LAMBDA_FUNCTION_NAME",
+            "RUST_LOG",
+        ];
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut stack = vec![src];
+        let mut found = BTreeSet::new();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for pattern in ["env(\"", "var(\"", ".env(\""] {
+                    for (at, _) in text.match_indices(pattern) {
+                        let rest = &text[at + pattern.len()..];
+                        let name: String = rest
+                            .chars()
+                            .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                            .collect();
+                        if !name.is_empty() && rest[name.len()..].starts_with('"') {
+                            found.insert((name, path.display().to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        // The scan sees the reads it should (aws.rs reads the region by name).
+        assert!(
+            found.iter().any(|(name, _)| name == "AWS_REGION"),
+            "{found:?}"
+        );
+        let stray: Vec<_> = found
+            .into_iter()
+            .filter(|(name, _)| !lambda_sets.contains(&name.as_str()))
+            .filter(|(name, _)| ALL.iter().all(|v| v.name != name))
+            .collect();
+        assert!(stray.is_empty(), "read outside environment.rs: {stray:?}");
     }
 }

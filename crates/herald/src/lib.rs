@@ -49,6 +49,7 @@ pub mod command;
 pub mod dead_letter;
 pub mod deadline;
 pub mod envelope;
+pub mod environment;
 pub mod errors;
 pub mod event_store;
 pub mod http;

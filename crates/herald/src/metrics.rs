@@ -54,7 +54,8 @@ impl Unit {
 
 /// The namespace metrics go to: `HERALD_METRICS_NAMESPACE`, default `herald`.
 pub fn namespace() -> String {
-    std::env::var("HERALD_METRICS_NAMESPACE").unwrap_or_else(|_| "herald".into())
+    let namespace = &crate::environment::HERALD_METRICS_NAMESPACE;
+    std::env::var(namespace.name).unwrap_or_else(|_| namespace.default.unwrap_or_default().into())
 }
 
 static RECORDED: Mutex<BTreeMap<&'static str, (f64, Unit)>> = Mutex::new(BTreeMap::new());

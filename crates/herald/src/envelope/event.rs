@@ -94,10 +94,20 @@ impl Envelope {
     /// `id` (a new UUIDv7), `time` (now), `specversion` (1.0), `kind` (business),
     /// `schemaversion` (1), `correlationid` (the event's own id), `datacontenttype` (JSON).
     pub fn parse_submission(value: &Value) -> Result<Envelope, ValidationError> {
+        Envelope::parse_submission_as(value, EventKind::Business)
+    }
+
+    /// [`Envelope::parse_submission`], with `kind` for a submission that names none (the
+    /// producer passes its catalog's kind for the submitted type, so a data event need not say
+    /// `"kind": "data"` every time).
+    pub fn parse_submission_as(
+        value: &Value,
+        kind: EventKind,
+    ) -> Result<Envelope, ValidationError> {
         let bytes =
             serde_json::to_vec(value).map_err(|e| ValidationError::NotJson(e.to_string()))?;
         let wire = Wire::from_slice(&bytes)?;
-        let header = wire.header(Defaults::Submission)?;
+        let header = wire.header(Defaults::Submission { kind })?;
         let data = value.get("data").filter(|d| !d.is_null()).cloned();
         let envelope = header.into_envelope(data);
         // The size that counts is the envelope as it will travel, with the defaults filled in.

@@ -31,7 +31,10 @@ pub(super) fn check_size(actual: usize) -> Result<(), ValidationError> {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Defaults {
     None,
-    Submission,
+    /// A client's submission; `kind` when it names none (the catalog's kind for its type).
+    Submission {
+        kind: EventKind,
+    },
 }
 
 /// The envelope as it sits in the JSON, every attribute still raw so that a wrong type can be
@@ -177,7 +180,7 @@ impl<'a> Wire<'a> {
     }
 
     pub(super) fn header(&self, defaults: Defaults) -> Result<Header<'a>, ValidationError> {
-        let lenient = defaults == Defaults::Submission;
+        let lenient = matches!(defaults, Defaults::Submission { .. });
 
         match self.string("specversion")? {
             Some(v) if v == SPEC_VERSION => {}
@@ -275,8 +278,10 @@ impl<'a> Wire<'a> {
                 field: "kind",
                 reason: format!("is \"{k}\"; expected business, system or data"),
             })?,
-            None if lenient => EventKind::Business,
-            None => return Err(ValidationError::Missing { field: "kind" }),
+            None => match defaults {
+                Defaults::Submission { kind } => kind,
+                Defaults::None => return Err(ValidationError::Missing { field: "kind" }),
+            },
         };
         if kind == EventKind::Business && subject.is_none() {
             // Business events are about an aggregate, and the aggregate orders them.

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{EventStream, Producer, SubmissionPolicy};
-use crate::envelope::{Envelope, ValidationError};
+use crate::envelope::{Envelope, EventKind, ValidationError};
 use crate::http::HttpRequest;
 pub use crate::http::{is_http_request, HttpResponse};
 
@@ -239,7 +239,15 @@ pub async fn submit<S: EventStream>(
         }
     }
     for (index, item) in items.iter().enumerate() {
-        let checked = Envelope::parse_submission(item).and_then(|envelope| {
+        // A submission that names no kind gets its type's kind from the catalog.
+        let kind = producer
+            .config()
+            .catalog
+            .as_ref()
+            .zip(item.get("type").and_then(Value::as_str))
+            .and_then(|(catalog, event_type)| catalog.get(event_type))
+            .map_or(EventKind::Business, |known| known.kind);
+        let checked = Envelope::parse_submission_as(item, kind).and_then(|envelope| {
             // Only the event store numbers an aggregate's events; a submitted number would let a
             // client overtake the store's events in every version-guarded read model.
             if envelope.aggregate_version().is_some() {
@@ -411,6 +419,41 @@ mod tests {
         assert_eq!(report["results"][1]["status"], "rejected");
         assert_eq!(report["results"][1]["id"], "b");
         assert_eq!(report["results"][1]["error"]["field"], "source");
+    }
+
+    #[tokio::test]
+    async fn a_submission_without_kind_gets_its_types_kind_from_the_catalog() {
+        let catalog = crate::EventCatalog::new()
+            .with("user_signed_up", EventKind::Business, 1..=1)
+            .with("reading_recorded", EventKind::Data, 1..=1);
+        let config = super::super::ProducerConfig {
+            catalog: Some(catalog),
+            ..Default::default()
+        };
+        let producer = Producer::with_config(OkStream, config);
+        // A data event needs no subject, and (here) no kind either; a business event without
+        // a subject is still refused, naming it; a kind that contradicts the catalog is named.
+        let reading = json!({"type": "reading_recorded", "source": "iot/device", "data": {}});
+        let unnamed = json!({"type": "user_signed_up", "source": "herald/test", "data": {}});
+        let mut contradicts = reading.clone();
+        contradicts["kind"] = json!("system");
+        let report = submit(
+            &producer,
+            json!([reading, unnamed, contradicts]),
+            Submitter::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.accepted, 1, "{:?}", report.results);
+        let fields: Vec<Option<&str>> = report
+            .results
+            .iter()
+            .map(|result| match result {
+                EventResult::Rejected { error, .. } => Some(error.field.as_str()),
+                EventResult::Accepted { .. } => None,
+            })
+            .collect();
+        assert_eq!(fields, [None, Some("subject"), Some("kind")]);
     }
 
     #[tokio::test]
