@@ -80,7 +80,7 @@ async fn sign_ups_are_welcomed_exactly_once_upcast_and_poison_is_parked() {
     .await;
     let stack = pipeline.stack().clone();
     let aws = common::aws().await;
-    let url = stack.function_url("signups-producer").unwrap();
+    let url = stack.function_url("producer").unwrap();
     let started = Instant::now();
 
     // (1) 20 sign-ups, half v1 and half v2, in one request: all accepted.
@@ -114,7 +114,7 @@ async fn sign_ups_are_welcomed_exactly_once_upcast_and_poison_is_parked() {
     // (3) Straight onto the stream, each twice: users 21..=25 (v1 and v2), and a copy of user
     // 00's event (same source and id as the producer gave it).
     let kinesis = aws_sdk_kinesis::Client::new(&aws);
-    let stream = stack.reference("EventStream").unwrap();
+    let stream = stack.reference("BusEventStream").unwrap();
     let mut direct = vec![envelope(
         &ids[0],
         "user_signed_up",
@@ -194,7 +194,7 @@ async fn sign_ups_are_welcomed_exactly_once_upcast_and_poison_is_parked() {
 
     // (5) Poison in the router's DLQ with its reason; nothing in the other failure queues.
     let sqs = aws_sdk_sqs::Client::new(&aws);
-    let letters = peek(&sqs, stack.reference("RouterDeadLetterQueue").unwrap())
+    let letters = peek(&sqs, stack.reference("BusRouterDeadLetterQueue").unwrap())
         .await
         .unwrap();
     assert_eq!(letters.len(), poison.len(), "{letters:?}");
@@ -214,7 +214,7 @@ async fn sign_ups_are_welcomed_exactly_once_upcast_and_poison_is_parked() {
         "{unknown_type}"
     );
     assert!(reason_of("poison-v3").contains("schemaversion"));
-    for queue in ["WelcomeDeadLetterQueue", "StreamFailureQueue"] {
+    for queue in ["WelcomeDeadLetterQueue", "BusStreamFailureQueue"] {
         let parked = peek(&sqs, stack.reference(queue).unwrap()).await.unwrap();
         assert!(parked.is_empty(), "{queue}: {parked:?}");
     }
@@ -223,7 +223,7 @@ async fn sign_ups_are_welcomed_exactly_once_upcast_and_poison_is_parked() {
     // The subscriber itself saw the duplicates and skipped them: every delivery after a user's
     // first (20 retried, 6 put twice, and user 00's direct copy once more).
     let tallies = pipeline.tallies();
-    let duplicates = tallies["signups-welcome"]["duplicates"];
+    let duplicates = tallies["welcome"]["duplicates"];
     assert!(duplicates >= 27, "{tallies:?}");
     println!(
         "signups: {} users welcomed once each, {duplicates} duplicates skipped, {} poison records \

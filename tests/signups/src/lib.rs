@@ -70,12 +70,9 @@ impl Welcome {
         }
     }
 
-    /// Welcome into `WELCOME_TABLE`.
+    /// Welcome into `TABLE_NAME` (the subscriber block's own table).
     pub fn from_env(aws: &SdkConfig) -> Result<Self, MissingEnv> {
-        Ok(Welcome::new(
-            herald::aws::dynamodb(aws),
-            env("WELCOME_TABLE")?,
-        ))
+        Ok(Welcome::new(herald::aws::dynamodb(aws), env("TABLE_NAME")?))
     }
 }
 

@@ -189,6 +189,9 @@ impl Stack {
 struct Resolver<'a> {
     stack: &'a Stack,
     parameters: &'a BTreeMap<String, Value>,
+    /// The template whose conditions `Fn::If` asks for (none for a deployed stack's
+    /// resources, which CloudFormation made as its conditions said).
+    template: Option<&'a Template>,
 }
 
 impl Names for Resolver<'_> {
@@ -222,6 +225,12 @@ impl Names for Resolver<'_> {
             .get(id)
             .and_then(|p| p.attributes.get(attribute))
             .map(|v| Value::String(v.clone()))
+    }
+
+    fn condition(&self, name: &str) -> Option<bool> {
+        // Evaluated when asked: an application's condition may test a parameter its parent
+        // passes a resource's name in, known once that resource exists.
+        self.template?.condition_value(name, self).ok()
     }
 }
 
@@ -271,6 +280,9 @@ impl Stack {
             &Resolver {
                 stack: self,
                 parameters,
+                // A deployed stack's resources are as CloudFormation made them: what a
+                // condition left out is not among them to describe.
+                template: None,
             },
         )
     }
@@ -346,11 +358,22 @@ pub async fn provision(
     let mut stack = Stack::empty(&options.name, region, account, endpoint);
     let clients = Clients::new(aws);
     for (id, resource) in template.in_creation_order()? {
+        if let Some(condition) = &resource.condition {
+            let resolver = Resolver {
+                stack: &stack,
+                parameters: &parameters,
+                template: Some(template),
+            };
+            if !template.condition_value(condition, &resolver)? {
+                continue;
+            }
+        }
         let properties = resolve(
             &resource.properties,
             &Resolver {
                 stack: &stack,
                 parameters: &parameters,
+                template: Some(template),
             },
         )
         .with_context(|| format!("resolving {id}"))?;
@@ -376,6 +399,7 @@ pub async fn provision(
             &Resolver {
                 stack: &stack,
                 parameters: &parameters,
+                template: Some(template),
             },
         ) {
             stack.outputs.insert(name.clone(), scalar(&v));

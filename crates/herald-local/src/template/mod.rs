@@ -1,6 +1,9 @@
 //! Reading template.yaml: YAML with CloudFormation's short-form tags (`!Ref`, `!GetAtt`, `!Sub`, ...)
 //! turned into the long JSON form (`{"Ref": ...}`), SAM `Globals` merged into each function, and
-//! intrinsic functions resolved against the resources the local stack created.
+//! intrinsic functions resolved against the resources the local stack created. Nested
+//! applications with a local template are inlined ([`nested`]).
+
+mod nested;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -20,6 +23,8 @@ pub struct Template {
     pub resources: Vec<(String, Resource)>,
     /// `Outputs`.
     pub outputs: BTreeMap<String, Value>,
+    /// `Conditions`, unevaluated ([`Template::evaluate_conditions`]).
+    pub conditions: BTreeMap<String, Value>,
 }
 
 /// One resource.
@@ -31,14 +36,23 @@ pub struct Resource {
     pub properties: Value,
     /// `Metadata`.
     pub metadata: Value,
+    /// `Condition`: the resource exists only where it holds.
+    pub condition: Option<String>,
 }
 
 impl Template {
-    /// Read and parse a template file.
+    /// Read and parse a template file, with its nested applications whose template is a local
+    /// file (paths relative to this one's directory) inlined.
     pub fn load(path: &Path) -> Result<Template> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Template::parse(&text).with_context(|| format!("parsing {}", path.display()))
+        let parse = || -> Result<Template> {
+            let mut root = parse_root(&text)?;
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let inlined = nested::inline(&mut root, dir)?;
+            Template::from_root(&root, &inlined.ids)
+        };
+        parse().with_context(|| format!("parsing {}", path.display()))
     }
 
     /// Check an override of parameter `name` against its declaration, as CloudFormation does:
@@ -84,12 +98,11 @@ impl Template {
 
     /// Parse template text.
     pub fn parse(text: &str) -> Result<Template> {
-        let yaml: serde_yaml::Value = serde_yaml::from_str(text)?;
-        let root = to_json(yaml)?;
-        let root = root
-            .as_object()
-            .ok_or_else(|| anyhow!("a template is a mapping"))?;
+        Template::from_root(&parse_root(text)?, &BTreeSet::new())
+    }
 
+    /// The template in `root`; the functions in `merged` have their `Globals` already.
+    fn from_root(root: &Map<String, Value>, merged: &BTreeSet<String>) -> Result<Template> {
         let mut parameters = BTreeMap::new();
         let mut parameter_specs = BTreeMap::new();
         if let Some(Value::Object(params)) = root.get("Parameters") {
@@ -119,7 +132,7 @@ impl Template {
                 .get("Properties")
                 .cloned()
                 .unwrap_or(Value::Object(Map::new()));
-            if kind == "AWS::Serverless::Function" {
+            if kind == "AWS::Serverless::Function" && !merged.contains(id) {
                 properties = merge_globals(&globals, properties);
             }
             resources.push((
@@ -128,6 +141,10 @@ impl Template {
                     kind,
                     properties,
                     metadata: body.get("Metadata").cloned().unwrap_or(Value::Null),
+                    condition: body
+                        .get("Condition")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                 },
             ));
         }
@@ -138,11 +155,74 @@ impl Template {
                 .collect(),
             _ => BTreeMap::new(),
         };
+        let conditions = match root.get("Conditions") {
+            Some(Value::Object(conditions)) => conditions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            _ => BTreeMap::new(),
+        };
         Ok(Template {
             parameters,
             parameter_specs,
             resources,
             outputs,
+            conditions,
+        })
+    }
+
+    /// A condition's value (`Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`, `Condition`), with
+    /// the names `names` resolves.
+    pub fn condition_value(&self, name: &str, names: &dyn Names) -> Result<bool> {
+        self.condition(name, names, 0)
+    }
+
+    fn condition(&self, name: &str, names: &dyn Names, depth: usize) -> Result<bool> {
+        let expression = self
+            .conditions
+            .get(name)
+            .ok_or_else(|| anyhow!("condition {name}: no such condition"))?;
+        self.truth(expression, names, depth)
+            .with_context(|| format!("condition {name}"))
+    }
+
+    fn truth(&self, expression: &Value, names: &dyn Names, depth: usize) -> Result<bool> {
+        if depth > 32 {
+            bail!("conditions refer to each other in a cycle");
+        }
+        let Some((function, arg)) = expression.as_object().and_then(|m| m.iter().next()) else {
+            bail!("{expression} is not a condition");
+        };
+        let items = || arg.as_array().cloned().unwrap_or_default();
+        Ok(match function.as_str() {
+            "Fn::Equals" => {
+                let items = items();
+                let [a, b] = &items[..] else {
+                    bail!("Fn::Equals takes two values");
+                };
+                scalar(&resolve(a, names)?) == scalar(&resolve(b, names)?)
+            }
+            "Fn::Not" => !self.truth(
+                &items().first().cloned().unwrap_or_default(),
+                names,
+                depth + 1,
+            )?,
+            "Fn::And" => {
+                let mut all = true;
+                for item in items() {
+                    all &= self.truth(&item, names, depth + 1)?;
+                }
+                all
+            }
+            "Fn::Or" => {
+                let mut any = false;
+                for item in items() {
+                    any |= self.truth(&item, names, depth + 1)?;
+                }
+                any
+            }
+            "Condition" => self.condition(arg.as_str().unwrap_or_default(), names, depth + 1)?,
+            other => bail!("{other} is not a condition function"),
         })
     }
 
@@ -217,6 +297,15 @@ impl Template {
                 (id, resource)
             })
             .collect())
+    }
+}
+
+/// A template's text as JSON in CloudFormation's long form.
+fn parse_root(text: &str) -> Result<Map<String, Value>> {
+    let yaml: serde_yaml::Value = serde_yaml::from_str(text)?;
+    match to_json(yaml)? {
+        Value::Object(root) => Ok(root),
+        _ => bail!("a template is a mapping"),
     }
 }
 
@@ -345,14 +434,45 @@ pub trait Names {
     fn reference(&self, id: &str) -> Option<Value>;
     /// `Fn::GetAtt` of a resource.
     fn attribute(&self, id: &str, attribute: &str) -> Option<Value>;
+    /// A condition's value, for `Fn::If` ([`Template::evaluate_conditions`]). Default: none known.
+    fn condition(&self, _name: &str) -> Option<bool> {
+        None
+    }
 }
+
+/// `Ref AWS::NoValue`, removed from the object or list it is in once resolved.
+const NO_VALUE: &str = "\u{0}AWS::NoValue";
 
 /// Resolve every intrinsic function in `value`.
 pub fn resolve(value: &Value, names: &dyn Names) -> Result<Value> {
+    let resolved = resolve_inner(value, names)?;
+    Ok(if is_no_value(&resolved) {
+        Value::Null
+    } else {
+        resolved
+    })
+}
+
+fn is_no_value(value: &Value) -> bool {
+    value.as_str() == Some(NO_VALUE)
+}
+
+fn resolve_inner(value: &Value, names: &dyn Names) -> Result<Value> {
     match value {
         Value::Object(map) if map.len() == 1 => {
             let (key, arg) = map.iter().next().expect("one entry");
             match key.as_str() {
+                "Ref" if arg.as_str() == Some("AWS::NoValue") => Ok(Value::String(NO_VALUE.into())),
+                "Fn::If" => {
+                    let parts = arg.as_array().map(Vec::as_slice).unwrap_or_default();
+                    let [Value::String(condition), then, otherwise] = parts else {
+                        bail!("Fn::If takes [condition, value if true, value if false]");
+                    };
+                    let holds = names
+                        .condition(condition)
+                        .ok_or_else(|| anyhow!("Fn::If: condition {condition} is not known"))?;
+                    resolve_inner(if holds { then } else { otherwise }, names)
+                }
                 "Ref" => {
                     let id = arg.as_str().ok_or_else(|| anyhow!("Ref takes a name"))?;
                     names
@@ -430,31 +550,46 @@ pub fn resolve(value: &Value, names: &dyn Names) -> Result<Value> {
                         .ok_or_else(|| anyhow!("Fn::Select takes [index, list]"))?;
                     let index = resolve(&parts[0], names)?;
                     let index: usize = scalar(&index).parse().context("Fn::Select index")?;
-                    let list = resolve(parts.get(1).unwrap_or(&Value::Null), names)?;
+                    let list = match resolve(parts.get(1).unwrap_or(&Value::Null), names)? {
+                        // A CommaDelimitedList parameter passed as one string.
+                        Value::String(text) => Value::Array(
+                            text.split(',')
+                                .map(|item| Value::String(item.trim().to_string()))
+                                .collect(),
+                        ),
+                        list => list,
+                    };
                     list.get(index)
                         .cloned()
                         .ok_or_else(|| anyhow!("Fn::Select index {index} out of range"))
                 }
-                _ => Ok(Value::Object(
-                    map.iter()
-                        .map(|(k, v)| Ok((k.clone(), resolve(v, names)?)))
-                        .collect::<Result<_>>()?,
-                )),
+                _ => resolve_object(map, names),
             }
         }
-        Value::Object(map) => Ok(Value::Object(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), resolve(v, names)?)))
-                .collect::<Result<_>>()?,
-        )),
-        Value::Array(items) => Ok(Value::Array(
-            items
-                .iter()
-                .map(|v| resolve(v, names))
-                .collect::<Result<_>>()?,
-        )),
+        Value::Object(map) => resolve_object(map, names),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let item = resolve_inner(item, names)?;
+                if !is_no_value(&item) {
+                    out.push(item);
+                }
+            }
+            Ok(Value::Array(out))
+        }
         other => Ok(other.clone()),
     }
+}
+
+fn resolve_object(map: &Map<String, Value>, names: &dyn Names) -> Result<Value> {
+    let mut out = Map::new();
+    for (key, value) in map {
+        let value = resolve_inner(value, names)?;
+        if !is_no_value(&value) {
+            out.insert(key.clone(), value);
+        }
+    }
+    Ok(Value::Object(out))
 }
 
 /// A resolved scalar as text (numbers and booleans as CloudFormation would substitute them).
