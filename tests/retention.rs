@@ -79,16 +79,25 @@ fn the_blocks_take_the_ttl_from_the_bus_and_keep_queues_within_it() {
     let bus = Template::load(&root.join("bus.yaml")).unwrap();
     let min_ttl = number(&bus.parameter_specs["IdempotencyTtlSeconds"]["MinValue"]);
     let contract = &bus.outputs["Contract"]["Value"]["Fn::Join"][1];
-    assert_eq!(contract[6], serde_json::json!({"Ref": "IdempotencyTtlSeconds"}));
+    assert_eq!(
+        contract[6],
+        serde_json::json!({"Ref": "IdempotencyTtlSeconds"})
+    );
     let subscriber = Template::load(&root.join("subscriber.yaml")).unwrap();
     let mut queues = 0;
     for (id, queue) in subscriber.of_kind("AWS::SQS::Queue") {
         let retention = number(&queue.properties["MessageRetentionPeriod"]);
-        assert!(retention + REDRIVE_MARGIN_SECONDS <= min_ttl, "{id}: {retention} s");
+        assert!(
+            retention + REDRIVE_MARGIN_SECONDS <= min_ttl,
+            "{id}: {retention} s"
+        );
         queues += 1;
     }
     assert_eq!(queues, 2);
-    let (_, function) = subscriber.of_kind("AWS::Serverless::Function").next().unwrap();
+    let (_, function) = subscriber
+        .of_kind("AWS::Serverless::Function")
+        .next()
+        .unwrap();
     assert_eq!(
         function.properties["Environment"]["Variables"]["IDEMPOTENCY_TTL_SECONDS"],
         serde_json::json!({"Fn::Select": [6, {"Ref": "Bus"}]})
