@@ -8,6 +8,7 @@ mod doctor;
 mod env;
 mod invoke;
 mod local;
+mod new;
 mod output;
 mod replay;
 mod republish;
@@ -50,6 +51,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Scaffold a pipeline of your own in a new directory: one cargo binary for every function,
+    /// the catalog, a subscriber, template.yaml on herald's building blocks, a schema, a sample,
+    /// a README and a CI script.
+    New {
+        /// The project's name (its cargo package and binary): lowercase letters, digits, `-`.
+        name: String,
+        /// Where (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Depend on herald from this git repository (default: the checkout this herald was
+        /// built from, by path).
+        #[arg(long, conflicts_with = "herald_version")]
+        herald_git: Option<String>,
+        /// Depend on this version of herald from the registry.
+        #[arg(long)]
+        herald_version: Option<String>,
+    },
+    /// Add to the project around the current directory.
+    Add {
+        #[command(subcommand)]
+        what: AddCommand,
+    },
     /// The local pipeline.
     Local {
         #[command(subcommand)]
@@ -200,6 +223,19 @@ enum DlqCommand {
         /// Send nothing, delete nothing: say what would be sent back and what would stay.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AddCommand {
+    /// A subscriber: its code (src/NAME.rs, a claimed handler counting each event once in its
+    /// own table), its line in src/main.rs, its block, table and policy in template.yaml.
+    Subscriber {
+        /// Its name (the handler's name(), HERALD_FUNCTION): lowercase letters, digits, `_`.
+        name: String,
+        /// The event types it takes (its filter policy), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        types: Vec<String>,
     },
 }
 
@@ -361,6 +397,37 @@ async fn dispatch(command: Command, output: Output) -> Result<()> {
         Command::Console(args) => local::up(args.up).await,
         Command::Invoke(args) => invoke::invoke(args).await,
         Command::Send(args) => send::send(args, output).await,
+        Command::New {
+            name,
+            dir,
+            herald_git,
+            herald_version,
+        } => {
+            let source = match (herald_git, herald_version) {
+                (Some(url), _) => new::HeraldSource::Git(url),
+                (_, Some(version)) => new::HeraldSource::Version(version),
+                _ => new::HeraldSource::this_build(),
+            };
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            new::new(&name, &dir, &source)?;
+            println!(
+                "created {name} in {}\n\n  cd {}\n  herald local up        # the pipeline on your laptop\n  cargo test              # its tests",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::Add {
+            what: AddCommand::Subscriber { name, types },
+        } => {
+            let root = common::project()?;
+            new::add_subscriber(&root, &name, &types)?;
+            println!(
+                "added subscriber {name} (src/{name}.rs, src/main.rs, template.yaml) taking {}",
+                types.join(", ")
+            );
+            Ok(())
+        }
         Command::Env {
             function,
             explain,

@@ -1,7 +1,7 @@
 //! Reading template.yaml: YAML with CloudFormation's short-form tags (`!Ref`, `!GetAtt`, `!Sub`, ...)
 //! turned into the long JSON form (`{"Ref": ...}`), SAM `Globals` merged into each function, and
 //! intrinsic functions resolved against the resources the local stack created. Nested
-//! applications with a local template are inlined ([`nested`]).
+//! applications with a local template are inlined (`nested.rs`).
 
 mod nested;
 
@@ -23,7 +23,7 @@ pub struct Template {
     pub resources: Vec<(String, Resource)>,
     /// `Outputs`.
     pub outputs: BTreeMap<String, Value>,
-    /// `Conditions`, unevaluated ([`Template::evaluate_conditions`]).
+    /// `Conditions`, unevaluated ([`Template::condition_value`]).
     pub conditions: BTreeMap<String, Value>,
 }
 
@@ -434,7 +434,7 @@ pub trait Names {
     fn reference(&self, id: &str) -> Option<Value>;
     /// `Fn::GetAtt` of a resource.
     fn attribute(&self, id: &str, attribute: &str) -> Option<Value>;
-    /// A condition's value, for `Fn::If` ([`Template::evaluate_conditions`]). Default: none known.
+    /// A condition's value, for `Fn::If` ([`Template::condition_value`]). Default: none known.
     fn condition(&self, _name: &str) -> Option<bool> {
         None
     }

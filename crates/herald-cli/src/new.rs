@@ -1,0 +1,303 @@
+//! `herald new NAME` and `herald add subscriber NAME --types a,b`: a pipeline of your own, outside
+//! this repository, on herald's building blocks.
+//!
+//! The project: one cargo binary for every function, the catalog in `src/events.rs`, a subscriber,
+//! `template.yaml` on the blocks (copied into `infra/blocks/`), a schema and a sample, a README
+//! and a CI script. Its `Cargo.lock` is herald's own, so it builds with the versions herald was
+//! tested with.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+const CARGO_TOML: &str = include_str!("../scaffold/Cargo.toml.tmpl");
+const CARGO_LOCK: &str = include_str!("../../../Cargo.lock");
+const MAIN_RS: &str = include_str!("../scaffold/main.rs.tmpl");
+const EVENTS_RS: &str = include_str!("../scaffold/events.rs.tmpl");
+const SUBSCRIBER_RS: &str = include_str!("../scaffold/subscriber.rs.tmpl");
+const TEMPLATE: &str = include_str!("../scaffold/template.yaml.tmpl");
+const SUBSCRIBER_YAML: &str = include_str!("../scaffold/subscriber.yaml.tmpl");
+const SCHEMA: &str = include_str!("../scaffold/schema.json.tmpl");
+const REQUEST: &str = include_str!("../scaffold/request.json.tmpl");
+const SAMPLES: &str = include_str!("../scaffold/samples.yaml.tmpl");
+const README: &str = include_str!("../scaffold/README.md.tmpl");
+const CI: &str = include_str!("../scaffold/ci.tmpl");
+const GITIGNORE: &str = include_str!("../scaffold/gitignore.tmpl");
+const BLOCKS: [(&str, &str); 3] = [
+    ("bus.yaml", include_str!("../../../infra/blocks/bus.yaml")),
+    (
+        "producer.yaml",
+        include_str!("../../../infra/blocks/producer.yaml"),
+    ),
+    (
+        "subscriber.yaml",
+        include_str!("../../../infra/blocks/subscriber.yaml"),
+    ),
+];
+
+/// Where the markers `herald add` inserts at sit.
+const MODULES_MARKER: &str = "// herald add subscriber: modules\n";
+const FUNCTIONS_MARKER: &str = "        // herald add subscriber: functions\n";
+const RESOURCES_MARKER: &str = "  # herald add subscriber: resources\n";
+
+/// How the new project depends on herald.
+#[derive(Clone, Debug)]
+pub enum HeraldSource {
+    /// A local checkout's `crates/herald`.
+    Path(PathBuf),
+    /// A git repository holding herald's workspace.
+    Git(String),
+    /// A registry version.
+    Version(String),
+}
+
+impl HeraldSource {
+    /// The source this herald was built from, when it is still there; else the version.
+    pub fn this_build() -> HeraldSource {
+        let herald = Path::new(env!("CARGO_MANIFEST_DIR")).join("../herald");
+        match herald.canonicalize() {
+            Ok(path) if path.join("Cargo.toml").exists() => HeraldSource::Path(path),
+            _ => HeraldSource::Version(env!("CARGO_PKG_VERSION").into()),
+        }
+    }
+
+    fn dependency(&self) -> String {
+        match self {
+            HeraldSource::Path(path) => format!("{{ path = {:?} }}", path.display().to_string()),
+            HeraldSource::Git(url) => format!("{{ git = {url:?} }}"),
+            HeraldSource::Version(version) => format!("{version:?}"),
+        }
+    }
+}
+
+/// Scaffold the project `name` in `dir` (which must not exist or be empty).
+pub fn new(name: &str, dir: &Path, herald: &HeraldSource) -> Result<()> {
+    check_name("project", name, '-')?;
+    if dir.exists() && dir.read_dir()?.next().is_some() {
+        bail!("{} exists and is not empty", dir.display());
+    }
+    let subscriber = "tally";
+    let types = ["note_added".to_string()];
+    let fill = |text: &str| {
+        text.replace("{{name}}", name)
+            .replace("{{herald}}", &herald.dependency())
+            .replace("{{subscriber}}", subscriber)
+            .replace("{{Subscriber}}", &camel(subscriber))
+            .replace("{{types_rust}}", &rust_list(&types))
+            .replace("{{types_json}}", &json_list(&types))
+    };
+    let subscriber_yaml = fill(SUBSCRIBER_YAML);
+    let files: Vec<(String, String)> = vec![
+        ("Cargo.toml".into(), fill(CARGO_TOML)),
+        ("Cargo.lock".into(), CARGO_LOCK.into()),
+        ("src/main.rs".into(), fill(MAIN_RS)),
+        ("src/events.rs".into(), fill(EVENTS_RS)),
+        (format!("src/{subscriber}.rs"), fill(SUBSCRIBER_RS)),
+        (
+            "template.yaml".into(),
+            fill(TEMPLATE).replace("{{subscriber_yaml}}", &subscriber_yaml),
+        ),
+        ("events/schemas/note_added/v1.json".into(), SCHEMA.into()),
+        ("events/producer/request.json".into(), fill(REQUEST)),
+        ("events/samples.yaml".into(), SAMPLES.into()),
+        ("README.md".into(), fill(README)),
+        (".ci/run".into(), CI.into()),
+        (".gitignore".into(), GITIGNORE.into()),
+    ];
+    for (file, text) in files.iter().map(|(f, t)| (f.clone(), t.clone())).chain(
+        BLOCKS
+            .iter()
+            .map(|(f, t)| (format!("infra/blocks/{f}"), t.to_string())),
+    ) {
+        write(&dir.join(file), &text)?;
+    }
+    make_executable(&dir.join(".ci/run"))?;
+    Ok(())
+}
+
+/// Add the subscriber `name` taking `types` to the project at `root`: its code, its
+/// registration in `src/main.rs`, its block, table and policy in `template.yaml`.
+pub fn add_subscriber(root: &Path, name: &str, types: &[String]) -> Result<()> {
+    check_name("subscriber", name, '_')?;
+    if types.is_empty() {
+        bail!("--types: name at least one event type the subscriber takes");
+    }
+    for event_type in types {
+        check_name("event type", event_type, '_')?;
+    }
+    let code = root.join(format!("src/{name}.rs"));
+    if code.exists() {
+        bail!(
+            "{} exists: the project has a subscriber {name}",
+            code.display()
+        );
+    }
+    let package = package_name(root)?;
+    let fill = |text: &str| {
+        text.replace("{{subscriber}}", name)
+            .replace("{{Subscriber}}", &camel(name))
+            .replace("{{types_rust}}", &rust_list(types))
+            .replace("{{types_json}}", &json_list(types))
+            .replace("{{name}}", &package)
+    };
+    let main = root.join("src/main.rs");
+    let main_text = read(&main)?;
+    let template = root.join("template.yaml");
+    let template_text = read(&template)?;
+    for (file, text, marker) in [
+        (&main, &main_text, MODULES_MARKER),
+        (&main, &main_text, FUNCTIONS_MARKER),
+        (&template, &template_text, RESOURCES_MARKER),
+    ] {
+        if !text.contains(marker) {
+            bail!(
+                "{} has no line `{}`: herald add inserts after it",
+                file.display(),
+                marker.trim()
+            );
+        }
+    }
+    let main_text = main_text
+        .replacen(MODULES_MARKER, &format!("{MODULES_MARKER}mod {name};\n"), 1)
+        .replacen(
+            FUNCTIONS_MARKER,
+            &format!(
+                "{FUNCTIONS_MARKER}        \"{name}\" => herald.run_claimed({name}::{}::from_env(&aws)?).await,\n",
+                camel(name)
+            ),
+            1,
+        );
+    let template_text = template_text.replacen(
+        RESOURCES_MARKER,
+        &format!("{RESOURCES_MARKER}{}", fill(SUBSCRIBER_YAML)),
+        1,
+    );
+    write(&code, &fill(SUBSCRIBER_RS))?;
+    write(&main, &main_text)?;
+    write(&template, &template_text)?;
+    Ok(())
+}
+
+/// The `name` of the project's package.
+fn package_name(root: &Path) -> Result<String> {
+    let manifest = read(&root.join("Cargo.toml"))?;
+    manifest
+        .lines()
+        .find_map(|line| {
+            let value = line.trim().strip_prefix("name")?.trim().strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_string())
+        })
+        .context("Cargo.toml names no package")
+}
+
+/// Lowercase letters, digits and `separator`, starting with a letter (a cargo package, a Rust
+/// module, an SNS filter value and a CloudFormation id all take it).
+fn check_name(what: &str, name: &str, separator: char) -> Result<()> {
+    let ok = name.len() <= 40
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == separator);
+    if !ok {
+        bail!(
+            "{what} name `{name}`: use lowercase letters, digits and `{separator}`, starting with a letter, at most 40 characters"
+        );
+    }
+    Ok(())
+}
+
+/// `note_taker` → `NoteTaker` (a Rust type, a CloudFormation logical id).
+fn camel(name: &str) -> String {
+    name.split(['_', '-'])
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn rust_list(types: &[String]) -> String {
+    types
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn json_list(types: &[String]) -> String {
+    types
+        .iter()
+        .map(|t| format!("\"{t}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn make_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut permissions = std::fs::metadata(path)?.permissions();
+    permissions.set_mode(0o755);
+    std::fs::set_permissions(path, permissions)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_and_camel_cased() {
+        assert_eq!(camel("note_taker"), "NoteTaker");
+        assert_eq!(camel("iot"), "Iot");
+        assert!(check_name("project", "iot-pipeline", '-').is_ok());
+        let err = check_name("subscriber", "Alerts", '_')
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("subscriber name `Alerts`"), "{err}");
+        assert!(check_name("event type", "reading-recorded", '_').is_err());
+    }
+
+    #[test]
+    fn a_new_project_takes_a_subscriber_added_later() {
+        let dir = std::env::temp_dir().join(format!("herald-new-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        new("demo", &dir, &HeraldSource::Version("0.1.0".into())).unwrap();
+        add_subscriber(&dir, "audit", &["note_added".into(), "note_removed".into()]).unwrap();
+        let main = read(&dir.join("src/main.rs")).unwrap();
+        assert!(
+            main.contains("mod audit;")
+                && main.contains("\"audit\" => herald.run_claimed(audit::Audit::from_env(&aws)?)"),
+            "{main}"
+        );
+        let template = read(&dir.join("template.yaml")).unwrap();
+        assert!(
+            template.contains("  Audit:\n")
+                && template.contains(r#"'{"type": ["note_added", "note_removed"]}'"#),
+            "{template}"
+        );
+        assert!(read(&dir.join("src/audit.rs"))
+            .unwrap()
+            .contains("\"note_added\", \"note_removed\""));
+        let again = add_subscriber(&dir, "audit", &["note_added".into()]).unwrap_err();
+        assert!(
+            again.to_string().contains("has a subscriber audit"),
+            "{again}"
+        );
+        assert!(new("demo", &dir, &HeraldSource::Version("0.1.0".into())).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

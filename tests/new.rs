@@ -1,0 +1,203 @@
+//! A pipeline of your own, outside this repository (issue 26): `herald new` scaffolds it into a
+//! temporary directory, `herald add subscriber` adds a second subscriber, `herald local up` starts
+//! it (installing its own emulator when it has none, as on a newcomer's machine) and events go in
+//! through the producer — a duplicate and a malformed one among them. Each effect happens exactly
+//! once in both subscribers, the duplicate is skipped, the malformed event is rejected naming its
+//! field. Nothing of this repository is read but the herald crates (the scaffold's dependency).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use herald_local::http::request;
+use herald_local::moto::free_port;
+use serde_json::json;
+
+/// `herald local up`, stopped when dropped.
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        // Ctrl-C first: the runner stops its functions and its emulator.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn herald(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(common::bin_dir().join("herald"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the herald binary runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "herald {args:?}: {text}");
+    text
+}
+
+/// Wait for `what` to hold, reading `log` (the runner's output) for the failure message.
+async fn wait_for(what: &str, log: &Path, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        let output = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(
+            started.elapsed() < limit,
+            "{what}: not within {limit:?}; the runner said:\n{output}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_project_outside_the_repository_runs_with_each_effect_once() {
+    let base = std::env::temp_dir().join(common::unique("herald-new"));
+    std::fs::create_dir_all(&base).unwrap();
+    assert!(!base.starts_with(common::root()), "outside the repository");
+    herald(&base, &["new", "demo"]);
+    let dir = base.join("demo");
+    herald(
+        &dir,
+        &["add", "subscriber", "audit", "--types", "note_added"],
+    );
+
+    // Started as a newcomer would: no emulator of ours in the environment (herald finds or
+    // installs its own); the project's build in a target directory kept between runs.
+    let log = base.join("up.log");
+    let (url_port, moto_port, console_port) = (
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
+    let mut command = Command::new(common::bin_dir().join("herald"));
+    command
+        .args(["local", "up", "--url-port", &url_port.to_string()])
+        .args(["--moto-port", &moto_port.to_string()])
+        .args(["--console-port", &console_port.to_string()])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", common::root().join("target/herald-new"))
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(base.join("up.err")).unwrap());
+    for (variable, _) in std::env::vars() {
+        if variable.starts_with("AWS_ENDPOINT_URL") {
+            command.env_remove(variable);
+        }
+    }
+    let _up = Up(command.spawn().unwrap());
+    let output = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Building the project and installing the emulator take minutes on a new machine.
+    wait_for(
+        "the pipeline is up",
+        &log,
+        Duration::from_secs(1200),
+        || output().contains("Ctrl-C stops everything"),
+    )
+    .await;
+    let text = output();
+    assert!(
+        text.contains(&format!("project     {}", dir.display())),
+        "{text}"
+    );
+    let producer = text
+        .lines()
+        .find_map(|l| l.strip_prefix("url         ")?.strip_suffix(" → producer"))
+        .unwrap_or_else(|| panic!("no producer URL in:\n{text}"))
+        .to_string();
+    let endpoint = |service: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(&format!("export AWS_ENDPOINT_URL_{service}="))
+            })
+            .unwrap_or_else(|| panic!("no {service} endpoint in:\n{text}"))
+            .to_string()
+    };
+
+    let note = |id: &str, subject: Option<&str>| {
+        let mut event =
+            json!({"id": id, "type": "note_added", "source": "demo/notes", "data": {"text": id}});
+        if let Some(subject) = subject {
+            event["subject"] = json!(subject);
+        }
+        event
+    };
+    let body = json!({"events": [
+        note("e1", Some("n-1")),
+        note("e1", Some("n-1")),
+        note("e2", Some("n-2")),
+        note("e3", None),
+    ]});
+    let (status, report) = request(
+        "POST",
+        &producer,
+        Some(body.to_string().into_bytes()),
+        &[("content-type", "application/json")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 207, "{report}");
+    assert_eq!(report["results"][3]["status"], "rejected", "{report}");
+    assert_eq!(
+        report["results"][3]["error"]["field"], "subject",
+        "{report}"
+    );
+
+    // Each subscriber applies e1 and e2 once and skips e1's second delivery.
+    let logs = dir.join(".herald/logs/herald");
+    for subscriber in ["tally", "audit"] {
+        let file = logs.join(format!("{subscriber}.log"));
+        wait_for(
+            &format!("{subscriber} skipped the duplicate"),
+            &log,
+            Duration::from_secs(120),
+            || {
+                // The function's log lines, as Lambda writes them (JSON).
+                let lines = std::fs::read_to_string(&file).unwrap_or_default();
+                lines.contains(r#""delivery":"duplicate""#)
+                    && ["e1", "e2"]
+                        .iter()
+                        .all(|id| lines.contains(&format!(r#""eventId":"{id}""#)))
+            },
+        )
+        .await;
+    }
+    let aws = herald_local::Endpoint::external(endpoint("DYNAMODB"))
+        .sdk_config()
+        .await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let stack = herald_ops::running_stack(&dir, "herald").unwrap();
+    for id in ["TallyTable", "AuditTable"] {
+        let table = stack.reference(id).unwrap();
+        let items = dynamodb.scan().table_name(table).send().await.unwrap();
+        let mut applied: Vec<(String, String)> = items
+            .items()
+            .iter()
+            .map(|item| {
+                let s = |k: &str| match &item[k] {
+                    aws_sdk_dynamodb::types::AttributeValue::S(v)
+                    | aws_sdk_dynamodb::types::AttributeValue::N(v) => v.clone(),
+                    other => panic!("{other:?}"),
+                };
+                (s("eventId"), s("applied"))
+            })
+            .collect();
+        applied.sort();
+        let once = |id: &str| (id.to_string(), "1".to_string());
+        assert_eq!(applied, [once("e1"), once("e2")], "{id}");
+    }
+    drop(_up);
+    let _ = std::fs::remove_dir_all(&base);
+}
