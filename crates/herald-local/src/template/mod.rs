@@ -4,6 +4,7 @@
 //! applications with a local template are inlined (`nested.rs`).
 
 mod nested;
+mod sub;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -345,13 +346,8 @@ fn references(value: &Value, out: &mut BTreeSet<String>) {
                     out.insert(target.clone());
                 }
             }
-            if let Some(sub) = map.get("Fn::Sub") {
-                let text = match sub {
-                    Value::String(s) => Some(s.as_str()),
-                    Value::Array(parts) => parts.first().and_then(Value::as_str),
-                    _ => None,
-                };
-                for name in text.map(sub_names).unwrap_or_default() {
+            if let Some(sub) = map.get("Fn::Sub").and_then(|arg| sub::Sub::parse(arg).ok()) {
+                for name in sub.names() {
                     out.insert(name.split('.').next().unwrap_or_default().to_string());
                 }
             }
@@ -362,25 +358,6 @@ fn references(value: &Value, out: &mut BTreeSet<String>) {
         Value::Array(items) => items.iter().for_each(|v| references(v, out)),
         _ => {}
     }
-}
-
-fn sub_names(text: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("${") {
-        let after = &rest[start + 2..];
-        match after.find('}') {
-            Some(end) => {
-                let name = &after[..end];
-                if !name.starts_with('!') {
-                    names.push(name.to_string());
-                }
-                rest = &after[end + 1..];
-            }
-            None => break,
-        }
-    }
-    names
 }
 
 /// YAML (with CloudFormation tags) to JSON in CloudFormation's long form.
@@ -492,44 +469,30 @@ fn resolve_inner(value: &Value, names: &dyn Names) -> Result<Value> {
                         .ok_or_else(|| anyhow!("Fn::GetAtt {id}.{attribute} is not known locally"))
                 }
                 "Fn::Sub" => {
-                    let (text, vars) = match arg {
-                        Value::String(s) => (s.as_str(), Map::new()),
-                        Value::Array(parts) => (
-                            parts.first().and_then(Value::as_str).unwrap_or_default(),
-                            parts
-                                .get(1)
-                                .and_then(Value::as_object)
-                                .cloned()
-                                .unwrap_or_default(),
-                        ),
-                        _ => bail!("Fn::Sub takes a string or [string, variables]"),
-                    };
+                    let sub = sub::Sub::parse(arg)?;
                     let mut out = String::new();
-                    let mut rest = text;
-                    while let Some(start) = rest.find("${") {
-                        out.push_str(&rest[..start]);
-                        let after = &rest[start + 2..];
-                        let end = after
-                            .find('}')
-                            .ok_or_else(|| anyhow!("Fn::Sub: unclosed ${{ in {text}"))?;
-                        let name = &after[..end];
-                        let value = if let Some(literal) = name.strip_prefix('!') {
-                            Value::String(format!("${{{literal}}}"))
-                        } else if let Some(v) = vars.get(name) {
-                            resolve(v, names)?
-                        } else if let Some((id, attribute)) = name.split_once('.') {
-                            names.attribute(id, attribute).ok_or_else(|| {
-                                anyhow!("Fn::Sub ${{{name}}} is not known locally")
-                            })?
-                        } else {
-                            names
-                                .reference(name)
-                                .ok_or_else(|| anyhow!("Fn::Sub ${{{name}}}: no such name"))?
-                        };
-                        out.push_str(&scalar(&value));
-                        rest = &after[end + 1..];
+                    for piece in sub.pieces()? {
+                        match piece {
+                            sub::Piece::Text(text) => out.push_str(text),
+                            sub::Piece::Escaped(literal) => {
+                                out.push_str(&format!("${{{literal}}}"))
+                            }
+                            sub::Piece::Name(name) => {
+                                let value = if let Some(v) = sub.variables.get(name) {
+                                    resolve(v, names)?
+                                } else if let Some((id, attribute)) = name.split_once('.') {
+                                    names.attribute(id, attribute).ok_or_else(|| {
+                                        anyhow!("Fn::Sub ${{{name}}} is not known locally")
+                                    })?
+                                } else {
+                                    names.reference(name).ok_or_else(|| {
+                                        anyhow!("Fn::Sub ${{{name}}}: no such name")
+                                    })?
+                                };
+                                out.push_str(&scalar(&value));
+                            }
+                        }
                     }
-                    out.push_str(rest);
                     Ok(Value::String(out))
                 }
                 "Fn::Join" => {

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use super::sub::{Piece, Sub};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{Map, Value};
 
@@ -317,55 +318,33 @@ impl<'a> Child<'a> {
 
     /// `Fn::Sub`: `${Resource}` renamed, `${Parameter}` passed in as a variable of its own.
     fn rewrite_sub(&self, arg: &Value) -> Result<Value> {
-        let (text, mut variables) = match arg {
-            Value::String(text) => (text.clone(), Map::new()),
-            Value::Array(parts) => (
-                parts
-                    .first()
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| anyhow!("Fn::Sub takes a string or [string, variables]"))?
-                    .to_string(),
-                parts
-                    .get(1)
-                    .and_then(Value::as_object)
-                    .cloned()
-                    .unwrap_or_default(),
-            ),
-            _ => bail!("Fn::Sub takes a string or [string, variables]"),
-        };
-        let own: BTreeSet<String> = variables.keys().cloned().collect();
-        for value in variables.values_mut() {
+        let mut sub = Sub::parse(arg)?;
+        let own: BTreeSet<String> = sub.variables.keys().cloned().collect();
+        for value in sub.variables.values_mut() {
             *value = self.rewrite(value)?;
         }
         let mut out = String::new();
-        let mut rest = text.as_str();
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let after = &rest[start + 2..];
-            let end = after
-                .find('}')
-                .ok_or_else(|| anyhow!("Fn::Sub: unclosed ${{ in {text}"))?;
-            let name = &after[..end];
-            let head = name.split('.').next().unwrap_or_default();
-            if !own.contains(name) && self.parameters.contains_key(name) {
-                variables.insert(name.to_string(), self.parameters[name].clone());
-                out.push_str(&format!("${{{name}}}"));
-            } else if !own.contains(head) && self.ids.contains(head) {
-                out.push_str(&format!("${{{}{name}}}", self.prefix));
-            } else {
-                out.push_str(&format!("${{{name}}}"));
+        let mut passed = Map::new();
+        for piece in sub.pieces()? {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Escaped(literal) => out.push_str(&format!("${{!{literal}}}")),
+                Piece::Name(name) => {
+                    let head = name.split('.').next().unwrap_or_default();
+                    if !own.contains(name) && self.parameters.contains_key(name) {
+                        passed.insert(name.to_string(), self.parameters[name].clone());
+                        out.push_str(&format!("${{{name}}}"));
+                    } else if !own.contains(head) && self.ids.contains(head) {
+                        out.push_str(&format!("${{{}{name}}}", self.prefix));
+                    } else {
+                        out.push_str(&format!("${{{name}}}"));
+                    }
+                }
             }
-            rest = &after[end + 1..];
         }
-        out.push_str(rest);
-        Ok(if variables.is_empty() {
-            single("Fn::Sub", Value::String(out))
-        } else {
-            single(
-                "Fn::Sub",
-                Value::Array(vec![Value::String(out), Value::Object(variables)]),
-            )
-        })
+        sub.text = out;
+        sub.variables.extend(passed);
+        Ok(single("Fn::Sub", sub.into_value()))
     }
 }
 
@@ -433,39 +412,28 @@ fn replace_sub_outputs(
     outputs: &BTreeMap<String, Map<String, Value>>,
     output: &dyn Fn(&str, &str) -> Option<Result<Value>>,
 ) -> Result<bool> {
-    let (text, mut variables) = match arg {
-        Value::String(text) => (text.clone(), Map::new()),
-        Value::Array(parts) => (
-            parts
-                .first()
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            parts
-                .get(1)
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
-        ),
-        _ => return Ok(false),
+    let Ok(mut sub) = Sub::parse(arg) else {
+        return Ok(false);
     };
     let mut changed = false;
-    for v in variables.values_mut() {
+    for v in sub.variables.values_mut() {
         changed |= replace_outputs(v, outputs)?;
     }
-    for name in super::sub_names(&text) {
-        if variables.contains_key(&name) {
+    let mut found = Map::new();
+    for name in sub.names() {
+        if sub.variables.contains_key(name) {
             continue;
         }
         if let Some((id, attribute)) = name.split_once('.') {
             if let Some(replacement) = output(id, attribute) {
-                variables.insert(name.clone(), replacement?);
-                changed = true;
+                found.insert(name.to_string(), replacement?);
             }
         }
     }
+    changed |= !found.is_empty();
     if changed {
-        *arg = Value::Array(vec![Value::String(text), Value::Object(variables)]);
+        sub.variables.extend(found);
+        *arg = sub.into_value();
     }
     Ok(changed)
 }
