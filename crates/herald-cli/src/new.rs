@@ -12,6 +12,8 @@ use anyhow::{bail, Context, Result};
 
 const CARGO_TOML: &str = include_str!("../scaffold/Cargo.toml.tmpl");
 const CARGO_LOCK: &str = include_str!("../../../Cargo.lock");
+/// herald's own manifest: its build profiles go into the new project (see [`profiles`]).
+const WORKSPACE_MANIFEST: &str = include_str!("../../../Cargo.toml");
 const MAIN_RS: &str = include_str!("../scaffold/main.rs.tmpl");
 const EVENTS_RS: &str = include_str!("../scaffold/events.rs.tmpl");
 const SUBSCRIBER_RS: &str = include_str!("../scaffold/subscriber.rs.tmpl");
@@ -88,7 +90,10 @@ pub fn new(name: &str, dir: &Path, herald: &HeraldSource) -> Result<()> {
     };
     let subscriber_yaml = fill(SUBSCRIBER_YAML);
     let files: Vec<(String, String)> = vec![
-        ("Cargo.toml".into(), fill(CARGO_TOML)),
+        (
+            "Cargo.toml".into(),
+            fill(CARGO_TOML) + &profiles(WORKSPACE_MANIFEST, CARGO_LOCK),
+        ),
         ("Cargo.lock".into(), CARGO_LOCK.into()),
         ("src/main.rs".into(), fill(MAIN_RS)),
         ("src/events.rs".into(), fill(EVENTS_RS)),
@@ -176,6 +181,56 @@ pub fn add_subscriber(root: &Path, name: &str, types: &[String]) -> Result<()> {
     write(&main, &main_text)?;
     write(&template, &template_text)?;
     Ok(())
+}
+
+/// herald's `[profile.*]` sections, for the new project's manifest: the release profile is the
+/// one BENCHMARKS.md measured (size, cold start), and with the same dev profile a debug build
+/// compiles the registry crates exactly as herald's workspace does, so the two can share a target
+/// directory (`CARGO_TARGET_DIR`) and reuse each other's builds. Sections for herald's own
+/// workspace members (the shop) are left out: they name no package of the new project.
+fn profiles(manifest: &str, lock: &str) -> String {
+    let members = workspace_members(lock);
+    let mut out = String::from(
+        "\n# herald's build profiles (copied by `herald new`): the release profile is the one herald's\n\
+         # BENCHMARKS.md measures; the dev profile matches herald's workspace, so both can share one\n\
+         # target directory (CARGO_TARGET_DIR) and reuse each other's builds.\n",
+    );
+    let mut keep = false;
+    for line in manifest.lines() {
+        if let Some(header) = line.strip_prefix('[') {
+            keep = header.starts_with("profile.")
+                && !header
+                    .split_once(".package.")
+                    .map(|(_, package)| {
+                        members
+                            .contains(&package.trim_end_matches(']').trim_matches('"').to_string())
+                    })
+                    .unwrap_or(false);
+            if keep && !out.ends_with("\n\n") {
+                out.push('\n');
+            }
+        }
+        // A comment above a section belongs to it: left out with the section before it, and
+        // trailing comments of a kept section are not worth keeping apart from it.
+        if keep && !line.trim_start().starts_with('#') && !line.trim().is_empty() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Packages in a `Cargo.lock` with no `source`: the workspace's own.
+fn workspace_members(lock: &str) -> Vec<String> {
+    lock.split("[[package]]")
+        .filter(|package| !package.contains("\nsource = "))
+        .filter_map(|package| {
+            package
+                .lines()
+                .find_map(|line| line.strip_prefix("name = "))
+                .map(|name| name.trim_matches('"').to_string())
+        })
+        .collect()
 }
 
 /// The `name` of the project's package.
@@ -269,6 +324,25 @@ mod tests {
             .to_string();
         assert!(err.contains("subscriber name `Alerts`"), "{err}");
         assert!(check_name("event type", "reading-recorded", '_').is_err());
+    }
+
+    #[test]
+    fn the_new_project_builds_with_heralds_profiles() {
+        let profiles = profiles(WORKSPACE_MANIFEST, CARGO_LOCK);
+        for section in [
+            "[profile.dev]",
+            "[profile.dev.package.\"*\"]",
+            "[profile.release]",
+            "[profile.release.package.aws-sdk-dynamodb]",
+        ] {
+            assert!(profiles.contains(section), "{section} missing:\n{profiles}");
+        }
+        assert!(!profiles.contains("package.shop]"), "{profiles}");
+        assert!(workspace_members(CARGO_LOCK).contains(&"herald".to_string()));
+        // Each section once (cargo refuses a repeated table); tests/new.rs builds the manifest.
+        for line in profiles.lines().filter(|l| l.starts_with('[')) {
+            assert_eq!(profiles.matches(&format!("{line}\n")).count(), 1, "{line}");
+        }
     }
 
     #[test]

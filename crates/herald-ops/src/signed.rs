@@ -84,7 +84,7 @@ pub async fn post_json(
         sign_request(&mut request, &body, service, aws).await?;
     }
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
         .context("reading the system's TLS roots")?
         .https_or_http()
         .enable_http1()
