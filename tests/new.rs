@@ -3,7 +3,10 @@
 //! it (installing its own emulator when it has none, as on a newcomer's machine) and events go in
 //! through the producer — a duplicate and a malformed one among them. Each effect happens exactly
 //! once in both subscribers, the duplicate is skipped, the malformed event is rejected naming its
-//! field. Nothing of this repository is read but the herald crates (the scaffold's dependency).
+//! field. The event-sourced starting point (`herald new --event-sourced`) runs the same way:
+//! commands over HTTP, a movement sent twice applied once, refusals naming their field, and
+//! each appended event published to the subscriber once. Nothing of this repository is read but
+//! the herald crates (the scaffold's dependency).
 
 mod common;
 
@@ -61,18 +64,12 @@ async fn wait_for(what: &str, log: &Path, limit: Duration, mut done: impl FnMut(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_project_outside_the_repository_runs_with_each_effect_once() {
-    let base = std::env::temp_dir().join(common::unique("herald-new"));
-    std::fs::create_dir_all(&base).unwrap();
-    assert!(!base.starts_with(common::root()), "outside the repository");
-    herald(&base, &["new", "demo"]);
-    let dir = base.join("demo");
-    herald(
-        &dir,
-        &["add", "subscriber", "audit", "--types", "note_added"],
-    );
+/// One scaffolded project at a time: each builds and starts an emulator and its functions.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// `herald local up` in `dir` (its output in `base`), once it says everything is running: the
+/// process and what it printed.
+async fn local_up(base: &Path, dir: &Path) -> (Up, String) {
     // Started as a newcomer would: no emulator of ours in the environment (herald finds or
     // installs its own); the project's build in a target directory kept between runs.
     let log = base.join("up.log");
@@ -86,7 +83,7 @@ async fn a_new_project_outside_the_repository_runs_with_each_effect_once() {
         .args(["local", "up", "--url-port", &url_port.to_string()])
         .args(["--moto-port", &moto_port.to_string()])
         .args(["--console-port", &console_port.to_string()])
-        .current_dir(&dir)
+        .current_dir(dir)
         .env("CARGO_TARGET_DIR", common::root().join("target/herald-new"))
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log).unwrap())
@@ -96,7 +93,7 @@ async fn a_new_project_outside_the_repository_runs_with_each_effect_once() {
             command.env_remove(variable);
         }
     }
-    let _up = Up(command.spawn().unwrap());
+    let up = Up(command.spawn().unwrap());
     let output = || std::fs::read_to_string(&log).unwrap_or_default();
     // Building the project and installing the emulator take minutes on a new machine.
     wait_for(
@@ -111,21 +108,87 @@ async fn a_new_project_outside_the_repository_runs_with_each_effect_once() {
         text.contains(&format!("project     {}", dir.display())),
         "{text}"
     );
-    let producer = text
-        .lines()
-        .find_map(|l| l.strip_prefix("url         ")?.strip_suffix(" → producer"))
-        .unwrap_or_else(|| panic!("no producer URL in:\n{text}"))
-        .to_string();
-    let endpoint = |service: &str| {
-        text.lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix(&format!("export AWS_ENDPOINT_URL_{service}="))
-            })
-            .unwrap_or_else(|| panic!("no {service} endpoint in:\n{text}"))
-            .to_string()
-    };
+    (up, text)
+}
 
+/// The URL the runner printed for `function`.
+fn url_of(text: &str, function: &str) -> String {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("url         ")?
+                .strip_suffix(&format!(" → {function}"))
+        })
+        .unwrap_or_else(|| panic!("no {function} URL in:\n{text}"))
+        .to_string()
+}
+
+/// The endpoint the runner printed for `service` (`AWS_ENDPOINT_URL_<SERVICE>`).
+fn endpoint(text: &str, service: &str) -> String {
+    text.lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix(&format!("export AWS_ENDPOINT_URL_{service}="))
+        })
+        .unwrap_or_else(|| panic!("no {service} endpoint in:\n{text}"))
+        .to_string()
+}
+
+/// `(eventId, applied)` of every item in the stack's table `id`.
+async fn applied(dir: &Path, text: &str, id: &str) -> Vec<(String, String)> {
+    let aws = herald_local::Endpoint::external(endpoint(text, "DYNAMODB"))
+        .sdk_config()
+        .await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let stack = herald_ops::running_stack(dir, "herald").unwrap();
+    let table = stack.reference(id).unwrap();
+    let items = dynamodb.scan().table_name(table).send().await.unwrap();
+    let mut applied: Vec<(String, String)> = items
+        .items()
+        .iter()
+        .map(|item| {
+            let s = |k: &str| match &item[k] {
+                aws_sdk_dynamodb::types::AttributeValue::S(v)
+                | aws_sdk_dynamodb::types::AttributeValue::N(v) => v.clone(),
+                other => panic!("{other:?}"),
+            };
+            (s("eventId"), s("applied"))
+        })
+        .collect();
+    applied.sort();
+    applied
+}
+
+/// Wait until `subscriber`'s log (as Lambda writes it, JSON) holds every line part in `parts`.
+async fn wait_for_log(dir: &Path, up_log: &Path, subscriber: &str, parts: &[String]) {
+    let file = dir.join(format!(".herald/logs/herald/{subscriber}.log"));
+    wait_for(
+        &format!("{subscriber} logged {parts:?}"),
+        up_log,
+        Duration::from_secs(120),
+        || {
+            let lines = std::fs::read_to_string(&file).unwrap_or_default();
+            parts.iter().all(|part| lines.contains(part.as_str()))
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_project_outside_the_repository_runs_with_each_effect_once() {
+    let base = std::env::temp_dir().join(common::unique("herald-new"));
+    std::fs::create_dir_all(&base).unwrap();
+    assert!(!base.starts_with(common::root()), "outside the repository");
+    herald(&base, &["new", "demo"]);
+    let dir = base.join("demo");
+    herald(
+        &dir,
+        &["add", "subscriber", "audit", "--types", "note_added"],
+    );
+
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (up, text) = local_up(&base, &dir).await;
+    let log = base.join("up.log");
+    let producer = url_of(&text, "producer");
     let note = |id: &str, subject: Option<&str>| {
         let mut event =
             json!({"id": id, "type": "note_added", "source": "demo/notes", "data": {"text": id}});
@@ -156,48 +219,87 @@ async fn a_new_project_outside_the_repository_runs_with_each_effect_once() {
     );
 
     // Each subscriber applies e1 and e2 once and skips e1's second delivery.
-    let logs = dir.join(".herald/logs/herald");
     for subscriber in ["tally", "audit"] {
-        let file = logs.join(format!("{subscriber}.log"));
-        wait_for(
-            &format!("{subscriber} skipped the duplicate"),
-            &log,
-            Duration::from_secs(120),
-            || {
-                // The function's log lines, as Lambda writes them (JSON).
-                let lines = std::fs::read_to_string(&file).unwrap_or_default();
-                lines.contains(r#""delivery":"duplicate""#)
-                    && ["e1", "e2"]
-                        .iter()
-                        .all(|id| lines.contains(&format!(r#""eventId":"{id}""#)))
-            },
-        )
-        .await;
+        let parts = [r#""delivery":"duplicate""#.to_string()]
+            .into_iter()
+            .chain(["e1", "e2"].map(|id| format!(r#""eventId":"{id}""#)))
+            .collect::<Vec<_>>();
+        wait_for_log(&dir, &log, subscriber, &parts).await;
     }
-    let aws = herald_local::Endpoint::external(endpoint("DYNAMODB"))
-        .sdk_config()
-        .await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let stack = herald_ops::running_stack(&dir, "herald").unwrap();
+    let once = |id: &str| (id.to_string(), "1".to_string());
     for id in ["TallyTable", "AuditTable"] {
-        let table = stack.reference(id).unwrap();
-        let items = dynamodb.scan().table_name(table).send().await.unwrap();
-        let mut applied: Vec<(String, String)> = items
-            .items()
-            .iter()
-            .map(|item| {
-                let s = |k: &str| match &item[k] {
-                    aws_sdk_dynamodb::types::AttributeValue::S(v)
-                    | aws_sdk_dynamodb::types::AttributeValue::N(v) => v.clone(),
-                    other => panic!("{other:?}"),
-                };
-                (s("eventId"), s("applied"))
-            })
-            .collect();
-        applied.sort();
-        let once = |id: &str| (id.to_string(), "1".to_string());
-        assert_eq!(applied, [once("e1"), once("e2")], "{id}");
+        assert_eq!(
+            applied(&dir, &text, id).await,
+            [once("e1"), once("e2")],
+            "{id}"
+        );
     }
-    drop(_up);
+    drop(up);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_event_sourced_service_applies_each_movement_once() {
+    let base = std::env::temp_dir().join(common::unique("herald-new-es"));
+    std::fs::create_dir_all(&base).unwrap();
+    herald(&base, &["new", "bank", "--event-sourced"]);
+    let dir = base.join("bank");
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (up, text) = local_up(&base, &dir).await;
+    let log = base.join("up.log");
+    let accounts = url_of(&text, "accounts");
+
+    let post = |path: &str, body: serde_json::Value| {
+        let url = format!("{}{path}", accounts.trim_end_matches('/'));
+        async move {
+            request(
+                "POST",
+                &url,
+                Some(body.to_string().into_bytes()),
+                &[("content-type", "application/json")],
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let deposits = "/accounts/a-1/deposits";
+    let withdrawals = "/accounts/a-1/withdrawals";
+    let (status, answer) = post(deposits, json!({"movement": "m-1", "amount": 100})).await;
+    assert_eq!((status, &answer["version"]), (201, &json!(1)), "{answer}");
+    // The same movement again (a client's retry): its first outcome, nothing appended.
+    let (status, answer) = post(deposits, json!({"movement": "m-1", "amount": 100})).await;
+    assert_eq!(
+        (status, &answer["replayed"]),
+        (200, &json!(true)),
+        "{answer}"
+    );
+    // Refused on the account's state, and on a bad field: each names the field.
+    let (status, answer) = post(withdrawals, json!({"movement": "m-2", "amount": 500})).await;
+    assert_eq!(
+        (status, &answer["error"]["field"]),
+        (409, &json!("amount")),
+        "{answer}"
+    );
+    let (status, answer) = post(deposits, json!({"movement": "m-3", "amount": 0})).await;
+    assert_eq!(
+        (status, &answer["error"]["field"]),
+        (400, &json!("amount")),
+        "{answer}"
+    );
+    let (status, answer) = post(withdrawals, json!({"movement": "m-4", "amount": 30})).await;
+    assert_eq!((status, &answer["version"]), (201, &json!(2)), "{answer}");
+
+    // Published from the event store through the bus: the subscriber counts each appended
+    // event once, and nothing else.
+    let ids = ["a-1.m-1", "a-1.m-4"];
+    let parts = ids.map(|id| format!(r#""eventId":"{id}""#));
+    wait_for_log(&dir, &log, "tally", &parts).await;
+    let once = |id: &str| (id.to_string(), "1".to_string());
+    assert_eq!(
+        applied(&dir, &text, "TallyTable").await,
+        ids.map(once),
+        "TallyTable"
+    );
+    drop(up);
     let _ = std::fs::remove_dir_all(&base);
 }

@@ -71,8 +71,8 @@ fn idempotency_records_outlive_every_dead_letter_queue_in_the_templates() {
 }
 
 /// The building blocks: the bus holds the TTL parameter and passes it in its contract (item 6);
-/// every subscriber and producer takes it from there, and keeps no queue longer than the bus's
-/// smallest TTL allows.
+/// every subscriber and an event-sourced service's publisher take it from there, and keep no
+/// queue longer than the bus's smallest TTL allows.
 #[test]
 fn the_blocks_take_the_ttl_from_the_bus_and_keep_queues_within_it() {
     let root = common::root().join("infra/blocks");
@@ -83,25 +83,36 @@ fn the_blocks_take_the_ttl_from_the_bus_and_keep_queues_within_it() {
         contract[6],
         serde_json::json!({"Ref": "IdempotencyTtlSeconds"})
     );
-    let subscriber = Template::load(&root.join("subscriber.yaml")).unwrap();
-    let mut queues = 0;
-    for (id, queue) in subscriber.of_kind("AWS::SQS::Queue") {
-        let retention = number(&queue.properties["MessageRetentionPeriod"]);
-        assert!(
-            retention + REDRIVE_MARGIN_SECONDS <= min_ttl,
-            "{id}: {retention} s"
-        );
-        queues += 1;
+    // The subscriber's queue and DLQ; the service's publisher dead-letter and failure queues.
+    for (block, expected_queues) in [("subscriber.yaml", 2), ("service.yaml", 2)] {
+        let template = Template::load(&root.join(block)).unwrap();
+        let mut queues = 0;
+        for (id, queue) in template.of_kind("AWS::SQS::Queue") {
+            let retention = number(&queue.properties["MessageRetentionPeriod"]);
+            assert!(
+                retention + REDRIVE_MARGIN_SECONDS <= min_ttl,
+                "{block} {id}: {retention} s"
+            );
+            queues += 1;
+        }
+        assert_eq!(queues, expected_queues, "{block}");
+        let keeping_records: Vec<_> = template
+            .of_kind("AWS::Serverless::Function")
+            .filter(|(_, f)| {
+                f.properties["Environment"]["Variables"]
+                    .get("IDEMPOTENCY_TABLE")
+                    .is_some()
+            })
+            .collect();
+        assert!(!keeping_records.is_empty(), "{block}");
+        for (id, function) in keeping_records {
+            assert_eq!(
+                function.properties["Environment"]["Variables"]["IDEMPOTENCY_TTL_SECONDS"],
+                serde_json::json!({"Fn::Select": [6, {"Ref": "Bus"}]}),
+                "{block} {id}"
+            );
+        }
     }
-    assert_eq!(queues, 2);
-    let (_, function) = subscriber
-        .of_kind("AWS::Serverless::Function")
-        .next()
-        .unwrap();
-    assert_eq!(
-        function.properties["Environment"]["Variables"]["IDEMPOTENCY_TTL_SECONDS"],
-        serde_json::json!({"Fn::Select": [6, {"Ref": "Bus"}]})
-    );
 }
 
 #[test]

@@ -67,6 +67,10 @@ enum Command {
         /// Depend on this version of herald from the registry.
         #[arg(long)]
         herald_version: Option<String>,
+        /// Start from an event-sourced service (commands on accounts over HTTP, an event store,
+        /// its publisher) instead of a producer taking events over HTTP.
+        #[arg(long)]
+        event_sourced: bool,
     },
     /// Add to the project around the current directory.
     Add {
@@ -402,6 +406,7 @@ async fn dispatch(command: Command, output: Output) -> Result<()> {
             dir,
             herald_git,
             herald_version,
+            event_sourced,
         } => {
             let source = match (herald_git, herald_version) {
                 (Some(url), _) => new::HeraldSource::Git(url),
@@ -409,7 +414,12 @@ async fn dispatch(command: Command, output: Output) -> Result<()> {
                 _ => new::HeraldSource::this_build(),
             };
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            new::new(&name, &dir, &source)?;
+            let starter = if event_sourced {
+                new::Starter::EventSourced
+            } else {
+                new::Starter::Pipeline
+            };
+            new::new(&name, &dir, &source, starter)?;
             println!(
                 "created {name} in {}\n\n  cd {}\n  herald local up        # the pipeline on your laptop\n  cargo test              # its tests",
                 dir.display(),

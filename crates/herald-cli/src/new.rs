@@ -25,7 +25,21 @@ const SAMPLES: &str = include_str!("../scaffold/samples.yaml.tmpl");
 const README: &str = include_str!("../scaffold/README.md.tmpl");
 const CI: &str = include_str!("../scaffold/ci.tmpl");
 const GITIGNORE: &str = include_str!("../scaffold/gitignore.tmpl");
-const BLOCKS: [(&str, &str); 3] = [
+/// The event-sourced starting point (`herald new NAME --event-sourced`).
+mod event_sourced {
+    pub const ACCOUNT_RS: &str = include_str!("../scaffold/event-sourced/account.rs.tmpl");
+    pub const SERVICE_RS: &str = include_str!("../scaffold/event-sourced/service.rs.tmpl");
+    pub const EVENTS_RS: &str = include_str!("../scaffold/event-sourced/events.rs.tmpl");
+    pub const MAIN_RS: &str = include_str!("../scaffold/event-sourced/main.rs.tmpl");
+    pub const TEMPLATE: &str = include_str!("../scaffold/event-sourced/template.yaml.tmpl");
+    pub const README: &str = include_str!("../scaffold/event-sourced/README.md.tmpl");
+    pub const SAMPLES: &str = include_str!("../scaffold/event-sourced/samples.yaml.tmpl");
+    pub const SAMPLE: &str = include_str!("../scaffold/event-sourced/sample.json.tmpl");
+    pub const DEPOSIT: &str = include_str!("../scaffold/event-sourced/deposit.json.tmpl");
+    pub const DEPOSITED: &str = include_str!("../scaffold/event-sourced/deposited.schema.json");
+    pub const WITHDRAWN: &str = include_str!("../scaffold/event-sourced/withdrawn.schema.json");
+}
+const BLOCKS: [(&str, &str); 4] = [
     ("bus.yaml", include_str!("../../../infra/blocks/bus.yaml")),
     (
         "producer.yaml",
@@ -35,7 +49,21 @@ const BLOCKS: [(&str, &str); 3] = [
         "subscriber.yaml",
         include_str!("../../../infra/blocks/subscriber.yaml"),
     ),
+    (
+        "service.yaml",
+        include_str!("../../../infra/blocks/service.yaml"),
+    ),
 ];
+
+/// What a new project starts from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Starter {
+    /// A producer taking events over HTTP, the router, and a subscriber counting them.
+    Pipeline,
+    /// An event-sourced accounts service (commands over HTTP, an event store, its publisher),
+    /// the router, and a subscriber counting the accounts' events.
+    EventSourced,
+}
 
 /// Where the markers `herald add` inserts at sit.
 const MODULES_MARKER: &str = "// herald add subscriber: modules\n";
@@ -70,45 +98,88 @@ impl HeraldSource {
             HeraldSource::Version(version) => format!("{version:?}"),
         }
     }
+
+    /// The same with the in-memory ports (`test-util`), for `[dev-dependencies]`.
+    fn test_dependency(&self) -> String {
+        let features = r#"features = ["test-util"]"#;
+        match self {
+            HeraldSource::Version(version) => format!("{{ version = {version:?}, {features} }}"),
+            other => other
+                .dependency()
+                .replacen(" }", &format!(", {features} }}"), 1),
+        }
+    }
 }
 
 /// Scaffold the project `name` in `dir` (which must not exist or be empty).
-pub fn new(name: &str, dir: &Path, herald: &HeraldSource) -> Result<()> {
+pub fn new(name: &str, dir: &Path, herald: &HeraldSource, starter: Starter) -> Result<()> {
     check_name("project", name, '-')?;
     if dir.exists() && dir.read_dir()?.next().is_some() {
         bail!("{} exists and is not empty", dir.display());
     }
     let subscriber = "tally";
-    let types = ["note_added".to_string()];
+    let types: Vec<String> = match starter {
+        Starter::Pipeline => vec!["note_added".into()],
+        Starter::EventSourced => vec!["deposited".into(), "withdrawn".into()],
+    };
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{herald}}", &herald.dependency())
+            .replace("{{herald_test}}", &herald.test_dependency())
             .replace("{{subscriber}}", subscriber)
             .replace("{{Subscriber}}", &camel(subscriber))
             .replace("{{types_rust}}", &rust_list(&types))
             .replace("{{types_json}}", &json_list(&types))
     };
     let subscriber_yaml = fill(SUBSCRIBER_YAML);
-    let files: Vec<(String, String)> = vec![
+    let mut files: Vec<(String, String)> = vec![
         (
             "Cargo.toml".into(),
             fill(CARGO_TOML) + &profiles(WORKSPACE_MANIFEST, CARGO_LOCK),
         ),
         ("Cargo.lock".into(), CARGO_LOCK.into()),
-        ("src/main.rs".into(), fill(MAIN_RS)),
-        ("src/events.rs".into(), fill(EVENTS_RS)),
         (format!("src/{subscriber}.rs"), fill(SUBSCRIBER_RS)),
-        (
-            "template.yaml".into(),
-            fill(TEMPLATE).replace("{{subscriber_yaml}}", &subscriber_yaml),
-        ),
-        ("events/schemas/note_added/v1.json".into(), SCHEMA.into()),
-        ("events/producer/request.json".into(), fill(REQUEST)),
-        ("events/samples.yaml".into(), SAMPLES.into()),
-        ("README.md".into(), fill(README)),
         (".ci/run".into(), CI.into()),
         (".gitignore".into(), GITIGNORE.into()),
     ];
+    let (main, events, template, readme) = match starter {
+        Starter::Pipeline => {
+            files.extend([
+                ("events/schemas/note_added/v1.json".into(), SCHEMA.into()),
+                ("events/producer/request.json".into(), fill(REQUEST)),
+                ("events/samples.yaml".into(), SAMPLES.into()),
+            ]);
+            (MAIN_RS, EVENTS_RS, TEMPLATE, README)
+        }
+        Starter::EventSourced => {
+            use event_sourced as es;
+            files.extend([
+                ("src/account.rs".into(), fill(es::ACCOUNT_RS)),
+                ("src/service.rs".into(), fill(es::SERVICE_RS)),
+                (
+                    "events/schemas/deposited/v1.json".into(),
+                    es::DEPOSITED.into(),
+                ),
+                (
+                    "events/schemas/withdrawn/v1.json".into(),
+                    es::WITHDRAWN.into(),
+                ),
+                ("events/samples/accounts.json".into(), fill(es::SAMPLE)),
+                ("events/accounts/deposit.json".into(), es::DEPOSIT.into()),
+                ("events/samples.yaml".into(), es::SAMPLES.into()),
+            ]);
+            (es::MAIN_RS, es::EVENTS_RS, es::TEMPLATE, es::README)
+        }
+    };
+    files.extend([
+        ("src/main.rs".into(), fill(main)),
+        ("src/events.rs".into(), fill(events)),
+        (
+            "template.yaml".into(),
+            fill(template).replace("{{subscriber_yaml}}", &subscriber_yaml),
+        ),
+        ("README.md".into(), fill(readme)),
+    ]);
     for (file, text) in files.iter().map(|(f, t)| (f.clone(), t.clone())).chain(
         BLOCKS
             .iter()
@@ -117,7 +188,25 @@ pub fn new(name: &str, dir: &Path, herald: &HeraldSource) -> Result<()> {
         write(&dir.join(file), &text)?;
     }
     make_executable(&dir.join(".ci/run"))?;
+    let sources: Vec<PathBuf> = files
+        .iter()
+        .filter(|(file, _)| file.ends_with(".rs"))
+        .map(|(file, _)| dir.join(file))
+        .collect();
+    rustfmt(&sources);
     Ok(())
+}
+
+/// Format what was written as `cargo fmt` would (names of any length change line widths), so
+/// the project's CI (`cargo fmt --check`) passes from the start. Best effort: without rustfmt the
+/// code still compiles.
+fn rustfmt(files: &[PathBuf]) {
+    let _ = std::process::Command::new("rustfmt")
+        .args(["--edition", "2021"])
+        .args(files)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// Add the subscriber `name` taking `types` to the project at `root`: its code, its
@@ -180,6 +269,7 @@ pub fn add_subscriber(root: &Path, name: &str, types: &[String]) -> Result<()> {
     write(&code, &fill(SUBSCRIBER_RS))?;
     write(&main, &main_text)?;
     write(&template, &template_text)?;
+    rustfmt(&[code, main]);
     Ok(())
 }
 
@@ -327,6 +417,39 @@ mod tests {
     }
 
     #[test]
+    fn the_event_sourced_starter_takes_a_subscriber_too() {
+        let dir = std::env::temp_dir().join(format!("herald-new-es-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let herald = HeraldSource::Path("/opt/herald/crates/herald".into());
+        new("bank", &dir, &herald, Starter::EventSourced).unwrap();
+        add_subscriber(&dir, "audit", &["withdrawn".into()]).unwrap();
+        let main = read(&dir.join("src/main.rs")).unwrap();
+        for line in [
+            "mod account;",
+            "\"accounts\" =>",
+            "\"publisher\" =>",
+            "\"audit\" =>",
+        ] {
+            assert!(main.contains(line), "{line} missing:\n{main}");
+        }
+        let template = read(&dir.join("template.yaml")).unwrap();
+        assert!(
+            template.contains("Location: infra/blocks/service.yaml")
+                && template.contains(r#"'{"type": ["deposited", "withdrawn"]}'"#),
+            "{template}"
+        );
+        assert!(dir.join("infra/blocks/service.yaml").exists());
+        let manifest = read(&dir.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(
+                r#"herald = { path = "/opt/herald/crates/herald", features = ["test-util"] }"#
+            ),
+            "{manifest}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn the_new_project_builds_with_heralds_profiles() {
         let profiles = profiles(WORKSPACE_MANIFEST, CARGO_LOCK);
         for section in [
@@ -349,7 +472,13 @@ mod tests {
     fn a_new_project_takes_a_subscriber_added_later() {
         let dir = std::env::temp_dir().join(format!("herald-new-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        new("demo", &dir, &HeraldSource::Version("0.1.0".into())).unwrap();
+        new(
+            "demo",
+            &dir,
+            &HeraldSource::Version("0.1.0".into()),
+            Starter::Pipeline,
+        )
+        .unwrap();
         add_subscriber(&dir, "audit", &["note_added".into(), "note_removed".into()]).unwrap();
         let main = read(&dir.join("src/main.rs")).unwrap();
         assert!(
@@ -371,7 +500,13 @@ mod tests {
             again.to_string().contains("has a subscriber audit"),
             "{again}"
         );
-        assert!(new("demo", &dir, &HeraldSource::Version("0.1.0".into())).is_err());
+        assert!(new(
+            "demo",
+            &dir,
+            &HeraldSource::Version("0.1.0".into()),
+            Starter::Pipeline
+        )
+        .is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
