@@ -6,7 +6,8 @@
 //! field. The event-sourced starting point (`herald new --event-sourced`) runs the same way:
 //! commands over HTTP, a movement sent twice applied once, refusals naming their field, and
 //! each appended event published to the subscriber once. Nothing of this repository is read but
-//! the herald crates (the scaffold's dependency).
+//! the herald crates (the scaffold's dependency). Each project's own CI script passes as
+//! scaffolded (fmt, clippy, its unit tests, its schema check).
 
 mod common;
 
@@ -62,6 +63,30 @@ async fn wait_for(what: &str, log: &Path, limit: Duration, mut done: impl FnMut(
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The project's own CI script (`.ci/run`: fmt, clippy, its unit tests, `herald schema check`)
+/// passes as scaffolded.
+fn project_ci_passes(dir: &Path) {
+    let path = format!(
+        "{}:{}",
+        common::bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .arg(".ci/run")
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", common::root().join("target/herald-new"))
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "{}/.ci/run failed:\n{}{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// One scaffolded project at a time: each builds and starts an emulator and its functions.
@@ -186,6 +211,7 @@ async fn a_new_project_outside_the_repository_runs_with_each_effect_once() {
     );
 
     let _one = ONE_AT_A_TIME.lock().await;
+    project_ci_passes(&dir);
     let (up, text) = local_up(&base, &dir).await;
     let log = base.join("up.log");
     let producer = url_of(&text, "producer");
@@ -245,6 +271,7 @@ async fn a_new_event_sourced_service_applies_each_movement_once() {
     herald(&base, &["new", "bank", "--event-sourced"]);
     let dir = base.join("bank");
     let _one = ONE_AT_A_TIME.lock().await;
+    project_ci_passes(&dir);
     let (up, text) = local_up(&base, &dir).await;
     let log = base.join("up.log");
     let accounts = url_of(&text, "accounts");

@@ -266,9 +266,12 @@ pub fn add_subscriber(root: &Path, name: &str, types: &[String]) -> Result<()> {
         &format!("{RESOURCES_MARKER}{}", fill(SUBSCRIBER_YAML)),
         1,
     );
+    let sample = root.join(format!("events/{name}/sqs.json"));
+    let sample_text = serde_json::to_string_pretty(&sqs_sample(root, &package, &types[0]))?;
     write(&code, &fill(SUBSCRIBER_RS))?;
     write(&main, &main_text)?;
     write(&template, &template_text)?;
+    write(&sample, &(sample_text + "\n"))?;
     rustfmt(&[code, main]);
     Ok(())
 }
@@ -321,6 +324,75 @@ fn workspace_members(lock: &str) -> Vec<String> {
                 .map(|name| name.trim_matches('"').to_string())
         })
         .collect()
+}
+
+/// An SQS event as the subscriber's queue delivers it (`herald invoke NAME events/NAME/sqs.json`):
+/// one message whose body is an event of `event_type` as the router publishes it — one of the
+/// project's declared samples when it has one of that type, else an event with empty data.
+fn sqs_sample(root: &Path, package: &str, event_type: &str) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let declared = herald_local::schemas::sample_events(&root.join("events"))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(_, event)| event)
+        .find(|event| event["type"] == event_type);
+    let mut event = declared.unwrap_or_else(|| {
+        json!({
+            "id": format!("{event_type}-sample-1"),
+            "type": event_type,
+            "source": format!("{package}/samples"),
+            "subject": "sample-1",
+            "data": {},
+        })
+    });
+    let id = event["id"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{event_type}-sample-1"));
+    let defaults = [
+        ("specversion", json!("1.0")),
+        ("id", json!(id)),
+        ("time", json!("2026-01-01T00:00:00.000Z")),
+        ("datacontenttype", json!("application/json")),
+        ("kind", json!("business")),
+        ("schemaversion", json!(1)),
+        ("correlationid", json!(id)),
+    ];
+    if let Value::Object(fields) = &mut event {
+        for (field, value) in defaults {
+            fields.entry(field).or_insert(value);
+        }
+    }
+    let attribute = |value: &Value| {
+        json!({
+            "stringValue": match value { Value::String(s) => s.clone(), other => other.to_string() },
+            "stringListValues": [], "binaryListValues": [], "dataType": "String",
+        })
+    };
+    json!({
+        "Records": [{
+            "messageId": "00000000-0000-4000-8000-000000000001",
+            "receiptHandle": "sample",
+            "body": event.to_string(),
+            "attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": "1767225600000",
+                "SenderId": "AIDASAMPLE",
+                "ApproximateFirstReceiveTimestamp": "1767225600010",
+            },
+            "messageAttributes": {
+                "type": attribute(&event["type"]),
+                "kind": attribute(&event["kind"]),
+                "source": attribute(&event["source"]),
+                "schemaversion": attribute(&event["schemaversion"]),
+                "correlationid": attribute(&event["correlationid"]),
+            },
+            "md5OfBody": "",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": format!("arn:aws:sqs:us-east-1:123456789012:{package}-queue"),
+            "awsRegion": "us-east-1",
+        }]
+    })
 }
 
 /// The `name` of the project's package.
@@ -495,6 +567,18 @@ mod tests {
         assert!(read(&dir.join("src/audit.rs"))
             .unwrap()
             .contains("\"note_added\", \"note_removed\""));
+        // Its sample: the project's declared note_added sample, as the queue delivers it.
+        let sample: serde_json::Value =
+            serde_json::from_str(&read(&dir.join("events/audit/sqs.json")).unwrap()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(sample["Records"][0]["body"].as_str().unwrap()).unwrap();
+        assert_eq!(body["type"], "note_added", "{body}");
+        assert_eq!(body["data"]["text"], "hello", "{body}");
+        assert_eq!(body["specversion"], "1.0", "{body}");
+        assert_eq!(
+            sample["Records"][0]["messageAttributes"]["type"]["stringValue"],
+            "note_added"
+        );
         let again = add_subscriber(&dir, "audit", &["note_added".into()]).unwrap_err();
         assert!(
             again.to_string().contains("has a subscriber audit"),
