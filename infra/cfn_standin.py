@@ -7,13 +7,15 @@ The emulator's CloudFormation (`infra/moto_server.py`) runs the SAM transform as
 the template as sent for `GetTemplate`, and creates what moto's leaves out and AWS creates (alarms,
 SNS subscriptions, delivery streams, Function URLs, table TTL and PITR). One difference from AWS:
 the code is a placeholder zip (nothing runs it; the local runner plays Lambda, and nothing answers
-at a Function URL's address).
+at a Function URL's address). Nested applications with a local template (the building blocks in
+`infra/blocks/`) are packaged and uploaded as `sam package` does, and become nested stacks.
 
 Usage: python infra/cfn_standin.py --endpoint http://127.0.0.1:5050 --stack prod [--template t.yaml]
 Prints the stack's status and resource count; exits non-zero when the stack was not created.
 """
 
 import argparse
+import hashlib
 import io
 import json
 import os
@@ -24,6 +26,31 @@ import boto3
 from samtranslator.yaml_helper import yaml_parse
 
 CODE_BUCKET = "herald-standin-code"
+
+
+def package(s3, template, directory):
+    """What `sam package` does to `template` (read from `directory`): each function's code in S3,
+    and each nested application with a local template (the building blocks) packaged the same
+    way and uploaded, its `Location` the object's URL, so CloudFormation creates it as a nested
+    stack of its own."""
+    for resource in template["Resources"].values():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            properties["CodeUri"] = f"s3://{CODE_BUCKET}/bootstrap.zip"
+        location = properties.get("Location")
+        if (
+            resource["Type"] == "AWS::Serverless::Application"
+            and isinstance(location, str)
+            and "://" not in location
+        ):
+            path = os.path.join(directory, location)
+            with open(path) as f:
+                child = yaml_parse(f.read())
+            package(s3, child, os.path.dirname(path))
+            body = json.dumps(child).encode()
+            key = f"templates/{hashlib.sha256(body).hexdigest()[:16]}.json"
+            s3.put_object(Bucket=CODE_BUCKET, Key=key, Body=body)
+            properties["Location"] = f"https://s3.amazonaws.com/{CODE_BUCKET}/{key}"
 
 
 def main():
@@ -48,9 +75,7 @@ def main():
     with zipfile.ZipFile(code, "w") as z:
         z.writestr("bootstrap", "#!/bin/sh\nexit 1\n")
     s3.put_object(Bucket=CODE_BUCKET, Key="bootstrap.zip", Body=code.getvalue())
-    for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::Serverless::Function":
-            resource["Properties"]["CodeUri"] = f"s3://{CODE_BUCKET}/bootstrap.zip"
+    package(s3, template, os.path.dirname(os.path.abspath(args.template)))
 
     cloudformation = boto3.client("cloudformation", **session)
     cloudformation.create_stack(

@@ -10,7 +10,8 @@ hold (see `item_level_rollback`), reshards Kinesis streams as AWS does (see
 `resharding_as_on_aws`), takes out per-request costs that grow with the load rather than with
 the work (see `cheaper_requests`), and gives its CloudFormation the resources a deployed herald
 stack has and moto's leaves out (see `cloudformation_as_on_aws`) and the SAM transform
-CloudFormation runs itself (see `sam_transform_as_on_aws`).
+CloudFormation runs itself (see `sam_transform_as_on_aws`), with nested stacks' outputs (see
+`nested_stacks_as_on_aws`).
 
 Usage: python infra/moto_server.py [-H host] [-p port]
 """
@@ -539,6 +540,22 @@ def sam_transform_as_on_aws():
     responses.CloudFormationResponse.get_template = get_template_as_on_aws
 
 
+def nested_stacks_as_on_aws():
+    """A parent reads a nested stack's outputs as `!GetAtt App.Outputs.Name` (what the SAM
+    building blocks hand each other, e.g. the bus's `Contract`); moto's stack resource answers no
+    attribute. This gives each output's value, and names the one a nested stack lacks."""
+    from moto.cloudformation import models
+
+    def get_cfn_attribute(self, attribute_name):
+        name = attribute_name.removeprefix("Outputs.")
+        for output in self.output_map.values():
+            if output.key == name:
+                return output.value
+        raise KeyError(f"nested stack {self.name} has no output {name}")
+
+    models.Stack.get_cfn_attribute = get_cfn_attribute
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-H", "--host", default="127.0.0.1")
@@ -551,6 +568,7 @@ def main():
     long_polls_wait_unlocked()
     cloudformation_as_on_aws()
     sam_transform_as_on_aws()
+    nested_stacks_as_on_aws()
     app = DomainDispatcherApplication(create_backend_app)
     run_simple(args.host, args.port, serialized(app), threaded=True, request_handler=MotoRequestHandler)
 

@@ -133,6 +133,11 @@ struct Deployed {
 impl Deployed {
     /// The stack, or `None` (reported as skipped) when the machine cannot play CloudFormation.
     async fn create(test: &str) -> Option<Deployed> {
+        Deployed::create_from(test, "template.yaml").await
+    }
+
+    /// A stack of `template` (relative to the repository), or `None` as [`Deployed::create`].
+    async fn create_from(test: &str, template: &str) -> Option<Deployed> {
         if let Err(why) = can_play_cloudformation() {
             common::skip(test, &why);
             return None;
@@ -146,6 +151,8 @@ impl Deployed {
                 &endpoint,
                 "--stack",
                 &stack,
+                "--template",
+                template,
             ])
             .current_dir(common::root())
             .output()
@@ -559,6 +566,64 @@ async fn doctor_finds_a_dead_letter() {
             "herald dlq show PaymentDeadLetterQueue --stack {}",
             deployed.stack
         ),
+    );
+}
+
+/// A template on the building blocks deploys as nested stacks, one per application; herald reads
+/// it through them into the resources a local stack of it has (`WelcomeDeadLetterQueue`, not
+/// the nested stack `Welcome`), so doctor and the dead-letter commands work on it unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_on_the_building_blocks_is_read_through_its_nested_stacks() {
+    let Some(deployed) = Deployed::create_from(
+        "deployed::a_stack_on_the_building_blocks_is_read_through_its_nested_stacks",
+        "tests/signups/template.yaml",
+    )
+    .await
+    else {
+        return;
+    };
+    let (code, report) = deployed.doctor();
+    assert_eq!(code, Some(0), "{:?}", unhealthy(&report));
+    for (check, resource) in [
+        ("mapping", "BusRouterStreamMapping"),
+        ("mapping", "WelcomeQueueMapping"),
+        ("ttl", "BusIdempotencyTable"),
+    ] {
+        assert_eq!(
+            findings(&report, check, resource).len(),
+            1,
+            "{check} {resource} in {report}"
+        );
+    }
+
+    // A letter in the subscriber's dead-letter queue, which lives in the nested stack
+    // `Welcome` under a name CloudFormation gave it there.
+    let sqs = aws_sdk_sqs::Client::new(&deployed.aws);
+    let welcome = deployed.physical("Welcome").await;
+    let dlq = queue_url(&sqs, &welcome, "DeadLetterQueue").await;
+    sqs.send_message()
+        .queue_url(&dlq)
+        .message_body(r#"{"type": "user_signed_up"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (code, report) = deployed.doctor();
+    assert_one_problem(
+        &report,
+        code,
+        "deadLetters",
+        "WelcomeDeadLetterQueue",
+        &format!(
+            "herald dlq show WelcomeDeadLetterQueue --stack {}",
+            deployed.stack
+        ),
+    );
+    let shown =
+        json_of(&deployed.herald(&["dlq", "show", "WelcomeDeadLetterQueue", "--output", "json"]));
+    assert_eq!(
+        shown["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{shown}"
     );
 }
 

@@ -268,10 +268,13 @@ impl Stack {
 /// Reading a stack whose resources exist already (CloudFormation created them): the same model
 /// as one provisioned here, built from the template's resources one at a time, in creation order.
 impl Stack {
-    /// `properties` with every `Ref`, `Fn::GetAtt`, `Fn::Sub` ... resolved against the resources
-    /// described so far, the pseudo parameters and `parameters`.
+    /// `properties` of a resource of `template` with every `Ref`, `Fn::GetAtt`, `Fn::Sub` ...
+    /// resolved against the resources described so far, the pseudo parameters and
+    /// `parameters`, and each `Fn::If` by the template's conditions (a building block's
+    /// `!If [HasPolicy, ...]`), as CloudFormation evaluated them when it created the stack.
     pub fn resolve(
         &self,
+        template: &Template,
         properties: &Value,
         parameters: &BTreeMap<String, Value>,
     ) -> Result<Value> {
@@ -280,9 +283,7 @@ impl Stack {
             &Resolver {
                 stack: self,
                 parameters,
-                // A deployed stack's resources are as CloudFormation made them: what a
-                // condition left out is not among them to describe.
-                template: None,
+                template: Some(template),
             },
         )
     }

@@ -1,10 +1,13 @@
 //! Reading template.yaml: YAML with CloudFormation's short-form tags (`!Ref`, `!GetAtt`, `!Sub`, ...)
 //! turned into the long JSON form (`{"Ref": ...}`), SAM `Globals` merged into each function, and
 //! intrinsic functions resolved against the resources the local stack created. Nested
-//! applications with a local template are inlined (`nested.rs`).
+//! applications are inlined (`nested.rs`): from their local template files, or for a deployed
+//! stack from the templates of its nested stacks.
 
 mod nested;
 mod sub;
+
+pub use nested::NestedTemplates;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -50,7 +53,7 @@ impl Template {
         let parse = || -> Result<Template> {
             let mut root = parse_root(&text)?;
             let dir = path.parent().unwrap_or(Path::new("."));
-            let inlined = nested::inline(&mut root, dir)?;
+            let inlined = nested::inline(&mut root, &nested::Source::Files(dir.to_path_buf()))?;
             Template::from_root(&root, &inlined.ids)
         };
         parse().with_context(|| format!("parsing {}", path.display()))
@@ -100,6 +103,14 @@ impl Template {
     /// Parse template text.
     pub fn parse(text: &str) -> Result<Template> {
         Template::from_root(&parse_root(text)?, &BTreeSet::new())
+    }
+
+    /// Parse a deployed stack's template `text`, with its applications inlined from the
+    /// templates its nested stacks were created from (`nested`, by the applications' ids).
+    pub fn parse_with_nested(text: &str, nested: &NestedTemplates) -> Result<Template> {
+        let mut root = parse_root(text)?;
+        let inlined = nested::inline(&mut root, &nested::Source::Deployed(nested))?;
+        Template::from_root(&root, &inlined.ids)
     }
 
     /// The template in `root`; the functions in `merged` have their `Globals` already.

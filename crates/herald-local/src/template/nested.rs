@@ -1,15 +1,17 @@
-//! Nested applications with a local template (`AWS::Serverless::Application` with a file
-//! `Location`, or `AWS::CloudFormation::Stack` with a file `TemplateURL`), inlined into the parent
-//! so the local stack is one flat set of resources, as the runner, the alarms and the console
-//! expect.
+//! Nested applications (`AWS::Serverless::Application`, `AWS::CloudFormation::Stack`) inlined
+//! into the parent, so a stack is one flat set of resources, as the runner, the alarms, the
+//! console and the ops commands expect. Locally the children are files (a `Location` or
+//! `TemplateURL` relative to the parent); for a deployed stack they are the templates its nested
+//! stacks were created from ([`NestedTemplates`]).
 //!
 //! A child's resource `Queue` under the application `Alerts` becomes `AlertsQueue` (the name
 //! `herald`'s commands show, locally and for a deployed stack alike); its parameters become the
 //! values the parent passes (or their defaults); the parent's `!GetAtt Alerts.Outputs.QueueUrl`
 //! becomes the child's output value. Each child keeps its own `Globals`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::PathBuf;
 
 use super::sub::{Piece, Sub};
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,6 +20,77 @@ use serde_json::{Map, Value};
 /// How deep applications may nest (CloudFormation allows more; a loop is the likelier cause).
 const MAX_DEPTH: usize = 8;
 
+/// The templates a deployed stack's nested stacks were created from (`GetTemplate`, as sent),
+/// by the logical id of their application in the parent, each with its own nested stacks':
+/// what [`Template::parse_with_nested`](super::Template::parse_with_nested) inlines.
+#[derive(Clone, Debug, Default)]
+pub struct NestedTemplates {
+    templates: BTreeMap<String, (String, NestedTemplates)>,
+}
+
+impl NestedTemplates {
+    /// Add the template `text` of the nested stack the parent names `id`, and its own nested
+    /// stacks' templates.
+    pub fn insert(&mut self, id: impl Into<String>, text: String, nested: NestedTemplates) {
+        self.templates.insert(id.into(), (text, nested));
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+}
+
+/// Where the templates of a template's applications come from.
+pub(super) enum Source<'a> {
+    /// Files; relative locations start at this directory (the parent's).
+    Files(PathBuf),
+    /// The templates of a deployed stack's nested stacks.
+    Deployed(&'a NestedTemplates),
+}
+
+/// One child's template: its text, what to call it in an error, and where its own children
+/// come from.
+struct Found<'a> {
+    text: Cow<'a, str>,
+    name: String,
+    children: Source<'a>,
+}
+
+impl<'a> Source<'a> {
+    /// The template of application `id` (resource `body`); `None` when `body` is not an
+    /// application, or is one CloudFormation did not create (its condition false).
+    fn child(&self, id: &str, body: &Value) -> Option<Result<Found<'a>>> {
+        if !is_application(body) {
+            return None;
+        }
+        let kind = body.get("Type")?.as_str()?;
+        match self {
+            Source::Files(dir) => Some(location(kind, body).and_then(|file| {
+                let path = dir.join(file);
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("application {id}: reading {}", path.display()))?;
+                Ok(Found {
+                    text: Cow::Owned(text),
+                    name: path.display().to_string(),
+                    children: Source::Files(path.parent().unwrap_or(dir).to_path_buf()),
+                })
+            })),
+            Source::Deployed(nested) => match nested.templates.get(id) {
+                Some((text, children)) => Some(Ok(Found {
+                    text: Cow::Borrowed(text.as_str()),
+                    name: format!("nested stack {id}"),
+                    children: Source::Deployed(children),
+                })),
+                None if body.get("Condition").is_some() => None,
+                None => Some(Err(anyhow!(
+                    "application {id}: the stack has no nested stack of that logical id"
+                ))),
+            },
+        }
+    }
+}
+
 /// What inlining left behind: the ids of the resources that came from children (their
 /// `Globals` are merged already; the parent's must not be).
 #[derive(Debug, Default)]
@@ -25,22 +98,30 @@ pub(super) struct Inlined {
     pub(super) ids: BTreeSet<String>,
 }
 
-/// Inline every local application of `root` (a template in CloudFormation's long JSON form),
-/// whose relative paths start at `dir`.
-pub(super) fn inline(root: &mut Map<String, Value>, dir: &Path) -> Result<Inlined> {
-    inline_at(root, dir, 0)
+/// Inline every application of `root` (a template in CloudFormation's long JSON form) whose
+/// template `source` has.
+pub(super) fn inline(root: &mut Map<String, Value>, source: &Source) -> Result<Inlined> {
+    inline_at(root, source, 0)
 }
 
-fn inline_at(root: &mut Map<String, Value>, dir: &Path, depth: usize) -> Result<Inlined> {
+fn inline_at(root: &mut Map<String, Value>, source: &Source, depth: usize) -> Result<Inlined> {
     let mut inlined = Inlined::default();
     let Some(Value::Object(resources)) = root.get("Resources") else {
         return Ok(inlined);
     };
-    let applications: Vec<(String, String)> = resources
-        .iter()
-        .filter_map(|(id, body)| location(body).map(|l| l.map(|l| (id.clone(), l))))
-        .collect::<Result<_>>()?;
-    if applications.is_empty() {
+    let mut applications: Vec<(String, Found)> = Vec::new();
+    // Applications CloudFormation did not create: left out, as their condition says.
+    let mut absent: BTreeSet<String> = BTreeSet::new();
+    for (id, body) in resources {
+        match source.child(id, body) {
+            Some(found) => applications.push((id.clone(), found?)),
+            None if matches!(source, Source::Deployed(_)) && is_application(body) => {
+                absent.insert(id.clone());
+            }
+            None => {}
+        }
+    }
+    if applications.is_empty() && absent.is_empty() {
         return Ok(inlined);
     }
     if depth >= MAX_DEPTH {
@@ -50,25 +131,21 @@ fn inline_at(root: &mut Map<String, Value>, dir: &Path, depth: usize) -> Result<
     let mut outputs: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let mut added: Vec<(String, Value)> = Vec::new();
     let mut added_conditions: Vec<(String, Value)> = Vec::new();
-    for (id, file) in &applications {
-        let path = dir.join(file);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("application {id}: reading {}", path.display()))?;
-        let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
-            .with_context(|| format!("application {id}: parsing {}", path.display()))?;
+    for (id, found) in &applications {
+        let yaml: serde_yaml::Value = serde_yaml::from_str(&found.text)
+            .with_context(|| format!("application {id}: parsing {}", found.name))?;
         let Value::Object(mut child) = super::to_json(yaml)? else {
-            bail!("application {id}: {} is not a template", path.display());
+            bail!("application {id}: {} is not a template", found.name);
         };
-        let child_dir = path.parent().unwrap_or(dir);
-        let nested = inline_at(&mut child, child_dir, depth + 1)
-            .with_context(|| format!("application {id} ({})", path.display()))?;
+        let nested = inline_at(&mut child, &found.children, depth + 1)
+            .with_context(|| format!("application {id} ({})", found.name))?;
         let passed = resources[id]
             .get("Properties")
             .and_then(|p| p.get("Parameters"))
             .cloned()
             .unwrap_or(Value::Object(Map::new()));
         let child = Child::new(id, &child, &passed)
-            .with_context(|| format!("application {id} ({})", path.display()))?;
+            .with_context(|| format!("application {id} ({})", found.name))?;
         for (child_id, body) in child.resources(&nested)? {
             inlined.ids.insert(child_id.clone());
             added.push((child_id, body));
@@ -76,7 +153,11 @@ fn inline_at(root: &mut Map<String, Value>, dir: &Path, depth: usize) -> Result<
         added_conditions.extend(child.conditions()?);
         outputs.insert(id.clone(), child.outputs()?);
     }
-    let ids: BTreeSet<&str> = applications.iter().map(|(id, _)| id.as_str()).collect();
+    let ids: BTreeSet<&str> = applications
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .chain(absent.iter().map(String::as_str))
+        .collect();
     let Some(Value::Object(resources)) = root.get_mut("Resources") else {
         unreachable!("checked above");
     };
@@ -121,17 +202,22 @@ fn inline_at(root: &mut Map<String, Value>, dir: &Path, depth: usize) -> Result<
     bail!("the applications' outputs refer to each other in a cycle")
 }
 
-/// The local template file of an application resource; `None` for any other resource, an
-/// error for an application that is not local (the Serverless Application Repository, S3).
-fn location(body: &Value) -> Option<Result<String>> {
-    let kind = body.get("Type")?.as_str()?;
+fn is_application(body: &Value) -> bool {
+    matches!(
+        body.get("Type").and_then(Value::as_str),
+        Some("AWS::Serverless::Application" | "AWS::CloudFormation::Stack")
+    )
+}
+
+/// The local template file of an application resource of type `kind`; an error for one that is
+/// not local (the Serverless Application Repository, S3).
+fn location(kind: &str, body: &Value) -> Result<String> {
     let property = match kind {
         "AWS::Serverless::Application" => "Location",
-        "AWS::CloudFormation::Stack" => "TemplateURL",
-        _ => return None,
+        _ => "TemplateURL",
     };
     let value = body.get("Properties").and_then(|p| p.get(property));
-    Some(match value.and_then(Value::as_str) {
+    match value.and_then(Value::as_str) {
         Some(file) if !file.contains("://") => Ok(file.to_string()),
         _ => {
             Err(anyhow!(
@@ -139,7 +225,7 @@ fn location(body: &Value) -> Option<Result<String>> {
             value.map(Value::to_string).unwrap_or_else(|| "(none)".into())
         ))
         }
-    })
+    }
 }
 
 /// One child template, about to be inlined under its application's id.
@@ -441,6 +527,7 @@ fn replace_sub_outputs(
 #[cfg(test)]
 mod tests {
     use super::super::{resolve, Names, Template};
+    use super::NestedTemplates;
     use serde_json::Value;
 
     struct Physical<'a>(Option<&'a Template>);
@@ -594,6 +681,61 @@ Resources:
         assert!(pos("Topic") < pos("AlertsSubscription"));
         assert!(pos("AlertsQueue") < pos("Watcher"));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_deployed_application_is_inlined_from_its_nested_stack() {
+        // As `sam deploy` sends it: the application's template uploaded, its Location a URL.
+        let parent = r#"
+Conditions:
+  Never: !Equals [a, b]
+Resources:
+  Topic: { Type: AWS::SNS::Topic }
+  Alerts:
+    Type: AWS::Serverless::Application
+    Properties:
+      Location: https://s3.amazonaws.com/bucket/templates/subscriber.json
+      Parameters: { TopicArn: !Ref Topic, Mode: alerts }
+  Spare:
+    Type: AWS::Serverless::Application
+    Condition: Never
+    Properties:
+      Location: https://s3.amazonaws.com/bucket/templates/subscriber.json
+      Parameters: { TopicArn: !Ref Topic, Mode: spare }
+"#;
+        let mut nested = NestedTemplates::default();
+        nested.insert("Alerts", SUBSCRIBER.to_string(), NestedTemplates::default());
+        let template = Template::parse_with_nested(parent, &nested).unwrap();
+        let ids: Vec<&str> = template
+            .resources
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
+        for id in [
+            "Topic",
+            "AlertsQueue",
+            "AlertsFunction",
+            "AlertsSubscription",
+        ] {
+            assert!(ids.contains(&id), "{id} in {ids:?}");
+        }
+        assert!(
+            !ids.iter()
+                .any(|id| id.starts_with("Spare") || *id == "Alerts"),
+            "the applications themselves and the one not created are not resources: {ids:?}"
+        );
+        let function = &template
+            .resources
+            .iter()
+            .find(|(id, _)| id == "AlertsFunction");
+        assert_eq!(function.unwrap().1.properties["Timeout"], 7);
+
+        // An application the stack has no nested stack for is named.
+        let err = Template::parse_with_nested(parent, &NestedTemplates::default()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("application Alerts: the stack has no nested stack"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -2,36 +2,114 @@
 //! `ListStackResources` (CloudFormation's names carry random suffixes; none is derived from a
 //! logical id here), and the wiring — which queue dead-letters into which, which function a
 //! mapping feeds — read from the template it was deployed from (`GetTemplate`, as sent: the SAM
-//! template), resolved against those names. The result is the same
+//! template), resolved against those names. A template on the building blocks is read through
+//! its nested stacks, one per application, into the same flat set of resources a local stack
+//! of that template has. The result is the same
 //! [`Stack`] the local runner provisions, so `herald dlq` and the other commands work on either.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_config::SdkConfig;
 use serde_json::Value;
 
 use herald_local::stack::{Deployment, Physical, Stack, DEAD_LETTER_TARGET};
-use herald_local::template::{scalar, Template};
+use herald_local::template::{scalar, NestedTemplates, Template};
 
 /// The template the CloudFormation stack `name` was deployed from, as it was sent (`GetTemplate`,
-/// stage `Original`: for `sam deploy`, the SAM template with its code in S3).
+/// stage `Original`: for `sam deploy`, the SAM template with its code in S3), its applications
+/// inlined from the templates of its nested stacks.
 pub async fn deployed_template(aws: &SdkConfig, name: &str) -> Result<Template> {
-    let body = aws_sdk_cloudformation::Client::new(aws)
-        .get_template()
-        .stack_name(name)
-        .template_stage(aws_sdk_cloudformation::types::TemplateStage::Original)
-        .send()
-        .await
-        .map_err(|err| {
-            anyhow!(
-                "no CloudFormation stack {name} ({})",
-                herald::aws::error_text(&err)
-            )
-        })?
-        .template_body
-        .ok_or_else(|| anyhow!("CloudFormation gave no template for stack {name}"))?;
-    Template::parse(&body).with_context(|| format!("the template of stack {name}"))
+    let cfn = aws_sdk_cloudformation::Client::new(aws);
+    Deployed::read(&cfn, name).await?.template(name)
+}
+
+/// What CloudFormation holds for a stack and, recursively, its nested stacks (a template built
+/// on the building blocks has one per application): each template as it was sent, and every
+/// resource's physical id by its logical id in the inlined template (a nested stack's resources
+/// prefixed with its application's id: `Welcome` + `Queue` = `WelcomeQueue`).
+struct Deployed {
+    text: String,
+    nested: NestedTemplates,
+    physical: BTreeMap<String, String>,
+}
+
+type Reading<'a> = Pin<Box<dyn Future<Output = Result<(String, NestedTemplates)>> + Send + 'a>>;
+
+impl Deployed {
+    async fn read(cfn: &aws_sdk_cloudformation::Client, name: &str) -> Result<Deployed> {
+        let mut physical = BTreeMap::new();
+        let (text, nested) = read_stack(cfn, name, String::new(), &mut physical).await?;
+        Ok(Deployed {
+            text,
+            nested,
+            physical,
+        })
+    }
+
+    fn template(&self, name: &str) -> Result<Template> {
+        Template::parse_with_nested(&self.text, &self.nested)
+            .with_context(|| format!("the template of stack {name}"))
+    }
+}
+
+/// The template of `stack` (a name, or a nested stack's id), its nested stacks' templates, and
+/// its resources' physical ids (into `physical`, under `prefix`).
+fn read_stack<'a>(
+    cfn: &'a aws_sdk_cloudformation::Client,
+    stack: &'a str,
+    prefix: String,
+    physical: &'a mut BTreeMap<String, String>,
+) -> Reading<'a> {
+    Box::pin(async move {
+        let text = cfn
+            .get_template()
+            .stack_name(stack)
+            .template_stage(aws_sdk_cloudformation::types::TemplateStage::Original)
+            .send()
+            .await
+            .map_err(|err| {
+                anyhow!(
+                    "no CloudFormation stack {stack} ({})",
+                    herald::aws::error_text(&err)
+                )
+            })?
+            .template_body
+            .ok_or_else(|| anyhow!("CloudFormation gave no template for stack {stack}"))?;
+        let mut children = Vec::new();
+        let mut pages = cfn
+            .list_stack_resources()
+            .stack_name(stack)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|err| anyhow!(herald::aws::error_text(&err)))?;
+            for summary in page.stack_resource_summaries() {
+                let (Some(id), Some(found)) = (
+                    summary.logical_resource_id(),
+                    summary.physical_resource_id(),
+                ) else {
+                    continue;
+                };
+                if summary.resource_type() == Some("AWS::CloudFormation::Stack") {
+                    children.push((id.to_string(), found.to_string()));
+                }
+                physical.insert(format!("{prefix}{id}"), found.to_string());
+            }
+        }
+        let mut nested = NestedTemplates::default();
+        for (id, child) in children {
+            let child_prefix = format!("{prefix}{id}");
+            let (child_text, grandchildren) =
+                read_stack(cfn, &child, child_prefix.clone(), &mut *physical)
+                    .await
+                    .with_context(|| format!("nested stack {child_prefix} ({child})"))?;
+            nested.insert(id, child_text, grandchildren);
+        }
+        Ok((text, nested))
+    })
 }
 
 /// The CloudFormation stack `name`, its wiring read from the template it was deployed from.
@@ -62,7 +140,8 @@ pub async fn from_cloudformation(name: &str, aws: &SdkConfig, endpoint: &str) ->
     {
         bail!("CloudFormation stack {name} is {status}: it has no resources to work on");
     }
-    let template = &deployed_template(aws, name).await?;
+    let read = Deployed::read(&cfn, name).await?;
+    let template = &read.template(name)?;
     // arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>
     let stack_id = found.stack_id().unwrap_or_default().to_string();
     let mut arn_parts = stack_id.split(':');
@@ -81,23 +160,7 @@ pub async fn from_cloudformation(name: &str, aws: &SdkConfig, endpoint: &str) ->
         .collect();
 
     // Logical id → physical id, as CloudFormation created them.
-    let mut deployed: BTreeMap<String, String> = BTreeMap::new();
-    let mut pages = cfn
-        .list_stack_resources()
-        .stack_name(name)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|err| anyhow!(herald::aws::error_text(&err)))?;
-        for summary in page.stack_resource_summaries() {
-            if let (Some(id), Some(physical)) = (
-                summary.logical_resource_id(),
-                summary.physical_resource_id(),
-            ) {
-                deployed.insert(id.to_string(), physical.to_string());
-            }
-        }
-    }
+    let deployed = read.physical;
 
     let mut stack = Stack::empty(name, region, account, endpoint);
     stack.outputs = outputs;
@@ -107,7 +170,7 @@ pub async fn from_cloudformation(name: &str, aws: &SdkConfig, endpoint: &str) ->
     });
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
     for (id, resource) in template.in_creation_order()? {
-        let resolved = stack.resolve(&resource.properties, &parameters);
+        let resolved = stack.resolve(template, &resource.properties, &parameters);
         let mut properties = match resolved {
             Ok(properties) => properties,
             // What the commands never read (a dashboard's body) need not resolve; what refers
