@@ -541,10 +541,22 @@ def sam_transform_as_on_aws():
 
 
 def nested_stacks_as_on_aws():
-    """A parent reads a nested stack's outputs as `!GetAtt App.Outputs.Name` (what the SAM
-    building blocks hand each other, e.g. the bus's `Contract`); moto's stack resource answers no
-    attribute. This gives each output's value, and names the one a nested stack lacks."""
-    from moto.cloudformation import models
+    """A parent reads a nested stack's outputs as `!GetAtt App.Outputs.Name` or
+    `${App.Outputs.Name}` in a `!Sub` (what the SAM building blocks hand each other, e.g. the
+    bus's `Contract`); moto's stack resource answers no attribute, and its `!Sub` splits the name
+    at every dot. This gives each output's value, and names the one a nested stack lacks."""
+    from moto.cloudformation import models, parsing
+
+    clean_json = parsing.clean_json
+
+    def clean_json_as_on_aws(resource_json, resources_map):
+        parts = resource_json.get("Fn::GetAtt") if isinstance(resource_json, dict) else None
+        if isinstance(parts, list) and len(parts) > 2:
+            resource_json = {"Fn::GetAtt": [parts[0], ".".join(parts[1:])]}
+        return clean_json(resource_json, resources_map)
+
+    # Its recursive calls look the name up in the module, so they come here too.
+    parsing.clean_json = clean_json_as_on_aws
 
     def get_cfn_attribute(self, attribute_name):
         name = attribute_name.removeprefix("Outputs.")

@@ -66,11 +66,11 @@ async fn a_dead_letter_alarm_fires_when_its_queue_fills_and_clears_after_a_redri
         .map(|s| s.logical_id.clone())
         .collect();
     for id in [
-        "RouterDeadLetterQueueAlarm",
+        "BusRouterDeadLetterQueueAlarm",
         "InventoryDeadLetterQueueAlarm",
-        "StoreStreamFailureQueueAlarm",
-        "EventStreamIteratorAgeAlarm",
-        "PublisherIteratorAgeAlarm",
+        "OrderServiceStoreStreamFailureQueueAlarm",
+        "BusEventStreamIteratorAgeAlarm",
+        "OrderServicePublisherIteratorAgeAlarm",
         "PaymentErrorsAlarm",
     ] {
         assert!(
@@ -96,14 +96,14 @@ async fn a_dead_letter_alarm_fires_when_its_queue_fills_and_clears_after_a_redri
         "every alarm either evaluated or listed with why"
     );
     // The new ones (issue 24, item 1) the runner cannot observe say why.
-    assert!(why("RouterStoppedAlarm").contains("metric math"));
+    assert!(why("BusRouterStoppedAlarm").contains("metric math"));
     assert!(!why("InventoryQueueAgeAlarm").is_empty());
 
     // A poison record on the stream: the router parks it in its DLQ, and the alarm fires.
     let router_alarm = format!("{}-router-dead-letters", stack.name);
     put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream").unwrap(),
+        stack.reference("BusEventStream").unwrap(),
         &[b"{ not json".to_vec()],
     )
     .await
@@ -112,7 +112,7 @@ async fn a_dead_letter_alarm_fires_when_its_queue_fills_and_clears_after_a_redri
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
         lines[0].starts_with(&format!(
-            "ALARM {router_alarm}: ApproximateNumberOfMessagesVisible of RouterDeadLetterQueue was 1 (breaching > 0"
+            "ALARM {router_alarm}: ApproximateNumberOfMessagesVisible of BusRouterDeadLetterQueue was 1 (breaching > 0"
         )),
         "{lines:?}"
     );

@@ -97,7 +97,7 @@ async fn every_event_is_archived_once_and_a_backfill_reaches_one_subscriber_only
     );
     put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream").unwrap(),
+        stack.reference("BusEventStream").unwrap(),
         &[b"{ not an event".to_vec()],
     )
     .await

@@ -19,7 +19,14 @@ fn every_function_is_built_from_one_definition_of_the_one_binary() {
             function.metadata, first.metadata,
             "{id}'s Metadata differs from {first_id}'s: SAM would build it apart"
         );
-        for property in ["CodeUri", "Runtime", "Architectures"] {
+        // The repository, wherever the function's template sits (`.` here, `../..` from a
+        // building block in infra/blocks/).
+        let code = function.properties["CodeUri"].as_str().unwrap();
+        let at_root = [common::root(), common::root().join("infra/blocks")]
+            .iter()
+            .any(|dir| dir.join(code).canonicalize().ok() == common::root().canonicalize().ok());
+        assert!(at_root, "{id}: CodeUri {code} is not the repository");
+        for property in ["Runtime", "Architectures"] {
             assert_eq!(
                 function.properties.get(property),
                 first.properties.get(property),

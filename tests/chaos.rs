@@ -150,7 +150,7 @@ async fn every_effect_happens_exactly_once_through_faults_kills_an_outage_and_a_
         .end_outage("sns", "PublishBatch");
     put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream").unwrap(),
+        stack.reference("BusEventStream").unwrap(),
         &traffic.raw_records,
     )
     .await

@@ -184,7 +184,7 @@ async fn dlq_send_and_trace_answer_in_json_with_their_exit_codes() {
     // A poison record: the router dead-letters it; `dlq list` and `dlq show` say so in JSON.
     put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream").unwrap(),
+        stack.reference("BusEventStream").unwrap(),
         &[b"{ not an event".to_vec()],
     )
     .await
@@ -203,13 +203,13 @@ async fn dlq_send_and_trace_answer_in_json_with_their_exit_codes() {
     let queues = list["queues"].as_array().unwrap();
     let router = queues
         .iter()
-        .find(|q| q["queue"] == "RouterDeadLetterQueue")
+        .find(|q| q["queue"] == "BusRouterDeadLetterQueue")
         .unwrap_or_else(|| panic!("the router's DLQ in {list}"));
     assert_eq!(router["messages"], 1, "{router}");
     assert!(router["oldestSeconds"].as_f64().unwrap() >= 0.0);
     assert_eq!(
         router["source"],
-        json!({"kind": "stream", "logicalId": "EventStream"})
+        json!({"kind": "stream", "logicalId": "BusEventStream"})
     );
     assert!(router["url"].as_str().unwrap().starts_with("http"));
     for queue in queues {
@@ -225,7 +225,7 @@ async fn dlq_send_and_trace_answer_in_json_with_their_exit_codes() {
     );
     assert_eq!(show.status.code(), Some(0), "{show:?}");
     let show = json_of(&show);
-    assert_eq!(show["queue"], "RouterDeadLetterQueue");
+    assert_eq!(show["queue"], "BusRouterDeadLetterQueue");
     let letter = &show["messages"][0];
     assert_eq!(letter["stage"], "router", "{letter}");
     assert!(
@@ -252,11 +252,11 @@ async fn dlq_send_and_trace_answer_in_json_with_their_exit_codes() {
     assert_eq!(problems.len(), 1, "{doctor}");
     assert_eq!(
         (&problems[0]["check"], &problems[0]["resource"]),
-        (&json!("deadLetters"), &json!("RouterDeadLetterQueue"))
+        (&json!("deadLetters"), &json!("BusRouterDeadLetterQueue"))
     );
     assert_eq!(
         problems[0]["fix"],
-        format!("herald dlq show RouterDeadLetterQueue --stack {name}").as_str()
+        format!("herald dlq show BusRouterDeadLetterQueue --stack {name}").as_str()
     );
     for check in ["mapping", "iteratorAge", "alarm", "archive"] {
         assert!(

@@ -153,7 +153,7 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
     client.goto(&console).await.unwrap();
     client
         .wait()
-        .for_element(Locator::Css("[data-node=EventTopic]"))
+        .for_element(Locator::Css("[data-node=BusEventTopic]"))
         .await
         .unwrap();
     let inventory_in = "tr[data-fn=InventoryFunction] td.events_in";
@@ -175,7 +175,7 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
     // A poison record: the router parks it, and the page shows it in that DLQ with its reason.
     put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream").unwrap(),
+        stack.reference("BusEventStream").unwrap(),
         &[b"{ poison".to_vec()],
     )
     .await
@@ -195,13 +195,13 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
         .await
         .unwrap();
     client.goto(&format!("{console}#dlqs")).await.unwrap();
-    text_when(&client, "[data-dlq=RouterDeadLetterQueue] .count", |t| {
+    text_when(&client, "[data-dlq=BusRouterDeadLetterQueue] .count", |t| {
         t == "1"
     })
     .await;
     let reason = text_when(
         &client,
-        "[data-dlq=RouterDeadLetterQueue] .letter .reason",
+        "[data-dlq=BusRouterDeadLetterQueue] .letter .reason",
         |t| !t.is_empty(),
     )
     .await;
@@ -239,7 +239,7 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
     // The alarm of the poisoned DLQ is on, on the page.
     text_when(
         &client,
-        "[data-alarm=RouterDeadLetterQueueAlarm] .pill",
+        "[data-alarm=BusRouterDeadLetterQueueAlarm] .pill",
         |t| t == "ALARM",
     )
     .await;

@@ -160,7 +160,7 @@ async fn commands_reach_the_view_through_store_stream_and_topic_and_a_rebuild_re
     // A v1 order_placed (no currency) already in the store is published and upcast on the way.
     let store = DynamoDbEventStore::new(
         dynamodb.clone(),
-        stack.reference("EventStoreTable").unwrap(),
+        stack.reference("OrderServiceEventStoreTable").unwrap(),
     )
     .with_upcasters(shop::upcasters());
     let mut v1 = serde_json::to_value(order("o-v1", "c-0", 2)).unwrap();

@@ -94,7 +94,7 @@ async fn poison_sqs_cannot_carry_is_encoded_or_cut_and_redrives_as_it_was() {
     let poison = [control.clone(), noncharacter.clone(), oversized.clone()];
     put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream").unwrap(),
+        stack.reference("BusEventStream").unwrap(),
         &poison,
     )
     .await
@@ -110,7 +110,7 @@ async fn poison_sqs_cannot_carry_is_encoded_or_cut_and_redrives_as_it_was() {
         .unwrap();
     settle(&pipeline).await;
 
-    let router_dlq = stack.reference("RouterDeadLetterQueue").unwrap();
+    let router_dlq = stack.reference("BusRouterDeadLetterQueue").unwrap();
     let letters = messages(&sqs, router_dlq).await;
     assert_eq!(letters.len(), 3, "{letters:#?}");
     for letter in &letters {
@@ -149,7 +149,7 @@ async fn poison_sqs_cannot_carry_is_encoded_or_cut_and_redrives_as_it_was() {
 
     // Redrive: the two whole records go back onto the stream as they were (and, poison still,
     // come back as letters holding the same records); the cut one stays, with why.
-    let dlq = herald_ops::find_dead_letter_queue(&stack, "RouterDeadLetterQueue").unwrap();
+    let dlq = herald_ops::find_dead_letter_queue(&stack, "BusRouterDeadLetterQueue").unwrap();
     let redriven = herald_ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
     assert_eq!(redriven.moved, 2, "{redriven:?}");
     assert_eq!(redriven.failed.len(), 1, "{redriven:?}");
@@ -255,7 +255,7 @@ async fn an_outage_longer_than_the_retries_dead_letters_the_records_whole_and_re
     let aws = common::aws().await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
     let sns = aws_sdk_sns::Client::new(&aws);
-    let topic = stack.reference("EventTopic").unwrap().to_string();
+    let topic = stack.reference("BusEventTopic").unwrap().to_string();
     let saved = subscriptions(&sns, &topic).await;
     assert!(!saved.is_empty());
     sns.delete_topic().topic_arn(&topic).send().await.unwrap();
@@ -264,12 +264,12 @@ async fn an_outage_longer_than_the_retries_dead_letters_the_records_whole_and_re
     let records: Vec<Vec<u8>> = ids.iter().map(|id| order(id).to_json_bytes()).collect();
     put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream").unwrap(),
+        stack.reference("BusEventStream").unwrap(),
         &records,
     )
     .await
     .unwrap();
-    let router_dlq = stack.reference("RouterDeadLetterQueue").unwrap();
+    let router_dlq = stack.reference("BusRouterDeadLetterQueue").unwrap();
     let mut letters = Vec::new();
     for _ in 0..120 {
         letters = messages(&sqs, router_dlq).await;
@@ -288,7 +288,7 @@ async fn an_outage_longer_than_the_retries_dead_letters_the_records_whole_and_re
         let reason = attribute(letter, attr::REASON).unwrap();
         assert!(reason.contains("not published"), "{reason}");
     }
-    let pointers = messages(&sqs, stack.reference("StreamFailureQueue").unwrap()).await;
+    let pointers = messages(&sqs, stack.reference("BusStreamFailureQueue").unwrap()).await;
     assert!(pointers.is_empty(), "{pointers:#?}");
 
     // The outage ends: the topic and its subscriptions are back; the operator redrives.
@@ -312,7 +312,7 @@ async fn an_outage_longer_than_the_retries_dead_letters_the_records_whole_and_re
         }
         request.send().await.unwrap();
     }
-    let dlq = herald_ops::find_dead_letter_queue(&stack, "RouterDeadLetterQueue").unwrap();
+    let dlq = herald_ops::find_dead_letter_queue(&stack, "BusRouterDeadLetterQueue").unwrap();
     let redriven = herald_ops::redrive(&aws, &dlq, |_, _| {}).await.unwrap();
     assert_eq!(redriven.moved, records.len(), "{redriven:?}");
     settle(&pipeline).await;
@@ -341,13 +341,13 @@ async fn poison_delivered_twice_is_dead_lettered_once() {
     let started = chrono::Utc::now() - chrono::Duration::seconds(5);
     put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream").unwrap(),
+        stack.reference("BusEventStream").unwrap(),
         &[b"poison, twice".to_vec()],
     )
     .await
     .unwrap();
     settle(&pipeline).await;
-    let router_dlq = stack.reference("RouterDeadLetterQueue").unwrap();
+    let router_dlq = stack.reference("BusRouterDeadLetterQueue").unwrap();
     assert_eq!(messages(&sqs, router_dlq).await.len(), 1);
 
     let replayed = herald_ops::replay(&aws, &stack, Some(&common::bin_dir()), started, |_| {})
@@ -390,7 +390,11 @@ async fn the_publisher_and_projectors_dead_letter_a_record_delivered_twice_once(
     delivery["Records"][0]["body"] = serde_json::json!("not an event");
 
     for (function, payload, queue) in [
-        ("PublisherFunction", &change, "PublisherDeadLetterQueue"),
+        (
+            "OrderServicePublisher",
+            &change,
+            "OrderServicePublisherDeadLetterQueue",
+        ),
         ("ProjectorFunction", &delivery, "ProjectorDeadLetterQueue"),
     ] {
         for _ in 0..2 {

@@ -107,18 +107,44 @@ fn json_of(out: &Output) -> Value {
 }
 
 /// The URL of the stack's queue `logical_id`, as CloudFormation named it.
-async fn queue_url(sqs: &aws_sdk_sqs::Client, stack: &str, logical_id: &str) -> String {
-    let prefix = format!("{stack}-{logical_id}-");
-    let urls = sqs
-        .list_queues()
-        .queue_name_prefix(&prefix)
-        .send()
-        .await
-        .unwrap()
-        .queue_urls
-        .unwrap_or_default();
-    assert_eq!(urls.len(), 1, "one queue named {prefix}…: {urls:?}");
-    urls[0].clone()
+async fn queue_url(aws: &aws_config::SdkConfig, stack: &str, logical_id: &str) -> String {
+    physical_in(aws, stack, logical_id).await
+}
+
+/// The physical id CloudFormation gave `logical_id` in `stack`, asked of CloudFormation here, not
+/// through herald's own reader. A resource of a nested stack goes by its application's id and its
+/// own (`BusIdempotencyTable`: `IdempotencyTable` in the nested stack `Bus`).
+fn physical_in<'a>(
+    aws: &'a aws_config::SdkConfig,
+    stack: &'a str,
+    logical_id: &'a str,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send + 'a>> {
+    Box::pin(async move {
+        let resources = aws_sdk_cloudformation::Client::new(aws)
+            .list_stack_resources()
+            .stack_name(stack)
+            .send()
+            .await
+            .unwrap();
+        let summaries = resources.stack_resource_summaries();
+        if let Some(found) = summaries
+            .iter()
+            .find(|r| r.logical_resource_id() == Some(logical_id))
+        {
+            return found.physical_resource_id().unwrap().to_string();
+        }
+        for nested in summaries
+            .iter()
+            .filter(|r| r.resource_type() == Some("AWS::CloudFormation::Stack"))
+        {
+            let application = nested.logical_resource_id().unwrap_or_default();
+            if let Some(rest) = logical_id.strip_prefix(application) {
+                let child = nested.physical_resource_id().unwrap().to_string();
+                return physical_in(aws, &child, rest).await;
+            }
+        }
+        panic!("{logical_id} is not in the stack {stack}")
+    })
 }
 
 /// A CloudFormation stack of the project's template on its own moto, as `sam deploy` would leave
@@ -211,21 +237,9 @@ impl Deployed {
         alarm
     }
 
-    /// The physical id CloudFormation gave `logical_id` (asked of CloudFormation here, not
-    /// through herald's own reader).
+    /// The physical id CloudFormation gave `logical_id` ([`physical_in`]).
     async fn physical(&self, logical_id: &str) -> String {
-        aws_sdk_cloudformation::Client::new(&self.aws)
-            .list_stack_resources()
-            .stack_name(&self.stack)
-            .send()
-            .await
-            .unwrap()
-            .stack_resource_summaries()
-            .iter()
-            .find(|r| r.logical_resource_id() == Some(logical_id))
-            .and_then(|r| r.physical_resource_id())
-            .unwrap_or_else(|| panic!("{logical_id} is not in the stack"))
-            .to_string()
+        physical_in(&self.aws, &self.stack, logical_id).await
     }
 }
 
@@ -275,7 +289,7 @@ async fn dlq_commands_find_a_cloudformation_stack_by_name() {
     };
     let (endpoint, stack, aws) = (&deployed.endpoint, &deployed.stack, &deployed.aws);
     let sqs = aws_sdk_sqs::Client::new(aws);
-    let dlq = queue_url(&sqs, stack, "InventoryDeadLetterQueue").await;
+    let dlq = queue_url(aws, stack, "InventoryDeadLetterQueue").await;
     assert!(
         !dlq.ends_with(&format!("{stack}-InventoryDeadLetterQueue")),
         "CloudFormation's name has a random suffix: {dlq}"
@@ -434,7 +448,7 @@ async fn dlq_commands_find_a_cloudformation_stack_by_name() {
         (Some(1), Some(0))
     );
     // Both back in the queue CloudFormation named, where the deployed inventory function reads.
-    let queue = queue_url(&sqs, stack, "InventoryQueue").await;
+    let queue = queue_url(aws, stack, "InventoryQueue").await;
     let mut back = Vec::new();
     let started = Instant::now();
     while back.len() < 2 && started.elapsed() < Duration::from_secs(30) {
@@ -499,10 +513,10 @@ async fn doctor_says_a_fresh_deployed_stack_is_healthy() {
     assert_eq!(count("pointInTimeRecovery"), 6);
     assert_eq!(count("archive"), 1);
     assert!(count("alarm") >= 70, "{}", count("alarm"));
-    let router = &findings(&report, "mapping", "RouterStreamMapping")[0];
+    let router = &findings(&report, "mapping", "BusRouterStreamMapping")[0];
     assert_eq!(
         router["physical"],
-        deployed.physical("RouterStreamMapping").await
+        deployed.physical("BusRouterStreamMapping").await
     );
 
     // The text form says the same; and it needs no checkout: run from a directory that is no
@@ -549,7 +563,7 @@ async fn doctor_finds_a_dead_letter() {
         return;
     };
     let sqs = aws_sdk_sqs::Client::new(&deployed.aws);
-    let dlq = queue_url(&sqs, &deployed.stack, "PaymentDeadLetterQueue").await;
+    let dlq = queue_url(&deployed.aws, &deployed.stack, "PaymentDeadLetterQueue").await;
     sqs.send_message()
         .queue_url(&dlq)
         .message_body("{}")
@@ -599,8 +613,7 @@ async fn a_stack_on_the_building_blocks_is_read_through_its_nested_stacks() {
     // A letter in the subscriber's dead-letter queue, which lives in the nested stack
     // `Welcome` under a name CloudFormation gave it there.
     let sqs = aws_sdk_sqs::Client::new(&deployed.aws);
-    let welcome = deployed.physical("Welcome").await;
-    let dlq = queue_url(&sqs, &welcome, "DeadLetterQueue").await;
+    let dlq = deployed.physical("WelcomeDeadLetterQueue").await;
     sqs.send_message()
         .queue_url(&dlq)
         .message_body(r#"{"type": "user_signed_up"}"#)
@@ -634,7 +647,7 @@ async fn doctor_finds_ttl_off_on_the_idempotency_table() {
     else {
         return;
     };
-    let table = deployed.physical("IdempotencyTable").await;
+    let table = deployed.physical("BusIdempotencyTable").await;
     aws_sdk_dynamodb::Client::new(&deployed.aws)
         .update_time_to_live()
         .table_name(&table)
@@ -653,7 +666,7 @@ async fn doctor_finds_ttl_off_on_the_idempotency_table() {
         &report,
         code,
         "ttl",
-        "IdempotencyTable",
+        "BusIdempotencyTable",
         &format!("aws dynamodb update-time-to-live --table-name {table}"),
     );
 }
@@ -713,7 +726,7 @@ async fn operate_a_deployed_stack_as_the_readme_walks_it() {
                      "total": 1299, "currency": "EUR", "paymentToken": "tok_visa"}))
         .build()
         .unwrap();
-    let dlq = queue_url(&sqs, stack, "InventoryDeadLetterQueue").await;
+    let dlq = queue_url(&deployed.aws, stack, "InventoryDeadLetterQueue").await;
     sqs.send_message()
         .queue_url(&dlq)
         .message_body(order.to_json())
@@ -1114,7 +1127,7 @@ async fn replay_goes_through_the_deployed_router() {
         .unwrap();
     aws_sdk_kinesis::Client::new(&deployed.aws)
         .put_record()
-        .stream_name(deployed.physical("EventStream").await)
+        .stream_name(deployed.physical("BusEventStream").await)
         .partition_key("customer-9")
         .data(aws_sdk_kinesis::primitives::Blob::new(order.to_json()))
         .send()
@@ -1248,8 +1261,8 @@ async fn the_console_watches_a_deployed_stack() {
     let alarm = deployed.fire_alarm("PaymentDeadLetterQueueAlarm").await;
     // A dead letter, and a producer's line in its log group.
     let sqs = aws_sdk_sqs::Client::new(&deployed.aws);
-    let dlq = queue_url(&sqs, &deployed.stack, "PaymentDeadLetterQueue").await;
-    let source = queue_url(&sqs, &deployed.stack, "PaymentQueue").await;
+    let dlq = queue_url(&deployed.aws, &deployed.stack, "PaymentDeadLetterQueue").await;
+    let source = queue_url(&deployed.aws, &deployed.stack, "PaymentQueue").await;
     sqs.send_message()
         .queue_url(&dlq)
         .message_body(r#"{"Message": "{}"}"#)
@@ -1347,7 +1360,7 @@ async fn the_console_watches_a_deployed_stack() {
     assert_eq!(counted["invocations"], 3, "{stats}");
     assert_eq!(counted["errors"], 1, "{stats}");
     assert_eq!(counted["events_in"], 7.0, "{stats}");
-    assert_eq!(stats["functions"]["RouterFunction"]["invocations"], 0);
+    assert_eq!(stats["functions"]["BusRouterFunction"]["invocations"], 0);
     assert_eq!(
         stats["queues"]["PaymentDeadLetterQueue"]["visible"], 1,
         "{stats}"

@@ -29,11 +29,11 @@ async fn filter_policies_route_each_event_to_its_subscribers() {
     let router = Router::new(
         SnsBus::new(
             aws_sdk_sns::Client::new(&aws),
-            stack.reference("EventTopic").unwrap(),
+            stack.reference("BusEventTopic").unwrap(),
         ),
         SqsDeadLetters::new(
             sqs.clone(),
-            stack.reference("RouterDeadLetterQueue").unwrap(),
+            stack.reference("BusRouterDeadLetterQueue").unwrap(),
         ),
     );
 
@@ -129,7 +129,7 @@ async fn filter_policies_route_each_event_to_its_subscribers() {
     assert_eq!(received["OpsQueue"], ["fraud_suspected", "job_failed"]);
     assert_eq!(received["CompensationQueue"], ["fraud_suspected"]);
 
-    let letters = peek(&sqs, stack.reference("RouterDeadLetterQueue").unwrap())
+    let letters = peek(&sqs, stack.reference("BusRouterDeadLetterQueue").unwrap())
         .await
         .unwrap();
     assert_eq!(letters.len(), 1);

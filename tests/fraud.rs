@@ -125,7 +125,7 @@ async fn a_burst_is_compensated_exactly_once_and_a_quiet_customer_is_left_alone(
     let aws = common::aws().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let kinesis = aws_sdk_kinesis::Client::new(&aws);
-    let stream = stack.reference("EventStream").unwrap().to_string();
+    let stream = stack.reference("BusEventStream").unwrap().to_string();
     let stock_table = stack.reference("StockTable").unwrap().to_string();
     let available = |sku: &'static str| {
         let dynamodb = dynamodb.clone();
@@ -230,7 +230,7 @@ async fn a_burst_is_compensated_exactly_once_and_a_quiet_customer_is_left_alone(
     // The burst's orders cancelled; the quiet customer's still placed.
     let store = DynamoDbEventStore::new(
         dynamodb.clone(),
-        stack.reference("EventStoreTable").unwrap(),
+        stack.reference("OrderServiceEventStoreTable").unwrap(),
     )
     .with_upcasters(shop::upcasters());
     for placed in &burst {
@@ -352,7 +352,7 @@ async fn an_hour_of_orders_put_back_on_the_stream_at_once_is_not_fraud() {
     .await;
     let stack = pipeline.stack().clone();
     let kinesis = aws_sdk_kinesis::Client::new(&common::aws().await);
-    let stream = stack.reference("EventStream").unwrap().to_string();
+    let stream = stack.reference("BusEventStream").unwrap().to_string();
     let run = common::unique("carol");
     let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
     for n in 0..12 {

@@ -79,7 +79,7 @@ async fn hundreds_of_orders_for_one_sku_all_apply_under_conflicts_and_throttling
     // Onto the stream as the order service's publisher writes them: the contention under test
     // is the subscribers', on the stock item and the counters.
     traffic
-        .announce_orders(&aws, stack.reference("EventStream").unwrap())
+        .announce_orders(&aws, stack.reference("BusEventStream").unwrap())
         .await
         .unwrap();
     pipeline

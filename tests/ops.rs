@@ -151,7 +151,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
     let raw_records: Vec<Vec<u8>> = raw.iter().map(|(r, _)| r.clone()).collect();
     put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream").unwrap(),
+        stack.reference("BusEventStream").unwrap(),
         &raw_records,
     )
     .await
@@ -185,7 +185,7 @@ async fn malformed_input_of_every_kind_is_rejected_with_a_reason_and_nothing_is_
     settle(&pipeline).await;
 
     let router_letters =
-        herald_ops::letters(&aws, stack.reference("RouterDeadLetterQueue").unwrap())
+        herald_ops::letters(&aws, stack.reference("BusRouterDeadLetterQueue").unwrap())
             .await
             .unwrap();
     let expected_poison: Vec<&str> = raw

@@ -57,7 +57,7 @@ async fn a_long_dynamodb_outage_dead_letters_nothing_and_every_effect_applies_on
     // The orders were taken by the order service before the outage: its publisher writes them to
     // the stream (the store is DynamoDB, down now); the scheduler's events go to the producer.
     traffic
-        .announce_orders(&aws, stack.reference("EventStream").unwrap())
+        .announce_orders(&aws, stack.reference("BusEventStream").unwrap())
         .await
         .unwrap();
     let producer_only = workload::Traffic {

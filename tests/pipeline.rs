@@ -44,7 +44,7 @@ async fn orders_flow_through_every_hop_exactly_once() {
     let sent = workload::send(&endpoints, &traffic).await.unwrap();
     put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream").unwrap(),
+        stack.reference("BusEventStream").unwrap(),
         &traffic.raw_records,
     )
     .await

@@ -93,7 +93,7 @@ async fn the_stores_events_are_published_again_from_the_store_by_span_and_apply_
     let stack = pipeline.stack().clone();
     let aws = common::aws().await;
     let kinesis = aws_sdk_kinesis::Client::new(&aws);
-    let stream = stack.reference("EventStream").unwrap().to_string();
+    let stream = stack.reference("BusEventStream").unwrap().to_string();
     let commands = stack.function_url("orders").unwrap();
     let commands = commands.trim_end_matches('/').to_string();
     let since = chrono::Utc::now() - chrono::Duration::seconds(1);
@@ -118,7 +118,7 @@ async fn the_stores_events_are_published_again_from_the_store_by_span_and_apply_
 
     // `herald republish --since`: the span's events again, each once more.
     let route = herald_ops::store_route(&stack).unwrap();
-    assert_eq!(route.table_logical_id, "EventStoreTable");
+    assert_eq!(route.table_logical_id, "OrderServiceEventStoreTable");
     let done = herald_ops::republish(&aws, &route, since, None)
         .await
         .unwrap();
@@ -128,9 +128,10 @@ async fn the_stores_events_are_published_again_from_the_store_by_span_and_apply_
 
     // The publisher's mapping gave up on a batch (its records aged out): the on-failure record
     // in the failure queue names the span, and a redrive publishes it again from the store.
-    let dlq = herald_ops::find_dead_letter_queue(&stack, "StoreStreamFailureQueue").unwrap();
+    let dlq =
+        herald_ops::find_dead_letter_queue(&stack, "OrderServiceStoreStreamFailureQueue").unwrap();
     assert!(
-        matches!(&dlq.source, Some(herald_ops::Source::Store(r)) if r.table_logical_id == "EventStoreTable"),
+        matches!(&dlq.source, Some(herald_ops::Source::Store(r)) if r.table_logical_id == "OrderServiceEventStoreTable"),
         "{:?}",
         dlq.source
     );
@@ -183,7 +184,7 @@ fn the_publishers_mapping_reports_what_expires_before_the_stream_drops_it() {
     let template = herald_local::Template::load(&common::root().join("template.yaml")).unwrap();
     let (_, mapping) = template
         .of_kind("AWS::Lambda::EventSourceMapping")
-        .find(|(id, _)| *id == "PublisherStreamMapping")
+        .find(|(id, _)| *id == "OrderServicePublisherStreamMapping")
         .unwrap();
     let age = mapping.properties["MaximumRecordAgeInSeconds"]
         .as_i64()

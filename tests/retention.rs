@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use herald::idempotency::DEFAULT_RECORD_TTL;
 use herald::limits::SQS_MAX_RETENTION_SECONDS;
+use herald_local::template::{resolve, Names};
 use herald_local::Template;
 use serde_json::Value;
 
@@ -46,20 +47,42 @@ fn assert_idempotency_outlives_every_queue(template: &Template) {
     assert!(queues > 0);
     // Whatever a queue's retention, SQS keeps nothing longer than 14 days.
     assert!(SQS_MAX_RETENTION_SECONDS + REDRIVE_MARGIN_SECONDS <= min_ttl);
-    // Every function that keeps idempotency records takes its TTL from that one parameter.
+    // Every function that keeps idempotency records takes its TTL from that one parameter
+    // (directly, or through the bus's contract a building block reads it from).
     let mut functions = 0;
     for (id, function) in template.of_kind("AWS::Serverless::Function") {
         let env = &function.properties["Environment"]["Variables"];
         if env.get("IDEMPOTENCY_TABLE").is_some() {
+            let ttl = env
+                .get("IDEMPOTENCY_TTL_SECONDS")
+                .map(|v| resolve(v, &OnlyTheTtl).unwrap());
             assert_eq!(
-                env.get("IDEMPOTENCY_TTL_SECONDS"),
-                Some(&serde_json::json!({"Ref": "IdempotencyTtlSeconds"})),
+                ttl,
+                Some(Value::String(TTL.into())),
                 "{id} keeps idempotency records without IDEMPOTENCY_TTL_SECONDS from the parameter"
             );
             functions += 1;
         }
     }
     assert!(functions > 0);
+}
+
+/// What the parameter `IdempotencyTtlSeconds` resolves to in [`OnlyTheTtl`].
+const TTL: &str = "the IdempotencyTtlSeconds parameter";
+
+/// Names in which only the TTL parameter is the TTL: every other reference is something else.
+struct OnlyTheTtl;
+
+impl Names for OnlyTheTtl {
+    fn reference(&self, id: &str) -> Option<Value> {
+        Some(Value::String(match id {
+            "IdempotencyTtlSeconds" => TTL.into(),
+            other => format!("ref {other}"),
+        }))
+    }
+    fn attribute(&self, id: &str, attribute: &str) -> Option<Value> {
+        Some(Value::String(format!("{id}.{attribute}")))
+    }
 }
 
 #[test]
@@ -198,8 +221,17 @@ async fn the_archive_buffer_keeps_firehoses_floor_for_dynamic_partitioning() {
             "IntervalInSeconds: 10",
         );
     let dir = std::env::temp_dir().join(common::unique("buffer-floor"));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(dir.join("infra/blocks")).unwrap();
     std::fs::write(dir.join("template.yaml"), text).unwrap();
+    // The building blocks it is written on, where its applications' `Location`s say.
+    for block in std::fs::read_dir(common::root().join("infra/blocks")).unwrap() {
+        let block = block.unwrap().path();
+        std::fs::copy(
+            &block,
+            dir.join("infra/blocks").join(block.file_name().unwrap()),
+        )
+        .unwrap();
+    }
     let template = Template::load(&dir.join("template.yaml")).unwrap();
     let options = herald_local::StackOptions {
         name: common::unique("floor"),

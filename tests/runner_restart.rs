@@ -299,7 +299,7 @@ async fn a_restarted_local_up_does_not_republish_the_event_store() {
         &aws_sdk_sqs::Client::new(&aws),
         pipeline
             .stack()
-            .reference("StoreStreamFailureQueue")
+            .reference("OrderServiceStoreStreamFailureQueue")
             .unwrap(),
     )
     .await

@@ -88,7 +88,7 @@ async fn a_stored_v1_order_is_upcast_and_processed_by_current_consumers() {
     // On the stream as the publisher wrote it then (a replay or a redrive brings such events).
     let stream = KinesisStream::new(
         aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream").unwrap(),
+        stack.reference("BusEventStream").unwrap(),
     );
     let results = Producer::new(stream)
         .publish(&[Envelope::parse_submission(&v1).unwrap()])

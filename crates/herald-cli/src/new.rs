@@ -476,6 +476,23 @@ fn make_executable(path: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// An empty directory of its own for one test's project, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("herald-{test}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     #[test]
     fn names_are_checked_and_camel_cased() {
         assert_eq!(camel("note_taker"), "NoteTaker");
@@ -490,11 +507,11 @@ mod tests {
 
     #[test]
     fn the_event_sourced_starter_takes_a_subscriber_too() {
-        let dir = std::env::temp_dir().join(format!("herald-new-es-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = Scratch::new("new-es");
+        let dir = &scratch.0;
         let herald = HeraldSource::Path("/opt/herald/crates/herald".into());
-        new("bank", &dir, &herald, Starter::EventSourced).unwrap();
-        add_subscriber(&dir, "audit", &["withdrawn".into()]).unwrap();
+        new("bank", dir, &herald, Starter::EventSourced).unwrap();
+        add_subscriber(dir, "audit", &["withdrawn".into()]).unwrap();
         let main = read(&dir.join("src/main.rs")).unwrap();
         for line in [
             "mod account;",
@@ -518,7 +535,6 @@ mod tests {
             ),
             "{manifest}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -542,16 +558,16 @@ mod tests {
 
     #[test]
     fn a_new_project_takes_a_subscriber_added_later() {
-        let dir = std::env::temp_dir().join(format!("herald-new-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = Scratch::new("new");
+        let dir = &scratch.0;
         new(
             "demo",
-            &dir,
+            dir,
             &HeraldSource::Version("0.1.0".into()),
             Starter::Pipeline,
         )
         .unwrap();
-        add_subscriber(&dir, "audit", &["note_added".into(), "note_removed".into()]).unwrap();
+        add_subscriber(dir, "audit", &["note_added".into(), "note_removed".into()]).unwrap();
         let main = read(&dir.join("src/main.rs")).unwrap();
         assert!(
             main.contains("mod audit;")
@@ -579,18 +595,17 @@ mod tests {
             sample["Records"][0]["messageAttributes"]["type"]["stringValue"],
             "note_added"
         );
-        let again = add_subscriber(&dir, "audit", &["note_added".into()]).unwrap_err();
+        let again = add_subscriber(dir, "audit", &["note_added".into()]).unwrap_err();
         assert!(
             again.to_string().contains("has a subscriber audit"),
             "{again}"
         );
         assert!(new(
             "demo",
-            &dir,
+            dir,
             &HeraldSource::Version("0.1.0".into()),
             Starter::Pipeline
         )
         .is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

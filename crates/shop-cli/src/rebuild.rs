@@ -49,8 +49,11 @@ pub async fn rebuild_orders_view(
     progress: impl FnMut(u64, u64),
 ) -> Result<u64> {
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
-    let store = DynamoDbEventStore::new(dynamodb.clone(), stack.reference("EventStoreTable")?)
-        .with_upcasters(shop::upcasters());
+    let store = DynamoDbEventStore::new(
+        dynamodb.clone(),
+        stack.reference("OrderServiceEventStoreTable")?,
+    )
+    .with_upcasters(shop::upcasters());
     let projection = OrdersProjection::new(dynamodb, stack.reference("OrdersViewTable")?);
     Ok(herald::projection::rebuild(&projection, &store, progress).await?)
 }

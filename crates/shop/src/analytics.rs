@@ -37,9 +37,9 @@ impl Analytics {
         }
     }
 
-    /// From `ANALYTICS_TABLE`.
+    /// From `TABLE_NAME` (the subscriber block's own table).
     pub fn from_env(_aws: &SdkConfig) -> Result<Self, MissingEnv> {
-        Ok(Analytics::new(env("ANALYTICS_TABLE")?))
+        Ok(Analytics::new(env("TABLE_NAME")?))
     }
 
     /// Add `count` events (and `amount`) to `metric`: a delta, so that herald sums a batch's

@@ -123,11 +123,11 @@ impl<M> EmailSender<M> {
 }
 
 impl EmailSender<OutboxMailer> {
-    /// An outbox on `OUTBOX_TABLE`.
+    /// An outbox on `TABLE_NAME` (the subscriber block's own table).
     pub fn from_env(aws: &SdkConfig) -> Result<Self, MissingEnv> {
         Ok(EmailSender::new(OutboxMailer::new(
             herald::aws::dynamodb(aws),
-            env("OUTBOX_TABLE")?,
+            env("TABLE_NAME")?,
         )))
     }
 }

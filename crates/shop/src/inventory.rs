@@ -56,9 +56,9 @@ impl Inventory {
         }
     }
 
-    /// From `STOCK_TABLE`.
+    /// From `TABLE_NAME` (the subscriber block's own table).
     pub fn from_env(_aws: &SdkConfig) -> Result<Self, MissingEnv> {
-        Ok(Inventory::new(env("STOCK_TABLE")?))
+        Ok(Inventory::new(env("TABLE_NAME")?))
     }
 
     /// Put the order's reservation item, only if the order has none yet.

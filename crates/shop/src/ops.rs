@@ -33,9 +33,9 @@ impl Ops {
         }
     }
 
-    /// From `INCIDENTS_TABLE`.
+    /// From `TABLE_NAME` (the subscriber block's own table).
     pub fn from_env(_aws: &SdkConfig) -> Result<Self, MissingEnv> {
-        Ok(Ops::new(env("INCIDENTS_TABLE")?))
+        Ok(Ops::new(env("TABLE_NAME")?))
     }
 }
 

@@ -384,11 +384,11 @@ impl<G> Payment<G> {
 }
 
 impl Payment<LedgerGateway> {
-    /// A ledger gateway on `PAYMENTS_TABLE`.
+    /// A ledger gateway on `TABLE_NAME` (the subscriber block's own table).
     pub fn from_env(aws: &SdkConfig) -> Result<Self, MissingEnv> {
         Ok(Payment::new(LedgerGateway::new(
             herald::aws::dynamodb(aws),
-            env("PAYMENTS_TABLE")?,
+            env("TABLE_NAME")?,
         )))
     }
 }

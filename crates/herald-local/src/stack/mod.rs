@@ -189,8 +189,7 @@ impl Stack {
 struct Resolver<'a> {
     stack: &'a Stack,
     parameters: &'a BTreeMap<String, Value>,
-    /// The template whose conditions `Fn::If` asks for (none for a deployed stack's
-    /// resources, which CloudFormation made as its conditions said).
+    /// The template whose conditions `Fn::If` asks for.
     template: Option<&'a Template>,
 }
 
@@ -280,6 +279,25 @@ impl Stack {
     ) -> Result<Value> {
         resolve(
             properties,
+            &Resolver {
+                stack: self,
+                parameters,
+                template: Some(template),
+            },
+        )
+    }
+
+    /// Whether `template`'s condition `name` holds for this stack and `parameters`: what
+    /// CloudFormation decided when it created the stack (a resource whose condition is false is
+    /// not there, as locally).
+    pub fn holds(
+        &self,
+        template: &Template,
+        name: &str,
+        parameters: &BTreeMap<String, Value>,
+    ) -> Result<bool> {
+        template.condition_value(
+            name,
             &Resolver {
                 stack: self,
                 parameters,

@@ -631,6 +631,6 @@ Resources:
         let pos = |id: &str| order.iter().position(|o| o == id).unwrap();
         assert!(pos("InventoryDeadLetterQueue") < pos("InventoryQueue"));
         assert!(pos("InventoryQueue") < pos("InventorySubscription"));
-        assert!(pos("RouterFunction") < pos("RouterStreamMapping"));
+        assert!(pos("BusRouterFunction") < pos("BusRouterStreamMapping"));
     }
 }

@@ -142,7 +142,7 @@ mod tests {
     fn each_state_and_last_result_is_judged_with_its_fix() {
         let judged = |state, last| {
             judge(
-                "RouterStreamMapping",
+                "BusRouterStreamMapping",
                 "prod-Router",
                 "/aws/lambda/prod-Router",
                 &mapping(state, last),

@@ -170,6 +170,14 @@ pub async fn from_cloudformation(name: &str, aws: &SdkConfig, endpoint: &str) ->
     });
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
     for (id, resource) in template.in_creation_order()? {
+        if let Some(condition) = &resource.condition {
+            if !stack
+                .holds(template, condition, &parameters)
+                .with_context(|| format!("condition {condition} of {id}"))?
+            {
+                continue;
+            }
+        }
         let resolved = stack.resolve(template, &resource.properties, &parameters);
         let mut properties = match resolved {
             Ok(properties) => properties,

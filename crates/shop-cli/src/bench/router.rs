@@ -101,7 +101,7 @@ pub fn kinesis_batch(catalog: &[Product], records: usize, seed: u64) -> Result<(
             "eventName": "aws:kinesis:record",
             "invokeIdentityArn": "arn:aws:iam::123456789012:role/herald-router",
             "awsRegion": "us-east-1",
-            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/herald-EventStream",
+            "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/herald-BusEventStream",
         }));
     }
     let event = serde_json::to_vec(&json!({ "Records": out }))?;

@@ -267,7 +267,7 @@ fn analytics(traffic: &Traffic, effects: &Effects, audit: &mut Audit) {
 /// The raw records in the router's DLQ, each with its reason; nothing in any other queue.
 fn dead_letters(traffic: &Traffic, effects: &Effects, audit: &mut Audit) {
     for (queue, letters) in &effects.dead_letters {
-        if queue != "RouterDeadLetterQueue" {
+        if queue != "BusRouterDeadLetterQueue" {
             audit.problems.push(format!(
                 "{} dead letters in {queue}: {:?}",
                 letters.len(),
@@ -277,7 +277,7 @@ fn dead_letters(traffic: &Traffic, effects: &Effects, audit: &mut Audit) {
     }
     let router = effects
         .dead_letters
-        .get("RouterDeadLetterQueue")
+        .get("BusRouterDeadLetterQueue")
         .map(Vec::as_slice)
         .unwrap_or_default();
     if distinct(router) != traffic.raw_records.len() {
@@ -420,7 +420,7 @@ mod tests {
         .collect();
         effects.incidents = traffic.system_events;
         effects.dead_letters.insert(
-            "RouterDeadLetterQueue".into(),
+            "BusRouterDeadLetterQueue".into(),
             traffic
                 .raw_records
                 .iter()
@@ -473,7 +473,7 @@ mod tests {
         let mut copied = effects.clone();
         let letters = copied
             .dead_letters
-            .get_mut("RouterDeadLetterQueue")
+            .get_mut("BusRouterDeadLetterQueue")
             .unwrap();
         letters.push(letters[0].clone());
         let judged = audit(&catalog, &traffic, &sent(&traffic), &copied);

@@ -28,7 +28,7 @@ pub async fn run(stack: &Stack, aws: &aws_config::SdkConfig, order_id: &str) -> 
     let queries = url(stack, "query")?;
     let store = DynamoDbEventStore::new(
         aws_sdk_dynamodb::Client::new(aws),
-        stack.reference("EventStoreTable")?,
+        stack.reference("OrderServiceEventStoreTable")?,
     )
     .with_upcasters(shop::upcasters());
     let mut out = String::from("order lifecycle (event sourcing + CQRS)\n");
@@ -207,7 +207,7 @@ async fn show_stream(
     order_id: &str,
 ) -> Result<()> {
     let kinesis = aws_sdk_kinesis::Client::new(aws);
-    let stream = stack.reference("EventStream")?;
+    let stream = stack.reference("BusEventStream")?;
     let shards = kinesis.list_shards().stream_name(stream).send().await?;
     for shard in shards.shards() {
         let mut iterator = kinesis

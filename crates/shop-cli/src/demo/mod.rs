@@ -88,7 +88,7 @@ pub async fn run(args: DemoOptions) -> Result<()> {
     let aws = endpoint.sdk_config().await;
     herald_ops::inspect::put_raw(
         &aws_sdk_kinesis::Client::new(&aws),
-        stack.reference("EventStream")?,
+        stack.reference("BusEventStream")?,
         &traffic.raw_records,
     )
     .await?;

@@ -83,7 +83,7 @@ pub async fn effects(stack: &Stack, aws: &aws_config::SdkConfig) -> Result<Effec
     effects.incidents = scan(&dynamodb, stack.reference("IncidentsTable")?)
         .await?
         .len();
-    for item in scan(&dynamodb, stack.reference("IdempotencyTable")?).await? {
+    for item in scan(&dynamodb, stack.reference("BusIdempotencyTable")?).await? {
         let key = item["pk"].as_str().unwrap_or_default();
         let subscriber = key.split('#').next().unwrap_or_default().to_string();
         *effects.records.entry(subscriber.clone()).or_default() += 1;

@@ -122,11 +122,11 @@ fn time_of(event: &Envelope) -> String {
 }
 
 impl OrdersProjection {
-    /// The projection on `ORDERS_VIEW_TABLE`.
+    /// The projection on `TABLE_NAME` (the projector's and the query function's table).
     pub fn from_env(aws: &aws_config::SdkConfig) -> Result<Self, herald::aws::MissingEnv> {
         Ok(OrdersProjection::new(
             herald::aws::dynamodb(aws),
-            herald::aws::env("ORDERS_VIEW_TABLE")?,
+            herald::aws::env("TABLE_NAME")?,
         ))
     }
 

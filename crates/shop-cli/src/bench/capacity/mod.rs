@@ -58,14 +58,14 @@ pub fn settings(template: &Template, events_per_request: f64) -> Result<Settings
     };
     let router = template
         .of_kind("AWS::Lambda::EventSourceMapping")
-        .find(|(id, _)| *id == "RouterStreamMapping")
+        .find(|(id, _)| *id == "BusRouterStreamMapping")
         .map(|(_, r)| r.properties.clone())
-        .context("the template's RouterStreamMapping")?;
+        .context("the template's BusRouterStreamMapping")?;
     let publisher = template
         .of_kind("AWS::Lambda::EventSourceMapping")
-        .find(|(id, _)| *id == "PublisherStreamMapping")
+        .find(|(id, _)| *id == "OrderServicePublisherStreamMapping")
         .map(|(_, r)| r.properties.clone())
-        .context("the template's PublisherStreamMapping")?;
+        .context("the template's OrderServicePublisherStreamMapping")?;
     Ok(Settings {
         shards: parameter("StreamShards")?,
         parallelization: router
@@ -87,7 +87,7 @@ pub fn settings(template: &Template, events_per_request: f64) -> Result<Settings
 fn stream_consumers(template: &Template) -> usize {
     let reads_stream = |v: &Value, key: &str| {
         v.get(key)
-            .is_some_and(|s| s.to_string().contains("EventStream"))
+            .is_some_and(|s| s.to_string().contains("BusEventStream"))
     };
     let mappings = template
         .of_kind("AWS::Lambda::EventSourceMapping")
