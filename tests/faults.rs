@@ -138,13 +138,7 @@ async fn each_service_gets_its_own_error_shape() {
     let aws_direct = common::aws().await;
     let stream = common::unique("faulty");
     let kinesis = aws_sdk_kinesis::Client::new(&aws_direct);
-    kinesis
-        .create_stream()
-        .stream_name(&stream)
-        .shard_count(1)
-        .send()
-        .await
-        .unwrap();
+    common::create_stream(&kinesis, &stream, 1).await;
     let topic = aws_sdk_sns::Client::new(&aws_direct)
         .create_topic()
         .name(common::unique("faulty"))

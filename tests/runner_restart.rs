@@ -332,14 +332,21 @@ async fn after_a_reshard_the_child_shards_are_read_after_their_parent_in_key_ord
         .send()
         .await
         .unwrap();
+    // As on AWS (and LocalStack), the stream is UPDATING until the children exist.
+    common::wait_until(
+        "the reshard to leave a parent and two children",
+        Duration::from_secs(60),
+        || async {
+            kinesis
+                .list_shards()
+                .stream_name(stream)
+                .send()
+                .await
+                .is_ok_and(|s| s.shards().len() == 3)
+        },
+    )
+    .await;
     put(&pipeline, &records(31..=80, &keys, 0)).await;
-    let shards = kinesis
-        .list_shards()
-        .stream_name(stream)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(shards.shards().len(), 3, "a parent and two children");
     settle(&pipeline).await;
 
     let probe = Probe::read(&pipeline).await;

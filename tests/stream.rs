@@ -19,13 +19,7 @@ async fn a_large_submission_lands_complete_and_in_order_per_aggregate() {
     let aws = common::aws().await;
     let kinesis = aws_sdk_kinesis::Client::new(&aws);
     let name = common::unique("stream");
-    kinesis
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(3)
-        .send()
-        .await
-        .unwrap();
+    common::create_stream(&kinesis, &name, 3).await;
 
     // 1 200 events over 40 aggregates (30 each): three PutRecords-sized chunks and more.
     let events: Vec<Envelope> = (0..1200)
@@ -142,13 +136,7 @@ async fn a_thousand_events_of_one_aggregate_take_two_requests_and_stay_in_order(
     let aws = common::aws().await;
     let (kinesis, counter) = counted_kinesis(&aws);
     let name = common::unique("hot");
-    kinesis
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(2)
-        .send()
-        .await
-        .unwrap();
+    common::create_stream(&kinesis, &name, 2).await;
     counter.reset();
     let events: Vec<Envelope> = (0..1000)
         .map(|i| {
@@ -174,9 +162,11 @@ async fn a_thousand_events_of_one_aggregate_take_two_requests_and_stay_in_order(
     assert_eq!(counter.counts().get("Kinesis.PutRecords"), Some(&2));
     // One shard, sequence numbers rising in submission order.
     assert!(accepted.windows(2).all(|w| w[0].shard_id == w[1].shard_id));
-    let sequence: Vec<u128> = accepted
+    // Sequence numbers are decimal strings of up to 129 digits (wider than any integer type
+    // on AWS and LocalStack): ordered by length, then digit by digit.
+    let sequence: Vec<(usize, &str)> = accepted
         .iter()
-        .map(|a| a.sequence_number.parse().unwrap())
+        .map(|a| (a.sequence_number.len(), a.sequence_number.as_str()))
         .collect();
     assert!(sequence.windows(2).all(|w| w[0] < w[1]));
     for (event, answer) in events.iter().zip(&accepted) {
@@ -204,13 +194,7 @@ async fn the_public_producer_takes_only_what_clients_may_submit() {
     let aws = common::aws().await;
     let kinesis = aws_sdk_kinesis::Client::new(&aws);
     let name = common::unique("public");
-    kinesis
-        .create_stream()
-        .stream_name(&name)
-        .shard_count(1)
-        .send()
-        .await
-        .unwrap();
+    common::create_stream(&kinesis, &name, 1).await;
     // What `Herald::producer` builds for the shop's producer function.
     let producer = Producer::with_config(
         KinesisStream::new(kinesis.clone(), &name),

@@ -186,6 +186,44 @@ where
     }
 }
 
+/// A new stream of `shards` shards, once ACTIVE: as on AWS (and LocalStack), a stream is
+/// CREATING for a while and refuses records until then (moto makes it ACTIVE at once). An
+/// "already exists" is the SDK's retry of this very call (the name is the test's own).
+pub async fn create_stream(kinesis: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
+    use aws_sdk_kinesis::types::StreamStatus;
+    if let Err(err) = kinesis
+        .create_stream()
+        .stream_name(name)
+        .shard_count(shards)
+        .send()
+        .await
+    {
+        assert!(
+            err.as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()),
+            "creating stream {name}: {err:?}"
+        );
+    }
+    wait_until(
+        &format!("stream {name} to be ACTIVE"),
+        std::time::Duration::from_secs(60),
+        || async {
+            kinesis
+                .describe_stream_summary()
+                .stream_name(name)
+                .send()
+                .await
+                .ok()
+                .and_then(|s| {
+                    s.stream_description_summary()
+                        .map(|d| d.stream_status().clone())
+                })
+                == Some(StreamStatus::Active)
+        },
+    )
+    .await;
+}
+
 /// A test that cannot run on this machine (a tool is missing): never a silent pass. Under
 /// scripts/test (which sets `HERALD_SKIP_LOG`) the test is recorded and listed as skipped in the
 /// run's summary, then returns; anywhere else it fails with `reason`, since a plain `cargo test`
