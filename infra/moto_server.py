@@ -126,8 +126,10 @@ def resharding_as_on_aws():
     parents' records under new sequence numbers. On AWS a closed shard takes no more writes (they
     go to the child shards) and keeps its records, readable until its retention ends, so a
     consumer drains the parent before reading the children. Route writes to open shards only and
-    leave the parents' records where they were."""
+    leave the parents' records where they were. And as AWS does, a closed shard's iterator ends
+    (no `NextShardIterator`) with the answer that holds its last records; moto's never ends."""
     from moto.kinesis import models
+    from moto.kinesis.utils import decompose_shard_iterator
 
     def get_shard_for_key(self, partition_key, explicit_hash_key):
         if not isinstance(partition_key, str) or len(partition_key) > 256:
@@ -157,6 +159,19 @@ def resharding_as_on_aws():
 
         return reshard
 
+    get_records = models.KinesisBackend.get_records
+
+    def get_records_as_on_aws(self, stream_arn, shard_iterator, limit):
+        next_iterator, records, behind = get_records(self, stream_arn, shard_iterator, limit)
+        stream_name, shard_id, _ = decompose_shard_iterator(shard_iterator)
+        stream = self.describe_stream(stream_arn=stream_arn, stream_name=stream_name)
+        shard = stream.get_shard(shard_id)
+        read_to = int(decompose_shard_iterator(next_iterator)[2])
+        if not shard.is_open and read_to >= shard.get_max_sequence_number():
+            next_iterator = None
+        return next_iterator, records, behind
+
+    models.KinesisBackend.get_records = get_records_as_on_aws
     models.Stream.get_shard_for_key = get_shard_for_key
     models.Stream.split_shard = keeping_records(models.Stream.split_shard, "shard_to_split")
     models.Stream.merge_shards = keeping_records(

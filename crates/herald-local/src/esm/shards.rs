@@ -29,6 +29,17 @@ struct Read {
     millis_behind: i64,
 }
 
+impl Read {
+    /// What a shard whose end was read already answers: nothing more, and no iterator.
+    fn end() -> Read {
+        Read {
+            records: Vec::new(),
+            next_iterator: None,
+            millis_behind: 0,
+        }
+    }
+}
+
 /// One shard as listed.
 #[derive(Clone, Debug)]
 struct ShardInfo {
@@ -506,17 +517,27 @@ async fn run_shard(
     let mut buffer: VecDeque<StreamRecord> = VecDeque::new();
     let mut window_started: Option<Instant> = None;
     let mut read_errors = 0;
+    // A shard's end may come in the same answer as its last records (AWS's and LocalStack's
+    // closed shards do): the iterator is spent then, and reading it again would give those
+    // records again, so the rest of the buffer is handled without reading.
+    let mut shard_ended = false;
     while !*stop.borrow() {
         open_window.set(window.is_some());
         if buffer.len() < mapping.batch_size * mapping.parallelization_factor {
             let limit = (mapping.batch_size * mapping.parallelization_factor - buffer.len())
                 .clamp(1, 10_000) as i32;
-            match read(&ctx, mapping, &shard_id, &iterator, limit).await {
+            let answer = if shard_ended {
+                Ok(Read::end())
+            } else {
+                read(&ctx, mapping, &shard_id, &iterator, limit).await
+            };
+            match answer {
                 Ok(out) => {
                     read_errors = 0;
                     tracing::debug!(shard = %shard_id, records = out.records.len(), buffered = buffer.len(), "GetRecords");
                     let at_tip = out.millis_behind == 0;
                     let ended = out.next_iterator.is_none();
+                    shard_ended |= ended;
                     if mapping.source == crate::stack::StreamSource::Kinesis {
                         let oldest = out.records.first().map(|r| {
                             Utc::now()

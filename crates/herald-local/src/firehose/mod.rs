@@ -149,6 +149,7 @@ pub async fn run_delivery(
             }
         }
         let mut read_any = false;
+        let mut ended = Vec::new();
         for (shard, it) in iterators.iter_mut() {
             let page = match ctx
                 .kinesis
@@ -187,9 +188,15 @@ pub async fn run_delivery(
                     .last
                     .insert(shard.clone(), record.sequence_number.clone());
             }
-            if let Some(next) = page.next_shard_iterator {
-                *it = next;
+            match page.next_shard_iterator {
+                Some(next) => *it = next,
+                // A closed shard read to its end, maybe in the answer with its last records:
+                // the iterator is spent, and reading it again would archive those twice.
+                None => ended.push(shard.clone()),
             }
+        }
+        for shard in &ended {
+            iterators.remove(shard);
         }
         ctx.activity
             .archive_buffered
