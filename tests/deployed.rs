@@ -241,6 +241,26 @@ impl Deployed {
     async fn physical(&self, logical_id: &str) -> String {
         physical_in(&self.aws, &self.stack, logical_id).await
     }
+
+    /// A letter (`body`) in the dead-letter queue `queue` makes `doctor` report exactly one
+    /// problem, about that queue, with the command that shows it.
+    async fn a_dead_letter_is_one_problem(&self, queue: &str, body: &str) {
+        aws_sdk_sqs::Client::new(&self.aws)
+            .send_message()
+            .queue_url(self.physical(queue).await)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+        let (code, report) = self.doctor();
+        assert_one_problem(
+            &report,
+            code,
+            "deadLetters",
+            queue,
+            &format!("herald dlq show {queue} --stack {}", self.stack),
+        );
+    }
 }
 
 /// The findings of `check` about `resource`.
@@ -562,25 +582,9 @@ async fn doctor_finds_a_dead_letter() {
     let Some(deployed) = Deployed::create("deployed::doctor_finds_a_dead_letter").await else {
         return;
     };
-    let sqs = aws_sdk_sqs::Client::new(&deployed.aws);
-    let dlq = queue_url(&deployed.aws, &deployed.stack, "PaymentDeadLetterQueue").await;
-    sqs.send_message()
-        .queue_url(&dlq)
-        .message_body("{}")
-        .send()
-        .await
-        .unwrap();
-    let (code, report) = deployed.doctor();
-    assert_one_problem(
-        &report,
-        code,
-        "deadLetters",
-        "PaymentDeadLetterQueue",
-        &format!(
-            "herald dlq show PaymentDeadLetterQueue --stack {}",
-            deployed.stack
-        ),
-    );
+    deployed
+        .a_dead_letter_is_one_problem("PaymentDeadLetterQueue", "{}")
+        .await;
 }
 
 /// A template on the building blocks deploys as nested stacks, one per application; herald reads
@@ -612,25 +616,9 @@ async fn a_stack_on_the_building_blocks_is_read_through_its_nested_stacks() {
 
     // A letter in the subscriber's dead-letter queue, which lives in the nested stack
     // `Welcome` under a name CloudFormation gave it there.
-    let sqs = aws_sdk_sqs::Client::new(&deployed.aws);
-    let dlq = deployed.physical("WelcomeDeadLetterQueue").await;
-    sqs.send_message()
-        .queue_url(&dlq)
-        .message_body(r#"{"type": "user_signed_up"}"#)
-        .send()
-        .await
-        .unwrap();
-    let (code, report) = deployed.doctor();
-    assert_one_problem(
-        &report,
-        code,
-        "deadLetters",
-        "WelcomeDeadLetterQueue",
-        &format!(
-            "herald dlq show WelcomeDeadLetterQueue --stack {}",
-            deployed.stack
-        ),
-    );
+    deployed
+        .a_dead_letter_is_one_problem("WelcomeDeadLetterQueue", r#"{"type": "user_signed_up"}"#)
+        .await;
     let shown =
         json_of(&deployed.herald(&["dlq", "show", "WelcomeDeadLetterQueue", "--output", "json"]));
     assert_eq!(

@@ -1,6 +1,7 @@
 //! A pipeline of your own, outside this repository (issue 26): `herald new` scaffolds it into a
 //! temporary directory, `herald add subscriber` adds a second subscriber, `herald local up` starts
-//! it (installing its own emulator when it has none, as on a newcomer's machine) and events go in
+//! it (installing its own emulator when it has none, as on a newcomer's machine: moto, or
+//! LocalStack beside moto when `HERALD_EMULATOR=localstack`) and events go in
 //! through the producer — a duplicate and a malformed one among them. Each effect happens exactly
 //! once in both subscribers, the duplicate is skipped, the malformed event is rejected naming its
 //! field. The event-sourced starting point (`herald new --event-sourced`) runs the same way:
@@ -118,14 +119,24 @@ async fn local_up(base: &Path, dir: &Path) -> (Up, String) {
             command.env_remove(variable);
         }
     }
-    let up = Up(command.spawn().unwrap());
+    let mut up = Up(command.spawn().unwrap());
     let output = || std::fs::read_to_string(&log).unwrap_or_default();
-    // Building the project and installing the emulator take minutes on a new machine.
+    // Building the project and installing the emulator take minutes on a new machine; a runner
+    // that gave up says why at once.
     wait_for(
         "the pipeline is up",
         &log,
         Duration::from_secs(1200),
-        || output().contains("Ctrl-C stops everything"),
+        || {
+            if let Ok(Some(status)) = up.0.try_wait() {
+                panic!(
+                    "herald local up exited ({status}):\n{}{}",
+                    output(),
+                    std::fs::read_to_string(base.join("up.err")).unwrap_or_default()
+                );
+            }
+            output().contains("Ctrl-C stops everything")
+        },
     )
     .await;
     let text = output();
@@ -133,6 +144,9 @@ async fn local_up(base: &Path, dir: &Path) -> (Up, String) {
         text.contains(&format!("project     {}", dir.display())),
         "{text}"
     );
+    // The emulator the switch names (`scripts/test --emulator localstack` passes it on).
+    let localstack = std::env::var("HERALD_EMULATOR").as_deref() == Ok("localstack");
+    assert_eq!(text.contains("LocalStack beside it"), localstack, "{text}");
     (up, text)
 }
 

@@ -39,7 +39,11 @@ pub async fn endpoint() -> &'static Endpoint {
                 #[cfg(not(feature = "localstack"))]
                 eprintln!("a Docker engine answers; build with `--features localstack` to test against LocalStack. Using moto.");
             }
-            Endpoint::moto(&root(), None).await.expect("start moto (run scripts/bootstrap first)")
+            // The emulator HERALD_EMULATOR names (moto, or LocalStack beside moto).
+            let emulator = herald_local::Emulator::from_env().unwrap();
+            Endpoint::start(emulator, &root(), None)
+                .await
+                .expect("start the emulator (run scripts/bootstrap first)")
         })
         .await
 }

@@ -10,7 +10,7 @@ use crate::InvokeArgs;
 pub async fn invoke(args: InvokeArgs) -> Result<()> {
     let payload = read_input(&args.event)?;
     let root = crate::common::project()?;
-    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let endpoint = Endpoint::from_env_or_start(&root, None).await?;
     let mut options = up_options(&root, &args.common, None);
     options.quiet_build = true;
     options.runner.mappings = false;

@@ -16,7 +16,10 @@ pub async fn up(args: UpArgs) -> Result<()> {
         "project     {} (the nearest directory holding template.yaml and Cargo.toml)",
         root.display()
     );
-    let endpoint = Endpoint::from_env_or_moto(&root, Some(args.moto_port)).await?;
+    let endpoint = match Endpoint::from_env() {
+        Some(endpoint) => endpoint,
+        None => Endpoint::start(args.emulator, &root, Some(args.moto_port)).await?,
+    };
     println!("endpoint    {}", endpoint.describe());
     let mut options = up_options(&root, &args.common, Some(args.url_port));
     options.runner.echo_logs = true;
@@ -78,9 +81,10 @@ pub async fn up(args: UpArgs) -> Result<()> {
         stack.alarms.len()
     );
     println!("console     {console}");
-    let exports: String = std::iter::once(("AWS_ENDPOINT_URL", endpoint.url.as_str()))
-        .chain(endpoint.services().iter())
-        .map(|(variable, url)| format!("  export {variable}={url}\n"))
+    let exports: String = endpoint
+        .exports()
+        .iter()
+        .map(|(variable, value)| format!("  export {variable}={value}\n"))
         .collect();
     println!("\nIn another terminal:\n{exports}  target/debug/herald send events/producer/direct-invoke.json\n\nCtrl-C stops everything.\n");
     tokio::signal::ctrl_c().await?;

@@ -280,6 +280,11 @@ struct Common {
 struct UpArgs {
     #[command(flatten)]
     common: Common,
+    /// The emulator herald starts when AWS_ENDPOINT_URL is not set: moto, or localstack
+    /// (LocalStack for Kinesis, SNS, SQS, S3, Firehose and CloudFormation, moto beside it for
+    /// DynamoDB and the rest; installed on first use, needs a Python >= 3.12).
+    #[arg(long, env = "HERALD_EMULATOR", default_value = "moto")]
+    emulator: herald_local::Emulator,
     /// Port for moto when herald starts it (ignored when AWS_ENDPOINT_URL is set).
     #[arg(long, default_value_t = 5050)]
     moto_port: u16,

@@ -2,8 +2,9 @@
 //!
 //! `AWS_ENDPOINT_URL` wins (moto, LocalStack, anything API-compatible), with the SDK's
 //! per-service `AWS_ENDPOINT_URL_<SERVICE>` variables over it when set. Without it, herald starts
-//! moto from the project's own virtualenv ([`crate::moto`]): one process per group of services
-//! that work together, so that the emulator uses more than one core.
+//! the emulator `HERALD_EMULATOR` names ([`Emulator`]): moto by default ([`crate::moto`]: one
+//! process per group of services that work together, so that the emulator uses more than one
+//! core), or LocalStack beside moto ([`crate::localstack`]).
 
 use std::path::Path;
 
@@ -12,7 +13,57 @@ use aws_config::{Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 use herald::aws::ServiceEndpoints;
 
+use crate::localstack::LocalStack;
 use crate::moto::MotoCluster;
+
+/// Which emulator herald starts when no endpoint is set: `HERALD_EMULATOR`, `moto` by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Emulator {
+    /// moto for every service.
+    #[default]
+    Moto,
+    /// LocalStack for [`crate::localstack::SERVICES`] (Kinesis, SNS, SQS, S3, Firehose,
+    /// CloudFormation), moto for the rest (DynamoDB and its streams, CloudWatch, Logs, ...).
+    LocalStack,
+}
+
+impl Emulator {
+    /// `HERALD_EMULATOR` (`moto` or `localstack`; unset or empty is `moto`).
+    pub fn from_env() -> Result<Emulator> {
+        match std::env::var("HERALD_EMULATOR")
+            .unwrap_or_default()
+            .as_str()
+        {
+            "" => Ok(Emulator::Moto),
+            name => name
+                .parse()
+                .map_err(|e| anyhow::anyhow!("HERALD_EMULATOR: {e}")),
+        }
+    }
+}
+
+impl std::str::FromStr for Emulator {
+    type Err = String;
+
+    /// `moto` or `localstack`.
+    fn from_str(name: &str) -> std::result::Result<Emulator, String> {
+        match name {
+            "moto" => Ok(Emulator::Moto),
+            "localstack" => Ok(Emulator::LocalStack),
+            other => Err(format!(
+                "{other:?} is not an emulator herald starts (moto, localstack)"
+            )),
+        }
+    }
+}
+
+/// The emulator processes herald started; stopped on drop.
+#[derive(Debug)]
+struct Started {
+    /// Held for its drop, which stops the processes.
+    _moto: MotoCluster,
+    localstack: Option<LocalStack>,
+}
 
 /// Region used when none is configured.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -25,16 +76,25 @@ pub struct Endpoint {
     /// The region.
     pub region: String,
     services: ServiceEndpoints,
-    moto: Option<MotoCluster>,
+    started: Option<Started>,
 }
 
 impl Endpoint {
-    /// `AWS_ENDPOINT_URL` (and any `AWS_ENDPOINT_URL_<SERVICE>`) if set, else a new moto
-    /// ([`Endpoint::moto`]), its shared process on `port` (a free one when `None`).
-    pub async fn from_env_or_moto(root: &Path, port: Option<u16>) -> Result<Endpoint> {
+    /// `AWS_ENDPOINT_URL` (and any `AWS_ENDPOINT_URL_<SERVICE>`) if set, else the emulator
+    /// `HERALD_EMULATOR` names, started now ([`Endpoint::start`]).
+    pub async fn from_env_or_start(root: &Path, port: Option<u16>) -> Result<Endpoint> {
         match Endpoint::from_env() {
             Some(endpoint) => Ok(endpoint),
-            None => Endpoint::moto(root, port).await,
+            None => Endpoint::start(Emulator::from_env()?, root, port).await,
+        }
+    }
+
+    /// Start `emulator` for the project at `root`, moto's shared process on `port` (a free one
+    /// when `None`).
+    pub async fn start(emulator: Emulator, root: &Path, port: Option<u16>) -> Result<Endpoint> {
+        match emulator {
+            Emulator::Moto => Endpoint::moto(root, port).await,
+            Emulator::LocalStack => Endpoint::localstack(root, port).await,
         }
     }
 
@@ -53,7 +113,7 @@ impl Endpoint {
             url: url.into(),
             region: region(),
             services: ServiceEndpoints::default(),
-            moto: None,
+            started: None,
         }
     }
 
@@ -66,12 +126,50 @@ impl Endpoint {
     /// Start moto (the project's `.venv`, else herald's own: [`crate::moto::Installation`]),
     /// its shared process on `port` (a free one when `None`).
     pub async fn moto(root: &Path, port: Option<u16>) -> Result<Endpoint> {
-        let moto = MotoCluster::start(root, port).await?;
+        let moto = MotoCluster::start(root, port, crate::moto::SERVICE_GROUPS).await?;
         Ok(Endpoint {
             url: moto.url(),
             region: region(),
             services: moto.services(),
-            moto: Some(moto),
+            started: Some(Started {
+                _moto: moto,
+                localstack: None,
+            }),
+        })
+    }
+
+    /// Start LocalStack for [`crate::localstack::SERVICES`] and moto for the rest (installed as
+    /// [`crate::localstack::Installation`] and [`crate::moto::Installation`] say), moto's shared
+    /// process on `port` (a free one when `None`). Both answer for one account: the default
+    /// access key id is [`crate::localstack::ACCOUNT_KEY_ID`].
+    pub async fn localstack(root: &Path, port: Option<u16>) -> Result<Endpoint> {
+        // Installed first (a pip install the first time), so moto is not kept waiting to start.
+        let installation = {
+            let root = root.to_path_buf();
+            tokio::task::spawn_blocking(move || {
+                crate::localstack::Installation::find_or_install(&root)
+            })
+            .await??
+        };
+        // moto's groups for DynamoDB and its streams only: LocalStack serves the others.
+        let groups = &crate::moto::SERVICE_GROUPS[..1];
+        let (moto, localstack) = futures::future::try_join(
+            MotoCluster::start(root, port, groups),
+            LocalStack::start(&installation, root),
+        )
+        .await?;
+        let mut services = moto.services();
+        for (variable, url) in localstack.services().iter() {
+            services.insert(variable.to_string(), url.to_string());
+        }
+        Ok(Endpoint {
+            url: moto.url(),
+            region: region(),
+            services,
+            started: Some(Started {
+                _moto: moto,
+                localstack: Some(localstack),
+            }),
         })
     }
 
@@ -81,7 +179,7 @@ impl Endpoint {
             url: self.url.clone(),
             region: self.region.clone(),
             services: self.services.clone(),
-            moto: None,
+            started: None,
         }
     }
 
@@ -103,16 +201,19 @@ impl Endpoint {
 
     /// Whether herald started the emulator itself.
     pub fn is_embedded(&self) -> bool {
-        self.moto.is_some()
+        self.started.is_some()
     }
 
     /// `http://… (moto, started by herald)` or `http://… (AWS_ENDPOINT_URL)`, and the services
     /// elsewhere.
     pub fn describe(&self) -> String {
-        let origin = if self.is_embedded() {
-            "moto, started by herald"
-        } else {
-            "AWS_ENDPOINT_URL"
+        let origin = match &self.started {
+            Some(Started {
+                localstack: Some(_),
+                ..
+            }) => "moto, started by herald; LocalStack beside it",
+            Some(_) => "moto, started by herald",
+            None => "AWS_ENDPOINT_URL",
         };
         let mut text = format!("{} ({origin})", self.url);
         for (variable, url) in self.services.iter() {
@@ -124,12 +225,35 @@ impl Endpoint {
         text
     }
 
-    /// SDK configuration for this endpoint (dummy credentials unless real ones are set).
+    /// What another shell exports to reach the same emulator: `AWS_ENDPOINT_URL`, each
+    /// `AWS_ENDPOINT_URL_<SERVICE>`, and with LocalStack the access key id that names the account
+    /// both emulators answer for.
+    pub fn exports(&self) -> Vec<(String, String)> {
+        let mut exports = vec![("AWS_ENDPOINT_URL".to_string(), self.url.clone())];
+        exports.extend(
+            self.services
+                .iter()
+                .map(|(variable, url)| (variable.to_string(), url.to_string())),
+        );
+        if let Some(Started {
+            localstack: Some(_),
+            ..
+        }) = &self.started
+        {
+            let key = std::env::var("AWS_ACCESS_KEY_ID")
+                .unwrap_or_else(|_| crate::localstack::ACCOUNT_KEY_ID.into());
+            exports.push(("AWS_ACCESS_KEY_ID".to_string(), key));
+        }
+        exports
+    }
+
+    /// SDK configuration for this endpoint (dummy credentials unless real ones are set; their key
+    /// id names moto's account, which LocalStack then answers for too).
     pub async fn sdk_config(&self) -> SdkConfig {
         let mut loader = herald::aws::config_loader().region(Region::new(self.region.clone()));
         if std::env::var("AWS_ACCESS_KEY_ID").is_err() {
             loader = loader.credentials_provider(Credentials::new(
-                "test",
+                crate::localstack::ACCOUNT_KEY_ID,
                 "test",
                 None,
                 None,
@@ -149,7 +273,8 @@ impl Endpoint {
 
     /// Environment variables that point a child process (a function) at this endpoint.
     pub fn child_env(&self) -> Vec<(String, String)> {
-        let key = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "test".into());
+        let key = std::env::var("AWS_ACCESS_KEY_ID")
+            .unwrap_or_else(|_| crate::localstack::ACCOUNT_KEY_ID.into());
         let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "test".into());
         let mut env = vec![
             ("AWS_ENDPOINT_URL".to_string(), self.url.clone()),
@@ -179,7 +304,7 @@ pub fn services_of(aws: &SdkConfig) -> ServiceEndpoints {
         return services;
     };
     let ids = crate::moto::SERVICE_GROUPS.iter().flat_map(|g| g.iter());
-    for id in ids.chain(["S3"].iter()) {
+    for id in ids.chain(crate::localstack::SERVICES.iter()) {
         let key = ServiceConfigKey::builder()
             .service_id(id)
             .env("AWS_ENDPOINT_URL")

@@ -21,6 +21,7 @@ pub mod faults;
 pub mod firehose;
 pub mod http;
 pub mod lambda_api;
+pub mod localstack;
 pub mod log_shipping;
 pub mod logs;
 pub mod moto;
@@ -32,8 +33,9 @@ pub mod seed;
 pub mod session;
 pub mod stack;
 pub mod template;
+mod venv;
 
-pub use endpoint::Endpoint;
+pub use endpoint::{Emulator, Endpoint};
 pub use runner::{LocalPipeline, RunnerOptions};
 pub use session::{up, UpOptions};
 pub use stack::{provision, Stack, StackOptions};

@@ -39,13 +39,18 @@ pub struct MotoCluster {
 }
 
 impl MotoCluster {
-    /// Start every process (the shared one on `port`, or a free one) and wait until they answer.
-    pub async fn start(root: &Path, port: Option<u16>) -> Result<MotoCluster> {
+    /// Start the shared process (on `port`, or a free one) and one per group of `groups` (of
+    /// [`SERVICE_GROUPS`]), and wait until they answer.
+    pub async fn start(
+        root: &Path,
+        port: Option<u16>,
+        groups: &'static [&'static [&'static str]],
+    ) -> Result<MotoCluster> {
         let moto = Installation::find_or_install(root)?;
         let moto = &moto;
         let (shared, groups) = futures::future::try_join(
             MotoServer::start_from(moto, port),
-            futures::future::try_join_all(SERVICE_GROUPS.iter().map(|group| async move {
+            futures::future::try_join_all(groups.iter().map(|group| async move {
                 Ok::<_, anyhow::Error>((*group, MotoServer::start_from(moto, None).await?))
             })),
         )
@@ -116,7 +121,15 @@ impl Installation {
         if installed.python.exists() && installed.launcher.exists() {
             return Ok(installed);
         }
-        install(&dir)?;
+        crate::venv::install(
+            &dir,
+            &std::env::var("HERALD_PYTHON").unwrap_or_else(|_| "python3".into()),
+            &[
+                ("requirements.txt", REQUIREMENTS),
+                ("moto_server.py", LAUNCHER),
+            ],
+            "the emulator (moto, pinned) — once, about a minute",
+        )?;
         Ok(installed)
     }
 }
@@ -145,65 +158,6 @@ fn managed_dir() -> Result<PathBuf> {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("{REQUIREMENTS}\0{LAUNCHER}").as_bytes());
     Ok(cache_dir()?.join(format!("moto-{}", &hex::encode(digest)[..12])))
-}
-
-/// Create the virtualenv in a directory of its own and move it into place when it is complete,
-/// so a half-finished install (or two at once) never looks installed.
-fn install(dir: &Path) -> Result<()> {
-    let python = std::env::var("HERALD_PYTHON").unwrap_or_else(|_| "python3".into());
-    let parent = dir.parent().context("the cache directory has no parent")?;
-    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    let building = parent.join(format!(
-        ".{}-{}",
-        dir.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&building);
-    eprintln!(
-        "installing the emulator (moto, pinned) into {} — once, about a minute",
-        dir.display()
-    );
-    let run = |program: &Path, args: &[&str]| -> Result<()> {
-        let status = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .status()
-            .with_context(|| {
-                format!(
-                    "running {} (set HERALD_PYTHON to a Python 3.9+)",
-                    program.display()
-                )
-            })?;
-        if !status.success() {
-            bail!("{} {} failed ({status})", program.display(), args.join(" "));
-        }
-        Ok(())
-    };
-    let venv = building.display().to_string();
-    run(Path::new(&python), &["-m", "venv", &venv])?;
-    std::fs::write(building.join("requirements.txt"), REQUIREMENTS)?;
-    std::fs::write(building.join("moto_server.py"), LAUNCHER)?;
-    let requirements = building.join("requirements.txt").display().to_string();
-    run(
-        &building.join("bin/pip"),
-        &[
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-            &requirements,
-        ],
-    )?;
-    // Only `bin/python` is used, never the scripts whose first line names the build path: the
-    // virtualenv works where it is moved to. Moved whole, it appears complete or not at all.
-    if let Err(err) = std::fs::rename(&building, dir) {
-        let _ = std::fs::remove_dir_all(&building);
-        if !dir.join("moto_server.py").exists() {
-            return Err(err).with_context(|| format!("moving the emulator to {}", dir.display()));
-        }
-    }
-    Ok(())
 }
 
 impl MotoServer {

@@ -190,7 +190,21 @@ struct Resolver<'a> {
     stack: &'a Stack,
     parameters: &'a BTreeMap<String, Value>,
     /// The template whose conditions `Fn::If` asks for.
-    template: Option<&'a Template>,
+    template: &'a Template,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(
+        stack: &'a Stack,
+        template: &'a Template,
+        parameters: &'a BTreeMap<String, Value>,
+    ) -> Resolver<'a> {
+        Resolver {
+            stack,
+            parameters,
+            template,
+        }
+    }
 }
 
 impl Names for Resolver<'_> {
@@ -229,7 +243,7 @@ impl Names for Resolver<'_> {
     fn condition(&self, name: &str) -> Option<bool> {
         // Evaluated when asked: an application's condition may test a parameter its parent
         // passes a resource's name in, known once that resource exists.
-        self.template?.condition_value(name, self).ok()
+        self.template.condition_value(name, self).ok()
     }
 }
 
@@ -277,14 +291,7 @@ impl Stack {
         properties: &Value,
         parameters: &BTreeMap<String, Value>,
     ) -> Result<Value> {
-        resolve(
-            properties,
-            &Resolver {
-                stack: self,
-                parameters,
-                template: Some(template),
-            },
-        )
+        resolve(properties, &Resolver::new(self, template, parameters))
     }
 
     /// Whether `template`'s condition `name` holds for this stack and `parameters`: what
@@ -296,14 +303,7 @@ impl Stack {
         name: &str,
         parameters: &BTreeMap<String, Value>,
     ) -> Result<bool> {
-        template.condition_value(
-            name,
-            &Resolver {
-                stack: self,
-                parameters,
-                template: Some(template),
-            },
-        )
+        template.condition_value(name, &Resolver::new(self, template, parameters))
     }
 
     /// What the model reads from the template alone — a function, an event source mapping, a
@@ -378,24 +378,13 @@ pub async fn provision(
     let clients = Clients::new(aws);
     for (id, resource) in template.in_creation_order()? {
         if let Some(condition) = &resource.condition {
-            let resolver = Resolver {
-                stack: &stack,
-                parameters: &parameters,
-                template: Some(template),
-            };
-            if !template.condition_value(condition, &resolver)? {
+            if !stack.holds(template, condition, &parameters)? {
                 continue;
             }
         }
-        let properties = resolve(
-            &resource.properties,
-            &Resolver {
-                stack: &stack,
-                parameters: &parameters,
-                template: Some(template),
-            },
-        )
-        .with_context(|| format!("resolving {id}"))?;
+        let properties = stack
+            .resolve(template, &resource.properties, &parameters)
+            .with_context(|| format!("resolving {id}"))?;
         let physical = create(
             &clients,
             &mut stack,
@@ -413,14 +402,7 @@ pub async fn provision(
     for (name, output) in &template.outputs {
         let value = output.get("Value").cloned().unwrap_or(Value::Null);
         // Outputs of resources with no local counterpart (an HTTP API's URL) may not resolve.
-        if let Ok(v) = resolve(
-            &value,
-            &Resolver {
-                stack: &stack,
-                parameters: &parameters,
-                template: Some(template),
-            },
-        ) {
+        if let Ok(v) = stack.resolve(template, &value, &parameters) {
             stack.outputs.insert(name.clone(), scalar(&v));
         }
     }

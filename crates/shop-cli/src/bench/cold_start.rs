@@ -23,7 +23,7 @@ use crate::load::quantile;
 /// e.g. one binary per function), alternating with the first so both rows see the same machine.
 pub async fn table(starts: usize, release: bool, compare: Option<&Path>) -> Result<String> {
     let root = binaries::project_root();
-    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let endpoint = Endpoint::from_env_or_start(&root, None).await?;
     let mut options = UpOptions::new(root.clone());
     options.stack.name = format!("cold-{}", uuid_suffix());
     options.release = release;

@@ -20,7 +20,7 @@ use herald_local::{binaries, Endpoint};
 /// a moto of its own); the table.
 pub async fn table(events: usize) -> Result<String> {
     let root = binaries::project_root();
-    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let endpoint = Endpoint::from_env_or_start(&root, None).await?;
     let rows = idempotency_requests(&endpoint, events).await?;
     Ok(render_requests(&rows, events, &endpoint.describe()))
 }

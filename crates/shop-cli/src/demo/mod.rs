@@ -39,7 +39,7 @@ pub struct DemoOptions {
 pub async fn run(args: DemoOptions) -> Result<()> {
     let started = Instant::now();
     let root = binaries::project_root();
-    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let endpoint = Endpoint::from_env_or_start(&root, None).await?;
     println!("endpoint    {}", endpoint.describe());
     let url_port = herald_local::moto::free_port()?;
     // A fresh stack per run, so a shared emulator never mixes runs.

@@ -38,7 +38,7 @@ const SUBSCRIBERS: [&str; 6] = [
 /// Measure on the local pipeline (`events` at `rate`), then model; the tables.
 pub async fn table(events: usize, rate: f64, release: bool) -> Result<String> {
     let root = binaries::project_root();
-    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let endpoint = Endpoint::from_env_or_start(&root, None).await?;
     let run = pipeline::run(&root, &endpoint, release, "capacity", rate, events, 0.0).await?;
     let template = Template::load(&root.join("template.yaml"))?;
     // Orders come in one per `POST /orders`, to the order service.

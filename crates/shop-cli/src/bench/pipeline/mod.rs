@@ -33,7 +33,7 @@ pub use render::render;
 /// the tables.
 pub async fn table(events: usize, rate: f64, release: bool) -> Result<String> {
     let root = binaries::project_root();
-    let endpoint = Endpoint::from_env_or_moto(&root, None).await?;
+    let endpoint = Endpoint::from_env_or_start(&root, None).await?;
     let happy = run(&root, &endpoint, release, "happy path", rate, events, 0.0).await?;
     let duplicates = run(
         &root,
