@@ -1,6 +1,7 @@
 //! The event catalog, generated: each type in `events/schemas` with its versions and schemas, who
-//! produces it (the `source` of its samples under `events/`), who subscribes (the template's
-//! subscription filter policies, down to the function reading each queue) and a sample.
+//! produces it (the `source` of its samples under `events/`), who subscribes (each subscription's
+//! filter policy judged as SNS judges it, [`crate::filter_policy`], on the message attributes the
+//! router gives the type's samples, down to the function reading each queue) and a sample.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -89,7 +90,7 @@ pub fn catalog(state: &ConsoleState) -> Result<Vec<EventType>> {
                     .and_then(|v| v.schema["description"].as_str())
                     .unwrap_or_default()
                     .to_string(),
-                subscribers: subscribers(&state.stack, &name),
+                subscribers: subscribers(&state.stack, &name, &mine),
                 sample: mine.first().map(|(file, event)| Sample {
                     file: file.clone(),
                     event: event.clone(),
@@ -102,9 +103,16 @@ pub fn catalog(state: &ConsoleState) -> Result<Vec<EventType>> {
         .collect())
 }
 
-/// The subscriptions whose filter lets `event_type` through (a `type` list naming it, or a filter
-/// on other attributes, shown as written).
-fn subscribers(stack: &Stack, event_type: &str) -> Vec<Subscriber> {
+/// The subscriptions whose filter policy lets one of the type's samples through, judged on the
+/// attributes the router gives it; a type without samples is judged on its `type` alone.
+fn subscribers(stack: &Stack, event_type: &str, samples: &[&(String, Value)]) -> Vec<Subscriber> {
+    let mut messages: Vec<BTreeMap<String, String>> = samples
+        .iter()
+        .map(|(_, event)| attributes(event_type, event))
+        .collect();
+    if messages.is_empty() {
+        messages.push(attributes(event_type, &Value::Null));
+    }
     let mut out = Vec::new();
     for (_, subscription) in stack.of_kind("AWS::SNS::Subscription") {
         let Some(endpoint) = subscription.attributes.get("herald:Endpoint") else {
@@ -115,10 +123,12 @@ fn subscribers(stack: &Stack, event_type: &str) -> Vec<Subscriber> {
             .get("herald:FilterPolicy")
             .and_then(|p| serde_json::from_str(p).ok())
             .unwrap_or(Value::Null);
-        let delivered = match policy.get("type").and_then(Value::as_array) {
-            Some(types) => types.iter().any(|t| t == event_type),
-            None => true,
-        };
+        // A policy herald cannot judge (an operator SNS has that it does not know) is shown, not
+        // hidden: the reader sees it as written.
+        let delivered = policy.is_null()
+            || messages
+                .iter()
+                .any(|m| crate::filter_policy::matches(&policy, m).unwrap_or(true));
         if !delivered {
             continue;
         }
@@ -146,4 +156,31 @@ fn subscribers(stack: &Stack, event_type: &str) -> Vec<Subscriber> {
         });
     }
     out
+}
+
+/// The message attributes filter policies see for an event (`herald::router::bus_attributes`:
+/// type, kind, source, schema version, correlation id, and the aggregate version of an
+/// event-sourced event), read from a sample's envelope.
+fn attributes(event_type: &str, event: &Value) -> BTreeMap<String, String> {
+    let mut attributes = BTreeMap::from([("type".to_string(), event_type.to_string())]);
+    let text = |value: &Value| match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    for name in [
+        "kind",
+        "source",
+        "schemaversion",
+        "correlationid",
+        "aggregateversion",
+    ] {
+        if let Some(value) = event.get(name).and_then(text) {
+            attributes.insert(name.to_string(), value);
+        }
+    }
+    attributes
+        .entry("schemaversion".into())
+        .or_insert_with(|| "1".into());
+    attributes
 }
