@@ -1,6 +1,7 @@
 //! The console in a real browser (headless Chromium from the system's packages, driven through
 //! chromedriver): the page loads, its counts move when orders are sent, a poison record shows in
-//! its dead-letter queue with its reason, and the redrive button moves a dead letter back.
+//! its dead-letter queue with its reason, the redrive button moves a dead letter back, an order's
+//! trace shows its hops on the timeline, and the catalog shows who receives three of the types.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`apt-get install chromium
 //! chromium-driver`; `scripts/bootstrap --browser`, which scripts/test runs, installs them as
@@ -164,10 +165,15 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
         "{}/orders",
         stack.function_url("orders").unwrap().trim_end_matches('/')
     );
+    let mut correlation = String::new();
     for i in 0..3 {
         let placed = order(&common::unique(&format!("seen-{i}")));
         let (status, body) = post_json(&orders, &placed["data"]).await.unwrap();
         assert_eq!(status, 201, "{body}");
+        correlation = body["events"][0]["correlationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no correlation id in {body}"))
+            .to_string();
     }
     let after = count(&text_when(&client, inventory_in, |t| count(t) >= before + 3.0).await);
     assert!(after >= before + 3.0);
@@ -247,6 +253,52 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         std::fs::write(path, client.screenshot().await.unwrap()).unwrap();
     }
+
+    // Traces: one order's hops on the timeline, from the command to its subscribers.
+    client.goto(&format!("{console}#traces")).await.unwrap();
+    let form = client.find(Locator::Css("#trace-id")).await.unwrap();
+    form.send_keys(&correlation).await.unwrap();
+    client
+        .find(Locator::Css("#trace-form button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let timeline = text_when(&client, "#trace .timeline", |t| {
+        ["orders", "publisher", "router", "inventory"]
+            .iter()
+            .all(|hop| t.contains(hop))
+    })
+    .await;
+    assert!(timeline.contains("order_placed"), "{timeline}");
+
+    // Catalog: who receives each type, as SNS delivers it (payment's policy is an `$or`).
+    client.goto(&format!("{console}#catalog")).await.unwrap();
+    for (event_type, expected) in [
+        (
+            "order_cancelled",
+            &["analytics", "inventory", "payment", "projector"][..],
+        ),
+        ("job_failed", &["ops"][..]),
+        ("payment_succeeded", &["analytics", "email"][..]),
+    ] {
+        let css = format!("[data-type={event_type}] ul li");
+        text_when(&client, &css, |t| !t.is_empty()).await;
+        let mut shown = Vec::new();
+        for item in client.find_all(Locator::Css(&css)).await.unwrap() {
+            let text = item.text().await.unwrap();
+            shown.push(
+                text.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        shown.sort();
+        assert_eq!(shown, expected, "subscribers of {event_type} on the page");
+    }
+
     client.close().await.unwrap();
     pipeline.stop().await;
     let _ = std::fs::remove_dir_all(&log_dir);
