@@ -1,7 +1,8 @@
 //! The event catalog, generated: each type in `events/schemas` with its versions and schemas, who
 //! produces it (the `source` of its samples under `events/`), who subscribes (each subscription's
-//! filter policy judged as SNS judges it, [`crate::filter_policy`], on the message attributes the
-//! router gives the type's samples, down to the function reading each queue) and a sample.
+//! filter policy judged as SNS judges it, [`crate::filter_policy_matches`], on the message
+//! attributes the router gives the type's samples, down to the function reading each queue) and a
+//! sample.
 
 use std::collections::{BTreeMap, BTreeSet};
 
