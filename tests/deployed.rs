@@ -3,7 +3,7 @@
 //! packages template.yaml as `sam deploy` does and creates it (the emulator runs the SAM transform
 //! and keeps the template, as AWS does), and its resources get CloudFormation's names
 //! (`<stack>-InventoryDeadLetterQueue-8KA3VOYWBVF4`), which no code can derive from a logical id.
-//! `herald doctor`, `dlq`, `trace` and `send --stack <name>` then work on it; the README's
+//! `herald doctor`, `dlq`, `trace` and `send --stack <name>` then work on it; docs/operations.md's
 //! "Operate it" walkthrough runs here command by command. The emulator runs as one process per
 //! test: moto's CloudFormation creates resources in its own process, where every service must
 //! answer.
@@ -688,7 +688,7 @@ async fn doctor_finds_an_alarm_in_alarm() {
     );
 }
 
-/// The README's "Operate it" walkthrough on a deployed stack, command by command: an alarm
+/// The "Operate it" walkthrough (docs/operations.md) on a deployed stack, command by command: an alarm
 /// fires, `doctor` says what is wrong and what to run, `dlq show` gives the reason, the cause is
 /// fixed, `dlq redrive` sends the letter back, the deployed function applies it, and `trace`
 /// follows it in the stack's CloudWatch Logs.

@@ -10,7 +10,7 @@ use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 /// Load the SDK configuration from the environment (`AWS_REGION`, credentials,
 /// `AWS_ENDPOINT_URL` for an emulator) with one TLS stack: rustls on ring. The SDK's default
-/// features would build a second stack and aws-lc; see the README's build notes.
+/// features would build a second stack and aws-lc; see the build notes in docs/testing.md.
 ///
 /// This is the SDK's full provider chain (profiles, SSO, web identity, IMDS, ...), for tools.
 /// Functions use [`function_config`].
