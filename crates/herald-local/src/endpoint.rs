@@ -240,9 +240,7 @@ impl Endpoint {
             ..
         }) = &self.started
         {
-            let key = std::env::var("AWS_ACCESS_KEY_ID")
-                .unwrap_or_else(|_| crate::localstack::ACCOUNT_KEY_ID.into());
-            exports.push(("AWS_ACCESS_KEY_ID".to_string(), key));
+            exports.push(("AWS_ACCESS_KEY_ID".to_string(), access_key_id()));
         }
         exports
     }
@@ -273,8 +271,7 @@ impl Endpoint {
 
     /// Environment variables that point a child process (a function) at this endpoint.
     pub fn child_env(&self) -> Vec<(String, String)> {
-        let key = std::env::var("AWS_ACCESS_KEY_ID")
-            .unwrap_or_else(|_| crate::localstack::ACCOUNT_KEY_ID.into());
+        let key = access_key_id();
         let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "test".into());
         let mut env = vec![
             ("AWS_ENDPOINT_URL".to_string(), self.url.clone()),
@@ -315,6 +312,11 @@ pub fn services_of(aws: &SdkConfig) -> ServiceEndpoints {
         }
     }
     services
+}
+
+/// `AWS_ACCESS_KEY_ID`, else the key id that names moto's account on LocalStack too.
+fn access_key_id() -> String {
+    std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| crate::localstack::ACCOUNT_KEY_ID.into())
 }
 
 fn region() -> String {
