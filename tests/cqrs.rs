@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use futures::StreamExt;
-use herald::event_store::{DynamoDbEventStore, EventStore};
+use herald::event_sourcing::event_store::{DynamoDbEventStore, EventStore};
 use herald::Envelope;
 use herald::Projection;
 use herald_local::http::{get_json, request};
@@ -278,11 +278,12 @@ async fn commands_reach_the_view_through_store_stream_and_topic_and_a_rebuild_re
     );
     let projection = OrdersProjection::new(dynamodb.clone(), view_table);
     let mut reported = Vec::new();
-    let applied = herald::projection::rebuild(&projection, &store, |done, total| {
-        reported.push((done, total))
-    })
-    .await
-    .unwrap();
+    let applied =
+        herald::event_sourcing::projection::rebuild(&projection, &store, |done, total| {
+            reported.push((done, total))
+        })
+        .await
+        .unwrap();
     assert_eq!(applied, 24 + 8 + 1);
     assert_eq!(reported.last().map(|(d, t)| d == t), Some(true));
     let rebuilt = snapshot(&dynamodb, view_table).await;
@@ -457,7 +458,7 @@ async fn a_cancellation_releases_stock_once_even_when_it_arrives_before_the_orde
             .unwrap()
             .with_aggregate_version(1);
         let mut after = state.clone();
-        herald::event_store::Aggregate::apply(&mut after, &placed);
+        herald::event_sourcing::event_store::Aggregate::apply(&mut after, &placed);
         let cancelled = after
             .cancel(id, "changed my mind")
             .unwrap()

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::Message;
-use herald::dead_letter::{attr, decode_body, sqs_accepts_text, DecodeError};
-use herald::limits::SQS_MAX_MESSAGE_BYTES;
+use herald::aws::dead_letter::{attr, decode_body, sqs_accepts_text, DecodeError};
+use herald::aws::limits::SQS_MAX_MESSAGE_BYTES;
 use herald_ops::inspect::put_raw;
 use sha2::{Digest, Sha256};
 
@@ -414,7 +414,7 @@ async fn the_publisher_and_projectors_dead_letter_a_record_delivered_twice_once(
 /// queue keeps both copies of the letter. A redrive sends the record back once and deletes both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_copies_of_one_letter_are_redriven_once() {
-    use herald::dead_letter::{DeadLetter, DeadLetters};
+    use herald::aws::dead_letter::{DeadLetter, DeadLetters};
     let pipeline = common::pipeline("copies", |o| o.runner.mappings = false).await;
     let stack = pipeline.stack().clone();
     let aws = common::aws().await;
@@ -436,7 +436,7 @@ async fn two_copies_of_one_letter_are_redriven_once() {
             "eventSourceARN",
             "arn:aws:sqs:us-east-1:000000000000:inventory",
         );
-    let queue = herald::adapters::SqsDeadLetters::new(sqs.clone(), dlq_url);
+    let queue = herald::aws::dead_letter::SqsDeadLetters::new(sqs.clone(), dlq_url);
     for letters in [vec![letter.clone(), other], vec![letter]] {
         assert!(queue.send(&letters).await.iter().all(Result::is_ok));
     }

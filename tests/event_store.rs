@@ -6,7 +6,7 @@ mod common;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use herald::event_store::{DynamoDbEventStore, EventStore, StoreError};
+use herald::event_sourcing::event_store::{DynamoDbEventStore, EventStore, StoreError};
 use herald::Envelope;
 use shop::events::{Customer, LineItem, OrderPlaced};
 use shop::order::{CommandError, Order, OrderStatus};
@@ -146,12 +146,12 @@ async fn snapshots_shorten_loads_without_changing_the_state() {
     }
     for event in events {
         let mut after = loaded.state.clone();
-        herald::event_store::Aggregate::apply(&mut after, &event);
+        herald::event_sourcing::event_store::Aggregate::apply(&mut after, &event);
         let version = with_snapshots
             .append("order-3", loaded.version, &[event], Some(&after))
             .await
             .unwrap();
-        loaded = herald::event_store::Loaded {
+        loaded = herald::event_sourcing::event_store::Loaded {
             state: after,
             version,
             events_read: 0,
@@ -220,7 +220,7 @@ fn event_of_size(aggregate: &str, bytes: usize) -> Envelope {
 /// and unloadable forever. Now the store checks the bytes it will store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_too_large_once_stamped_is_refused_and_its_aggregate_still_loads() {
-    use herald::limits::MAX_EVENT_BYTES;
+    use herald::aws::limits::MAX_EVENT_BYTES;
 
     let (client, table) = store().await;
     let store = DynamoDbEventStore::new(client, &table);
@@ -273,7 +273,7 @@ async fn an_oversized_order_field_is_a_400_naming_it_and_accepted_orders_can_be_
     };
     let mut order = placed("order-big");
     // Just under the event limit before the store's stamp: what used to be accepted.
-    order.items[0].sku = "S".repeat(herald::limits::MAX_EVENT_BYTES - 600);
+    order.items[0].sku = "S".repeat(herald::aws::limits::MAX_EVENT_BYTES - 600);
     let response = service
         .handle(post("/orders", serde_json::to_value(&order).unwrap()))
         .await;

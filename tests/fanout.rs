@@ -7,8 +7,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
-use herald::adapters::{SnsBus, SqsDeadLetters};
+use herald::aws::dead_letter::SqsDeadLetters;
 use herald::router::Router;
+use herald::router::SnsBus;
 use herald::{Envelope, EventKind};
 use herald_ops::inspect::peek;
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use aws_sdk_kinesis::types::ShardIteratorType;
-use herald::event_store::{DynamoDbEventStore, EventStore};
+use herald::event_sourcing::event_store::{DynamoDbEventStore, EventStore};
 use herald::Envelope;
 use herald_local::faults::FaultPlan;
 use herald_local::http::request;

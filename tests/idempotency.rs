@@ -1001,11 +1001,11 @@ async fn a_write_dynamodb_refuses_as_invalid_is_dead_lettered_at_once_not_redeli
 #[derive(Clone, Default)]
 struct SharedLetters(Arc<herald::testing::InMemoryDeadLetters>);
 
-impl herald::dead_letter::DeadLetters for SharedLetters {
+impl herald::aws::dead_letter::DeadLetters for SharedLetters {
     async fn send(
         &self,
-        letters: &[herald::dead_letter::DeadLetter],
-    ) -> Vec<Result<(), herald::dead_letter::DeadLetterError>> {
+        letters: &[herald::aws::dead_letter::DeadLetter],
+    ) -> Vec<Result<(), herald::aws::dead_letter::DeadLetterError>> {
         self.0.send(letters).await
     }
 }

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use herald::aws::limits::SQS_MAX_RETENTION_SECONDS;
 use herald::idempotency::DEFAULT_RECORD_TTL;
-use herald::limits::SQS_MAX_RETENTION_SECONDS;
 use herald_local::template::{resolve, Names};
 use herald_local::Template;
 use serde_json::Value;

@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use herald::adapters::KinesisStream;
+use herald::producer::KinesisStream;
 use herald::producer::Producer;
 use herald::Envelope;
 use herald_local::moto::free_port;

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use std::time::Duration;
 
-use herald::adapters::KinesisStream;
+use herald::aws::Deadline;
 use herald::aws::RequestCounter;
-use herald::deadline::Deadline;
+use herald::producer::KinesisStream;
 use herald::producer::Producer;
 use herald::Envelope;
 
@@ -97,7 +97,7 @@ async fn a_missing_stream_is_a_named_error_for_every_event() {
             common::unique("missing"),
         ),
         herald::producer::ProducerConfig {
-            backoff: herald::backoff::Backoff {
+            backoff: herald::aws::Backoff {
                 max_attempts: 2,
                 ..Default::default()
             },

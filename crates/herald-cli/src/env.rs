@@ -1,6 +1,6 @@
 //! `herald env`: a function's environment in a running local stack, as KEY=VALUE lines (for
 //! `cargo lambda watch --env-file`); `herald env --explain`: the variables each kind of function
-//! reads, from herald's own contract ([`herald::environment`]).
+//! reads, from herald's own contract ([`herald::aws::environment`]).
 
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -26,7 +26,7 @@ pub fn env(function: &str, stack: &str) -> Result<()> {
 
 /// Print herald's environment contract: per role, the variables it reads.
 pub fn explain(output: Output) {
-    use herald::environment::{Role, HERALD_METRICS_NAMESPACE};
+    use herald::aws::environment::{Role, HERALD_METRICS_NAMESPACE};
     if output.is_json() {
         let roles: Vec<Value> = Role::ALL
             .iter()

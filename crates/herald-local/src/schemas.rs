@@ -151,9 +151,9 @@ fn unsupported_keywords(schema: &Value, path: &str) -> Vec<String> {
 }
 
 /// Validate `value` against `schema`; each error names the path (`/items/0/quantity`) and the rule.
-/// The same validator the producer runs on submissions ([`herald::json_schema`]).
+/// The same validator the producer runs on submissions ([`herald::envelope::json_schema`]).
 pub fn validate(schema: &Value, value: &Value) -> Vec<String> {
-    herald::json_schema::validate(schema, value)
+    herald::envelope::json_schema::validate(schema, value)
         .into_iter()
         .map(|v| {
             let at = if v.pointer.is_empty() {

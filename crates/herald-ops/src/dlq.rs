@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use chrono::Utc;
-use herald::dead_letter::attr;
+use herald::aws::dead_letter::attr;
 use serde_json::Value;
 
 use herald_local::stack::{MappingSpec, Stack, StreamSource, DEAD_LETTER_TARGET};

@@ -8,7 +8,7 @@ use anyhow::Result;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
-use herald::dead_letter::attr as dl;
+use herald::aws::dead_letter::attr as dl;
 
 use herald_local::seed::from_item;
 
@@ -34,7 +34,7 @@ pub struct DeadLetterView {
     pub reason: String,
     /// `herald.stage`.
     pub stage: String,
-    /// The record it is about ([`herald::dead_letter::letter_identity`]): two letters with one
+    /// The record it is about ([`herald::aws::dead_letter::letter_identity`]): two letters with one
     /// identity are copies of one.
     pub identity: Option<String>,
 }

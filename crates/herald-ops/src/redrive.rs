@@ -7,7 +7,7 @@ use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use chrono::Utc;
-use herald::dead_letter::attr;
+use herald::aws::dead_letter::attr;
 use serde_json::Value;
 
 use crate::dlq::{DeadLetterQueue, Source};
@@ -229,7 +229,7 @@ pub async fn redrive_with(
     Ok(report)
 }
 
-/// The record a received dead letter is about (see [`herald::dead_letter::letter_identity`]).
+/// The record a received dead letter is about (see [`herald::aws::dead_letter::letter_identity`]).
 pub(crate) fn identity(message: &aws_sdk_sqs::types::Message) -> Option<String> {
     let attribute = |name: &str| {
         message
@@ -237,7 +237,10 @@ pub(crate) fn identity(message: &aws_sdk_sqs::types::Message) -> Option<String> 
             .and_then(|a| a.get(name))
             .and_then(|v| v.string_value())
     };
-    herald::dead_letter::received_letter_identity(attribute(attr::STAGE), attribute(attr::ORIGIN))
+    herald::aws::dead_letter::received_letter_identity(
+        attribute(attr::STAGE),
+        attribute(attr::ORIGIN),
+    )
 }
 
 async fn approximate_count(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<usize> {
@@ -330,7 +333,7 @@ fn letter_record(message: &aws_sdk_sqs::types::Message) -> Result<Vec<u8>> {
             .and_then(|a| a.get(name))
             .and_then(|v| v.string_value.as_deref())
     };
-    Ok(herald::dead_letter::decode_body(
+    Ok(herald::aws::dead_letter::decode_body(
         message.body.as_deref().unwrap_or_default(),
         attribute(attr::ENCODING),
         attribute(attr::TRUNCATED),
@@ -373,7 +376,7 @@ pub fn stream_record(
     attribute: impl Fn(&str) -> Option<String>,
     message_id: Option<&str>,
 ) -> Result<(String, Vec<u8>)> {
-    let data = herald::dead_letter::decode_body(
+    let data = herald::aws::dead_letter::decode_body(
         body,
         attribute(attr::ENCODING).as_deref(),
         attribute(attr::TRUNCATED).as_deref(),
@@ -383,7 +386,7 @@ pub fn stream_record(
         .unwrap_or(Value::Null);
     let usable = |key: &&str| {
         let chars = key.chars().count();
-        (1..=herald::limits::KINESIS_MAX_PARTITION_KEY_CHARS).contains(&chars)
+        (1..=herald::aws::limits::KINESIS_MAX_PARTITION_KEY_CHARS).contains(&chars)
     };
     let key = origin["partitionKey"]
         .as_str()
@@ -457,7 +460,7 @@ async fn copy_range(
     if entries.is_empty() {
         bail!("the records {start}..{end} of {shard} are no longer in the stream (retention)");
     }
-    for chunk in entries.chunks(herald::limits::KINESIS_MAX_RECORDS_PER_PUT) {
+    for chunk in entries.chunks(herald::aws::limits::KINESIS_MAX_RECORDS_PER_PUT) {
         let out = kinesis
             .put_records()
             .stream_name(stream)

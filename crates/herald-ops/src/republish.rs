@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
-use herald::event_store::{attr, is_snapshot_key};
+use herald::event_sourcing::event_store::{attr, is_snapshot_key};
 use herald::producer::Producer;
 use herald::Envelope;
 
@@ -146,7 +146,7 @@ pub async fn republish(
     }
     report.in_span = events.len();
     let events: Vec<Envelope> = events.into_values().collect();
-    let producer = Producer::new(herald::adapters::KinesisStream::new(
+    let producer = Producer::new(herald::producer::KinesisStream::new(
         aws_sdk_kinesis::Client::new(aws),
         route.stream.clone(),
     ));

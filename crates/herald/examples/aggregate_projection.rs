@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use herald::projection::{rebuild, Applied, ProjectionError};
+use herald::event_sourcing::projection::{rebuild, Applied, ProjectionError};
 use herald::testing::InMemoryEventStore;
 use herald::{Aggregate, Command, CommandService, Envelope, Projection, ValidationError};
 use serde::{Deserialize, Serialize};

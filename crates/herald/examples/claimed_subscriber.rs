@@ -24,6 +24,6 @@ impl ClaimedHandler for Welcome {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), herald::lambda::Error> {
+async fn main() -> Result<(), herald::Error> {
     Herald::from_env().await?.run_claimed(Welcome).await
 }

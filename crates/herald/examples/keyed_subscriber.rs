@@ -50,7 +50,7 @@ impl KeyedHandler for Welcome {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), herald::lambda::Error> {
+async fn main() -> Result<(), herald::Error> {
     let herald = Herald::from_env().await?;
     let welcome = Welcome {
         outbox: herald::aws::dynamodb(herald.aws()),

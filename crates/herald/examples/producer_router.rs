@@ -13,7 +13,7 @@ fn catalog() -> EventCatalog {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), herald::lambda::Error> {
+async fn main() -> Result<(), herald::Error> {
     let herald = Herald::from_env()
         .await?
         .catalog(catalog())

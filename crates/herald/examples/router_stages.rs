@@ -2,7 +2,7 @@
 //! (`shop bench router` writes `.herald/bench/kinesis-batch.json`), one core.
 //! `router_stages FILE [decode|route|both|all] [seconds]`.
 
-use herald::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
+use herald::aws::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
 use herald::router::{
     BusError, BusMessage, BusOutcome, EventBus, KinesisBatch, Router, RouterConfig,
 };

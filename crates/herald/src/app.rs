@@ -4,7 +4,7 @@
 //! # use herald::{EventCatalog, EventKind, Herald, Upcasters};
 //! # fn catalog() -> EventCatalog { EventCatalog::new().with("user_signed_up", EventKind::Business, 1..=1) }
 //! #[tokio::main]
-//! async fn main() -> Result<(), herald::lambda::Error> {
+//! async fn main() -> Result<(), herald::Error> {
 //!     Herald::from_env()
 //!         .await?
 //!         .catalog(catalog())
@@ -15,7 +15,7 @@
 //! ```
 //!
 //! The rest of the wiring comes from the environment template.yaml sets: which variables each
-//! `run_*` reads is [`crate::environment`]'s contract (`herald env --explain` prints it).
+//! `run_*` reads is [`crate::aws::environment`]'s contract (`herald env --explain` prints it).
 
 use std::time::Duration;
 
@@ -23,26 +23,29 @@ use aws_config::SdkConfig;
 use aws_lambda_events::event::sqs::SqsEvent;
 use serde_json::Value;
 
-use crate::adapters::{KinesisStream, SnsBus, SqsDeadLetters, SqsRedelivery};
+use crate::aws::dead_letter::SqsDeadLetters;
+use crate::aws::environment::{self as vars, Environment};
+use crate::aws::http::{serve_payload, HttpService};
+use crate::aws::lambda::{serve, Error, LambdaEvent};
+use crate::aws::metrics::{count, count_batch};
+use crate::aws::unique_letters::{DynamoDbLetterLedger, UniqueDeadLetters};
 use crate::aws::MissingEnv;
-use crate::catalog::EventCatalog;
-use crate::environment::{self as vars, Environment};
-use crate::event_store::DynamoDbEventStore;
-use crate::http::{serve_payload, HttpService};
+use crate::envelope::upcasting::Upcasters;
+use crate::envelope::EventCatalog;
+use crate::event_sourcing::event_store::DynamoDbEventStore;
+use crate::event_sourcing::projection::{Projection, Projector};
+use crate::event_sourcing::publisher::{Publisher, StoreChanges};
 use crate::idempotency::{Idempotency, IdempotencyConfig};
-use crate::lambda::{serve, Error, LambdaEvent};
-use crate::metrics::{count, count_batch};
+use crate::producer::KinesisStream;
 use crate::producer::{api, Producer, ProducerConfig, SubmissionPolicy};
-use crate::projection::{Projection, Projector};
-use crate::publisher::{Publisher, StoreChanges};
+use crate::router::SnsBus;
 use crate::router::{KinesisBatch, Router, RouterConfig};
-use crate::schema::Upcasters;
+use crate::subscriber::window::{WindowEvent, WindowProcessor, WindowedAggregation};
+use crate::subscriber::SqsRedelivery;
 use crate::subscriber::{
     Claimed, ClaimedHandler, ErasedHandler, Keyed, KeyedHandler, RecordHandler, RetryPolicy,
     SqsSubscriber, SubscriberConfig, Transactional, TransactionalHandler,
 };
-use crate::unique_letters::{DynamoDbLetterLedger, UniqueDeadLetters};
-use crate::window::{WindowEvent, WindowProcessor, WindowedAggregation};
 
 /// One function's wiring: the AWS configuration, the application's event catalog and
 /// upcasters, and a `run_*` method per kind of function.
@@ -56,11 +59,11 @@ pub struct Herald {
 }
 
 impl Herald {
-    /// Logging in Lambda's format ([`crate::telemetry::init`]) and the AWS configuration from
+    /// Logging in Lambda's format ([`crate::aws::telemetry::init`]) and the AWS configuration from
     /// the variables Lambda sets ([`crate::aws::function_config`]; `AWS_ENDPOINT_URL` for an
     /// emulator). No catalog, no upcasters.
     pub async fn from_env() -> Result<Self, Error> {
-        crate::telemetry::init();
+        crate::aws::telemetry::init();
         Ok(Herald::with_config(crate::aws::function_config()?))
     }
 
@@ -388,7 +391,7 @@ impl Herald {
     }
 
     /// Dead letters to `queue_url`, each record's once when the function has an
-    /// `IDEMPOTENCY_TABLE` to keep the ledger in (see [`crate::unique_letters`]).
+    /// `IDEMPOTENCY_TABLE` to keep the ledger in (see [`crate::aws::unique_letters`]).
     fn dead_letters(&self, queue_url: &str) -> Result<AppDeadLetters, Error> {
         let ledger = match self.env.optional(&vars::IDEMPOTENCY_TABLE) {
             Some(table) => Some(DynamoDbLetterLedger::new(
@@ -429,7 +432,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::environment::{Role, ALL};
+    use crate::aws::environment::{Role, ALL};
 
     /// A function of `role` wired from an environment holding `present` (example values).
     fn wire(role: Role, present: &BTreeSet<&'static str>) -> (Result<(), Error>, Environment) {

@@ -14,12 +14,14 @@ use std::sync::Mutex;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 
-use crate::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
+use crate::aws::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
+use crate::envelope::upcasting::Upcasters;
 use crate::envelope::Envelope;
-use crate::event_store::{decode, stamped, EventPage, EventStore, StoreError, StoredEvent};
+use crate::event_sourcing::event_store::{
+    decode, stamped, EventPage, EventStore, StoreError, StoredEvent,
+};
 use crate::producer::{EventStream, PutOutcome, StreamError, StreamRecord};
 use crate::router::{BusError, BusMessage, BusOutcome, EventBus};
-use crate::schema::Upcasters;
 
 pub use crate::idempotency::InMemoryStore as InMemoryIdempotencyStore;
 

@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use base64::Engine;
 use herald::envelope::validate_record;
+use herald::event_sourcing::publisher::{Publisher, StoreChanges};
 use herald::producer::{api, Producer, ProducerConfig, SubmissionPolicy};
-use herald::publisher::{Publisher, StoreChanges};
 use herald::router::{KinesisBatch, Router};
 use herald::subscriber::{
     Delivery, Outcome, RecordError, RecordHandler, SqsSubscriber, SubscriberConfig,

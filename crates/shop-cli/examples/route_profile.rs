@@ -1,7 +1,7 @@
 //! Profiling aid: route one Kinesis batch file (`shop bench router` writes
 //! `.herald/bench/kinesis-batch.json`) in a loop for a few seconds, for `perf record`.
 
-use herald::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
+use herald::aws::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
 use herald::router::KinesisBatch as KinesisEvent;
 use herald::router::{BusError, BusMessage, BusOutcome, EventBus, Router, RouterConfig};
 

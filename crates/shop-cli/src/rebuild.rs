@@ -1,10 +1,10 @@
 //! `shop rebuild orders_view`: empty the shop's read model and fold every event of the stack's
-//! event store into it again, through herald's [`herald::projection::rebuild`].
+//! event store into it again, through herald's [`herald::event_sourcing::projection::rebuild`].
 
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use herald::event_store::DynamoDbEventStore;
+use herald::event_sourcing::event_store::DynamoDbEventStore;
 use herald_local::{binaries, Stack};
 use shop::orders_view::{OrdersProjection, NAME};
 
@@ -55,7 +55,7 @@ pub async fn rebuild_orders_view(
     )
     .with_upcasters(shop::upcasters());
     let projection = OrdersProjection::new(dynamodb, stack.reference("OrdersViewTable")?);
-    Ok(herald::projection::rebuild(&projection, &store, progress).await?)
+    Ok(herald::event_sourcing::projection::rebuild(&projection, &store, progress).await?)
 }
 
 /// Rebuild `orders_view` from the stack's event archive (S3) instead of the event store: the
@@ -90,5 +90,5 @@ pub async fn rebuild_orders_view_from_archive(
         aws_sdk_dynamodb::Client::new(aws),
         stack.reference("OrdersViewTable")?,
     );
-    Ok(herald::projection::rebuild_from_events(&projection, &events).await?)
+    Ok(herald::event_sourcing::projection::rebuild_from_events(&projection, &events).await?)
 }

@@ -13,8 +13,10 @@
 //! ([`crate::order::order_event_id`]), and repeating a command that already took effect answers
 //! the original outcome (`replayed: true`).
 
-use herald::command::{AppendedEvent, CommandError as ServiceError, CommandOutcome};
-use herald::event_store::StoreError;
+use herald::event_sourcing::command::{
+    AppendedEvent, CommandError as ServiceError, CommandOutcome,
+};
+use herald::event_sourcing::event_store::StoreError;
 use herald::{CommandService, EventStore, HttpRequest, HttpResponse, HttpService, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;

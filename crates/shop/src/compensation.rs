@@ -8,8 +8,8 @@
 //! once. An order the service does not hold (one submitted straight to the producer, with no
 //! aggregate to cancel) is reported in the outcome and left alone.
 
-use herald::command::CommandError as ServiceError;
 use herald::envelope::Envelope;
+use herald::event_sourcing::command::CommandError as ServiceError;
 use herald::subscriber::{ClaimedHandler, HandlerError, Outcome};
 use herald::EventStore;
 use serde::Serialize;

@@ -8,7 +8,7 @@
 //!
 //! Exactly once, on at-least-once delivery: an order counts once however often its event is
 //! delivered (the state keeps order ids, not a counter), and the announcement's id is derived
-//! from the window, the customer and the orders it names ([`herald::window::window_event_id`]),
+//! from the window, the customer and the orders it names ([`herald::subscriber::window::window_event_id`]),
 //! so a final invocation that Lambda retries announces the same event again, which every
 //! subscriber skips.
 //!
@@ -30,7 +30,7 @@ use aws_config::SdkConfig;
 use chrono::SecondsFormat;
 use herald::aws::{env, MissingEnv};
 use herald::producer::{EventStream, Producer};
-use herald::window::{window_event_id, WindowBounds, WindowedAggregation};
+use herald::subscriber::window::{window_event_id, WindowBounds, WindowedAggregation};
 use herald::Envelope;
 use serde::{Deserialize, Serialize};
 
@@ -291,12 +291,12 @@ impl<S: EventStream> WindowedAggregation for FraudDetector<S> {
     }
 }
 
-impl FraudDetector<herald::adapters::KinesisStream> {
+impl FraudDetector<herald::producer::KinesisStream> {
     /// Limits from `FRAUD_MAX_ORDERS` and `FRAUD_MAX_VALUE` (defaults when unset), announcing
     /// on `STREAM_NAME`.
-    pub fn from_env(aws: &SdkConfig) -> Result<Self, herald::lambda::Error> {
+    pub fn from_env(aws: &SdkConfig) -> Result<Self, herald::Error> {
         let defaults = FraudPolicy::default();
-        let number = |name: &str, default: u64| -> Result<u64, herald::lambda::Error> {
+        let number = |name: &str, default: u64| -> Result<u64, herald::Error> {
             match std::env::var(name) {
                 Err(_) => Ok(default),
                 Ok(text) => text
@@ -311,7 +311,7 @@ impl FraudDetector<herald::adapters::KinesisStream> {
         let stream = env("STREAM_NAME").map_err(|e: MissingEnv| e.to_string())?;
         Ok(FraudDetector::new(
             policy,
-            Producer::new(herald::adapters::KinesisStream::new(
+            Producer::new(herald::producer::KinesisStream::new(
                 herald::aws::kinesis(aws),
                 stream,
             )),
@@ -322,8 +322,8 @@ impl FraudDetector<herald::adapters::KinesisStream> {
 #[cfg(test)]
 mod tests {
     use chrono::DateTime;
+    use herald::subscriber::window::WindowProcessor;
     use herald::testing::InMemoryStream;
-    use herald::window::WindowProcessor;
     use serde_json::json;
 
     use super::*;

@@ -258,7 +258,7 @@ impl Command<Order> for CancelOrder {
 
 #[cfg(test)]
 mod tests {
-    use herald::limits::MAX_EVENT_BYTES;
+    use herald::aws::limits::MAX_EVENT_BYTES;
 
     use super::*;
     use crate::events::{

@@ -1,7 +1,7 @@
 //! The event-sourced order and its commands, on herald's in-memory event store: no emulator.
 
-use herald::command::CommandError as ServiceError;
-use herald::event_store::EventStore;
+use herald::event_sourcing::command::CommandError as ServiceError;
+use herald::event_sourcing::event_store::EventStore;
 use herald::testing::InMemoryEventStore;
 use herald::{Envelope, HttpRequest, HttpService};
 use serde_json::{json, Value};

@@ -3,7 +3,7 @@
 //! thirteen functions (they share one build definition) instead of re-optimising the whole
 //! dependency graph per function.
 
-use herald::lambda::Error;
+use herald::Error;
 use herald::Herald;
 use shop::orders_view::{OrdersProjection, OrdersQuery};
 

@@ -5,7 +5,7 @@
 //! "crash": true, "once": true, "drop_state": true}`. On a tumbling window (`TumblingWindowInSeconds`)
 //! the state is the list of the `n`s processed so far in the window. The probe records every invocation in `PROBE_TABLE` (item
 //! `inv#<uuid>`: record ids, `n`s, keys, memory size, process id, receive counts). Records are
-//! processed with `herald::batch` (Kinesis: in order, stopping at the first failure, or per
+//! processed with `herald::subscriber::partial_response` (Kinesis: in order, stopping at the first failure, or per
 //! partition key with `PROBE_MODE=per-partition-key`; SQS: per message and FIFO group); each
 //! processed record adds one to `deliveries#<n>` (every time), and applies its effect
 //! `effect#<n>` once through `herald::idempotency` (transactional mode).
@@ -17,8 +17,8 @@ use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use base64::Engine;
-use herald::batch::{fifo_group, process_kinesis, process_sqs, KinesisMode};
 use herald::idempotency::{Decision, Idempotency, IdempotencyConfig};
+use herald::subscriber::partial_response::{fifo_group, process_kinesis, process_sqs, KinesisMode};
 use herald::Envelope;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde::Deserialize;
@@ -316,7 +316,7 @@ impl Probe {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    herald::telemetry::init();
+    herald::aws::telemetry::init();
     let aws = herald::aws::sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let table = herald::aws::env("PROBE_TABLE")?;

@@ -60,8 +60,8 @@ async fn poll_sqs(
         let mut messages = Vec::new();
         let started = Instant::now();
         while messages.len() < mapping.batch_size && !*stop.borrow() {
-            let want =
-                (mapping.batch_size - messages.len()).min(herald::limits::SQS_MAX_RECEIVE) as i32;
+            let want = (mapping.batch_size - messages.len())
+                .min(herald::aws::limits::SQS_MAX_RECEIVE) as i32;
             // Waiting for a batch's first message, long poll; once a batch has begun, short polls
             // fill it until its window ends.
             let waiting = messages.is_empty();

@@ -1,7 +1,7 @@
 //! `herald trace`: one business transaction, hop by hop, from the functions' own log lines.
 //!
 //! Every function logs JSON lines carrying the ids of the event they are about (`eventId`,
-//! `eventType`, `correlationId`, `causationId`; see `herald::telemetry`). Given an event id or a
+//! `eventType`, `correlationId`, `causationId`; see `herald::aws::telemetry`). Given an event id or a
 //! correlation id, the transaction's lines are gathered — from the stack's CloudWatch Logs
 //! ([`from_cloudwatch`]) or from log files ([`from_files`]) — and arranged as a tree of events (a follow-up under the event that caused it), each with its hops:
 //! appended to the event store, written to the stream (shard, sequence), routed to the topic (the

@@ -226,7 +226,7 @@ impl Envelope {
     }
 
     /// The same event with its payload at another schema version — what an upcaster returns.
-    /// Only [`crate::schema`] builds these: an event's identity and attributes never change.
+    /// Only [`crate::envelope::upcasting`] builds these: an event's identity and attributes never change.
     pub(crate) fn at_version(&self, schema_version: u32, data: Option<Value>) -> Envelope {
         Envelope {
             schemaversion: schema_version,

@@ -19,23 +19,33 @@
 //! - `time`: RFC 3339 times, the usual form read without a general parser;
 //! - `error`: [`ValidationError`];
 //! - `follow_up`: events caused by an event, with deterministic ids;
-//! - `routing`: [`RoutingAttributes`] and the router's payload-free [`validate_record`].
+//! - `routing`: [`RoutingAttributes`] and the router's payload-free [`validate_record`];
+//! - `span`: [`Envelope::span`], the tracing span work on one event runs in;
+//! - `catalog`: [`EventCatalog`], the event types an application has;
+//! - [`upcasting`]: reading old schema versions ([`Upcasters`]);
+//! - [`json_schema`]: payloads checked against their released JSON Schemas.
 
 mod builder;
+mod catalog;
 mod error;
 mod event;
 mod follow_up;
+pub mod json_schema;
 mod kind;
 mod parse;
 mod routing;
 mod scan;
+mod span;
 mod time;
+pub mod upcasting;
 
 pub use builder::EnvelopeBuilder;
+pub use catalog::EventCatalog;
 pub use error::ValidationError;
 pub use event::Envelope;
 pub use kind::EventKind;
 pub use routing::{validate_record, EnvelopeView, RoutingAttributes};
+pub use upcasting::Upcasters;
 
 /// The only CloudEvents version herald speaks.
 pub const SPEC_VERSION: &str = "1.0";

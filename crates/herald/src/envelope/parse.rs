@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::scan::{self, Spans};
 use super::{time, Envelope, EventKind, ValidationError, JSON_CONTENT_TYPE, SPEC_VERSION};
-use crate::limits::{
+use crate::aws::limits::{
     KINESIS_MAX_PARTITION_KEY_CHARS as MAX_PARTITION_KEY_CHARS, MAX_ATTRIBUTE_CHARS,
     MAX_EVENT_BYTES, MAX_TIME_AHEAD_SECONDS, MAX_TYPE_CHARS,
 };

@@ -37,8 +37,8 @@ use super::record::{now_ms, IdempotencyRecord, RecordStatus};
 use super::short_items::{apply, Level};
 use super::store::BatchCommitOutcome;
 use super::{Conflict, Decision, Executed, Idempotency, IdempotencyError};
+use crate::aws::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
 use crate::envelope::Envelope;
-use crate::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
 
 /// Decisions asked for one event: the first, and one more per delta its item's level refused.
 const MAX_DECISIONS: u32 = 4;
@@ -356,12 +356,12 @@ impl Idempotency {
                         .iter()
                         .map(|m| m.writes.len() + m.deltas.len())
                         .sum();
-                    crate::metrics::count("EffectWrites", writes);
+                    crate::aws::metrics::count("EffectWrites", writes);
                     // For cost models: the refusals proven by this commit (each an effect that
                     // failed its condition, decided again).
                     let refusals: usize = members.iter().map(|m| m.refused.len()).sum();
                     if refusals > 0 {
-                        crate::metrics::count("ConditionFailures", refusals);
+                        crate::aws::metrics::count("ConditionFailures", refusals);
                     }
                     for delta in &deltas {
                         self.short_items.committed(delta);

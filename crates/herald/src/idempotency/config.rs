@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backoff::Backoff;
+use crate::aws::limits::SQS_MAX_RETENTION_SECONDS;
+use crate::aws::Backoff;
 use crate::envelope::Envelope;
-use crate::limits::SQS_MAX_RETENTION_SECONDS;
 
 /// Which parts of an event must be equal for two deliveries with the same key to be duplicates.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -148,7 +148,7 @@ impl DynamoDbStore {
         keys: &[String],
     ) -> Result<HashMap<String, IdempotencyRecord>, PersistenceError> {
         let mut found = HashMap::new();
-        for chunk in keys.chunks(crate::limits::DYNAMODB_MAX_BATCH_GET_KEYS) {
+        for chunk in keys.chunks(crate::aws::limits::DYNAMODB_MAX_BATCH_GET_KEYS) {
             let keys = chunk
                 .iter()
                 .map(|key| HashMap::from([(attr::KEY.to_string(), AttributeValue::S(key.clone()))]))

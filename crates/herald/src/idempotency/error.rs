@@ -99,14 +99,14 @@ impl PersistenceError {
         self.code.as_deref()
     }
 
-    /// Whether retrying can help ([`crate::errors`]): a `ValidationException` (an item over
+    /// Whether retrying can help ([`crate::aws::errors`]): a `ValidationException` (an item over
     /// 400 KB, a key over 2 048 bytes) is permanent, throttling and failures without a code are
     /// transient.
-    pub fn class(&self) -> crate::errors::ErrorClass {
+    pub fn class(&self) -> crate::aws::errors::ErrorClass {
         if self.throttling {
-            return crate::errors::ErrorClass::Transient;
+            return crate::aws::errors::ErrorClass::Transient;
         }
-        crate::errors::classify_code(self.code())
+        crate::aws::errors::classify_code(self.code())
     }
 
     /// Whether the store refused for capacity or contention: DynamoDB's

@@ -5,7 +5,7 @@
 //! another one in flight on that item (`TransactionConflict`). Those that come from the same
 //! process need not meet at all: waiting for the sibling's commit costs one round trip, a
 //! conflict costs a round trip plus a backoff. Only contention between processes is left to
-//! [`Backoff`](crate::backoff::Backoff).
+//! [`Backoff`](crate::aws::Backoff).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

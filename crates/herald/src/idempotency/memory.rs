@@ -275,7 +275,7 @@ impl IdempotencyStore for InMemoryStore {
         let count = items.len();
         items.sort();
         items.dedup();
-        if records.len() + effects.len() > crate::limits::DYNAMODB_MAX_TRANSACT_ITEMS
+        if records.len() + effects.len() > crate::aws::limits::DYNAMODB_MAX_TRANSACT_ITEMS
             || items.len() < count
         {
             let err = PersistenceError::new(

@@ -11,8 +11,8 @@ use super::error::PersistenceError;
 use super::record::{now_ms, IdempotencyRecord, RecordStatus};
 use super::store::CommitOutcome;
 use super::{Conflict, Decision, Executed, Idempotency, IdempotencyError};
+use crate::aws::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
 use crate::envelope::Envelope;
-use crate::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
 
 /// Decisions asked for one delivery: the first, and one more per failed effect condition.
 const MAX_DECISIONS: u32 = 4;
@@ -44,7 +44,7 @@ impl Idempotency {
     /// process that write the same item commit one at a time; collisions with other processes
     /// (`TransactionConflict`) and throttling are retried with exponential backoff and full
     /// jitter for as long as the deadline allows (keeping a second for what follows) and
-    /// [`Backoff::max_attempts`](crate::backoff::Backoff::max_attempts) permits, without
+    /// [`Backoff::max_attempts`](crate::aws::Backoff::max_attempts) permits, without
     /// costing the handler any of its decisions. A hot item then ends in the effect, not in a
     /// redelivery and eventually a dead letter.
     pub async fn run_transactional_until<T, E, F>(
@@ -92,7 +92,7 @@ impl Idempotency {
             drop(held);
             let refused = match committed {
                 Ok(CommitOutcome::Committed) => {
-                    crate::metrics::count("EffectWrites", writes_count);
+                    crate::aws::metrics::count("EffectWrites", writes_count);
                     for delta in &decision.deltas {
                         self.short_items.committed(delta);
                     }
@@ -124,7 +124,7 @@ impl Idempotency {
                     }
                     conflict = Some(Conflict { index });
                     // For cost models: an effect that failed its condition and was decided again.
-                    crate::metrics::count("ConditionFailures", 1);
+                    crate::aws::metrics::count("ConditionFailures", 1);
                     continue;
                 }
                 Ok(CommitOutcome::Collision(err)) => err,
@@ -160,7 +160,7 @@ impl Idempotency {
         if contended >= backoff.max_attempts || !fits {
             return false;
         }
-        crate::metrics::count("TransactionRetries", 1);
+        crate::aws::metrics::count("TransactionRetries", 1);
         tokio::time::sleep(delay).await;
         true
     }
@@ -177,7 +177,7 @@ mod tests {
     use super::super::fixtures::{config, event, in_memory};
     use super::super::record::RecordStatus;
     use super::super::{Conflict, Decision, Executed, IdempotencyError};
-    use crate::backoff::Backoff;
+    use crate::aws::Backoff;
 
     /// "Take one of `item`", conditional on stock (which only the oracle can judge here).
     fn take(item: &str) -> TransactWriteItem {

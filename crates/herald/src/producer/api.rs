@@ -14,9 +14,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::{EventStream, Producer, SubmissionPolicy};
+use crate::aws::http::HttpRequest;
+pub use crate::aws::http::{is_http_request, HttpResponse};
 use crate::envelope::{Envelope, EventKind, ValidationError};
-use crate::http::HttpRequest;
-pub use crate::http::{is_http_request, HttpResponse};
 
 const IDEMPOTENCY_KEY_NAMESPACE: uuid::Uuid = uuid::Uuid::from_bytes([
     0x2f, 0x8e, 0x41, 0x07, 0x9c, 0x33, 0x4d, 0x5a, 0xb1, 0x6e, 0x0d, 0x7c, 0x52, 0xa8, 0x19, 0xe4,
@@ -281,9 +281,9 @@ pub async fn submit<S: EventStream>(
         }
     }
     let written = producer.publish(&valid).await;
-    crate::metrics::count("EventsIn", items.len());
-    crate::metrics::count("EventsOut", written.iter().filter(|w| w.is_ok()).count());
-    crate::metrics::count(
+    crate::aws::metrics::count("EventsIn", items.len());
+    crate::aws::metrics::count("EventsOut", written.iter().filter(|w| w.is_ok()).count());
+    crate::aws::metrics::count(
         "EventsRejected",
         items.len() - written.iter().filter(|w| w.is_ok()).count(),
     );
@@ -620,7 +620,7 @@ mod tests {
     /// derived one, which a resend derived again into a third id: the effect twice).
     #[tokio::test]
     async fn following_the_resend_advice_after_an_unanswered_write_is_the_same_event() {
-        let fast = crate::backoff::Backoff {
+        let fast = crate::aws::Backoff {
             max_attempts: 2,
             base: std::time::Duration::from_millis(1),
             cap: std::time::Duration::from_millis(1),

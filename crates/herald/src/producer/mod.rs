@@ -1,9 +1,9 @@
 //! The producer: validated envelopes onto the stream with `PutRecords`.
 //!
-//! - Requests are chunked at 500 records / 5 MiB ([`crate::limits`]); one aggregate's events share
+//! - Requests are chunked at 500 records / 5 MiB ([`crate::aws::limits`]); one aggregate's events share
 //!   requests (1 000 events of one aggregate are two requests, not 1 000).
-//! - Only the entries Kinesis failed for transient reasons ([`crate::errors`]) are retried, with
-//!   [`Backoff`], and only while the invocation's [deadline](crate::deadline) leaves time: every
+//! - Only the entries Kinesis failed for transient reasons ([`crate::aws::errors`]) are retried, with
+//!   [`Backoff`], and only while the invocation's [deadline](crate::aws::Deadline) leaves time: every
 //!   event gets an answer (written, failed with the reason, or "not confirmed before the deadline,
 //!   send again"), never a timeout.
 //! - The partition key is the aggregate (the envelope's `subject`), and one aggregate's events
@@ -15,8 +15,10 @@
 //! admitting only what a [`SubmissionPolicy`] lets clients submit.
 
 pub mod api;
+mod kinesis;
 mod policy;
 
+pub use kinesis::KinesisStream;
 pub use policy::{SubmissionCheck, SubmissionPolicy};
 
 use std::collections::{HashMap, HashSet};
@@ -25,12 +27,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::aws::limits::{KINESIS_MAX_BYTES_PER_PUT, KINESIS_MAX_RECORDS_PER_PUT};
 use crate::aws::AwsError;
-use crate::backoff::Backoff;
-use crate::catalog::EventCatalog;
-use crate::deadline::Deadline;
+use crate::aws::Backoff;
+use crate::aws::Deadline;
 use crate::envelope::Envelope;
-use crate::limits::{KINESIS_MAX_BYTES_PER_PUT, KINESIS_MAX_RECORDS_PER_PUT};
+use crate::envelope::EventCatalog;
 
 /// One record for the stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,11 +140,11 @@ pub enum PublishError {
 }
 
 impl PublishError {
-    /// Whether sending the same event again can succeed ([`crate::errors`]): everything but a
+    /// Whether sending the same event again can succeed ([`crate::aws::errors`]): everything but a
     /// request the stream judged wrong.
     pub fn is_retryable(&self) -> bool {
         match self {
-            PublishError::Stream { code, .. } => crate::errors::classify(code).is_retryable(),
+            PublishError::Stream { code, .. } => crate::aws::errors::classify(code).is_retryable(),
             PublishError::OrderingBlocked { .. } | PublishError::DeadlineReached { .. } => true,
         }
     }
@@ -237,7 +239,7 @@ impl<S: EventStream> Producer<S> {
     /// not. Then the failed event is retried *with every later event of its aggregate*, the ones
     /// already written included: the aggregate's events appear in the stream again, in order,
     /// after the stray early copy (which consumers drop as a duplicate of its id). Only transient
-    /// failures ([`crate::errors`]) are retried, with backoff, while the deadline leaves time.
+    /// failures ([`crate::aws::errors`]) are retried, with backoff, while the deadline leaves time.
     pub async fn publish_before(
         &self,
         events: &[Envelope],
@@ -345,7 +347,7 @@ impl<S: EventStream> Producer<S> {
                             hold_back(&mut results, &accept, entry, earlier);
                             continue;
                         }
-                        let class = crate::errors::classify(&code);
+                        let class = crate::aws::errors::classify(&code);
                         if retrying.contains(&key)
                             || (class.retry_in_process()
                                 && entry.attempts < self.config.backoff.max_attempts)

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::envelope::json_schema;
 use crate::envelope::{Envelope, ValidationError};
-use crate::json_schema;
 
 const CLIENT_ID_NAMESPACE: Uuid = Uuid::from_bytes([
     0x51, 0x3c, 0xa9, 0x0e, 0x6d, 0x27, 0x4f, 0x81, 0xb4, 0x98, 0x2e, 0x05, 0xc7, 0x3a, 0x6f, 0xd2,
@@ -77,7 +77,7 @@ impl SubmissionPolicy {
     }
 
     /// `data` of `event_type` at `version` must be valid under `schema` (a JSON Schema in the
-    /// subset [`crate::json_schema`] reads).
+    /// subset [`crate::envelope::json_schema`] reads).
     pub fn schema(mut self, event_type: &str, version: u32, schema: Value) -> Self {
         self.schemas
             .insert((event_type.to_string(), version), Arc::new(schema));

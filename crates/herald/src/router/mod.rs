@@ -9,9 +9,9 @@
 //!   its reason and counts as handled, so it never holds up its shard;
 //! - an entry SNS rejects because the message itself is wrong (`InvalidParameter`, ...) is poison
 //!   too; SNS also flags KMS and permission failures as the sender's fault, but those are not the
-//!   message's ([`crate::errors::classify_sns_entry`]) and never send valid events to the DLQ;
+//!   message's ([`crate::aws::errors::classify_sns_entry`]) and never send valid events to the DLQ;
 //! - an entry SNS fails transiently (throttling, KMS throttling, internal errors) is retried with
-//!   backoff while the invocation's [deadline](crate::deadline) leaves time; a configuration
+//!   backoff while the invocation's [deadline](crate::aws::Deadline) leaves time; a configuration
 //!   failure (access denied, key disabled) is not retried in process. What still fails is
 //!   reported with every later record of the batch as batch item failures. Lambda then
 //!   checkpoints before it and retries from there (`ReportBatchItemFailures`), and the
@@ -23,6 +23,7 @@
 mod batch;
 mod bus;
 mod overdue;
+mod sns;
 
 use aws_lambda_events::event::streams::KinesisEventResponse;
 use futures::stream::{self, StreamExt};
@@ -30,13 +31,13 @@ use futures::stream::{self, StreamExt};
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::backoff::Backoff;
-use crate::catalog::EventCatalog;
-use crate::dead_letter::{DeadLetter, DeadLetters};
-use crate::deadline::Deadline;
+use crate::aws::dead_letter::{DeadLetter, DeadLetters};
+use crate::aws::errors::ErrorClass;
+use crate::aws::limits::{SNS_MAX_BATCH_ENTRIES, SNS_MAX_PAYLOAD_BYTES};
+use crate::aws::Backoff;
+use crate::aws::Deadline;
 use crate::envelope::validate_record;
-use crate::errors::ErrorClass;
-use crate::limits::{SNS_MAX_BATCH_ENTRIES, SNS_MAX_PAYLOAD_BYTES};
+use crate::envelope::EventCatalog;
 
 pub use batch::{KinesisBatch, KinesisRecords, RecordRef};
 pub use bus::{
@@ -44,6 +45,7 @@ pub use bus::{
     MessageAttribute,
 };
 pub use overdue::give_up_after;
+pub use sns::SnsBus;
 
 /// Log one routed batch: its counts and the shard and sequence range it covered — the line
 /// `herald trace` finds a record's router hop by.
@@ -342,7 +344,7 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
                 };
                 // SNS calls KMS and permission failures the sender's fault although the message
                 // is fine: only a failure of the message itself makes it poison.
-                match crate::errors::classify_sns_entry(&code, sender_fault) {
+                match crate::aws::errors::classify_sns_entry(&code, sender_fault) {
                     ErrorClass::Permanent => fates.push((
                         i,
                         Fate::Poison(DeadLetter::new(

@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use super::{Fate, RecordRef, STAGE};
-use crate::dead_letter::DeadLetter;
+use crate::aws::dead_letter::DeadLetter;
 
 /// When the router gives up on a record its mapping keeps for `max_record_age`: a margin before
 /// Lambda would (five minutes, or half the age when that is shorter), so that the last retry

@@ -1,7 +1,7 @@
 //! Unit tests of [`Router`](super::Router): batching, poison, retries and batch item failures.
 
 use super::*;
-use crate::dead_letter::testing::Letters;
+use crate::aws::dead_letter::testing::Letters;
 use crate::envelope::Envelope;
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use std::sync::Mutex;
@@ -273,7 +273,7 @@ async fn kms_and_permission_sender_faults_are_not_poison() {
 async fn past_the_deadline_nothing_is_sent_and_every_record_is_reported() {
     let router = Router::with_config(RecordingBus::default(), Letters::default(), fast());
     let records = (0..3).map(|i| record(100 + i, &envelope(i))).collect();
-    let (response, summary) = crate::deadline::Deadline::after(Duration::ZERO)
+    let (response, summary) = crate::aws::Deadline::after(Duration::ZERO)
         .scope(router.route(&batch(records)))
         .await;
     assert_eq!(failed_ids(&response), ["100", "101", "102"]);
@@ -295,7 +295,7 @@ impl EventBus for HungBus {
 async fn a_hung_publish_is_reported_before_the_deadline() {
     let router = Router::with_config(HungBus, Letters::default(), fast());
     let records = (0..12).map(|i| record(100 + i, &envelope(i))).collect();
-    let (response, summary) = crate::deadline::Deadline::after(Duration::from_millis(80))
+    let (response, summary) = crate::aws::Deadline::after(Duration::from_millis(80))
         .scope(router.route(&batch(records)))
         .await;
     assert_eq!(failed_ids(&response).len(), 12);
@@ -306,7 +306,10 @@ async fn a_hung_publish_is_reported_before_the_deadline() {
 struct HungLetters;
 
 impl DeadLetters for HungLetters {
-    async fn send(&self, _: &[DeadLetter]) -> Vec<Result<(), crate::dead_letter::DeadLetterError>> {
+    async fn send(
+        &self,
+        _: &[DeadLetter],
+    ) -> Vec<Result<(), crate::aws::dead_letter::DeadLetterError>> {
         std::future::pending().await
     }
 }
@@ -317,7 +320,7 @@ async fn a_hung_dead_letter_queue_is_reported_before_the_deadline() {
     let mut records: Vec<KinesisEventRecord> =
         (0..4).map(|i| record(200 + i, &envelope(i))).collect();
     records.insert(2, record(299, b"poison"));
-    let (response, summary) = crate::deadline::Deadline::after(Duration::from_millis(80))
+    let (response, summary) = crate::aws::Deadline::after(Duration::from_millis(80))
         .scope(router.route(&batch(records)))
         .await;
     // From the poison on, everything is reported for Lambda's retry; nothing is lost.
@@ -344,7 +347,7 @@ async fn throttling_until_the_deadline_reports_instead_of_retrying_on() {
         },
     );
     let records = (0..3).map(|i| record(100 + i, &envelope(i))).collect();
-    let (response, _) = crate::deadline::Deadline::after(Duration::from_millis(100))
+    let (response, _) = crate::aws::Deadline::after(Duration::from_millis(100))
         .scope(router.route(&batch(records)))
         .await;
     assert_eq!(failed_ids(&response), ["101", "102"]);

@@ -144,7 +144,7 @@ impl<H: KeyedHandler> RecordHandler for Keyed<H> {
         }
         Ok(match self.handler.handle(event).await? {
             KeyedOutcome::New(outcome) => {
-                crate::metrics::count("EffectWrites", 1);
+                crate::aws::metrics::count("EffectWrites", 1);
                 Delivery::Applied(outcome)
             }
             KeyedOutcome::Existing(outcome) => Delivery::Duplicate(outcome),

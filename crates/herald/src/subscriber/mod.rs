@@ -19,8 +19,11 @@
 //! deduplicates the repeat.
 
 mod idempotent;
+pub mod partial_response;
+mod redelivery;
 pub mod retry;
 mod sqs;
+pub mod window;
 
 use std::future::Future;
 use std::time::SystemTime;
@@ -28,11 +31,12 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::aws::errors::ErrorClass;
 use crate::envelope::{Envelope, ValidationError};
-use crate::errors::ErrorClass;
 use crate::idempotency::{Conflict, Decision, IdempotencyError};
 
 pub use idempotent::{Claimed, Keyed, Transactional};
+pub use redelivery::SqsRedelivery;
 pub use retry::{Postponed, Redelivery, RetryPolicy};
 pub use sqs::{decode, BatchSummary, SqsSubscriber, SubscriberConfig};
 

@@ -11,13 +11,13 @@ use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
+use super::partial_response as batch;
 use super::retry::{Postponed, Redelivery, RetryPolicy};
 use super::{Delivery, RecordError, RecordHandler};
-use crate::batch;
-use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::aws::dead_letter::{DeadLetter, DeadLetters};
+use crate::envelope::upcasting::Upcasters;
 use crate::envelope::{Envelope, ValidationError};
 use crate::producer::{EventStream, Producer, PublishError};
-use crate::schema::Upcasters;
 
 /// Subscriber settings.
 #[derive(Clone, Debug)]
@@ -148,7 +148,7 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
                 Ok(envelope) => {
                     let settled = lock(&presettled)[i].take();
                     self.process_one(envelope, settled, deadline)
-                        .instrument(crate::telemetry::event_span(envelope))
+                        .instrument(envelope.span())
                         .await
                 }
                 Err(err) => Fate::Failed(RecordError::Poison {
@@ -186,7 +186,7 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
             };
             // Each line about an event is logged in its span (it names the event).
             let span = match &envelopes[i] {
-                Ok(envelope) => crate::telemetry::event_span(envelope),
+                Ok(envelope) => envelope.span(),
                 Err(_) => tracing::Span::none(),
             };
             let settled = match fate {
@@ -333,7 +333,7 @@ impl<H: RecordHandler, D: DeadLetters, S: EventStream> SqsSubscriber<H, D, S> {
                 } else {
                     // The stream throttled, failed or did not answer in time.
                     RecordError::Unavailable {
-                        class: crate::errors::ErrorClass::Transient,
+                        class: crate::aws::errors::ErrorClass::Transient,
                         reason: format!("could not publish follow-up events: {reasons}"),
                     }
                 },

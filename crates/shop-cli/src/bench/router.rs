@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
-use herald::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
+use herald::aws::dead_letter::{DeadLetter, DeadLetterError, DeadLetters};
 use herald::router::{
     BusError, BusMessage, BusOutcome, EventBus, KinesisBatch, Router, RouterConfig,
 };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use aws_sdk_kinesis::types::ShardIteratorType;
-use herald::event_store::DynamoDbEventStore;
+use herald::event_sourcing::event_store::DynamoDbEventStore;
 use herald::{Envelope, EventStore};
 use herald_local::http::{get_json, request};
 use herald_local::Stack;

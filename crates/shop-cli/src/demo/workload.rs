@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use herald::adapters::KinesisStream;
+use herald::producer::KinesisStream;
 use herald::producer::Producer;
 use herald::Envelope;
 use herald_local::http::post_json;

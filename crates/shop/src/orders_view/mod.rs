@@ -27,7 +27,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use herald::aws::AwsError;
-use herald::projection::{Applied, Projection, ProjectionError};
+use herald::event_sourcing::projection::{Applied, Projection, ProjectionError};
 use herald::{Envelope, ValidationError};
 
 use crate::events::{types, OrderCancelled, OrderPlaced};

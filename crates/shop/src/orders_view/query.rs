@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use base64::Engine;
 use herald::aws::AwsError;
-use herald::projection::ProjectionError;
+use herald::event_sourcing::projection::ProjectionError;
 use herald::{HttpRequest, HttpResponse, HttpService};
 use serde::{Deserialize, Serialize};
 

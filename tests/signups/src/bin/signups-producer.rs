@@ -1,7 +1,7 @@
 //! signups-producer: accepts sign-up events over HTTP and direct invoke, writes them to Kinesis.
 
 #[tokio::main]
-async fn main() -> Result<(), herald::lambda::Error> {
+async fn main() -> Result<(), herald::Error> {
     herald::Herald::from_env()
         .await?
         .catalog(herald_signups::catalog())

@@ -1,7 +1,7 @@
 //! signups-welcome: one welcome per signed-up user (claimed idempotency).
 
 #[tokio::main]
-async fn main() -> Result<(), herald::lambda::Error> {
+async fn main() -> Result<(), herald::Error> {
     let herald = herald::Herald::from_env()
         .await?
         .upcasters(herald_signups::upcasters());

@@ -9,7 +9,7 @@ use super::super::fixtures::{config, event, in_memory};
 use super::super::{
     Conflict, Decision, Delta, Executed, Idempotency, IdempotencyError, InMemoryStore,
 };
-use crate::backoff::Backoff;
+use crate::aws::Backoff;
 use crate::envelope::Envelope;
 
 fn counter(metric: &str) -> Delta {

@@ -2,7 +2,7 @@
 //! per-aggregate ordering, follow-ups and SNS unwrapping.
 
 use super::*;
-use crate::dead_letter::testing::Letters;
+use crate::aws::dead_letter::testing::Letters;
 use crate::producer::{PutOutcome, StreamError, StreamRecord};
 use crate::subscriber::Outcome;
 use std::sync::Mutex;
@@ -24,11 +24,11 @@ impl RecordHandler for Scripted {
             "boom" => panic!("handler bug"),
             "flaky" => Err(RecordError::Retry("throttled".into())),
             "throttled" => Err(RecordError::Unavailable {
-                class: crate::errors::ErrorClass::Transient,
+                class: crate::aws::errors::ErrorClass::Transient,
                 reason: "ProvisionedThroughputExceededException: slow down".into(),
             }),
             "denied" => Err(RecordError::Unavailable {
-                class: crate::errors::ErrorClass::Configuration,
+                class: crate::aws::errors::ErrorClass::Configuration,
                 reason: "AccessDeniedException: not allowed".into(),
             }),
             "bad" => Err(RecordError::Poison {
@@ -80,7 +80,7 @@ fn subscriber(
     fail_stream: bool,
     max_receive_count: Option<u32>,
 ) -> SqsSubscriber<Scripted, Letters, Stream> {
-    let backoff = crate::backoff::Backoff {
+    let backoff = crate::aws::Backoff {
         max_attempts: 1,
         ..Default::default()
     };
@@ -432,7 +432,7 @@ fn idempotency_store_failures_are_unavailable_not_retries_with_a_budget() {
         matches!(
             err,
             RecordError::Unavailable {
-                class: crate::errors::ErrorClass::Transient,
+                class: crate::aws::errors::ErrorClass::Transient,
                 ..
             }
         ),

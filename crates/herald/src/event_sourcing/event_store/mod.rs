@@ -3,7 +3,7 @@
 //! An aggregate's state is the fold of its events ([`Aggregate::apply`]). The [`EventStore`] port
 //! appends events at an expected version — optimistic concurrency: of two writers that both read
 //! version N and append N+1, one wins and the other gets [`StoreError::VersionConflict`], reloads
-//! and decides again ([`crate::command::CommandService`] does exactly that). Several events are
+//! and decides again ([`crate::event_sourcing::command::CommandService`] does exactly that). Several events are
 //! appended atomically. Each stored event carries its version in the envelope
 //! (`aggregateversion`), so every consumer downstream can tell a stale or out-of-order delivery
 //! from a new one. Loads start from the latest snapshot when the store writes them, and upcast old
@@ -19,9 +19,9 @@ use std::future::Future;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::aws::limits::{MAX_ATTRIBUTE_CHARS, MAX_EVENT_BYTES};
 use crate::aws::AwsError;
 use crate::envelope::Envelope;
-use crate::limits::{MAX_ATTRIBUTE_CHARS, MAX_EVENT_BYTES};
 
 pub use dynamodb::{attr, is_snapshot_key, DynamoDbEventStore};
 
@@ -273,7 +273,7 @@ pub(crate) fn stamped(
 /// A stored event's JSON read back: parsed, upcast, and given its version when it was stored
 /// before versions were stamped.
 pub(crate) fn decode(
-    upcasters: &crate::schema::Upcasters,
+    upcasters: &crate::envelope::upcasting::Upcasters,
     aggregate_id: &str,
     version: u64,
     json: &str,

@@ -5,7 +5,7 @@
 //! A JSON line carries, at the top level: `timestamp`, `level`, `message`, `function` (the Lambda
 //! function's name), `requestId` (from the runtime's invocation span), the fields of every span
 //! the line was logged in — so lines about one event carry its `eventId`, `eventType`,
-//! `correlationId` and `causationId` ([`event_span`]) — and the line's own fields.
+//! `correlationId` and `causationId` ([`crate::Envelope::span`]) — and the line's own fields.
 //! `herald trace` follows a business transaction through these lines.
 
 use std::fmt;
@@ -19,8 +19,6 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFi
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-
-use crate::envelope::Envelope;
 
 /// Where lambda_runtime opens its per-invocation span (`requestId`): kept on at every level, so
 /// a WARN-only function still says which request a line belongs to.
@@ -67,19 +65,6 @@ pub fn init() {
     };
     // A second init (tests) keeps the first subscriber.
     let _ = result;
-}
-
-/// The span for work on one event: its lines carry the event's ids.
-pub fn event_span(event: &Envelope) -> tracing::Span {
-    // ERROR level: a span is kept only if its level passes the filter, and these ids must be on
-    // every line about the event whatever the log level (a WARN-only function included).
-    tracing::error_span!(
-        "event",
-        eventId = event.id(),
-        eventType = event.event_type(),
-        correlationId = event.correlation_id(),
-        causationId = event.causation_id().unwrap_or(""),
-    )
 }
 
 /// One JSON object per line, in Lambda's JSON log shape plus herald's fields.
@@ -171,6 +156,7 @@ impl Visit for JsonVisitor<'_> {
 
 #[cfg(test)]
 mod tests {
+    use crate::envelope::Envelope;
     use std::io::Write;
     use std::sync::{Arc, Mutex};
 
@@ -217,7 +203,7 @@ mod tests {
             let request = tracing::info_span!("Lambda runtime invoke", requestId = "req-1");
             let _request = request.enter();
             tracing::info!(messages = 3, "batch done");
-            let span = event_span(&event);
+            let span = event.span();
             let _event = span.enter();
             tracing::warn!(reason = "x", "dead-lettered");
         });

@@ -54,7 +54,7 @@ impl Unit {
 
 /// The namespace metrics go to: `HERALD_METRICS_NAMESPACE`, default `herald`.
 pub fn namespace() -> String {
-    let namespace = &crate::environment::HERALD_METRICS_NAMESPACE;
+    let namespace = &crate::aws::environment::HERALD_METRICS_NAMESPACE;
     std::env::var(namespace.name).unwrap_or_else(|_| namespace.default.unwrap_or_default().into())
 }
 

@@ -28,8 +28,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::envelope::upcasting::Upcasters;
 use crate::envelope::Envelope;
-use crate::schema::Upcasters;
 
 /// A window's bounds, as Lambda sends them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,7 +202,7 @@ impl<A: WindowedAggregation> WindowProcessor<A> {
             .unwrap_or_else(|panic| {
                 Err(format!(
                     "the fold panicked: {}",
-                    crate::batch::panic_message(&panic)
+                    crate::subscriber::partial_response::panic_message(&panic)
                 ))
             });
             match folded {
@@ -229,7 +229,7 @@ impl<A: WindowedAggregation> WindowProcessor<A> {
                 Err(panic) => {
                     return Err(WindowError::Close(format!(
                         "close panicked: {}",
-                        crate::batch::panic_message(&panic)
+                        crate::subscriber::partial_response::panic_message(&panic)
                     )))
                 }
             }

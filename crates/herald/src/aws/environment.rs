@@ -12,8 +12,6 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use crate::aws::MissingEnv;
-
 /// One environment variable herald reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Variable {
@@ -324,3 +322,18 @@ impl Environment {
         self.read.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }
+
+/// A required environment variable, or an error that names it.
+pub fn env(name: &str) -> Result<String, MissingEnv> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| MissingEnv(name.to_string()))
+}
+
+/// An environment variable the function needs is not set (template.yaml sets them all).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "environment variable {0} is not set (template.yaml sets it for every function that needs it)"
+)]
+pub struct MissingEnv(pub String);

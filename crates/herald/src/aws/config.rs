@@ -1,8 +1,11 @@
-//! AWS SDK configuration shared by every function and tool.
+//! The SDK configuration every function and tool builds its clients from, and the clients.
 
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
+
+use super::environment::{env, MissingEnv};
+use super::request_counter::request_counter;
 
 /// The AWS configuration a function's clients are built from ([`crate::Herald::aws`]).
 pub use aws_config::SdkConfig;
@@ -134,7 +137,7 @@ fn http_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
 /// The SDK's timeouts, well inside the function's time budget: connecting 1 s, one attempt
 /// [`ATTEMPT_TIMEOUT`], so a stuck connection is abandoned and retried with time to spare. The
 /// whole operation is bounded by the invocation's remaining time instead: herald's retry loops
-/// run every call under [`crate::deadline::Deadline::run`].
+/// run every call under [`crate::aws::Deadline::run`].
 pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
     aws_config::timeout::TimeoutConfig::builder()
         .connect_timeout(Duration::from_secs(1))
@@ -145,15 +148,8 @@ pub fn timeouts() -> aws_config::timeout::TimeoutConfig {
 /// The longest one SDK request attempt may take: under a third of the shortest function timeout
 /// in template.yaml (10 s), so that an attempt that hangs leaves room for a second one and for
 /// the answer. (Lambda does not tell a function its timeout; each invocation's deadline does, and
-/// [`crate::deadline`] bounds every call by it.)
+/// [`crate::aws::Deadline`] bounds every call by it.)
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// The process's [`RequestCounter`]: the clients below count through it, and
-/// [`crate::metrics::MetricsLayer`] reports each invocation's share.
-pub fn request_counter() -> &'static RequestCounter {
-    static COUNTER: std::sync::OnceLock<RequestCounter> = std::sync::OnceLock::new();
-    COUNTER.get_or_init(RequestCounter::default)
-}
 
 /// A DynamoDB client whose requests are counted.
 pub fn dynamodb(aws: &SdkConfig) -> aws_sdk_dynamodb::Client {
@@ -191,126 +187,6 @@ pub fn sqs(aws: &SdkConfig) -> aws_sdk_sqs::Client {
     )
 }
 
-/// A required environment variable, or an error that names it.
-pub fn env(name: &str) -> Result<String, MissingEnv> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or_else(|| MissingEnv(name.to_string()))
-}
-
-/// An environment variable the function needs is not set (template.yaml sets them all).
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "environment variable {0} is not set (template.yaml sets it for every function that needs it)"
-)]
-pub struct MissingEnv(pub String);
-
-/// An AWS request failed. Keeps the SDK's error as its source and the service's error code, so a
-/// caller can tell throttling (retry later) from a validation failure (never retry).
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("{text}")]
-pub struct AwsError {
-    text: String,
-    code: Option<String>,
-    // Shared, so the error can be cloned into every record a failed request concerned.
-    #[source]
-    source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
-}
-
-/// Two failures are the same when they read the same and carry the same code.
-impl PartialEq for AwsError {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text && self.code == other.code
-    }
-}
-
-impl Eq for AwsError {}
-
-/// Error codes AWS services answer when a caller is over its rate; retrying later helps.
-const THROTTLING_CODES: &[&str] = &[
-    "ThrottlingException",
-    "Throttling",
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "TooManyRequestsException",
-    "TransactionConflictException",
-    "TransactionInProgressException",
-    "LimitExceededException",
-    "KMSThrottlingException",
-];
-
-impl AwsError {
-    /// Wrap an SDK error.
-    pub fn new<E>(err: E) -> Self
-    where
-        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-            + std::error::Error
-            + Send
-            + Sync
-            + 'static,
-    {
-        AwsError {
-            text: error_text(&err),
-            code: err.code().map(str::to_string),
-            source: std::sync::Arc::new(err),
-        }
-    }
-
-    /// A failure that is not an SDK error (a request that could not be built, say).
-    pub fn other(text: impl Into<String>) -> Self {
-        let text = text.into();
-        let source: Box<dyn std::error::Error + Send + Sync> = text.clone().into();
-        AwsError {
-            source: source.into(),
-            text,
-            code: None,
-        }
-    }
-
-    /// A failure with a service error code but no SDK error behind it (test doubles, fault
-    /// injection), classified like the real one.
-    pub fn with_code(code: impl Into<String>, text: impl Into<String>) -> Self {
-        let mut err = AwsError::other(text);
-        err.code = Some(code.into());
-        err
-    }
-
-    /// The service's error code (`ConditionalCheckFailedException`, ...), when it answered one.
-    pub fn code(&self) -> Option<&str> {
-        self.code.as_deref()
-    }
-
-    /// Whether the service throttled the request: retrying after a pause helps.
-    pub fn is_throttling(&self) -> bool {
-        self.code().is_some_and(is_throttling_code)
-    }
-
-    /// Whether a retry can help, and when ([`crate::errors`]). A failure without a code (a
-    /// timeout, a dropped connection) is transient.
-    pub fn class(&self) -> crate::errors::ErrorClass {
-        crate::errors::classify_code(self.code())
-    }
-}
-
-/// Whether an AWS error code means "too much, too fast" (retry later), not "wrong request".
-pub fn is_throttling_code(code: &str) -> bool {
-    THROTTLING_CODES.contains(&code)
-}
-
-/// The short name of an SDK error (`ProvisionedThroughputExceededException`, `dispatch failure`…)
-/// with its message, for logs and dead letters.
-pub fn error_text<E: std::error::Error + 'static>(err: &E) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,105 +222,5 @@ mod tests {
             Some("http://127.0.0.1:2")
         );
         assert_eq!(ask("Kinesis"), None);
-    }
-
-    #[test]
-    fn throttling_is_told_apart_from_a_bad_request() {
-        assert!(is_throttling_code("ProvisionedThroughputExceededException"));
-        assert!(is_throttling_code("ThrottlingException"));
-        assert!(!is_throttling_code("ConditionalCheckFailedException"));
-        assert!(!is_throttling_code("ValidationException"));
-        let other = AwsError::other("no request");
-        assert!(!other.is_throttling());
-        assert_eq!(other.code(), None);
-    }
-}
-
-/// Counts the HTTP requests an SDK client sends, per `Service.Operation` (retries included),
-/// for benchmarks and cost models. Attach it with a client config builder's `.interceptor(...)`.
-#[derive(Clone, Debug, Default)]
-pub struct RequestCounter {
-    counts: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
-}
-
-impl RequestCounter {
-    /// Requests per `Service.Operation` so far.
-    pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
-        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// All requests so far (`#items` tallies are not requests).
-    pub fn total(&self) -> u64 {
-        self.counts()
-            .iter()
-            .filter(|(op, _)| !op.contains('#'))
-            .map(|(_, n)| n)
-            .sum()
-    }
-
-    /// Forget the counts.
-    pub fn reset(&self) {
-        if let Ok(mut counts) = self.counts.lock() {
-            counts.clear();
-        }
-    }
-}
-
-/// The items a DynamoDB request names, for operations billed per item: a transaction's actions,
-/// a batch read's keys.
-fn request_items(operation: &str, body: &serde_json::Value) -> Option<usize> {
-    match operation {
-        "DynamoDB.TransactWriteItems" => body["TransactItems"].as_array().map(Vec::len),
-        "DynamoDB.BatchGetItem" => Some(
-            body["RequestItems"]
-                .as_object()?
-                .values()
-                .filter_map(|table| table["Keys"].as_array())
-                .map(Vec::len)
-                .sum(),
-        ),
-        _ => None,
-    }
-}
-
-impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter {
-    fn name(&self) -> &'static str {
-        "herald::RequestCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
-        _components: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
-        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
-    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        let operation = cfg
-            .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
-            .map(|m| format!("{}.{}", m.service(), m.name()))
-            .unwrap_or_else(|| "unknown".into());
-        // A transaction's cost is per item (2 write units each), a batch read's per key (half a
-        // read unit each, eventually consistent): count them too; and every write's units, from
-        // the size of what it writes.
-        let body = operation
-            .starts_with("DynamoDB.")
-            .then(|| context.request().body().bytes())
-            .flatten()
-            .and_then(|body| serde_json::from_slice::<serde_json::Value>(body).ok());
-        let items = body
-            .as_ref()
-            .and_then(|body| request_items(&operation, body));
-        let units = body
-            .as_ref()
-            .and_then(|body| crate::write_units::of_request(&operation, body));
-        if let Ok(mut counts) = self.counts.lock() {
-            if let Some(items) = items {
-                *counts.entry(format!("{operation}#items")).or_default() += items as u64;
-            }
-            if let Some(units) = units {
-                *counts.entry(format!("{operation}#wru")).or_default() += units;
-            }
-            *counts.entry(operation).or_default() += 1;
-        }
-        Ok(())
     }
 }

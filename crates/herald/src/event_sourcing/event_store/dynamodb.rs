@@ -3,7 +3,7 @@
 //! One item per event, keyed by aggregate id (`aggregateId`, partition key) and version
 //! (`version`, sort key, from 1). An append is one `TransactWriteItems` (≤ 100 events) whose
 //! every item is conditional on its version slot being free. Snapshots live in the same table
-//! under `snapshot#<id>`. The table's stream (`NEW_IMAGE`) is what [`crate::publisher`] reads.
+//! under `snapshot#<id>`. The table's stream (`NEW_IMAGE`) is what [`crate::event_sourcing::publisher`] reads.
 
 use std::collections::HashMap;
 
@@ -13,10 +13,10 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
 use super::{decode, stamped, EventPage, EventStore, StoreError, StoredEvent};
+use crate::aws::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
 use crate::aws::AwsError;
+use crate::envelope::upcasting::Upcasters;
 use crate::envelope::Envelope;
-use crate::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
-use crate::schema::Upcasters;
 
 /// Attribute names of the event store table.
 pub mod attr {

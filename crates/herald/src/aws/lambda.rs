@@ -1,17 +1,17 @@
 //! Serving a handler on the Lambda runtime with herald's layers: the runtime's request span
-//! (`requestId` on every log line) around [`crate::metrics::MetricsLayer`] (one EMF document per
+//! (`requestId` on every log line) around [`crate::aws::metrics::MetricsLayer`] (one EMF document per
 //! invocation). [`crate::Herald`]'s `run_*` methods use it; use it directly to serve a handler of
 //! your own with the same logs and metrics:
 //!
 //! ```no_run
-//! use herald::lambda::{serve, Error, LambdaEvent};
+//! use herald::aws::lambda::{serve, Error, LambdaEvent};
 //! use serde_json::{json, Value};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Error> {
-//!     herald::telemetry::init();
+//!     herald::aws::telemetry::init();
 //!     serve("echo", |event: LambdaEvent<Value>| async move {
-//!         herald::metrics::count("EventsIn", 1);
+//!         herald::aws::metrics::count("EventsIn", 1);
 //!         Ok::<_, Error>(json!({ "echo": event.payload }))
 //!     })
 //!     .await
@@ -25,7 +25,7 @@ use lambda_runtime::service_fn;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::metrics::MetricsLayer;
+use crate::aws::metrics::MetricsLayer;
 
 pub use lambda_runtime::{Context, Error, LambdaEvent};
 
@@ -64,7 +64,7 @@ where
     lambda_runtime::Runtime::new(lambda_runtime::tower::Layer::layer(
         &MetricsLayer::new(function),
         service_fn(move |event: LambdaEvent<E>| {
-            let deadline = crate::deadline::Deadline::at_system_time(event.context.deadline());
+            let deadline = crate::aws::Deadline::at_system_time(event.context.deadline());
             Box::pin(deadline.scope(handler(event)))
         }),
     ))

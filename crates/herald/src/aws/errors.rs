@@ -4,7 +4,7 @@
 //!
 //! | class | examples (error codes) | what herald does |
 //! |---|---|---|
-//! | [`ErrorClass::Transient`] | throttling (`ThrottlingException`, `ProvisionedThroughputExceededException`, `Throttled`, `KMSThrottlingException`, `KMS.ThrottlingException`), contention (`TransactionConflict`, `TransactionInProgressException`), server errors (`InternalFailure`, `InternalError`, `ServiceUnavailable`), timeouts and connection failures (no code) | retry in process with backoff while the invocation's [deadline](crate::deadline) allows, then report for redelivery (answer "retryable" to a producer client) |
+//! | [`ErrorClass::Transient`] | throttling (`ThrottlingException`, `ProvisionedThroughputExceededException`, `Throttled`, `KMSThrottlingException`, `KMS.ThrottlingException`), contention (`TransactionConflict`, `TransactionInProgressException`), server errors (`InternalFailure`, `InternalError`, `ServiceUnavailable`), timeouts and connection failures (no code) | retry in process with backoff while the invocation's [deadline](crate::aws::Deadline) allows, then report for redelivery (answer "retryable" to a producer client) |
 //! | [`ErrorClass::Configuration`] | `AccessDenied(Exception)`, `AuthorizationError`, `KMSAccessDenied`, `KMSDisabled`, `KMSInvalidState`, `KMSNotFound`, `KMSOptInRequired`, `ResourceNotFoundException`, `NotFound`, `QueueDoesNotExist`, `UnrecognizedClientException` | the request is fine and so is the event, the deployment is not (a key policy, a role, a missing resource): no in-process retry (it would fail the same way), never a dead letter — report for redelivery so nothing is lost while an operator fixes it (the function's error alarm fires) |
 //! | [`ErrorClass::Permanent`] | `ValidationException`, `InvalidParameter`, `InvalidParameterValue`, `InvalidArgumentException`, `SerializationException`, `ItemCollectionSizeLimitExceededException` | this request can never succeed: no retry; the event goes to its dead-letter queue (or the client's answer) with the service's reason |
 //!
@@ -92,7 +92,7 @@ const CONFIGURATION: &[&str] = &[
     "PlatformApplicationDisabled",
 ];
 
-/// The class of an AWS error code. Throttling codes ([`crate::aws::is_throttling_code`]), server
+/// The class of an AWS error code. Throttling codes ([`is_throttling_code`]), server
 /// errors and unknown codes are [`ErrorClass::Transient`].
 pub fn classify(code: &str) -> ErrorClass {
     // KMS errors relayed by SNS or Kinesis come as `KMS.<Code>` as well as `KMS<Code>`.
@@ -100,7 +100,7 @@ pub fn classify(code: &str) -> ErrorClass {
         .strip_prefix("KMS.")
         .map(|rest| format!("KMS{}", rest.trim_end_matches("Exception")));
     let code = normalized.as_deref().unwrap_or(code);
-    if crate::aws::is_throttling_code(code) || code.contains("Throttl") {
+    if is_throttling_code(code) || code.contains("Throttl") {
         ErrorClass::Transient
     } else if PERMANENT.contains(&code) {
         ErrorClass::Permanent
@@ -122,7 +122,7 @@ pub fn classify_code(code: Option<&str>) -> ErrorClass {
 pub fn classify_sns_entry(code: &str, sender_fault: bool) -> ErrorClass {
     let known = PERMANENT.contains(&code)
         || CONFIGURATION.contains(&code)
-        || crate::aws::is_throttling_code(code)
+        || is_throttling_code(code)
         || code.contains("Throttl")
         || code.starts_with("KMS")
         || matches!(
@@ -133,6 +133,111 @@ pub fn classify_sns_entry(code: &str, sender_fault: bool) -> ErrorClass {
         ErrorClass::Transient if sender_fault && !known => ErrorClass::Permanent,
         class => class,
     }
+}
+
+/// An AWS request failed. Keeps the SDK's error as its source and the service's error code, so a
+/// caller can tell throttling (retry later) from a validation failure (never retry).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{text}")]
+pub struct AwsError {
+    text: String,
+    code: Option<String>,
+    // Shared, so the error can be cloned into every record a failed request concerned.
+    #[source]
+    source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
+}
+
+/// Two failures are the same when they read the same and carry the same code.
+impl PartialEq for AwsError {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.code == other.code
+    }
+}
+
+impl Eq for AwsError {}
+
+/// Error codes AWS services answer when a caller is over its rate; retrying later helps.
+const THROTTLING_CODES: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "ProvisionedThroughputExceededException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "TransactionConflictException",
+    "TransactionInProgressException",
+    "LimitExceededException",
+    "KMSThrottlingException",
+];
+
+impl AwsError {
+    /// Wrap an SDK error.
+    pub fn new<E>(err: E) -> Self
+    where
+        E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+            + std::error::Error
+            + Send
+            + Sync
+            + 'static,
+    {
+        AwsError {
+            text: error_text(&err),
+            code: err.code().map(str::to_string),
+            source: std::sync::Arc::new(err),
+        }
+    }
+
+    /// A failure that is not an SDK error (a request that could not be built, say).
+    pub fn other(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let source: Box<dyn std::error::Error + Send + Sync> = text.clone().into();
+        AwsError {
+            source: source.into(),
+            text,
+            code: None,
+        }
+    }
+
+    /// A failure with a service error code but no SDK error behind it (test doubles, fault
+    /// injection), classified like the real one.
+    pub fn with_code(code: impl Into<String>, text: impl Into<String>) -> Self {
+        let mut err = AwsError::other(text);
+        err.code = Some(code.into());
+        err
+    }
+
+    /// The service's error code (`ConditionalCheckFailedException`, ...), when it answered one.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+
+    /// Whether the service throttled the request: retrying after a pause helps.
+    pub fn is_throttling(&self) -> bool {
+        self.code().is_some_and(is_throttling_code)
+    }
+
+    /// Whether a retry can help, and when ([`crate::aws::errors`]). A failure without a code (a
+    /// timeout, a dropped connection) is transient.
+    pub fn class(&self) -> crate::aws::errors::ErrorClass {
+        crate::aws::errors::classify_code(self.code())
+    }
+}
+
+/// Whether an AWS error code means "too much, too fast" (retry later), not "wrong request".
+pub fn is_throttling_code(code: &str) -> bool {
+    THROTTLING_CODES.contains(&code)
+}
+
+/// The short name of an SDK error (`ProvisionedThroughputExceededException`, `dispatch failure`…)
+/// with its message, for logs and dead letters.
+pub fn error_text<E: std::error::Error + 'static>(err: &E) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
 }
 
 #[cfg(test)]
@@ -208,5 +313,16 @@ mod tests {
             classify_sns_entry("InternalError", false),
             ErrorClass::Transient
         );
+    }
+
+    #[test]
+    fn throttling_is_told_apart_from_a_bad_request() {
+        assert!(is_throttling_code("ProvisionedThroughputExceededException"));
+        assert!(is_throttling_code("ThrottlingException"));
+        assert!(!is_throttling_code("ConditionalCheckFailedException"));
+        assert!(!is_throttling_code("ValidationException"));
+        let other = AwsError::other("no request");
+        assert!(!other.is_throttling());
+        assert_eq!(other.code(), None);
     }
 }

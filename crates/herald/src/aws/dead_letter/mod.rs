@@ -12,7 +12,12 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::aws::AwsError;
-use crate::limits::SQS_MAX_MESSAGE_BYTES;
+
+use crate::aws::limits::SQS_MAX_MESSAGE_BYTES;
+
+mod sqs;
+
+pub use sqs::SqsDeadLetters;
 
 /// Message attribute names on a dead letter.
 pub mod attr {
@@ -224,7 +229,7 @@ impl DeadLetter {
 /// when the origin names no record.
 ///
 /// Two messages with one identity are copies of one letter: the ledger
-/// ([`crate::unique_letters`]) sends each letter once, but a `SendMessage` whose answer was lost
+/// ([`crate::aws::unique_letters`]) sends each letter once, but a `SendMessage` whose answer was lost
 /// after SQS stored the message is retried, and a standard queue keeps both. A redrive sends
 /// one of them back.
 pub fn letter_identity(stage: &str, origin: &BTreeMap<String, String>) -> Option<String> {

@@ -25,9 +25,9 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use sha2::{Digest, Sha256};
 
+use crate::aws::dead_letter::{letter_identity, DeadLetter, DeadLetterError, DeadLetters};
 use crate::aws::AwsError;
-use crate::dead_letter::{letter_identity, DeadLetter, DeadLetterError, DeadLetters};
-use crate::deadline::Deadline;
+use crate::aws::Deadline;
 
 /// What a claim on a letter key found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,7 +88,7 @@ pub struct UniqueDeadLetters<D, L> {
     margin: Duration,
 }
 
-/// Time a send leaves before the invocation's deadline ([`crate::deadline`]) to record its
+/// Time a send leaves before the invocation's deadline ([`crate::aws::Deadline`]) to record its
 /// outcome: a send still waiting then is given up and its claim released, so the next delivery
 /// sends the letter at once instead of finding it claimed for the whole lease. More than the
 /// router's own margin, so the ledger is settled before the router stops waiting.
@@ -285,7 +285,7 @@ impl LetterLedger for InMemoryLetterLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dead_letter::testing::Letters;
+    use crate::aws::dead_letter::testing::Letters;
 
     fn router_letter(sequence: &str) -> DeadLetter {
         DeadLetter::new(b"not json", "router", "poison")

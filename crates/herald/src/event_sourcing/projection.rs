@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::aws::AwsError;
 use crate::envelope::Envelope;
-use crate::event_store::{EventStore, StoreError};
+use crate::event_sourcing::event_store::{EventStore, StoreError};
 use crate::subscriber::{Delivery, Outcome, RecordError, RecordHandler};
 
 /// What can go wrong; match on it.
@@ -188,7 +188,7 @@ impl<P: Projection> RecordHandler for Projector<P> {
                 reason,
             }),
             Err(ProjectionError::Persistence(err))
-                if err.class() == crate::errors::ErrorClass::Permanent =>
+                if err.class() == crate::aws::errors::ErrorClass::Permanent =>
             {
                 Err(RecordError::Poison {
                     field: "event".into(),

@@ -5,7 +5,7 @@
 //! send these 100 again"). So every retry loop in herald asks the [`Deadline`] before it sends,
 //! before it waits, and bounds each request by the time left, keeping a margin to answer in.
 //!
-//! [`crate::lambda::serve`] sets the invocation's deadline (from the runtime's
+//! [`crate::aws::lambda::serve`] sets the invocation's deadline (from the runtime's
 //! `Lambda-Runtime-Deadline-Ms`) for the handler's task; [`Deadline::current`] reads it there, and
 //! is [`Deadline::NONE`] elsewhere (tests, tools), where [`Deadline::scope`] sets one.
 

@@ -17,9 +17,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::dead_letter::{DeadLetter, DeadLetters};
+use crate::aws::dead_letter::{DeadLetter, DeadLetters};
 use crate::envelope::Envelope;
-use crate::event_store::{attr, is_snapshot_key};
+use crate::event_sourcing::event_store::{attr, is_snapshot_key};
 use crate::producer::{EventStream, Producer};
 
 const STAGE: &str = "publisher";
@@ -227,7 +227,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::dead_letter::testing::Letters;
+    use crate::aws::dead_letter::testing::Letters;
     use crate::producer::{PutOutcome, StreamError, StreamRecord};
 
     /// Accepts everything except records whose data contains `fail`.

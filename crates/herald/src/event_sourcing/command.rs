@@ -16,11 +16,11 @@
 //! original outcome (`replayed: true`) instead of the refusal.
 //!
 //! The service never writes to the stream: the store's change stream feeds the
-//! [`crate::publisher`], so an event is published if and only if it was appended.
+//! [`crate::event_sourcing::publisher`], so an event is published if and only if it was appended.
 //!
 //! ```
-//! use herald::command::{Command, CommandService};
-//! use herald::event_store::Aggregate;
+//! use herald::event_sourcing::command::{Command, CommandService};
+//! use herald::event_sourcing::event_store::Aggregate;
 //! use herald::testing::InMemoryEventStore;
 //! use herald::Envelope;
 //!
@@ -59,7 +59,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::envelope::Envelope;
-use crate::event_store::{Aggregate, EventStore, StoreError};
+use crate::event_sourcing::event_store::{Aggregate, EventStore, StoreError};
 
 /// One command on one aggregate.
 pub trait Command<A: Aggregate>: Send + Sync {
