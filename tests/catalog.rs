@@ -1,7 +1,8 @@
 //! The console's event catalog is right for every event type of the shop: its subscribers are
 //! the queues SNS would deliver the type to (each subscription's filter policy judged on the
 //! attributes the router gives the type's samples — `$or` policies included), each with the
-//! function reading the queue; its producers are the sources of the type's samples.
+//! function reading the queue; its producers are the resources template.yaml's `Metadata`
+//! declares as announcing it (`Herald: Announces: {resource: [types]}`).
 
 mod common;
 
@@ -55,32 +56,24 @@ async fn the_catalog_lists_the_subscribers_sns_delivers_each_type_to() {
         (
             "fraud_suspected",
             &["analytics", "compensation", "ops"],
-            &["herald/fraud"],
+            &["FraudFunction"],
         ),
-        ("job_failed", &["ops"], &["herald/scheduler"]),
-        ("metric_sampled", &["analytics"], &["herald/devices"]),
+        ("job_failed", &["ops"], &["Producer"]),
+        ("metric_sampled", &["analytics"], &["Producer"]),
         (
             "order_cancelled",
             &["analytics", "inventory", "payment", "projector"],
-            &["herald/orders"],
+            &["OrderService"],
         ),
         (
             "order_placed",
             &["analytics", "inventory", "payment", "projector"],
-            &["herald/orders"],
+            &["OrderService"],
         ),
-        ("payment_failed", &["analytics"], &["herald/payment"]),
-        ("payment_refunded", &["analytics"], &["herald/payment"]),
-        (
-            "payment_succeeded",
-            &["analytics", "email"],
-            &["herald/payment"],
-        ),
-        (
-            "stock_reservation_failed",
-            &["analytics"],
-            &["herald/inventory"],
-        ),
+        ("payment_failed", &["analytics"], &["Payment"]),
+        ("payment_refunded", &["analytics"], &["Payment"]),
+        ("payment_succeeded", &["analytics", "email"], &["Payment"]),
+        ("stock_reservation_failed", &["analytics"], &["Inventory"]),
     ];
     for (name, subscribers, producers) in &expected {
         let (functions, sources) = listed
@@ -98,4 +91,7 @@ async fn the_catalog_lists_the_subscribers_sns_delivers_each_type_to() {
         );
     }
     assert_eq!(listed.len(), expected.len(), "every type: {listed:?}");
+    // The samples' `source`s are shown beside the declared producers.
+    let sampled = types.iter().find(|t| t.name == "metric_sampled").unwrap();
+    assert_eq!(sampled.sources, ["herald/devices"]);
 }

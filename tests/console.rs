@@ -298,6 +298,12 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
         shown.sort();
         assert_eq!(shown, expected, "subscribers of {event_type} on the page");
     }
+    // And who announces a type, as the template declares it.
+    let producers = text_when(&client, "[data-type=payment_failed] .producers", |t| {
+        !t.is_empty()
+    })
+    .await;
+    assert_eq!(producers, "Payment");
 
     client.close().await.unwrap();
     pipeline.stop().await;

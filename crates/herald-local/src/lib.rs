@@ -10,6 +10,8 @@
 //! It knows no application: whatever the template holds runs. [`http`] talks to its Function
 //! URLs, [`alarms`] evaluates the template's alarms, [`log_shipping`] writes its functions' lines
 //! to CloudWatch Logs as Lambda does, and [`lambda_api`] answers Lambda's Invoke API for them.
+//! [`stream`] is the one reader of Kinesis and DynamoDB streams (shards, iterators, pages, the
+//! Lambda event of a batch) behind the mappings, the Firehose and herald-ops' replays.
 //! Operating a stack — this one or one CloudFormation deployed — is `herald-ops`'s.
 
 pub mod alarms;
@@ -32,6 +34,7 @@ pub mod schemas;
 pub mod seed;
 pub mod session;
 pub mod stack;
+pub mod stream;
 pub mod template;
 mod venv;
 

@@ -10,7 +10,6 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Result};
 use aws_config::SdkConfig;
-use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use serde_json::Value;
 
 use crate::expiry::{Expired, Horizon};
@@ -18,6 +17,7 @@ use crate::filter_policy;
 use crate::replay::{failed_records, replay_function, Routed, Router};
 use herald_local::archive::{self, Archived, Query};
 use herald_local::stack::{MappingSpec, Stack};
+use herald_local::stream::{lambda_event, EventSource, Payload, Position, Record, Stream, ToTip};
 
 /// Where archived events go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,32 +89,20 @@ pub async fn stream_retention_hours(aws: &SdkConfig, stack: &Stack) -> Result<i6
 /// The stack's stream from `query.from` to its tip, as events (for a replay that filters or
 /// targets one subscriber); records that are not events are left out.
 pub async fn stream_events(aws: &SdkConfig, stack: &Stack, query: &Query) -> Result<Vec<Archived>> {
-    use aws_sdk_kinesis::types::ShardIteratorType;
     let (_, mapping) = replay_function(stack)?;
-    let kinesis = aws_sdk_kinesis::Client::new(aws);
-    let from = query.from.map(|f| f.timestamp_millis()).unwrap_or(0);
-    let shards = kinesis
-        .list_shards()
-        .stream_name(&mapping.stream_name)
-        .send()
-        .await?;
+    let stream = Stream::Kinesis {
+        client: aws_sdk_kinesis::Client::new(aws),
+        name: mapping.stream_name.clone(),
+    };
+    let start = Position::AtMillis(query.from.map(|f| f.timestamp_millis()).unwrap_or(0));
     let mut events = Vec::new();
-    for shard in shards.shards() {
-        let mut iterator = kinesis
-            .get_shard_iterator()
-            .stream_name(&mapping.stream_name)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::AtTimestamp)
-            .timestamp(aws_smithy_types::DateTime::from_millis(from))
-            .send()
-            .await?
-            .shard_iterator;
-        while let Some(it) = iterator {
-            let out = kinesis.get_records().shard_iterator(it).send().await?;
-            let at_tip = out.millis_behind_latest.unwrap_or(0) == 0;
-            let empty = out.records.is_empty();
-            for record in out.records {
-                let raw = record.data.into_inner();
+    for shard in stream.shards().await?.shards {
+        let mut reader = ToTip::open(&stream, &shard.id, &start).await?;
+        while let Some(records) = reader.next(10_000).await? {
+            for record in records {
+                let Payload::Kinesis(raw) = record.payload else {
+                    continue;
+                };
                 let Ok(event) = herald::Envelope::parse(&raw) else {
                     continue;
                 };
@@ -125,14 +113,10 @@ pub async fn stream_events(aws: &SdkConfig, stack: &Stack, query: &Query) -> Res
                     events.push(Archived {
                         raw,
                         event,
-                        object: shard.shard_id().to_string(),
+                        object: shard.id.clone(),
                     });
                 }
             }
-            if empty && at_tip {
-                break;
-            }
-            iterator = out.next_shard_iterator;
         }
     }
     events.sort_by_key(|a| a.event.time());
@@ -311,30 +295,29 @@ async fn to_router(
 ) -> Result<(usize, Option<Routed>)> {
     let router = Router::start(aws, stack, bin_dir)?;
     let mapping = router.mapping;
+    let source = EventSource {
+        arn: &mapping.stream_arn,
+        region: &stack.region,
+        account: &stack.account,
+    };
     let mut sent = 0;
     let result = async {
         for (n, chunk) in events.chunks(mapping.batch_size.max(1)).enumerate() {
-            let mut event = KinesisEvent::default();
-            event.records = chunk
+            // The archive keeps no sequence numbers: positions in the replay stand in.
+            let records: Vec<Record> = chunk
                 .iter()
                 .enumerate()
-                .map(|(i, archived)| {
-                    let mut record = KinesisEventRecord::default();
-                    // The archive keeps no sequence numbers: positions in the replay stand in.
-                    let sequence = format!("{:020}", n * mapping.batch_size + i);
-                    record.event_id = Some(format!("archive:{sequence}"));
-                    record.event_name = Some("aws:kinesis:record".into());
-                    record.event_source = Some("aws:kinesis".into());
-                    record.event_source_arn = Some(mapping.stream_arn.clone());
-                    record.aws_region = Some(stack.region.clone());
-                    record.kinesis.sequence_number = sequence;
-                    record.kinesis.partition_key = archived.event.partition_key().to_string();
-                    record.kinesis.data.0 = archived.raw.clone();
-                    record
+                .map(|(i, archived)| Record {
+                    shard_id: "archive".into(),
+                    sequence_number: format!("{:020}", n * mapping.batch_size + i),
+                    partition_key: archived.event.partition_key().to_string(),
+                    arrival: archived.event.time(),
+                    payload: Payload::Kinesis(archived.raw.clone()),
                 })
                 .collect();
+            let event = lambda_event(source, &records);
             let response = router
-                .invoke(&serde_json::to_value(&event)?)
+                .invoke(&event)
                 .await
                 .map_err(|err| anyhow!("the router failed on a batch from the archive: {err:#}; run it again"))?;
             let failed = failed_records(&response, chunk.len());

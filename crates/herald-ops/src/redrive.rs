@@ -4,10 +4,11 @@
 use anyhow::{anyhow, bail, Context, Result};
 use aws_config::SdkConfig;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use chrono::Utc;
 use herald::aws::dead_letter::attr;
+use herald_local::stream::{Payload, Position, Stream, ToTip};
 use serde_json::Value;
 
 use crate::dlq::{DeadLetterQueue, Source};
@@ -428,34 +429,27 @@ async fn copy_range(
 ) -> Result<()> {
     let (shard, start, end) = batch_range(message.body.as_deref().unwrap_or_default())?;
     let (shard, start, end) = (shard.as_str(), start.as_str(), end.as_str());
-    let mut iterator = kinesis
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard)
-        .shard_iterator_type(ShardIteratorType::AtSequenceNumber)
-        .starting_sequence_number(start)
-        .send()
-        .await?
-        .shard_iterator;
+    let source = Stream::Kinesis {
+        client: kinesis.clone(),
+        name: stream.to_string(),
+    };
+    let mut reader = ToTip::open(&source, shard, &Position::At(start.to_string())).await?;
     let mut entries = Vec::new();
-    'read: while let Some(it) = iterator {
-        let out = kinesis.get_records().shard_iterator(it).send().await?;
-        // An empty page mid-shard is normal; only a page at the tip ends the read.
-        if out.records.is_empty() && out.millis_behind_latest.unwrap_or(0) == 0 {
-            break;
-        }
-        for r in out.records {
+    'read: while let Some(records) = reader.next(10_000).await? {
+        for r in records {
             if sequence_after(&r.sequence_number, end) {
                 break 'read;
             }
+            let Payload::Kinesis(data) = r.payload else {
+                continue;
+            };
             entries.push(
                 PutRecordsRequestEntry::builder()
-                    .partition_key(r.partition_key.clone().unwrap_or_default())
-                    .data(r.data)
+                    .partition_key(r.partition_key)
+                    .data(Blob::new(data))
                     .build()?,
             );
         }
-        iterator = out.next_shard_iterator;
     }
     if entries.is_empty() {
         bail!("the records {start}..{end} of {shard} are no longer in the stream (retention)");

@@ -8,8 +8,6 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
 use aws_config::SdkConfig;
-use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
-use aws_sdk_kinesis::types::ShardIteratorType;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -17,6 +15,7 @@ use herald_local::endpoint::Endpoint;
 use herald_local::logs::Logs;
 use herald_local::runtime::FunctionPool;
 use herald_local::stack::{FunctionSpec, MappingSpec, Stack, StreamMapping, StreamSource};
+use herald_local::stream::{lambda_event, EventSource, Position, Stream, ToTip};
 
 /// What a replay did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -222,95 +221,37 @@ async fn send_stream(
     progress: impl Fn(usize),
 ) -> Result<Replayed> {
     let mapping = router.mapping;
-    let kinesis = aws_sdk_kinesis::Client::new(aws);
-    let shards = kinesis
-        .list_shards()
-        .stream_name(&mapping.stream_name)
-        .send()
-        .await?;
+    let stream = Stream::Kinesis {
+        client: aws_sdk_kinesis::Client::new(aws),
+        name: mapping.stream_name.clone(),
+    };
+    let source = EventSource {
+        arn: &mapping.stream_arn,
+        region: &stack.region,
+        account: &stack.account,
+    };
+    let start = Position::AtMillis(from.timestamp_millis());
     let mut replayed = Replayed::default();
-    for shard in shards.shards() {
-        let mut iterator = kinesis
-            .get_shard_iterator()
-            .stream_name(&mapping.stream_name)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::AtTimestamp)
-            .timestamp(aws_smithy_types::DateTime::from_millis(
-                from.timestamp_millis(),
-            ))
-            .send()
-            .await?
-            .shard_iterator;
-        while let Some(it) = iterator {
-            let out = kinesis
-                .get_records()
-                .shard_iterator(it)
-                .limit(mapping.batch_size as i32)
-                .send()
-                .await?;
-            let at_tip = out.millis_behind_latest.unwrap_or(0) == 0;
-            if out.records.is_empty() {
-                if at_tip {
-                    break;
-                }
-                iterator = out.next_shard_iterator;
-                continue;
-            }
-            let records = out.records.len();
-            let event = kinesis_event(stack, mapping, shard.shard_id(), out.records);
-            let response = router
-                .invoke(&serde_json::to_value(&event)?)
-                .await
-                .map_err(|err| {
-                    anyhow!("failed on a batch of {records} records: {err:#}; run it again")
-                })?;
-            let failed = failed_records(&response, records);
+    for shard in stream.shards().await?.shards {
+        let mut reader = ToTip::open(&stream, &shard.id, &start).await?;
+        while let Some(records) = reader.next(mapping.batch_size as i32).await? {
+            let event = lambda_event(source, &records);
+            let response = router.invoke(&event).await.map_err(|err| {
+                anyhow!(
+                    "failed on a batch of {} records: {err:#}; run it again",
+                    records.len()
+                )
+            })?;
+            let failed = failed_records(&response, records.len());
             if failed > 0 {
                 bail!(
                     "the router could not publish part of the replay ({failed} records); run it again"
                 );
             }
-            replayed.read += records;
+            replayed.read += records.len();
             replayed.batches += 1;
             progress(replayed.read);
-            iterator = out.next_shard_iterator;
         }
     }
     Ok(replayed)
-}
-
-/// Lambda's Kinesis event for records of one shard, as the local event source mapping sends it.
-fn kinesis_event(
-    stack: &Stack,
-    mapping: &StreamMapping,
-    shard_id: &str,
-    records: Vec<aws_sdk_kinesis::types::Record>,
-) -> KinesisEvent {
-    let mut event = KinesisEvent::default();
-    event.records = records
-        .into_iter()
-        .map(|r| {
-            let mut record = KinesisEventRecord::default();
-            record.event_id = Some(format!("{shard_id}:{}", r.sequence_number));
-            record.event_name = Some("aws:kinesis:record".into());
-            record.event_source = Some("aws:kinesis".into());
-            record.event_source_arn = Some(mapping.stream_arn.clone());
-            record.event_version = Some("1.0".into());
-            record.aws_region = Some(stack.region.clone());
-            record.invoke_identity_arn =
-                Some(format!("arn:aws:iam::{}:role/herald-local", stack.account));
-            let kinesis = &mut record.kinesis;
-            kinesis.kinesis_schema_version = Some("1.0".into());
-            kinesis.sequence_number = r.sequence_number;
-            kinesis.partition_key = r.partition_key.unwrap_or_default();
-            kinesis.data.0 = r.data.into_inner();
-            if let Some(t) = r.approximate_arrival_timestamp {
-                if let Some(at) = DateTime::from_timestamp(t.secs(), t.subsec_nanos()) {
-                    kinesis.approximate_arrival_timestamp.0 = at;
-                }
-            }
-            record
-        })
-        .collect();
-    event
 }

@@ -10,7 +10,6 @@ use chrono::Utc;
 use serde_json::Value;
 
 use super::on_failure::{on_failure, FailureCondition};
-use super::stream_event::stream_event;
 use super::window::{decorate, returned_state, OpenWindow};
 use super::{Context, StreamRecord};
 use crate::runtime::{FunctionError, FunctionPool};
@@ -52,7 +51,7 @@ pub(super) async fn process_kinesis_batch(
         if batch.is_empty() {
             continue;
         }
-        let mut event = stream_event(mapping, ctx, &batch);
+        let mut event = crate::stream::lambda_event(ctx.event_source(mapping), &batch);
         if let (Some(open), Some(length)) = (window.as_deref(), mapping.tumbling_window) {
             decorate(
                 &mut event,

@@ -32,14 +32,15 @@ mod ages; // iterator ages, for the local alarms
 mod batch; // Lambda's retry / bisect / checkpoint rules for a stream batch
 mod checkpoints; // where each shard has got to, kept across restarts
 mod on_failure; // the on-failure destination record
-mod shards; // reading Kinesis and DynamoDB stream shards
+mod pause; // waiting between polls and retries
+mod shard; // one shard's reader: batching window, lanes, windows, checkpoints
+mod shards; // a stream mapping's shards: listing, children after parents
 mod sqs; // SQS pollers
-mod stream_event; // a stream batch as Lambda's invoke event
 mod window; // TumblingWindowInSeconds: state across invocations, a final invocation per window
 
 pub use ages::{Ages, IteratorAges};
 pub use checkpoints::{Checkpoints, MappingCheckpoints, ShardCheckpoint};
-pub(crate) use shards::pause;
+pub(crate) use pause::pause;
 pub use shards::run_stream;
 pub use sqs::run_sqs;
 pub use window::{OpenWindow, MAX_STATE_BYTES};
@@ -48,11 +49,9 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-
 use crate::logs::Logs;
 use crate::stack::Stack;
+use crate::stream::{EventSource, Record as StreamRecord, Stream};
 
 /// Shared state the runner uses to tell when everything has settled.
 #[derive(Default)]
@@ -102,31 +101,6 @@ impl Default for PollSettings {
     }
 }
 
-/// One record read from a shard, whichever the stream (shared by reading, batching, the invoke
-/// event and the on-failure record).
-#[derive(Clone, Debug)]
-struct StreamRecord {
-    shard_id: String,
-    sequence_number: String,
-    /// Kinesis: the partition key; DynamoDB: the item's partition key value.
-    partition_key: String,
-    payload: Payload,
-    arrival: DateTime<Utc>,
-}
-
-#[derive(Clone, Debug)]
-enum Payload {
-    /// A Kinesis record's data.
-    Kinesis(Vec<u8>),
-    /// A DynamoDB stream record: its id, `INSERT`/`MODIFY`/`REMOVE`, and the `dynamodb` object
-    /// in Lambda's JSON.
-    DynamoDb {
-        event_id: String,
-        event_name: String,
-        change: Value,
-    },
-}
-
 /// Where a mapping's context comes from.
 #[derive(Clone)]
 pub struct Context {
@@ -148,4 +122,30 @@ pub struct Context {
     pub settings: PollSettings,
     /// Stream checkpoints.
     pub checkpoints: Arc<Checkpoints>,
+}
+
+impl Context {
+    /// The stream `mapping` reads, through this context's clients.
+    fn stream(&self, mapping: &crate::stack::StreamMapping) -> Stream {
+        match mapping.source {
+            crate::stack::StreamSource::Kinesis => Stream::Kinesis {
+                client: self.kinesis.clone(),
+                name: mapping.stream_name.clone(),
+            },
+            crate::stack::StreamSource::DynamoDb => Stream::DynamoDb {
+                client: self.dynamodb_streams.clone(),
+                arn: mapping.stream_arn.clone(),
+                hash_key: mapping.partition_key_attribute.clone(),
+            },
+        }
+    }
+
+    /// Where a mapping's batches come from, as Lambda's event names it.
+    fn event_source<'a>(&'a self, mapping: &'a crate::stack::StreamMapping) -> EventSource<'a> {
+        EventSource {
+            arn: &mapping.stream_arn,
+            region: &self.stack.region,
+            account: &self.stack.account,
+        }
+    }
 }

@@ -112,7 +112,7 @@ pub(super) async fn on_failure(
                     label,
                     &format!("could not send the on-failure record (retrying): {err}"),
                 );
-                tokio::time::sleep(super::shards::backoff(
+                tokio::time::sleep(super::pause::backoff(
                     attempt,
                     ctx.settings.max_retry_delay * 5,
                 ))

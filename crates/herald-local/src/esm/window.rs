@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use super::shards::backoff;
+use super::pause::backoff;
 use super::{Context, StreamRecord};
 use crate::runtime::FunctionPool;
 use crate::stack::StreamMapping;
@@ -215,7 +215,7 @@ mod tests {
             shard_id: "shard-0".into(),
             sequence_number: "1".into(),
             partition_key: "k".into(),
-            payload: super::super::Payload::Kinesis(Vec::new()),
+            payload: crate::stream::Payload::Kinesis(Vec::new()),
             arrival: DateTime::from_timestamp_millis(millis).unwrap(),
         }
     }

@@ -23,15 +23,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
-use aws_sdk_kinesis::types::ShardIteratorType;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::esm::{pause, Activity, Checkpoints};
+use crate::esm::{pause, Activity, Checkpoints, ShardCheckpoint};
 use crate::logs::Logs;
 use crate::stack::DeliverySpec;
+use crate::stream::{Payload, Position, Stream};
 
 /// What a delivery stream's task uses.
 #[derive(Clone)]
@@ -70,8 +70,12 @@ pub async fn run_delivery(
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let label = format!("firehose:{}", spec.logical_id);
+    let stream = Stream::Kinesis {
+        client: ctx.kinesis.clone(),
+        name: spec.stream_name.clone(),
+    };
     let identity = loop {
-        match stream_identity(&ctx, &spec.stream_name).await {
+        match stream.identity().await {
             Ok(identity) => break identity,
             Err(err) => {
                 ctx.logs.note(
@@ -89,106 +93,148 @@ pub async fn run_delivery(
         .mapping(&spec.logical_id, &identity)
         .map(|m| m.shards)
         .unwrap_or_default();
-    let mut first_listing = true;
-    let mut known: BTreeSet<String> = BTreeSet::new();
-    let mut iterators: BTreeMap<String, String> = BTreeMap::new();
-    let mut buffer = Buffer::default();
-    // Per shard: where it started, and the last record delivered.
-    let mut starts: BTreeMap<String, Start> = BTreeMap::new();
-    let mut delivered: BTreeMap<String, String> = BTreeMap::new();
+    let mut delivery = Delivery {
+        spec,
+        ctx,
+        stream,
+        label,
+        identity,
+        saved,
+        started_millis,
+        first_listing: true,
+        known: BTreeSet::new(),
+        iterators: BTreeMap::new(),
+        buffer: Buffer::default(),
+        starts: BTreeMap::new(),
+        delivered: BTreeMap::new(),
+    };
     let mut last_listing = Instant::now() - Duration::from_secs(60);
     while !*stop.borrow() {
         if last_listing.elapsed() >= Duration::from_secs(2) {
             last_listing = Instant::now();
-            match list_shards(&ctx, &spec.stream_name).await {
-                Ok(shards) => {
-                    for shard in shards {
-                        if !known.insert(shard.clone()) {
-                            continue;
-                        }
-                        let start = match saved.get(&shard) {
-                            Some(s) => match (&s.after, s.since_millis) {
-                                (Some(after), _) => Start::After(after.clone()),
-                                (None, Some(since)) => Start::At(since),
-                                (None, None) => Start::TrimHorizon,
-                            },
-                            None if first_listing => Start::At(started_millis),
-                            None => Start::TrimHorizon,
-                        };
-                        // Where reading starts is saved before anything is buffered: a runner
-                        // stopped before the first delivery starts there again (nothing read
-                        // and not yet delivered is lost).
-                        let since = match &start {
-                            Start::At(millis) => Some(*millis),
-                            _ => None,
-                        };
-                        if let Err(err) =
-                            ctx.checkpoints
-                                .begin(&spec.logical_id, &identity, &shard, since)
-                        {
-                            ctx.logs
-                                .note(&label, &format!("cannot save a checkpoint: {err:#}"));
-                        }
-                        starts.insert(shard.clone(), start.clone());
-                        match iterator(&ctx, &spec.stream_name, &shard, &start).await {
-                            Ok(it) => {
-                                iterators.insert(shard, it);
-                            }
-                            Err(err) => {
-                                known.remove(&shard);
-                                ctx.logs
-                                    .note(&label, &format!("GetShardIterator on {shard}: {err:#}"));
-                            }
-                        }
-                    }
-                    first_listing = false;
+            delivery.open_new_shards().await;
+        }
+        let read_any = delivery.read_shards().await;
+        delivery.deliver_when_due().await;
+        if !read_any && !pause(delivery.ctx.idle_poll, &stop).await {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One delivery stream's reading and buffering.
+struct Delivery {
+    spec: DeliverySpec,
+    ctx: Context,
+    stream: Stream,
+    label: String,
+    /// The stream's identity, which checkpoints are saved under.
+    identity: String,
+    /// The checkpoints saved when the runner started.
+    saved: BTreeMap<String, ShardCheckpoint>,
+    started_millis: i64,
+    first_listing: bool,
+    /// Shards opened (or being read).
+    known: BTreeSet<String>,
+    iterators: BTreeMap<String, String>,
+    buffer: Buffer,
+    /// Per shard: where it started, and the last record delivered.
+    starts: BTreeMap<String, Position>,
+    delivered: BTreeMap<String, String>,
+}
+
+impl Delivery {
+    /// List the shards and open the ones not seen yet: after their checkpoint, at the runner's
+    /// start (the first listing of a new delivery stream), or at their start (a reshard's
+    /// children).
+    async fn open_new_shards(&mut self) {
+        let shards = match self.stream.shards().await {
+            Ok(listing) => listing.shards,
+            Err(err) => {
+                let note = format!("cannot list shards: {err:#}");
+                return self.ctx.logs.note(&self.label, &note);
+            }
+        };
+        for shard in shards.into_iter().map(|s| s.id) {
+            if !self.known.insert(shard.clone()) {
+                continue;
+            }
+            let start = match self.saved.get(&shard) {
+                Some(s) => match (&s.after, s.since_millis) {
+                    (Some(after), _) => Position::After(after.clone()),
+                    (None, Some(since)) => Position::AtMillis(since),
+                    (None, None) => Position::TrimHorizon,
+                },
+                None if self.first_listing => Position::AtMillis(self.started_millis),
+                None => Position::TrimHorizon,
+            };
+            // Where reading starts is saved before anything is buffered: a runner stopped before
+            // the first delivery starts there again (nothing read and not yet delivered is lost).
+            let since = match &start {
+                Position::AtMillis(millis) => Some(*millis),
+                _ => None,
+            };
+            let begun =
+                self.ctx
+                    .checkpoints
+                    .begin(&self.spec.logical_id, &self.identity, &shard, since);
+            if let Err(err) = begun {
+                let note = format!("cannot save a checkpoint: {err:#}");
+                self.ctx.logs.note(&self.label, &note);
+            }
+            self.starts.insert(shard.clone(), start.clone());
+            match self.stream.iterator(&shard, &start).await {
+                Ok(it) => {
+                    self.iterators.insert(shard, it);
                 }
-                Err(err) => ctx
-                    .logs
-                    .note(&label, &format!("cannot list shards: {err:#}")),
+                Err(err) => {
+                    self.known.remove(&shard);
+                    let note = format!("GetShardIterator on {shard}: {err:#}");
+                    self.ctx.logs.note(&self.label, &note);
+                }
             }
         }
+        self.first_listing = false;
+    }
+
+    /// One `GetRecords` per open shard into the buffer; whether any record came.
+    async fn read_shards(&mut self) -> bool {
         let mut read_any = false;
         let mut ended = Vec::new();
-        for (shard, it) in iterators.iter_mut() {
-            let page = match ctx
-                .kinesis
-                .get_records()
-                .shard_iterator(it.as_str())
-                .limit(1000)
-                .send()
-                .await
-            {
+        for (shard, it) in self.iterators.iter_mut() {
+            let page = match self.stream.read(shard, it, 1000).await {
                 Ok(page) => page,
                 Err(err) => {
-                    ctx.logs.note(
-                        &label,
-                        &format!("GetRecords on {shard}: {}", herald::aws::error_text(&err)),
-                    );
+                    let note = format!("GetRecords on {shard}: {err:#}");
+                    self.ctx.logs.note(&self.label, &note);
                     // Reopened after the last record read (buffered or delivered), or where
                     // the shard started.
-                    let resume = match buffer.last.get(shard).or_else(|| delivered.get(shard)) {
-                        Some(after) => Start::After(after.clone()),
-                        None => starts.get(shard).cloned().unwrap_or(Start::TrimHorizon),
+                    let last = self.buffer.last.get(shard);
+                    let resume = match last.or_else(|| self.delivered.get(shard)) {
+                        Some(after) => Position::After(after.clone()),
+                        None => self
+                            .starts
+                            .get(shard)
+                            .cloned()
+                            .unwrap_or(Position::TrimHorizon),
                     };
-                    if let Ok(fresh) = iterator(&ctx, &spec.stream_name, shard, &resume).await {
+                    if let Ok(fresh) = self.stream.iterator(shard, &resume).await {
                         *it = fresh;
                     }
                     continue;
                 }
             };
-            for record in page.records() {
+            for record in &page.records {
                 read_any = true;
-                let arrival = record
-                    .approximate_arrival_timestamp
-                    .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-                    .unwrap_or_else(Utc::now);
-                add(&spec, &mut buffer, record.data.as_ref(), arrival);
-                buffer
+                if let Payload::Kinesis(data) = &record.payload {
+                    add(&self.spec, &mut self.buffer, data, record.arrival);
+                }
+                self.buffer
                     .last
                     .insert(shard.clone(), record.sequence_number.clone());
             }
-            match page.next_shard_iterator {
+            match page.next_iterator {
                 Some(next) => *it = next,
                 // A closed shard read to its end, maybe in the answer with its last records:
                 // the iterator is spent, and reading it again would archive those twice.
@@ -196,50 +242,54 @@ pub async fn run_delivery(
             }
         }
         for shard in &ended {
-            iterators.remove(shard);
+            self.iterators.remove(shard);
         }
-        ctx.activity
+        self.ctx
+            .activity
             .archive_buffered
-            .store(buffer.records, Ordering::SeqCst);
-        let due = buffer
-            .since
-            .is_some_and(|since| since.elapsed() >= spec.buffer_interval)
-            || buffer.bytes >= spec.buffer_bytes;
-        if due {
-            match deliver(&spec, &ctx, &buffer).await {
-                Ok(()) => {
-                    for (shard, sequence) in &buffer.last {
-                        if let Err(err) =
-                            ctx.checkpoints
-                                .commit(&spec.logical_id, &identity, shard, sequence)
-                        {
-                            ctx.logs
-                                .note(&label, &format!("cannot save a checkpoint: {err:#}"));
-                        }
-                        delivered.insert(shard.clone(), sequence.clone());
-                    }
-                    buffer = Buffer::default();
-                    ctx.activity.archive_buffered.store(0, Ordering::SeqCst);
-                }
-                // Kept, and delivered again at the next turn (objects already written stay:
-                // at least once, as on AWS).
-                Err(err) => ctx.logs.note(
-                    &label,
-                    &format!(
-                        "delivery to s3://{} failed (retrying): {err:#}",
-                        spec.bucket
-                    ),
-                ),
-            }
-        }
-        if !read_any && !pause(ctx.idle_poll, &stop).await {
-            break;
-        }
+            .store(self.buffer.records, Ordering::SeqCst);
+        read_any
     }
-    Ok(())
+
+    /// Deliver the buffer once its interval has passed or it holds its size; then the shards'
+    /// checkpoints move past what was delivered.
+    async fn deliver_when_due(&mut self) {
+        let due = self
+            .buffer
+            .since
+            .is_some_and(|since| since.elapsed() >= self.spec.buffer_interval)
+            || self.buffer.bytes >= self.spec.buffer_bytes;
+        if !due {
+            return;
+        }
+        if let Err(err) = deliver(&self.spec, &self.ctx, &self.buffer).await {
+            // Kept, and delivered again at the next turn (objects already written stay: at
+            // least once, as on AWS).
+            let note = format!(
+                "delivery to s3://{} failed (retrying): {err:#}",
+                self.spec.bucket
+            );
+            return self.ctx.logs.note(&self.label, &note);
+        }
+        for (shard, sequence) in &self.buffer.last {
+            let committed =
+                self.ctx
+                    .checkpoints
+                    .commit(&self.spec.logical_id, &self.identity, shard, sequence);
+            if let Err(err) = committed {
+                let note = format!("cannot save a checkpoint: {err:#}");
+                self.ctx.logs.note(&self.label, &note);
+            }
+            self.delivered.insert(shard.clone(), sequence.clone());
+        }
+        self.buffer = Buffer::default();
+        self.ctx
+            .activity
+            .archive_buffered
+            .store(0, Ordering::SeqCst);
+    }
 }
 
-/// Partition one record and add it to the buffer (under the error prefix when it cannot be).
 fn add(spec: &DeliverySpec, buffer: &mut Buffer, data: &[u8], arrival: DateTime<Utc>) {
     let (prefix, line) = match partition(spec, data) {
         Ok(keys) => match prefix::render(&spec.prefix, &keys, arrival, None) {
@@ -326,77 +376,6 @@ async fn deliver(spec: &DeliverySpec, ctx: &Context, buffer: &Buffer) -> Result<
             .map_err(|e| anyhow!("PutObject {key}: {}", herald::aws::error_text(&e)))?;
     }
     Ok(())
-}
-
-#[derive(Clone)]
-enum Start {
-    After(String),
-    At(i64),
-    TrimHorizon,
-}
-
-async fn iterator(ctx: &Context, stream: &str, shard: &str, start: &Start) -> Result<String> {
-    let request = ctx
-        .kinesis
-        .get_shard_iterator()
-        .stream_name(stream)
-        .shard_id(shard);
-    let request = match start {
-        Start::After(after) => request
-            .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
-            .starting_sequence_number(after),
-        Start::At(millis) => request
-            .shard_iterator_type(ShardIteratorType::AtTimestamp)
-            .timestamp(aws_smithy_types::DateTime::from_millis(*millis)),
-        Start::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
-    };
-    request
-        .send()
-        .await
-        .map_err(|e| anyhow!(herald::aws::error_text(&e)))?
-        .shard_iterator
-        .ok_or_else(|| anyhow!("GetShardIterator returned no iterator"))
-}
-
-async fn list_shards(ctx: &Context, stream: &str) -> Result<Vec<String>> {
-    let mut shards = Vec::new();
-    let mut next: Option<String> = None;
-    loop {
-        let request = match &next {
-            Some(token) => ctx.kinesis.list_shards().next_token(token),
-            None => ctx.kinesis.list_shards().stream_name(stream),
-        };
-        let out = request
-            .send()
-            .await
-            .map_err(|e| anyhow!(herald::aws::error_text(&e)))?;
-        shards.extend(out.shards().iter().map(|s| s.shard_id.clone()));
-        next = out.next_token;
-        if next.is_none() {
-            return Ok(shards);
-        }
-    }
-}
-
-/// The stream's ARN and creation time: checkpoints of a stream created again are not applied.
-async fn stream_identity(ctx: &Context, stream: &str) -> Result<String> {
-    let summary = ctx
-        .kinesis
-        .describe_stream_summary()
-        .stream_name(stream)
-        .send()
-        .await
-        .map_err(|e| anyhow!(herald::aws::error_text(&e)))?;
-    let summary = summary
-        .stream_description_summary
-        .ok_or_else(|| anyhow!("no stream summary"))?;
-    let created = summary.stream_creation_timestamp;
-    Ok(format!(
-        "{}@{}.{:09}",
-        summary.stream_arn,
-        created.secs(),
-        created.subsec_nanos()
-    ))
 }
 
 #[cfg(test)]

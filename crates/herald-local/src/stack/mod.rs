@@ -106,6 +106,10 @@ pub struct Stack {
     /// up` provisioned (whose mappings, alarms and delivery streams the runner plays).
     #[serde(default)]
     pub deployment: Option<Deployment>,
+    /// Which resources announce which event types, as the template's `Metadata` declares it
+    /// ([`Template::announced`](crate::Template::announced)): type → resource ids.
+    #[serde(default)]
+    pub announced: BTreeMap<String, Vec<String>>,
 }
 
 /// A stack CloudFormation created: its id and status when it was read.
@@ -265,6 +269,7 @@ impl Stack {
             skipped: BTreeMap::new(),
             alarms: Vec::new(),
             deployment: None,
+            announced: BTreeMap::new(),
         }
     }
 
@@ -375,6 +380,7 @@ pub async fn provision(
         parameters.insert(name.clone(), Value::String(value.clone()));
     }
     let mut stack = Stack::empty(&options.name, region, account, endpoint);
+    stack.announced = template.announced.clone();
     let clients = Clients::new(aws);
     for (id, resource) in template.in_creation_order()? {
         if let Some(condition) = &resource.condition {

@@ -29,6 +29,9 @@ pub struct Template {
     pub outputs: BTreeMap<String, Value>,
     /// `Conditions`, unevaluated ([`Template::condition_value`]).
     pub conditions: BTreeMap<String, Value>,
+    /// Which resources announce which event types, as the template's `Metadata` declares it:
+    /// type → resource ids ([`Template::announced`]).
+    pub announced: BTreeMap<String, Vec<String>>,
 }
 
 /// One resource.
@@ -54,7 +57,7 @@ impl Template {
             let mut root = parse_root(&text)?;
             let dir = path.parent().unwrap_or(Path::new("."));
             let inlined = nested::inline(&mut root, &nested::Source::Files(dir.to_path_buf()))?;
-            Template::from_root(&root, &inlined.ids)
+            Template::from_root(&root, inlined)
         };
         parse().with_context(|| format!("parsing {}", path.display()))
     }
@@ -102,7 +105,7 @@ impl Template {
 
     /// Parse template text.
     pub fn parse(text: &str) -> Result<Template> {
-        Template::from_root(&parse_root(text)?, &BTreeSet::new())
+        Template::from_root(&parse_root(text)?, nested::Inlined::default())
     }
 
     /// Parse a deployed stack's template `text`, with its applications inlined from the
@@ -110,11 +113,13 @@ impl Template {
     pub fn parse_with_nested(text: &str, nested: &NestedTemplates) -> Result<Template> {
         let mut root = parse_root(text)?;
         let inlined = nested::inline(&mut root, &nested::Source::Deployed(nested))?;
-        Template::from_root(&root, &inlined.ids)
+        Template::from_root(&root, inlined)
     }
 
-    /// The template in `root`; the functions in `merged` have their `Globals` already.
-    fn from_root(root: &Map<String, Value>, merged: &BTreeSet<String>) -> Result<Template> {
+    /// The template in `root`; the functions `inlined` from applications have their `Globals`
+    /// already.
+    fn from_root(root: &Map<String, Value>, inlined: nested::Inlined) -> Result<Template> {
+        let merged = &inlined.ids;
         let mut parameters = BTreeMap::new();
         let mut parameter_specs = BTreeMap::new();
         if let Some(Value::Object(params)) = root.get("Parameters") {
@@ -175,6 +180,7 @@ impl Template {
             _ => BTreeMap::new(),
         };
         Ok(Template {
+            announced: announced(root, &resources, &inlined.applications)?,
             parameters,
             parameter_specs,
             resources,
@@ -575,6 +581,47 @@ pub fn scalar(value: &Value) -> String {
     }
 }
 
+/// The template's declaration of who announces what:
+///
+/// ```yaml
+/// Metadata:
+///   Herald:
+///     Announces:
+///       Payment: [payment_succeeded, payment_failed]   # a resource or an application
+/// ```
+///
+/// as type → resource ids. A name that is neither a resource nor an application is an error
+/// naming it.
+fn announced(
+    root: &Map<String, Value>,
+    resources: &[(String, Resource)],
+    applications: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Vec<String>>> {
+    let mut announced: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let declared = &root.get("Metadata").unwrap_or(&Value::Null)["Herald"]["Announces"];
+    let Some(declared) = declared.as_object() else {
+        return Ok(announced);
+    };
+    for (id, types) in declared {
+        if !resources.iter().any(|(r, _)| r == id) && !applications.contains(id) {
+            bail!("Metadata.Herald.Announces: {id} is not a resource or an application of the template");
+        }
+        let types = types.as_array().ok_or_else(|| {
+            anyhow!("Metadata.Herald.Announces.{id}: expected a list of event types")
+        })?;
+        for event_type in types {
+            let event_type = event_type.as_str().ok_or_else(|| {
+                anyhow!("Metadata.Herald.Announces.{id}: {event_type} is not an event type")
+            })?;
+            announced
+                .entry(event_type.to_string())
+                .or_default()
+                .push(id.clone());
+        }
+    }
+    Ok(announced)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,6 +668,26 @@ Resources:
         assert_eq!(env["ARN"], "Queue-Arn");
         assert_eq!(env["S"], "x-ref-Queue-Queue-Arn-${lit}");
         assert_eq!(template.creation_order().unwrap(), vec!["Queue", "Fn"]);
+    }
+
+    #[test]
+    fn who_announces_what_is_read_from_the_templates_metadata_and_a_wrong_name_is_refused() {
+        let template = |announces: &str| {
+            Template::parse(&format!(
+                "Metadata:\n  Herald:\n    Announces:\n{announces}\nResources:\n  Queue: {{ Type: AWS::SQS::Queue }}\n  Fn: {{ Type: AWS::Serverless::Function }}\n"
+            ))
+        };
+        let read = template("      Queue: [a, b]\n      Fn: [b]").unwrap();
+        assert_eq!(read.announced["a"], ["Queue"]);
+        assert_eq!(read.announced["b"], ["Fn", "Queue"]);
+        let err = template("      Qeue: [a]").unwrap_err();
+        assert!(format!("{err:#}").contains("Qeue is not a resource"), "{err:#}");
+        let err = template("      Queue: a").unwrap_err();
+        assert!(format!("{err:#}").contains("expected a list"), "{err:#}");
+        // An application inlined from its file is a name the declaration may use.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+        let shop = Template::load(&path).unwrap();
+        assert_eq!(shop.announced["payment_failed"], ["Payment"]);
     }
 
     #[test]

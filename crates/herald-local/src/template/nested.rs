@@ -96,6 +96,9 @@ impl<'a> Source<'a> {
 #[derive(Debug, Default)]
 pub(super) struct Inlined {
     pub(super) ids: BTreeSet<String>,
+    /// The applications inlined, by id (nested ones prefixed like their resources): gone from
+    /// the flat template, still names a declaration may use.
+    pub(super) applications: BTreeSet<String>,
 }
 
 /// Inline every application of `root` (a template in CloudFormation's long JSON form) whose
@@ -146,6 +149,10 @@ fn inline_at(root: &mut Map<String, Value>, source: &Source, depth: usize) -> Re
             .unwrap_or(Value::Object(Map::new()));
         let child = Child::new(id, &child, &passed)
             .with_context(|| format!("application {id} ({})", found.name))?;
+        inlined.applications.insert(id.clone());
+        for nested_id in &nested.applications {
+            inlined.applications.insert(format!("{id}{nested_id}"));
+        }
         for (child_id, body) in child.resources(&nested)? {
             inlined.ids.insert(child_id.clone());
             added.push((child_id, body));

@@ -1,5 +1,7 @@
 //! The event catalog, generated: each type in `events/schemas` with its versions and schemas, who
-//! produces it (the `source` of its samples under `events/`), who subscribes (each subscription's
+//! announces it (as the template's `Metadata` declares it,
+//! [`herald_local::Template::announced`]), the `source`s its samples under `events/` carry, who
+//! subscribes (each subscription's
 //! filter policy judged as SNS judges it, [`crate::filter_policy_matches`], on the message
 //! attributes the router gives the type's samples, down to the function reading each queue) and a
 //! sample.
@@ -24,8 +26,10 @@ pub struct EventType {
     pub description: String,
     /// Versions, oldest first, with their schemas.
     pub versions: Vec<Version>,
-    /// The `source`s its samples carry.
+    /// The resources the template declares as announcing it.
     pub producers: Vec<String>,
+    /// The `source`s its samples carry.
+    pub sources: Vec<String>,
     /// Who receives it.
     pub subscribers: Vec<Subscriber>,
     /// A sample event and the file it is in.
@@ -81,7 +85,7 @@ pub fn catalog(state: &ConsoleState) -> Result<Vec<EventType>> {
         .map(|(name, versions)| {
             let mine: Vec<&(String, Value)> =
                 samples.iter().filter(|(_, e)| e["type"] == name).collect();
-            let producers: BTreeSet<String> = mine
+            let sources: BTreeSet<String> = mine
                 .iter()
                 .filter_map(|(_, e)| e["source"].as_str().map(String::from))
                 .collect();
@@ -96,7 +100,13 @@ pub fn catalog(state: &ConsoleState) -> Result<Vec<EventType>> {
                     file: file.clone(),
                     event: event.clone(),
                 }),
-                producers: producers.into_iter().collect(),
+                producers: state
+                    .stack
+                    .announced
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_default(),
+                sources: sources.into_iter().collect(),
                 versions,
                 name,
             }

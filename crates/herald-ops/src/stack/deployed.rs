@@ -164,6 +164,7 @@ pub async fn from_cloudformation(name: &str, aws: &SdkConfig, endpoint: &str) ->
 
     let mut stack = Stack::empty(name, region, account, endpoint);
     stack.outputs = outputs;
+    stack.announced = template.announced.clone();
     stack.deployment = Some(Deployment {
         stack_id: stack_id.clone(),
         status: status.to_string(),

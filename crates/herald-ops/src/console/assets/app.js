@@ -166,7 +166,7 @@ async function loadCatalog() {
   const types = await api("/api/catalog");
   $("#catalog-list").innerHTML = `<div class="types">${types.map((t) => `<div class="card" data-type="${esc(t.name)}"><h2>${esc(t.name)}</h2>
     <p class="muted">${esc(t.description)}</p>
-    <p><b>versions</b> ${t.versions.map((v) => "v" + v.version).join(", ")} · <b>produced by</b> ${esc(t.producers.join(", ") || "–")}</p>
+    <p><b>versions</b> ${t.versions.map((v) => "v" + v.version).join(", ")} · <b>announced by</b> <span class="producers">${esc(t.producers.join(", ") || "–")}</span>${t.sources.length ? ` <span class="muted">(source ${esc(t.sources.join(", "))})</span>` : ""}</p>
     <p><b>subscribers</b></p><ul>${t.subscribers.map((s) => `<li>${esc(s.function ?? "?")} <span class="muted">via ${esc(s.queue)} (${esc(s.filter)})</span></li>`).join("") || "<li class='muted'>none</li>"}</ul>
     <details><summary>schema v${t.versions.at(-1)?.version}</summary><pre>${esc(JSON.stringify(t.versions.at(-1)?.schema, null, 2))}</pre></details>
     ${t.sample ? `<details><summary>sample (${esc(t.sample.file)})</summary><pre>${esc(JSON.stringify(t.sample.event, null, 2))}</pre></details>` : ""}</div>`).join("")}</div>`;
