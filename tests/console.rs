@@ -84,7 +84,7 @@ async fn browser() -> (Driver, Client) {
             "binary": CHROMIUM,
             // No background connections: this machine's network refuses them, and they only
             // slow the page down.
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1920,1100",
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,1000",
                      "--disable-quic", "--no-first-run", "--disable-background-networking",
                      "--disable-component-update", "--disable-sync"]
         }
@@ -177,6 +177,37 @@ async fn the_console_shows_the_pipeline_moving_and_redrives_a_dead_letter() {
     }
     let after = count(&text_when(&client, inventory_in, |t| count(t) >= before + 3.0).await);
     assert!(after >= before + 3.0);
+
+    // The flow fits a 1,280-pixel window: no sideways scrolling, no node over another, no text
+    // past its node (a long one is cut with "…", whole on hover).
+    let fit = client
+        .execute(
+            r##"
+            const flow = document.querySelector("#flow");
+            const boxes = [...flow.querySelectorAll(".node")].map((g) => [g.dataset.node, g.querySelector("rect").getBoundingClientRect(), g]);
+            const overlaps = [], overflowing = [];
+            boxes.forEach(([a, ra], i) => boxes.slice(i + 1).forEach(([b, rb]) => {
+              if (ra.left < rb.right && rb.left < ra.right && ra.top < rb.bottom && rb.top < ra.bottom) overlaps.push(a + " / " + b);
+            }));
+            for (const [id, r, g] of boxes)
+              for (const t of g.querySelectorAll("text")) {
+                const tb = t.getBoundingClientRect();
+                if (tb.width > 0 && (tb.left < r.left || tb.right > r.right || tb.top < r.top || tb.bottom > r.bottom)) overflowing.push(id + ": " + t.textContent);
+              }
+            return { width: window.innerWidth, page: document.documentElement.scrollWidth, flow: [flow.scrollWidth, flow.clientWidth],
+                     nodes: boxes.length, overlaps, overflowing, cut: [...flow.querySelectorAll("text")].filter((t) => t.textContent.endsWith("…")).length };
+            "##,
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fit["width"], 1280, "{fit}");
+    assert!(fit["nodes"].as_u64().unwrap() > 20, "{fit}");
+    assert!(fit["page"].as_u64() <= fit["width"].as_u64(), "{fit}");
+    assert!(fit["flow"][0].as_u64() <= fit["flow"][1].as_u64(), "{fit}");
+    assert_eq!(fit["overlaps"], json!([]), "{fit}");
+    assert_eq!(fit["overflowing"], json!([]), "{fit}");
+    eprintln!("the flow at 1,280 pixels: {fit}");
 
     // A poison record: the router parks it, and the page shows it in that DLQ with its reason.
     put_raw(

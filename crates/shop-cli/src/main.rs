@@ -46,6 +46,10 @@ enum Command {
         /// Show every function log line.
         #[arg(long)]
         verbose: bool,
+        /// Save a picture of the console's pipeline page (1,280 pixels wide, headless Chromium)
+        /// once the demo has run: how docs/console.png is made.
+        #[arg(long, value_name = "FILE.png")]
+        screenshot: Option<PathBuf>,
     },
     /// Place realistic orders with a running stack's order service at a steady rate, with a
     /// live progress bar and a summary.
@@ -173,6 +177,7 @@ async fn dispatch(command: Command) -> Result<()> {
             duplicates,
             seed,
             verbose,
+            screenshot,
         } => {
             demo::run(DemoOptions {
                 template,
@@ -182,6 +187,7 @@ async fn dispatch(command: Command) -> Result<()> {
                 duplicates,
                 seed,
                 verbose,
+                screenshot,
             })
             .await
         }

@@ -681,7 +681,10 @@ Resources:
         assert_eq!(read.announced["a"], ["Queue"]);
         assert_eq!(read.announced["b"], ["Fn", "Queue"]);
         let err = template("      Qeue: [a]").unwrap_err();
-        assert!(format!("{err:#}").contains("Qeue is not a resource"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("Qeue is not a resource"),
+            "{err:#}"
+        );
         let err = template("      Queue: a").unwrap_err();
         assert!(format!("{err:#}").contains("expected a list"), "{err:#}");
         // An application inlined from its file is a name the declaration may use.

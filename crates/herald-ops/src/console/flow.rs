@@ -17,8 +17,11 @@ pub struct Node {
     pub id: String,
     /// `function`, `stream`, `table`, `topic`, `queue`, `dlq`.
     pub kind: &'static str,
-    /// What to call it (a function's short name, else the logical id).
+    /// What to call it: a function's short name, else the logical id without its kind
+    /// (`InventoryQueue` → `Inventory`; the node says its kind).
     pub label: String,
+    /// A queue's subscription filter (`type: order_placed`), else empty.
+    pub detail: String,
     /// An entry point (a Function URL).
     pub entry: bool,
 }
@@ -59,6 +62,7 @@ pub fn flow(stack: &Stack) -> Flow {
             id: f.logical_id.clone(),
             kind: "function",
             label: f.label().to_string(),
+            detail: String::new(),
             entry: f.url.is_some(),
         });
     }
@@ -74,7 +78,8 @@ pub fn flow(stack: &Stack) -> Flow {
         nodes.push(Node {
             id: id.clone(),
             kind,
-            label: id.clone(),
+            label: short_label(id, kind),
+            detail: String::new(),
             entry: false,
         });
     }
@@ -150,6 +155,9 @@ pub fn flow(stack: &Stack) -> Flow {
         let label = attribute("herald:FilterPolicy")
             .map(|p| filter_label(&p))
             .unwrap_or_default();
+        if let Some(queue) = nodes.iter_mut().find(|n| n.id == endpoint) {
+            queue.detail = label.clone();
+        }
         edge(&topic, &endpoint, "subscribes", label);
     }
     for (id, queue) in stack.of_kind("AWS::SQS::Queue") {
@@ -168,21 +176,70 @@ pub fn flow(stack: &Stack) -> Flow {
     }
 }
 
-/// `{"type":["order_placed"]}` → `type: order_placed`
-pub fn filter_label(policy: &str) -> String {
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(policy) else {
-        return policy.to_string();
+/// A resource's logical id without the kind its node shows anyway (`InventoryQueue` →
+/// `Inventory`, `InventoryDeadLetterQueue` → `Inventory DLQ`, `PaymentsTable` → `Payments`).
+fn short_label(id: &str, kind: &str) -> String {
+    let strip = |suffix: &str| id.strip_suffix(suffix).filter(|s| !s.is_empty());
+    let short = match kind {
+        "dlq" => strip("DeadLetterQueue")
+            .or_else(|| strip("Queue"))
+            .map(|s| format!("{s} DLQ")),
+        "queue" => strip("Queue").map(String::from),
+        "table" => strip("Table").map(String::from),
+        _ => None,
     };
+    short.unwrap_or_else(|| id.to_string())
+}
+
+/// `{"type":["order_placed"]}` → `type: order_placed`; an `$or` reads as its alternatives
+/// joined by `|`, a condition that is not a value as its JSON (`{"exists":true}`).
+pub fn filter_label(policy: &str) -> String {
+    match serde_json::from_str(policy) {
+        Ok(serde_json::Value::Object(map)) => policy_label(&map),
+        _ => policy.to_string(),
+    }
+}
+
+fn policy_label(map: &serde_json::Map<String, serde_json::Value>) -> String {
     map.iter()
         .map(|(key, values)| {
+            let values = values.as_array().into_iter().flatten();
+            if key == "$or" {
+                return values
+                    .map(|alternative| match alternative {
+                        serde_json::Value::Object(map) => policy_label(map),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" | ");
+            }
             let values: Vec<String> = values
-                .as_array()
-                .into_iter()
-                .flatten()
                 .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
                 .collect();
             format!("{key}: {}", values.join(", "))
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_label;
+
+    #[test]
+    fn a_policy_reads_as_its_keys_and_an_or_as_its_alternatives() {
+        assert_eq!(
+            filter_label(r#"{"type":["order_placed","order_cancelled"]}"#),
+            "type: order_placed, order_cancelled"
+        );
+        assert_eq!(
+            filter_label(r#"{"$or":[{"kind":["system"]},{"type":["fraud_suspected"]}]}"#),
+            "kind: system | type: fraud_suspected"
+        );
+        assert_eq!(
+            filter_label(r#"{"aggregateversion":[{"exists":true}]}"#),
+            r#"aggregateversion: {"exists":true}"#
+        );
+        assert_eq!(filter_label("not json"), "not json");
+    }
 }

@@ -22,8 +22,11 @@ pub mod alarms;
 pub mod catalog;
 pub mod dlqs;
 pub mod flow;
+mod screenshot;
 pub mod stats;
 pub mod traces;
+
+pub use screenshot::screenshot;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

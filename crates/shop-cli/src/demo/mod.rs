@@ -33,6 +33,8 @@ pub struct DemoOptions {
     pub seed: u64,
     /// Show every function log line.
     pub verbose: bool,
+    /// Where to save a picture of the console once the demo has run.
+    pub screenshot: Option<PathBuf>,
 }
 
 /// Run the demo end to end and print its report.
@@ -125,6 +127,13 @@ pub async fn run(args: DemoOptions) -> Result<()> {
         "logs        {}",
         root.join(".herald/logs").join(&stack.name).display()
     );
+    if let Some(path) = &args.screenshot {
+        herald_ops::console::screenshot(&console, path).await?;
+        println!(
+            "screenshot  {} (the console's pipeline page)",
+            path.display()
+        );
+    }
     pipeline.stop().await;
     println!("done in {:.1?}", started.elapsed());
     Ok(())

@@ -18,12 +18,19 @@ function showTab() {
   document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("on", a.hash === "#" + tab));
   if (tab === "traces") loadRecent();
   if (tab === "catalog") loadCatalog();
+  // Laid out while shown: a hidden page has no width to fit, nor text to measure.
+  if (tab === "pipeline" && flow) { drawFlow(flow); refreshStats().catch((e) => console.warn(e)); }
 }
 window.addEventListener("hashchange", showTab);
+let resizing = null;
+window.addEventListener("resize", () => { clearTimeout(resizing); resizing = setTimeout(showTab, 200); });
 
 // ---- the flow, laid out in columns by distance from the entry points ----
+// The columns share the card's width (never wider: no scrolling sideways at 1,280 pixels), each
+// node is three lines (name; filter or traffic; counts), and a text too long for its node is cut
+// with "…" and shown whole on hover, so nothing runs over a node or an edge.
 let flow = null;
-function layout(f) {
+function depths(f) {
   const incoming = new Map(f.nodes.map((n) => [n.id, 0]));
   f.edges.filter((e) => e.kind !== "fails").forEach((e) => incoming.set(e.to, incoming.get(e.to) + 1));
   const depth = new Map();
@@ -37,17 +44,38 @@ function layout(f) {
     frontier = next;
   }
   for (const e of f.edges) if (e.kind === "fails" && !depth.has(e.to)) depth.set(e.to, (depth.get(e.from) ?? 0) + 1);
+  return depth;
+}
+function layout(f, available) {
+  const depth = depths(f);
   const columns = [];
   for (const n of f.nodes) { const d = depth.get(n.id) ?? 0; (columns[d] ||= []).push(n); }
+  // Node width and gap from the room there is: at most 184 + 76, at least 120 + 16.
+  const step = Math.max(136, Math.min(260, Math.floor((available - 20) / columns.length)));
+  const W = step - Math.max(16, Math.min(76, Math.round(step * 0.18))), H = 56, GY = 10;
   const pos = new Map();
-  const W = 184, H = 46, GX = 76, GY = 12;
-  columns.forEach((col, x) => col.sort((a, b) => (a.kind === "dlq") - (b.kind === "dlq")).forEach((n, y) => pos.set(n.id, { x: 10 + x * (W + GX), y: 10 + y * (H + GY), w: W, h: H })));
+  columns.forEach((col, x) => col.sort((a, b) => (a.kind === "dlq") - (b.kind === "dlq")).forEach((n, y) => pos.set(n.id, { x: 10 + x * step, y: 10 + y * (H + GY), w: W, h: H })));
   const height = Math.max(...columns.map((c) => c.length)) * (H + GY) + 20;
-  return { pos, width: columns.length * (W + GX), height };
+  return { pos, width: 10 + (columns.length - 1) * step + W + 10, height };
+}
+function fitText(el, text, max) {
+  el.textContent = text;
+  if (el.getComputedTextLength() <= max) return;
+  let n = text.length;
+  while (n > 1 && (el.textContent = text.slice(0, n - 1) + "…", el.getComputedTextLength() > max)) n--;
+}
+function nodeLine(id, cls, text) {
+  const g = document.querySelector(`[data-node="${id}"]`);
+  const el = g?.querySelector(`.${cls}`);
+  if (!el) return;
+  fitText(el, text, Number(g.querySelector("rect").getAttribute("width")) - 16);
+  const title = g.querySelector("title");
+  title.textContent = [g.dataset.node, ...[...g.querySelectorAll("text")].map((t) => t.dataset.full ?? "")].filter(Boolean).join("\n");
+  el.dataset.full = text;
 }
 
 function drawFlow(f) {
-  const { pos, width, height } = layout(f);
+  const { pos, width, height } = layout(f, $("#flow").clientWidth || 1200);
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("width", width); svg.setAttribute("height", height);
   let html = "";
@@ -56,15 +84,18 @@ function drawFlow(f) {
     const x1 = a.x + a.w, y1 = a.y + a.h / 2, x2 = b.x, y2 = b.y + b.h / 2, mx = (x1 + x2) / 2;
     const back = x2 <= x1 ? " back" : "";
     html += `<path class="edge ${e.kind}${back}" d="M${x1},${y1} C${mx},${y1} ${mx},${y2} ${x2},${y2}"><title>${esc(e.from)} ${e.kind} ${esc(e.to)} ${esc(e.label)}</title></path>`;
-    if (e.label && !back) html += `<text class="edge-label" x="${x2 - 6}" y="${y2 - 5}" text-anchor="end">${esc(e.label)}</text>`;
   }
   for (const n of f.nodes) {
     const p = pos.get(n.id);
-    html += `<g class="node" data-node="${esc(n.id)}" transform="translate(${p.x},${p.y})"><rect width="${p.w}" height="${p.h}" style="stroke:var(--${n.kind})"/>` +
-      `<text x="10" y="18" class="${n.kind}">${n.entry ? "▶ " : ""}${esc(n.label)}</text><text x="10" y="36" class="count">${n.kind}</text></g>`;
+    html += `<g class="node" data-node="${esc(n.id)}" transform="translate(${p.x},${p.y})"><title></title><rect width="${p.w}" height="${p.h}" style="stroke:var(--${n.kind})"/>` +
+      `<text x="8" y="17" class="name ${n.kind}"></text><text x="8" y="33" class="detail"></text><text x="8" y="48" class="count"></text></g>`;
   }
   svg.innerHTML = html;
   $("#flow").replaceChildren(svg);
+  for (const n of f.nodes) {
+    nodeLine(n.id, "name", (n.entry ? "▶ " : "") + n.label);
+    nodeLine(n.id, "detail", n.detail || n.kind);
+  }
 }
 
 async function refreshStats() {
@@ -75,7 +106,7 @@ async function refreshStats() {
     rows.push(`<tr data-fn="${esc(id)}"><td>${esc(label)}</td><td class="invocations">${s.invocations}</td><td class="errors ${s.errors ? "bad" : ""}">${s.errors}</td>` +
       `<td class="p99">${num(s.p99_ms)}</td><td class="events_in">${num(s.events_in)}</td><td class="events_out">${num(s.events_out)}</td>` +
       `<td class="duplicates">${num(s.duplicates)}</td><td class="dead_lettered ${s.dead_lettered ? "bad" : ""}">${num(s.dead_lettered)}</td></tr>`);
-    setCount(id, `in ${num(s.events_in)} · out ${num(s.events_out)} · err ${s.errors} · p99 ${num(s.p99_ms)} ms`, s.errors > 0);
+    setCount(id, `err ${s.errors} · p99 ${num(s.p99_ms)} ms`, s.errors > 0, `in ${num(s.events_in)} · out ${num(s.events_out)}`);
   }
   $("#functions tbody").innerHTML = rows.join("");
   let letters = 0;
@@ -86,10 +117,11 @@ async function refreshStats() {
   }
   $("#dlq-total").textContent = letters || "";
 }
-function setCount(id, text, hot) {
+function setCount(id, text, hot, detail) {
   const g = document.querySelector(`[data-node="${id}"]`);
   if (!g) return;
-  g.querySelector(".count").textContent = text;
+  if (g.querySelector(".count").dataset.full !== text) nodeLine(id, "count", text);
+  if (detail !== undefined && g.querySelector(".detail").dataset.full !== detail) nodeLine(id, "detail", detail);
   g.classList.toggle("hot", hot);
 }
 
@@ -176,7 +208,6 @@ async function loadCatalog() {
 async function start() {
   flow = await api("/api/flow");
   $("#stack").textContent = flow.stack;
-  drawFlow(flow);
   showTab();
   const every = (ms, f) => { const run = () => f().catch((e) => console.warn(e)).finally(() => setTimeout(run, ms)); run(); };
   every(1000, refreshStats);
