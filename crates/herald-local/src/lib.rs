@@ -26,6 +26,7 @@ pub mod lambda_api;
 pub mod localstack;
 pub mod log_shipping;
 pub mod logs;
+pub mod monitor;
 pub mod moto;
 pub mod runner;
 pub mod runtime;

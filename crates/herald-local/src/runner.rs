@@ -21,12 +21,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::alarms::{self, AlarmBoard, AlarmSettings};
+use crate::alarms::AlarmBoard;
 use crate::endpoint::Endpoint;
 use crate::esm::{self, Activity, Checkpoints, Context, PollSettings};
 use crate::faults::{FaultPlan, FaultProxy, FaultReport, Kills};
 use crate::log_shipping::Shipper;
 use crate::logs::Logs;
+use crate::monitor::{self, AlarmSettings};
 use crate::runtime::{FunctionError, FunctionPool};
 use crate::stack::{MappingSpec, Stack};
 
@@ -361,10 +362,10 @@ impl LocalPipeline {
             .collect();
         let board = Arc::new(AlarmBoard::new(&stack.alarms, not_evaluated));
         if options.alarms.enabled && !stack.alarms.is_empty() {
-            tasks.push(tokio::spawn(alarms::run(
+            tasks.push(tokio::spawn(monitor::run(
                 stack.alarms.clone(),
                 options.alarms.clone(),
-                alarms::Observed {
+                monitor::Observed {
                     sqs: ctx.sqs.clone(),
                     pools: pools.clone(),
                     activity: activity.clone(),

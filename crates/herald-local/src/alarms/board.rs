@@ -80,7 +80,7 @@ impl AlarmBoard {
                 logical_id: a.logical_id.clone(),
                 name: a.name.clone(),
                 description: a.description.clone(),
-                watches: super::monitor::watches(a),
+                watches: super::definition::watches(a),
                 state: State::InsufficientData,
                 reason: "not evaluated yet".into(),
                 since: now,
@@ -113,7 +113,7 @@ impl AlarmBoard {
     }
 
     /// Record the verdict of alarm `index`; returns the change, if it was one worth telling.
-    pub(super) fn record(
+    pub(crate) fn record(
         &self,
         index: usize,
         state: State,

@@ -6,7 +6,6 @@ use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::stack::Stack;
 use crate::template::scalar;
 
 /// What an alarm measures, as the local runner observes it.
@@ -124,80 +123,13 @@ pub struct AlarmDefinition {
     pub missing: MissingData,
 }
 
-/// Read an alarm's resolved `properties`: its definition, or why the runner cannot evaluate it.
-pub fn read(stack: &Stack, id: &str, properties: &Value) -> Result<AlarmDefinition, String> {
-    if let Some(metrics) = properties.get("Metrics") {
-        let namespaces: Vec<String> = metrics
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m.pointer("/MetricStat/Metric/Namespace"))
-            .map(scalar)
-            .collect();
-        if !namespaces.is_empty() && namespaces.iter().all(|n| n == "AWS/DynamoDB") {
-            return Err("the emulator never throttles DynamoDB".into());
-        }
-        return Err("metric math over several metrics (evaluated on AWS only)".into());
-    }
-    let text = |name: &str| properties.get(name).map(scalar).unwrap_or_default();
-    let namespace = text("Namespace");
-    let metric = text("MetricName");
-    let dimension = |name: &str| {
-        properties
-            .get("Dimensions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .find(|d| d.get("Name").map(scalar).as_deref() == Some(name))
-            .and_then(|d| d.get("Value"))
-            .map(scalar)
-    };
-    let function = |value: Option<String>| -> Result<String, String> {
-        let value = value.ok_or("no FunctionName dimension")?;
-        stack
-            .functions
-            .iter()
-            .find(|f| f.name == value || f.logical_id == value)
-            .map(|f| f.logical_id.clone())
-            .ok_or_else(|| format!("function {value} is not in the local stack"))
-    };
-    let source =
-        match (namespace.as_str(), metric.as_str()) {
-            ("AWS/SQS", "ApproximateNumberOfMessagesVisible") => {
-                let name = dimension("QueueName").ok_or("no QueueName dimension")?;
-                let (queue, physical) = stack
-                    .of_kind("AWS::SQS::Queue")
-                    .find(|(_, p)| p.attributes.get("QueueName") == Some(&name))
-                    .ok_or_else(|| format!("queue {name} is not in the local stack"))?;
-                Source::QueueDepth {
-                    queue: queue.to_string(),
-                    url: physical.reference.clone(),
-                }
-            }
-            ("AWS/Lambda", "Errors") => Source::FunctionErrors {
-                function: function(dimension("FunctionName"))?,
-            },
-            ("AWS/Lambda", "IteratorAge") => Source::FunctionIteratorAge {
-                function: function(dimension("FunctionName"))?,
-            },
-            ("AWS/Lambda", "Throttles") => return Err(
-                "the local runner queues invocations past its concurrency instead of throttling"
-                    .into(),
-            ),
-            ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds") => Source::StreamIteratorAge {
-                stream: dimension("StreamName").ok_or("no StreamName dimension")?,
-            },
-            ("AWS/DynamoDB", _) => return Err("the emulator never throttles DynamoDB".into()),
-            (namespace, metric) => {
-                return Err(format!(
-                    "{namespace} {metric} is not observed by the local runner"
-                ))
-            }
-        };
-    parse(id, properties, metric, source).map_err(|e| format!("{e:#}"))
-}
-
-fn parse(id: &str, properties: &Value, metric: String, source: Source) -> Result<AlarmDefinition> {
+/// An alarm's definition from its resolved `properties`, measuring `metric` from `source`.
+pub(crate) fn parse(
+    id: &str,
+    properties: &Value,
+    metric: String,
+    source: Source,
+) -> Result<AlarmDefinition> {
     let text = |name: &str| properties.get(name).map(scalar);
     let number = |name: &str| -> Result<Option<f64>> {
         text(name)
@@ -243,4 +175,14 @@ fn parse(id: &str, properties: &Value, metric: String, source: Source) -> Result
         comparison,
         missing,
     })
+}
+
+/// `ApproximateNumberOfMessagesVisible of InventoryDeadLetterQueue`
+pub fn watches(alarm: &AlarmDefinition) -> String {
+    let subject = match &alarm.source {
+        Source::QueueDepth { queue, .. } => queue,
+        Source::FunctionErrors { function } | Source::FunctionIteratorAge { function } => function,
+        Source::StreamIteratorAge { stream } => stream,
+    };
+    format!("{} of {subject}", alarm.metric)
 }

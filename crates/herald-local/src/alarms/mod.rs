@@ -5,15 +5,15 @@
 //! cannot observe (throttles, DynamoDB throttling, metric math) are listed once as not evaluated
 //! locally, with why.
 //!
-//! Periods are the template's (60 s, 300 s) unless [`AlarmSettings::period`] shortens them
+//! The runner's loop that samples and evaluates them is [`crate::monitor`]. Periods are the
+//! template's (60 s, 300 s) unless [`crate::monitor::AlarmSettings::period`] shortens them
 //! (`herald local up --alarm-period 2`).
 
 mod board; // states and changes
 mod definition; // the template's alarm, read into a local source
 mod evaluate; // CloudWatch's M-out-of-N verdict
-mod monitor; // the sampling and evaluation loop
 
 pub use board::{AlarmBoard, AlarmStatus, Transition};
-pub use definition::{read, AlarmDefinition, Comparison, MissingData, Source, Statistic};
+pub(crate) use definition::parse;
+pub use definition::{watches, AlarmDefinition, Comparison, MissingData, Source, Statistic};
 pub use evaluate::{State, Window};
-pub use monitor::{run, watches, AlarmSettings, Observed};

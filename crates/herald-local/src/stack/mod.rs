@@ -12,6 +12,7 @@
 
 // One module per resource kind; this module keeps the stack itself, template resolution and the
 // property helpers they share.
+mod alarms;
 mod buckets;
 mod deliveries;
 mod functions;
@@ -591,7 +592,7 @@ async fn create(
 
 /// An alarm the local runner evaluates (or, when it cannot, a skipped resource saying why).
 fn alarms_of(stack: &mut Stack, id: &str, kind: &str, properties: &Value) -> Physical {
-    match crate::alarms::read(stack, id, properties) {
+    match alarms::read(stack, id, properties) {
         Ok(alarm) => {
             let name = alarm.name.clone();
             stack.alarms.push(alarm);

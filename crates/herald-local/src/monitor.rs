@@ -1,4 +1,4 @@
-//! The evaluation loop: every tick it samples what the alarms watch (queue depths from the
+//! The local runner's alarm loop ([`crate::alarms`] holds what it evaluates): every tick it samples what the alarms watch (queue depths from the
 //! emulator, the runner's own invocation counts and iterator ages), folds the samples into each
 //! alarm's current period, and when a period ends evaluates the alarm's window and reports a change.
 
@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::QueueAttributeName;
 use tokio::sync::watch;
 
-use super::board::AlarmBoard;
-use super::definition::{AlarmDefinition, Source, Statistic};
-use super::evaluate::{State, Window};
+use crate::alarms::{watches, AlarmBoard, AlarmDefinition, Source, State, Statistic, Window};
 use crate::esm::Activity;
 use crate::runtime::FunctionPool;
 
@@ -45,16 +43,6 @@ pub struct Observed {
     pub pools: BTreeMap<String, Arc<FunctionPool>>,
     /// The mappings' shared state (iterator ages).
     pub activity: Arc<Activity>,
-}
-
-/// `ApproximateNumberOfMessagesVisible of InventoryDeadLetterQueue`
-pub fn watches(alarm: &AlarmDefinition) -> String {
-    let subject = match &alarm.source {
-        Source::QueueDepth { queue, .. } => queue,
-        Source::FunctionErrors { function } | Source::FunctionIteratorAge { function } => function,
-        Source::StreamIteratorAge { stream } => stream,
-    };
-    format!("{} of {subject}", alarm.metric)
 }
 
 struct Running {
@@ -187,7 +175,7 @@ fn reason(alarm: &AlarmDefinition, window: &Window, period: Duration, state: Sta
         .iter()
         .filter(|p| match p {
             Some(v) => alarm.comparison.breaches(*v, alarm.threshold),
-            None => alarm.missing == super::definition::MissingData::Breaching,
+            None => alarm.missing == crate::alarms::MissingData::Breaching,
         })
         .count();
     let verdict = match state {

@@ -1,41 +1,74 @@
-//! herald's front: few public modules at the root, and no circles between the root's modules.
+//! The workspace's crates have no circles between the modules at their roots, and herald's front
+//! is small: at most eight public modules.
 //!
 //! The graph is read from the source: an edge A → B for every path `crate::B…` (or a name the
 //! root re-exports from B) in the code of module A, comments and `#[cfg(test)]` modules left out
 //! (a test may use any module; doc links do not make a dependency). A module's children belong to
 //! it: only edges between the root's modules count, and those must form no circle.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const MAX_PUBLIC_MODULES: usize = 8;
 
-fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+/// Every crate of the workspace's `crates/`: its `src/` and its root file.
+const CRATES: &[(&str, &str)] = &[
+    ("herald", "lib.rs"),
+    ("herald-local", "lib.rs"),
+    ("herald-ops", "lib.rs"),
+    ("herald-cli", "main.rs"),
+    ("shop", "lib.rs"),
+    ("shop-cli", "lib.rs"),
+];
+
+struct Crate {
+    src: PathBuf,
+    root: &'static str,
 }
 
-fn lib_rs() -> String {
-    std::fs::read_to_string(src().join("lib.rs")).expect("src/lib.rs")
+impl Crate {
+    fn named(name: &str) -> Crate {
+        let (_, root) = CRATES.iter().find(|(n, _)| *n == name).expect("a crate");
+        Crate {
+            src: common::root().join("crates").join(name).join("src"),
+            root,
+        }
+    }
+
+    fn root_file(&self) -> String {
+        std::fs::read_to_string(self.src.join(self.root)).expect("the crate's root file")
+    }
 }
 
 /// The root's modules: (name, public).
-fn root_modules() -> Vec<(String, bool)> {
-    lib_rs()
+fn root_modules(krate: &Crate) -> Vec<(String, bool)> {
+    krate
+        .root_file()
         .lines()
         .filter_map(|line| {
             let line = line.trim();
             let (public, rest) = match line.strip_prefix("pub mod ") {
                 Some(rest) => (true, rest),
-                None => (false, line.strip_prefix("mod ")?),
+                None => (
+                    false,
+                    line.strip_prefix("pub(crate) mod ")
+                        .or_else(|| line.strip_prefix("mod "))?,
+                ),
             };
-            Some((rest.trim_end_matches(';').to_string(), public))
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            Some((name, public))
         })
         .collect()
 }
 
 /// Names the root re-exports, with the root module each comes from (`Herald` → `app`).
-fn root_reexports() -> BTreeMap<String, String> {
-    let lib = lib_rs();
+fn root_reexports(krate: &Crate) -> BTreeMap<String, String> {
+    let lib = krate.root_file();
     let mut names = BTreeMap::new();
     for statement in lib.split(';') {
         let Some(path) = statement.trim().strip_prefix("pub use ") else {
@@ -98,11 +131,12 @@ fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
     }
 }
 
-/// The root module a file belongs to (`producer/kinesis.rs` → `producer`), none for lib.rs.
-fn owner(path: &Path) -> Option<String> {
-    let relative = path.strip_prefix(src()).unwrap();
+/// The root module a file belongs to (`producer/kinesis.rs` → `producer`), none for the root
+/// files.
+fn owner(krate: &Crate, path: &Path) -> Option<String> {
+    let relative = path.strip_prefix(&krate.src).unwrap();
     let first = relative.components().next()?.as_os_str().to_str()?;
-    (first != "lib.rs").then(|| first.trim_end_matches(".rs").to_string())
+    (!["lib.rs", "main.rs"].contains(&first)).then(|| first.trim_end_matches(".rs").to_string())
 }
 
 /// The first segment of every `crate::…` path in `code`, grouped imports included.
@@ -134,14 +168,16 @@ fn crate_paths(code: &str) -> BTreeSet<String> {
 }
 
 /// Edges between the root's modules.
-fn graph() -> BTreeMap<String, BTreeSet<String>> {
-    let modules: BTreeSet<String> = root_modules().into_iter().map(|(m, _)| m).collect();
-    let reexports = root_reexports();
+fn graph(krate: &Crate) -> BTreeMap<String, BTreeSet<String>> {
+    let modules: BTreeSet<String> = root_modules(krate).into_iter().map(|(m, _)| m).collect();
+    let reexports = root_reexports(krate);
     let mut files = Vec::new();
-    rust_files(&src(), &mut files);
+    rust_files(&krate.src, &mut files);
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in files {
-        let Some(from) = owner(&file) else { continue };
+        let Some(from) = owner(krate, &file) else {
+            continue;
+        };
         for first in crate_paths(&code(&file)) {
             let to = if modules.contains(&first) {
                 Some(first)
@@ -189,8 +225,8 @@ fn circle(edges: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
 }
 
 #[test]
-fn the_root_has_at_most_eight_public_modules() {
-    let public: Vec<String> = root_modules()
+fn heralds_root_has_at_most_eight_public_modules() {
+    let public: Vec<String> = root_modules(&Crate::named("herald"))
         .into_iter()
         .filter(|(_, public)| *public)
         .map(|(m, _)| m)
@@ -205,8 +241,8 @@ fn the_root_has_at_most_eight_public_modules() {
 }
 
 #[test]
-fn the_root_modules_depend_on_each_other_without_circles() {
-    let edges = graph();
+fn no_crate_has_a_circle_between_its_root_modules() {
+    let edges = graph(&Crate::named("herald"));
     // The graph must see what is there: the producer uses the envelope and AWS, the wiring
     // (app) uses every role, and nothing below it uses the wiring.
     for (from, to) in [
@@ -220,17 +256,24 @@ fn the_root_modules_depend_on_each_other_without_circles() {
             "expected {from} → {to} in {edges:#?}"
         );
     }
-    if let Some(found) = circle(&edges) {
-        panic!(
-            "herald's modules go in a circle: {}\n{edges:#?}",
-            found.join(" → ")
+    for (name, _) in CRATES {
+        let edges = graph(&Crate::named(name));
+        assert!(
+            edges.len() > 2,
+            "{name}: the graph read nothing: {edges:#?}"
         );
+        if let Some(found) = circle(&edges) {
+            panic!(
+                "{name}'s modules go in a circle: {}\n{edges:#?}",
+                found.join(" → ")
+            );
+        }
     }
 }
 
 #[test]
 fn a_circle_is_found_when_there_is_one() {
-    let mut edges = graph();
+    let mut edges = graph(&Crate::named("herald"));
     edges
         .entry("aws".into())
         .or_default()
