@@ -15,6 +15,9 @@ use super::{Context, StreamRecord};
 use crate::runtime::{FunctionError, FunctionPool};
 use crate::stack::StreamMapping;
 
+/// Records still to invoke with: a batch, its retries so far, its invocations so far.
+type Work = VecDeque<(Vec<StreamRecord>, i64, u32)>;
+
 pub(super) async fn process_kinesis_batch(
     mapping: &StreamMapping,
     pool: &FunctionPool,
@@ -22,46 +25,97 @@ pub(super) async fn process_kinesis_batch(
     records: Vec<StreamRecord>,
     mut window: Option<&mut OpenWindow>,
 ) {
-    let label = pool.spec().label();
-    // (records, retries so far, invocations so far)
-    let mut work: VecDeque<(Vec<StreamRecord>, i64, u32)> = VecDeque::from([(records, 0, 0)]);
+    let run = Run {
+        mapping,
+        pool,
+        ctx,
+        label: pool.spec().label(),
+    };
+    let mut work: Work = VecDeque::from([(records, 0, 0)]);
     while let Some((batch, retries, invocations)) = work.pop_front() {
-        let (batch, expired): (Vec<_>, Vec<_>) = match mapping.max_record_age {
-            Some(max_age) => batch.into_iter().partition(|r| {
-                Utc::now()
-                    .signed_duration_since(r.arrival)
-                    .to_std()
-                    .unwrap_or_default()
-                    <= max_age
-            }),
-            None => (batch, Vec::new()),
+        let batch = run.park_expired(batch, invocations).await;
+        if batch.is_empty() {
+            continue;
+        }
+        let answer = run.invoke(&batch, retries, window.as_deref_mut()).await;
+        let error = match answer {
+            Ok(_) if !mapping.report_batch_item_failures => continue,
+            Ok(response) => match first_failed(&response, &batch) {
+                Ok(None) => continue,
+                Ok(Some(index)) => {
+                    run.partly_failed(&mut work, batch, index, retries, invocations + 1)
+                        .await;
+                    continue;
+                }
+                Err(reason) => FunctionError::BadResponse(reason),
+            },
+            Err(err) => err,
         };
+        ctx.logs.note(
+            run.label,
+            &format!("batch of {} failed: {error}", batch.len()),
+        );
+        if mapping.bisect_on_error && batch.len() > 1 {
+            bisect(&mut work, batch, retries, invocations + 1);
+            continue;
+        }
+        run.retry_or_give_up(&mut work, batch, retries, invocations + 1, Some(&error))
+            .await;
+    }
+}
+
+/// One stream batch's processing: the mapping, the function it invokes, and where it reports.
+struct Run<'a> {
+    mapping: &'a StreamMapping,
+    pool: &'a FunctionPool,
+    ctx: &'a Context,
+    label: &'a str,
+}
+
+impl Run<'_> {
+    /// Send the records older than `MaximumRecordAgeInSeconds` to the on-failure destination;
+    /// the others.
+    async fn park_expired(&self, batch: Vec<StreamRecord>, invocations: u32) -> Vec<StreamRecord> {
+        let Some(max_age) = self.mapping.max_record_age else {
+            return batch;
+        };
+        let (batch, expired): (Vec<_>, Vec<_>) = batch.into_iter().partition(|r| {
+            Utc::now()
+                .signed_duration_since(r.arrival)
+                .to_std()
+                .unwrap_or_default()
+                <= max_age
+        });
         if !expired.is_empty() {
+            let condition = FailureCondition::RecordAgeExceeded;
             on_failure(
-                mapping,
-                ctx,
-                label,
+                self.mapping,
+                self.ctx,
+                self.label,
                 &expired,
-                FailureCondition::RecordAgeExceeded,
+                condition,
                 invocations,
                 None,
             )
             .await;
         }
-        if batch.is_empty() {
-            continue;
-        }
-        let mut event = crate::stream::lambda_event(ctx.event_source(mapping), &batch);
+        batch
+    }
+
+    /// Invoke the function with `batch` (and the open window's state); its response. On a
+    /// window, a response counts only with a state, which becomes the window's once the response
+    /// as a whole is accepted (a rejected one retries from the state it was given).
+    async fn invoke(
+        &self,
+        batch: &[StreamRecord],
+        retries: i64,
+        window: Option<&mut OpenWindow>,
+    ) -> Result<Value, FunctionError> {
+        let mapping = self.mapping;
+        let mut event = crate::stream::lambda_event(self.ctx.event_source(mapping), batch);
         if let (Some(open), Some(length)) = (window.as_deref(), mapping.tumbling_window) {
-            decorate(
-                &mut event,
-                mapping,
-                &batch[0].shard_id,
-                open,
-                length,
-                false,
-                false,
-            );
+            let shard = &batch[0].shard_id;
+            decorate(&mut event, mapping, shard, open, length, false, false);
         }
         tracing::debug!(
             records = batch.len(),
@@ -74,129 +128,84 @@ pub(super) async fn process_kinesis_batch(
             .min()
             .unwrap_or_else(Utc::now);
         let age = Utc::now().signed_duration_since(oldest).num_milliseconds();
-        ctx.activity
+        self.ctx
+            .activity
             .iterator_ages
             .function(&mapping.function, age.max(0) as u64);
-        let result = pool.invoke(&event).await;
-        // On a window, a response counts only with a state, which becomes the window's once the
-        // response as a whole is accepted (a rejected one retries from the state it was given).
-        let result = match (result, window.is_some()) {
-            (Ok(response), true) => match returned_state(&response) {
-                Ok(state) => Ok((response, Some(state))),
-                Err(reason) => Err(FunctionError::BadResponse(reason)),
-            },
-            (result, _) => result.map(|response| (response, None)),
+        let response = self.pool.invoke(&event).await?;
+        let Some(open) = window else {
+            return Ok(response);
         };
-        let result = match result {
-            Ok((response, state)) => {
-                let accepted =
-                    !mapping.report_batch_item_failures || first_failed(&response, &batch).is_ok();
-                if let (true, Some(state), Some(open)) = (accepted, state, window.as_deref_mut()) {
-                    open.state = state;
-                }
-                Ok(response)
-            }
-            Err(err) => Err(err),
-        };
-        let error = match result {
-            Ok(response) => {
-                if !mapping.report_batch_item_failures {
-                    continue;
-                }
-                match first_failed(&response, &batch) {
-                    Ok(None) => continue,
-                    Ok(Some(index)) if index > 0 && mapping.bisect_on_error => {
-                        // Checkpoint before the failure and split there: the remaining records
-                        // are tried again as a batch of their own (a split, not a retry).
-                        work.push_front((batch[index..].to_vec(), retries, invocations + 1));
-                        continue;
-                    }
-                    Ok(Some(index)) if index == 0 && mapping.bisect_on_error && batch.len() > 1 => {
-                        // The first record failed: bisect to isolate it.
-                        bisect(&mut work, batch, retries, invocations + 1);
-                        continue;
-                    }
-                    Ok(Some(index)) => {
-                        // Checkpoint before the lowest failure; retry from there.
-                        let remaining = batch[index..].to_vec();
-                        retry_or_give_up(
-                            mapping,
-                            ctx,
-                            label,
-                            &mut work,
-                            remaining,
-                            retries,
-                            invocations + 1,
-                            None,
-                        )
-                        .await;
-                        continue;
-                    }
-                    Err(reason) => FunctionError::BadResponse(reason),
-                }
-            }
-            Err(err) => err,
-        };
-        ctx.logs
-            .note(label, &format!("batch of {} failed: {error}", batch.len()));
-        if mapping.bisect_on_error && batch.len() > 1 {
-            bisect(&mut work, batch, retries, invocations + 1);
-            continue;
+        let state = returned_state(&response).map_err(FunctionError::BadResponse)?;
+        let accepted =
+            !mapping.report_batch_item_failures || first_failed(&response, batch).is_ok();
+        if accepted {
+            open.state = state;
         }
-        retry_or_give_up(
-            mapping,
-            ctx,
-            label,
-            &mut work,
-            batch,
-            retries,
-            invocations + 1,
-            Some(&error),
-        )
-        .await;
+        Ok(response)
+    }
+
+    /// The function reported the records from `index` on as failed.
+    async fn partly_failed(
+        &self,
+        work: &mut Work,
+        batch: Vec<StreamRecord>,
+        index: usize,
+        retries: i64,
+        invocations: u32,
+    ) {
+        if index > 0 && self.mapping.bisect_on_error {
+            // Checkpoint before the failure and split there: the remaining records are tried
+            // again as a batch of their own (a split, not a retry).
+            work.push_front((batch[index..].to_vec(), retries, invocations));
+        } else if index == 0 && self.mapping.bisect_on_error && batch.len() > 1 {
+            // The first record failed: bisect to isolate it.
+            bisect(work, batch, retries, invocations);
+        } else {
+            // Checkpoint before the lowest failure; retry from there.
+            let remaining = batch[index..].to_vec();
+            self.retry_or_give_up(work, remaining, retries, invocations, None)
+                .await;
+        }
+    }
+
+    /// Retry `batch` after a backoff, or, its retries spent, send it to the on-failure
+    /// destination.
+    async fn retry_or_give_up(
+        &self,
+        work: &mut Work,
+        batch: Vec<StreamRecord>,
+        retries: i64,
+        invocations: u32,
+        error: Option<&FunctionError>,
+    ) {
+        let mapping = self.mapping;
+        if mapping.max_retry_attempts >= 0 && retries >= mapping.max_retry_attempts {
+            let condition = FailureCondition::RetryAttemptsExhausted;
+            on_failure(
+                mapping,
+                self.ctx,
+                self.label,
+                &batch,
+                condition,
+                invocations,
+                error,
+            )
+            .await;
+            return;
+        }
+        let delay = (Duration::from_millis(50) * 2u32.saturating_pow(retries.min(10) as u32))
+            .min(self.ctx.settings.max_retry_delay);
+        tokio::time::sleep(delay).await;
+        work.push_front((batch, retries + 1, invocations));
     }
 }
 
 /// Split a batch in two and try each half, first half first (splitting is not a retry).
-fn bisect(
-    work: &mut VecDeque<(Vec<StreamRecord>, i64, u32)>,
-    mut batch: Vec<StreamRecord>,
-    retries: i64,
-    invocations: u32,
-) {
+fn bisect(work: &mut Work, mut batch: Vec<StreamRecord>, retries: i64, invocations: u32) {
     let second = batch.split_off(batch.len() / 2);
     work.push_front((second, retries, invocations));
     work.push_front((batch, retries, invocations));
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn retry_or_give_up(
-    mapping: &StreamMapping,
-    ctx: &Context,
-    label: &str,
-    work: &mut VecDeque<(Vec<StreamRecord>, i64, u32)>,
-    batch: Vec<StreamRecord>,
-    retries: i64,
-    invocations: u32,
-    error: Option<&FunctionError>,
-) {
-    if mapping.max_retry_attempts >= 0 && retries >= mapping.max_retry_attempts {
-        on_failure(
-            mapping,
-            ctx,
-            label,
-            &batch,
-            FailureCondition::RetryAttemptsExhausted,
-            invocations,
-            error,
-        )
-        .await;
-        return;
-    }
-    let delay = (Duration::from_millis(50) * 2u32.saturating_pow(retries.min(10) as u32))
-        .min(ctx.settings.max_retry_delay);
-    tokio::time::sleep(delay).await;
-    work.push_front((batch, retries + 1, invocations));
 }
 
 /// Index of the lowest failed record, `None` when nothing failed, or why the response is invalid

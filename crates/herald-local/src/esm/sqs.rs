@@ -48,24 +48,61 @@ pub async fn run_sqs(
     tasks.join_all().await;
 }
 
+type Message = aws_sdk_sqs::types::Message;
+
+/// One poller: receive a batch, invoke, delete what succeeded, until `stop`.
 async fn poll_sqs(
     mapping: SqsMapping,
     pool: Arc<FunctionPool>,
     ctx: Context,
     stop: watch::Receiver<bool>,
 ) {
-    use aws_sdk_sqs::types::MessageSystemAttributeName;
-    let label = pool.spec().label().to_string();
-    while !*stop.borrow() {
+    let poller = Poller {
+        label: pool.spec().label().to_string(),
+        mapping,
+        pool,
+        ctx,
+        stop,
+    };
+    while !*poller.stop.borrow() {
+        let messages = poller.receive_batch().await;
+        if messages.is_empty() {
+            continue;
+        }
+        let failed = poller.invoke(&messages).await;
+        // Delete what succeeded; failures reappear after the visibility timeout.
+        let done: Vec<&Message> = messages
+            .iter()
+            .filter(|m| !m.message_id.as_ref().is_some_and(|id| failed.contains(id)))
+            .collect();
+        poller.delete(&done).await;
+    }
+}
+
+struct Poller {
+    mapping: SqsMapping,
+    pool: Arc<FunctionPool>,
+    ctx: Context,
+    stop: watch::Receiver<bool>,
+    label: String,
+}
+
+impl Poller {
+    /// Up to `BatchSize` messages: a long poll for the first, then short polls until the batch
+    /// is full or its batching window ends (none when the runner stops first).
+    async fn receive_batch(&self) -> Vec<Message> {
+        use aws_sdk_sqs::types::MessageSystemAttributeName;
+        let mapping = &self.mapping;
         let mut messages = Vec::new();
         let started = Instant::now();
-        while messages.len() < mapping.batch_size && !*stop.borrow() {
+        while messages.len() < mapping.batch_size && !*self.stop.borrow() {
             let want = (mapping.batch_size - messages.len())
                 .min(herald::aws::limits::SQS_MAX_RECEIVE) as i32;
             // Waiting for a batch's first message, long poll; once a batch has begun, short polls
             // fill it until its window ends.
             let waiting = messages.is_empty();
-            let received = ctx
+            let received = self
+                .ctx
                 .sqs
                 .receive_message()
                 .queue_url(&mapping.queue_url)
@@ -79,73 +116,71 @@ async fn poll_sqs(
                 )
                 .send()
                 .await;
-            match received {
-                Ok(out) => {
-                    let got = out.messages.unwrap_or_default();
-                    let empty = got.is_empty();
-                    if !empty {
-                        ctx.activity.sqs_receives.fetch_add(1, Ordering::Relaxed);
-                    }
-                    messages.extend(got);
-                    let window_over = started.elapsed() >= mapping.batching_window;
-                    if !messages.is_empty()
-                        && (window_over || (empty && mapping.batching_window.is_zero()))
-                    {
-                        break;
-                    }
-                    if empty && !waiting {
-                        tokio::time::sleep(ctx.settings.idle_poll).await;
-                    }
-                }
+            let got = match received {
+                Ok(out) => out.messages.unwrap_or_default(),
                 Err(err) => {
-                    ctx.logs.note(
-                        &label,
-                        &format!("ReceiveMessage: {}", herald::aws::error_text(&err)),
-                    );
-                    tokio::time::sleep(ctx.settings.idle_poll * 5).await;
+                    let note = format!("ReceiveMessage: {}", herald::aws::error_text(&err));
+                    self.ctx.logs.note(&self.label, &note);
+                    tokio::time::sleep(self.ctx.settings.idle_poll * 5).await;
+                    continue;
                 }
+            };
+            let empty = got.is_empty();
+            if !empty {
+                self.ctx
+                    .activity
+                    .sqs_receives
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            messages.extend(got);
+            let window_over = started.elapsed() >= mapping.batching_window;
+            if !messages.is_empty() && (window_over || (empty && mapping.batching_window.is_zero()))
+            {
+                break;
+            }
+            if empty && !waiting {
+                tokio::time::sleep(self.ctx.settings.idle_poll).await;
             }
         }
-        if messages.is_empty() {
-            continue;
-        }
-        let event = sqs_event(&mapping, &ctx, &messages);
-        tracing::debug!(queue = %mapping.queue_url, messages = messages.len(), "invoking with an SQS batch");
-        let failed: Vec<String> = match pool.invoke(&event).await {
-            Ok(response) if mapping.report_batch_item_failures => {
-                match failed_ids(&response, &messages) {
-                    Ok(ids) => ids,
-                    Err(reason) => {
-                        ctx.logs.note(
-                            &label,
-                            &format!("invalid batch response ({reason}): the whole batch failed"),
-                        );
-                        messages
-                            .iter()
-                            .filter_map(|m| m.message_id.clone())
-                            .collect()
-                    }
-                }
+        messages
+    }
+
+    /// Invoke the function with `messages`; the ids of those that failed (all of them when
+    /// the invocation did, or its batch response is not one Lambda accepts).
+    async fn invoke(&self, messages: &[Message]) -> Vec<String> {
+        let event = sqs_event(&self.mapping, &self.ctx, messages);
+        tracing::debug!(queue = %self.mapping.queue_url, messages = messages.len(), "invoking with an SQS batch");
+        let all = || {
+            messages
+                .iter()
+                .filter_map(|m| m.message_id.clone())
+                .collect()
+        };
+        match self.pool.invoke(&event).await {
+            Ok(response) if self.mapping.report_batch_item_failures => {
+                failed_ids(&response, messages).unwrap_or_else(|reason| {
+                    let note = format!("invalid batch response ({reason}): the whole batch failed");
+                    self.ctx.logs.note(&self.label, &note);
+                    all()
+                })
             }
             Ok(_) => Vec::new(),
             Err(err) => {
-                ctx.logs.note(
-                    &label,
-                    &format!("batch of {} failed: {err}", messages.len()),
-                );
-                messages
-                    .iter()
-                    .filter_map(|m| m.message_id.clone())
-                    .collect()
+                let note = format!("batch of {} failed: {err}", messages.len());
+                self.ctx.logs.note(&self.label, &note);
+                all()
             }
-        };
-        // Delete what succeeded; failures reappear after the visibility timeout.
-        let done: Vec<_> = messages
-            .iter()
-            .filter(|m| !m.message_id.as_ref().is_some_and(|id| failed.contains(id)))
-            .collect();
+        }
+    }
+
+    /// `DeleteMessageBatch`, ten at a time.
+    async fn delete(&self, done: &[&Message]) {
         for chunk in done.chunks(10) {
-            let mut request = ctx.sqs.delete_message_batch().queue_url(&mapping.queue_url);
+            let mut request = self
+                .ctx
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.mapping.queue_url);
             for (i, message) in chunk.iter().enumerate() {
                 request = request.entries(
                     aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
@@ -155,35 +190,31 @@ async fn poll_sqs(
                         .expect("id and receipt handle are set"),
                 );
             }
-            ctx.activity.sqs_deletes.fetch_add(1, Ordering::Relaxed);
-            match request.send().await {
+            self.ctx
+                .activity
+                .sqs_deletes
+                .fetch_add(1, Ordering::Relaxed);
+            let note = match request.send().await {
+                // Those messages come back after the visibility timeout and are processed again
+                // (subscribers are idempotent); say so rather than hide it.
                 Ok(out) if !out.failed.is_empty() => {
-                    // Those messages come back after the visibility timeout and are processed
-                    // again (subscribers are idempotent); say so rather than hide it.
                     let failed: Vec<String> = out
                         .failed
                         .iter()
                         .map(|f| format!("{}: {}", f.id, f.code))
                         .collect();
-                    ctx.logs.note(
-                        &label,
-                        &format!("DeleteMessageBatch failed for {}", failed.join(", ")),
-                    );
+                    format!("DeleteMessageBatch failed for {}", failed.join(", "))
                 }
-                Ok(_) => {}
-                Err(err) => ctx.logs.note(
-                    &label,
-                    &format!("DeleteMessageBatch: {}", herald::aws::error_text(&err)),
-                ),
-            }
+                Ok(_) => continue,
+                Err(err) => format!("DeleteMessageBatch: {}", herald::aws::error_text(&err)),
+            };
+            self.ctx.logs.note(&self.label, &note);
         }
     }
 }
 
-fn failed_ids(
-    response: &Value,
-    messages: &[aws_sdk_sqs::types::Message],
-) -> Result<Vec<String>, String> {
+/// The ids a batch response reports failed, or why it is not a response Lambda accepts.
+fn failed_ids(response: &Value, messages: &[Message]) -> Result<Vec<String>, String> {
     let Some(failures) = response.get("batchItemFailures").filter(|f| !f.is_null()) else {
         return Ok(Vec::new());
     };
@@ -208,11 +239,8 @@ fn failed_ids(
         .collect()
 }
 
-fn sqs_event(
-    mapping: &SqsMapping,
-    ctx: &Context,
-    messages: &[aws_sdk_sqs::types::Message],
-) -> Value {
+/// Lambda's SQS event for `messages`.
+fn sqs_event(mapping: &SqsMapping, ctx: &Context, messages: &[Message]) -> Value {
     let records: Vec<Value> = messages
         .iter()
         .map(|m| {

@@ -179,30 +179,116 @@ impl<'a> Wire<'a> {
         bounded(field, value, limit)
     }
 
+    /// Every attribute checked, in one pass over the object's members: a submission
+    /// (`Defaults::Submission`) may leave out the ones the producer fills.
     pub(super) fn header(&self, defaults: Defaults) -> Result<Header<'a>, ValidationError> {
         let lenient = matches!(defaults, Defaults::Submission { .. });
-
-        match self.string("specversion")? {
-            Some(v) if v == SPEC_VERSION => {}
-            Some(v) => {
-                return Err(ValidationError::Invalid {
-                    field: "specversion",
-                    reason: format!("is \"{v}\"; herald speaks CloudEvents \"{SPEC_VERSION}\""),
-                })
-            }
-            None if lenient => {}
-            None => {
-                return Err(ValidationError::Missing {
-                    field: "specversion",
-                })
-            }
-        }
-
+        self.specversion(lenient)?;
         let id = match self.string("id")? {
             Some(id) => bounded("id", id, MAX_ATTRIBUTE_CHARS)?,
             None if lenient => Cow::Owned(Uuid::now_v7().to_string()),
             None => return Err(ValidationError::Missing { field: "id" }),
         };
+        let source = self.source()?;
+        let event_type = self.event_type()?;
+        let subject = self.optional("subject", MAX_ATTRIBUTE_CHARS)?;
+        let time = self.time(lenient)?;
+        self.datacontenttype()?;
+        let dataschema = self.optional("dataschema", 2048)?;
+        let kind = self.kind(defaults)?;
+        if kind == EventKind::Business && subject.is_none() {
+            // Business events are about an aggregate, and the aggregate orders them.
+            return Err(ValidationError::Invalid {
+                field: "subject",
+                reason: "is required for business events (it names the aggregate)".into(),
+            });
+        }
+        let schemaversion = match self.whole_number("schemaversion", u64::from(u32::MAX))? {
+            Some(v) => v as u32,
+            None if lenient => 1,
+            None => {
+                return Err(ValidationError::Missing {
+                    field: "schemaversion",
+                })
+            }
+        };
+        let correlationid = match self.string("correlationid")? {
+            Some(c) => bounded("correlationid", c, MAX_ATTRIBUTE_CHARS)?,
+            None if lenient => id.clone(),
+            None => {
+                return Err(ValidationError::Missing {
+                    field: "correlationid",
+                })
+            }
+        };
+        let causationid = self.optional("causationid", MAX_ATTRIBUTE_CHARS)?;
+        let aggregateversion = self.whole_number("aggregateversion", u64::MAX)?;
+        // Kinesis takes partition keys of up to 256 characters.
+        let partitionkey = self.optional("partitionkey", MAX_PARTITION_KEY_CHARS)?;
+        if aggregateversion.is_some() && subject.is_none() {
+            return Err(ValidationError::Invalid {
+                field: "aggregateversion",
+                reason: "needs a subject (the aggregate it counts versions of)".into(),
+            });
+        }
+        Ok(Header {
+            id,
+            source,
+            event_type,
+            subject,
+            time,
+            dataschema,
+            kind,
+            schemaversion,
+            correlationid,
+            causationid,
+            aggregateversion,
+            partitionkey,
+        })
+    }
+
+    /// An optional string attribute, at most `limit` characters.
+    fn optional(
+        &self,
+        field: &'static str,
+        limit: usize,
+    ) -> Result<Option<Cow<'a, str>>, ValidationError> {
+        self.string(field)?
+            .map(|s| bounded(field, s, limit))
+            .transpose()
+    }
+
+    /// An optional whole-number attribute, from 1 to `max`.
+    fn whole_number(&self, field: &'static str, max: u64) -> Result<Option<u64>, ValidationError> {
+        let Some(raw) = self.get(field) else {
+            return Ok(None);
+        };
+        match whole_number(raw) {
+            Some(v) if (1..=max).contains(&v) => Ok(Some(v)),
+            _ => Err(ValidationError::WrongType {
+                field,
+                expected: "a whole number from 1",
+            }),
+        }
+    }
+
+    /// `specversion`: CloudEvents 1.0 (a submission may leave it out).
+    fn specversion(&self, lenient: bool) -> Result<(), ValidationError> {
+        match self.string("specversion")? {
+            Some(v) if v == SPEC_VERSION => Ok(()),
+            Some(v) => Err(ValidationError::Invalid {
+                field: "specversion",
+                reason: format!("is \"{v}\"; herald speaks CloudEvents \"{SPEC_VERSION}\""),
+            }),
+            None if lenient => Ok(()),
+            None => Err(ValidationError::Missing {
+                field: "specversion",
+            }),
+        }
+    }
+
+    /// `source`: a URI reference, so no whitespace.
+    fn source(&self) -> Result<Cow<'a, str>, ValidationError> {
         let source = self.required("source", MAX_ATTRIBUTE_CHARS)?;
         if source.chars().any(char::is_whitespace) {
             return Err(ValidationError::Invalid {
@@ -210,6 +296,11 @@ impl<'a> Wire<'a> {
                 reason: "must be a URI reference (no whitespace)".into(),
             });
         }
+        Ok(source)
+    }
+
+    /// `type`: letters, digits, '.', '_' and '-' (it becomes a filter-policy attribute).
+    fn event_type(&self) -> Result<Cow<'a, str>, ValidationError> {
         let event_type = self.required("type", MAX_TYPE_CHARS)?;
         if let Some(bad) = event_type
             .chars()
@@ -220,11 +311,12 @@ impl<'a> Wire<'a> {
                 reason: format!("contains {bad:?}; use letters, digits, '.', '_' or '-'"),
             });
         }
-        let subject = self
-            .string("subject")?
-            .map(|s| bounded("subject", s, MAX_ATTRIBUTE_CHARS))
-            .transpose()?;
+        Ok(event_type)
+    }
 
+    /// `time`: RFC 3339 in milliseconds, not before 1970, and (a submission) not far ahead of
+    /// the producer's clock.
+    fn time(&self, lenient: bool) -> Result<DateTime<Utc>, ValidationError> {
         let time = match self.string("time")? {
             Some(t) => time::parse_rfc3339(&t)
                 .map_err(|e| ValidationError::Invalid {
@@ -255,111 +347,33 @@ impl<'a> Wire<'a> {
                 ),
             });
         }
+        Ok(time)
+    }
 
+    /// `datacontenttype`: JSON, when given.
+    fn datacontenttype(&self) -> Result<(), ValidationError> {
         match self.string("datacontenttype")? {
-            None => {}
-            Some(ct) if ct.starts_with(JSON_CONTENT_TYPE) => {}
-            Some(ct) => {
-                return Err(ValidationError::Invalid {
-                    field: "datacontenttype",
-                    reason: format!(
-                        "is \"{ct}\"; herald carries \"{JSON_CONTENT_TYPE}\" data only"
-                    ),
-                })
-            }
+            None => Ok(()),
+            Some(ct) if ct.starts_with(JSON_CONTENT_TYPE) => Ok(()),
+            Some(ct) => Err(ValidationError::Invalid {
+                field: "datacontenttype",
+                reason: format!("is \"{ct}\"; herald carries \"{JSON_CONTENT_TYPE}\" data only"),
+            }),
         }
-        let dataschema = self
-            .string("dataschema")?
-            .map(|s| bounded("dataschema", s, 2048))
-            .transpose()?;
+    }
 
-        let kind = match self.string("kind")? {
+    /// `kind`: business, system or data (a submission's default when it has none).
+    fn kind(&self, defaults: Defaults) -> Result<EventKind, ValidationError> {
+        match self.string("kind")? {
             Some(k) => EventKind::parse(&k).ok_or_else(|| ValidationError::Invalid {
                 field: "kind",
                 reason: format!("is \"{k}\"; expected business, system or data"),
-            })?,
+            }),
             None => match defaults {
-                Defaults::Submission { kind } => kind,
-                Defaults::None => return Err(ValidationError::Missing { field: "kind" }),
+                Defaults::Submission { kind } => Ok(kind),
+                Defaults::None => Err(ValidationError::Missing { field: "kind" }),
             },
-        };
-        if kind == EventKind::Business && subject.is_none() {
-            // Business events are about an aggregate, and the aggregate orders them.
-            return Err(ValidationError::Invalid {
-                field: "subject",
-                reason: "is required for business events (it names the aggregate)".into(),
-            });
         }
-
-        let schemaversion = match self.get("schemaversion") {
-            Some(raw) => match whole_number(raw) {
-                Some(v) if (1..=u64::from(u32::MAX)).contains(&v) => v as u32,
-                _ => {
-                    return Err(ValidationError::WrongType {
-                        field: "schemaversion",
-                        expected: "a whole number from 1",
-                    })
-                }
-            },
-            None if lenient => 1,
-            None => {
-                return Err(ValidationError::Missing {
-                    field: "schemaversion",
-                })
-            }
-        };
-
-        let correlationid = match self.string("correlationid")? {
-            Some(c) => bounded("correlationid", c, MAX_ATTRIBUTE_CHARS)?,
-            None if lenient => id.clone(),
-            None => {
-                return Err(ValidationError::Missing {
-                    field: "correlationid",
-                })
-            }
-        };
-        let causationid = self
-            .string("causationid")?
-            .map(|c| bounded("causationid", c, MAX_ATTRIBUTE_CHARS))
-            .transpose()?;
-        let aggregateversion = match self.get("aggregateversion") {
-            Some(raw) => match whole_number(raw) {
-                Some(v) if v >= 1 => Some(v),
-                _ => {
-                    return Err(ValidationError::WrongType {
-                        field: "aggregateversion",
-                        expected: "a whole number from 1",
-                    })
-                }
-            },
-            None => None,
-        };
-        // Kinesis takes partition keys of up to 256 characters.
-        let partitionkey = self
-            .string("partitionkey")?
-            .map(|k| bounded("partitionkey", k, MAX_PARTITION_KEY_CHARS))
-            .transpose()?;
-        if aggregateversion.is_some() && subject.is_none() {
-            return Err(ValidationError::Invalid {
-                field: "aggregateversion",
-                reason: "needs a subject (the aggregate it counts versions of)".into(),
-            });
-        }
-
-        Ok(Header {
-            id,
-            source,
-            event_type,
-            subject,
-            time,
-            dataschema,
-            kind,
-            schemaversion,
-            correlationid,
-            causationid,
-            aggregateversion,
-            partitionkey,
-        })
     }
 }
 

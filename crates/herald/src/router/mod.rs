@@ -154,6 +154,38 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
     ) -> (KinesisEventResponse, RouteSummary) {
         let records: Vec<RecordRef<'_>> = (0..event.len()).map(|i| event.record(i)).collect();
         let mut fates: Vec<Option<Fate>> = vec![None; records.len()];
+        let messages = self.validate(&records, &mut fates);
+        let chunks = chunk_messages(messages);
+        let published: Vec<Vec<(usize, Fate)>> = stream::iter(chunks)
+            .map(|chunk| self.publish_with_retry(chunk))
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        for (i, fate) in published.into_iter().flatten() {
+            fates[i] = Some(fate);
+        }
+        if let Some(limit) = self.config.give_up_after {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            overdue::dead_letter_overdue(&mut fates, &records, limit, now);
+        }
+        let mut summary = RouteSummary {
+            dead_lettered: self.dead_letter_poison(&records, &mut fates).await,
+            ..RouteSummary::default()
+        };
+        let response = respond(&records, &fates, &mut summary);
+        (response, summary)
+    }
+
+    /// Each record checked (a valid envelope of a type the catalog knows) and made a bus
+    /// message with its routing attributes; a record that is not one is poison, with the reason.
+    fn validate<'r>(
+        &self,
+        records: &[RecordRef<'r>],
+        fates: &mut [Option<Fate>],
+    ) -> Vec<(usize, BusMessage<'r>)> {
         let mut messages = Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
             let data = record.data;
@@ -195,103 +227,59 @@ impl<B: EventBus, D: DeadLetters> Router<B, D> {
                 }
             }
         }
+        messages
+    }
 
-        let chunks = chunk_messages(messages);
-        let published: Vec<Vec<(usize, Fate)>> = stream::iter(chunks)
-            .map(|chunk| self.publish_with_retry(chunk))
-            .buffer_unordered(self.config.concurrency.max(1))
-            .collect()
-            .await;
-        for (i, fate) in published.into_iter().flatten() {
-            fates[i] = Some(fate);
-        }
-        if let Some(limit) = self.config.give_up_after {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs_f64();
-            overdue::dead_letter_overdue(&mut fates, &records, limit, now);
-        }
-
-        // Poison (from validation or SNS sender faults) goes to the dead-letter queue.
+    /// Poison (from validation or SNS sender faults) to the dead-letter queue, each letter with
+    /// its record's origin; how many went. A letter the queue refused, or did not take before
+    /// the deadline, fails its record instead.
+    async fn dead_letter_poison(
+        &self,
+        records: &[RecordRef<'_>],
+        fates: &mut [Option<Fate>],
+    ) -> usize {
         let poison: Vec<(usize, DeadLetter)> = fates
             .iter()
             .enumerate()
             .filter_map(|(i, fate)| match fate {
-                Some(Fate::Poison(letter)) => {
-                    let record = &records[i];
-                    let mut letter = letter
-                        .clone()
-                        .with_origin("sequenceNumber", record.sequence_number);
-                    letter = letter.with_origin("partitionKey", record.partition_key);
-                    if let Some(arn) = record.event_source_arn {
-                        letter = letter.with_origin("eventSourceARN", arn);
-                    }
-                    if let Some(id) = record.event_id {
-                        letter = letter.with_origin("eventID", id);
-                    }
-                    Some((i, letter))
-                }
+                Some(Fate::Poison(letter)) => Some((i, with_origin(letter.clone(), &records[i]))),
                 _ => None,
             })
             .collect();
-        let mut summary = RouteSummary::default();
-        if !poison.is_empty() {
-            let letters: Vec<DeadLetter> = poison.iter().map(|(_, l)| l.clone()).collect();
-            // Bounded by the deadline like publishing: a DLQ that hangs must not cost the
-            // per-record answer. The records are reported for Lambda's retry; the app's dead
-            // letters give up a hung send earlier (`unique_letters::SEND_MARGIN`) and release
-            // its claim, so the retry sends the letter, once per record.
-            let sent = Deadline::current()
-                .run(
-                    self.config.deadline_margin,
-                    self.dead_letters.send(&letters),
-                )
-                .await;
-            match sent {
-                Ok(sent) => {
-                    for ((i, _), result) in poison.iter().zip(sent) {
-                        match result {
-                            Ok(()) => summary.dead_lettered += 1,
-                            Err(err) => fates[*i] = Some(Fate::Failed(err.to_string())),
-                        }
-                    }
-                }
-                Err(_) => {
-                    for (i, _) in &poison {
-                        fates[*i] = Some(Fate::Failed(
-                            "the dead-letter queue did not answer before the invocation's deadline"
-                                .into(),
-                        ));
+        if poison.is_empty() {
+            return 0;
+        }
+        let letters: Vec<DeadLetter> = poison.iter().map(|(_, l)| l.clone()).collect();
+        // Bounded by the deadline like publishing: a DLQ that hangs must not cost the per-record
+        // answer. The records are reported for Lambda's retry; the app's dead letters give up a
+        // hung send earlier (`unique_letters::SEND_MARGIN`) and release its claim, so the retry
+        // sends the letter, once per record.
+        let sent = Deadline::current()
+            .run(
+                self.config.deadline_margin,
+                self.dead_letters.send(&letters),
+            )
+            .await;
+        let mut dead_lettered = 0;
+        match sent {
+            Ok(sent) => {
+                for ((i, _), result) in poison.iter().zip(sent) {
+                    match result {
+                        Ok(()) => dead_lettered += 1,
+                        Err(err) => fates[*i] = Some(Fate::Failed(err.to_string())),
                     }
                 }
             }
-        }
-
-        // Lambda checkpoints at the lowest failed sequence number; report it and everything after.
-        let first_failure = fates
-            .iter()
-            .position(|f| matches!(f, Some(Fate::Failed(_))));
-        let mut response = KinesisEventResponse::default();
-        if let Some(first) = first_failure {
-            if let Some(Fate::Failed(reason)) = &fates[first] {
-                tracing::warn!(
-                    sequence_number = %records[first].sequence_number,
-                    %reason,
-                    "reporting batch item failures from here"
-                );
+            Err(_) => {
+                for (i, _) in &poison {
+                    fates[*i] = Some(Fate::Failed(
+                        "the dead-letter queue did not answer before the invocation's deadline"
+                            .into(),
+                    ));
+                }
             }
-            for record in &records[first..] {
-                response.add_failure(record.sequence_number.to_string());
-            }
-            summary.failed = records.len() - first;
         }
-        summary.published = fates
-            .iter()
-            .take(first_failure.unwrap_or(records.len()))
-            .filter(|f| matches!(f, Some(Fate::Published)))
-            .count();
-        (response, summary)
+        dead_lettered
     }
 
     async fn publish_with_retry(&self, chunk: Vec<(usize, BusMessage<'_>)>) -> Vec<(usize, Fate)> {
@@ -416,6 +404,53 @@ fn chunk_messages(messages: Vec<(usize, BusMessage<'_>)>) -> Vec<Vec<(usize, Bus
         chunks.push(current);
     }
     chunks
+}
+
+/// A dead letter with the origin of its record (sequence number, partition key, event source
+/// and id): where to find it again, and what makes it one letter per record.
+fn with_origin(letter: DeadLetter, record: &RecordRef<'_>) -> DeadLetter {
+    let mut letter = letter
+        .with_origin("sequenceNumber", record.sequence_number)
+        .with_origin("partitionKey", record.partition_key);
+    if let Some(arn) = record.event_source_arn {
+        letter = letter.with_origin("eventSourceARN", arn);
+    }
+    if let Some(id) = record.event_id {
+        letter = letter.with_origin("eventID", id);
+    }
+    letter
+}
+
+/// Lambda checkpoints at the lowest failed sequence number: report it and everything after;
+/// what was published before it counts.
+fn respond(
+    records: &[RecordRef<'_>],
+    fates: &[Option<Fate>],
+    summary: &mut RouteSummary,
+) -> KinesisEventResponse {
+    let first_failure = fates
+        .iter()
+        .position(|f| matches!(f, Some(Fate::Failed(_))));
+    let mut response = KinesisEventResponse::default();
+    if let Some(first) = first_failure {
+        if let Some(Fate::Failed(reason)) = &fates[first] {
+            tracing::warn!(
+                sequence_number = %records[first].sequence_number,
+                %reason,
+                "reporting batch item failures from here"
+            );
+        }
+        for record in &records[first..] {
+            response.add_failure(record.sequence_number.to_string());
+        }
+        summary.failed = records.len() - first;
+    }
+    summary.published = fates
+        .iter()
+        .take(first_failure.unwrap_or(records.len()))
+        .filter(|f| matches!(f, Some(Fate::Published)))
+        .count();
+    response
 }
 
 #[cfg(test)]
