@@ -81,15 +81,21 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for RequestCounter 
         let items = body
             .as_ref()
             .and_then(|body| request_items(&operation, body));
-        let units = body
+        let tables = body
             .as_ref()
-            .and_then(|body| crate::aws::write_units::of_request(&operation, body));
+            .and_then(|body| crate::aws::write_units::by_table(&operation, body));
         if let Ok(mut counts) = self.counts.lock() {
             if let Some(items) = items {
                 *counts.entry(format!("{operation}#items")).or_default() += items as u64;
             }
-            if let Some(units) = units {
-                *counts.entry(format!("{operation}#wru")).or_default() += units;
+            if let Some(tables) = tables {
+                *counts.entry(format!("{operation}#wru")).or_default() +=
+                    tables.values().sum::<u64>();
+                for (table, units) in tables {
+                    *counts
+                        .entry(format!("{operation}#wru@{table}"))
+                        .or_default() += units;
+                }
             }
             *counts.entry(operation).or_default() += 1;
         }

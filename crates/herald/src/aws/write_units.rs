@@ -1,42 +1,62 @@
 //! DynamoDB write units of a request, estimated from its JSON body the way DynamoDB bills them:
 //! one unit per started KB of the item written, twice that inside a transaction. What
-//! [`crate::aws::RequestCounter`] reports as `DynamoDB.<operation>#wru`, for cost models.
+//! [`crate::aws::RequestCounter`] reports as `DynamoDB.<operation>#wru`, and per table as
+//! `DynamoDB.<operation>#wru@<TableName>`, for cost and capacity models.
 //!
 //! The item's size is its attribute names plus values (strings and binaries by length, numbers
 //! about one byte per two digits, nested lists and maps three bytes plus their parts). An
 //! update or a delete is counted as one unit: the item it changes is not in the request.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 /// Write units `operation` with request `body` costs (`None` for operations that write nothing).
 pub fn of_request(operation: &str, body: &Value) -> Option<u64> {
+    by_table(operation, body).map(|tables| tables.values().sum())
+}
+
+/// The same units per table written to (`TableName`), for what each table's quota must carry.
+pub fn by_table(operation: &str, body: &Value) -> Option<BTreeMap<String, u64>> {
+    let table = |request: &Value| {
+        request["TableName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let mut tables: BTreeMap<String, u64> = BTreeMap::new();
+    let mut add = |name: String, units: u64| *tables.entry(name).or_default() += units;
     match operation {
-        "DynamoDB.PutItem" => Some(units(item_bytes(body["Item"].as_object()?))),
-        "DynamoDB.UpdateItem" | "DynamoDB.DeleteItem" => Some(1),
-        "DynamoDB.TransactWriteItems" => Some(
-            body["TransactItems"]
-                .as_array()?
-                .iter()
-                .map(|item| match item["Put"]["Item"].as_object() {
-                    Some(put) => 2 * units(item_bytes(put)),
-                    None => 2,
-                })
-                .sum(),
-        ),
-        "DynamoDB.BatchWriteItem" => Some(
-            body["RequestItems"]
-                .as_object()?
-                .values()
-                .filter_map(Value::as_array)
-                .flatten()
-                .map(|request| match request["PutRequest"]["Item"].as_object() {
+        "DynamoDB.PutItem" => add(table(body), units(item_bytes(body["Item"].as_object()?))),
+        "DynamoDB.UpdateItem" | "DynamoDB.DeleteItem" => add(table(body), 1),
+        "DynamoDB.TransactWriteItems" => {
+            for item in body["TransactItems"].as_array()? {
+                // One action per item: Put, Update, Delete or ConditionCheck.
+                let action = item
+                    .as_object()
+                    .and_then(|actions| actions.values().next())
+                    .unwrap_or(&Value::Null);
+                let written = match action["Item"].as_object() {
                     Some(put) => units(item_bytes(put)),
                     None => 1,
-                })
-                .sum(),
-        ),
-        _ => None,
+                };
+                add(table(action), 2 * written);
+            }
+        }
+        "DynamoDB.BatchWriteItem" => {
+            for (name, requests) in body["RequestItems"].as_object()? {
+                for request in requests.as_array().into_iter().flatten() {
+                    let written = match request["PutRequest"]["Item"].as_object() {
+                        Some(put) => units(item_bytes(put)),
+                        None => 1,
+                    };
+                    add(name.clone(), written);
+                }
+            }
+        }
+        _ => return None,
     }
+    Some(tables)
 }
 
 /// Units for an item of `bytes`: one per started KB, at least one.
@@ -111,5 +131,27 @@ mod tests {
             Some(4 + 2)
         );
         assert_eq!(of_request("DynamoDB.GetItem", &json!({})), None);
+    }
+
+    #[test]
+    fn units_are_told_per_table_and_add_up_to_the_requests() {
+        let body = json!({"TransactItems": [
+            {"Put": {"TableName": "Idempotency", "Item": {"pk": {"S": "r"}, "result": {"S": "y".repeat(1100)}}}},
+            {"Update": {"TableName": "Stock", "Key": {"pk": {"S": "c"}}}},
+            {"ConditionCheck": {"TableName": "Stock", "Key": {"pk": {"S": "d"}}}}
+        ]});
+        let tables = by_table("DynamoDB.TransactWriteItems", &body).unwrap();
+        assert_eq!(tables["Idempotency"], 4);
+        assert_eq!(tables["Stock"], 4);
+        assert_eq!(of_request("DynamoDB.TransactWriteItems", &body), Some(8));
+        let batch = json!({"RequestItems": {
+            "Views": [{"PutRequest": {"Item": {"pk": {"S": "a"}}}}, {"DeleteRequest": {"Key": {"pk": {"S": "b"}}}}]
+        }});
+        assert_eq!(
+            by_table("DynamoDB.BatchWriteItem", &batch).unwrap()["Views"],
+            2
+        );
+        let put = json!({"TableName": "Views", "Item": {"pk": {"S": "a"}}});
+        assert_eq!(by_table("DynamoDB.PutItem", &put).unwrap()["Views"], 1);
     }
 }

@@ -1,6 +1,7 @@
 //! The pipeline benchmark's tables: end-to-end throughput and latency, the emulator's speed, AWS
 //! requests per event by function, and the cost model.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -94,6 +95,7 @@ pub fn render(runs: &[PipelineRun], emulator: &EmulatorSpeed) -> String {
     }
     row.push_str(" ReceiveMessage (with messages) + DeleteMessageBatch |");
     let _ = writeln!(out, "{row}");
+    write_units_by_table(&mut out, runs);
 
     let _ = writeln!(
         out,
@@ -147,4 +149,50 @@ pub fn render(runs: &[PipelineRun], emulator: &EmulatorSpeed) -> String {
     }
     let _ = writeln!(out, "{row}");
     out
+}
+
+/// DynamoDB write units per submitted event on each table (every function's writes summed),
+/// as the SDK interceptor sized them: what each table's write quota must carry.
+fn write_units_by_table(out: &mut String, runs: &[PipelineRun]) {
+    let per_table = |run: &PipelineRun| {
+        let mut tables: BTreeMap<String, f64> = BTreeMap::new();
+        for (key, units) in run.metrics.values().flatten() {
+            if let Some((_, table)) = key
+                .strip_prefix("aws:DynamoDB.")
+                .and_then(|k| k.split_once("#wru@"))
+            {
+                // Local physical names are `<stack>-<LogicalId>`; logical ids have no '-'.
+                let table = table.rsplit('-').next().unwrap_or(table);
+                *tables.entry(table.to_string()).or_default() += units;
+            }
+        }
+        tables
+    };
+    let tables: Vec<BTreeMap<String, f64>> = runs.iter().map(per_table).collect();
+    let names: BTreeSet<&String> = tables.iter().flat_map(|t| t.keys()).collect();
+    if names.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nDynamoDB write units per submitted event, by table (one per started KB, two inside a transaction)\n"
+    );
+    let mut header = String::from("| table |");
+    let mut rule = String::from("|---|");
+    for run in runs {
+        header.push_str(&format!(" {} |", run.label));
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for name in names {
+        let mut row = format!("| {name} |");
+        for (run, table) in runs.iter().zip(&tables) {
+            let events = run.load.sent.max(1) as f64;
+            row.push_str(&format!(
+                " {:.2} |",
+                table.get(name).copied().unwrap_or(0.0) / events
+            ));
+        }
+        let _ = writeln!(out, "{row}");
+    }
 }
