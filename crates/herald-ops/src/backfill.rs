@@ -295,11 +295,7 @@ async fn to_router(
 ) -> Result<(usize, Option<Routed>)> {
     let router = Router::start(aws, stack, bin_dir)?;
     let mapping = router.mapping;
-    let source = EventSource {
-        arn: &mapping.stream_arn,
-        region: &stack.region,
-        account: &stack.account,
-    };
+    let source = EventSource::of(stack, mapping);
     let mut sent = 0;
     let result = async {
         for (n, chunk) in events.chunks(mapping.batch_size.max(1)).enumerate() {

@@ -225,11 +225,7 @@ async fn send_stream(
         client: aws_sdk_kinesis::Client::new(aws),
         name: mapping.stream_name.clone(),
     };
-    let source = EventSource {
-        arn: &mapping.stream_arn,
-        region: &stack.region,
-        account: &stack.account,
-    };
+    let source = EventSource::of(stack, mapping);
     let start = Position::AtMillis(from.timestamp_millis());
     let mut replayed = Replayed::default();
     for shard in stream.shards().await?.shards {

@@ -4,12 +4,12 @@
 //! it (a retry starts again from the state the failed invocation was given).
 
 use std::collections::VecDeque;
-use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::Value;
 
 use super::on_failure::{on_failure, FailureCondition};
+use super::pause::backoff;
 use super::window::{decorate, returned_state, OpenWindow};
 use super::{Context, StreamRecord};
 use crate::runtime::{FunctionError, FunctionPool};
@@ -194,8 +194,10 @@ impl Run<'_> {
             .await;
             return;
         }
-        let delay = (Duration::from_millis(50) * 2u32.saturating_pow(retries.min(10) as u32))
-            .min(self.ctx.settings.max_retry_delay);
+        let delay = backoff(
+            retries.clamp(0, 10) as u32,
+            self.ctx.settings.max_retry_delay,
+        );
         tokio::time::sleep(delay).await;
         work.push_front((batch, retries + 1, invocations));
     }

@@ -39,6 +39,19 @@ pub struct ShardCheckpoint {
     pub window: Option<super::window::OpenWindow>,
 }
 
+impl ShardCheckpoint {
+    /// Where a reader of this shard resumes: right after its last batch done, else where it
+    /// started reading (an instant), else the trim horizon.
+    pub fn resume_at(&self) -> crate::stream::Position {
+        use crate::stream::Position;
+        match (&self.after, self.since_millis) {
+            (Some(after), _) => Position::After(after.clone()),
+            (None, Some(millis)) => Position::AtMillis(millis),
+            (None, None) => Position::TrimHorizon,
+        }
+    }
+}
+
 /// What is saved for one mapping.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MappingCheckpoints {

@@ -142,10 +142,6 @@ impl Context {
 
     /// Where a mapping's batches come from, as Lambda's event names it.
     fn event_source<'a>(&'a self, mapping: &'a crate::stack::StreamMapping) -> EventSource<'a> {
-        EventSource {
-            arn: &mapping.stream_arn,
-            region: &self.stack.region,
-            account: &self.stack.account,
-        }
+        EventSource::of(&self.stack, mapping)
     }
 }

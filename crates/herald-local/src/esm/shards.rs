@@ -208,11 +208,7 @@ impl Readers {
     /// StartingPosition (a new mapping), or at its oldest record (a shard found later).
     fn start_of(&self, shard: &str) -> Position {
         if let Some(saved) = self.saved.get(shard) {
-            return match (&saved.after, saved.since_millis) {
-                (Some(after), _) => Position::After(after.clone()),
-                (None, Some(millis)) => Position::AtMillis(millis),
-                (None, None) => Position::TrimHorizon,
-            };
+            return saved.resume_at();
         }
         if !self.initial.contains(shard) {
             return Position::TrimHorizon;

@@ -161,11 +161,7 @@ impl Delivery {
                 continue;
             }
             let start = match self.saved.get(&shard) {
-                Some(s) => match (&s.after, s.since_millis) {
-                    (Some(after), _) => Position::After(after.clone()),
-                    (None, Some(since)) => Position::AtMillis(since),
-                    (None, None) => Position::TrimHorizon,
-                },
+                Some(saved) => saved.resume_at(),
                 None if self.first_listing => Position::AtMillis(self.started_millis),
                 None => Position::TrimHorizon,
             };

@@ -16,6 +16,17 @@ pub struct EventSource<'a> {
     pub account: &'a str,
 }
 
+impl<'a> EventSource<'a> {
+    /// The source of `mapping`'s batches in `stack`.
+    pub fn of(stack: &'a crate::stack::Stack, mapping: &'a crate::stack::StreamMapping) -> Self {
+        EventSource {
+            arn: &mapping.stream_arn,
+            region: &stack.region,
+            account: &stack.account,
+        }
+    }
+}
+
 /// The `{"Records": [...]}` event Lambda invokes a function with for `records`.
 pub fn lambda_event(source: EventSource<'_>, records: &[Record]) -> Value {
     let records: Vec<Value> = records.iter().map(|r| record(source, r)).collect();
