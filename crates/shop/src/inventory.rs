@@ -2,8 +2,9 @@
 //! releases it on `order_cancelled`.
 //!
 //! Transactional mode: the stock decrements (one delta per SKU, never below zero) commit in one
-//! transaction with the idempotency record and the order's reservation item (`sku` =
-//! `order#<id>` in the stock table); herald sums the decrements of a batch's orders per SKU. When a line lacks stock the
+//! transaction with the order's reservation item (`sku` = `order#<id>` in the stock table), which
+//! keeps the event's idempotency record (`record_in`: no write to the idempotency table); herald
+//! sums the decrements of a batch's orders per SKU. When a line lacks stock the
 //! transaction is cancelled, inventory decides again knowing which line, and commits the record
 //! and a `refused` reservation with a `stock_reservation_failed` follow-up event.
 //!
@@ -22,7 +23,7 @@ use crate::events::{
 };
 use herald::aws::{env, MissingEnv};
 use herald::envelope::Envelope;
-use herald::idempotency::{Conflict, Decision, Delta};
+use herald::idempotency::{record_in, Conflict, Decision, Delta};
 use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
 
 /// Stock table attributes: partition key `sku` (S), `available` (N).
@@ -61,7 +62,9 @@ impl Inventory {
         Ok(Inventory::new(env("TABLE_NAME")?))
     }
 
-    /// Put the order's reservation item, only if the order has none yet.
+    /// Put the order's reservation item, only if the order has none yet. The item keeps the
+    /// `order_placed` event's idempotency record too (one item per order either way): a
+    /// redelivery finds it there, and the idempotency table gets no write.
     fn reservation(&self, order_id: &str, status: &str) -> Result<TransactWriteItem, HandlerError> {
         let put = Put::builder()
             .table_name(&self.stock_table)
@@ -71,7 +74,9 @@ impl Inventory {
             .expression_attribute_names("#sku", attr::SKU)
             .build()
             .map_err(|e| HandlerError::Retry(e.to_string()))?;
-        Ok(TransactWriteItem::builder().put(put).build())
+        Ok(TransactWriteItem::builder()
+            .put(record_in(put, attr::SKU))
+            .build())
     }
 
     /// `reserved` → `released`, only if it is reserved.

@@ -11,7 +11,8 @@
 //! too much — are left to the single-event path ([`Idempotency::run_transactional_until`]), with
 //! the later events of their aggregates (partition keys), and the rest is committed without them.
 //! The caller runs what is left one by one, in order, afterwards: so an aggregate's events are
-//! still applied in order. When a decision fails, when contention outlasts the backoff, or on any
+//! still applied in order. When the failed condition returned its item (DynamoDB does, with the
+//! stock level), the batch first tries once more with what is left, decided against that level. When a decision fails, when contention outlasts the backoff, or on any
 //! other error DynamoDB gives the whole transaction, that event and every later one are left to
 //! it.
 //!
@@ -32,7 +33,9 @@ use serde::Serialize;
 
 use super::delta::{merge, Delta};
 use super::error::PersistenceError;
+use super::home::{self, Home};
 use super::item_locks::item_key;
+use super::keyed::Item;
 use super::record::{now_ms, IdempotencyRecord, RecordStatus};
 use super::short_items::{apply, Level};
 use super::store::BatchCommitOutcome;
@@ -50,6 +53,9 @@ struct Ready<T> {
     /// The event's aggregate (its partition key): the unit of ordering.
     aggregate: String,
     record: IdempotencyRecord,
+    /// Where the record is kept when one of `writes` holds it ([`home`]); `None`: in the
+    /// idempotency table.
+    home: Option<Home>,
     hash: String,
     writes: Vec<TransactWriteItem>,
     deltas: Vec<Delta>,
@@ -58,6 +64,15 @@ struct Ready<T> {
     refused: Vec<Delta>,
     result: T,
     json: String,
+}
+
+/// What a chunk's commit shares with the rest of its pass.
+struct Chunk<'a> {
+    deadline: Option<SystemTime>,
+    /// Aggregates with an event left to the single-event path.
+    deferred: &'a mut HashSet<String>,
+    /// Set when a failed condition returned its item's level.
+    learned: &'a mut bool,
 }
 
 /// An event whose key came earlier in the same batch: a duplicate of that one.
@@ -114,16 +129,58 @@ impl Idempotency {
         F: FnMut(&Envelope, Option<Conflict>) -> Result<Decision<T>, E>,
     {
         let mut settled: BatchResults<T, E> = events.iter().map(|_| None).collect();
-        let (ready, repeats) = self.prepare(events, &mut decide, &mut settled);
+        // A pass whose commit failed on an item's condition and learned the item's level (a
+        // sold-out SKU) is followed by one more over the events it left: decided against that
+        // level, they are refused in the batch and proven there, instead of going one by one
+        // (two transactions each: the failing one, then the refusal).
+        for _ in 0..2 {
+            let pending: Vec<usize> = (0..events.len())
+                .filter(|i| settled[*i].is_none())
+                .collect();
+            if pending.is_empty() {
+                break;
+            }
+            let subset: Vec<&Envelope> = pending.iter().map(|i| events[*i]).collect();
+            let (results, learned) = self.batch_pass(&subset, deadline, &mut decide).await;
+            for (i, result) in pending.into_iter().zip(results) {
+                settled[i] = result;
+            }
+            if !learned {
+                break;
+            }
+        }
+        settled
+    }
+
+    /// One pass of [`Idempotency::run_transactional_batch`] over `events`; `true` with the
+    /// results when a failed condition taught an item's level.
+    async fn batch_pass<T, E, F>(
+        &self,
+        events: &[&Envelope],
+        deadline: Option<SystemTime>,
+        decide: &mut F,
+    ) -> (BatchResults<T, E>, bool)
+    where
+        T: Serialize + DeserializeOwned + Clone,
+        F: FnMut(&Envelope, Option<Conflict>) -> Result<Decision<T>, E>,
+    {
+        let mut settled: BatchResults<T, E> = events.iter().map(|_| None).collect();
+        let (ready, repeats) = self.prepare(events, decide, &mut settled);
         let ready = self.look_ahead(ready, &mut settled).await;
         // Aggregates (partition keys) with an event left to the single-event path: their later
         // events must wait for it.
         let mut deferred = HashSet::new();
+        let mut learned = false;
         let mut start = 0;
         while start < ready.len() {
             let end = chunk_end(&ready, start);
+            let chunk = Chunk {
+                deadline,
+                deferred: &mut deferred,
+                learned: &mut learned,
+            };
             if !self
-                .commit_chunk(&ready[start..end], deadline, &mut settled, &mut deferred)
+                .commit_chunk(&ready[start..end], chunk, &mut settled)
                 .await
             {
                 break;
@@ -133,7 +190,7 @@ impl Idempotency {
         for repeat in repeats {
             settled[repeat.index] = repeat.answer(&settled);
         }
-        settled
+        (settled, learned)
     }
 
     /// Decide each event up to the first that cannot join a batch; duplicates the cache knows
@@ -201,12 +258,18 @@ impl Idempotency {
                 result: Some(json.clone()),
                 ..self.record(&key, &hash, RecordStatus::Completed, now)
             };
+            let mut writes = decision.writes;
+            let home = home::of(&writes);
+            if let Some(home) = &home {
+                home::fill(&mut writes, home, &record);
+            }
             ready.push(Ready {
                 index,
                 aggregate: event.partition_key().to_string(),
                 record,
+                home,
                 hash,
-                writes: decision.writes,
+                writes,
                 deltas: decision.deltas,
                 refused,
                 result: decision.result,
@@ -278,8 +341,7 @@ impl Idempotency {
         if !self.config.look_ahead || ready.is_empty() {
             return ready;
         }
-        let keys: Vec<String> = ready.iter().map(|m| m.record.key.clone()).collect();
-        let found = match self.store.get_many(&keys).await {
+        let found = match self.read_records(&ready).await {
             Ok(found) => found,
             Err(err) => {
                 tracing::debug!(error = %err, "reading the batch's records failed; the commit will tell");
@@ -307,6 +369,40 @@ impl Idempotency {
             .collect()
     }
 
+    /// The stored records of `ready`, by key: in the idempotency table, and in the items of the
+    /// writes that keep them ([`home`]), in one read each.
+    async fn read_records<T>(
+        &self,
+        ready: &[Ready<T>],
+    ) -> Result<HashMap<String, IdempotencyRecord>, PersistenceError> {
+        let keys: Vec<String> = ready
+            .iter()
+            .filter(|m| m.home.is_none())
+            .map(|m| m.record.key.clone())
+            .collect();
+        let mut found = if keys.is_empty() {
+            HashMap::new()
+        } else {
+            self.store.get_many(&keys).await?
+        };
+        let at_home: Vec<(&Ready<T>, (String, Item))> = ready
+            .iter()
+            .filter_map(|m| Some((m, m.home.as_ref()?)))
+            .map(|(m, home)| (m, (home.table.clone(), home.key.clone())))
+            .collect();
+        if !at_home.is_empty() {
+            let items: Vec<(String, Item)> = at_home.iter().map(|(_, at)| at.clone()).collect();
+            let read = self.store.get_items(&items, false).await?;
+            for ((member, _), item) in at_home.iter().zip(read) {
+                let key = &member.record.key;
+                if let Some(old) = item.and_then(|item| home::record_of(&item, key)) {
+                    found.insert(key.clone(), old);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Commit one chunk, taking duplicates out as they show up, and leaving to the single-event
     /// path the events whose effect failed its condition (with the later events of their
     /// aggregates, in `deferred`). `false`: the chunk was not settled, so it and the rest go
@@ -314,9 +410,8 @@ impl Idempotency {
     async fn commit_chunk<T, E>(
         &self,
         chunk: &[Ready<T>],
-        deadline: Option<SystemTime>,
+        pass: Chunk<'_>,
         settled: &mut BatchResults<T, E>,
-        deferred: &mut HashSet<String>,
     ) -> bool
     where
         T: Serialize + DeserializeOwned + Clone,
@@ -331,16 +426,21 @@ impl Idempotency {
                     .is_short(&d.item())
                     .is_some_and(|level| !level.is_some_and(|level| d.judged_at(&level)))
             });
-            if short || deferred.contains(&member.aggregate) {
-                deferred.insert(member.aggregate.clone());
+            if short || pass.deferred.contains(&member.aggregate) {
+                pass.deferred.insert(member.aggregate.clone());
             } else {
                 members.push(member);
             }
         }
         let mut contended = 0;
         while !members.is_empty() {
-            let records: Vec<IdempotencyRecord> =
-                members.iter().map(|m| m.record.clone()).collect();
+            // Records in the idempotency table; `owners[i]` is whose `records[i]` is.
+            let (owners, records): (Vec<usize>, Vec<IdempotencyRecord>) = members
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.home.is_none())
+                .map(|(i, m)| (i, m.record.clone()))
+                .unzip();
             // The chunk's deltas, summed once per attempt: the effects, the levels to keep, and
             // which events a failed condition belongs to all read them.
             let deltas = summed(&members);
@@ -375,7 +475,9 @@ impl Idempotency {
                 Ok(BatchCommitOutcome::RecordsExist(blocked)) => {
                     let mut duplicates = HashSet::new();
                     for (i, old) in blocked {
-                        let Some(member) = members.get(i) else {
+                        let Some((i, member)) =
+                            owners.get(i).and_then(|i| Some((*i, members.get(*i)?)))
+                        else {
                             return false;
                         };
                         let replayed = self.replay(member, old).await;
@@ -404,7 +506,34 @@ impl Idempotency {
                     index: Some(index),
                     item: found,
                 }) => {
+                    // A write keeping a record found it there: a duplicate the read missed.
+                    if let Some(owner) = home_owner(&members, index) {
+                        let member = members[owner];
+                        match self.home_duplicate(member, found.clone()).await {
+                            Some(Ok(old)) => {
+                                let replayed = self
+                                    .existing::<T, E>(&member.record.key, &member.hash, &old)
+                                    .map(Executed::Replayed);
+                                let stop = matches!(
+                                    replayed,
+                                    Err(ref e) if !matches!(e, IdempotencyError::PayloadMismatch { .. })
+                                );
+                                settled[member.index] = Some(replayed);
+                                if stop {
+                                    return false;
+                                }
+                                members.remove(owner);
+                                continue;
+                            }
+                            Some(Err(err)) => {
+                                tracing::debug!(error = %err, "reading a record's item failed");
+                                return false;
+                            }
+                            None => {}
+                        }
+                    }
                     if let Some(item) = summed_item(&members, &deltas, index) {
+                        *pass.learned |= found.is_some();
                         self.short_items.mark(item, found.as_ref());
                     }
                     let culprits = touching(&members, &deltas, index);
@@ -414,9 +543,10 @@ impl Idempotency {
                     let mut i = 0;
                     members.retain(|m| {
                         i += 1;
-                        let out = culprits.contains(&(i - 1)) || deferred.contains(&m.aggregate);
+                        let out =
+                            culprits.contains(&(i - 1)) || pass.deferred.contains(&m.aggregate);
                         if out {
-                            deferred.insert(m.aggregate.clone());
+                            pass.deferred.insert(m.aggregate.clone());
                         }
                         !out
                     });
@@ -431,12 +561,34 @@ impl Idempotency {
                 }
             };
             contended += 1;
-            if !self.back_off(contended, deadline).await {
+            if !self.back_off(contended, pass.deadline).await {
                 tracing::warn!(error = %refused, attempts = contended, "batch commit still contended");
                 return false;
             }
         }
         true
+    }
+
+    /// Whether `member`'s write that keeps its record failed because the record is there: the
+    /// record, from `found` (the item DynamoDB returned with the refusal) or read.
+    async fn home_duplicate<T>(
+        &self,
+        member: &Ready<T>,
+        found: Option<Item>,
+    ) -> Option<Result<IdempotencyRecord, PersistenceError>> {
+        let home = member.home.as_ref()?;
+        let item = match found {
+            Some(item) => Some(item),
+            None => match self
+                .store
+                .get_items(&[(home.table.clone(), home.key.clone())], true)
+                .await
+            {
+                Ok(mut items) => items.pop().flatten(),
+                Err(err) => return Some(Err(err)),
+            },
+        };
+        home::record_of(&item?, &member.record.key).map(Ok)
     }
 
     /// A duplicate's answer: the result its record holds (read when the store did not return it).
@@ -490,7 +642,8 @@ fn chunk_end<T>(ready: &[Ready<T>], start: usize) -> usize {
             || deltas.iter().any(|item| written.contains(item));
         // A delta on an item the chunk already changes is summed into that write: no new slot.
         let new_items: HashSet<&String> = deltas.iter().filter(|d| !summed.contains(*d)).collect();
-        let needs = 1 + member.writes.len() + new_items.len();
+        let record = usize::from(member.home.is_none());
+        let needs = record + member.writes.len() + new_items.len();
         if end > start && (clash || slots + needs > DYNAMODB_MAX_TRANSACT_ITEMS) {
             break;
         }
@@ -560,6 +713,20 @@ fn touching<T>(members: &[&Ready<T>], deltas: &[Delta], index: usize) -> Vec<usi
         .filter(|(_, m)| m.deltas.iter().chain(&m.refused).any(|d| d.item() == item))
         .map(|(i, _)| i)
         .collect()
+}
+
+/// The member whose write at `index` of the chunk's effects keeps its record, if it is one.
+fn home_owner<T>(members: &[&Ready<T>], index: usize) -> Option<usize> {
+    let mut offset = 0;
+    for (i, member) in members.iter().enumerate() {
+        if let Some(home) = &member.home {
+            if offset + home.write == index {
+                return Some(i);
+            }
+        }
+        offset += member.writes.len();
+    }
+    None
 }
 
 /// The item of the summed delta at `index` of the chunk's effects (`None` for a plain write).

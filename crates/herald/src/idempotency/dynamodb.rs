@@ -1,7 +1,8 @@
 //! [`DynamoDbStore`]: records in a DynamoDB table, one request per store call (conditional
 //! `PutItem` claims and completions, `DeleteItem` releases, consistent `GetItem`, one
 //! `TransactWriteItems` for records with their effects, and an eventually consistent
-//! `BatchGetItem` to read a batch's records ahead of its commit).
+//! `BatchGetItem` to read a batch's records ahead of its commit, in this table or, for records
+//! kept in effects' items, in theirs).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,6 +18,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::error::PersistenceError;
+use super::keyed::Item;
 use super::record::{attr, IdempotencyRecord, RecordStatus};
 use super::store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyStore};
 use crate::aws::error_text;
@@ -179,6 +181,51 @@ impl DynamoDbStore {
         Ok(found)
     }
 
+    /// The items at `keys` (a table and a key each), 100 per `BatchGetItem` across their
+    /// tables. Keys DynamoDB leaves unprocessed count as not found: a look-ahead that misses an
+    /// item only costs the commit that finds it.
+    async fn batch_get_items(
+        &self,
+        keys: &[(String, Item)],
+        consistent: bool,
+    ) -> Result<Vec<Option<Item>>, PersistenceError> {
+        let mut found: Vec<Option<Item>> = vec![None; keys.len()];
+        let limit = crate::aws::limits::DYNAMODB_MAX_BATCH_GET_KEYS;
+        for (chunk_index, chunk) in keys.chunks(limit).enumerate() {
+            let mut tables: HashMap<String, Vec<Item>> = HashMap::new();
+            for (table, key) in chunk {
+                let wanted = tables.entry(table.clone()).or_default();
+                if !wanted.contains(key) {
+                    wanted.push(key.clone());
+                }
+            }
+            let mut request = self.client.batch_get_item();
+            for (table, wanted) in tables {
+                let wanted = KeysAndAttributes::builder()
+                    .set_keys(Some(wanted))
+                    .consistent_read(consistent)
+                    .build()
+                    .map_err(|e| PersistenceError::new(e.to_string()).with_source(e))?;
+                request = request.request_items(table, wanted);
+            }
+            let out = request.send().await.map_err(sdk_error)?;
+            for (table, items) in out.responses.unwrap_or_default() {
+                for item in items {
+                    for (i, (wanted_table, key)) in chunk.iter().enumerate() {
+                        let matches = *wanted_table == table
+                            && key
+                                .iter()
+                                .all(|(name, value)| item.get(name) == Some(value));
+                        if matches {
+                            found[chunk_index * limit + i] = Some(item.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn transact(
         &self,
         record: &IdempotencyRecord,
@@ -307,6 +354,14 @@ impl IdempotencyStore for DynamoDbStore {
         keys: &'a [String],
     ) -> BoxFuture<'a, Result<HashMap<String, IdempotencyRecord>, PersistenceError>> {
         self.batch_get(keys).boxed()
+    }
+
+    fn get_items<'a>(
+        &'a self,
+        keys: &'a [(String, Item)],
+        consistent: bool,
+    ) -> BoxFuture<'a, Result<Vec<Option<Item>>, PersistenceError>> {
+        self.batch_get_items(keys, consistent).boxed()
     }
 
     fn commit<'a>(

@@ -12,7 +12,9 @@ use futures::future::{self, BoxFuture};
 use futures::FutureExt;
 
 use super::error::PersistenceError;
+use super::home;
 use super::item_locks::item_key;
+use super::keyed::Item;
 use super::record::{IdempotencyRecord, RecordStatus};
 use super::store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyStore};
 
@@ -160,6 +162,29 @@ impl InMemoryStore {
         }
     }
 
+    /// The item a committed put created at `table` / `key` (the latest), if any.
+    fn item_at(state: &State, table: &str, key: &Item) -> Option<Item> {
+        state
+            .writes
+            .iter()
+            .rev()
+            .filter_map(TransactWriteItem::put)
+            .find(|put| {
+                put.table_name() == table
+                    && key
+                        .iter()
+                        .all(|(name, value)| put.item().get(name) == Some(value))
+            })
+            .map(|put| put.item().clone())
+    }
+
+    /// For a put that keeps a record ([`record_in`](super::record_in)): the item already at its
+    /// key, which fails its `attribute_not_exists` condition as DynamoDB would.
+    fn existing_home(state: &State, write: &TransactWriteItem) -> Option<Item> {
+        let home = home::of(std::slice::from_ref(write))?;
+        Self::item_at(state, &home.table, &home.key)
+    }
+
     /// The record at `key` if it keeps a claim out at `now_ms`.
     fn blocking(state: &State, key: &str, now_ms: i64) -> Option<IdempotencyRecord> {
         state
@@ -238,6 +263,20 @@ impl IdempotencyStore for InMemoryStore {
         future::ready(Ok(found)).boxed()
     }
 
+    fn get_items<'a>(
+        &'a self,
+        keys: &'a [(String, Item)],
+        _consistent: bool,
+    ) -> BoxFuture<'a, Result<Vec<Option<Item>>, PersistenceError>> {
+        let mut state = self.state();
+        state.reads += 1;
+        let found = keys
+            .iter()
+            .map(|(table, key)| Self::item_at(&state, table, key))
+            .collect();
+        future::ready(Ok(found)).boxed()
+    }
+
     fn commit<'a>(
         &'a self,
         record: &'a IdempotencyRecord,
@@ -299,8 +338,17 @@ impl IdempotencyStore for InMemoryStore {
                 Self::blocking(&state, &record.key, now_ms).map(|old| (i, Some(old)))
             })
             .collect();
+        let home_found = effects
+            .iter()
+            .enumerate()
+            .find_map(|(i, write)| Some((i, Self::existing_home(&state, write)?)));
         let outcome = if !blocked.is_empty() {
             BatchCommitOutcome::RecordsExist(blocked)
+        } else if let Some((index, item)) = home_found {
+            BatchCommitOutcome::EffectFailed {
+                index: Some(index),
+                item: Some(item),
+            }
         } else if let Some(index) = failed {
             BatchCommitOutcome::EffectFailed {
                 index: Some(index),

@@ -23,7 +23,8 @@
 //! `InMemoryStore` (feature `test-util`) in tests. What records mean is decided here, in the
 //! modes, so both stores behave alike. Files: `config`, `error`, `record`, `store`, `dynamodb`,
 //! `memory`, `claimed`, `transactional` (one event), `batch` (a batch's events in one
-//! transaction), `delta`, `item_locks`, `short_items`, `cache`.
+//! transaction), `home` (a record kept in the effect's own item), `delta`, `item_locks`,
+//! `short_items`, `cache`.
 
 mod batch;
 mod cache;
@@ -32,6 +33,7 @@ mod config;
 mod delta;
 mod dynamodb;
 mod error;
+mod home;
 mod item_locks;
 mod keyed;
 #[cfg(any(test, feature = "test-util"))]
@@ -57,6 +59,7 @@ pub use config::{IdempotencyConfig, KeyFn, PayloadHash, DEFAULT_RECORD_TTL};
 pub use delta::Delta;
 pub use dynamodb::DynamoDbStore;
 pub use error::{IdempotencyError, PersistenceError};
+pub use home::record_in;
 use item_locks::ItemLocks;
 pub use keyed::{put_once, text, Item, PutOnce};
 #[cfg(any(test, feature = "test-util"))]

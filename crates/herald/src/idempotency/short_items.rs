@@ -15,9 +15,26 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::delta::Delta;
 
-/// How long an item stays short: long enough to spare the next batches, short enough that
-/// restocked items are batched again soon.
+/// How long an item whose level is unknown stays short: its events go one at a time meanwhile,
+/// so long enough to spare the next batches, short enough that a restocked item is batched again
+/// soon.
 const SHORT_FOR: Duration = Duration::from_secs(5);
+
+/// How long a known level is trusted. Longer than [`SHORT_FOR`]: a refusal decided against it is
+/// proven in its transaction, so a level gone stale (stock released or restocked elsewhere) costs
+/// one cancelled transaction, which teaches the new level — while forgetting a sold-out item's
+/// level costs a cancelled batch transaction every time it is relearned.
+const LEVEL_KNOWN_FOR: Duration = Duration::from_secs(60);
+
+/// Whether an entry marked `at` with `level` still holds.
+fn holds(at: Instant, level: &Option<Level>) -> bool {
+    at.elapsed()
+        < if level.is_some() {
+            LEVEL_KNOWN_FOR
+        } else {
+            SHORT_FOR
+        }
+}
 
 /// An item's numeric attributes as last seen.
 pub(super) type Level = BTreeMap<String, i64>;
@@ -45,20 +62,20 @@ impl ShortItems {
                 .collect()
         });
         let mut seen = self.lock();
-        seen.retain(|_, (at, _)| at.elapsed() < SHORT_FOR);
+        seen.retain(|_, (at, level)| holds(*at, level));
         seen.insert(item, (Instant::now(), level));
     }
 
-    /// Whether `item` was found short in the last few seconds: `Some` with its level when
-    /// DynamoDB returned it.
+    /// Whether `item` was found short recently (a few seconds; a minute when its level is
+    /// known): `Some` with its level when DynamoDB returned it.
     pub(super) fn is_short(&self, item: &str) -> Option<Option<Level>> {
         self.lock()
             .get(item)
-            .filter(|(at, _)| at.elapsed() < SHORT_FOR)
+            .filter(|(at, level)| holds(*at, level))
             .map(|(_, level)| level.clone())
     }
 
-    /// The level of `item`, found short in the last few seconds.
+    /// The level of `item`, found short within the last minute.
     pub(super) fn level(&self, item: &str) -> Option<Level> {
         self.is_short(item).flatten()
     }

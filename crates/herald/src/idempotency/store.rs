@@ -12,6 +12,7 @@ use futures::future::{self, BoxFuture};
 use futures::FutureExt;
 
 use super::error::PersistenceError;
+use super::keyed::Item;
 use super::record::IdempotencyRecord;
 
 /// Where idempotency records live. Boxed futures keep [`Idempotency`](super::Idempotency)
@@ -57,6 +58,18 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> BoxFuture<'a, Result<HashMap<String, IdempotencyRecord>, PersistenceError>> {
         let _ = keys;
         future::ready(Ok(HashMap::new())).boxed()
+    }
+
+    /// The items at `keys` (a table and an item's key each), for records kept in an effect's
+    /// item ([`record_in`](super::record_in)); strongly consistent reads when `consistent`. One
+    /// answer per key, `None` for an item not found. By default nothing is found.
+    fn get_items<'a>(
+        &'a self,
+        keys: &'a [(String, Item)],
+        consistent: bool,
+    ) -> BoxFuture<'a, Result<Vec<Option<Item>>, PersistenceError>> {
+        let _ = consistent;
+        future::ready(Ok(vec![None; keys.len()])).boxed()
     }
 
     /// Atomically put `record` (COMPLETED) and apply `effects`, all or nothing. The record goes
@@ -122,7 +135,7 @@ pub enum BatchCommitOutcome {
         /// The item as it was when the condition failed, when the store returned it (DynamoDB
         /// does for writes that ask for `ALL_OLD`, as [`Delta`](super::Delta)s do): how much a
         /// short item has left.
-        item: Option<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
+        item: Option<Item>,
     },
     /// The transaction collided with another one; trying again may succeed.
     Collision(PersistenceError),

@@ -7,9 +7,12 @@ use std::time::{Duration, SystemTime};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use aws_sdk_dynamodb::types::TransactWriteItem;
+
 use super::error::PersistenceError;
+use super::home::{self, Home};
 use super::record::{now_ms, IdempotencyRecord, RecordStatus};
-use super::store::CommitOutcome;
+use super::store::{BatchCommitOutcome, CommitOutcome};
 use super::{Conflict, Decision, Executed, Idempotency, IdempotencyError};
 use crate::aws::limits::DYNAMODB_MAX_TRANSACT_ITEMS;
 use crate::envelope::Envelope;
@@ -67,7 +70,7 @@ impl Idempotency {
         let mut contended = 0;
         loop {
             let decision = decide(conflict).map_err(IdempotencyError::Handler)?;
-            let writes = decision.effects()?;
+            let mut writes = decision.effects()?;
             let writes_count = writes.len();
             let result = decision.result;
             if writes.len() >= DYNAMODB_MAX_TRANSACT_ITEMS {
@@ -88,7 +91,13 @@ impl Idempotency {
             };
             // Siblings in this process writing the same item wait here instead of colliding.
             let held = self.item_locks.lock(&writes).await;
-            let committed = self.store.commit(&record, writes, now).await;
+            let committed = match home::of(&writes) {
+                Some(home) => {
+                    home::fill(&mut writes, &home, &record);
+                    self.commit_at_home(&record, &home, writes, now).await
+                }
+                None => self.store.commit(&record, writes, now).await,
+            };
             drop(held);
             let refused = match committed {
                 Ok(CommitOutcome::Committed) => {
@@ -142,6 +151,52 @@ impl Idempotency {
                 );
                 return Err(refused.into());
             }
+        }
+    }
+
+    /// Commit `writes`, one of which keeps `record` in its own item (`home`), without a record
+    /// in the idempotency table; a failure of that write's condition is a duplicate when the
+    /// item it found holds this record (returned with the refusal, or read).
+    async fn commit_at_home(
+        &self,
+        record: &IdempotencyRecord,
+        home: &Home,
+        writes: Vec<TransactWriteItem>,
+        now: i64,
+    ) -> Result<CommitOutcome, PersistenceError> {
+        // Which write failed (`None`: the store gave no reasons) and the item it found.
+        let (failed, failed_item) = match self.store.commit_batch(&[], writes, now).await? {
+            BatchCommitOutcome::Committed => return Ok(CommitOutcome::Committed),
+            BatchCommitOutcome::Collision(err) => return Ok(CommitOutcome::Collision(err)),
+            BatchCommitOutcome::EffectFailed {
+                index: Some(index),
+                item,
+            } if index == home.write => (Some(index), item),
+            BatchCommitOutcome::EffectFailed {
+                index: Some(index), ..
+            } => return Ok(CommitOutcome::EffectFailed { index }),
+            BatchCommitOutcome::EffectFailed { index: None, .. }
+            | BatchCommitOutcome::RecordsExist(_) => (None, None),
+        };
+        let item = match failed_item {
+            Some(item) => Some(item),
+            None => self
+                .store
+                .get_items(&[(home.table.clone(), home.key.clone())], true)
+                .await?
+                .pop()
+                .flatten(),
+        };
+        match (
+            item.and_then(|item| home::record_of(&item, &record.key)),
+            failed,
+        ) {
+            (Some(old), _) => Ok(CommitOutcome::RecordExists(Some(old))),
+            (None, Some(index)) => Ok(CommitOutcome::EffectFailed { index }),
+            (None, None) => Err(PersistenceError::new(format!(
+                "the transaction of {} was cancelled without saying which condition failed",
+                record.key
+            ))),
         }
     }
 

@@ -28,7 +28,7 @@ pub struct Effects {
     /// Incidents opened.
     pub incidents: usize,
     /// Inventory outcome per event (`reserved`, `reservation_failed`, `released`, ...), from its
-    /// idempotency records.
+    /// idempotency records (an order's reservation item keeps its `order_placed`'s).
     pub inventory_outcomes: BTreeMap<String, String>,
     /// Idempotency records per subscriber.
     pub records: BTreeMap<String, usize>,
@@ -44,7 +44,13 @@ pub async fn effects(stack: &Stack, aws: &aws_config::SdkConfig) -> Result<Effec
     for item in scan(&dynamodb, stack.reference("StockTable")?).await? {
         let sku = item["sku"].as_str().unwrap_or_default().to_string();
         if sku.starts_with("order#") {
-            // An order's reservation item, not stock.
+            // An order's reservation item, not stock: it keeps its order_placed's record.
+            if let Some(key) = item["heraldRecord"].as_str() {
+                *effects.records.entry("inventory".into()).or_default() += 1;
+                effects
+                    .inventory_outcomes
+                    .insert(key.to_string(), outcome(&item["heraldResult"]));
+            }
             continue;
         }
         effects.stock.insert(
@@ -88,14 +94,9 @@ pub async fn effects(stack: &Stack, aws: &aws_config::SdkConfig) -> Result<Effec
         let subscriber = key.split('#').next().unwrap_or_default().to_string();
         *effects.records.entry(subscriber.clone()).or_default() += 1;
         if subscriber == "inventory" {
-            let result: Value = item["result"]
-                .as_str()
-                .and_then(|r| serde_json::from_str(r).ok())
-                .unwrap_or(Value::Null);
-            effects.inventory_outcomes.insert(
-                key.to_string(),
-                result["effect"].as_str().unwrap_or_default().to_string(),
-            );
+            effects
+                .inventory_outcomes
+                .insert(key.to_string(), outcome(&item["result"]));
         }
     }
     for (id, queue) in stack.of_kind("AWS::SQS::Queue") {
@@ -107,6 +108,15 @@ pub async fn effects(stack: &Stack, aws: &aws_config::SdkConfig) -> Result<Effec
         }
     }
     Ok(effects)
+}
+
+/// The `effect` of a stored handler result (JSON text).
+fn outcome(result: &Value) -> String {
+    let result: Value = result
+        .as_str()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or(Value::Null);
+    result["effect"].as_str().unwrap_or_default().to_string()
 }
 
 /// A readable summary of a run.

@@ -548,9 +548,12 @@ async fn a_short_items_level_refuses_in_the_batch_and_the_transaction_proves_it(
         }
     };
 
-    // Three asked of one: the summed take fails, and DynamoDB says one is left.
-    let first = run(batch(&[("e0", 2), ("e1", 1)])).await;
-    assert_eq!(answers(&first), ["alone", "alone"]);
+    // Two asked of one: the take fails, and DynamoDB says one is left; the batch decides again
+    // against that level at once (refused, proven in the second transaction) instead of leaving
+    // the event to go alone.
+    let first = run(batch(&[("e0", 2)])).await;
+    assert_eq!(answers(&first), ["refused"]);
+    assert_eq!(store.commit_attempts(), 2);
 
     // Knowing the level, the next batch refuses what it cannot cover, in order, and commits at
     // once: one apple for e3, a bound proving e2 and e4 short.
@@ -579,11 +582,11 @@ async fn a_short_items_level_refuses_in_the_batch_and_the_transaction_proves_it(
     let check = store.committed_writes().last().unwrap().clone();
     assert!(check.condition_check().is_some(), "{check:?}");
 
-    // Restocked behind herald's back: the bound fails, the event goes alone to be decided
-    // again, and the new level lets the next batch take.
+    // Restocked behind herald's back: the bound fails, DynamoDB returns the new level, and the
+    // batch decides again against it: it takes.
     level.store(100, Ordering::SeqCst);
     let fourth = run(batch(&[("e6", 2)])).await;
-    assert_eq!(answers(&fourth), ["alone"]);
+    assert_eq!(answers(&fourth), ["took 2"]);
     let fifth = run(batch(&[("e7", 2)])).await;
     assert_eq!(answers(&fifth), ["took 2"]);
 }
@@ -623,5 +626,140 @@ async fn a_refusals_bound_counts_what_earlier_events_gave_back() {
     assert_eq!(
         update.expression_attribute_values().unwrap()[":b0"],
         AttributeValue::N("1".into())
+    );
+}
+
+/// A reservation-like decision: one new item per event that keeps the event's record, and a
+/// counter. Told its put failed (the item exists without its record), it writes nothing.
+fn reserve(event: &Envelope, conflict: Option<Conflict>) -> Result<Decision<String>, String> {
+    if conflict == Some(Conflict { index: 0 }) {
+        return Ok(Decision {
+            writes: Vec::new(),
+            deltas: Vec::new(),
+            result: format!("skipped {}", event.id()),
+        });
+    }
+    let put = aws_sdk_dynamodb::types::Put::builder()
+        .table_name("stock")
+        .item("sku", AttributeValue::S(format!("order#{}", event.id())))
+        .condition_expression("attribute_not_exists(sku)")
+        .build()
+        .unwrap();
+    Ok(Decision {
+        writes: vec![TransactWriteItem::builder()
+            .put(super::super::record_in(put, "sku"))
+            .build()],
+        deltas: vec![counter("type#order_placed")],
+        result: format!("reserved {}", event.id()),
+    })
+}
+
+fn puts(store: &InMemoryStore) -> usize {
+    store
+        .committed_writes()
+        .iter()
+        .filter(|w| w.put().is_some())
+        .count()
+}
+
+#[tokio::test]
+async fn a_record_kept_in_the_effects_item_writes_nothing_to_the_idempotency_table() {
+    let (store, idempotency) = in_memory(config());
+    let events = events(4);
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, reserve)
+        .await;
+    assert_eq!(ran(&results), 4);
+    assert_eq!(store.commit_attempts(), 1);
+    for e in &events {
+        assert!(
+            store.record(&idempotency.key_of(e)).is_none(),
+            "the reservation holds the record"
+        );
+    }
+    let item = store.committed_writes()[0].put().unwrap().item().clone();
+    assert_eq!(
+        item["heraldRecord"],
+        AttributeValue::S(idempotency.key_of(&events[0]))
+    );
+    // Redelivered to another process: the read ahead finds the records in the items, nothing
+    // is committed again, and each answer is the stored one.
+    let again = uncached(&store)
+        .run_transactional_batch(&refs, None, reserve)
+        .await;
+    assert_eq!(replayed(&again), 4);
+    assert_eq!(store.commit_attempts(), 1, "no transaction for duplicates");
+    match &again[2] {
+        Some(Ok(Executed::Replayed(result))) => assert_eq!(result, "reserved evt-2"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn without_the_read_ahead_a_refused_put_tells_its_duplicate_and_the_rest_commits() {
+    let mut config = config();
+    config.look_ahead = false;
+    config.cache_capacity = 0;
+    let (store, idempotency) = in_memory(config);
+    let events = events(3);
+    idempotency
+        .run_transactional_batch(&[&events[1]], None, reserve)
+        .await;
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, reserve)
+        .await;
+    assert_eq!(ran(&results), 2);
+    assert_eq!(replayed(&results), 1);
+    assert_eq!(puts(&store), 3, "each reservation once");
+    assert_eq!(store.batch_commits(), 2);
+    // Event by event (the single path) the same: a duplicate, nothing written.
+    let single = idempotency
+        .run_transactional(&events[0], |c| reserve(&events[0], c))
+        .await
+        .unwrap();
+    assert_eq!(single, Executed::Replayed("reserved evt-0".to_string()));
+    assert_eq!(puts(&store), 3);
+}
+
+#[tokio::test]
+async fn an_item_there_without_the_record_is_a_conflict_the_handler_decides() {
+    let (store, idempotency) = in_memory(config());
+    let events = events(2);
+    // Another event made evt-1's item first (say, a cancellation's tombstone).
+    let tombstone = aws_sdk_dynamodb::types::Put::builder()
+        .table_name("stock")
+        .item("sku", AttributeValue::S("order#evt-1".into()))
+        .build()
+        .unwrap();
+    let other = event("evt-other", 9);
+    let tombstone = TransactWriteItem::builder().put(tombstone).build();
+    idempotency
+        .run_transactional(&other, |_| {
+            Ok::<_, String>(Decision {
+                writes: vec![tombstone.clone()],
+                deltas: Vec::new(),
+                result: "tombstone".to_string(),
+            })
+        })
+        .await
+        .unwrap();
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let results = idempotency
+        .run_transactional_batch(&refs, None, reserve)
+        .await;
+    // evt-0 commits in the batch; evt-1's put fails on the item, which holds no record of it:
+    // it goes to the single path, where the handler decides again knowing its put failed.
+    assert_eq!(ran(&results), 1);
+    assert!(results[1].is_none(), "left to the single path");
+    let single = idempotency
+        .run_transactional(&events[1], |c| reserve(&events[1], c))
+        .await
+        .unwrap();
+    assert_eq!(single, Executed::Ran("skipped evt-1".to_string()));
+    assert!(
+        store.record(&idempotency.key_of(&events[1])).is_some(),
+        "no write kept it: the record is in the idempotency table"
     );
 }

@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use herald_local::{binaries, Endpoint, Template};
 use serde_json::Value;
 
-use super::pipeline::{self, herald_units, PipelineRun};
+use super::pipeline::{self, herald_units, write_units_per_table, PipelineRun};
 use crate::demo::workload::{self, Workload};
 use model::{HotItem, Profile, Settings, Sizing, Wall, WallKind};
 
@@ -122,21 +122,6 @@ pub fn profile(run: &PipelineRun, root: &Path) -> Result<Profile> {
         .filter(|(_, d)| *d > 0.0)
         .collect();
     let units = herald_units(run);
-    // The idempotency table: a transactional subscriber's record of each event it applied (a
-    // transaction item: 2 units) and each duplicate's refused write (1); keyed subscribers
-    // write none (their effect is the record).
-    let idempotency_wcu: f64 = run
-        .metrics
-        .values()
-        .filter(|m| {
-            m.contains_key("aws:DynamoDB.TransactWriteItems") && m.contains_key("EffectWrites")
-        })
-        .map(|m| {
-            let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
-            limits::DYNAMODB_TRANSACTION_ITEM_WCU * get("EventsOut") + get("Duplicates")
-        })
-        .sum::<f64>()
-        / events;
     // The traffic the load sent, for the busiest items: every order counts once into
     // `type#order_placed`, and reserves on the stock item of each SKU it lists.
     let catalog = workload::catalog(&root.join("infra/seed"))?;
@@ -183,7 +168,7 @@ pub fn profile(run: &PipelineRun, root: &Path) -> Result<Profile> {
         record_bytes: record_bytes(&orders),
         deliveries,
         dynamodb_wcu: units.dynamodb_wru,
-        idempotency_wcu,
+        table_wru: write_units_per_table(run),
         hot_items,
         dollars_per_million: units.dollars_per_million(),
     })
@@ -209,8 +194,8 @@ pub fn render(profile: &Profile, settings: &Settings, run: &PipelineRun) -> Stri
     let _ = writeln!(
         out,
         "Measured per submitted event on the local pipeline ({} events at {:.0}/s): {:.2} records \
-         ({:.0} B each), {:.2} SQS deliveries, {:.1} DynamoDB write units ({:.1} on the idempotency \
-         table), ${:.2} per million in requests. AWS limits and latencies as in \
+         ({:.0} B each), {:.2} SQS deliveries, {:.1} DynamoDB write units (the most on one table: \
+         {}), ${:.2} per million in requests. AWS limits and latencies as in \
          `crates/shop-cli/src/bench/capacity/limits.rs`.\n",
         run.load.sent,
         run.load.rate(),
@@ -218,7 +203,12 @@ pub fn render(profile: &Profile, settings: &Settings, run: &PipelineRun) -> Stri
         profile.record_bytes,
         profile.deliveries.values().sum::<f64>(),
         profile.dynamodb_wcu,
-        profile.idempotency_wcu,
+        profile
+            .table_wru
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(table, wru)| format!("{wru:.1} on {table}"))
+            .unwrap_or_else(|| "none measured".into()),
         profile.dollars_per_million
     );
     let _ = writeln!(out, "Walls with the template's defaults, lowest first:\n");
@@ -240,7 +230,7 @@ pub fn render(profile: &Profile, settings: &Settings, run: &PipelineRun) -> Stri
     );
     let _ = writeln!(
         out,
-        "| events/s | shards | subscriber concurrency | public concurrency | Lambda concurrency | idempotency WRU/s | busiest item WCU/s | first wall | $ per month |"
+        "| events/s | shards | subscriber concurrency | public concurrency | Lambda concurrency | busiest table WRU/s | busiest item WCU/s | first wall | $ per month |"
     );
     let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---|---:|");
     for rate in RATES {
@@ -316,13 +306,17 @@ fn row(sizing: &Sizing) -> String {
         (None, None) => "none".into(),
     };
     format!(
-        "| {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {:.0} |",
+        "| {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {:.0} |",
         sizing.rate,
         sizing.settings.shards,
         sizing.settings.subscriber_concurrency,
         sizing.settings.public_concurrency,
         sizing.concurrency,
-        sizing.idempotency_wru,
+        sizing
+            .busiest_table
+            .as_ref()
+            .map(|(table, wru)| format!("{wru:.0} ({table})"))
+            .unwrap_or_default(),
         sizing
             .hottest
             .as_ref()

@@ -17,9 +17,9 @@ pub struct Profile {
     pub deliveries: BTreeMap<String, f64>,
     /// DynamoDB write units per submitted event, every table.
     pub dynamodb_wcu: f64,
-    /// Of which the idempotency table's (estimated from the operations: see
-    /// [`super::profile`]; transactions retried after a conflict count too, so it errs high).
-    pub idempotency_wcu: f64,
+    /// Of which each table's, by logical id (measured: every write sized from its request;
+    /// transactions cancelled and retried count too, as DynamoDB bills them).
+    pub table_wru: BTreeMap<String, f64>,
     /// The busiest single items and their write units per submitted event.
     pub hot_items: Vec<HotItem>,
     /// Requests priced per million submitted events (the cost model, Lambda duration apart).
@@ -188,16 +188,18 @@ pub fn walls(profile: &Profile, settings: &Settings) -> Vec<Wall> {
             kind: WallKind::Setting("ApiRateLimit"),
         },
         Wall {
-            name: "DynamoDB idempotency table: 40 000 write units/s".into(),
-            max_rate: DYNAMODB_TABLE_WRU / profile.idempotency_wcu.max(1e-9),
-            kind: WallKind::Quota,
-        },
-        Wall {
             name: "Lambda: 1 000 concurrent executions in the account".into(),
             max_rate: LAMBDA_ACCOUNT_CONCURRENCY / concurrency_per_event(profile, settings),
             kind: WallKind::Quota,
         },
     ];
+    for (table, wru) in &profile.table_wru {
+        walls.push(Wall {
+            name: format!("DynamoDB {table}: 40 000 write units/s"),
+            max_rate: DYNAMODB_TABLE_WRU / wru.max(1e-9),
+            kind: WallKind::Quota,
+        });
+    }
     let per_poller = settings.subscriber_batch / batch_seconds(settings.subscriber_batch);
     for (subscriber, deliveries) in &profile.deliveries {
         let deliveries = deliveries.max(1e-9);
@@ -261,8 +263,8 @@ pub struct Sizing {
     pub settings: Settings,
     /// Lambda concurrency in use, all functions.
     pub concurrency: f64,
-    /// Write units per second on the idempotency table.
-    pub idempotency_wru: f64,
+    /// The table taking the most write units, and its write units per second.
+    pub busiest_table: Option<(String, f64)>,
     /// The busiest item and its write units per second.
     pub hottest: Option<(String, f64)>,
     /// Dollars per month: requests, shard-hours and Lambda duration.
@@ -338,7 +340,11 @@ pub fn size(profile: &Profile, defaults: &Settings, rate: f64) -> Sizing {
     Sizing {
         rate,
         concurrency,
-        idempotency_wru: rate * profile.idempotency_wcu,
+        busiest_table: profile
+            .table_wru
+            .iter()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(table, wru)| (table.clone(), wru * rate)),
         hottest,
         dollars_per_month: requests + shard_hours + lambda,
         blocked_by: walls.iter().find(|w| w.max_rate < rate).cloned(),
@@ -365,7 +371,12 @@ mod tests {
                 .into_iter()
                 .collect(),
             dynamodb_wcu: 26.8,
-            idempotency_wcu: 12.0,
+            table_wru: [
+                ("BusIdempotencyTable".to_string(), 12.0),
+                ("StockTable".to_string(), 4.0),
+            ]
+            .into_iter()
+            .collect(),
             hot_items: vec![HotItem {
                 name: "type#order_placed".into(),
                 subscriber: "analytics".into(),
@@ -413,6 +424,9 @@ mod tests {
         assert!(walls.windows(2).all(|w| w[0].max_rate <= w[1].max_rate));
         // One order per `POST /orders`: the API's 200 requests/s come first, then the order
         // service's 20 concurrent executions of 30 ms (667 orders/s), then the shards.
+        // Every table has its own 40 000 write units/s: 12 per event → 3 333 events/s.
+        assert!((wall("DynamoDB BusIdempotencyTable") - 40_000.0 / 12.0).abs() < 1e-6);
+        assert!((wall("DynamoDB StockTable") - 10_000.0).abs() < 1e-6);
         assert_eq!(wall("HTTP API"), 200.0);
         assert!((wall("order service") - 20.0 / 0.030).abs() < 1e-6);
         let kinds: Vec<WallKind> = walls.iter().take(3).map(|w| w.kind).collect();
@@ -442,7 +456,13 @@ mod tests {
         let (_, hottest) = big.hottest.clone().unwrap();
         assert!(hottest <= 800.0, "{hottest}");
         // What is left is the account's quotas, not the design.
-        assert_eq!(big.blocked_by.unwrap().kind, WallKind::Quota);
+        let blocked = big.blocked_by.unwrap();
+        assert_eq!(blocked.kind, WallKind::Quota);
+        assert!(blocked.name.contains("BusIdempotencyTable"), "{blocked:?}");
+        assert_eq!(
+            big.busiest_table,
+            Some(("BusIdempotencyTable".to_string(), 120_000.0))
+        );
         assert!(big.dollars_per_month > small.dollars_per_month * 100.0);
     }
 }

@@ -2,6 +2,8 @@
 //! for three other designs of the same pipeline (Powertools' idempotency, a naive pipeline, and
 //! the floor: the effects alone); and the list prices they are priced at.
 
+use std::collections::BTreeMap;
+
 use super::PipelineRun;
 
 /// List prices (us-east-1, on-demand / standard, as published in 2025) the cost model uses.
@@ -267,4 +269,23 @@ pub fn floor_units(run: &PipelineRun) -> Units {
     let dynamodb = redesigned(run, |d| d.effects);
     units.set_dynamodb(dynamodb);
     units
+}
+
+/// DynamoDB write units per submitted event on each table (every function's writes summed), as
+/// the SDK interceptor sized them: what each table's write quota must carry. Tables are named by
+/// their logical id.
+pub fn write_units_per_table(run: &PipelineRun) -> BTreeMap<String, f64> {
+    let events = run.load.sent.max(1) as f64;
+    let mut tables: BTreeMap<String, f64> = BTreeMap::new();
+    for (key, units) in run.metrics.values().flatten() {
+        if let Some((_, table)) = key
+            .strip_prefix("aws:DynamoDB.")
+            .and_then(|k| k.split_once("#wru@"))
+        {
+            // Local physical names are `<stack>-<LogicalId>`; logical ids have no '-'.
+            let table = table.rsplit('-').next().unwrap_or(table);
+            *tables.entry(table.to_string()).or_default() += units / events;
+        }
+    }
+    tables
 }

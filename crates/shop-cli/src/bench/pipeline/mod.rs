@@ -24,7 +24,9 @@ use herald_local::{binaries, Endpoint};
 use crate::demo::workload;
 use crate::load::{self, LoadOptions, LoadSummary};
 
-pub use cost::{floor_units, herald_units, naive_units, powertools_units, prices, Units};
+pub use cost::{
+    floor_units, herald_units, naive_units, powertools_units, prices, write_units_per_table, Units,
+};
 pub use emulator::{emulator_speed, EmulatorSpeed};
 pub use render::render;
 

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::cost::{floor_units, herald_units, naive_units, of, powertools_units, Units};
+use super::cost::{
+    floor_units, herald_units, naive_units, of, powertools_units, write_units_per_table, Units,
+};
 use super::{EmulatorSpeed, PipelineRun};
 use crate::load::quantile;
 
@@ -154,21 +156,7 @@ pub fn render(runs: &[PipelineRun], emulator: &EmulatorSpeed) -> String {
 /// DynamoDB write units per submitted event on each table (every function's writes summed),
 /// as the SDK interceptor sized them: what each table's write quota must carry.
 fn write_units_by_table(out: &mut String, runs: &[PipelineRun]) {
-    let per_table = |run: &PipelineRun| {
-        let mut tables: BTreeMap<String, f64> = BTreeMap::new();
-        for (key, units) in run.metrics.values().flatten() {
-            if let Some((_, table)) = key
-                .strip_prefix("aws:DynamoDB.")
-                .and_then(|k| k.split_once("#wru@"))
-            {
-                // Local physical names are `<stack>-<LogicalId>`; logical ids have no '-'.
-                let table = table.rsplit('-').next().unwrap_or(table);
-                *tables.entry(table.to_string()).or_default() += units;
-            }
-        }
-        tables
-    };
-    let tables: Vec<BTreeMap<String, f64>> = runs.iter().map(per_table).collect();
+    let tables: Vec<BTreeMap<String, f64>> = runs.iter().map(write_units_per_table).collect();
     let names: BTreeSet<&String> = tables.iter().flat_map(|t| t.keys()).collect();
     if names.is_empty() {
         return;
@@ -186,11 +174,10 @@ fn write_units_by_table(out: &mut String, runs: &[PipelineRun]) {
     let _ = writeln!(out, "{header}\n{rule}");
     for name in names {
         let mut row = format!("| {name} |");
-        for (run, table) in runs.iter().zip(&tables) {
-            let events = run.load.sent.max(1) as f64;
+        for table in &tables {
             row.push_str(&format!(
                 " {:.2} |",
-                table.get(name).copied().unwrap_or(0.0) / events
+                table.get(name).copied().unwrap_or(0.0)
             ));
         }
         let _ = writeln!(out, "{row}");
