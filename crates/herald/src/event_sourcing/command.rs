@@ -4,7 +4,8 @@
 //! A [`Command`] decides, from an [`Aggregate`]'s current state, which events it causes (or
 //! refuses). [`CommandService::execute`] runs it against an [`EventStore`]:
 //!
-//! 1. load the aggregate (snapshot + later events, upcast);
+//! 1. load the aggregate (snapshot + later events, upcast) — except on the first try of a
+//!    command that [`Command::creates`] an aggregate, which assumes it is new;
 //! 2. `decide` on the state;
 //! 3. append the events at the loaded version — optimistic concurrency;
 //! 4. when another writer appended first, wait a little and start again, up to
@@ -59,7 +60,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::envelope::Envelope;
-use crate::event_sourcing::event_store::{Aggregate, EventStore, StoreError};
+use crate::event_sourcing::event_store::{Aggregate, EventStore, Loaded, StoreError};
 
 /// One command on one aggregate.
 pub trait Command<A: Aggregate>: Send + Sync {
@@ -77,6 +78,15 @@ pub trait Command<A: Aggregate>: Send + Sync {
     /// and same data): then a refusal is answered as a replay. Default: never.
     fn is_outcome_of(&self, event: &Envelope) -> bool {
         let _ = event;
+        false
+    }
+
+    /// Whether the command starts a new aggregate (one an existing aggregate refuses, such as
+    /// placing an order under a new id). Then the first attempt decides on the default state
+    /// and appends at version 0 without loading: two reads fewer for the usual case. When the
+    /// aggregate exists after all (a client's retry), the append fails its condition and the
+    /// service loads and decides as for any other command. Default: no.
+    fn creates(&self) -> bool {
         false
     }
 }
@@ -195,12 +205,26 @@ impl<A: Aggregate, S: EventStore> CommandService<A, S> {
         let aggregate_id = command.aggregate_id();
         let mut pause = self.config.conflict_backoff;
         let attempts = self.config.max_attempts.max(1);
-        for attempt in 1..=attempts {
-            let loaded = self
-                .store
-                .load::<A>(aggregate_id)
-                .await
-                .map_err(CommandError::Store)?;
+        // A creation assumes the aggregate is new until its append says otherwise; that first
+        // try is not one of the attempts a contended aggregate is allowed.
+        let mut assume_new = command.creates();
+        let mut attempt = 0;
+        while attempt < attempts {
+            if !assume_new {
+                attempt += 1;
+            }
+            let loaded = if assume_new {
+                Loaded {
+                    state: A::default(),
+                    version: 0,
+                    events_read: 0,
+                }
+            } else {
+                self.store
+                    .load::<A>(aggregate_id)
+                    .await
+                    .map_err(CommandError::Store)?
+            };
             let events = match command.decide(&loaded.state) {
                 Ok(events) => events,
                 Err(refused) if loaded.version > 0 => {
@@ -244,6 +268,8 @@ impl<A: Aggregate, S: EventStore> CommandService<A, S> {
                         replayed: false,
                     });
                 }
+                // The aggregate existed: load it now, at once (nobody raced us).
+                Err(StoreError::VersionConflict { .. }) if assume_new => assume_new = false,
                 Err(StoreError::VersionConflict { .. }) => {
                     tracing::info!(aggregate_id, attempt, "version conflict; loading again");
                     tokio::time::sleep(pause).await;
@@ -278,5 +304,180 @@ impl<A: Aggregate, S: EventStore> CommandService<A, S> {
                 events: vec![AppendedEvent::of(event, *version)],
                 replayed: true,
             }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::envelope::ValidationError;
+    use crate::event_sourcing::event_store::EventPage;
+    use crate::testing::InMemoryEventStore;
+
+    /// The in-memory store, counting the reads a load makes.
+    #[derive(Default)]
+    struct CountingStore {
+        inner: InMemoryEventStore,
+        reads: AtomicUsize,
+    }
+
+    impl EventStore for CountingStore {
+        async fn events_after(
+            &self,
+            aggregate_id: &str,
+            version: u64,
+        ) -> Result<Vec<(u64, Envelope)>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.events_after(aggregate_id, version).await
+        }
+        async fn append_events(
+            &self,
+            aggregate_id: &str,
+            expected_version: u64,
+            events: &[Envelope],
+        ) -> Result<u64, StoreError> {
+            self.inner
+                .append_events(aggregate_id, expected_version, events)
+                .await
+        }
+        fn snapshot_every(&self) -> Option<u64> {
+            None
+        }
+        async fn latest_snapshot(&self, id: &str) -> Result<Option<(u64, String)>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.latest_snapshot(id).await
+        }
+        async fn write_snapshot(&self, id: &str, v: u64, state: String) -> Result<(), StoreError> {
+            self.inner.write_snapshot(id, v, state).await
+        }
+        async fn read_page(&self, start: Option<String>) -> Result<EventPage, StoreError> {
+            self.inner.read_page(start).await
+        }
+        async fn count(&self) -> Result<u64, StoreError> {
+            self.inner.count().await
+        }
+    }
+
+    #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+    struct Account {
+        opened: bool,
+    }
+
+    impl Aggregate for Account {
+        fn apply(&mut self, event: &Envelope) {
+            if event.event_type() == "opened" {
+                self.opened = true;
+            }
+        }
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum Refused {
+        #[error("the account is open already")]
+        Exists,
+        #[error(transparent)]
+        Invalid(#[from] ValidationError),
+    }
+
+    /// Opens an account under a new id, with a deterministic event id (safe to retry).
+    struct Open {
+        id: String,
+        owner: String,
+    }
+
+    impl Command<Account> for Open {
+        type Error = Refused;
+        fn aggregate_id(&self) -> &str {
+            &self.id
+        }
+        fn decide(&self, state: &Account) -> Result<Vec<Envelope>, Refused> {
+            if state.opened {
+                return Err(Refused::Exists);
+            }
+            Ok(vec![Envelope::builder("opened", "test/accounts")
+                .id(format!("open-{}", self.id))
+                .subject(self.id.clone())
+                .data(serde_json::json!({ "owner": self.owner }))
+                .build()?])
+        }
+        fn is_outcome_of(&self, event: &Envelope) -> bool {
+            event.id() == format!("open-{}", self.id)
+                && event.data() == Some(&serde_json::json!({ "owner": self.owner }))
+        }
+        fn creates(&self) -> bool {
+            true
+        }
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_creation_appends_without_reading_the_store() {
+        block_on(async {
+            let service = CommandService::<Account, _>::new(CountingStore::default());
+            let open = Open {
+                id: "a-1".into(),
+                owner: "ada".into(),
+            };
+            let outcome = service.execute(&open).await.unwrap();
+            assert_eq!((outcome.version, outcome.replayed), (1, false));
+            assert_eq!(service.store().reads.load(Ordering::SeqCst), 0);
+        });
+    }
+
+    #[test]
+    fn a_creation_of_an_existing_aggregate_loads_it_and_answers_a_retry_as_a_replay() {
+        block_on(async {
+            let service = CommandService::<Account, _>::new(CountingStore::default());
+            let open = Open {
+                id: "a-1".into(),
+                owner: "ada".into(),
+            };
+            service.execute(&open).await.unwrap();
+            // The same command again (a client's retry): the append fails, the load finds it.
+            let again = service.execute(&open).await.unwrap();
+            assert_eq!((again.version, again.replayed), (1, true));
+            assert!(service.store().reads.load(Ordering::SeqCst) > 0);
+            // Another command for the same id is refused, not appended at version 2.
+            let other = Open {
+                id: "a-1".into(),
+                owner: "bob".into(),
+            };
+            let err = service.execute(&other).await.unwrap_err();
+            assert!(
+                matches!(err, CommandError::Rejected(Refused::Exists)),
+                "{err}"
+            );
+            let stored = service.store().events_after("a-1", 0).await.unwrap();
+            assert_eq!(stored.len(), 1);
+        });
+    }
+
+    #[test]
+    fn finding_the_aggregate_is_not_one_of_a_contended_commands_attempts() {
+        block_on(async {
+            let config = CommandConfig {
+                max_attempts: 1,
+                ..CommandConfig::default()
+            };
+            let service =
+                CommandService::<Account, _>::with_config(CountingStore::default(), config);
+            let open = Open {
+                id: "a-1".into(),
+                owner: "ada".into(),
+            };
+            service.execute(&open).await.unwrap();
+            // One attempt allowed: the failed guess does not use it up.
+            assert!(service.execute(&open).await.unwrap().replayed);
+        });
     }
 }

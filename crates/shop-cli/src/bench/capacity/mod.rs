@@ -153,14 +153,14 @@ pub fn profile(run: &PipelineRun, root: &Path) -> Result<Profile> {
         share: order_share / delivered("analytics").max(1e-9),
         items_per_message: 1.0,
     }];
-    // Inventory reserves on the SKU's stock item; each order takes its record and its
-    // reservation item.
+    // Inventory reserves on the SKU's stock item; each order takes its reservation item (which
+    // keeps its record) in the transaction.
     if let Some((sku, share)) = per_sku.iter().max_by(|a, b| a.1.total_cmp(b.1)) {
         hot_items.push(HotItem {
             name: format!("stock item {sku} (in {:.0} % of orders)", share * 100.0),
             subscriber: "inventory".into(),
             share: order_share * share / delivered("inventory").max(1e-9),
-            items_per_message: 2.0,
+            items_per_message: 1.0,
         });
     }
     Ok(Profile {
@@ -171,6 +171,19 @@ pub fn profile(run: &PipelineRun, root: &Path) -> Result<Profile> {
         table_wru: write_units_per_table(run),
         hot_items,
         dollars_per_million: units.dollars_per_million(),
+        order_requests: run
+            .metrics
+            .get("orders")
+            .map(|m| {
+                // Request counts are `aws:<Service>.<Operation>`; `#` marks a derived figure
+                // (write units).
+                m.iter()
+                    .filter(|(key, _)| key.starts_with("aws:") && !key.contains('#'))
+                    .map(|(_, n)| n)
+                    .sum::<f64>()
+            })
+            .unwrap_or(0.0)
+            / run.load.orders.max(1) as f64,
     })
 }
 

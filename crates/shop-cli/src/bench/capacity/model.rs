@@ -24,6 +24,15 @@ pub struct Profile {
     pub hot_items: Vec<HotItem>,
     /// Requests priced per million submitted events (the cost model, Lambda duration apart).
     pub dollars_per_million: f64,
+    /// AWS requests the order service makes per order (measured).
+    pub order_requests: f64,
+}
+
+impl Profile {
+    /// One order-service invocation: [`AWS_REQUEST_SECONDS`] per request it makes, at least one.
+    pub fn order_seconds(&self) -> f64 {
+        AWS_REQUEST_SECONDS * self.order_requests.max(1.0)
+    }
 }
 
 /// One item that many events write: it lives in one partition, whatever the table's size. Its
@@ -173,10 +182,10 @@ pub fn walls(profile: &Profile, settings: &Settings) -> Vec<Wall> {
                 "order service: {} concurrent × {} orders per request / {:.0} ms",
                 settings.public_concurrency,
                 settings.events_per_request,
-                ORDER_REQUEST_SECONDS * 1e3
+                profile.order_seconds() * 1e3
             ),
             max_rate: settings.public_concurrency * settings.events_per_request
-                / ORDER_REQUEST_SECONDS,
+                / profile.order_seconds(),
             kind: WallKind::Setting("PublicConcurrency"),
         },
         Wall {
@@ -245,7 +254,7 @@ pub fn walls(profile: &Profile, settings: &Settings) -> Vec<Wall> {
 /// Concurrent executions per order per second (the order service and subscribers; the router
 /// and publisher run a fixed number per shard).
 fn concurrency_per_event(profile: &Profile, settings: &Settings) -> f64 {
-    let orders = ORDER_REQUEST_SECONDS / settings.events_per_request.max(1.0);
+    let orders = profile.order_seconds() / settings.events_per_request.max(1.0);
     let subscribers: f64 = profile
         .deliveries
         .values()
@@ -308,7 +317,7 @@ pub fn size(profile: &Profile, defaults: &Settings, rate: f64) -> Sizing {
     let busiest = profile.deliveries.values().copied().fold(0.0, f64::max) * rate;
     let pollers = need(busiest / (subscriber_batch / batch_seconds(subscriber_batch)));
     let requests_per_second = rate / defaults.events_per_request.max(1.0);
-    let order_services = need(requests_per_second * ORDER_REQUEST_SECONDS);
+    let order_services = need(requests_per_second * profile.order_seconds());
     let settings = Settings {
         shards: defaults.shards.max(shards),
         subscriber_concurrency: defaults
@@ -384,6 +393,7 @@ mod tests {
                 items_per_message: 1.0,
             }],
             dollars_per_million: 17.7,
+            order_requests: 3.0,
         }
     }
 
