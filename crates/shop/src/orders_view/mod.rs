@@ -5,26 +5,30 @@
 //!
 //! | item | `pk` | `sk` | holds |
 //! |---|---|---|---|
-//! | summary | `order#<id>` | `summary` | status, version, customer, lines, total, times |
-//! | timeline | `order#<id>` | `event#<version, 10 digits>` | one entry per event |
+//! | summary | `order#<id>` | `summary` | status, version, customer, lines, total, times, and the timeline: one `event#<version, 10 digits>` attribute per event |
 //! | listing | `customer#<id>` | `order#<placedAt>#<orderId>` | status, total (newest first) |
+//!
+//! Two writes per event (the table's write quota is one of the pipeline's walls): the summary,
+//! then the listing it returns (`ALL_NEW`), without reading it back.
 //!
 //! Delivery is at-least-once and may be out of order (a standard queue, concurrent batches), so
 //! every write is either idempotent and order-free, or conditional on the aggregate version:
-//! - timeline entries and an event's immutable facts (an order's lines, a cancellation's reason)
-//!   are plain writes: applying them twice or late changes nothing;
-//! - the status moves only forward: `SET status ... IF attribute_not_exists(version) OR
-//!   version < :v`; a stale event fails the condition and is counted, not applied;
+//! - an event's timeline entry and immutable facts (an order's lines, a cancellation's reason)
+//!   are the same whenever they are written: applying them twice or late changes nothing;
+//! - the status moves only forward: the summary's write sets it `IF attribute_not_exists(version)
+//!   OR version < :v`; a stale event fails the condition, writes its entry and facts alone, and
+//!   is counted, not applied;
 //! - the customer listing copies the summary once the order's customer is known, with the same
 //!   kind of condition (`version <= :v`).
 //!
-//! So any delivery order, with any duplicates, ends in the same items — which is also why
+//! So any delivery order, with any duplicates, ends in the same items — which is also why a
+//! rebuild (`shop rebuild orders_view`) may replay the store's pages in any order.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValue, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use herald::aws::AwsError;
 use herald::event_sourcing::projection::{Applied, Projection, ProjectionError};
@@ -81,6 +85,14 @@ pub mod attr {
 }
 
 pub(crate) const SUMMARY: &str = "summary";
+
+/// The summary's attribute holding the timeline entry of the event at `version`.
+pub(crate) fn timeline_attribute(version: u64) -> String {
+    format!("{TIMELINE_PREFIX}{version:010}")
+}
+
+/// What the timeline entries' attribute names start with.
+pub(crate) const TIMELINE_PREFIX: &str = "event#";
 
 /// Attribute name → value: what an event says that never changes.
 type Facts = Vec<(&'static str, AttributeValue)>;
@@ -166,72 +178,94 @@ impl OrdersProjection {
         let (status, facts) = self.facts(event)?;
         let pk = order_pk(&order_id);
 
-        // 1. The timeline entry: keyed by version, so a redelivery rewrites the same item.
-        let mut entry = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(attr::PK, s(&pk))
-            .item(attr::SK, s(format!("event#{version:010}")))
-            .item(attr::VERSION, n(version))
-            .item(attr::TYPE, s(event.event_type()))
-            .item(attr::EVENT_ID, s(event.id()))
-            .item(attr::TIME, s(time_of(event)))
-            .item(attr::CORRELATION_ID, s(event.correlation_id()));
+        // The event's timeline entry, keyed by its version, and its immutable facts: the same
+        // values whenever they are written, so a redelivery or a late event changes nothing.
+        let mut entry = HashMap::from([
+            (attr::TYPE.to_string(), s(event.event_type())),
+            (attr::EVENT_ID.to_string(), s(event.id())),
+            (attr::TIME.to_string(), s(time_of(event))),
+            (attr::CORRELATION_ID.to_string(), s(event.correlation_id())),
+        ]);
         if let Some((_, reason)) = facts.iter().find(|(name, _)| *name == attr::CANCEL_REASON) {
-            entry = entry.item(attr::CANCEL_REASON, reason.clone());
+            entry.insert(attr::CANCEL_REASON.to_string(), reason.clone());
         }
-        entry.send().await.map_err(AwsError::new)?;
-
-        // 2. Immutable facts: the same values whenever they are written.
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(attr::PK, s(&pk))
-            .key(attr::SK, s(SUMMARY));
-        let mut sets = vec!["#orderId = :orderId".to_string()];
-        update = update
-            .expression_attribute_names("#orderId", attr::ORDER_ID)
-            .expression_attribute_values(":orderId", s(&order_id));
+        let mut sets = vec![
+            "#orderId = :orderId".to_string(),
+            "#entry = :entry".to_string(),
+        ];
+        let mut values = HashMap::from([
+            (":orderId".to_string(), s(&order_id)),
+            (":entry".to_string(), AttributeValue::M(entry)),
+        ]);
+        let mut names = HashMap::from([
+            ("#orderId".to_string(), attr::ORDER_ID.to_string()),
+            ("#entry".to_string(), timeline_attribute(version)),
+        ]);
         for (name, value) in &facts {
             sets.push(format!("#{name} = :{name}"));
-            update = update
-                .expression_attribute_names(format!("#{name}"), *name)
-                .expression_attribute_values(format!(":{name}"), value.clone());
+            names.insert(format!("#{name}"), name.to_string());
+            values.insert(format!(":{name}"), value.clone());
         }
-        update
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .send()
-            .await
-            .map_err(AwsError::new)?;
 
-        // 3. The status, only forward.
+        // One write: the facts and the entry, and the status if the event is newer than the
+        // one behind it (the status only moves forward).
+        let mut forward = sets.clone();
+        forward.push("#status = :status, #version = :v, #updatedAt = :t".into());
+        let mut forward_names = names.clone();
+        forward_names.extend([
+            ("#status".to_string(), attr::STATUS.to_string()),
+            ("#version".to_string(), attr::VERSION.to_string()),
+            ("#updatedAt".to_string(), attr::UPDATED_AT.to_string()),
+        ]);
+        let mut forward_values = values.clone();
+        forward_values.extend([
+            (":status".to_string(), s(status)),
+            (":v".to_string(), n(version)),
+            (":t".to_string(), s(time_of(event))),
+        ]);
         let advanced = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(attr::PK, s(&pk))
-            .key(attr::SK, s(SUMMARY))
-            .update_expression("SET #status = :status, #version = :v, #updatedAt = :t")
+            .summary_update(&pk, forward, forward_names, forward_values)
             .condition_expression("attribute_not_exists(#version) OR #version < :v")
-            .expression_attribute_names("#status", attr::STATUS)
-            .expression_attribute_names("#version", attr::VERSION)
-            .expression_attribute_names("#updatedAt", attr::UPDATED_AT)
-            .expression_attribute_values(":status", s(status))
-            .expression_attribute_values(":v", n(version))
-            .expression_attribute_values(":t", s(time_of(event)))
             .send()
             .await;
-        let applied = match advanced {
-            Ok(_) => Applied::Advanced,
-            Err(err) if is_condition_failure(&err) => Applied::Stale,
+        let (applied, summary) = match advanced {
+            Ok(out) => (Applied::Advanced, out.attributes),
+            // A newer event set the status: write the facts and the entry alone.
+            Err(err) if is_condition_failure(&err) => {
+                let out = self
+                    .summary_update(&pk, sets, names, values)
+                    .send()
+                    .await
+                    .map_err(AwsError::new)?;
+                (Applied::Stale, out.attributes)
+            }
             Err(err) => return Err(AwsError::new(err).into()),
         };
 
-        // 4. The customer's listing mirrors the summary as it is now.
-        self.mirror(&pk).await?;
+        // The customer's listing mirrors the summary as the write left it.
+        if let Some(summary) = summary {
+            self.mirror(&summary).await?;
+        }
         Ok(applied)
+    }
+
+    /// An update of `pk`'s summary that returns the item as it leaves it.
+    fn summary_update(
+        &self,
+        pk: &str,
+        sets: Vec<String>,
+        names: HashMap<String, String>,
+        values: HashMap<String, AttributeValue>,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::PK, s(pk))
+            .key(attr::SK, s(SUMMARY))
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .return_values(ReturnValue::AllNew)
     }
 
     /// The status an event sets and the immutable facts it carries.
@@ -284,20 +318,7 @@ impl OrdersProjection {
         }
     }
 
-    async fn mirror(&self, pk: &str) -> Result<(), ProjectionError> {
-        let summary = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(attr::PK, s(pk))
-            .key(attr::SK, s(SUMMARY))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(AwsError::new)?;
-        let Some(item) = summary.item else {
-            return Ok(());
-        };
+    async fn mirror(&self, item: &HashMap<String, AttributeValue>) -> Result<(), ProjectionError> {
         let get = |name: &str| item.get(name).cloned();
         let (Some(customer), Some(placed_at), Some(_), Some(order_id)) = (
             get(attr::CUSTOMER_ID),

@@ -10,41 +10,41 @@ use herald::event_sourcing::projection::ProjectionError;
 use herald::{HttpRequest, HttpResponse, HttpService};
 use serde::{Deserialize, Serialize};
 
-use super::{attr, customer_pk, number, order_pk, s, text, OrdersProjection, SUMMARY};
+use super::{
+    attr, customer_pk, number, order_pk, s, text, OrdersProjection, SUMMARY, TIMELINE_PREFIX,
+};
 use crate::events::{LineItem, MAX_CUSTOMER_ID_CHARS};
 use crate::order::validate_order_id;
 
 impl OrdersProjection {
     /// One order with its timeline, or `None`.
     pub async fn order(&self, order_id: &str) -> Result<Option<OrderView>, ProjectionError> {
-        let items: Vec<HashMap<String, AttributeValue>> = self
+        let Some(summary) = self
             .client
-            .query()
+            .get_item()
             .table_name(&self.table)
-            .key_condition_expression("#pk = :pk")
-            .expression_attribute_names("#pk", attr::PK)
-            .expression_attribute_values(":pk", s(order_pk(order_id)))
-            .into_paginator()
-            .items()
+            .key(attr::PK, s(order_pk(order_id)))
+            .key(attr::SK, s(SUMMARY))
             .send()
-            .collect::<Result<_, _>>()
             .await
-            .map_err(AwsError::new)?;
-        let Some(summary) = items
-            .iter()
-            .find(|i| text(i, attr::SK).as_deref() == Some(SUMMARY))
+            .map_err(AwsError::new)?
+            .item
         else {
             return Ok(None);
         };
-        let mut timeline: Vec<TimelineEntry> = items
+        let summary = &summary;
+        let mut timeline: Vec<TimelineEntry> = summary
             .iter()
-            .filter(|i| text(i, attr::SK).is_some_and(|sk| sk.starts_with("event#")))
-            .map(|i| TimelineEntry {
-                version: number(i, attr::VERSION).unwrap_or_default(),
-                event_type: text(i, attr::TYPE).unwrap_or_default(),
-                event_id: text(i, attr::EVENT_ID).unwrap_or_default(),
-                time: text(i, attr::TIME).unwrap_or_default(),
-                correlation_id: text(i, attr::CORRELATION_ID).unwrap_or_default(),
+            .filter_map(|(name, entry)| {
+                let version = name.strip_prefix(TIMELINE_PREFIX)?.parse().ok()?;
+                let entry = entry.as_m().ok()?;
+                Some(TimelineEntry {
+                    version,
+                    event_type: text(entry, attr::TYPE).unwrap_or_default(),
+                    event_id: text(entry, attr::EVENT_ID).unwrap_or_default(),
+                    time: text(entry, attr::TIME).unwrap_or_default(),
+                    correlation_id: text(entry, attr::CORRELATION_ID).unwrap_or_default(),
+                })
             })
             .collect();
         timeline.sort_by_key(|e| e.version);
