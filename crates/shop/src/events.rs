@@ -180,7 +180,7 @@ impl OrderPlaced {
             bounded("data.items.sku", &item.sku, 1, MAX_SKU_CHARS)?;
         }
         if let Some(item) = self.items.iter().find(|i| i.sku.contains('#')) {
-            // `#` is reserved for the stock table's reservation items (`order#<id>`).
+            // `#` separates the parts of the shop's compound keys: a SKU has none.
             return invalid(
                 "data.items.sku",
                 format!("is \"{}\"; a SKU is not empty and has no '#'", item.sku),

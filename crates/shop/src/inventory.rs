@@ -2,8 +2,9 @@
 //! releases it on `order_cancelled`.
 //!
 //! Transactional mode: the stock decrements (one delta per SKU, never below zero) commit in one
-//! transaction with the order's reservation item (`sku` = `order#<id>` in the stock table), which
-//! keeps the event's idempotency record (`record_in`: no write to the idempotency table); herald
+//! transaction with the order's reservation item (in the reservations table, keyed by the order
+//! id: apart from the stock counters, so each table has its own write quota), which keeps the
+//! event's idempotency record (`record_in`: no write to the idempotency table); herald
 //! sums the decrements of a batch's orders per SKU. When a line lacks stock the
 //! transaction is cancelled, inventory decides again knowing which line, and commits the record
 //! and a `refused` reservation with a `stock_reservation_failed` follow-up event.
@@ -26,40 +27,48 @@ use herald::envelope::Envelope;
 use herald::idempotency::{record_in, Conflict, Decision, Delta};
 use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
 
-/// Stock table attributes: partition key `sku` (S), `available` (N).
+/// Stock table attributes: partition key `sku` (S), `available` (N); reservations table:
+/// partition key `orderId` (S), `status` (S).
 pub mod attr {
-    /// Partition key.
+    /// Stock: partition key.
     pub const SKU: &str = "sku";
-    /// Units available to reserve.
+    /// Stock: units available to reserve.
     pub const AVAILABLE: &str = "available";
-    /// Units reserved so far.
+    /// Stock: units reserved so far.
     pub const RESERVED: &str = "reserved";
-    /// A reservation item's state: `reserved`, `refused`, `released`, `cancelled`.
+    /// Reservations: partition key.
+    pub const ORDER_ID: &str = "orderId";
+    /// A reservation's state: `reserved`, `refused`, `released`, `cancelled`.
     pub const STATUS: &str = "status";
-}
-
-/// The stock-table key of an order's reservation item (never a SKU: SKUs have no `#`).
-pub fn reservation_key(order_id: &str) -> String {
-    format!("order#{order_id}")
 }
 
 /// The inventory subscriber.
 #[derive(Clone, Debug)]
 pub struct Inventory {
     stock_table: String,
+    reservations_table: String,
 }
 
 impl Inventory {
-    /// Reserve from `stock_table`.
-    pub fn new(stock_table: impl Into<String>) -> Self {
+    /// Reserve from `stock_table`, keeping each order's reservation in `reservations_table`.
+    pub fn new(stock_table: impl Into<String>, reservations_table: impl Into<String>) -> Self {
         Inventory {
             stock_table: stock_table.into(),
+            reservations_table: reservations_table.into(),
         }
     }
 
-    /// From `TABLE_NAME` (the subscriber block's own table).
+    /// From `TABLE_NAME` (stock) and `SECOND_TABLE_NAME` (reservations): the subscriber block's
+    /// own tables.
     pub fn from_env(_aws: &SdkConfig) -> Result<Self, MissingEnv> {
-        Ok(Inventory::new(env("TABLE_NAME")?))
+        Ok(Inventory::new(
+            env("TABLE_NAME")?,
+            env("SECOND_TABLE_NAME")?,
+        ))
+    }
+
+    fn reservation_key(order_id: &str) -> AttributeValue {
+        AttributeValue::S(order_id.to_string())
     }
 
     /// Put the order's reservation item, only if the order has none yet. The item keeps the
@@ -67,23 +76,23 @@ impl Inventory {
     /// redelivery finds it there, and the idempotency table gets no write.
     fn reservation(&self, order_id: &str, status: &str) -> Result<TransactWriteItem, HandlerError> {
         let put = Put::builder()
-            .table_name(&self.stock_table)
-            .item(attr::SKU, AttributeValue::S(reservation_key(order_id)))
+            .table_name(&self.reservations_table)
+            .item(attr::ORDER_ID, Self::reservation_key(order_id))
             .item(attr::STATUS, AttributeValue::S(status.to_string()))
-            .condition_expression("attribute_not_exists(#sku)")
-            .expression_attribute_names("#sku", attr::SKU)
+            .condition_expression("attribute_not_exists(#order)")
+            .expression_attribute_names("#order", attr::ORDER_ID)
             .build()
             .map_err(|e| HandlerError::Retry(e.to_string()))?;
         Ok(TransactWriteItem::builder()
-            .put(record_in(put, attr::SKU))
+            .put(record_in(put, attr::ORDER_ID))
             .build())
     }
 
     /// `reserved` → `released`, only if it is reserved.
     fn release_reservation(&self, order_id: &str) -> Result<TransactWriteItem, HandlerError> {
         let update = Update::builder()
-            .table_name(&self.stock_table)
-            .key(attr::SKU, AttributeValue::S(reservation_key(order_id)))
+            .table_name(&self.reservations_table)
+            .key(attr::ORDER_ID, Self::reservation_key(order_id))
             .update_expression("SET #status = :released")
             .condition_expression("#status = :reserved")
             .expression_attribute_names("#status", attr::STATUS)
@@ -100,8 +109,8 @@ impl Inventory {
         unless_reserved: bool,
     ) -> Result<TransactWriteItem, HandlerError> {
         let mut update = Update::builder()
-            .table_name(&self.stock_table)
-            .key(attr::SKU, AttributeValue::S(reservation_key(order_id)))
+            .table_name(&self.reservations_table)
+            .key(attr::ORDER_ID, Self::reservation_key(order_id))
             .update_expression("SET #status = if_not_exists(#status, :cancelled)")
             .expression_attribute_names("#status", attr::STATUS)
             .expression_attribute_values(":cancelled", AttributeValue::S("cancelled".into()));

@@ -245,7 +245,11 @@ fn target(write: &TransactWriteItem) -> String {
     let (table, key) = if let Some(put) = write.put() {
         (
             put.table_name(),
-            put.item().get("sku").or(put.item().get("metric")).cloned(),
+            put.item()
+                .get("sku")
+                .or(put.item().get("metric"))
+                .or(put.item().get("orderId"))
+                .cloned(),
         )
     } else if let Some(update) = write.update() {
         (
@@ -254,6 +258,7 @@ fn target(write: &TransactWriteItem) -> String {
                 .key()
                 .get("sku")
                 .or(update.key().get("metric"))
+                .or(update.key().get("orderId"))
                 .cloned(),
         )
     } else {
@@ -265,12 +270,12 @@ fn target(write: &TransactWriteItem) -> String {
 
 #[test]
 fn inventory_reserves_every_line_with_the_order_reservation_in_one_decision() {
-    let inventory = Inventory::new("stock");
+    let inventory = Inventory::new("stock", "reservations");
     let placed = order_placed("o-1", "tok_visa");
     let decision = inventory.decide(&placed, None).unwrap();
     let targets: Vec<String> = decision.effects().unwrap().iter().map(target).collect();
     assert!(
-        targets.contains(&"stock/order#o-1".to_string()),
+        targets.contains(&"reservations/o-1".to_string()),
         "{targets:?}"
     );
     assert!(
@@ -287,7 +292,7 @@ fn inventory_reserves_every_line_with_the_order_reservation_in_one_decision() {
 
 #[test]
 fn inventory_refuses_the_order_when_a_line_lacks_stock() {
-    let inventory = Inventory::new("stock");
+    let inventory = Inventory::new("stock", "reservations");
     let placed = order_placed("o-1", "tok_visa");
     let first = inventory.decide(&placed, None).unwrap();
     // DynamoDB cancelled the transaction on the lamp's condition (`available >= :q`).
@@ -307,7 +312,7 @@ fn inventory_refuses_the_order_when_a_line_lacks_stock() {
     assert_eq!((data.sku.as_str(), data.requested), ("SKU-LAMP", 1));
     // No stock moves: only the order's `refused` reservation is written.
     let targets: Vec<String> = second.effects().unwrap().iter().map(target).collect();
-    assert_eq!(targets, ["stock/order#o-1"]);
+    assert_eq!(targets, ["reservations/o-1"]);
 }
 
 #[test]
@@ -347,7 +352,7 @@ fn analytics_counts_business_and_data_events_and_revenue_only() {
     assert_eq!(targets, ["analytics/type#metric_sampled"]);
     assert!(!shop::ops::Ops::new("incidents").wants(&sample));
     assert!(!Payment::new(FakeGateway::default()).wants(&sample));
-    assert!(!Inventory::new("stock").wants(&sample));
+    assert!(!Inventory::new("stock", "reservations").wants(&sample));
 }
 
 #[test]
@@ -371,7 +376,7 @@ fn the_catalog_knows_every_shop_event_and_the_upcasters_read_old_versions() {
 
 #[test]
 fn an_order_whose_cancellation_came_first_reserves_nothing() {
-    let inventory = Inventory::new("stock");
+    let inventory = Inventory::new("stock", "reservations");
     let placed = order_placed("o-1", "tok_visa");
     // The reservation item (index 0) already exists: the cancellation's tombstone.
     let decision = inventory

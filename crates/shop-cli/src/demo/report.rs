@@ -42,24 +42,22 @@ pub async fn effects(stack: &Stack, aws: &aws_config::SdkConfig) -> Result<Effec
     let sqs = aws_sdk_sqs::Client::new(aws);
     let mut effects = Effects::default();
     for item in scan(&dynamodb, stack.reference("StockTable")?).await? {
-        let sku = item["sku"].as_str().unwrap_or_default().to_string();
-        if sku.starts_with("order#") {
-            // An order's reservation item, not stock: it keeps its order_placed's record.
-            if let Some(key) = item["heraldRecord"].as_str() {
-                *effects.records.entry("inventory".into()).or_default() += 1;
-                effects
-                    .inventory_outcomes
-                    .insert(key.to_string(), outcome(&item["heraldResult"]));
-            }
-            continue;
-        }
         effects.stock.insert(
-            sku,
+            item["sku"].as_str().unwrap_or_default().to_string(),
             (
                 item["available"].as_i64().unwrap_or(0),
                 item["reserved"].as_i64().unwrap_or(0),
             ),
         );
+    }
+    // An order's reservation keeps its order_placed's idempotency record.
+    for item in scan(&dynamodb, stack.reference("ReservationsTable")?).await? {
+        if let Some(key) = item["heraldRecord"].as_str() {
+            *effects.records.entry("inventory".into()).or_default() += 1;
+            effects
+                .inventory_outcomes
+                .insert(key.to_string(), outcome(&item["heraldResult"]));
+        }
     }
     for item in scan(&dynamodb, stack.reference("PaymentsTable")?).await? {
         *effects
