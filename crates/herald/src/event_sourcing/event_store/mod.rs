@@ -9,7 +9,8 @@
 //! from a new one. Loads start from the latest snapshot when the store writes them, and upcast old
 //! event versions first.
 //!
-//! Implementations: [`DynamoDbEventStore`] (one item per event) and, with the `test-util`
+//! Implementations: [`DynamoDbEventStore`] (one item per event; a conditional `PutItem` for one
+//! event, a transaction for several) and, with the `test-util`
 //! feature, `testing::InMemoryEventStore`.
 
 mod dynamodb;
