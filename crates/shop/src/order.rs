@@ -216,13 +216,13 @@ impl Command<Order> for PlaceOrder {
             .map(|event| vec![event])
     }
 
-    /// The same order placed before: the id is deterministic, so compare the data.
     /// Orders are placed under new ids: no read before the append (a retried `POST` finds its
     /// order when the append fails, and is answered as a replay).
     fn creates(&self) -> bool {
         true
     }
 
+    /// The same order placed before: the id is deterministic, so compare the data.
     fn is_outcome_of(&self, event: &Envelope) -> bool {
         event.event_type() == types::ORDER_PLACED
             && serde_json::to_value(&self.order).ok().as_ref() == event.data()

@@ -132,41 +132,43 @@ impl EventStore for DynamoDbEventStore {
                 actual: events.len(),
             });
         }
-        let puts = stamped(aggregate_id, expected_version, events)?
-            .into_iter()
-            .map(|(version, event, json)| {
-                Put::builder()
-                    .table_name(&self.table)
-                    .item(
-                        attr::AGGREGATE_ID,
-                        AttributeValue::S(aggregate_id.to_string()),
-                    )
-                    .item(attr::VERSION, AttributeValue::N(version.to_string()))
-                    .item(attr::EVENT, AttributeValue::S(json))
-                    .item(
-                        attr::TYPE,
-                        AttributeValue::S(event.event_type().to_string()),
-                    )
-                    .condition_expression("attribute_not_exists(#v)")
-                    .expression_attribute_names("#v", attr::VERSION)
-                    .build()
-                    .map_err(|e| StoreError::Persistence(AwsError::other(e.to_string())))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // Each event one item, created only if its version is free.
+        let items: Vec<HashMap<String, AttributeValue>> =
+            stamped(aggregate_id, expected_version, events)?
+                .into_iter()
+                .map(|(version, event, json)| {
+                    HashMap::from([
+                        (
+                            attr::AGGREGATE_ID.to_string(),
+                            AttributeValue::S(aggregate_id.to_string()),
+                        ),
+                        (
+                            attr::VERSION.to_string(),
+                            AttributeValue::N(version.to_string()),
+                        ),
+                        (attr::EVENT.to_string(), AttributeValue::S(json)),
+                        (
+                            attr::TYPE.to_string(),
+                            AttributeValue::S(event.event_type().to_string()),
+                        ),
+                    ])
+                })
+                .collect();
+        const VERSION_FREE: &str = "attribute_not_exists(#v)";
         let conflict = || StoreError::VersionConflict {
             aggregate_id: aggregate_id.to_string(),
             expected: expected_version,
         };
         // One event is one item: its conditional put is as atomic as a transaction, at half the
         // write units (a transaction item bills twice).
-        if let [put] = puts.as_slice() {
+        if let [item] = items.as_slice() {
             return match self
                 .client
                 .put_item()
-                .table_name(put.table_name())
-                .set_item(Some(put.item().clone()))
-                .set_condition_expression(put.condition_expression().map(str::to_string))
-                .set_expression_attribute_names(put.expression_attribute_names().cloned())
+                .table_name(&self.table)
+                .set_item(Some(item.clone()))
+                .condition_expression(VERSION_FREE)
+                .expression_attribute_names("#v", attr::VERSION)
                 .send()
                 .await
             {
@@ -182,10 +184,19 @@ impl EventStore for DynamoDbEventStore {
                 Err(err) => Err(AwsError::new(err).into()),
             };
         }
-        let items = puts
+        let items = items
             .into_iter()
-            .map(|put| TransactWriteItem::builder().put(put).build())
-            .collect();
+            .map(|item| {
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression(VERSION_FREE)
+                    .expression_attribute_names("#v", attr::VERSION)
+                    .build()
+                    .map(|put| TransactWriteItem::builder().put(put).build())
+                    .map_err(|e| StoreError::Persistence(AwsError::other(e.to_string())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         match self
             .client
             .transact_write_items()
