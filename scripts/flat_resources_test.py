@@ -73,6 +73,15 @@ INTENDED = [
      "issue 29: orders_view writes with UpdateItem only (the timeline in the summary, the listing from ALL_NEW)"),
     ("changed", "QueryFunctionRole:Properties.Policies.PolicyDocument.Statement.Action",
      "issue 29: an order is read with one GetItem of its summary"),
+    ("added", "BusIdempotencyTable[23]",
+     "issue 29: three tables share the subscribers' records by key (one table's write quota was the first wall)"),
+    ("changed", "BusIdempotencyTableThrottlesAlarm:Properties.Metrics", "issue 29: the sum over the three record tables"),
+    ("changed", "*Function:Properties.Environment.Variables.IDEMPOTENCY_TABLE.*",
+     "issue 29: a subscriber's IDEMPOTENCY_TABLE lists the three record tables"),
+]+[
+    ("changed", f"{subscriber}FunctionRole:Properties.Policies.PolicyDocument.Statement.Resource",
+     "issue 29: a subscriber's record grants cover the three record tables (same actions, same leading keys)")
+    for subscriber in ["Analytics", "Compensation", "Email", "Ops", "Payment", "Projector"]
 ]
 
 # Outputs added since (name: why); every other output must keep its value.

@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{
 };
 use herald::idempotency::{
     put_once, Decision, Delta, Executed, Idempotency, IdempotencyConfig, IdempotencyError, PutOnce,
+    RecordTables,
 };
 use herald::Envelope;
 
@@ -817,6 +818,103 @@ mod interleavings {
         }
         assert_eq!(applied.len(), distinct.len());
     }
+}
+
+/// Records spread over three tables (`IDEMPOTENCY_TABLE` listing them, as the bus block does):
+/// each record lands in its key's table, and a redelivery — one by one, in a batch read ahead
+/// across the tables, or in a batch told by its refused transaction — finds it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_spread_over_three_tables_are_found_by_every_mode() {
+    let client = aws_sdk_dynamodb::Client::new(&common::aws().await);
+    let mut tables = Vec::new();
+    for _ in 0..3 {
+        tables.push(table(&client, "pk").await);
+    }
+    let counters = table(&client, "metric").await;
+    let list = tables.join(",");
+    let spread = RecordTables::parse(&list);
+    let idempotency = |look_ahead: bool| {
+        let mut config = IdempotencyConfig::new(list.clone(), "test");
+        config.cache_capacity = 0;
+        config.look_ahead = look_ahead;
+        Idempotency::new(client.clone(), config)
+    };
+    let count = |event: &Envelope, _: Option<herald::idempotency::Conflict>| {
+        Ok::<_, String>(Decision {
+            writes: Vec::new(),
+            deltas: vec![
+                Delta::new(&counters, "metric", AttributeValue::S("events".into())).add("n", 1),
+            ],
+            result: event.id().to_string(),
+        })
+    };
+
+    let events: Vec<Envelope> = (0..30).map(|i| event(&format!("s{i}"), i)).collect();
+    let refs: Vec<&Envelope> = events.iter().collect();
+    let first = idempotency(true)
+        .run_transactional_batch(&refs, None, count)
+        .await;
+    assert!(
+        first
+            .iter()
+            .all(|r| matches!(r, Some(Ok(Executed::Ran(_))))),
+        "{first:?}"
+    );
+
+    // Each table holds the records of its keys, and only those.
+    let mut held = 0;
+    for name in &tables {
+        let items = client
+            .scan()
+            .table_name(name)
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default();
+        assert!(!items.is_empty(), "every table takes a share: {name}");
+        for item in &items {
+            let key = item["pk"].as_s().unwrap();
+            assert_eq!(spread.for_key(key), name, "{key}");
+        }
+        held += items.len();
+    }
+    assert_eq!(held, 30);
+
+    // Redelivered: with the read ahead, without it, and one at a time — never counted again.
+    for look_ahead in [true, false] {
+        let again = idempotency(look_ahead)
+            .run_transactional_batch(&refs, None, count)
+            .await;
+        assert!(
+            again
+                .iter()
+                .all(|r| matches!(r, Some(Ok(Executed::Replayed(_))))),
+            "look ahead {look_ahead}: {again:?}"
+        );
+    }
+    for e in &events[..5] {
+        let single = idempotency(false)
+            .run_transactional(e, |c| count(e, c))
+            .await
+            .unwrap();
+        assert_eq!(single, Executed::Replayed(e.id().to_string()));
+    }
+    let total = client
+        .get_item()
+        .table_name(&counters)
+        .key("metric", AttributeValue::S("events".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        total["n"],
+        AttributeValue::N("30".into()),
+        "each event counted once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,7 +56,7 @@ pub const RECORD_MAX_AGE_SECONDS: Variable = Variable {
 /// The idempotency table (also the ledger that sends each record's dead letter once).
 pub const IDEMPOTENCY_TABLE: Variable = Variable {
     name: "IDEMPOTENCY_TABLE",
-    meaning: "idempotency records, and the ledger that sends each record's dead letter once (without it, a redelivered poison record is dead-lettered again)",
+    meaning: "idempotency records, and the ledger that sends each record's dead letter once (without it, a redelivered poison record is dead-lettered again); several tables separated by commas share the records by key",
     default: None,
     example: "herald-idempotency",
 };

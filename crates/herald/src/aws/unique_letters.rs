@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::aws::dead_letter::{letter_identity, DeadLetter, DeadLetterError, DeadLetters};
 use crate::aws::AwsError;
 use crate::aws::Deadline;
+use crate::idempotency::RecordTables;
 
 /// What a claim on a letter key found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,20 +164,21 @@ fn now_secs() -> u64 {
 #[derive(Clone, Debug)]
 pub struct DynamoDbLetterLedger {
     client: aws_sdk_dynamodb::Client,
-    table_name: String,
+    tables: RecordTables,
     ttl: Duration,
 }
 
 impl DynamoDbLetterLedger {
-    /// Entries in `table_name`, kept for `ttl` (use the idempotency records' TTL).
+    /// Entries in `table_name` (or spread like the records over several, separated by commas:
+    /// [`RecordTables`]), kept for `ttl` (use the idempotency records' TTL).
     pub fn new(
         client: aws_sdk_dynamodb::Client,
-        table_name: impl Into<String>,
+        table_name: impl AsRef<str>,
         ttl: Duration,
     ) -> Self {
         DynamoDbLetterLedger {
             client,
-            table_name: table_name.into(),
+            tables: RecordTables::parse(table_name.as_ref()),
             ttl,
         }
     }
@@ -200,7 +202,7 @@ impl LetterLedger for DynamoDbLetterLedger {
         let result = self
             .client
             .put_item()
-            .table_name(&self.table_name)
+            .table_name(self.tables.for_key(key))
             .set_item(Some(self.item(key, "sending", now + lease.as_secs())))
             .condition_expression("attribute_not_exists(pk) OR (#s = :sending AND #u < :now)")
             .expression_attribute_names("#s", "state")
@@ -215,7 +217,7 @@ impl LetterLedger for DynamoDbLetterLedger {
                 let item = self
                     .client
                     .get_item()
-                    .table_name(&self.table_name)
+                    .table_name(self.tables.for_key(key))
                     .key("pk", AttributeValue::S(key.to_string()))
                     .consistent_read(true)
                     .send()
@@ -246,7 +248,7 @@ impl LetterLedger for DynamoDbLetterLedger {
         };
         self.client
             .put_item()
-            .table_name(&self.table_name)
+            .table_name(self.tables.for_key(key))
             .set_item(Some(item))
             .send()
             .await

@@ -37,7 +37,9 @@ pub type KeyFn = Arc<dyn Fn(&Envelope) -> String + Send + Sync>;
 /// Settings. Every field has a default; only the table name and the prefix are yours to give.
 #[derive(Clone)]
 pub struct IdempotencyConfig {
-    /// The DynamoDB table (partition key `pk`, string; TTL on `expiresAt`).
+    /// The DynamoDB table (partition key `pk`, string; TTL on `expiresAt`), or several separated
+    /// by commas that share the records by key ([`RecordTables`](super::RecordTables)): past one
+    /// table's write quota. Fixed for the life of the records.
     pub table_name: String,
     /// Prefixes every key, so subscribers sharing a table never see each other's records
     /// (and IAM can confine each to its prefix with `dynamodb:LeadingKeys`).

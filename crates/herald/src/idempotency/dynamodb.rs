@@ -2,7 +2,8 @@
 //! `PutItem` claims and completions, `DeleteItem` releases, consistent `GetItem`, one
 //! `TransactWriteItems` for records with their effects, and an eventually consistent
 //! `BatchGetItem` to read a batch's records ahead of its commit, in this table or, for records
-//! kept in effects' items, in theirs).
+//! kept in effects' items, in theirs). Records may be spread over several tables
+//! ([`RecordTables`]): each call goes to its key's table.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,29 +22,32 @@ use super::error::PersistenceError;
 use super::keyed::Item;
 use super::record::{attr, IdempotencyRecord, RecordStatus};
 use super::store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyStore};
+use super::tables::RecordTables;
 use crate::aws::error_text;
 
-/// Records in one DynamoDB table (partition key `pk`, string; TTL on `expiresAt`).
+/// Records in DynamoDB tables (partition key `pk`, string; TTL on `expiresAt`): one table, or
+/// several sharing the records by key ([`RecordTables`]).
 #[derive(Clone)]
 pub struct DynamoDbStore {
     client: Client,
-    table_name: String,
+    tables: RecordTables,
 }
 
 impl fmt::Debug for DynamoDbStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DynamoDbStore")
-            .field("table_name", &self.table_name)
+            .field("tables", &self.tables)
             .finish_non_exhaustive()
     }
 }
 
 impl DynamoDbStore {
-    /// Records in `table_name` through `client`.
-    pub fn new(client: Client, table_name: impl Into<String>) -> Self {
+    /// Records in `table_name` through `client`: one table, or several separated by commas
+    /// ([`RecordTables::parse`]).
+    pub fn new(client: Client, table_name: impl AsRef<str>) -> Self {
         DynamoDbStore {
             client,
-            table_name: table_name.into(),
+            tables: RecordTables::parse(table_name.as_ref()),
         }
     }
 
@@ -55,7 +59,7 @@ impl DynamoDbStore {
         let result = self
             .client
             .put_item()
-            .table_name(&self.table_name)
+            .table_name(self.tables.for_key(&record.key))
             .set_item(Some(to_item(record)))
             .condition_expression(CLAIM_CONDITION)
             .set_expression_attribute_names(Some(claim_names()))
@@ -89,7 +93,7 @@ impl DynamoDbStore {
         let result = self
             .client
             .put_item()
-            .table_name(&self.table_name)
+            .table_name(self.tables.for_key(&record.key))
             .set_item(Some(to_item(record)))
             .condition_expression("#claim = :mine")
             .expression_attribute_names("#claim", attr::CLAIM)
@@ -109,7 +113,7 @@ impl DynamoDbStore {
         let result = self
             .client
             .delete_item()
-            .table_name(&self.table_name)
+            .table_name(self.tables.for_key(key))
             .key(attr::KEY, AttributeValue::S(key.to_string()))
             .condition_expression("#status = :inprogress AND #claim = :mine")
             .expression_attribute_names("#status", attr::STATUS)
@@ -133,7 +137,7 @@ impl DynamoDbStore {
     async fn get_record(&self, key: &str) -> Result<Option<IdempotencyRecord>, PersistenceError> {
         self.client
             .get_item()
-            .table_name(&self.table_name)
+            .table_name(self.tables.for_key(key))
             .key(attr::KEY, AttributeValue::S(key.to_string()))
             .consistent_read(true)
             .send()
@@ -143,39 +147,29 @@ impl DynamoDbStore {
     }
 
     /// The records at `keys`, eventually consistent (half a read unit each: a record is far
-    /// under 4 KB), 100 keys per `BatchGetItem`. Keys DynamoDB leaves unprocessed are not read
-    /// again: the commit that follows catches their duplicates anyway.
+    /// under 4 KB), 100 keys per `BatchGetItem` across their tables. Keys DynamoDB leaves
+    /// unprocessed are not read again: the commit that follows catches their duplicates anyway.
     async fn batch_get(
         &self,
         keys: &[String],
     ) -> Result<HashMap<String, IdempotencyRecord>, PersistenceError> {
+        let wanted: Vec<(String, Item)> = keys
+            .iter()
+            .map(|key| {
+                let item = HashMap::from([(attr::KEY.to_string(), AttributeValue::S(key.clone()))]);
+                (self.tables.for_key(key).to_string(), item)
+            })
+            .collect();
         let mut found = HashMap::new();
-        for chunk in keys.chunks(crate::aws::limits::DYNAMODB_MAX_BATCH_GET_KEYS) {
-            let keys = chunk
-                .iter()
-                .map(|key| HashMap::from([(attr::KEY.to_string(), AttributeValue::S(key.clone()))]))
-                .collect();
-            let wanted = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(false)
-                .build()
-                .map_err(|e| PersistenceError::new(e.to_string()).with_source(e))?;
-            let out = self
-                .client
-                .batch_get_item()
-                .request_items(&self.table_name, wanted)
-                .send()
-                .await
-                .map_err(sdk_error)?;
-            let items = out
-                .responses
-                .and_then(|mut tables| tables.remove(&self.table_name))
-                .unwrap_or_default();
-            for item in items {
-                if let Some(key) = string(&item, attr::KEY) {
-                    let record = from_item(&key, &item);
-                    found.insert(key, record);
-                }
+        for item in self
+            .batch_get_items(&wanted, false)
+            .await?
+            .into_iter()
+            .flatten()
+        {
+            if let Some(key) = string(&item, attr::KEY) {
+                let record = from_item(&key, &item);
+                found.insert(key, record);
             }
         }
         Ok(found)
@@ -265,7 +259,7 @@ impl DynamoDbStore {
         let mut items = Vec::with_capacity(records.len() + effects.len());
         for record in records {
             let put = Put::builder()
-                .table_name(&self.table_name)
+                .table_name(self.tables.for_key(&record.key))
                 .set_item(Some(to_item(record)))
                 .condition_expression(CLAIM_CONDITION)
                 .set_expression_attribute_names(Some(claim_names()))

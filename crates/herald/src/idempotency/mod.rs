@@ -23,8 +23,8 @@
 //! `InMemoryStore` (feature `test-util`) in tests. What records mean is decided here, in the
 //! modes, so both stores behave alike. Files: `config`, `error`, `record`, `store`, `dynamodb`,
 //! `memory`, `claimed`, `transactional` (one event), `batch` (a batch's events in one
-//! transaction), `home` (a record kept in the effect's own item), `delta`, `item_locks`,
-//! `short_items`, `cache`.
+//! transaction), `home` (a record kept in the effect's own item), `tables` (records spread over
+//! several tables), `delta`, `item_locks`, `short_items`, `cache`.
 
 mod batch;
 mod cache;
@@ -41,6 +41,7 @@ mod memory;
 mod record;
 mod short_items;
 mod store;
+mod tables;
 mod transactional;
 
 use std::fmt;
@@ -67,6 +68,7 @@ pub use memory::InMemoryStore;
 pub use record::{attr, IdempotencyRecord, RecordStatus};
 use short_items::ShortItems;
 pub use store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyStore};
+pub use tables::RecordTables;
 
 /// How a call ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -152,7 +154,7 @@ impl fmt::Debug for Idempotency {
 }
 
 impl Idempotency {
-    /// Records in `config.table_name` through `client`.
+    /// Records in `config.table_name` (one table or several, [`RecordTables`]) through `client`.
     pub fn new(client: Client, config: IdempotencyConfig) -> Self {
         let store = DynamoDbStore::new(client, config.table_name.clone());
         Idempotency::with_store(store, config)

@@ -87,14 +87,21 @@ pub async fn effects(stack: &Stack, aws: &aws_config::SdkConfig) -> Result<Effec
     effects.incidents = scan(&dynamodb, stack.reference("IncidentsTable")?)
         .await?
         .len();
-    for item in scan(&dynamodb, stack.reference("BusIdempotencyTable")?).await? {
-        let key = item["pk"].as_str().unwrap_or_default();
-        let subscriber = key.split('#').next().unwrap_or_default().to_string();
-        *effects.records.entry(subscriber.clone()).or_default() += 1;
-        if subscriber == "inventory" {
-            effects
-                .inventory_outcomes
-                .insert(key.to_string(), outcome(&item["result"]));
+    // The bus spreads the records over its three tables by key.
+    for table in [
+        "BusIdempotencyTable",
+        "BusIdempotencyTable2",
+        "BusIdempotencyTable3",
+    ] {
+        for item in scan(&dynamodb, stack.reference(table)?).await? {
+            let key = item["pk"].as_str().unwrap_or_default();
+            let subscriber = key.split('#').next().unwrap_or_default().to_string();
+            *effects.records.entry(subscriber.clone()).or_default() += 1;
+            if subscriber == "inventory" {
+                effects
+                    .inventory_outcomes
+                    .insert(key.to_string(), outcome(&item["result"]));
+            }
         }
     }
     for (id, queue) in stack.of_kind("AWS::SQS::Queue") {
