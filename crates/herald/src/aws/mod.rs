@@ -17,6 +17,10 @@
 //! [`metrics`]' EMF metrics; [`environment`] is the list of variables each function reads;
 //! [`http`] is the request/response shape of a function URL or API Gateway; [`dead_letter`]
 //! parks what cannot be handled, with its reason, once per record ([`unique_letters`]).
+//!
+//! # Tables
+//! [`RecordTables`] spreads items keyed by one string over several DynamoDB tables, past one
+//! table's write quota (idempotency records, the dead-letter ledger, a handler's own items).
 
 mod backoff;
 mod config;
@@ -28,6 +32,7 @@ pub mod http;
 pub mod lambda;
 pub mod limits;
 pub mod metrics;
+mod record_tables;
 mod request_counter;
 pub mod telemetry;
 pub mod unique_letters;
@@ -41,4 +46,5 @@ pub use config::{
 pub use deadline::{Deadline, Expired};
 pub use environment::{env, MissingEnv};
 pub use errors::{error_text, is_throttling_code, AwsError, ErrorClass};
+pub use record_tables::RecordTables;
 pub use request_counter::{request_counter, RequestCounter};

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::aws::dead_letter::{letter_identity, DeadLetter, DeadLetterError, DeadLetters};
 use crate::aws::AwsError;
 use crate::aws::Deadline;
-use crate::idempotency::RecordTables;
+use crate::aws::RecordTables;
 
 /// What a claim on a letter key found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -22,8 +22,8 @@ use super::error::PersistenceError;
 use super::keyed::Item;
 use super::record::{attr, IdempotencyRecord, RecordStatus};
 use super::store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyStore};
-use super::tables::RecordTables;
 use crate::aws::error_text;
+use crate::aws::RecordTables;
 
 /// Records in DynamoDB tables (partition key `pk`, string; TTL on `expiresAt`): one table, or
 /// several sharing the records by key ([`RecordTables`]).

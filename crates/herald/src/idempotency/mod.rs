@@ -23,8 +23,7 @@
 //! `InMemoryStore` (feature `test-util`) in tests. What records mean is decided here, in the
 //! modes, so both stores behave alike. Files: `config`, `error`, `record`, `store`, `dynamodb`,
 //! `memory`, `claimed`, `transactional` (one event), `batch` (a batch's events in one
-//! transaction), `home` (a record kept in the effect's own item), `tables` (records spread over
-//! several tables), `delta`, `item_locks`, `short_items`, `cache`.
+//! transaction), `home` (a record kept in the effect's own item), `delta`, `item_locks`, `short_items`, `cache`.
 
 mod batch;
 mod cache;
@@ -41,7 +40,6 @@ mod memory;
 mod record;
 mod short_items;
 mod store;
-mod tables;
 mod transactional;
 
 use std::fmt;
@@ -55,6 +53,7 @@ use sha2::{Digest, Sha256};
 
 use crate::envelope::Envelope;
 
+pub use crate::aws::RecordTables;
 use cache::Cache;
 pub use config::{IdempotencyConfig, KeyFn, PayloadHash, DEFAULT_RECORD_TTL};
 pub use delta::Delta;
@@ -68,7 +67,6 @@ pub use memory::InMemoryStore;
 pub use record::{attr, IdempotencyRecord, RecordStatus};
 use short_items::ShortItems;
 pub use store::{BatchCommitOutcome, ClaimOutcome, CommitOutcome, IdempotencyStore};
-pub use tables::RecordTables;
 
 /// How a call ended.
 #[derive(Clone, Debug, PartialEq)]
