@@ -530,7 +530,7 @@ async fn doctor_says_a_fresh_deployed_stack_is_healthy() {
     assert_eq!(count("deadLetters"), 12);
     assert_eq!(count("iteratorAge"), 3, "the three stream readers");
     assert_eq!(count("ttl"), 3, "the three idempotency tables");
-    assert_eq!(count("pointInTimeRecovery"), 7);
+    assert_eq!(count("pointInTimeRecovery"), 8);
     assert_eq!(count("archive"), 1);
     assert!(count("alarm") >= 70, "{}", count("alarm"));
     let router = &findings(&report, "mapping", "BusRouterStreamMapping")[0];

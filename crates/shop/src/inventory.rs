@@ -2,8 +2,9 @@
 //! releases it on `order_cancelled`.
 //!
 //! Transactional mode: the stock decrements (one delta per SKU, never below zero) commit in one
-//! transaction with the order's reservation item (in the reservations table, keyed by the order
-//! id: apart from the stock counters, so each table has its own write quota), which keeps the
+//! transaction with the order's reservation item (in the reservations tables, keyed by the order
+//! id: apart from the stock counters, and spread over two tables by order id like records,
+//! `RecordTables`, so that each has its own write quota), which keeps the
 //! event's idempotency record (`record_in`: no write to the idempotency table); herald
 //! sums the decrements of a batch's orders per SKU. When a line lacks stock the
 //! transaction is cancelled, inventory decides again knowing which line, and commits the record
@@ -24,7 +25,7 @@ use crate::events::{
 };
 use herald::aws::{env, MissingEnv};
 use herald::envelope::Envelope;
-use herald::idempotency::{record_in, Conflict, Decision, Delta};
+use herald::idempotency::{record_in, Conflict, Decision, Delta, RecordTables};
 use herald::subscriber::{HandlerError, Outcome, TransactionalHandler};
 
 /// Stock table attributes: partition key `sku` (S), `available` (N); reservations table:
@@ -46,20 +47,22 @@ pub mod attr {
 #[derive(Clone, Debug)]
 pub struct Inventory {
     stock_table: String,
-    reservations_table: String,
+    reservations: RecordTables,
 }
 
 impl Inventory {
-    /// Reserve from `stock_table`, keeping each order's reservation in `reservations_table`.
-    pub fn new(stock_table: impl Into<String>, reservations_table: impl Into<String>) -> Self {
+    /// Reserve from `stock_table`, keeping each order's reservation in `reservations_tables`:
+    /// one table, or several separated by commas that share the orders by id (fixed for the
+    /// life of the reservations: an order's table follows from the list).
+    pub fn new(stock_table: impl Into<String>, reservations_tables: impl AsRef<str>) -> Self {
         Inventory {
             stock_table: stock_table.into(),
-            reservations_table: reservations_table.into(),
+            reservations: RecordTables::parse(reservations_tables.as_ref()),
         }
     }
 
-    /// From `TABLE_NAME` (stock) and `SECOND_TABLE_NAME` (reservations): the subscriber block's
-    /// own tables.
+    /// From `TABLE_NAME` (stock) and `SECOND_TABLE_NAME` (the reservations tables): the
+    /// subscriber block's own tables.
     pub fn from_env(_aws: &SdkConfig) -> Result<Self, MissingEnv> {
         Ok(Inventory::new(
             env("TABLE_NAME")?,
@@ -76,7 +79,7 @@ impl Inventory {
     /// redelivery finds it there, and the idempotency table gets no write.
     fn reservation(&self, order_id: &str, status: &str) -> Result<TransactWriteItem, HandlerError> {
         let put = Put::builder()
-            .table_name(&self.reservations_table)
+            .table_name(self.reservations.for_key(order_id))
             .item(attr::ORDER_ID, Self::reservation_key(order_id))
             .item(attr::STATUS, AttributeValue::S(status.to_string()))
             .condition_expression("attribute_not_exists(#order)")
@@ -91,7 +94,7 @@ impl Inventory {
     /// `reserved` → `released`, only if it is reserved.
     fn release_reservation(&self, order_id: &str) -> Result<TransactWriteItem, HandlerError> {
         let update = Update::builder()
-            .table_name(&self.reservations_table)
+            .table_name(self.reservations.for_key(order_id))
             .key(attr::ORDER_ID, Self::reservation_key(order_id))
             .update_expression("SET #status = :released")
             .condition_expression("#status = :reserved")
@@ -109,7 +112,7 @@ impl Inventory {
         unless_reserved: bool,
     ) -> Result<TransactWriteItem, HandlerError> {
         let mut update = Update::builder()
-            .table_name(&self.reservations_table)
+            .table_name(self.reservations.for_key(order_id))
             .key(attr::ORDER_ID, Self::reservation_key(order_id))
             .update_expression("SET #status = if_not_exists(#status, :cancelled)")
             .expression_attribute_names("#status", attr::STATUS)

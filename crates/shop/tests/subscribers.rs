@@ -386,6 +386,27 @@ fn an_order_whose_cancellation_came_first_reserves_nothing() {
     assert_eq!(decision.result.effect, "skipped_cancelled");
 }
 
+#[test]
+fn reservations_spread_over_two_tables_and_an_order_always_meets_its_own() {
+    let inventory = Inventory::new("stock", "reservations-a,reservations-b");
+    let tables = herald::idempotency::RecordTables::parse("reservations-a,reservations-b");
+    let mut used = std::collections::BTreeSet::new();
+    for n in 0..20 {
+        let order = format!("o-{n}");
+        let expected = format!("{}/{order}", tables.for_key(&order));
+        let placed = inventory
+            .decide(&order_placed(&order, "tok_visa"), None)
+            .unwrap();
+        let cancelled = inventory.decide(&order_cancelled(&order), None).unwrap();
+        for decision in [placed.effects().unwrap(), cancelled.effects().unwrap()] {
+            let targets: Vec<String> = decision.iter().map(target).collect();
+            assert!(targets.contains(&expected), "{targets:?} {expected}");
+        }
+        used.insert(tables.for_key(&order).to_string());
+    }
+    assert_eq!(used.len(), 2, "both tables take orders");
+}
+
 /// The whole subscriber as Lambda runs it — SQS batch in, idempotency, follow-ups, dead letters,
 /// partial batch response — on in-memory ports.
 mod delivered {

@@ -50,13 +50,16 @@ pub async fn effects(stack: &Stack, aws: &aws_config::SdkConfig) -> Result<Effec
             ),
         );
     }
-    // An order's reservation keeps its order_placed's idempotency record.
-    for item in scan(&dynamodb, stack.reference("ReservationsTable")?).await? {
-        if let Some(key) = item["heraldRecord"].as_str() {
-            *effects.records.entry("inventory".into()).or_default() += 1;
-            effects
-                .inventory_outcomes
-                .insert(key.to_string(), outcome(&item["heraldResult"]));
+    // An order's reservation keeps its order_placed's idempotency record; two tables share the
+    // orders by id.
+    for table in ["ReservationsTable", "ReservationsTable2"] {
+        for item in scan(&dynamodb, stack.reference(table)?).await? {
+            if let Some(key) = item["heraldRecord"].as_str() {
+                *effects.records.entry("inventory".into()).or_default() += 1;
+                effects
+                    .inventory_outcomes
+                    .insert(key.to_string(), outcome(&item["heraldResult"]));
+            }
         }
     }
     for item in scan(&dynamodb, stack.reference("PaymentsTable")?).await? {
