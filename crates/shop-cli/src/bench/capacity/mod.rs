@@ -163,6 +163,23 @@ pub fn profile(run: &PipelineRun, root: &Path) -> Result<Profile> {
             items_per_message: 1.0,
         });
     }
+    // Analytics sums its batches' increments per counter: its table is modelled counter by
+    // counter, each with the share of analytics' messages the run counted into it.
+    let analytics = delivered("analytics").max(1e-9);
+    let counters: Vec<HotItem> = run
+        .counters
+        .iter()
+        .map(|(metric, count)| HotItem {
+            name: format!("analytics counter {metric}"),
+            subscriber: "analytics".into(),
+            share: count / events / analytics,
+            items_per_message: 1.0,
+        })
+        .collect();
+    let mut counter_tables = BTreeMap::new();
+    if !counters.is_empty() {
+        counter_tables.insert("AnalyticsTable".to_string(), counters);
+    }
     Ok(Profile {
         records: units.kinesis_put_units,
         record_bytes: record_bytes(&orders),
@@ -170,6 +187,7 @@ pub fn profile(run: &PipelineRun, root: &Path) -> Result<Profile> {
         dynamodb_wcu: units.dynamodb_wru,
         table_wru: write_units_per_table(run),
         hot_items,
+        counter_tables,
         dollars_per_million: units.dollars_per_million(),
         order_requests: run
             .metrics
@@ -252,15 +270,12 @@ pub fn render(profile: &Profile, settings: &Settings, run: &PipelineRun) -> Stri
     }
     let _ = writeln!(
         out,
-        "\nThe model against the local run (requests per submitted event; the model assumes full \
-         batches, the local run at {:.0} events/s fills them partly):\n",
+        "\nThe model against the local run (per submitted event; the model assumes full batches, \
+         the local run at {:.0} events/s fills them partly):\n",
         run.load.rate()
     );
     let units = herald_units(run);
-    let _ = writeln!(
-        out,
-        "| requests per event | model, full batches | local run |"
-    );
+    let _ = writeln!(out, "| per event | model, full batches | local run |");
     let _ = writeln!(out, "|---|---:|---:|");
     let deliveries: f64 = profile.deliveries.values().sum();
     for (what, model, measured) in [
@@ -289,6 +304,19 @@ pub fn render(profile: &Profile, settings: &Settings, run: &PipelineRun) -> Stri
         ),
     ] {
         let _ = writeln!(out, "| {what} | {model:.3} | {measured:.3} |");
+    }
+    // The counter tables are modelled the same way: one write per counter per full batch.
+    for table in profile.counter_tables.keys() {
+        let model = profile
+            .table_wru_at(settings.subscriber_batch)
+            .get(table)
+            .copied()
+            .unwrap_or(0.0);
+        let measured = profile.table_wru.get(table).copied().unwrap_or(0.0);
+        let _ = writeln!(
+            out,
+            "| {table} write units (counters summed per batch) | {model:.3} | {measured:.3} |"
+        );
     }
     out
 }

@@ -22,6 +22,11 @@ pub struct Profile {
     pub table_wru: BTreeMap<String, f64>,
     /// The busiest single items and their write units per submitted event.
     pub hot_items: Vec<HotItem>,
+    /// Tables of counters a subscriber's batches sum into (analytics'), by logical id: every
+    /// counter with the share of the subscriber's messages that change it. Such a table takes
+    /// one write per counter per transaction, so its write units per event follow the batch
+    /// size (modelled as for hot items, full batches), not the local run's partly filled ones.
+    pub counter_tables: BTreeMap<String, Vec<HotItem>>,
     /// Requests priced per million submitted events (the cost model, Lambda duration apart).
     pub dollars_per_million: f64,
     /// AWS requests the order service makes per order (measured).
@@ -32,6 +37,20 @@ impl Profile {
     /// One order-service invocation: [`AWS_REQUEST_SECONDS`] per request it makes, at least one.
     pub fn order_seconds(&self) -> f64 {
         AWS_REQUEST_SECONDS * self.order_requests.max(1.0)
+    }
+
+    /// Write units per submitted event on each table with subscriber batches of `batch`: as
+    /// measured, but counter tables as modelled for full batches.
+    pub fn table_wru_at(&self, batch: f64) -> BTreeMap<String, f64> {
+        let mut tables = self.table_wru.clone();
+        for (table, counters) in &self.counter_tables {
+            tables.insert(table.clone(), self.counter_wru(counters, batch));
+        }
+        tables
+    }
+
+    fn counter_wru(&self, counters: &[HotItem], batch: f64) -> f64 {
+        counters.iter().map(|c| c.wcu_per_event(self, batch)).sum()
     }
 }
 
@@ -202,11 +221,28 @@ pub fn walls(profile: &Profile, settings: &Settings) -> Vec<Wall> {
             kind: WallKind::Quota,
         },
     ];
-    for (table, wru) in &profile.table_wru {
+    for (table, wru) in profile.table_wru_at(settings.subscriber_batch) {
+        // A counter table's writes are per batch: larger batches move its wall, up to the
+        // largest batch; only then is it the quota's.
+        let counters = profile.counter_tables.contains_key(&table);
+        let (name, kind) = if counters && settings.subscriber_batch < MAX_SUBSCRIBER_BATCH {
+            (
+                format!(
+                    "DynamoDB {table}: 40 000 write units/s (counters, batches of {})",
+                    settings.subscriber_batch
+                ),
+                WallKind::Setting("SubscriberBatchSize"),
+            )
+        } else {
+            (
+                format!("DynamoDB {table}: 40 000 write units/s"),
+                WallKind::Quota,
+            )
+        };
         walls.push(Wall {
-            name: format!("DynamoDB {table}: 40 000 write units/s"),
+            name,
             max_rate: DYNAMODB_TABLE_WRU / wru.max(1e-9),
-            kind: WallKind::Quota,
+            kind,
         });
     }
     let per_poller = settings.subscriber_batch / batch_seconds(settings.subscriber_batch);
@@ -299,7 +335,8 @@ pub fn size(profile: &Profile, defaults: &Settings, rate: f64) -> Sizing {
                     / KINESIS_SHARD_BYTES_OUT,
             ),
     );
-    // Batches grow until every hot item runs at the target utilisation of its partition.
+    // Batches grow until every hot item runs at the target utilisation of its partition, and
+    // every counter table at that of its table.
     let hottest_at = |batch: f64| {
         profile
             .hot_items
@@ -307,11 +344,21 @@ pub fn size(profile: &Profile, defaults: &Settings, rate: f64) -> Sizing {
             .map(|i| i.wcu_per_event(profile, batch) * rate)
             .fold(0.0, f64::max)
     };
+    let counters_at = |batch: f64| {
+        profile
+            .counter_tables
+            .values()
+            .map(|c| profile.counter_wru(c, batch) * rate)
+            .fold(0.0, f64::max)
+    };
     let subscriber_batch = BATCH_STEPS
         .iter()
         .copied()
         .filter(|b| *b >= defaults.subscriber_batch)
-        .find(|b| hottest_at(*b) <= DYNAMODB_PARTITION_WCU * TARGET_UTILISATION)
+        .find(|b| {
+            hottest_at(*b) <= DYNAMODB_PARTITION_WCU * TARGET_UTILISATION
+                && counters_at(*b) <= DYNAMODB_TABLE_WRU * TARGET_UTILISATION
+        })
         .unwrap_or(MAX_SUBSCRIBER_BATCH)
         .max(defaults.subscriber_batch);
     let busiest = profile.deliveries.values().copied().fold(0.0, f64::max) * rate;
@@ -350,10 +397,10 @@ pub fn size(profile: &Profile, defaults: &Settings, rate: f64) -> Sizing {
         rate,
         concurrency,
         busiest_table: profile
-            .table_wru
-            .iter()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(table, wru)| (table.clone(), wru * rate)),
+            .table_wru_at(subscriber_batch)
+            .into_iter()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(table, wru)| (table, wru * rate)),
         hottest,
         dollars_per_month: requests + shard_hours + lambda,
         blocked_by: walls.iter().find(|w| w.max_rate < rate).cloned(),
@@ -392,6 +439,7 @@ mod tests {
                 share: 1.0 / 2.4,
                 items_per_message: 1.0,
             }],
+            counter_tables: BTreeMap::new(),
             dollars_per_million: 17.7,
             order_requests: 3.0,
         }
@@ -449,6 +497,62 @@ mod tests {
             ],
             "{walls:?}"
         );
+    }
+
+    #[test]
+    fn a_counter_table_is_a_wall_larger_batches_move() {
+        // Analytics' 2.4 messages per event: an order counter in 1 of 2.4, a payment counter
+        // and its revenue counter in 1 of 3, and a rare one in 1 of 100.
+        let mut profile = profile();
+        let counter = |name: &str, share: f64| HotItem {
+            name: name.into(),
+            subscriber: "analytics".into(),
+            share,
+            items_per_message: 1.0,
+        };
+        profile.table_wru.insert("AnalyticsTable".into(), 9.0);
+        profile.counter_tables.insert(
+            "AnalyticsTable".into(),
+            vec![
+                counter("type#order_placed", 1.0 / 2.4),
+                counter("type#payment_succeeded", 1.0 / 3.0),
+                counter("revenue#EUR", 1.0 / 3.0),
+                counter("type#rare", 0.01),
+            ],
+        );
+        // Batches of 10: 0.24 transactions per event, each writing the counters it touches.
+        let touched = |share: f64, batch: f64| 1.0 - (1.0 - share).powf(batch);
+        let expected = |batch: f64| {
+            2.0 * 2.4 / batch
+                * (touched(1.0 / 2.4, batch)
+                    + 2.0 * touched(1.0 / 3.0, batch)
+                    + touched(0.01, batch))
+        };
+        let at_ten = profile.table_wru_at(10.0)["AnalyticsTable"];
+        assert!((at_ten - expected(10.0)).abs() < 1e-9, "{at_ten}");
+        // The measured figure stands for the other tables.
+        assert_eq!(profile.table_wru_at(10.0)["StockTable"], 4.0);
+        let walls = walls(&profile, &defaults());
+        let wall = walls
+            .iter()
+            .find(|w| w.name.contains("AnalyticsTable"))
+            .unwrap();
+        assert_eq!(wall.kind, WallKind::Setting("SubscriberBatchSize"));
+        assert!((wall.max_rate - 40_000.0 / expected(10.0)).abs() < 1e-6);
+        // Larger batches sum more: the wall moves up.
+        let mut bigger = defaults();
+        bigger.subscriber_batch = 50.0;
+        let moved = super::walls(&profile, &bigger)
+            .into_iter()
+            .find(|w| w.name.contains("AnalyticsTable"))
+            .unwrap();
+        assert!(moved.max_rate > 2.0 * wall.max_rate, "{moved:?} {wall:?}");
+        // Sizing for a rate past the wall grows the batches until the table runs at 80 %.
+        let rate = 1.2 * wall.max_rate;
+        let sized = size(&profile, &defaults(), rate);
+        assert!(sized.settings.subscriber_batch > 10.0);
+        let analytics = profile.table_wru_at(sized.settings.subscriber_batch)["AnalyticsTable"];
+        assert!(analytics * rate <= 32_000.0, "{analytics}");
     }
 
     #[test]

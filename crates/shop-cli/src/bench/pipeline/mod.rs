@@ -97,6 +97,9 @@ pub struct PipelineRun {
     pub metrics: BTreeMap<String, BTreeMap<String, f64>>,
     /// SQS requests of the event source mappings: (receives with messages, delete batches).
     pub poller: (usize, usize),
+    /// Analytics' counters after the run (`type#order_placed` → events counted): how the
+    /// events that analytics sums spread over its items.
+    pub counters: BTreeMap<String, f64>,
 }
 
 /// Run the pipeline once: `events` events at `rate` per second, `duplicates` of them retries.
@@ -143,6 +146,13 @@ pub async fn run(
     let settled = started.elapsed();
     let metrics = pipeline.metrics();
     let poller = pipeline.poller_requests();
+    let dynamodb = aws_sdk_dynamodb::Client::new(&endpoint.sdk_config().await);
+    let mut counters = BTreeMap::new();
+    for item in herald_ops::inspect::scan(&dynamodb, stack.reference("AnalyticsTable")?).await? {
+        if let (Some(metric), Some(count)) = (item["metric"].as_str(), item["count"].as_f64()) {
+            counters.insert(metric.to_string(), count);
+        }
+    }
     pipeline.stop().await;
 
     let traces = herald_ops::trace::all(&log_dir)?;
@@ -182,5 +192,6 @@ pub async fn run(
         latencies,
         metrics,
         poller,
+        counters,
     })
 }
